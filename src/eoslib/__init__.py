@@ -1,0 +1,18 @@
+"""eoslib: Hessian spectra, training loops and probes for edge-of-stability research.
+
+Modules, one concept each:
+
+- :mod:`eoslib.data`     — CIFAR-10 / Fashion-MNIST loaders (local copies or checksummed downloads).
+- :mod:`eoslib.dln`      — closed forms for the 2-parameter diagonal linear network (Wang & Roberts).
+- :mod:`eoslib.results`  — the chapters' results records: schema, provenance, save / load.
+- :mod:`eoslib.book`     — what chapters share: settings by scale, verdict tables, figure style.
+- :mod:`eoslib.chapters` — discovering chapters and their parameters (used by the CLI).
+
+Conventions used throughout: the loss is a scalar function ``loss_fn(params)`` of a PyTree
+``params``; the mean-squared error is ½‖f(x) − y‖² averaged over examples; the sharpness is the
+largest *algebraic* eigenvalue of the Hessian of that loss.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,170 @@
+"""The book's chapters: discovery, their parameters, and execution through papermill.
+
+A chapter is a jupytext percent-format file ``notebooks/<name>.py`` with
+
+- a cell tagged ``parameters`` assigning ``scale`` and every experiment setting (``None`` means
+  "the scale's default"); a trailing ``# comment`` on an assignment is that parameter's help;
+- a ``SCALES = {"smoke": {...}, "book": {...}, "paper": {...}}`` literal with those defaults;
+- a final cell that writes the chapter's results record to ``results_dir``.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from eoslib.results import SCALES, find_repo_root
+
+#: Parameters every chapter has that are not experiment settings.
+COMMON_PARAMETERS = ("scale", "results_dir")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    default: str  # the source text of the parameters cell's value
+    help: str
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter notebook: its name, title, path, parameters and per-scale defaults."""
+
+    name: str
+    title: str
+    path: Path
+    parameters: tuple[Parameter, ...]
+    scales: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parameters)
+
+
+def notebooks_dir() -> Path:
+    """The chapters' folder: ``$EOSLIB_NOTEBOOKS``, else ``notebooks/`` of the book found from the
+    working directory, else the one beside this (editable) package."""
+    if os.environ.get("EOSLIB_NOTEBOOKS"):
+        return Path(os.environ["EOSLIB_NOTEBOOKS"])
+    root = find_repo_root()
+    if root is not None:
+        return root / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def _read_notebook(path: Path):
+    import jupytext
+
+    return jupytext.read(path, fmt="py:percent")
+
+
+def parse_chapter(path: Path) -> Chapter:
+    """Read a chapter's title, parameters cell and ``SCALES`` table (without executing it)."""
+    nb = _read_notebook(path)
+    title = path.stem
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    title = line[2:].strip()
+                    break
+            break
+    parameters: list[Parameter] = []
+    scales: dict[str, Any] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(cell.source)
+        if "parameters" in cell.metadata.get("tags", []):
+            lines = cell.source.splitlines()
+            for node in tree.body:
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                    line = lines[node.lineno - 1]
+                    help_text = line.split("#", 1)[1].strip() if "#" in line else ""
+                    parameters.append(Parameter(node.targets[0].id,
+                                                ast.get_source_segment(cell.source, node.value),
+                                                help_text))
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                    and node.targets[0].id == "SCALES"):
+                scales = ast.literal_eval(node.value)
+    if not parameters:
+        raise ValueError(f"{path} has no cell tagged 'parameters'")
+    names = [p.name for p in parameters]
+    missing = [c for c in COMMON_PARAMETERS if c not in names]
+    if missing:
+        raise ValueError(f"{path}: the parameters cell must assign {missing}")
+    if set(scales) != set(SCALES):
+        raise ValueError(f"{path}: SCALES must have keys {list(SCALES)}, has {list(scales)}")
+    return Chapter(path.stem, title, path, tuple(parameters), scales)
+
+
+def discover(folder: Path | None = None) -> dict[str, Chapter]:
+    """Every chapter in ``folder`` (default :func:`notebooks_dir`), by name."""
+    folder = Path(folder) if folder is not None else notebooks_dir()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no chapters folder at {folder} (set EOSLIB_NOTEBOOKS or run "
+                                "from inside the eos-book checkout)")
+    return {p.stem: parse_chapter(p) for p in sorted(folder.glob("*.py"))}
+
+
+def get_chapter(name: str, folder: Path | None = None) -> Chapter:
+    chapters = discover(folder)
+    if name not in chapters:
+        raise ValueError(f"chapter {name!r} does not exist; chapters: {sorted(chapters)}")
+    return chapters[name]
+
+
+def check_parameters(chapter: Chapter, scale: str, parameters: Mapping[str, Any]) -> None:
+    """Reject an unknown scale or parameter name, naming what is allowed."""
+    if scale not in chapter.scales:
+        raise ValueError(f"scale {scale!r} is not allowed for {chapter.name}; "
+                         f"choose one of {list(chapter.scales)}")
+    settable = [n for n in chapter.parameter_names if n not in COMMON_PARAMETERS]
+    for name in parameters:
+        if name in COMMON_PARAMETERS:
+            raise ValueError(f"parameter {name!r} is set by --{name.replace('_dir', '')} "
+                             f"{'(--out)' if name == 'results_dir' else ''}, not -p")
+        if name not in settable:
+            raise ValueError(f"chapter {chapter.name} has no parameter {name!r}; its parameters "
+                             f"are {settable}")
+
+
+def to_notebook(chapter: Chapter):
+    """The chapter as an nbformat notebook with the ``python3`` kernel (papermill's input)."""
+    nb = _read_notebook(chapter.path)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    return nb
+
+
+def execute(
+    chapter: Chapter,
+    out_dir: Path,
+    *,
+    scale: str,
+    parameters: Mapping[str, Any],
+    prepare_only: bool = False,
+    progress_bar: bool = True,
+) -> Path:
+    """Run (or with ``prepare_only`` just parameterise) ``chapter`` through papermill.
+
+    Writes ``out_dir/<name>.ipynb``; the chapter itself writes ``out_dir/<name>.json``.
+    Returns the notebook's path.
+    """
+    import papermill
+
+    check_parameters(chapter, scale, parameters)
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / f"{chapter.name}.ipynb"
+    papermill.execute_notebook(
+        to_notebook(chapter), str(output),
+        parameters={"scale": scale, "results_dir": str(out_dir), **parameters},
+        prepare_only=prepare_only, kernel_name="python3", language="python",
+        progress_bar=progress_bar, cwd=str(chapter.path.parent),
+    )
+    return output

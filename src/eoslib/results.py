@@ -1,0 +1,217 @@
+"""Results records: what every chapter writes, and what the scorecard is built from.
+
+A record is a JSON object::
+
+    {
+      "chapter":    "dln-rpe",                       # the chapter's name (its notebook's stem)
+      "scale":      "book",                          # smoke | book | paper
+      "parameters": {...},                           # every experiment setting, resolved
+      "claims":     [{"id", "claim", "paper", "ours", "verdict", "note"}, ...],
+      "metrics":    {"name": number, ...},           # named numbers the chapter measured
+      "provenance": {"eoslib_version", "git_hash", "jax_version", "device", "wall_time_s", ...}
+    }
+
+``verdict`` is one of :data:`VERDICTS`. Numbers are plain JSON numbers; a non-finite metric is
+stored as ``null`` (JSON has no NaN) and read back as ``nan``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from eoslib import __version__
+
+#: The three verdicts a claim can get.
+VERDICTS = ("reproduced", "partly reproduced", "not reproduced")
+#: The three scales a chapter runs at (CI seconds, book minutes on a CPU, the paper settings).
+SCALES = ("smoke", "book", "paper")
+RECORD_KEYS = ("chapter", "scale", "parameters", "claims", "metrics", "provenance")
+CLAIM_KEYS = ("id", "claim", "paper", "ours", "verdict", "note")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of a paper, the paper's number, ours, and the verdict.
+
+    ``paper`` and ``ours`` are short human-readable strings (a number with its setting), so the
+    scorecard can show them side by side; the exact numbers go into the record's ``metrics``.
+    """
+
+    id: str
+    claim: str
+    paper: str
+    ours: str
+    verdict: str
+    note: str = ""
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise ValueError(
+                f"Claim {self.id!r}: verdict={self.verdict!r} is not one of {list(VERDICTS)}"
+            )
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn numpy / JAX scalars and arrays, tuples and non-finite floats into plain JSON."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "__array__") and not isinstance(value, (str, bytes)):
+        arr = np.asarray(value)
+        if arr.ndim == 0:
+            return _jsonable(arr.item())
+        return [_jsonable(v) for v in arr.tolist()]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store a value of type {type(value).__name__} in a record: {value!r}")
+
+
+def git_hash(start: Path | None = None) -> str:
+    """The git commit of the eoslib checkout (``+dirty`` when it has uncommitted changes).
+
+    Returns ``"unknown"`` outside a git checkout (e.g. an installed wheel).
+    """
+    where = Path(start) if start is not None else Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def provenance(start_time: float | None = None, **extra: Any) -> dict[str, Any]:
+    """Where and how a result was computed: versions, git hash, device, wall time.
+
+    Args:
+      start_time: ``time.time()`` when the computation began; gives ``wall_time_s``.
+      **extra: more entries (e.g. ``data_source``), stored as given.
+    """
+    import jax
+
+    device = jax.devices()[0]
+    info = {
+        "eoslib_version": __version__,
+        "git_hash": git_hash(),
+        "jax_version": jax.__version__,
+        "device": f"{device.platform}:{getattr(device, 'device_kind', '')}".rstrip(":"),
+        "x64": bool(jax.config.read("jax_enable_x64")),
+        "python": platform.python_version(),
+        "host_cpus": os.cpu_count(),
+        "timestamp_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if start_time is not None:
+        info["wall_time_s"] = round(time.time() - start_time, 3)
+    info.update(extra)
+    return info
+
+
+def make_record(
+    chapter: str,
+    scale: str,
+    parameters: Mapping[str, Any],
+    claims: Sequence[Claim],
+    metrics: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Assemble and validate a record (see the module docstring for the schema)."""
+    record = {
+        "chapter": chapter,
+        "scale": scale,
+        "parameters": _jsonable(dict(parameters)),
+        "claims": [_jsonable(asdict(c)) for c in claims],
+        "metrics": _jsonable(dict(metrics)),
+        "provenance": _jsonable(dict(provenance)),
+    }
+    validate_record(record)
+    return record
+
+
+def validate_record(record: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first field of ``record`` that breaks the schema."""
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"record is missing {missing}; a record has keys {list(RECORD_KEYS)}")
+    if record["scale"] not in SCALES:
+        raise ValueError(f"record scale={record['scale']!r} is not one of {list(SCALES)}")
+    if not record["claims"]:
+        raise ValueError(f"record of chapter {record['chapter']!r} has no claims")
+    for i, claim in enumerate(record["claims"]):
+        absent = [k for k in CLAIM_KEYS if k not in claim]
+        if absent:
+            raise ValueError(f"claims[{i}] is missing {absent}")
+        if claim["verdict"] not in VERDICTS:
+            raise ValueError(
+                f"claims[{i}] verdict={claim['verdict']!r} is not one of {list(VERDICTS)}"
+            )
+    for name, value in record["metrics"].items():
+        if value is not None and not isinstance(value, (int, float, list)):
+            raise ValueError(f"metrics[{name!r}]={value!r} is not a number (or list of numbers)")
+    for key in ("eoslib_version", "git_hash", "jax_version", "device"):
+        if key not in record["provenance"]:
+            raise ValueError(f"provenance is missing {key!r}")
+
+
+def find_repo_root(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (default: cwd) holding the book's ``_toc.yml``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file():
+            return folder
+    return None
+
+
+def records_dir(results_dir: str | os.PathLike | None = None) -> Path:
+    """Where records are written: ``results_dir`` if given, else ``$EOSLIB_RECORDS``, else the
+    book's ``_build/records`` (found from the working directory), else ``./records``."""
+    if results_dir is not None:
+        return Path(results_dir)
+    if os.environ.get("EOSLIB_RECORDS"):
+        return Path(os.environ["EOSLIB_RECORDS"])
+    root = find_repo_root()
+    return (root / "_build" / "records") if root is not None else Path("records")
+
+
+def write_record(record: Mapping[str, Any], results_dir: str | os.PathLike | None = None) -> Path:
+    """Validate ``record`` and write it to ``<records_dir>/<chapter>.json``; return the path."""
+    validate_record(record)
+    folder = records_dir(results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{record['chapter']}.json"
+    path.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate one record."""
+    record = json.loads(Path(path).read_text())
+    validate_record(record)
+    return record
+
+
+def read_records(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every record in ``folder``, sorted by chapter name (empty if the folder does not exist)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [read_record(p) for p in sorted(folder.glob("*.json"))]
