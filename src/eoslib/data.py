@@ -237,7 +237,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles the CIFAR-10 batches and nothing else: only numpy array reconstruction."""
 
     _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype")}
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
@@ -376,8 +376,10 @@ def _finish(x_uint8, y, names, source, standardize, stats):
     x = x_uint8.astype(np.float32) / 255.0
     mean = std = None
     if standardize:
-        mean, std = stats if stats is not None else (x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2)))
-        x = (x - mean) / std
+        if stats is None:  # accumulate in float64: float32 multi-axis sums drift by ~n·eps
+            stats = (x.mean(axis=(0, 1, 2), dtype=np.float64), x.std(axis=(0, 1, 2), dtype=np.float64))
+        mean, std = (np.asarray(s, np.float32) for s in stats)
+        x = (x - mean) / np.where(std > 0, std, 1)  # a constant channel is only centred
     return Dataset(x=x, y=y, classes=names, source=source, mean=mean, std=std)
 
 

@@ -74,7 +74,10 @@ QUADRATIC = EvenPolynomial((0.0, 0.0, 1.0))
 
 def validate_theta(theta: Sequence[float], name: str = "theta0") -> np.ndarray:
     """Check a DLN point: two finite numbers with θ₁θ₂ ≠ 0 (β is undefined at Θ = 0)."""
-    arr = np.asarray(theta, dtype=float)
+    try:
+        arr = np.asarray(theta, dtype=float)
+    except (TypeError, ValueError):
+        arr = np.array([np.nan])
     if arr.shape != (2,) or not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}={theta!r} must be two finite numbers (θ₁, θ₂)")
     if arr[0] * arr[1] == 0:
@@ -116,12 +119,20 @@ def beta(theta: Float[Array, "2"], z: ZFunction = QUADRATIC) -> Scalar:
 
 
 def r2_from_beta(b: ScalarLike) -> Scalar:
-    """``R₂(β) = β + √(β² + 1)`` (Eq. 6): the closed-form ``|u₁,₁ / u₁,₂|``."""
+    """``R₂(β) = β + √(β² + 1)`` (Eq. 6): the closed-form ``|u₁,₁ / u₁,₂|`` when θ₂² > θ₁².
+
+    In general it is the sign- and exchange-invariant ``max(|u₁,₁/u₁,₂|, |u₁,₂/u₁,₁|)``: the
+    ratio of the sharper parameter's component to the flatter one's (App. B.1).
+    """
     return b + jnp.sqrt(b**2 + 1)
 
 
 def r2_of_eigenvector(v: Float[Array, "2"]) -> Scalar:
-    """``R₂ = |u₁,₁ / u₁,₂|`` measured from an eigenvector ``v`` of shape ``(2,)``."""
+    """``R₂ = |u₁,₁ / u₁,₂|`` measured from an eigenvector ``v`` of shape ``(2,)``.
+
+    This is the paper's convention with θ₁ the sharper parameter (θ₂² > θ₁²), as along every
+    trajectory of Fig. 1.
+    """
     return jnp.abs(v[0] / v[1])
 
 
