@@ -17,3 +17,34 @@ def getkey():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def tiny_mlp(key, sizes=(8, 16, 16, 3), activation=None):
+    """A small tanh MLP as a list of (W, b); inputs (N, sizes[0]) → outputs (N, sizes[-1])."""
+    import jax.numpy as jnp
+
+    keys = jax.random.split(key, len(sizes) - 1)
+    params = [(jax.random.normal(k, (m, n)) / jnp.sqrt(m), jnp.zeros(n))
+              for k, m, n in zip(keys, sizes[:-1], sizes[1:])]
+
+    def apply(params, x):
+        for W, b in params[:-1]:
+            x = (activation or jnp.tanh)(x @ W + b)
+        W, b = params[-1]
+        return x @ W + b
+
+    return params, apply
+
+
+@pytest.fixture
+def mlp_problem():
+    """A real (small) network Hessian: tanh MLP, ½MSE on 32 random examples, float64."""
+    import jax.numpy as jnp
+
+    key = jax.random.key(3)
+    k1, k2, k3 = jax.random.split(key, 3)
+    params, apply = tiny_mlp(k1)
+    x = jax.random.normal(k2, (32, 8))
+    y = jax.nn.one_hot(jax.random.randint(k3, (32,), 0, 3), 3)
+    loss = lambda p: 0.5 * jnp.mean(jnp.sum((apply(p, x) - y) ** 2, axis=1))
+    return params, loss, (lambda p: apply(p, x))

@@ -1,0 +1,167 @@
+"""The Hessian of a loss, matrix-free: HVPs, its top eigenpairs, and the curvature probes.
+
+Every function takes a scalar ``loss_fn(params)`` and a PyTree ``params``. Flat vectors are in
+``jax.flatten_util.ravel_pytree(params)`` order; eigenvectors come back in that order.
+
+Quantities (H the Hessian of L at θ, v₁ its top eigenvector, S = λ₁ the sharpness):
+
+- :func:`hvp` — ``H t`` by forward-over-reverse (``jvp`` of ``grad``), the cheapest exact HVP.
+- :func:`top_eigenpairs` / :func:`eigsh` / :func:`sharpness` — via :func:`eoslib.linalg.eigsh`,
+  under ``jax.default_matmul_precision(precision)`` (default ``"highest"``: TF32 corrupts
+  eigenvalues).
+- :func:`sharpness_gradient` — ``∇S = ∇_θ (v₁ᵀ H(θ) v₁)`` with v₁ held fixed, which equals the
+  gradient of λ₁ for a simple eigenvalue (Hellmann–Feynman); a third derivative, matrix-free.
+- :func:`alpha_beta` — α = −⟨∇L, ∇S⟩ and β = ‖∇S‖² (Damian et al. 2023).
+- :func:`directional_derivative` — dᵏ/dtᵏ L(θ + t u) at t = 0 by nested ``jvp`` (exact).
+- :func:`kappa_finite_difference` — the flatness-bias paper's finite-difference proxy for κ
+  (its Eq. 26, reconstructed): ``12 [L(θ+rv) + L(θ−rv) − 2L(θ) − r² vᵀHv] / r⁴``, which is the
+  fourth directional derivative plus O(r²).
+- :func:`preconditioned_sharpness` — λ₁(P^{-1/2} H P^{-1/2}) for a diagonal preconditioner P
+  (the effective sharpness of an adaptive optimizer whose step is P⁻¹∇L).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
+
+from eoslib import linalg
+
+LossFn = Callable[[PyTree], Scalar]
+
+
+def _check_scalar_loss(loss_fn: LossFn, params: PyTree) -> None:
+    out = jax.eval_shape(loss_fn, params)
+    if getattr(out, "shape", None) != ():
+        raise ValueError(f"loss_fn must return a scalar; it returned shape "
+                         f"{getattr(out, 'shape', type(out).__name__)}")
+
+
+def hvp(loss_fn: LossFn, params: PyTree, tangent: PyTree) -> PyTree:
+    """``H(params) · tangent`` as a PyTree like ``params`` (forward-over-reverse)."""
+    return jax.jvp(jax.grad(loss_fn), (params,), (tangent,))[1]
+
+
+def flat_hvp(loss_fn: LossFn, params: PyTree) -> tuple[Callable[[Float[Array, " n"]], Float[Array, " n"]], Callable]:
+    """The HVP as a ``matvec`` on flat ``(n,)`` vectors, plus ``unravel`` (flat → PyTree).
+
+    The gradient's linearisation is computed once (``jax.linearize``), so repeated products
+    (as in Lanczos) reuse it.
+    """
+    flat, unravel = ravel_pytree(params)
+    _, hvp_lin = jax.linearize(lambda p: ravel_pytree(jax.grad(loss_fn)(unravel(p)))[0], flat)
+    return hvp_lin, unravel
+
+
+def hvp_batch(loss_fn: LossFn, params: PyTree, vectors: Float[Array, "b n"]) -> Float[Array, "b n"]:
+    """``H v`` for each row of ``vectors`` (flat, ``ravel_pytree`` order), batched with ``vmap``."""
+    matvec, _ = flat_hvp(loss_fn, params)
+    return jax.vmap(matvec)(vectors)
+
+
+def eigsh(
+    loss_fn: LossFn,
+    params: PyTree,
+    k: int,
+    *,
+    key: PRNGKeyArray | None = None,
+    v0: Float[Array, " n"] | Float[Array, "n b"] | None = None,
+    precision: str = "highest",
+    **options: Any,
+) -> linalg.Eigenpairs:
+    """Top-k eigenpairs of the Hessian with residuals and the HVP count (:class:`eoslib.linalg.Eigenpairs`).
+
+    Start from ``v0`` (e.g. the previous probe's eigenvectors, to warm-start) or from a random
+    vector drawn with ``key``. ``options`` go to :func:`eoslib.linalg.eigsh`.
+    """
+    _check_scalar_loss(loss_fn, params)
+    flat, _ = ravel_pytree(params)
+    if v0 is None:
+        if key is None:
+            raise ValueError("give key= (a PRNG key for the start vector) or v0= (a warm start)")
+        v0 = jax.random.normal(key, flat.shape, flat.dtype)
+    with jax.default_matmul_precision(precision):
+        matvec, _ = flat_hvp(loss_fn, params)
+        return linalg.eigsh(matvec, v0, k, precision=precision, **options)
+
+
+def top_eigenpairs(loss_fn: LossFn, params: PyTree, k: int, *, key: PRNGKeyArray, **options: Any):
+    """``(eigenvalues (k,), eigenvectors (n, k))`` of the Hessian of ``loss_fn`` at ``params``:
+    largest algebraic first, orthonormal columns in ``ravel_pytree(params)`` order."""
+    result = eigsh(loss_fn, params, k, key=key, **options)
+    return result.values, result.vectors
+
+
+def sharpness(loss_fn: LossFn, params: PyTree, *, key: PRNGKeyArray, **options: Any) -> Scalar:
+    """S(θ) = λ₁, the largest algebraic eigenvalue of the Hessian."""
+    return eigsh(loss_fn, params, 1, key=key, **options).values[0]
+
+
+def sharpness_gradient(loss_fn: LossFn, params: PyTree, v: Float[Array, " n"]) -> PyTree:
+    """``∇S = ∇_θ (vᵀ H(θ) v)`` for the flat unit eigenvector ``v`` held fixed; a PyTree."""
+    _, unravel = ravel_pytree(params)
+    u = unravel(v)
+
+    def curvature_along_v(p):
+        return jax.tree.reduce(jnp.add, jax.tree.map(jnp.vdot, u, hvp(loss_fn, p, u)))
+
+    return jax.grad(curvature_along_v)(params)
+
+
+def alpha_beta(grad_loss: PyTree, grad_sharpness: PyTree) -> tuple[Scalar, Scalar]:
+    """α = −⟨∇L, ∇S⟩ (how fast GD's step raises S) and β = ‖∇S‖² (Damian et al. 2023)."""
+    inner = jax.tree.reduce(jnp.add, jax.tree.map(jnp.vdot, grad_loss, grad_sharpness))
+    norm2 = jax.tree.reduce(jnp.add, jax.tree.map(jnp.vdot, grad_sharpness, grad_sharpness))
+    return -inner, norm2
+
+
+def directional_derivative(loss_fn: LossFn, params: PyTree, direction: PyTree, order: int) -> Scalar:
+    """``d^order/dt^order loss_fn(params + t · direction)`` at t = 0, exactly (nested ``jvp``).
+
+    ``direction`` is a PyTree like ``params``; ``order`` ≥ 1 (1..4 are the ones the book uses).
+    """
+    if not isinstance(order, int) or order < 1:
+        raise ValueError(f"order={order!r} must be an integer ≥ 1")
+    _check_scalar_loss(loss_fn, params)
+
+    def along(t):
+        return loss_fn(jax.tree.map(lambda p, d: p + t * d, params, direction))
+
+    f = along
+    for _ in range(order):
+        f = (lambda g: lambda t: jax.jvp(g, (t,), (jnp.ones_like(t),))[1])(f)
+    leaf = jax.tree.leaves(params)[0]
+    return f(jnp.zeros((), leaf.dtype))
+
+
+def kappa_finite_difference(loss_fn: LossFn, params: PyTree, v: Float[Array, " n"], radius: float) -> Scalar:
+    """The finite-difference κ proxy along the flat unit vector ``v`` at step ``radius``.
+
+    ``12 [L(θ+rv) + L(θ−rv) − 2L(θ) − r² vᵀHv] / r⁴`` = D⁴L[v,v,v,v] + O(r²). Cancellation
+    makes it noisy for small r in float32; compare with ``directional_derivative(..., 4)``.
+    """
+    flat, unravel = ravel_pytree(params)
+    loss_at = lambda x: loss_fn(unravel(x))
+    matvec, _ = flat_hvp(loss_fn, params)
+    r = radius
+    even = loss_at(flat + r * v) + loss_at(flat - r * v) - 2 * loss_at(flat)
+    return 12 * (even - r**2 * jnp.vdot(v, matvec(v))) / r**4
+
+
+def preconditioned_sharpness(
+    loss_fn: LossFn, params: PyTree, precond: PyTree, *, key: PRNGKeyArray, **options: Any
+) -> Scalar:
+    """λ₁(P^{-1/2} H P^{-1/2}) for the diagonal preconditioner ``precond`` (a PyTree like
+    ``params`` of positive entries, e.g. Adam's ``√v̂ + ε``). GD with step ``η P⁻¹ ∇L`` is stable
+    on the quadratic model iff this is below 2/η."""
+    flat, _ = ravel_pytree(params)
+    p_inv_sqrt = 1.0 / jnp.sqrt(ravel_pytree(precond)[0])
+    with jax.default_matmul_precision(options.get("precision", "highest")):
+        matvec, _ = flat_hvp(loss_fn, params)
+        scaled = lambda v: p_inv_sqrt * matvec(p_inv_sqrt * v)
+        v0 = jax.random.normal(key, flat.shape, flat.dtype)
+        return linalg.eigsh(scaled, v0, 1, **options).values[0]

@@ -1,0 +1,333 @@
+"""Matrix-free symmetric eigensolvers and subspace distances. Knows nothing about networks.
+
+Operators are ``matvec(v) -> A v`` on flat arrays of shape ``(n,)``; ``A`` must be symmetric.
+
+**Eigensolver.** :func:`eigsh` is a block Lanczos method (Golub & Underwood 1977) with
+
+- reorthogonalisation ``"none"`` (the three-term recurrence only), ``"full"`` (classical
+  Gram–Schmidt against the whole basis, always twice), or ``"mpk"``: the Modified Parlett–Kahan
+  rule of Wang & Roberts (App. B.1 of the flatness-bias paper, after Parlett 1980 and Abaffy &
+  Fodor 2015) — orthogonalise once; accept if the norm kept at least 1/κ of itself (κ = √2,
+  "twice is enough"), else orthogonalise a second time; if the second pass again loses more
+  than that, declare the vector (near) linearly dependent and replace it by a fresh random
+  direction. (The paper's formulas were lost in our copy; this is our reconstruction.)
+- early stopping: after every block step the top-k Ritz pairs of the block-tridiagonal
+  projection are computed and the iteration stops once every residual ``‖A y − θ y‖`` is at most
+  ``tol · max|θ|``; an eigenvalue is then accurate to about ``residual² / gap``.
+- explicit restarts from the current top Ritz vectors when the basis buffer fills up.
+- warm starts: pass the previous eigenvectors as ``v0`` (shape ``(n, b)``); on a slowly drifting
+  matrix this converges in a few steps (this is how the training loop tracks eigenpairs).
+
+Eigenvalues are the largest **algebraic** ones: a large negative eigenvalue is never returned as
+the top one. A block (``block_size ≥`` the multiplicity) is what finds repeated eigenvalues; a
+single start vector sees only one direction of each eigenspace.
+
+**Precision.** Dots run at ``precision`` (default ``"highest"``): TF32 corrupts eigenvalues on
+GPUs. The operator's own matmuls follow ``jax.default_matmul_precision`` (see
+:mod:`eoslib.hessian`, which sets it).
+
+**Subspaces.** :func:`principal_angles`, :func:`grassmann_distance` and
+:func:`cosine_grassmann_similarity` (App. B.2 of the flatness-bias paper: ``cos(d_G / √k)``,
+which is ``|cos|`` between two vectors when k = 1; reconstructed, as above).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+Matvec = Callable[[Float[Array, " n"]], Float[Array, " n"]]
+REORTHO_MODES = ("none", "full", "mpk")
+KAPPA = math.sqrt(2.0)  # Parlett–Kahan: "twice is enough"
+
+
+class Eigenpairs(NamedTuple):
+    """Result of :func:`eigsh`.
+
+    Attributes:
+      values: the k largest algebraic eigenvalues, descending, shape ``(k,)``.
+      vectors: orthonormal eigenvectors as columns, shape ``(n, k)``.
+      residuals: ``‖A y_i − θ_i y_i‖`` for each pair, shape ``(k,)``.
+      matvecs: operator applications spent (scalar int).
+      converged: whether every residual met the tolerance (scalar bool).
+    """
+
+    values: Float[Array, " k"]
+    vectors: Float[Array, "n k"]
+    residuals: Float[Array, " k"]
+    matvecs: Int[Array, ""]
+    converged: Bool[Array, ""]
+
+
+class KrylovDecomposition(NamedTuple):
+    """``A Q ≈ Q T + (next block) B``: what one Lanczos cycle produced (see :func:`lanczos`).
+
+    Attributes:
+      tridiagonal: the block-tridiagonal projection ``T = Qᵀ A Q``, shape ``(m·b, m·b)``.
+      basis: the Lanczos vectors as columns, shape ``(n, m·b)``.
+      next_norm: the coupling ``B_{m}`` to the next block, shape ``(b, b)``.
+    """
+
+    tridiagonal: Float[Array, "mb mb"]
+    basis: Float[Array, "n mb"]
+    next_norm: Float[Array, "b b"]
+
+
+def _dot(a, b, precision):
+    return jnp.matmul(a, b, precision=precision)
+
+
+def _check_reortho(reortho):
+    if reortho not in REORTHO_MODES:
+        raise ValueError(f"reortho={reortho!r} is not supported; choose one of {list(REORTHO_MODES)}")
+
+
+def _start_block(v0, b, seed):
+    """An orthonormal ``(n, b)`` start block from ``v0`` (``(n,)`` or ``(n, b')``)."""
+    v0 = jnp.asarray(v0)
+    block = v0[:, None] if v0.ndim == 1 else v0
+    n = block.shape[0]
+    if block.shape[1] < b:
+        extra = jax.random.normal(jax.random.key(seed), (n, b - block.shape[1]), block.dtype)
+        block = jnp.concatenate([block, extra], axis=1)
+    q, _ = jnp.linalg.qr(block[:, :b])
+    return q
+
+
+def _orthogonalize(W, V, precision):
+    """One classical Gram–Schmidt pass of the columns of W (n, b) against the rows of V (M, n)."""
+    return W - _dot(V.T, _dot(V, W, precision), precision)
+
+
+def _reorthogonalize(W, V, reortho, precision):
+    """Reorthogonalise W against the basis V; return W and a per-column 'dependent' flag."""
+    norm0 = jnp.linalg.norm(W, axis=0)
+    if reortho == "none":
+        return W, jnp.zeros(W.shape[1], bool)
+    W1 = _orthogonalize(W, V, precision)
+    norm1 = jnp.linalg.norm(W1, axis=0)
+    W2 = _orthogonalize(W1, V, precision)
+    norm2 = jnp.linalg.norm(W2, axis=0)
+    if reortho == "full":
+        return W2, jnp.zeros(W.shape[1], bool)
+    # mpk: keep the first pass where it kept ≥ 1/κ of the norm; else take the second pass, and
+    # declare dependence if that pass again lost more than 1 − 1/κ.
+    accept_first = norm1 * KAPPA >= norm0
+    dependent = ~accept_first & (norm2 * KAPPA < norm1)
+    return jnp.where(accept_first[None, :], W1, W2), dependent
+
+
+def _next_block(W, dependent, V, floor, key, precision):
+    """Orthonormalise the new block by SVD: ``W ≈ Q B`` with ``B = Σ Zᵀ`` (b × b).
+
+    SVD reveals rank where QR does not (the columns of W may each be large yet span fewer
+    dimensions). Directions with singular value ≤ ``floor`` (or columns declared dependent by
+    MPK) carry no new information: they are replaced by random directions orthogonal to the
+    basis and to the kept directions, and their rows of B are zeroed, so T stays the exact
+    projection (deflation).
+    """
+    W = jnp.where(dependent[None, :], 0.0, W)
+    U, sigma, Zt = jnp.linalg.svd(W, full_matrices=False)
+    dead = sigma <= floor
+    keep = jnp.where(dead[None, :], 0.0, U)
+    fresh = jax.random.normal(key, W.shape, W.dtype)
+    for _ in range(2):
+        fresh = _orthogonalize(fresh, V, precision)
+        fresh = fresh - _dot(keep, _dot(keep.T, fresh, precision), precision)
+    fresh, _ = jnp.linalg.qr(fresh)
+    Q = jnp.where(dead[None, :], fresh, U)
+    B = jnp.where(dead[:, None], 0.0, sigma[:, None] * Zt)
+    return Q, B
+
+
+def _block_tridiagonal_ritz(T, used, k):
+    """Top-k Ritz pairs of the leading ``used × used`` block of T (other rows are padding)."""
+    size = T.shape[0]
+    mask = jnp.arange(size) < used
+    Tm = jnp.where(mask[:, None] & mask[None, :], T, 0.0)
+    # padded diagonal below every real eigenvalue (Gershgorin), so top-k are never padding
+    lower = jnp.min(jnp.where(mask, jnp.diag(Tm) - jnp.sum(jnp.abs(Tm), axis=1) + jnp.abs(jnp.diag(Tm)), jnp.inf))
+    pad = lower - 1.0 - jnp.abs(lower)
+    Tm = Tm + jnp.diag(jnp.where(mask, 0.0, pad))
+    theta, S = jnp.linalg.eigh(Tm)
+    return theta[::-1][:k], S[:, ::-1][:, :k]
+
+
+def _krylov_cycle(matvec, Q0, k, num_steps, reortho, tol, precision, early_stop, seed):
+    """Up to ``num_steps`` block Lanczos steps from the orthonormal block Q0 (n, b)."""
+    n, b = Q0.shape
+    size = num_steps * b
+    dtype = Q0.dtype
+    block_matvec = jax.vmap(matvec, in_axes=1, out_axes=1)
+    tiny = 100 * jnp.finfo(dtype).eps
+
+    def step(state):
+        j, V, T, Q, Q_prev, B, _, _ = state
+        AQ = block_matvec(Q)
+        scale = jnp.linalg.norm(AQ) + jnp.finfo(dtype).tiny
+        A_j = _dot(Q.T, AQ, precision)
+        A_j = (A_j + A_j.T) / 2
+        W = AQ - _dot(Q, A_j, precision) - _dot(Q_prev, B.T, precision)
+        V = jax.lax.dynamic_update_slice(V, Q.T, (j * b, 0))
+        W, dependent = _reorthogonalize(W, V, reortho, precision)
+        Q_next, R = _next_block(W, dependent, V, tiny * scale,
+                                jax.random.fold_in(jax.random.key(seed), j), precision)
+        T = jax.lax.dynamic_update_slice(T, A_j, (j * b, j * b))
+        # the coupling to the next block enters T only if that block is inside the buffer
+        nxt = jnp.minimum(j + 1, num_steps - 1) * b
+        coupled = jax.lax.dynamic_update_slice(jax.lax.dynamic_update_slice(T, R, (nxt, j * b)),
+                                               R.T, (j * b, nxt))
+        T = jnp.where(j + 1 < num_steps, coupled, T)
+        used = (j + 1) * b
+        theta, S = _block_tridiagonal_ritz(T, used, k)
+        last_rows = jax.lax.dynamic_slice(S, (j * b, 0), (b, k))
+        residuals = jnp.linalg.norm(_dot(R, last_rows, precision), axis=0)
+        converged = (used >= k) & jnp.all(residuals <= tol * jnp.max(jnp.abs(theta)))
+        return j + 1, V, T, Q_next, Q, R, converged, residuals
+
+    def cond(state):
+        j, *_, converged, _ = state
+        return (j < num_steps) & ~(converged & early_stop)
+
+    init = (jnp.array(0), jnp.zeros((size, n), dtype), jnp.zeros((size, size), dtype), Q0,
+            jnp.zeros_like(Q0), jnp.zeros((b, b), dtype), jnp.array(False), jnp.zeros(k, dtype))
+    j, V, T, Q_next, _, R, converged, residuals = jax.lax.while_loop(cond, step, init)
+    return j, V, T, R, converged, residuals
+
+
+def lanczos(num_iters: int, *, reortho: str = "full", precision: str = "highest", seed: int = 0):
+    """A Lanczos factory: ``decompose = lanczos(m); decompose(matvec, v0)`` runs exactly ``m``
+    (block) steps and returns the :class:`KrylovDecomposition`.
+
+    ``v0`` of shape ``(n,)`` gives the classical single-vector Lanczos; ``(n, b)`` a block method.
+    Useful for studying the tridiagonalisation itself (e.g. loss of orthogonality without
+    reorthogonalisation); for eigenpairs use :func:`eigsh`.
+    """
+    _check_reortho(reortho)
+    if num_iters < 1:
+        raise ValueError(f"num_iters={num_iters} must be ≥ 1")
+
+    def decompose(matvec: Matvec, v0) -> KrylovDecomposition:
+        b = 1 if jnp.ndim(v0) == 1 else jnp.shape(v0)[1]
+        Q0 = _start_block(v0, b, seed)
+        _, V, T, R, _, _ = _krylov_cycle(matvec, Q0, 1, num_iters, reortho, 0.0, precision,
+                                         False, seed)
+        return KrylovDecomposition(T, V.T, R)
+
+    return decompose
+
+
+def _validate(matvec, v0, k, block_size):
+    v0 = jnp.asarray(v0)
+    if v0.ndim not in (1, 2):
+        raise ValueError(f"v0 must have shape (n,) or (n, b); got {v0.shape}")
+    n = v0.shape[0]
+    if not isinstance(k, int) or not 1 <= k <= n:
+        raise ValueError(f"k={k!r} must be an integer between 1 and the dimension n={n}")
+    if block_size is not None and not 1 <= block_size <= n:
+        raise ValueError(f"block_size={block_size} must be between 1 and n={n}")
+    out = jax.eval_shape(matvec, jax.ShapeDtypeStruct((n,), v0.dtype))
+    if getattr(out, "shape", None) != (n,):
+        raise ValueError(f"matvec must map an ({n},) array to an ({n},) array; it returned "
+                         f"{getattr(out, 'shape', type(out).__name__)}")
+    return v0
+
+
+def eigsh(
+    matvec: Matvec,
+    v0: Float[Array, "n"] | Float[Array, "n b"],
+    k: int,
+    *,
+    block_size: int | None = None,
+    num_iters: int | None = None,
+    reortho: str = "full",
+    tol: float = 1e-6,
+    max_restarts: int = 10,
+    precision: str = "highest",
+    seed: int = 0,
+) -> Eigenpairs:
+    """The k largest algebraic eigenpairs of a symmetric operator, by block Lanczos.
+
+    Args:
+      matvec: ``v -> A v`` on ``(n,)`` arrays; ``A`` symmetric.
+      v0: start vector ``(n,)`` or block ``(n, b)`` — e.g. the previous eigenvectors, to warm-start.
+      k: how many eigenpairs.
+      block_size: b; default ``k`` if ``v0`` is a vector (``v0.shape[1]`` if a block, at least k).
+        Missing start columns are drawn from ``jax.random.key(seed)``.
+      num_iters: block steps per cycle (the basis holds ``num_iters · b`` vectors); default
+        enough for a Krylov space of ``max(40, 4k)``.
+      reortho: ``"full"`` (default), ``"mpk"`` or ``"none"`` (see the module docstring).
+      tol: stop when every residual ``‖A y − θ y‖ ≤ tol · max|θ|``.
+      max_restarts: cycles after the first, each restarted from the current top Ritz vectors.
+      precision: matmul precision of the solver's own dots.
+      seed: for extra start columns and for replacing dependent directions.
+
+    Returns:
+      :class:`Eigenpairs`; ``converged`` says whether ``tol`` was met (the best estimate is
+      returned either way).
+    """
+    _check_reortho(reortho)
+    v0 = _validate(matvec, v0, k, block_size)
+    n = v0.shape[0]
+    b = block_size or max(k, 1 if v0.ndim == 1 else v0.shape[1])
+    b = max(b, k)
+    m = num_iters or max(3, -(-max(40, 4 * k) // b) + 1)
+    m = min(m, max(1, n // b))
+    Q0 = _start_block(v0, b, seed)
+    v0_finite = jnp.all(jnp.isfinite(v0))
+
+    def cycle(state):
+        restart, Q, matvecs, _, _, _, _ = state
+        steps, V, T, R, converged, residuals = _krylov_cycle(
+            matvec, Q, k, m, reortho, tol, precision, True, seed + 7919 * restart)
+        theta, S = _block_tridiagonal_ritz(T, steps * b, b)  # b Ritz pairs to restart from
+        Y = _dot(V.T, S, precision)
+        Y, _ = jnp.linalg.qr(Y)
+        return restart + 1, Y, matvecs + steps * b, converged, theta[:k], Y[:, :k], residuals
+
+    def cond(state):
+        restart, *_, converged, _, _, _ = state
+        return (restart <= max_restarts) & ~converged
+
+    init = (jnp.array(0), Q0, jnp.array(0), jnp.array(False), jnp.zeros(k, Q0.dtype),
+            Q0[:, :k], jnp.full(k, jnp.inf, Q0.dtype))
+    _, _, matvecs, converged, values, vectors, residuals = jax.lax.while_loop(cond, cycle, init)
+    nan = jnp.where(v0_finite, 0.0, jnp.nan)  # a non-finite start gives NaN, never a silent value
+    return Eigenpairs(values + nan, vectors + nan, residuals + nan, matvecs, converged & v0_finite)
+
+
+def top_eigenpairs(matvec: Matvec, v0, k: int, **options) -> tuple[Float[Array, " k"], Float[Array, "n k"]]:
+    """``(eigenvalues (k,), eigenvectors (n, k))``: the k largest algebraic eigenpairs, descending,
+    orthonormal columns. ``options`` are those of :func:`eigsh`."""
+    result = eigsh(matvec, v0, k, **options)
+    return result.values, result.vectors
+
+
+# ----------------------------------------------------------------------------- subspaces
+
+
+def abs_cosine(u: Float[Array, " n"], v: Float[Array, " n"]) -> Float[Array, ""]:
+    """``|⟨u, v⟩| / (‖u‖ ‖v‖)``: eigenvector similarity, blind to the sign of either vector."""
+    return jnp.abs(jnp.vdot(u, v)) / (jnp.linalg.norm(u) * jnp.linalg.norm(v))
+
+
+def principal_angles(U: Float[Array, "n k"], V: Float[Array, "n k"]) -> Float[Array, " k"]:
+    """Principal angles (radians, ascending) between the column spans of orthonormal U and V."""
+    sigma = jnp.linalg.svd(jnp.matmul(U.T, V, precision="highest"), compute_uv=False)
+    return jnp.arccos(jnp.clip(sigma, -1.0, 1.0))
+
+
+def grassmann_distance(U: Float[Array, "n k"], V: Float[Array, "n k"]) -> Float[Array, ""]:
+    """Geodesic distance on the Grassmannian: the 2-norm of the principal angles."""
+    return jnp.linalg.norm(principal_angles(U, V))
+
+
+def cosine_grassmann_similarity(U: Float[Array, "n k"], V: Float[Array, "n k"]) -> Float[Array, ""]:
+    """``cos(d_G / √k)`` in [0, 1]: 1 for equal subspaces, 0 for orthogonal ones, and ``|cos|``
+    between the two vectors when k = 1. The misalignment score is ``1 −`` this."""
+    k = U.shape[1]
+    return jnp.cos(grassmann_distance(U, V) / jnp.sqrt(k))

@@ -1,0 +1,152 @@
+"""Hessian probes against dense float64 references, finite differences and closed forms."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse.linalg as sla
+from jax.flatten_util import ravel_pytree
+
+from eoslib import hessian, linalg, ntk
+
+
+def dense_hessian_fn(loss, params):
+    """Compiled once: flat parameters -> dense Hessian (float64 reference)."""
+    _, unravel = ravel_pytree(params)
+    return jax.jit(jax.hessian(lambda x: loss(unravel(x))))
+
+
+def dense_hessian(loss, params):
+    return np.asarray(dense_hessian_fn(loss, params)(ravel_pytree(params)[0]))
+
+
+def test_hvp_matches_dense_hessian(mlp_problem, getkey):
+    params, loss, _ = mlp_problem
+    H = dense_hessian(loss, params)
+    flat, unravel = ravel_pytree(params)
+    v = jax.random.normal(getkey(), flat.shape)
+    np.testing.assert_allclose(ravel_pytree(hessian.hvp(loss, params, unravel(v)))[0], H @ v, rtol=1e-10, atol=1e-12)
+    V = jax.random.normal(getkey(), (3, flat.size))
+    np.testing.assert_allclose(hessian.hvp_batch(loss, params, V), V @ H, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("reortho", ["full", "mpk"])
+def test_top_eigenpairs_on_a_network_hessian_match_eigh_and_scipy(mlp_problem, getkey, reortho):
+    """A real network Hessian (clustered outliers, a bulk, negative eigenvalues), not a toy spectrum."""
+    params, loss, _ = mlp_problem
+    H = dense_hessian(loss, params)
+    ref = np.linalg.eigh(H)[0][::-1]
+    values, vectors = hessian.top_eigenpairs(loss, params, 5, key=getkey(), reortho=reortho, tol=1e-8)
+    np.testing.assert_allclose(values, ref[:5], rtol=1e-7)
+    matvec, _ = hessian.flat_hvp(loss, params)
+    n = H.shape[0]
+    scipy_vals = sla.eigsh(sla.LinearOperator((n, n), matvec=lambda v: np.asarray(matvec(jnp.asarray(v))),
+                                              dtype=np.float64), k=5, which="LA")[0][::-1]
+    np.testing.assert_allclose(values, scipy_vals, rtol=1e-7)
+    np.testing.assert_allclose(vectors.T @ H @ vectors, np.diag(values), atol=1e-6 * ref[0])
+
+
+def test_default_tolerance_converges_on_network_hessian_in_float32(mlp_problem, getkey):
+    """The trap seen with lobpcg's default tol: stopping early far from λ1. Ours must not."""
+    params, loss, _ = mlp_problem
+    ref = np.linalg.eigh(dense_hessian(loss, params))[0][-1]
+    params32 = jax.tree.map(lambda a: a.astype(jnp.float32), params)
+    loss32 = lambda p: loss(p).astype(jnp.float32)
+    result = hessian.eigsh(loss32, params32, 1, key=getkey())
+    assert bool(result.converged)
+    assert float(result.values[0]) == pytest.approx(ref, rel=1e-4)
+
+
+def test_sharpness_is_largest_algebraic_not_largest_magnitude(getkey):
+    loss = lambda p: -50.0 * p["x"] ** 2 + 1.5 * p["y"] ** 2 + 0.1 * p["x"] * p["y"]
+    params = {"x": jnp.array(0.3), "y": jnp.array(-0.2)}
+    H = dense_hessian(loss, params)
+    assert float(hessian.sharpness(loss, params, key=getkey())) == pytest.approx(np.linalg.eigvalsh(H)[-1])
+
+
+def test_sharpness_gradient_matches_finite_differences(mlp_problem, getkey):
+    params, loss, _ = mlp_problem
+    flat, unravel = ravel_pytree(params)
+    hess = dense_hessian_fn(loss, params)
+    lam1 = lambda x: np.linalg.eigvalsh(np.asarray(hess(x)))[-1]
+    H = dense_hessian(loss, params)
+    v1 = jnp.asarray(np.linalg.eigh(H)[1][:, -1])
+    grad_S = ravel_pytree(hessian.sharpness_gradient(loss, params, v1))[0]
+    eps = 1e-5
+    for _ in range(3):
+        e = jax.random.normal(getkey(), flat.shape)
+        e = e / jnp.linalg.norm(e)
+        fd = (lam1(flat + eps * e) - lam1(flat - eps * e)) / (2 * eps)
+        assert float(jnp.vdot(grad_S, e)) == pytest.approx(fd, rel=1e-5, abs=1e-8)
+
+
+def test_alpha_beta():
+    g = {"a": jnp.array([1.0, 2.0])}
+    gs = {"a": jnp.array([3.0, -1.0])}
+    alpha, beta = hessian.alpha_beta(g, gs)
+    assert float(alpha) == -1.0 and float(beta) == 10.0
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_directional_derivatives_of_a_polynomial(order):
+    """L(θ) = Σ_k c_k (aᵀθ)^k has d^m/dt^m L(θ + t u) = Σ_k c_k k!/(k−m)! (aᵀθ)^(k−m) (aᵀu)^m."""
+    a = jnp.array([0.5, -1.0, 2.0])
+    c = [0.3, -0.7, 1.1, 0.4, -0.2, 0.05]
+    loss = lambda p: sum(ck * jnp.dot(a, p["w"]) ** k for k, ck in enumerate(c))
+    theta, u = {"w": jnp.array([0.2, 0.1, -0.3])}, {"w": jnp.array([1.0, 0.5, -0.25])}
+    s, du = float(jnp.dot(a, theta["w"])), float(jnp.dot(a, u["w"]))
+    from math import factorial
+    expected = sum(ck * factorial(k) / factorial(k - order) * s ** (k - order) * du**order
+                   for k, ck in enumerate(c) if k >= order)
+    assert float(hessian.directional_derivative(loss, theta, u, order)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_second_directional_derivative_is_the_quadratic_form(mlp_problem, getkey):
+    params, loss, _ = mlp_problem
+    flat, unravel = ravel_pytree(params)
+    u = jax.random.normal(getkey(), flat.shape)
+    H = dense_hessian(loss, params)
+    assert float(hessian.directional_derivative(loss, params, unravel(u), 2)) == pytest.approx(float(u @ H @ u), rel=1e-10)
+
+
+def test_kappa_finite_difference_approaches_fourth_derivative(mlp_problem, getkey):
+    params, loss, _ = mlp_problem
+    flat, unravel = ravel_pytree(params)
+    v = jax.random.normal(getkey(), flat.shape)
+    v = v / jnp.linalg.norm(v)
+    exact = float(hessian.directional_derivative(loss, params, unravel(v), 4))
+    errors = [abs(float(hessian.kappa_finite_difference(loss, params, v, r)) - exact) for r in (0.2, 0.1, 0.05)]
+    assert errors[2] < errors[1] < errors[0]  # O(r²): each halving of r cuts the error ~4×
+    assert errors[1] / errors[2] == pytest.approx(4, rel=0.25)
+
+
+def test_preconditioned_sharpness_matches_dense(mlp_problem, getkey):
+    params, loss, _ = mlp_problem
+    H = dense_hessian(loss, params)
+    flat, unravel = ravel_pytree(params)
+    p = jnp.exp(jax.random.normal(getkey(), flat.shape))
+    D = np.diag(1 / np.sqrt(np.asarray(p)))
+    ref = np.linalg.eigvalsh(D @ H @ D)[-1]
+    got = hessian.preconditioned_sharpness(loss, params, unravel(p), key=getkey(), tol=1e-9)
+    assert float(got) == pytest.approx(ref, rel=1e-7)
+
+
+def test_ntk_top_eigenvalue_matches_dense(mlp_problem, getkey):
+    params, _, outputs = mlp_problem
+    flat, unravel = ravel_pytree(params)
+    J = np.asarray(jax.jacobian(lambda x: outputs(unravel(x)).ravel())(flat))
+    ref = np.linalg.eigvalsh(J @ J.T)[-1]
+    assert float(ntk.ntk_top_eigenvalue(outputs, params, key=getkey(), tol=1e-9)) == pytest.approx(ref, rel=1e-7)
+    assert float(ntk.ntk_top_eigenvalue(outputs, params, key=getkey(), scale=1 / 32, tol=1e-9)) == pytest.approx(ref / 32, rel=1e-7)
+
+
+def test_bad_input_is_named(getkey):
+    params = {"w": jnp.ones(3)}
+    with pytest.raises(ValueError, match="loss_fn must return a scalar"):
+        hessian.eigsh(lambda p: p["w"] ** 2, params, 1, key=getkey())
+    with pytest.raises(ValueError, match="give key="):
+        hessian.eigsh(lambda p: jnp.sum(p["w"] ** 2), params, 1)
+    with pytest.raises(ValueError, match="order=0"):
+        hessian.directional_derivative(lambda p: jnp.sum(p["w"]), params, params, 0)
+    with pytest.raises(ValueError, match="k=4 must be"):
+        hessian.top_eigenpairs(lambda p: jnp.sum(p["w"] ** 2), params, 4, key=getkey())

@@ -1,0 +1,158 @@
+"""Block Lanczos against numpy.linalg.eigh in float64 on small dense problems."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from eoslib import linalg
+
+
+def matrix_with_spectrum(eigenvalues, seed=0):
+    rng = np.random.default_rng(seed)
+    n = len(eigenvalues)
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    A = Q @ np.diag(eigenvalues) @ Q.T
+    return (A + A.T) / 2
+
+
+def op(A):
+    A = jnp.asarray(A)
+    return lambda v: A @ v
+
+
+def check_top(A, k, **options):
+    v0 = jnp.asarray(np.random.default_rng(1).normal(size=A.shape[0]))
+    res = linalg.eigsh(op(A), v0, k, tol=1e-10, **options)
+    ref_vals, ref_vecs = np.linalg.eigh(A)
+    np.testing.assert_allclose(res.values, ref_vals[::-1][:k], rtol=1e-8, atol=1e-8 * np.abs(ref_vals).max())
+    np.testing.assert_allclose(res.vectors.T @ res.vectors, np.eye(k), atol=1e-8)
+    assert bool(res.converged)
+    return res, ref_vecs[:, ::-1][:, :k]
+
+
+@pytest.mark.parametrize("reortho", ["full", "mpk"])
+@pytest.mark.parametrize("k", [1, 5])
+def test_random_spectrum(k, reortho, rng):
+    A = matrix_with_spectrum(np.concatenate([[9, 7, 6, 5.5, 5, 4.8], rng.uniform(-2, 2, 94)]))
+    res, ref = check_top(A, k, reortho=reortho)
+    for i in range(k):  # well-separated: each eigenvector individually
+        assert float(linalg.abs_cosine(res.vectors[:, i], jnp.asarray(ref[:, i]))) == pytest.approx(1, abs=1e-8)
+
+
+def test_clustered_spectrum():
+    A = matrix_with_spectrum(np.concatenate([[10, 10 - 1e-4, 10 - 2e-4, 3], np.linspace(-1, 1, 96)]))
+    check_top(A, 3)
+
+
+def test_degenerate_spectrum_needs_and_gets_a_block():
+    A = matrix_with_spectrum(np.concatenate([[10, 10, 10, 5], np.linspace(-1, 1, 96)]))
+    res, ref = check_top(A, 4)  # block size defaults to k = 4 ≥ the multiplicity 3
+    assert float(linalg.grassmann_distance(res.vectors, jnp.asarray(ref))) < 1e-6
+
+
+def test_negative_dominant_spectrum_returns_largest_algebraic():
+    A = matrix_with_spectrum(np.concatenate([[-100, -90, 3, 2, 1], np.linspace(-1, 0.5, 95)]))
+    res, _ = check_top(A, 3)
+    assert float(res.values[0]) == pytest.approx(3)
+
+
+def test_rank_deficient_matrix():
+    A = matrix_with_spectrum(np.concatenate([[5, 3], np.zeros(58)]))
+    res, _ = check_top(A, 4)
+    np.testing.assert_allclose(res.values, [5, 3, 0, 0], atol=1e-10)
+
+
+def test_no_reorthogonalisation_loses_orthogonality_as_theory_says():
+    """Paige: once a Ritz value converges, plain Lanczos vectors lose orthogonality (ghosts)."""
+    A = matrix_with_spectrum(np.concatenate([[100.0, 50.0], np.linspace(0, 1, 198)]))
+    v0 = jnp.asarray(np.random.default_rng(2).normal(size=200))
+    loss = {}
+    for mode in ("none", "mpk", "full"):
+        Q = linalg.lanczos(80, reortho=mode)(op(A), v0).basis
+        loss[mode] = float(jnp.max(jnp.abs(Q.T @ Q - jnp.eye(80))))
+    assert loss["none"] > 1e-2
+    assert loss["full"] < 1e-12 and loss["mpk"] < 1e-10
+    # the tridiagonal of plain Lanczos then has a ghost copy of the top eigenvalue
+    T = linalg.lanczos(80, reortho="none")(op(A), v0).tridiagonal
+    assert np.sum(np.abs(np.linalg.eigvalsh(T) - 100) < 1e-6) >= 2
+
+
+def test_lanczos_tridiagonal_is_the_projection():
+    A = matrix_with_spectrum(np.linspace(-3, 3, 50))
+    dec = linalg.lanczos(10)(op(A), jnp.ones(50))
+    np.testing.assert_allclose(dec.basis.T @ A @ dec.basis, dec.tridiagonal, atol=1e-10)
+
+
+def test_warm_start_beats_cold_start_on_a_drifting_matrix():
+    rng = np.random.default_rng(5)
+    A0 = matrix_with_spectrum(np.concatenate([[10, 6], rng.uniform(-2, 2, 198)]))
+    E = rng.normal(size=(200, 200))
+    E = (E + E.T) / np.linalg.norm(E + E.T, 2)
+    solve = jax.jit(lambda A, v0: linalg.eigsh(op(A), v0, 1, tol=1e-6))
+    cold, warm = [], []
+    v = jnp.asarray(rng.normal(size=200))
+    previous = solve(jnp.asarray(A0), v).vectors
+    for t in range(1, 8):
+        A = jnp.asarray(A0 + 0.01 * t * E)
+        cold.append(int(solve(A, jnp.asarray(rng.normal(size=200))).matvecs))
+        result = solve(A, previous)
+        warm.append(int(result.matvecs))
+        previous = result.vectors
+        assert float(result.values[0]) == pytest.approx(np.linalg.eigvalsh(np.asarray(A))[-1], rel=1e-8)
+    assert max(warm) < min(cold), (warm, cold)
+
+
+def test_usable_inside_scan_with_warm_start():
+    A = jnp.asarray(matrix_with_spectrum(np.linspace(-1, 4, 40)))
+
+    def step(v, scale):
+        res = linalg.eigsh(lambda x: scale * (A @ x), v, 1)
+        return res.vectors, res.values[0]
+
+    _, values = jax.lax.scan(step, jnp.ones((40, 1)), jnp.array([1.0, 1.1, 1.2]))
+    np.testing.assert_allclose(values, [4.0, 4.4, 4.8], rtol=1e-6)
+
+
+def test_float32():
+    A = matrix_with_spectrum(np.concatenate([[9, 7], np.linspace(-2, 2, 98)])).astype(np.float32)
+    res = linalg.eigsh(op(A), jnp.ones(100, jnp.float32), 2, tol=1e-5)
+    assert res.values.dtype == jnp.float32
+    np.testing.assert_allclose(res.values, [9, 7], rtol=1e-5)
+
+
+def test_bad_input_names_the_argument():
+    A = op(np.eye(5))
+    with pytest.raises(ValueError, match="k=6 must be"):
+        linalg.eigsh(A, jnp.ones(5), 6)
+    with pytest.raises(ValueError, match="matvec must map an \\(5,\\) array"):
+        linalg.eigsh(lambda v: v[:3], jnp.ones(5), 1)
+    with pytest.raises(ValueError, match="reortho='twice'"):
+        linalg.eigsh(A, jnp.ones(5), 1, reortho="twice")
+    with pytest.raises(ValueError, match="v0 must have shape"):
+        linalg.eigsh(A, jnp.ones((5, 1, 1)), 1)
+    res = linalg.eigsh(A, jnp.full(5, jnp.nan), 1)  # non-finite start: NaN out, never a value
+    assert np.isnan(res.values).all() and not bool(res.converged)
+
+
+def test_top_eigenpairs_api_shapes():
+    A = matrix_with_spectrum(np.linspace(-1, 1, 30))
+    values, vectors = linalg.top_eigenpairs(op(A), jnp.ones(30), 3)
+    assert values.shape == (3,) and vectors.shape == (30, 3)
+    assert np.all(np.diff(np.asarray(values)) <= 0)
+
+
+def test_subspace_measures():
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.normal(size=(20, 3)))
+    R, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    U, R = jnp.asarray(U), jnp.asarray(R)
+    assert float(linalg.cosine_grassmann_similarity(U, U @ R)) == pytest.approx(1, abs=1e-7)
+    W, _ = np.linalg.qr(np.asarray(np.eye(20)[:, :6]))
+    angles = linalg.principal_angles(jnp.asarray(W[:, :3]), jnp.asarray(W[:, 3:]))
+    np.testing.assert_allclose(angles, np.pi / 2, atol=1e-7)
+    assert float(linalg.cosine_grassmann_similarity(jnp.asarray(W[:, :3]), jnp.asarray(W[:, 3:]))) == pytest.approx(0, abs=1e-7)
+    u, v = jnp.asarray(rng.normal(size=20)), jnp.asarray(rng.normal(size=20))
+    un, vn = u / jnp.linalg.norm(u), v / jnp.linalg.norm(v)
+    assert float(linalg.cosine_grassmann_similarity(un[:, None], vn[:, None])) == pytest.approx(
+        float(linalg.abs_cosine(u, -v)), rel=1e-10)
