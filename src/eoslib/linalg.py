@@ -121,28 +121,46 @@ def _reorthogonalize(W, V, reortho, precision):
     return jnp.where(accept_first[None, :], W1, W2), dependent
 
 
-def _next_block(W, dependent, V, floor, key, precision):
-    """Orthonormalise the new block by SVD: ``W ≈ Q B`` with ``B = Σ Zᵀ`` (b × b).
+def _orthonormal_columns(W, precision):
+    """``W = U diag(σ) Zᵀ`` from the eigen-decomposition of the b × b Gram matrix WᵀW: an SVD
+    at O(n b²) cost instead of LAPACK's on a tall n × b matrix."""
+    gram = _dot(W.T, W, precision)
+    lam, Z = jnp.linalg.eigh((gram + gram.T) / 2)
+    sigma = jnp.sqrt(jnp.maximum(lam, 0.0))
+    U = _dot(W, Z, precision) / jnp.where(sigma > 0, sigma, 1.0)
+    return U, sigma, Z.T
 
-    SVD reveals rank where QR does not (the columns of W may each be large yet span fewer
-    dimensions). Directions with singular value ≤ ``floor`` (or columns declared dependent by
-    MPK) carry no new information: they are replaced by random directions orthogonal to the
-    basis and to the kept directions, and their rows of B are zeroed, so T stays the exact
-    projection (deflation).
+
+def _next_block(W, dependent, V, floor, key, precision):
+    """Orthonormalise the new block: ``W ≈ Q B`` with ``B = Σ Zᵀ`` (b × b).
+
+    A rank-revealing factorisation (the SVD, through the Gram matrix, twice for accuracy) is
+    needed: the columns of W may each be large yet span fewer dimensions, which QR does not
+    reveal. Directions with singular value ≤ ``floor`` (or columns MPK declared dependent) carry
+    no new information: they are replaced by random directions orthogonal to the basis and to the
+    kept directions, and their rows of B are zeroed, so T stays the exact projection (deflation).
+    The random directions are only built when some direction is dead.
     """
     W = jnp.where(dependent[None, :], 0.0, W)
-    U, sigma, Zt = jnp.linalg.svd(W, full_matrices=False)
-    dead = sigma <= floor
-    keep = jnp.where(dead[None, :], 0.0, U)
-    fresh = jax.random.normal(key, W.shape, W.dtype)
-    for _ in range(2):
-        fresh = _orthogonalize(fresh, V, precision)
-        fresh = fresh - _dot(keep, _dot(keep.T, fresh, precision), precision)
-    fresh, _ = jnp.linalg.qr(fresh)
-    Q = jnp.where(dead[None, :], fresh, U)
-    B = jnp.where(dead[:, None], 0.0, sigma[:, None] * Zt)
-    return Q, B
+    U1, sigma1, Zt1 = _orthonormal_columns(W, precision)
+    dead = sigma1 <= floor
+    U1 = jnp.where(dead[None, :], 0.0, U1)
+    U, sigma2, Zt2 = _orthonormal_columns(U1, precision)  # second pass restores orthonormality
+    B = _dot(sigma2[:, None] * Zt2, sigma1[:, None] * Zt1, precision)  # W ≈ U (Σ₂Z₂ᵀ)(Σ₁Z₁ᵀ)
+    dead2 = sigma2 <= 0.5  # directions of U1 that were zeroed come out with σ₂ ≈ 0
 
+    def replace(U):
+        keep = jnp.where(dead2[None, :], 0.0, U)
+        fresh = jax.random.normal(key, W.shape, W.dtype)
+        for _ in range(2):
+            fresh = _orthogonalize(fresh, V, precision)
+            fresh = fresh - _dot(keep, _dot(keep.T, fresh, precision), precision)
+        fresh, _ = jnp.linalg.qr(fresh)
+        return jnp.where(dead2[None, :], fresh, U)
+
+    Q = jax.lax.cond(jnp.any(dead2), replace, lambda U: U, U)
+    B = jnp.where(dead2[:, None], 0.0, B)
+    return Q, B
 
 def _block_tridiagonal_ritz(T, used, k):
     """Top-k Ritz pairs of the leading ``used × used`` block of T (other rows are padding)."""

@@ -1,0 +1,50 @@
+"""Losses, accuracy and coupled weight decay.
+
+Conventions (every chapter states which it uses):
+
+- ``half_mse``: ½‖f(x) − y‖² **averaged over examples** (summed over outputs). The factor ½ halves
+  the Hessian relative to the no-½ convention ``mean ‖f − y‖²``, so a sharpness quoted under one
+  convention is twice the other's. Cohen et al. use ½MSE.
+- ``cross_entropy``: mean over examples of −log softmax(f(x))[label], from one-hot ``y``.
+- :func:`with_l2`: coupled weight decay, ``L(θ) + γ/2 ‖θ‖²``; it is part of the objective, so its
+  Hessian (and every probe) sees ``+γ I``. Decoupled (AdamW-style) decay belongs to the
+  optimizer instead (``optax.add_decayed_weights``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PyTree, Scalar
+
+
+def half_mse(outputs: Float[Array, "N K"], targets: Float[Array, "N K"]) -> Scalar:
+    """½‖f − y‖² averaged over the N examples."""
+    return 0.5 * jnp.mean(jnp.sum((outputs - targets) ** 2, axis=-1))
+
+
+def cross_entropy(outputs: Float[Array, "N K"], targets: Float[Array, "N K"]) -> Scalar:
+    """Mean cross-entropy of logits ``outputs`` against one-hot ``targets``."""
+    return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(outputs, axis=-1), axis=-1))
+
+
+def accuracy(outputs: Float[Array, "N K"], targets: Float[Array, "N K"]) -> Scalar:
+    """Fraction of examples whose arg-max output is the arg-max target."""
+    return jnp.mean(jnp.argmax(outputs, -1) == jnp.argmax(targets, -1))
+
+
+LOSSES: dict[str, Callable] = {"half_mse": half_mse, "cross_entropy": cross_entropy}
+
+
+def squared_norm(params: PyTree) -> Scalar:
+    """‖θ‖² over every array leaf."""
+    return sum(jnp.vdot(p, p) for p in jax.tree.leaves(params))
+
+
+def with_l2(loss_fn: Callable[..., Scalar], gamma: float) -> Callable[..., Scalar]:
+    """Coupled weight decay: ``params, *args ↦ loss_fn(params, *args) + γ/2 ‖params‖²``."""
+    def regularised(params, *args):
+        return loss_fn(params, *args) + 0.5 * gamma * squared_norm(params)
+    return regularised

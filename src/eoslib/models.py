@@ -1,0 +1,209 @@
+"""The papers' architectures as Equinox modules.
+
+Every model maps a **batch** ``x`` of shape ``(N, ...)`` to outputs ``(N, out)`` (GhostBatchNorm
+needs the batch; the others are plain per-example maps applied to it). All array leaves are
+trainable parameters; hyperparameters are static fields. Initialisation is seeded by an explicit
+``key`` and follows each paper: PyTorch's default (weights and biases uniform in ±1/√fan_in,
+which is also Equinox's default) for the Cohen et al. networks, the balanced λ-scaled
+initialisation for the shallow-ReLU network, constant for diagonal linear networks.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "tanh": jnp.tanh, "relu": jax.nn.relu, "elu": jax.nn.elu, "gelu": jax.nn.gelu,
+    "identity": lambda x: x,
+}
+
+
+def _activation(name: str) -> Callable[[Array], Array]:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation={name!r} is not one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class MLP(eqx.Module):
+    """Fully connected network ``in → widths… → out`` with one activation between layers.
+
+    Input ``(N, ...)`` is flattened to ``(N, in_features)``; output ``(N, out_features)``.
+    """
+
+    layers: tuple[eqx.nn.Linear, ...]
+    activation: str = eqx.field(static=True)
+
+    def __init__(self, in_features: int, widths: Sequence[int], out_features: int,
+                 activation: str = "tanh", *, key: PRNGKeyArray):
+        _activation(activation)
+        sizes = [in_features, *widths, out_features]
+        keys = jax.random.split(key, len(sizes) - 1)
+        self.layers = tuple(eqx.nn.Linear(m, n, key=k) for m, n, k in zip(sizes[:-1], sizes[1:], keys))
+        self.activation = activation
+
+    def __call__(self, x: Float[Array, "N ..."]) -> Float[Array, "N out"]:
+        act = _activation(self.activation)
+        h = x.reshape(x.shape[0], -1)
+        for layer in self.layers[:-1]:
+            h = act(h @ layer.weight.T + layer.bias)
+        last = self.layers[-1]
+        return h @ last.weight.T + last.bias
+
+
+def fc_tanh(*, key: PRNGKeyArray, activation: str = "tanh", classes: int = 10) -> MLP:
+    """Cohen et al.'s ``fc-tanh``: 3072-200-200-10 (CIFAR-10, PyTorch-default init)."""
+    return MLP(3072, (200, 200), classes, activation, key=key)
+
+
+def fmnist_mlp(*, key: PRNGKeyArray, width: int = 128, classes: int = 4) -> MLP:
+    """The flatness-bias paper's fMNIST MLP (App. K.2): five layers, ReLU, no normalisation.
+
+    The hidden width was lost in our copy of the paper; it is a parameter here (default 128).
+    """
+    return MLP(784, (width,) * 4, classes, "relu", key=key)
+
+
+class CNN(eqx.Module):
+    """Cohen et al.'s ``cnn-relu`` / ``cnn-tanh``: [conv3×3(32) → act → maxpool2] × 2 → linear.
+
+    Input ``(N, H, W, C)`` (channels last, as :mod:`eoslib.data` returns); output ``(N, classes)``.
+    """
+
+    convs: tuple[eqx.nn.Conv2d, ...]
+    head: eqx.nn.Linear
+    activation: str = eqx.field(static=True)
+
+    def __init__(self, in_channels: int = 3, channels: Sequence[int] = (32, 32), image_size: int = 32,
+                 classes: int = 10, activation: str = "relu", *, key: PRNGKeyArray):
+        _activation(activation)
+        keys = jax.random.split(key, len(channels) + 1)
+        sizes = [in_channels, *channels]
+        self.convs = tuple(eqx.nn.Conv2d(a, b, 3, padding=1, key=k)
+                           for a, b, k in zip(sizes[:-1], sizes[1:], keys[:-1]))
+        side = image_size // 2 ** len(channels)
+        self.head = eqx.nn.Linear(channels[-1] * side * side, classes, key=keys[-1])
+        self.activation = activation
+
+    def __call__(self, x: Float[Array, "N H W C"]) -> Float[Array, "N classes"]:
+        act = _activation(self.activation)
+
+        def single(img):
+            h = jnp.transpose(img, (2, 0, 1))
+            for conv in self.convs:
+                h = eqx.nn.MaxPool2d(2, 2)(act(conv(h)))
+            return self.head(h.reshape(-1))
+
+        return jax.vmap(single)(x)
+
+
+class GhostBatchNorm(eqx.Module):
+    """Batch normalisation over fixed-size "ghost" batches of the batch (Hoffer et al. 2017).
+
+    Deterministic: the batch ``(N, ..., C)`` is split into consecutive groups of ``ghost_size``
+    examples (the last may be smaller), each normalised with its own per-channel statistics,
+    then scaled and shifted. No running statistics: evaluation normalises the same way.
+    """
+
+    scale: Float[Array, " C"]
+    shift: Float[Array, " C"]
+    ghost_size: int = eqx.field(static=True)
+    eps: float = eqx.field(static=True)
+
+    def __init__(self, channels: int, ghost_size: int = 1024, eps: float = 1e-5):
+        self.scale = jnp.ones(channels)
+        self.shift = jnp.zeros(channels)
+        self.ghost_size = ghost_size
+        self.eps = eps
+
+    def __call__(self, x: Float[Array, "N ... C"]) -> Float[Array, "N ... C"]:
+        n, channels = x.shape[0], x.shape[-1]
+        groups = -(-n // self.ghost_size)
+        ids = jnp.arange(n) // self.ghost_size  # ghost batch of each example
+        flat = x.reshape(n, -1, channels)  # (N, pixels, C)
+        count = jax.ops.segment_sum(jnp.full(n, flat.shape[1], x.dtype), ids, groups)
+        mean = jax.ops.segment_sum(flat.sum(1), ids, groups) / count[:, None]
+        var = jax.ops.segment_sum((flat**2).sum(1), ids, groups) / count[:, None] - mean**2
+        xn = (flat - mean[ids][:, None, :]) / jnp.sqrt(var[ids][:, None, :] + self.eps)
+        xn = xn.reshape(x.shape)
+        return xn * self.scale + self.shift
+
+
+class VGG(eqx.Module):
+    """VGG-style network with GhostBatchNorm (App. K of the flatness-bias paper).
+
+    ``blocks`` gives the channels of each block, e.g. ``((32, 32, 32), (64, 64, 64), (128, 128, 128))``
+    for a VGG10-like net (three blocks of three 3×3 convs; the paper's widths were lost in our
+    copy). Each conv → GhostBN → ReLU; each block ends with 2×2 max-pooling; then global average
+    pooling and a linear head. Input ``(N, H, W, C)``.
+    """
+
+    convs: tuple[tuple[eqx.nn.Conv2d, ...], ...]
+    norms: tuple[tuple[GhostBatchNorm, ...], ...]
+    head: eqx.nn.Linear
+
+    def __init__(self, blocks: Sequence[Sequence[int]] = ((32, 32, 32), (64, 64, 64), (128, 128, 128)),
+                 in_channels: int = 3, classes: int = 10, ghost_size: int = 1024, *, key: PRNGKeyArray):
+        keys = iter(jax.random.split(key, sum(len(b) for b in blocks) + 1))
+        convs, norms, c_in = [], [], in_channels
+        for block in blocks:
+            convs.append(tuple(eqx.nn.Conv2d(a, b, 3, padding=1, key=next(keys))
+                               for a, b in zip((c_in, *block[:-1]), block)))
+            norms.append(tuple(GhostBatchNorm(b, ghost_size) for b in block))
+            c_in = block[-1]
+        self.convs, self.norms = tuple(convs), tuple(norms)
+        self.head = eqx.nn.Linear(c_in, classes, key=next(keys))
+
+    def __call__(self, x: Float[Array, "N H W C"]) -> Float[Array, "N classes"]:
+        h = x
+        for convs, norms in zip(self.convs, self.norms):
+            for conv, norm in zip(convs, norms):
+                h = jax.vmap(lambda img, conv=conv: jnp.transpose(conv(jnp.transpose(img, (2, 0, 1))), (1, 2, 0)))(h)
+                h = jax.nn.relu(norm(h))
+            h = jax.vmap(lambda img: jnp.transpose(eqx.nn.MaxPool2d(2, 2)(jnp.transpose(img, (2, 0, 1))), (1, 2, 0)))(h)
+        return h.mean(axis=(1, 2)) @ self.head.weight.T + self.head.bias
+
+
+class TwoLayerReLU(eqx.Module):
+    """``h(x) = Σⱼ aⱼ ReLU(⟨wⱼ, x⟩)`` of the shallow-ReLU paper; no biases.
+
+    Balanced initialisation at scale λ: ``wⱼ = λ gⱼ`` with gⱼ uniform on the unit sphere and
+    ``aⱼ = λ sⱼ`` with random signs sⱼ, so ‖wⱼ‖ = |aⱼ| = λ. Output ``(N, 1)``.
+    """
+
+    w: Float[Array, "m d"]
+    a: Float[Array, " m"]
+
+    def __init__(self, d: int, width: int, init_scale: float = 1e-3, *, key: PRNGKeyArray):
+        kg, ks = jax.random.split(key)
+        g = jax.random.normal(kg, (width, d))
+        self.w = init_scale * g / jnp.linalg.norm(g, axis=1, keepdims=True)
+        self.a = init_scale * jax.random.rademacher(ks, (width,), dtype=self.w.dtype)
+
+    def __call__(self, x: Float[Array, "N d"]) -> Float[Array, "N 1"]:
+        return (jax.nn.relu(x.reshape(x.shape[0], -1) @ self.w.T) @ self.a)[:, None]
+
+
+class DiagonalLinearNetwork(eqx.Module):
+    """Depth-D diagonal linear network ``f(x) = ⟨u₁ ⊙ … ⊙ u_D, x⟩``; output ``(N, 1)``.
+
+    ``init`` is the constant every entry of every layer starts at (a common choice in the DLN
+    literature); the 2-parameter model of :mod:`eoslib.dln` is D = 2, d = 1.
+    """
+
+    layers: tuple[Float[Array, " d"], ...]
+
+    def __init__(self, d: int, depth: int = 2, init: float = 0.1):
+        if depth < 1:
+            raise ValueError(f"depth={depth} must be ≥ 1")
+        self.layers = tuple(jnp.full((d,), init) for _ in range(depth))
+
+    def __call__(self, x: Float[Array, "N d"]) -> Float[Array, "N 1"]:
+        beta = self.layers[0]
+        for u in self.layers[1:]:
+            beta = beta * u
+        return (x.reshape(x.shape[0], -1) @ beta)[:, None]

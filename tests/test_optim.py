@@ -1,0 +1,87 @@
+"""Clipped-Ada against optax.adam and a hand computation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from eoslib import optim
+
+
+def run(opt, grads_seq, params):
+    state = opt.init(params)
+    out = []
+    for g in grads_seq:
+        updates, state = opt.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        out.append(params)
+    return out, state
+
+
+@pytest.fixture
+def grads_seq():
+    keys = jax.random.split(jax.random.key(0), 6)
+    return [{"w": jax.random.normal(k, (4, 3)), "b": jax.random.normal(k, (3,)) * 10} for k in keys]
+
+
+def test_tau_inf_is_exactly_adam(grads_seq):
+    params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+    ours, _ = run(optim.clipped_adam(1e-2), grads_seq, params)
+    ref, _ = run(optax.adam(1e-2), grads_seq, params)
+    for a, b in zip(ours, ref):
+        jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_small_tau_matches_hand_computation():
+    b1, b2, eps, tau, lr = 0.9, 0.999, 1e-8, 0.25, 0.1
+    opt = optim.clipped_adam(lr, tau=tau, b1=b1, b2=b2, eps=eps)
+    params = jnp.array([1.0, 1.0])
+    g1, g2 = jnp.array([2.0, 0.1]), jnp.array([-1.0, 0.2])
+    state = opt.init(params)
+    u1, state = opt.update(g1, state)
+    u2, state = opt.update(g2, state)
+    m, v = np.zeros(2), np.zeros(2)
+    expected = []
+    for t, g in enumerate([np.array([2.0, 0.1]), np.array([-1.0, 0.2])], start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g**2
+        m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+        expected.append(-lr * m_hat / (np.sqrt(np.minimum(v_hat, tau)) + eps))
+    np.testing.assert_allclose(u1, expected[0], rtol=1e-6)
+    np.testing.assert_allclose(u2, expected[1], rtol=1e-6)
+    # the large coordinate is clipped (v̂ = 4 > τ) and so steps further than Adam would
+    assert abs(float(u1[0])) > lr * 1.0
+
+
+def test_rmsprop_is_adam_with_b1_zero(grads_seq):
+    params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+    a, _ = run(optim.clipped_rmsprop(1e-2, tau=0.5), grads_seq, params)
+    b, _ = run(optim.clipped_adam(1e-2, tau=0.5, b1=0.0), grads_seq, params)
+    jax.tree.map(np.testing.assert_array_equal, a[-1], b[-1])
+
+
+def test_preconditioner_matches_the_step(grads_seq):
+    """step = −η m̂ / P, with P from optim.preconditioner."""
+    params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+    opt = optim.clipped_adam(0.1, tau=0.3)
+    state = opt.init(params)
+    for g in grads_seq[:-1]:
+        _, state = opt.update(g, state, params)
+    updates, new_state = opt.update(grads_seq[-1], state, params)
+    P = optim.preconditioner(new_state, tau=0.3)
+    count = new_state[0].count
+    m_hat = jax.tree.map(lambda m: m / (1 - 0.9**count), new_state[0].mu)
+    jax.tree.map(lambda u, m, p: np.testing.assert_allclose(u, -0.1 * m / p, rtol=1e-6), updates, m_hat, P)
+
+
+def test_bad_tau():
+    with pytest.raises(ValueError, match="tau=0"):
+        optim.clipped_adam(0.1, tau=0)
+
+
+def test_schedules():
+    s = optim.step_decay(0.1, at=5, factor=0.2)
+    assert float(s(4)) == pytest.approx(0.1) and float(s(5)) == pytest.approx(0.02)
+    w = optim.linear_warmup(0.1, 10)
+    assert float(w(5)) == pytest.approx(0.05) and float(w(20)) == pytest.approx(0.1)
