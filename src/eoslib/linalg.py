@@ -110,15 +110,21 @@ def _reorthogonalize(W, V, reortho, precision):
         return W, jnp.zeros(W.shape[1], bool)
     W1 = _orthogonalize(W, V, precision)
     norm1 = jnp.linalg.norm(W1, axis=0)
-    W2 = _orthogonalize(W1, V, precision)
-    norm2 = jnp.linalg.norm(W2, axis=0)
     if reortho == "full":
-        return W2, jnp.zeros(W.shape[1], bool)
-    # mpk: keep the first pass where it kept ≥ 1/κ of the norm; else take the second pass, and
-    # declare dependence if that pass again lost more than 1 − 1/κ.
+        return _orthogonalize(W1, V, precision), jnp.zeros(W.shape[1], bool)
+    # mpk: keep the first pass where it kept ≥ 1/κ of the norm; otherwise orthogonalise a second
+    # time (only then is the second pass computed), and declare dependence if that pass again
+    # lost more than 1 − 1/κ of what was left.
     accept_first = norm1 * KAPPA >= norm0
-    dependent = ~accept_first & (norm2 * KAPPA < norm1)
-    return jnp.where(accept_first[None, :], W1, W2), dependent
+
+    def second_pass(W1):
+        W2 = _orthogonalize(W1, V, precision)
+        norm2 = jnp.linalg.norm(W2, axis=0)
+        dependent = ~accept_first & (norm2 * KAPPA < norm1)
+        return jnp.where(accept_first[None, :], W1, W2), dependent
+
+    return jax.lax.cond(jnp.all(accept_first), lambda W1: (W1, jnp.zeros(W.shape[1], bool)),
+                        second_pass, W1)
 
 
 def _orthonormal_columns(W, precision):

@@ -96,7 +96,8 @@ def git_hash(start: Path | None = None) -> str:
             cwd=where, capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        # a copy without .git (e.g. shipped to a GPU machine): the caller may say which commit
+        return os.environ.get("EOSLIB_GIT_HASH", "unknown")
     return head + ("+dirty" if dirty else "")
 
 

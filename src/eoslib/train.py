@@ -24,6 +24,7 @@ both can depend on swept hyperparameters ``hp`` (a dict of scalars inside the pr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ class TrainConfig:
       eig_max_restarts: restarts a probe may spend before it returns its best estimate.
       eig_num_iters: Lanczos block steps per cycle; warm-started probes rarely need many, and each
         step's reorthogonalisation costs in proportion to this buffer.
+      eig_reortho: ``"full"`` (two Gram–Schmidt passes every step) or ``"mpk"`` (a second pass only
+        when the first lost too much; cheaper); see :mod:`eoslib.linalg`.
       max_loss: a loss above this (or non-finite) marks the run diverged.
       batch_size: ``None`` for full-batch GD; else minibatch SGD with a seeded reshuffle per epoch.
       chunks: how many compiled chunks the run is split into (progress-bar granularity).
@@ -67,6 +70,7 @@ class TrainConfig:
     eig_tol: float = 1e-3
     eig_max_restarts: int = 2
     eig_num_iters: int | None = 20
+    eig_reortho: str = "full"
     max_loss: float = 1e8
     batch_size: int | None = None
     chunks: int = 20
@@ -81,6 +85,8 @@ class TrainConfig:
             raise ValueError(f"steps={self.steps} must be a multiple of probe_every={self.probe_every}")
         if self.top_k < 1:
             raise ValueError(f"top_k={self.top_k} must be ≥ 1")
+        if self.eig_reortho not in ("full", "mpk", "none"):
+            raise ValueError(f"eig_reortho={self.eig_reortho!r} is not one of ['full', 'mpk', 'none']")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be ≥ 1 or None (full batch)")
 
@@ -212,7 +218,8 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
 
                 result = hessian.eigsh(loss_fn, state.params, config.top_k, v0=state.eigvecs,
                                        tol=config.eig_tol, max_restarts=config.eig_max_restarts,
-                                       num_iters=config.eig_num_iters, precision=config.precision)
+                                       num_iters=config.eig_num_iters, reortho=config.eig_reortho,
+                                       precision=config.precision)
                 extra = probe_fn(state.params, state.opt_state, result, hp) if probe_fn else {}
                 nan = lambda v: jnp.where(alive, v, jnp.nan)
                 record = dict(probe_step=state.step, sharpness=nan(result.values[0]),
@@ -233,6 +240,21 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
         return state, (probes, steps)
 
     return run_chunk
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_chunk(objective, make_optimizer, config, probe_fn, intervals, inner, sweep, sweep_batch):
+    """The jitted chunk program, cached across calls of :func:`run` with the same functions and
+    settings (``jax.jit`` caches by function identity, and the chunk is a fresh closure)."""
+    single = _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner)
+    if not sweep:
+        fn = single
+    elif sweep_batch is None:
+        fn = jax.vmap(single, in_axes=(0, 0, None, None))
+    else:
+        def fn(s, hp, x, y):
+            return jax.lax.map(lambda a: single(a[0], a[1], x, y), (s, hp), batch_size=sweep_batch)
+    return jax.jit(fn)
 
 
 def init_state(params: PyTree, optimizer: optax.GradientTransformation, top_k: int, *,
@@ -317,20 +339,10 @@ def run(
             state = init(params, hparams, key)
 
     per_chunk = max(1, -(-total_intervals // max(1, config.chunks)))
-    compiled = {}
 
     def chunk_fn(intervals):
-        if intervals not in compiled:
-            single = _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner)
-            if not sweep:
-                fn = single
-            elif sweep_batch is None:
-                fn = jax.vmap(single, in_axes=(0, 0, None, None))
-            else:
-                fn = lambda s, hp, x, y: jax.lax.map(lambda a: single(a[0], a[1], x, y), (s, hp),
-                                                     batch_size=sweep_batch)
-            compiled[intervals] = jax.jit(fn)
-        return compiled[intervals]
+        return _compiled_chunk(objective, make_optimizer, config, probe_fn, intervals, inner,
+                               sweep, sweep_batch)
 
     bar = None
     if progress:
