@@ -172,7 +172,7 @@ class TwoLayerReLU(eqx.Module):
     """``h(x) = Σⱼ aⱼ ReLU(⟨wⱼ, x⟩)`` of the shallow-ReLU paper; no biases.
 
     Balanced initialisation at scale λ: ``wⱼ = λ gⱼ`` with gⱼ uniform on the unit sphere and
-    ``aⱼ = λ sⱼ`` with random signs sⱼ, so ‖wⱼ‖ = |aⱼ| = λ. Output ``(N, 1)``.
+    ``aⱼ = λ sⱼ`` with random signs sⱼ, so ``‖wⱼ‖ = |aⱼ| = λ``. Output ``(N, 1)``.
     """
 
     w: Float[Array, "m d"]
