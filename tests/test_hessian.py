@@ -150,3 +150,36 @@ def test_bad_input_is_named(getkey):
         hessian.directional_derivative(lambda p: jnp.sum(p["w"]), params, params, 0)
     with pytest.raises(ValueError, match="k=4 must be"):
         hessian.top_eigenpairs(lambda p: jnp.sum(p["w"] ** 2), params, 4, key=getkey())
+
+
+def _cifar200():
+    from pathlib import Path
+
+    from eoslib import data
+
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data"
+    try:
+        return data.load_cifar10(n=200, data_dir=folder, download=False)
+    except data.DataError:
+        return None
+
+
+@pytest.mark.skipif(_cifar200() is None, reason="CIFAR-10 not in ../shared/data")
+def test_default_criterion_on_fc_tanh_cifar200_matches_scipy(getkey):
+    """The trap met with lobpcg's default tol (λ₁ ≈ 47 where eigsh gives 83.9): on that exact
+    problem, fc-tanh with PyTorch-default init on 200 CIFAR images in float32, our default
+    criterion must agree with scipy's eigsh driving the same HVP."""
+    from eoslib import models, train
+
+    ds = _cifar200()
+    model = jax.tree.map(lambda a: a.astype(jnp.float32), models.fc_tanh(key=getkey()))
+    x, y = jnp.asarray(ds.x, jnp.float32), jnp.asarray(ds.onehot, jnp.float32)
+    loss = lambda p: train.supervised("half_mse")(p, x, y, {})[0]
+    ours = hessian.eigsh(loss, model, 1, key=getkey())
+    matvec = jax.jit(hessian.flat_hvp(loss, model)[0])
+    n = ravel_pytree(model)[0].size
+    op = sla.LinearOperator((n, n), matvec=lambda v: np.asarray(matvec(jnp.asarray(v, jnp.float32)), np.float64),
+                            dtype=np.float64)
+    ref = sla.eigsh(op, k=1, which="LA", tol=1e-8)[0][0]
+    assert bool(ours.converged)
+    assert float(ours.values[0]) == pytest.approx(ref, rel=1e-4)

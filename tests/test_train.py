@@ -118,6 +118,14 @@ def test_resume_continues_exactly(getkey, tmp_path):
                      key=jax.random.key(0), progress=False, resume=half)
     np.testing.assert_allclose(rest.history.loss, whole.history.loss, rtol=1e-12)
     assert rest.history.probe_step.tolist() == [0, 5, 10, 15]
+    # a checkpoint on disk resumes the same way as the in-memory state
+    ckpt = train.save_state(tmp_path / "half", half.state)
+    restored = train.load_state(ckpt, like=half.state)
+    jax.tree.map(np.testing.assert_array_equal, restored.params, half.state.params)
+    assert int(restored.step) == 10
+    again = train.run(train.supervised(), make, model, (x, y), train.TrainConfig(steps=10, probe_every=5, chunks=1),
+                      key=jax.random.key(0), progress=False, resume=train.TrainResult(half.history, restored, half.config, {}))
+    np.testing.assert_array_equal(again.history.loss, rest.history.loss)
     path = train.save(tmp_path / "run", rest, {"device": "cpu"})
     history, meta = train.load(path)
     np.testing.assert_array_equal(history.sharpness, rest.history.sharpness)

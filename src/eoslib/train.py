@@ -38,7 +38,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from eoslib import losses
+from eoslib import hessian, losses
 
 Objective = Callable[[PyTree, Array, Array, Mapping[str, Array]], tuple[Array, dict]]
 
@@ -214,8 +214,6 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
             loss_fn = lambda p: objective(p, x, y, hp)[0]
             alive = state.diverged_at < 0
             if config.probe_every:
-                from eoslib import hessian  # local: hessian imports nothing from train
-
                 result = hessian.eigsh(loss_fn, state.params, config.top_k, v0=state.eigvecs,
                                        tol=config.eig_tol, max_restarts=config.eig_max_restarts,
                                        num_iters=config.eig_num_iters, reortho=config.eig_reortho,
@@ -411,6 +409,27 @@ def save(path: str | Path, result: TrainResult, provenance: Mapping[str, Any] | 
             "provenance": dict(provenance or {}), "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     return path.with_suffix(".npz")
+
+
+def save_state(path: str | Path, state: TrainState) -> Path:
+    """Checkpoint a run's carry (parameters, optimizer state, warm-start vectors, step, key)."""
+    import equinox as eqx
+
+    path = Path(path).with_suffix(".eqx")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key_data = jax.random.key_data(state.key)
+    eqx.tree_serialise_leaves(path, state._replace(key=key_data))
+    return path
+
+
+def load_state(path: str | Path, like: TrainState) -> TrainState:
+    """Read a checkpoint written by :func:`save_state`; ``like`` is a state of the same structure
+    (e.g. ``init_state(params, optimizer, top_k, key=...)``)."""
+    import equinox as eqx
+
+    template = like._replace(key=jax.random.key_data(like.key))
+    state = eqx.tree_deserialise_leaves(Path(path).with_suffix(".eqx"), template)
+    return state._replace(key=jax.random.wrap_key_data(state.key))
 
 
 def load(path: str | Path) -> tuple[History, dict]:
