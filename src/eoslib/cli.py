@@ -32,13 +32,13 @@ def parse_value(text: str) -> Any:
 
 def _cmd_list(args) -> int:
     for chapter in chapters.discover().values():
+        rows = [(p.name, *[repr(chapter.scales[s].get(p.name, p.default)) for s in SCALES], p.help)
+                for p in chapter.parameters if p.name not in chapters.COMMON_PARAMETERS]
+        header = ("parameter", *SCALES, "help")
+        widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header) - 1)]
         print(f"{chapter.name}: {chapter.title}")
-        print(f"  {'parameter':<14} " + " ".join(f"{s:<22}" for s in SCALES) + " help")
-        for p in chapter.parameters:
-            if p.name in chapters.COMMON_PARAMETERS:
-                continue
-            defaults = [repr(chapter.scales[s].get(p.name, p.default)) for s in SCALES]
-            print(f"  {p.name:<14} " + " ".join(f"{d:<22}" for d in defaults) + f" {p.help}")
+        for row in [header, *rows]:
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
         print(f"  (scale: one of {list(chapter.scales)}; results written with --out DIR)\n")
     return 0
 
