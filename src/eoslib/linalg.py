@@ -130,6 +130,9 @@ def _reorthogonalize(W, V, reortho, precision):
 def _orthonormal_columns(W, precision):
     """``W = U diag(σ) Zᵀ`` from the eigen-decomposition of the b × b Gram matrix WᵀW: an SVD
     at O(n b²) cost instead of LAPACK's on a tall n × b matrix."""
+    if W.shape[1] == 1:  # a single vector: its norm, without a (GPU-latency-bound) eigensolver call
+        sigma = jnp.linalg.norm(W, axis=0)
+        return W / jnp.where(sigma > 0, sigma, 1.0), sigma, jnp.ones((1, 1), W.dtype)
     gram = _dot(W.T, W, precision)
     lam, Z = jnp.linalg.eigh((gram + gram.T) / 2)
     sigma = jnp.sqrt(jnp.maximum(lam, 0.0))
