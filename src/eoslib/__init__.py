@@ -2,6 +2,13 @@
 
 Modules, one concept each:
 
+- :mod:`eoslib.linalg`   — matrix-free symmetric eigensolvers (block Lanczos) and subspace distances.
+- :mod:`eoslib.hessian`  — HVPs, Hessian spectra and curvature probes of a loss.
+- :mod:`eoslib.ntk`      — the empirical NTK / Gauss–Newton top eigenvalue.
+- :mod:`eoslib.models`   — the papers' architectures (Equinox modules).
+- :mod:`eoslib.losses`   — ½MSE, cross-entropy, accuracy, coupled weight decay.
+- :mod:`eoslib.optim`    — Clipped-Ada and learning-rate interventions (optax).
+- :mod:`eoslib.train`    — scanned GD / SGD with in-loop probes, divergence, sweeps, save / load.
 - :mod:`eoslib.data`     — CIFAR-10 / Fashion-MNIST loaders (local copies or checksummed downloads).
 - :mod:`eoslib.dln`      — closed forms for the 2-parameter diagonal linear network (Wang & Roberts).
 - :mod:`eoslib.results`  — the chapters' results records: schema, provenance, save / load.
