@@ -74,8 +74,6 @@ def main():
     model, objective, x, y, source = problem(args.eos_n, real=True)
     cfg = train.TrainConfig(steps=args.eos_steps, probe_every=args.probe_every, chunks=1,
                             eig_tol=1e-3, eig_num_iters=20)
-    warm_matvecs, cold_matvecs, warm_err, cold_err, warm_values = [], [], [], [], []
-    keep = {}
 
     def probe_fn(params, opt_state, eigpairs, hp):
         # the in-loop probe is the warm one; here: a cold probe and a tight reference, same params

@@ -45,7 +45,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
@@ -96,7 +95,8 @@ P.as_dict()
 ds = data.load_cifar10(n=P.n_train)
 params0 = ARCHS[P.arch](jax.random.key(P.seed))
 config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
-result = train.run(train.supervised("half_mse"), lambda hp: optax.sgd(P.eta), params0,
+objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples
+result = train.run(objective, lambda hp: optax.sgd(P.eta), params0,
                    (ds.x, ds.onehot), config, key=jax.random.key(P.seed + 1))
 h = result.history
 print(f"{P.arch} on {len(ds)} images ({ds.source}); {P.steps} steps of GD at η = {P.eta}")
@@ -215,7 +215,7 @@ display(claims_table(claims))
 # Invariants of the machinery, true at every scale (not the paper's claims):
 assert np.isfinite(h.loss[: (int(h.diverged_at) if result.diverged else None)]).all()
 # the in-loop probe at step 0 is the sharpness of the initial parameters
-direct = hessian.sharpness(lambda p: train.supervised("half_mse")(p, ds.x, ds.onehot, {})[0], params0,
+direct = hessian.sharpness(lambda p: objective(p, ds.x, ds.onehot, {})[0], params0,
                            key=jax.random.key(99), tol=1e-3)
 assert abs(float(direct) - S[0]) <= 1e-3 * abs(S[0]), (float(direct), S[0])
 

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse.linalg as sla
 from jax.flatten_util import ravel_pytree
 
-from eoslib import hessian, linalg, ntk
+from eoslib import hessian, ntk
 
 
 def dense_hessian_fn(loss, params):

@@ -95,7 +95,6 @@ def test_same_seed_same_history(getkey):
 
 def test_minibatches_cover_each_epoch_once():
     x = jnp.arange(12.0)[:, None]
-    seen = []
 
     def objective(params, xb, yb, hp):
         return jnp.sum(params["w"] * 0), {"batch_sum": jnp.sum(xb)}

@@ -80,13 +80,8 @@ def eigsh(
     """
     _check_scalar_loss(loss_fn, params)
     flat, _ = ravel_pytree(params)
-    if v0 is None:
-        if key is None:
-            raise ValueError("give key= (a PRNG key for the start vector) or v0= (a warm start)")
-        v0 = jax.random.normal(key, flat.shape, flat.dtype)
-    with jax.default_matmul_precision(precision):
-        matvec, _ = flat_hvp(loss_fn, params)
-        return linalg.eigsh(matvec, v0, k, precision=precision, **options)
+    return linalg.operator_eigsh(lambda: flat_hvp(loss_fn, params)[0], flat, k, key=key, v0=v0,
+                                 precision=precision, **options)
 
 
 def top_eigenpairs(loss_fn: LossFn, params: PyTree, k: int, *, key: PRNGKeyArray, **options: Any):
@@ -158,10 +153,12 @@ def preconditioned_sharpness(
     """λ₁(P^{-1/2} H P^{-1/2}) for the diagonal preconditioner ``precond`` (a PyTree like
     ``params`` of positive entries, e.g. Adam's ``√v̂ + ε``). GD with step ``η P⁻¹ ∇L`` is stable
     on the quadratic model iff this is below 2/η."""
+    _check_scalar_loss(loss_fn, params)
     flat, _ = ravel_pytree(params)
     p_inv_sqrt = 1.0 / jnp.sqrt(ravel_pytree(precond)[0])
-    with jax.default_matmul_precision(options.get("precision", "highest")):
+
+    def make_matvec():
         matvec, _ = flat_hvp(loss_fn, params)
-        scaled = lambda v: p_inv_sqrt * matvec(p_inv_sqrt * v)
-        v0 = jax.random.normal(key, flat.shape, flat.dtype)
-        return linalg.eigsh(scaled, v0, 1, **options).values[0]
+        return lambda v: p_inv_sqrt * matvec(p_inv_sqrt * v)
+
+    return linalg.operator_eigsh(make_matvec, flat, 1, key=key, **options).values[0]

@@ -266,7 +266,7 @@ def _validate(matvec, v0, k, block_size):
 
 def eigsh(
     matvec: Matvec,
-    v0: Float[Array, "n"] | Float[Array, "n b"],
+    v0: Float[Array, " n"] | Float[Array, "n b"],
     k: int,
     *,
     block_size: int | None = None,
@@ -326,6 +326,30 @@ def eigsh(
     nan = jnp.where(v0_finite, 0.0, jnp.nan)  # a non-finite start gives NaN, never a silent value
     return Eigenpairs(values + nan, vectors + nan, residuals + nan, matvecs, converged & v0_finite)
 
+
+
+def operator_eigsh(
+    make_matvec: Callable[[], Matvec],
+    like: Float[Array, " n"],
+    k: int,
+    *,
+    key=None,
+    v0=None,
+    precision: str = "highest",
+    **options,
+) -> Eigenpairs:
+    """:func:`eigsh` of the operator that ``make_matvec()`` builds under
+    ``jax.default_matmul_precision(precision)`` (so the operator's own matmuls run at that
+    precision too), started from ``v0`` or from a random vector drawn with ``key``.
+
+    ``like`` is any ``(n,)`` array of the operator's dimension and dtype.
+    """
+    if v0 is None:
+        if key is None:
+            raise ValueError("give key= (a PRNG key for the start vector) or v0= (a warm start)")
+        v0 = jax.random.normal(key, like.shape, like.dtype)
+    with jax.default_matmul_precision(precision):
+        return eigsh(make_matvec(), v0, k, precision=precision, **options)
 
 def top_eigenpairs(matvec: Matvec, v0, k: int, **options) -> tuple[Float[Array, " k"], Float[Array, "n k"]]:
     """``(eigenvalues (k,), eigenvectors (n, k))``: the k largest algebraic eigenpairs, descending,

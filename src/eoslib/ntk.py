@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
 
@@ -41,7 +40,6 @@ def ntk_top_eigenvalue(
     eigenvalue of the ½MSE Gauss–Newton matrix over N examples). ``options`` go to
     :func:`eoslib.linalg.eigsh`."""
     flat, _ = ravel_pytree(params)
-    with jax.default_matmul_precision(precision):
-        matvec = jtj_matvec(apply_fn, params)
-        v0 = jax.random.normal(key, flat.shape, flat.dtype)
-        return scale * linalg.eigsh(matvec, v0, 1, precision=precision, **options).values[0]
+    result = linalg.operator_eigsh(lambda: jtj_matvec(apply_fn, params), flat, 1, key=key,
+                                   precision=precision, **options)
+    return scale * result.values[0]

@@ -198,13 +198,10 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
             params = optax.apply_updates(state.params, updates)
             bad = ~jnp.isfinite(loss) | (loss > config.max_loss)
             diverged_at = jnp.where((state.diverged_at < 0) & bad, state.step, state.diverged_at)
-            was_alive = state.diverged_at < 0
             alive = diverged_at < 0
-            record = dict(step=state.step, loss=loss, aux=aux, grad_norm=_norm(grads),
-                          param_norm=_norm(state.params))
-            nan = lambda v: jnp.where(was_alive, v, jnp.nan)
-            record = dict(record, loss=nan(loss), grad_norm=nan(record["grad_norm"]),
-                          param_norm=nan(record["param_norm"]), aux=jax.tree.map(nan, aux))
+            nan = lambda v: jnp.where(state.diverged_at < 0, v, jnp.nan)  # NaN after divergence
+            record = dict(step=state.step, loss=nan(loss), aux=jax.tree.map(nan, aux),
+                          grad_norm=nan(_norm(grads)), param_norm=nan(_norm(state.params)))
             new = TrainState(_tree_where(alive, params, state.params),
                              _tree_where(alive, opt_state, state.opt_state),
                              state.eigvecs, state.step + 1, diverged_at, state.key)
