@@ -186,7 +186,7 @@ claims = [
           "after reaching 2/η the sharpness hovers at, or just above, 2/η instead of growing",
           "hovers at ≈ 2/η = 100 (Fig. 1)",
           f"second-half mean {sharpness_eos_mean:.1f} = {sharpness_eos_mean / edge:.2f} × 2/η, "
-          f"drift {100 * drift:+.0f}%" + (f"; paper scale {paper_eos_mean:.1f}" if paper_run is not None else ""),
+          + (f"drift {100 * drift:+.0f}%" if np.isfinite(drift) else "drift unmeasured (too few probes)") + (f"; paper scale {paper_eos_mean:.1f}" if paper_run is not None else ""),
           "reproduced" if at_edge else "not reproduced",
           "within 10% of 2/η with no drift beyond 10% (fixed before the run; Cohen et al. describe "
           "'at, or just above' 2/η)" if at_edge else "the second-half sharpness is not within 10% of 2/η or still drifts"),
