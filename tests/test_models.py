@@ -51,3 +51,16 @@ def test_vgg_and_two_layer_relu_and_dln(getkey):
 def test_bad_activation_is_named(getkey):
     with pytest.raises(ValueError, match="activation='swish'"):
         models.MLP(3, (4,), 2, "swish", key=getkey())
+
+
+def test_max_pool_matches_equinox():
+    import equinox as eqx
+    import jax
+    import numpy as np
+
+    from eoslib.models import max_pool_2x2
+
+    img = jax.random.normal(jax.random.key(0), (3, 8, 6))
+    np.testing.assert_array_equal(max_pool_2x2(img, channel_axis=0), eqx.nn.MaxPool2d(2, 2)(img))
+    np.testing.assert_array_equal(max_pool_2x2(img.transpose(1, 2, 0), channel_axis=-1),
+                                  eqx.nn.MaxPool2d(2, 2)(img).transpose(1, 2, 0))
