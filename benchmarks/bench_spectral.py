@@ -75,7 +75,7 @@ def main():
     cfg = train.TrainConfig(steps=args.eos_steps, probe_every=args.probe_every, chunks=1,
                             eig_tol=1e-3, eig_num_iters=20)
 
-    def probe_fn(params, opt_state, eigpairs, hp):
+    def probe_fn(params, opt_state, eigpairs, hp, data):
         # the in-loop probe is the warm one; here: a cold probe and a tight reference, same params
         lfn = lambda q: objective(q, x, y, hp)[0]
         cold = hessian.eigsh(lfn, params, 1, key=jax.random.key(7), tol=1e-3, num_iters=20, max_restarts=2)

@@ -134,7 +134,7 @@ def test_resume_continues_exactly(getkey, tmp_path):
 def test_probe_fn_and_sweep_over_weight_decay(getkey):
     model = models.MLP(5, (8,), 2, "tanh", key=getkey())
     x, y = jax.random.normal(getkey(), (16, 5)), jax.random.normal(getkey(), (16, 2))
-    probe_fn = lambda params, opt_state, eig, hp: {"top_vector_norm": jnp.linalg.norm(eig.vectors[:, 0])}
+    probe_fn = lambda params, opt_state, eig, hp, data: {"top_vector_norm": jnp.linalg.norm(eig.vectors[:, 0])}
     res = train.run(train.supervised(), lambda hp: optax.sgd(0.05), model, (x, y),
                     train.TrainConfig(steps=10, probe_every=5, chunks=1, eig_tol=1e-9), key=getkey(),
                     hparams={"gamma": jnp.array([0.0, 1.0])}, probe_fn=probe_fn, progress=False, sweep_batch=1)

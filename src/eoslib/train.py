@@ -18,7 +18,11 @@ of ``sweep_batch`` members (``lax.map``) when memory is short.
 
 The objective is ``objective(params, x, y, hp) -> (loss, aux)`` with ``aux`` a dict of scalars
 (:func:`supervised` builds the usual one); the optimizer comes from ``make_optimizer(hp)``, so
-both can depend on swept hyperparameters ``hp`` (a dict of scalars inside the program).
+both can depend on swept hyperparameters ``hp`` (a dict of scalars inside the program). The
+optimizer's ``update`` receives the step's batch as the extra argument ``batch=(x, y)``
+(optax's ``GradientTransformationExtraArgs``; plain transformations ignore it), for
+transformations that need the loss itself, such as
+:func:`eoslib.optim.decay_off_sharpness_gradient`.
 """
 
 from __future__ import annotations
@@ -188,13 +192,13 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
     """A pure function ``(state, hp, x, y) -> (state, History-without-diverged_at)``."""
 
     def run_chunk(state: TrainState, hp, x, y):
-        optimizer = make_optimizer(hp)
+        optimizer = optax.with_extra_args_support(make_optimizer(hp))
         n = x.shape[0]
 
         def step(state, _):
             xb, yb = _batch(x, y, state, config, n)
             (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params, xb, yb, hp)
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params, batch=(xb, yb))
             params = optax.apply_updates(state.params, updates)
             bad = ~jnp.isfinite(loss) | (loss > config.max_loss)
             diverged_at = jnp.where((state.diverged_at < 0) & bad, state.step, state.diverged_at)
@@ -215,7 +219,7 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
                                        tol=config.eig_tol, max_restarts=config.eig_max_restarts,
                                        num_iters=config.eig_num_iters, reortho=config.eig_reortho,
                                        precision=config.precision)
-                extra = probe_fn(state.params, state.opt_state, result, hp) if probe_fn else {}
+                extra = probe_fn(state.params, state.opt_state, result, hp, (x, y)) if probe_fn else {}
                 nan = lambda v: jnp.where(alive, v, jnp.nan)
                 record = dict(probe_step=state.step, sharpness=nan(result.values[0]),
                               top_eigenvalues=nan(result.values), eig_residuals=nan(result.residuals),
@@ -295,7 +299,10 @@ def run(
       config: :class:`TrainConfig`.
       key: PRNG key (probe start vectors, minibatch order); split per sweep member.
       hparams: dict of scalars, or of ``(S,)`` arrays to sweep.
-      probe_fn: ``(params, opt_state, eigenpairs, hp) -> dict of arrays`` recorded at each probe.
+      probe_fn: ``(params, opt_state, eigenpairs, hp, (x, y)) -> dict of arrays`` recorded at each
+        probe; ``(x, y)`` is all the training data, passed as traced arguments (a probe that
+        closed over the arrays instead would bake them into the program as constants, which
+        XLA may spend minutes constant-folding).
       sweep_batch: run the S members in sequential batches of this size (memory).
       progress: show a tqdm bar.
       resume: continue this earlier result for ``config.steps`` more steps.
