@@ -85,3 +85,31 @@ def test_schedules():
     assert float(s(4)) == pytest.approx(0.1) and float(s(5)) == pytest.approx(0.02)
     w = optim.linear_warmup(0.1, 10)
     assert float(w(5)) == pytest.approx(0.05) and float(w(20)) == pytest.approx(0.1)
+
+
+def test_decay_off_sharpness_gradient_removes_exactly_the_nabla_s_component():
+    A = jnp.diag(jnp.array([5.0, 1.0, 0.5, 0.2]))
+    loss = lambda p: 0.5 * p["w"] @ A @ p["w"] + 0.1 * jnp.sum(p["w"] ** 4) + 0.3 * p["w"][0] ** 2 * p["w"][1]
+    params = {"w": jnp.array([0.4, -0.3, 0.2, 0.5])}
+    gamma = 0.07
+    tx = optim.decay_off_sharpness_gradient(lambda p, batch: loss(p) * batch, gamma, power_iters=200)
+    grads = jax.grad(loss)(params)
+    updates, state = tx.update(grads, tx.init(params), params, batch=1.0)
+    w = params["w"]
+    H = jax.hessian(lambda u: loss({"w": u}))(w)
+    v = jnp.linalg.eigh(H)[1][:, -1]
+    grad_s = jax.grad(lambda u: v @ jax.hessian(lambda q: loss({"w": q}))(u) @ v)(w)
+    n = grad_s / jnp.linalg.norm(grad_s)
+    expected = grads["w"] + gamma * (w - (w @ n) * n)
+    np.testing.assert_allclose(updates["w"], expected, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(state.c_y, w @ grad_s, rtol=1e-8)
+    assert abs(float((updates["w"] - grads["w"]) @ grad_s)) < 1e-10  # no decay along ∇S
+    with pytest.raises(ValueError, match="power_iters"):
+        optim.decay_off_sharpness_gradient(loss, gamma, power_iters=0)
+    with pytest.raises(ValueError, match="batch"):
+        tx.update(grads, tx.init(params), params)
+    # under jit with sgd, as the training loop uses it
+    chained = optax.chain(tx, optax.sgd(0.1))
+    step = jax.jit(lambda p, s: chained.update(jax.grad(loss)(p), s, p, batch=1.0))
+    up, _ = step(params, chained.init(params))
+    np.testing.assert_allclose(up["w"], -0.1 * expected, rtol=1e-6)

@@ -1,0 +1,310 @@
+"""The local (x, y) model of gradient descent at the edge of stability, with coupled weight decay.
+
+Damian, Nichani & Lee (2023) describe GD near the edge by two numbers measured from a reference
+point θ† (the *constrained* trajectory): the displacement ``x = u·(θ − θ†)`` along the top
+Hessian eigenvector ``u`` and ``y = ∇S·(θ − θ†) ≈ S(θ) − 2/η``. Expanding the loss to third
+order gives
+
+.. math::
+
+    x_{t+1} = -(1 + η y_t) x_t, \\qquad y_{t+1} = y_t + η(α - β x_t^2/2),
+
+with the sharpening rate ``α = −∇L·∇S`` and ``β = ‖∇S‖²``. Training the *regularised* objective
+``L(θ) + γ/2 ‖θ‖²`` (coupled weight decay, as in Kolic et al. 2026) changes both lines, and this
+is our derivation (the paper's text is not available in full):
+
+- the curvature along ``u`` becomes ``S + γ``, so ``x_{t+1} = −(1 + η(y_t + γ)) x_t`` and the
+  oscillation is neutral at ``y = −γ``: the stability threshold of ``S`` moves to ``2/η − γ``;
+- the decay step ``−ηγθ`` moves the sharpness by ``−ηγ ⟨θ, ∇S⟩``, so
+  ``y_{t+1} = y_t + η(α − γ c_y − β x_t²/2)`` with the **alignment** ``c_y = ⟨θ, ∇S⟩``.
+
+Sharpening stops with no oscillation at all once ``c_y ≥ c_y^crit = α/γ``: if this happens while
+``S < 2/η − γ``, the sharpness settles *below* the edge (the phase transition). When ``c_y`` grows
+with the sharpness (``c_y = c_edge + slope · y`` near the edge), the decay term is a restoring
+force in ``y``: linearising about the averaged fixed point ``y* = −γ``,
+``x*² = 2(α − γ c_y(y*))/β`` gives an oscillator damped at ``ηγ·slope/2`` per step, against
+which the discrete map itself anti-damps at ``η²βx*²/2`` (:func:`predicted_damping_rate`).
+
+:class:`SharpeningToy` is the smallest loss realising the model exactly: θ = (x, z),
+``L = ½(s₀ + z) x² − α z − d·x`` — sharpness ``s₀ + z`` at x = 0, ``∇S = (0, 1)``, ``β = 1``,
+``c_y = z`` (slope 1), and a sharpening rate α that never stops on its own.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float, PyTree, Scalar, ScalarLike
+
+from eoslib import hessian
+
+__all__ = [
+    "EdgeCoefficients",
+    "coefficients",
+    "alignment_probe",
+    "XYTrajectory",
+    "xy_recursion",
+    "predicted_threshold",
+    "predicted_damping_rate",
+    "sub_edge_plateau",
+    "SharpeningToy",
+    "ToyTrajectory",
+    "EnvelopeFit",
+    "envelope_decay_rate",
+]
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}={value!r} must be a positive finite number")
+
+
+class EdgeCoefficients(NamedTuple):
+    """The local model's coefficients at one point (scalars).
+
+    Attributes:
+      alpha: ``α = −⟨∇L, ∇S⟩``, the sharpening rate of plain GD (L without decay).
+      beta: ``β = ‖∇S‖²``.
+      c_y: ``⟨θ, ∇S⟩``, the alignment of the parameters with the sharpness gradient.
+      sharpness_gradient_norm: ``‖∇S‖``.
+      param_norm: ``‖θ‖``.
+    """
+
+    alpha: Scalar
+    beta: Scalar
+    c_y: Scalar
+    sharpness_gradient_norm: Scalar
+    param_norm: Scalar
+
+
+def coefficients(loss_fn, params: PyTree, v: Float[Array, " n"]) -> EdgeCoefficients:
+    """α, β and c_y of the *unregularised* loss ``loss_fn`` at ``params``.
+
+    ``v`` is the flat unit top eigenvector (``ravel_pytree`` order) of the Hessian; with coupled
+    weight decay the regularised Hessian ``H + γI`` has the same eigenvectors, so a probe of the
+    training objective can pass its own. Costs one gradient and one gradient of an HVP.
+    """
+    grad_s = hessian.sharpness_gradient(loss_fn, params, v)
+    grad_l = jax.grad(loss_fn)(params)
+    alpha, beta = hessian.alpha_beta(grad_l, grad_s)
+    flat_p, _ = ravel_pytree(params)
+    flat_s, _ = ravel_pytree(grad_s)
+    return EdgeCoefficients(alpha, beta, jnp.vdot(flat_p, flat_s), jnp.sqrt(beta), jnp.linalg.norm(flat_p))
+
+
+def alignment_probe(model_loss: str = "half_mse", *, ntk: bool = False, ntk_tol: float = 1e-3):
+    """A ``probe_fn`` for :func:`eoslib.train.run` recording α, β, c_y (and the NTK's top
+    eigenvalue) of the unregularised loss at every probe.
+
+    The model is the parameters themselves (an Equinox module mapping ``x`` to outputs) and
+    ``model_loss`` names a loss in :data:`eoslib.losses.LOSSES`. The top eigenvector comes from
+    the training loop's own probe (of ``L + γ/2‖θ‖²``, whose eigenvectors are L's). With
+    ``ntk=True`` it also records ``ntk_top = λ_max(J Jᵀ)/N`` over the N training inputs, the top
+    eigenvalue of the ½MSE Gauss–Newton matrix (our normalisation of the empirical NTK; a cold
+    Lanczos solve to relative residual ``ntk_tol``).
+    """
+    from eoslib import losses, ntk as ntk_module
+
+    if model_loss not in losses.LOSSES:
+        raise ValueError(f"model_loss={model_loss!r} is not one of {sorted(losses.LOSSES)}")
+    loss_of_outputs = losses.LOSSES[model_loss]
+
+    def probe_fn(params, opt_state, eigpairs, hp, data):
+        x, y = data
+        c = coefficients(lambda p: loss_of_outputs(p(x), y), params, eigpairs.vectors[:, 0])
+        out = dict(alpha=c.alpha, beta=c.beta, c_y=c.c_y)
+        if ntk:
+            out["ntk_top"] = ntk_module.ntk_top_eigenvalue(lambda p: p(x), params, key=jax.random.key(0),
+                                                           scale=1.0 / x.shape[0], tol=ntk_tol)
+        return out
+
+    return probe_fn
+
+
+class XYTrajectory(NamedTuple):
+    """``(T + 1,)`` arrays of the recursion, starting at ``(x₀, y₀)``; NaN after divergence."""
+
+    x: Float[Array, " T1"]
+    y: Float[Array, " T1"]
+
+
+def xy_recursion(x0: ScalarLike, y0: ScalarLike, *, eta: ScalarLike, alpha: ScalarLike, beta: ScalarLike,
+                 steps: int, gamma: ScalarLike = 0.0, cy_edge: ScalarLike = 0.0,
+                 cy_slope: ScalarLike = 0.0, drive: ScalarLike = 0.0, max_abs: float = 1e6) -> XYTrajectory:
+    """Iterate the (x, y) model with coupled weight decay for ``steps`` steps.
+
+    ``x_{t+1} = −(1 + η(y_t + γ)) x_t + η·drive``; ``y_{t+1} = y_t + η(α − γ c_y(y_t) − β x_t²/2)``
+    with ``c_y(y) = cy_edge + cy_slope · y`` (the alignment at the edge and how it grows with S).
+    ``drive`` is a constant gradient component −∇L·u (zero when x is measured from the constrained
+    trajectory, as Damian et al. do; the toy keeps one so the instability grows from a floor
+    instead of from round-off). ``γ = drive = 0`` is Damian et al.'s model. Values past
+    ``max_abs`` count as diverged (NaN after).
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be a positive integer")
+
+    def step(carry, _):
+        x, y = carry
+        cy = cy_edge + cy_slope * y
+        x_new = -(1 + eta * (y + gamma)) * x + eta * drive
+        y_new = y + eta * (alpha - gamma * cy - beta * x**2 / 2)
+        bad = ~(jnp.isfinite(x_new) & jnp.isfinite(y_new)) | (jnp.abs(x_new) > max_abs) | (jnp.abs(y_new) > max_abs)
+        x_new, y_new = jnp.where(bad, jnp.nan, x_new), jnp.where(bad, jnp.nan, y_new)
+        return (x_new, y_new), (x_new, y_new)
+
+    start = (jnp.asarray(x0, float), jnp.asarray(y0, float))
+    _, (xs, ys) = jax.lax.scan(step, start, None, length=steps)
+    return XYTrajectory(jnp.concatenate([start[0][None], xs]), jnp.concatenate([start[1][None], ys]))
+
+
+def predicted_threshold(eta: float, gamma: float) -> float:
+    """Where the sharpness S of the unregularised loss settles at the edge: ``2/η − γ``."""
+    _check_positive("eta", eta)
+    return 2.0 / eta - gamma
+
+
+def predicted_damping_rate(eta: float, gamma: float, *, alpha: float, cy_edge: float, cy_slope: float) -> float:
+    """Decay rate per step of small oscillations about the averaged fixed point of the map.
+
+    With ``ξ = log|x/x*|`` and ``w = y + γ`` the map linearises to ``ξ' = ξ + ηw``,
+    ``w' = (1 − ηγ·slope) w − ηβx*² ξ``, whose determinant is ``1 − ηγ·slope + η²βx*²``; the
+    envelope therefore decays at ``(η/2)(γ·slope − ηβx*²)`` per step, with
+    ``βx*² = 2(α − γ c_y(−γ))``. The second term is the discrete map's own anti-damping (it makes
+    Damian et al.'s γ = 0 cycles grow into a limit cycle): weight decay damps only when it wins.
+    A negative value means small oscillations grow.
+    """
+    _check_positive("eta", eta)
+    beta_x2 = 2.0 * (alpha - gamma * (cy_edge - gamma * cy_slope))
+    return 0.5 * eta * (gamma * cy_slope - eta * beta_x2)
+
+
+def sub_edge_plateau(alpha: float, gamma: float, cy_at, s_grid: np.ndarray) -> float:
+    """The smallest sharpness on ``s_grid`` at which ``γ c_y(S) ≥ α`` (sharpening stops without
+    an instability), or NaN if none; ``cy_at`` maps an array of S to c_y."""
+    if gamma <= 0:
+        return float("nan")
+    s_grid = np.asarray(s_grid, float)
+    stop = np.nonzero(gamma * np.asarray(cy_at(s_grid)) >= alpha)[0]
+    return float(s_grid[stop[0]]) if stop.size else float("nan")
+
+
+class SharpeningToy(eqx.Module):
+    """The two-parameter loss ``L(x, z) = ½(s₀ + z) x² − α z − d·x`` (θ = (x, z), d = ``drive``).
+
+    At x = 0 its sharpness is ``s₀ + z``, ``∇S = (0, 1)`` so ``β = 1`` and ``c_y = ⟨θ, ∇S⟩ = z``;
+    plain GD sharpens at the constant rate α. With coupled weight decay γ, GD on
+    ``L + γ/2‖θ‖²`` follows the (x, y) model with ``x`` itself, ``y = s₀ + z − 2/η``,
+    ``cy_edge = 2/η − s₀``, ``cy_slope = 1`` and the same ``drive`` *exactly* (the loss is cubic),
+    so the toy checks the model's algebra and its fixed points, not its Taylor truncation. The
+    small drive keeps x off zero while the sharpness is below the edge (where GD contracts x
+    towards d/S), as the gradient's component along u does in a network.
+    
+    """
+
+    s0: float
+    alpha: float
+    drive: float
+
+    def __init__(self, s0: float, alpha: float, drive: float = 0.0):
+        _check_positive("s0", s0)
+        _check_positive("alpha", alpha)
+        if not np.isfinite(drive):
+            raise ValueError(f"drive={drive!r} must be finite")
+        self.s0, self.alpha, self.drive = float(s0), float(alpha), float(drive)
+
+    def loss(self, theta: Float[Array, "2"]) -> Scalar:
+        x, z = theta[0], theta[1]
+        return 0.5 * (self.s0 + z) * x**2 - self.alpha * z - self.drive * x
+
+    def projected_sharpness(self, theta: Float[Array, "... 2"]) -> Float[Array, "..."]:
+        """``s₀ + z``: the sharpness at the reference point (0, z), i.e. ``2/η + y``."""
+        return self.s0 + theta[..., 1]
+
+    def sharpness(self, theta: Float[Array, "2"]) -> Scalar:
+        """λ_max of the 2 × 2 Hessian of L (without decay) at θ, by ``eigvalsh``."""
+        return jnp.linalg.eigvalsh(jax.hessian(self.loss)(theta))[-1]
+
+    def gd(self, theta0: Float[Array, "2"], *, eta: ScalarLike, gamma: ScalarLike, steps: int,
+           max_loss: float = 1e8) -> "ToyTrajectory":
+        """Full-batch GD on ``L + γ/2‖θ‖²`` for ``steps`` steps; vmap over ``eta``/``gamma``.
+
+        Returns a :class:`ToyTrajectory` with ``steps + 1`` rows; a step whose loss is non-finite
+        or above ``max_loss`` sets ``diverged_at`` and every later row is NaN.
+        """
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps={steps!r} must be a positive integer")
+        objective = lambda th: self.loss(th) + 0.5 * gamma * jnp.vdot(th, th)
+        grad = jax.grad(objective)
+
+        def step(carry, t):
+            theta, diverged_at = carry
+            new = theta - eta * grad(theta)
+            value = objective(new)
+            bad = ~jnp.isfinite(value) | (value > max_loss) | ~jnp.all(jnp.isfinite(new))
+            diverged_at = jnp.where((diverged_at < 0) & bad, t + 1, diverged_at)
+            new = jnp.where(diverged_at >= 0, jnp.nan, new)
+            return (new, diverged_at), new
+
+        theta0 = jnp.asarray(theta0, float)
+        (_, diverged_at), thetas = jax.lax.scan(step, (theta0, jnp.array(-1)), jnp.arange(steps))
+        thetas = jnp.concatenate([theta0[None], thetas])
+        return ToyTrajectory(thetas, jax.vmap(self.loss)(thetas), jax.vmap(self.sharpness)(thetas),
+                             self.projected_sharpness(thetas), diverged_at)
+
+
+class ToyTrajectory(NamedTuple):
+    """GD on :class:`SharpeningToy`: ``theta (T+1, 2)``, ``loss``, ``sharpness`` (λ_max of L's
+    Hessian), ``projected_sharpness`` (``s₀ + z``), each ``(T+1,)``; ``diverged_at`` (−1 or step)."""
+
+    theta: Float[Array, "T1 2"]
+    loss: Float[Array, " T1"]
+    sharpness: Float[Array, " T1"]
+    projected_sharpness: Float[Array, " T1"]
+    diverged_at: Array
+
+
+class EnvelopeFit(NamedTuple):
+    """``amplitude(t) ≈ exp(log_amplitude0 − rate · t)`` fitted to half the peak-to-peak range of
+    ``s`` in consecutive windows; ``r2`` is the fit's R² in log space (NaN if under 3 windows).
+    ``centres`` and ``amplitudes`` are the windows' mid-times and half-ranges."""
+
+    rate: float
+    log_amplitude0: float
+    r2: float
+    centres: np.ndarray
+    amplitudes: np.ndarray
+
+
+def envelope_decay_rate(t: np.ndarray, s: np.ndarray, window: float) -> EnvelopeFit:
+    """Decay rate per unit of ``t`` of the oscillation envelope of a series ``s(t)``.
+
+    Splits ``[t₀, t_end)`` into windows of length ``window`` (at least one oscillation period),
+    takes half of ``max − min`` in each, and regresses its logarithm on the window centre.
+    Robust to non-sinusoidal (relaxation) oscillations, where a damped-cosine fit is not.
+    ``rate`` > 0: decaying; < 0: growing. Non-finite points are dropped.
+    """
+    if not window > 0:
+        raise ValueError(f"window={window!r} must be positive")
+    t, s = np.asarray(t, float), np.asarray(s, float)
+    keep = np.isfinite(t) & np.isfinite(s)
+    t, s = t[keep], s[keep]
+    edges = np.arange(t[0], t[-1] + 1e-12, window) if t.size else np.array([])
+    centres, amps = [], []
+    for lo in edges:
+        inside = (t >= lo) & (t < lo + window)
+        if inside.sum() >= 2 and np.ptp(s[inside]) > 0:
+            centres.append(lo + window / 2)
+            amps.append(np.ptp(s[inside]) / 2)
+    centres, amps = np.array(centres), np.array(amps)
+    if centres.size < 3:
+        return EnvelopeFit(float("nan"), float("nan"), float("nan"), centres, amps)
+    slope, intercept = np.polyfit(centres, np.log(amps), 1)
+    resid = np.log(amps) - (intercept + slope * centres)
+    total = np.sum((np.log(amps) - np.mean(np.log(amps))) ** 2)
+    r2 = 1.0 - float(np.sum(resid**2) / total) if total > 0 else float("nan")
+    return EnvelopeFit(float(-slope), float(intercept), r2, centres, amps)

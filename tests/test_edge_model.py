@@ -1,0 +1,119 @@
+"""The (x, y) edge model with weight decay: algebra against the toy, fixed points, fits."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from eoslib import edge_model, hessian
+
+
+def test_toy_gd_is_the_xy_recursion_exactly():
+    toy = edge_model.SharpeningToy(s0=100.0, alpha=5.0, drive=0.01)
+    eta, gamma, steps = 0.01, 0.03, 3000
+    traj = toy.gd(jnp.array([1e-3, 0.0]), eta=eta, gamma=gamma, steps=steps)
+    y0 = toy.s0 + 0.0 - 2 / eta
+    pred = edge_model.xy_recursion(1e-3, y0, eta=eta, alpha=toy.alpha, beta=1.0, steps=steps, gamma=gamma,
+                                   cy_edge=2 / eta - toy.s0, cy_slope=1.0, drive=toy.drive)
+    np.testing.assert_allclose(traj.theta[:, 0], pred.x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(traj.projected_sharpness - 2 / eta, pred.y, rtol=1e-9, atol=1e-9)
+
+
+def test_toy_settles_at_the_shifted_threshold_with_the_predicted_amplitude():
+    toy = edge_model.SharpeningToy(s0=100.0, alpha=5.0, drive=0.01)
+    eta, gamma = 0.01, 0.045  # damped (predicted_damping_rate > 0) and below the transition (γ < 0.05)
+    traj = toy.gd(jnp.array([1e-3, 0.0]), eta=eta, gamma=gamma, steps=100000)
+    s_end = float(traj.projected_sharpness[-1])
+    # the drive shifts the orbit by O(drive²); without it the fixed point is exact
+    assert abs(s_end - edge_model.predicted_threshold(eta, gamma)) < 1e-3
+    z_end = float(traj.theta[-1, 1])
+    x_amp = 0.5 * abs(float(traj.theta[-1, 0] - traj.theta[-2, 0]))
+    np.testing.assert_allclose(x_amp, np.sqrt(2 * (toy.alpha - gamma * z_end)), rtol=1e-3)
+
+
+def test_toy_phase_transition_below_the_edge():
+    toy = edge_model.SharpeningToy(s0=100.0, alpha=5.0, drive=0.01)
+    eta, gamma = 0.01, 0.1  # sharpening stops at s0 + alpha/gamma = 150 < 2/eta - gamma
+    traj = toy.gd(jnp.array([1e-3, 0.0]), eta=eta, gamma=gamma, steps=20000)
+    plateau = edge_model.sub_edge_plateau(toy.alpha, gamma, lambda s: s - toy.s0, np.linspace(100, 200, 100001))
+    assert abs(float(traj.projected_sharpness[-1]) - 150.0) < 1e-3
+    assert abs(plateau - 150.0) < 1e-2
+    assert float(jnp.max(jnp.abs(traj.theta[1:, 0]))) <= 1e-3  # no instability along x
+
+
+@pytest.mark.parametrize("gamma", [0.04, 0.045])
+def test_damping_rate_matches_the_linearisation(gamma):
+    toy = edge_model.SharpeningToy(s0=100.0, alpha=5.0, drive=0.01)
+    eta = 0.01
+    traj = toy.gd(jnp.array([1e-3, 0.0]), eta=eta, gamma=gamma, steps=80000)
+    t = np.arange(80001)
+    late = (t >= 20000) & (t < 70000)  # small oscillations (the linearisation's domain), above round-off
+    fit = edge_model.envelope_decay_rate(t[late], np.asarray(traj.projected_sharpness)[late], window=5000)
+    predicted = edge_model.predicted_damping_rate(eta, gamma, alpha=toy.alpha, cy_edge=2 / eta - toy.s0, cy_slope=1.0)
+    assert predicted > 0
+    assert fit.r2 > 0.99
+    assert abs(fit.rate / predicted - 1) < 0.05, (fit.rate, predicted)
+
+
+def test_small_decay_leaves_a_limit_cycle():
+    """Below γ·slope = ηβx*² the discrete map's anti-damping wins: no convergence."""
+    toy = edge_model.SharpeningToy(s0=100.0, alpha=5.0, drive=0.01)
+    eta, gamma = 0.01, 0.02
+    assert edge_model.predicted_damping_rate(eta, gamma, alpha=5.0, cy_edge=100.0, cy_slope=1.0) < 0
+    s = np.asarray(toy.gd(jnp.array([1e-3, 0.0]), eta=eta, gamma=gamma, steps=60000).projected_sharpness)
+    assert np.ptp(s[-10000:]) > 10
+
+
+def test_envelope_recovers_a_synthetic_damped_oscillation():
+    t = np.arange(0, 20000, 5.0)
+    s = 3.0 + 2.0 * np.exp(-1e-4 * t) * np.sign(np.cos(0.05 * t + 0.4))  # square wave: not a cosine
+    fit = edge_model.envelope_decay_rate(t, s, window=500)
+    np.testing.assert_allclose(fit.rate, 1e-4, rtol=2e-2)
+    assert np.isnan(edge_model.envelope_decay_rate(t[:50], s[:50], window=500).rate)
+    with pytest.raises(ValueError, match="window"):
+        edge_model.envelope_decay_rate(t, s, window=0)
+
+
+def test_coefficients_against_dense_derivatives():
+    A = jnp.diag(jnp.array([3.0, 1.0, 0.5]))
+    loss = lambda p: 0.5 * p["w"] @ A @ p["w"] + 0.25 * jnp.sum(p["w"] ** 3) * p["w"][0]
+    params = {"w": jnp.array([0.3, -0.2, 0.1])}
+    H = jax.hessian(lambda w: loss({"w": w}))(params["w"])
+    vals, vecs = jnp.linalg.eigh(H)
+    v = vecs[:, -1]
+    c = edge_model.coefficients(loss, params, v)
+    grad_s = jax.grad(lambda w: v @ jax.hessian(lambda u: loss({"w": u}))(w) @ v)(params["w"])
+    grad_l = jax.grad(lambda w: loss({"w": w}))(params["w"])
+    np.testing.assert_allclose(c.alpha, -grad_l @ grad_s, rtol=1e-10)
+    np.testing.assert_allclose(c.beta, grad_s @ grad_s, rtol=1e-10)
+    np.testing.assert_allclose(c.c_y, params["w"] @ grad_s, rtol=1e-10)
+    # ∇S is the derivative of the top eigenvalue (simple eigenvalue): check by finite differences
+    d = jnp.array([0.2, -0.5, 0.7])
+    top = lambda w: jnp.linalg.eigvalsh(jax.hessian(lambda u: loss({"w": u}))(w))[-1]
+    fd = (top(params["w"] + 1e-5 * d) - top(params["w"] - 1e-5 * d)) / 2e-5
+    np.testing.assert_allclose(fd, grad_s @ d, rtol=1e-6)
+
+
+def test_divergence_is_recorded_not_raised():
+    toy = edge_model.SharpeningToy(s0=100.0, alpha=5.0, drive=0.01)
+    traj = toy.gd(jnp.array([1.0, 0.0]), eta=0.05, gamma=0.0, steps=200)  # 2/eta = 40 < s0: diverges
+    assert int(traj.diverged_at) > 0
+    assert np.isnan(np.asarray(traj.loss)[-1])
+    pred = edge_model.xy_recursion(1.0, 60.0, eta=0.05, alpha=5.0, beta=1.0, steps=200)
+    assert np.isnan(np.asarray(pred.x)[-1])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(s0=-1.0, alpha=1.0), "s0"),
+    (dict(s0=1.0, alpha=0.0), "alpha"),
+])
+def test_bad_toy_parameters_name_themselves(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        edge_model.SharpeningToy(**kwargs)
+
+
+def test_bad_steps():
+    with pytest.raises(ValueError, match="steps"):
+        edge_model.xy_recursion(0.0, 0.0, eta=0.1, alpha=1.0, beta=1.0, steps=0)
+    with pytest.raises(ValueError, match="eta"):
+        edge_model.predicted_threshold(0.0, 0.1)
