@@ -108,6 +108,18 @@ def test_decay_off_sharpness_gradient_removes_exactly_the_nabla_s_component():
         optim.decay_off_sharpness_gradient(loss, gamma, power_iters=0)
     with pytest.raises(ValueError, match="batch"):
         tx.update(grads, tx.init(params), params)
+    with pytest.raises(ValueError, match="every"):
+        optim.decay_off_sharpness_gradient(loss, gamma, every=0)
+    # with every=3 the direction is refreshed on updates 0, 3, 6, … and held in between
+    slow = optim.decay_off_sharpness_gradient(lambda p, batch: loss(p), gamma, power_iters=200, every=3)
+    st = slow.init(params)
+    _, st = slow.update(grads, st, params, batch=0.0)
+    moved = {"w": params["w"] + 0.05}
+    up1, st1 = slow.update(jax.grad(loss)(moved), st, moved, batch=0.0)
+    np.testing.assert_array_equal(st1.n, st.n)
+    _, st2 = slow.update(jax.grad(loss)(moved), st1, moved, batch=0.0)
+    _, st3 = slow.update(jax.grad(loss)(moved), st2, moved, batch=0.0)
+    assert not np.allclose(st3.n, st.n)
     # under jit with sgd, as the training loop uses it
     chained = optax.chain(tx, optax.sgd(0.1))
     step = jax.jit(lambda p, s: chained.update(jax.grad(loss)(p), s, p, batch=1.0))

@@ -98,13 +98,16 @@ def current_learning_rate(schedule: optax.ScalarOrSchedule, step: Array) -> Arra
 
 class DecayOffSharpnessGradientState(NamedTuple):
     """State of :func:`decay_off_sharpness_gradient`: the flat top-eigenvector estimate ``v``
-    (warm start of the next step's power iteration) and the last alignment ``c_y = ⟨θ, ∇S⟩``."""
+    (warm start of the next refresh), the unit sharpness gradient ``n`` in use, the alignment
+    ``c_y = ⟨θ, ∇S⟩`` at the last refresh, and the update ``count``."""
 
     v: Array
+    n: Array
     c_y: Array
+    count: Array
 
 
-def decay_off_sharpness_gradient(loss_fn, gamma, *, power_iters: int = 3, seed: int = 0
+def decay_off_sharpness_gradient(loss_fn, gamma, *, power_iters: int = 3, every: int = 1, seed: int = 0
                                  ) -> optax.GradientTransformationExtraArgs:
     """Add coupled weight decay ``γθ`` to the gradient *with its component along ∇S removed*.
 
@@ -117,10 +120,12 @@ def decay_off_sharpness_gradient(loss_fn, gamma, *, power_iters: int = 3, seed: 
     ``loss_fn(params, batch)`` is the loss without decay; ``update`` must be called with the
     extra argument ``batch`` (as :func:`eoslib.train.run` does: the full data for GD, the
     minibatch for SGD), so the data are traced arguments rather than constants of the program.
-    Each update refreshes the top Hessian eigenvector of that loss by ``power_iters`` warm-started power
-    iterations (largest |λ|: assumes the top of the spectrum dominates its negative end, as for
-    ½MSE near the edge) and computes ∇S by one gradient of an HVP; a step costs roughly
-    ``power_iters + 3`` gradients. ``gamma`` may be a traced hyperparameter.
+    Every ``every`` updates (from the first) the top Hessian eigenvector of that loss is refreshed
+    by ``power_iters`` warm-started power iterations (largest |λ|: assumes the top of the spectrum
+    dominates its negative end, as for ½MSE near the edge) and ∇S by one gradient of an HVP; a
+    refresh costs about ``power_iters + 3`` gradients, and ``n`` is held fixed in between
+    (``every > 1`` trades exactness for cost; under ``vmap`` the refresh runs every step anyway).
+    ``gamma`` may be a traced hyperparameter.
     """
     from jax.flatten_util import ravel_pytree
 
@@ -128,29 +133,35 @@ def decay_off_sharpness_gradient(loss_fn, gamma, *, power_iters: int = 3, seed: 
 
     if not isinstance(power_iters, int) or power_iters < 1:
         raise ValueError(f"power_iters={power_iters!r} must be a positive integer")
+    if not isinstance(every, int) or every < 1:
+        raise ValueError(f"every={every!r} must be a positive integer")
 
     def init_fn(params):
         flat, _ = ravel_pytree(params)
         v = jax.random.normal(jax.random.key(seed), flat.shape, flat.dtype)
-        return DecayOffSharpnessGradientState(v / jnp.linalg.norm(v), jnp.zeros((), flat.dtype))
+        return DecayOffSharpnessGradientState(v / jnp.linalg.norm(v), jnp.zeros_like(flat),
+                                              jnp.zeros((), flat.dtype), jnp.zeros((), jnp.int32))
 
     def update_fn(updates, state, params=None, *, batch=None, **extra_args):
         if params is None or batch is None:
             raise ValueError("decay_off_sharpness_gradient needs params and batch=... in update()")
         flat, unravel = ravel_pytree(params)
         loss_at = lambda p: loss_fn(p, batch)
-        matvec, _ = hessian.flat_hvp(loss_at, params)
 
-        def power(v, _):
-            w = matvec(v)
-            return w / jnp.linalg.norm(w), None
+        def refresh(_):
+            matvec, _ = hessian.flat_hvp(loss_at, params)
 
-        v, _ = jax.lax.scan(power, state.v, None, length=power_iters)
-        grad_s, _ = ravel_pytree(hessian.sharpness_gradient(loss_at, params, v))
-        n = grad_s / jnp.linalg.norm(grad_s)
-        c_y = jnp.vdot(flat, grad_s)
+            def power(v, _):
+                w = matvec(v)
+                return w / jnp.linalg.norm(w), None
+
+            v, _ = jax.lax.scan(power, state.v, None, length=power_iters)
+            grad_s, _ = ravel_pytree(hessian.sharpness_gradient(loss_at, params, v))
+            return v, grad_s / jnp.linalg.norm(grad_s), jnp.vdot(flat, grad_s)
+
+        v, n, c_y = jax.lax.cond(state.count % every == 0, refresh, lambda _: (state.v, state.n, state.c_y), None)
         decay = gamma * (flat - jnp.vdot(flat, n) * n)
         updates = jax.tree.map(jnp.add, updates, unravel(decay))
-        return updates, DecayOffSharpnessGradientState(v, c_y)
+        return updates, DecayOffSharpnessGradientState(v, n, c_y, state.count + 1)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
