@@ -1,0 +1,235 @@
+"""The coupled instability model of higher-order curvature (Wang & Roberts, flatness-bias paper).
+
+Sec. 5 and App. F.1 of the paper model a positive higher-order curvature measure κ (a fourth-
+derivative envelope along the sharpest directions) and the *instability surplus*
+``s = η λ − c`` (how far the step size exceeds the local stability limit ``c``; ``c = 2`` for a
+quadratic) as a coupled stochastic system. The math symbols of our copy were stripped; from the
+surrounding text we reconstruct it as
+
+.. math::
+
+    \\log κ_{t+1} = \\log κ_t + ξ_t\\, g(s_t), \\qquad s_t = η\\,(f(κ_t) + ε_t) − c,
+
+with ``ξ_t`` i.i.d. Rademacher signs, ``g`` positive and strictly increasing (instability sets the
+size of the curvature fluctuations), ``f`` non-decreasing (larger κ, sharper landscape), ``ε_t``
+zero-mean noise, and the process absorbed ("exits") the first time ``s ≤ 0`` (Asp. 5.2 / C6).
+
+Writing ``X = log κ`` and ``h(X) = g(s(X))`` (noise-free), the walk ``X_{t+1} = X_t ± h(X_t)`` is a
+martingale whose step grows with X. Of the four two-step branches from a point mass, ``(+,+)``
+goes right and ``(+,−)``, ``(−,+)``, ``(−,−)`` go left (:func:`two_step_branches`; the paper's
+point-mass contraction, Thm. 5.4): the median drifts left while the mean is conserved, so the law
+of κ becomes right-skewed — the flatness bias.
+
+:data:`CASES` holds our concrete instances of the paper's three simulated cases (App. F.11), whose
+functions were not in our copy: I (g Lipschitz in X, unimodal start), II (g not Lipschitz at the
+exit, unimodal start) and III (Case I's g, bimodal start).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+__all__ = ["CoupledModel", "CASES", "Simulation", "simulate", "initial_log_kappa", "two_step_branches",
+           "distribution_summary", "DistributionSummary", "curvature_probe", "rotation_probe"]
+
+
+@dataclass(frozen=True)
+class CoupledModel:
+    """One instance of the coupled model (all functions act elementwise on arrays).
+
+    Attributes:
+      name: a label.
+      g: the fluctuation size ``g(s)`` for ``s > 0``: positive, strictly increasing.
+      f: the sharpness ``f(κ)``: non-decreasing.
+      eta: learning rate η.
+      c: stability limit c (``s = η f(κ) − c``).
+      noise_std: standard deviation of the zero-mean sharpness noise ε (0: none).
+      init: ``(weights, means, stds)`` of the normal mixture of ``log κ₀`` (truncated to s > 0).
+    """
+
+    name: str
+    g: Callable[[Array], Array]
+    f: Callable[[Array], Array]
+    eta: float = 1.0
+    c: float = 1.0
+    noise_std: float = 0.0
+    init: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((1.0,), (1.0,), (0.1,))
+
+    def surplus(self, log_kappa: Array, noise: Array | float = 0.0) -> Array:
+        """``s = η (f(κ) + ε) − c`` at ``log κ``."""
+        return self.eta * (self.f(jnp.exp(log_kappa)) + noise) - self.c
+
+    def step_size(self, log_kappa: Array) -> Array:
+        """``h(X) = g(s(X))`` without noise (0 where ``s ≤ 0``)."""
+        s = self.surplus(log_kappa)
+        return jnp.where(s > 0, self.g(jnp.maximum(s, 0.0)), 0.0)
+
+
+#: The three cases of App. F.11 as we instantiate them: λ = f(κ) = κ, η = 1, c = 1 (so the exit is
+#: κ ≤ 1, i.e. log κ ≤ 0), fluctuation scale 0.1, g bounded (an unbounded g such as 0.1√s makes
+#: the walk explode, since s = κ − 1 grows exponentially in log κ).
+CASES: dict[str, CoupledModel] = {
+    "I": CoupledModel("I: unimodal, Lipschitz g", g=lambda s: 0.1 * s / (1.0 + s), f=lambda k: k),
+    "II": CoupledModel("II: unimodal, non-Lipschitz g", g=lambda s: 0.1 * jnp.sqrt(s / (1.0 + s)), f=lambda k: k),
+    "III": CoupledModel("III: bimodal start, Lipschitz g", g=lambda s: 0.1 * s / (1.0 + s), f=lambda k: k,
+                        init=((0.5, 0.5), (0.6, 1.6), (0.08, 0.08))),
+}
+
+
+def initial_log_kappa(model: CoupledModel, n: int, key: PRNGKeyArray) -> Float[Array, " n"]:
+    """``n`` draws of ``log κ₀`` from the model's normal mixture, redrawn until ``s(κ₀) > 0``
+    (the paper starts in instability, C5)."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} must be a positive integer")
+    weights, means, stds = (jnp.asarray(a, float) for a in model.init)
+    if not (weights.shape == means.shape == stds.shape) or weights.ndim != 1:
+        raise ValueError(f"init={model.init!r} must be three equal-length tuples (weights, means, stds)")
+
+    def draw(k):
+        k1, k2 = jax.random.split(k)
+        comp = jax.random.choice(k1, weights.size, (n,), p=weights / weights.sum())
+        return means[comp] + stds[comp] * jax.random.normal(k2, (n,))
+
+    def cond(carry):
+        x, _ = carry
+        return jnp.any(model.surplus(x) <= 0)
+
+    def body(carry):
+        x, k = carry
+        k, sub = jax.random.split(k)
+        return jnp.where(model.surplus(x) > 0, x, draw(sub)), k
+
+    key, sub = jax.random.split(key)
+    x, _ = jax.lax.while_loop(cond, body, (draw(sub), key))
+    return x
+
+
+class Simulation(NamedTuple):
+    """Snapshots of the process: ``log_kappa (R, n)`` at the times ``times (R,)`` (absorbed
+    trajectories keep their exit value), ``exited (R, n)`` flags, ``exit_time (n,)`` (−1: never)."""
+
+    times: np.ndarray
+    log_kappa: np.ndarray
+    exited: np.ndarray
+    exit_time: np.ndarray
+
+
+def simulate(model: CoupledModel, log_kappa0: Float[Array, " n"], steps: int, *, key: PRNGKeyArray,
+             record_every: int = 1) -> Simulation:
+    """Iterate the model from ``log_kappa0`` for ``steps`` steps (one ``lax.scan``, all
+    trajectories at once), recording every ``record_every`` steps (and step 0)."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be a positive integer")
+    if not isinstance(record_every, int) or not 1 <= record_every <= steps or steps % record_every:
+        raise ValueError(f"record_every={record_every!r} must divide steps={steps}")
+    n = log_kappa0.shape[0]
+
+    def step(carry, k):
+        x, exited, exit_time, t = carry
+        k1, k2 = jax.random.split(k)
+        xi = jnp.where(jax.random.bernoulli(k1, 0.5, (n,)), 1.0, -1.0)
+        eps = model.noise_std * jax.random.normal(k2, (n,))
+        s = model.surplus(x, eps)
+        now_exit = ~exited & (s <= 0)
+        exited = exited | now_exit
+        exit_time = jnp.where(now_exit, t, exit_time)
+        x = jnp.where(exited, x, x + xi * model.g(jnp.maximum(s, 0.0)))
+        return (x, exited, exit_time, t + 1), None
+
+    def block(carry, k):
+        carry, _ = jax.lax.scan(step, carry, jax.random.split(k, record_every))
+        return carry, (carry[0], carry[1])
+
+    start = (jnp.asarray(log_kappa0, float), jnp.zeros(n, bool), jnp.full(n, -1), jnp.array(0))
+    final, (xs, ex) = jax.lax.scan(block, start, jax.random.split(key, steps // record_every))
+    times = np.arange(0, steps + 1, record_every)
+    xs = np.concatenate([np.asarray(log_kappa0)[None], np.asarray(xs)])
+    ex = np.concatenate([np.zeros((1, n), bool), np.asarray(ex)])
+    return Simulation(times, xs, ex, np.asarray(final[2]))
+
+
+def two_step_branches(model: CoupledModel, log_kappa: Float[Array, " m"]) -> Float[Array, "m 4"]:
+    """Two-step displacements from point masses at ``log_kappa`` for the sign strings
+    ``(+,+), (+,−), (−,+), (−,−)`` (noise-free; a branch that exits stops there)."""
+    x = jnp.asarray(log_kappa, float)
+    out = []
+    for a, b in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+        x1 = x + a * model.step_size(x)
+        x2 = x1 + b * model.step_size(x1)
+        out.append(x2 - x)
+    return jnp.stack(out, axis=-1)
+
+
+class DistributionSummary(NamedTuple):
+    """Median, mode (maximiser of a Gaussian KDE), mean, sample skewness and the 5–95% spread."""
+
+    median: float
+    mode: float
+    mean: float
+    skewness: float
+    spread: float
+
+
+def distribution_summary(samples: np.ndarray, grid_points: int = 512) -> DistributionSummary:
+    """Summary statistics of a 1-D sample (``scipy.stats``: ``gaussian_kde`` with Scott's rule
+    for the mode, ``skew`` for the skewness)."""
+    from scipy import stats
+
+    x = np.asarray(samples, float)
+    x = x[np.isfinite(x)]
+    if x.size < 3 or np.ptp(x) == 0:
+        m = float(np.median(x)) if x.size else float("nan")
+        return DistributionSummary(m, m, m, float("nan"), 0.0)
+    grid = np.linspace(x.min(), x.max(), grid_points)
+    mode = float(grid[np.argmax(stats.gaussian_kde(x)(grid))])
+    q05, q95 = np.percentile(x, [5, 95])
+    return DistributionSummary(float(np.median(x)), mode, float(np.mean(x)), float(stats.skew(x)), float(q95 - q05))
+
+
+def curvature_probe(model_loss: str = "half_mse", *, radius: float = 0.05):
+    """A ``probe_fn`` for :func:`eoslib.train.run` recording κ along the top Hessian eigenvector u.
+
+    Records ``kappa_exact = D⁴L(θ)[u, u, u, u]`` (nested ``jvp``,
+    :func:`eoslib.hessian.directional_derivative`) and ``kappa_proxy``, the finite-difference
+    estimator :func:`eoslib.hessian.kappa_finite_difference` at ``radius`` (our reconstruction of
+    the paper's Eq. 26), both of the unregularised ``model_loss`` on all the training data.
+    """
+    from jax.flatten_util import ravel_pytree
+
+    from eoslib import hessian, losses
+
+    if model_loss not in losses.LOSSES:
+        raise ValueError(f"model_loss={model_loss!r} is not one of {sorted(losses.LOSSES)}")
+    if not radius > 0:
+        raise ValueError(f"radius={radius!r} must be positive")
+    loss_of_outputs = losses.LOSSES[model_loss]
+
+    def probe_fn(params, opt_state, eigpairs, hp, data):
+        x, y = data
+        loss_fn = lambda p: loss_of_outputs(p(x), y)
+        v = eigpairs.vectors[:, 0]
+        _, unravel = ravel_pytree(params)
+        exact = hessian.directional_derivative(loss_fn, params, unravel(v), 4)
+        proxy = hessian.kappa_finite_difference(loss_fn, params, v, radius)
+        return dict(kappa_exact=exact, kappa_proxy=proxy)
+
+    return probe_fn
+
+
+def rotation_probe(params, opt_state, eigpairs, hp, data):
+    """A ``probe_fn`` recording how far the top-k Hessian eigenvectors have turned from a
+    baseline ``hp["baseline"]`` (``(n, k)`` per member, orthonormal columns, ``ravel_pytree``
+    order; an array hyperparameter is always swept, so pass it as ``(S, n, k)``, S ≥ 1): ``cosines (k,)`` = |cos| of each eigenvector
+    with its baseline counterpart, and ``subspace`` = the cosine-Grassmannian similarity of the
+    two top-k subspaces (:func:`eoslib.linalg.cosine_grassmann_similarity`)."""
+    from eoslib import linalg
+
+    U, B = eigpairs.vectors, hp["baseline"]
+    cosines = jax.vmap(linalg.abs_cosine, in_axes=(1, 1))(U, B)
+    return dict(cosines=cosines, subspace=linalg.cosine_grassmann_similarity(U, B))

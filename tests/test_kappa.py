@@ -1,0 +1,90 @@
+"""The coupled instability model: branches, absorption, median drift, statistics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from eoslib import kappa
+
+
+@pytest.mark.parametrize("case", sorted(kappa.CASES))
+def test_three_of_four_two_step_branches_go_left_and_the_mean_is_kept(case):
+    model = kappa.CASES[case]
+    x = jnp.linspace(0.3, 3.0, 50)  # well inside the unstable region: no branch exits
+    d = np.asarray(kappa.two_step_branches(model, x))
+    assert d.shape == (50, 4)
+    assert np.all(d[:, 0] > 0) and np.all(d[:, 1:] < 0)
+    np.testing.assert_allclose(d.sum(axis=1), 0.0, atol=1e-6)  # a martingale: mean displacement 0
+
+
+def test_absorbed_trajectories_keep_their_exit_value():
+    model = kappa.CASES["II"]
+    x0 = jnp.full(2000, 0.05)  # just above the exit at log κ = 0
+    sim = kappa.simulate(model, x0, 400, key=jax.random.key(0), record_every=100)
+    assert sim.log_kappa.shape == (5, 2000) and list(sim.times) == [0, 100, 200, 300, 400]
+    exited = sim.exit_time >= 0
+    assert exited.mean() > 0.5
+    assert np.all(sim.log_kappa[-1][exited] <= 0.0 + 1e-12)
+    # an exited trajectory does not move afterwards
+    frozen = sim.exited[2]
+    np.testing.assert_array_equal(sim.log_kappa[3][frozen], sim.log_kappa[2][frozen])
+
+
+def test_median_drifts_left_and_law_skews_right_case_one():
+    model = kappa.CASES["I"]
+    x0 = kappa.initial_log_kappa(model, 20000, jax.random.key(1))
+    assert float(jnp.min(model.surplus(x0))) > 0
+    sim = kappa.simulate(model, x0, 2000, key=jax.random.key(2), record_every=500)
+    start, end = kappa.distribution_summary(sim.log_kappa[0]), kappa.distribution_summary(sim.log_kappa[-1])
+    assert end.median < start.median
+    assert abs(end.mean - start.mean) < 0.02  # martingale until absorption; absorption is rare here
+    assert end.skewness > 0 and end.mode <= end.median
+
+
+def test_bimodal_initialisation_and_bad_inputs():
+    x0 = kappa.initial_log_kappa(kappa.CASES["III"], 5000, jax.random.key(3))
+    assert abs(float(jnp.mean(x0 < 1.1)) - 0.5) < 0.03
+    with pytest.raises(ValueError, match="record_every"):
+        kappa.simulate(kappa.CASES["I"], x0, 10, key=jax.random.key(0), record_every=3)
+    with pytest.raises(ValueError, match="steps"):
+        kappa.simulate(kappa.CASES["I"], x0, 0, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="n="):
+        kappa.initial_log_kappa(kappa.CASES["I"], 0, jax.random.key(0))
+
+
+def test_distribution_summary_on_a_known_skewed_law():
+    x = np.random.default_rng(0).lognormal(0.0, 0.5, 200000)
+    s = kappa.distribution_summary(x)
+    np.testing.assert_allclose(s.median, 1.0, rtol=1e-2)
+    np.testing.assert_allclose(s.mode, np.exp(-0.25), rtol=5e-2)
+    assert s.skewness > 1.0 and s.mode < s.median < s.mean
+
+
+def test_probes_inside_the_training_loop(getkey):
+    import optax
+
+    from eoslib import hessian, models, train
+
+    x = jax.random.normal(getkey(), (40, 6))
+    y = jax.nn.one_hot(jnp.arange(40) % 3, 3)
+    params = models.MLP(6, (8,), 3, "tanh", key=getkey())
+    cfg = train.TrainConfig(steps=4, probe_every=2, top_k=2, eig_tol=1e-8, eig_max_restarts=10)
+    res = train.run(train.supervised("half_mse"), lambda hp: optax.sgd(0.1), params, (x, y), cfg, key=getkey(),
+                    probe_fn=kappa.curvature_probe("half_mse", radius=0.05), progress=False)
+    loss_fn = lambda p: 0.5 * jnp.mean(jnp.sum((p(x) - y) ** 2, axis=-1))
+    vals, vecs = hessian.top_eigenpairs(loss_fn, params, 1, key=getkey(), tol=1e-10, max_restarts=20)
+    from jax.flatten_util import ravel_pytree
+    _, unravel = ravel_pytree(params)
+    exact = hessian.directional_derivative(loss_fn, params, unravel(vecs[:, 0]), 4)
+    np.testing.assert_allclose(res.history.extra["kappa_exact"][0], exact, rtol=1e-5)
+    np.testing.assert_allclose(res.history.extra["kappa_proxy"][0], exact, rtol=0.05, atol=1e-3 * abs(float(exact)) + 1e-6)
+    # rotation probe against the step-0 eigenvectors: similarity 1 at step 0
+    n = vecs.shape[0]
+    _, base = hessian.top_eigenpairs(loss_fn, params, 2, key=getkey(), tol=1e-10, max_restarts=20)
+    rot = train.run(train.supervised("half_mse"), lambda hp: optax.sgd(0.1), params, (x, y), cfg, key=getkey(),
+                    hparams={"baseline": base[None]}, probe_fn=kappa.rotation_probe, progress=False)
+    assert rot.history.extra["cosines"].shape == (1, 2, 2)  # a sweep of one member
+    np.testing.assert_allclose(rot.history.extra["cosines"][0, 0], 1.0, atol=1e-6)
+    np.testing.assert_allclose(rot.history.extra["subspace"][0, 0], 1.0, atol=1e-6)
+    assert n == base.shape[0]
