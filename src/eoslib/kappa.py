@@ -71,9 +71,9 @@ class CoupledModel:
         return jnp.where(s > 0, self.g(jnp.maximum(s, 0.0)), 0.0)
 
 
-#: The three cases of App. F.11 as we instantiate them: λ = f(κ) = κ, η = 1, c = 1 (so the exit is
-#: κ ≤ 1, i.e. log κ ≤ 0), fluctuation scale 0.1, g bounded (an unbounded g such as 0.1√s makes
-#: the walk explode, since s = κ − 1 grows exponentially in log κ).
+#: Our instances of the three cases of App. F.11, with λ = f(κ) = κ, η = 1 and c = 1 (so the exit
+#: is κ ≤ 1, i.e. log κ ≤ 0), fluctuation scale 0.1 and a bounded g (an unbounded g such as 0.1√s
+#: makes the walk explode, since s = κ − 1 grows exponentially in log κ).
 CASES: dict[str, CoupledModel] = {
     "I": CoupledModel("I: unimodal, Lipschitz g", g=lambda s: 0.1 * s / (1.0 + s), f=lambda k: k),
     "II": CoupledModel("II: unimodal, non-Lipschitz g", g=lambda s: 0.1 * jnp.sqrt(s / (1.0 + s)), f=lambda k: k),
