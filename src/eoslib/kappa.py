@@ -225,7 +225,7 @@ def curvature_probe(model_loss: str = "half_mse", *, radius: float = 0.05):
 def rotation_probe(params, opt_state, eigpairs, hp, data):
     """A ``probe_fn`` recording how far the top-k Hessian eigenvectors have turned from a
     baseline ``hp["baseline"]`` (``(n, k)`` per member, orthonormal columns, ``ravel_pytree``
-    order; an array hyperparameter is always swept, so pass it as ``(S, n, k)``, S ≥ 1): ``cosines (k,)`` = |cos| of each eigenvector
+    order; an array hyperparameter is always swept, so pass it as ``(S, n, k)``, S ≥ 1): ``cosines (k,)`` = ``|cos|`` of each eigenvector
     with its baseline counterpart, and ``subspace`` = the cosine-Grassmannian similarity of the
     two top-k subspaces (:func:`eoslib.linalg.cosine_grassmann_similarity`)."""
     from eoslib import linalg
