@@ -7,8 +7,10 @@ Modules, one concept each:
 - :mod:`eoslib.ntk`      — the empirical NTK / Gauss–Newton top eigenvalue.
 - :mod:`eoslib.models`   — the papers' architectures (Equinox modules).
 - :mod:`eoslib.losses`   — ½MSE, cross-entropy, accuracy, coupled weight decay.
-- :mod:`eoslib.optim`    — Clipped-Ada and learning-rate interventions (optax).
+- :mod:`eoslib.optim`    — Clipped-Ada, learning-rate and weight-decay interventions (optax).
 - :mod:`eoslib.train`    — scanned GD / SGD with in-loop probes, divergence, sweeps, save / load.
+- :mod:`eoslib.edge_model` — the local (x, y) model of GD at the edge, with weight decay; its toy.
+- :mod:`eoslib.kappa`    — the coupled instability model of higher-order curvature κ; κ and rotation probes.
 - :mod:`eoslib.data`     — CIFAR-10 / Fashion-MNIST loaders (local copies or checksummed downloads).
 - :mod:`eoslib.dln`      — closed forms for the 2-parameter diagonal linear network (Wang & Roberts).
 - :mod:`eoslib.results`  — the chapters' results records: schema, provenance, save / load.

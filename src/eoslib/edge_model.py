@@ -102,7 +102,7 @@ def alignment_probe(model_loss: str = "half_mse", *, ntk: bool = False, ntk_tol:
     eigenvalue) of the unregularised loss at every probe.
 
     The model is the parameters themselves (an Equinox module mapping ``x`` to outputs) and
-    ``model_loss`` names a loss in :data:`eoslib.losses.LOSSES`. The top eigenvector comes from
+    ``model_loss`` names a loss in ``eoslib.losses.LOSSES``. The top eigenvector comes from
     the training loop's own probe (of ``L + γ/2‖θ‖²``, whose eigenvectors are L's). With
     ``ntk=True`` it also records ``ntk_top = λ_max(J Jᵀ)/N`` over the N training inputs, the top
     eigenvalue of the ½MSE Gauss–Newton matrix (our normalisation of the empirical NTK; a cold

@@ -71,9 +71,9 @@ class CoupledModel:
         return jnp.where(s > 0, self.g(jnp.maximum(s, 0.0)), 0.0)
 
 
-#: The three cases of App. F.11 as we instantiate them: λ = f(κ) = κ, η = 1, c = 1 (so the exit is
-#: κ ≤ 1, i.e. log κ ≤ 0), fluctuation scale 0.1, g bounded (an unbounded g such as 0.1√s makes
-#: the walk explode, since s = κ − 1 grows exponentially in log κ).
+#: Our instances of the three cases of App. F.11, with λ = f(κ) = κ, η = 1 and c = 1 (so the exit
+#: is κ ≤ 1, i.e. log κ ≤ 0), fluctuation scale 0.1 and a bounded g (an unbounded g such as 0.1√s
+#: makes the walk explode, since s = κ − 1 grows exponentially in log κ).
 CASES: dict[str, CoupledModel] = {
     "I": CoupledModel("I: unimodal, Lipschitz g", g=lambda s: 0.1 * s / (1.0 + s), f=lambda k: k),
     "II": CoupledModel("II: unimodal, non-Lipschitz g", g=lambda s: 0.1 * jnp.sqrt(s / (1.0 + s)), f=lambda k: k),
@@ -225,7 +225,7 @@ def curvature_probe(model_loss: str = "half_mse", *, radius: float = 0.05):
 def rotation_probe(params, opt_state, eigpairs, hp, data):
     """A ``probe_fn`` recording how far the top-k Hessian eigenvectors have turned from a
     baseline ``hp["baseline"]`` (``(n, k)`` per member, orthonormal columns, ``ravel_pytree``
-    order; an array hyperparameter is always swept, so pass it as ``(S, n, k)``, S ≥ 1): ``cosines (k,)`` = |cos| of each eigenvector
+    order; an array hyperparameter is always swept, so pass it as ``(S, n, k)``, S ≥ 1): ``cosines (k,)`` = ``|cos|`` of each eigenvector
     with its baseline counterpart, and ``subspace`` = the cosine-Grassmannian similarity of the
     two top-k subspaces (:func:`eoslib.linalg.cosine_grassmann_similarity`)."""
     from eoslib import linalg

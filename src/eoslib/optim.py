@@ -121,7 +121,7 @@ def decay_off_sharpness_gradient(loss_fn, gamma, *, power_iters: int = 3, every:
     extra argument ``batch`` (as :func:`eoslib.train.run` does: the full data for GD, the
     minibatch for SGD), so the data are traced arguments rather than constants of the program.
     Every ``every`` updates (from the first) the top Hessian eigenvector of that loss is refreshed
-    by ``power_iters`` warm-started power iterations (largest |λ|: assumes the top of the spectrum
+    by ``power_iters`` warm-started power iterations (largest ``|λ|``: assumes the top of the spectrum
     dominates its negative end, as for ½MSE near the edge) and ∇S by one gradient of an HVP; a
     refresh costs about ``power_iters + 3`` gradients, and ``n`` is held fixed in between
     (``every > 1`` trades exactness for cost; under ``vmap`` the refresh runs every step anyway).
