@@ -156,3 +156,15 @@ def test_subspace_measures():
     un, vn = u / jnp.linalg.norm(u), v / jnp.linalg.norm(v)
     assert float(linalg.cosine_grassmann_similarity(un[:, None], vn[:, None])) == pytest.approx(
         float(linalg.abs_cosine(u, -v)), rel=1e-10)
+
+
+def test_unbatched_maps_over_the_batch_with_the_same_values(getkey):
+    """Under vmap the factorisation runs one matrix at a time (a loop, no batched LAPACK call),
+    giving what the batched call gives."""
+    a = jax.random.normal(getkey(), (4, 30, 3))
+    f = linalg.unbatched(lambda m: jnp.linalg.qr(m)[0])
+    np.testing.assert_allclose(jax.vmap(f)(a), jax.vmap(lambda m: jnp.linalg.qr(m)[0])(a), atol=1e-12)
+    np.testing.assert_allclose(jax.vmap(jax.vmap(f))(a[None]), jax.vmap(f)(a)[None], atol=1e-12)
+    hlo = jax.jit(jax.vmap(f)).lower(a).as_text()
+    assert "while" in hlo
+    assert "while" not in jax.jit(jax.vmap(lambda m: jnp.linalg.qr(m)[0])).lower(a).as_text()

@@ -148,11 +148,13 @@ def kappa_finite_difference(loss_fn: LossFn, params: PyTree, v: Float[Array, " n
 
 
 def preconditioned_sharpness(
-    loss_fn: LossFn, params: PyTree, precond: PyTree, *, key: PRNGKeyArray, **options: Any
+    loss_fn: LossFn, params: PyTree, precond: PyTree, *, key: PRNGKeyArray | None = None, **options: Any
 ) -> Scalar:
     """λ₁(P^{-1/2} H P^{-1/2}) for the diagonal preconditioner ``precond`` (a PyTree like
     ``params`` of positive entries, e.g. Adam's ``√v̂ + ε``). GD with step ``η P⁻¹ ∇L`` is stable
-    on the quadratic model iff this is below 2/η."""
+    on the quadratic model iff this is below 2/η. Start the solver from ``key`` (random) or from
+    ``v0=`` (a warm start, in ``ravel_pytree`` order); ``options`` go to
+    :func:`eoslib.linalg.operator_eigsh`."""
     _check_scalar_loss(loss_fn, params)
     flat, _ = ravel_pytree(params)
     p_inv_sqrt = 1.0 / jnp.sqrt(ravel_pytree(precond)[0])

@@ -26,6 +26,13 @@ single start vector sees only one direction of each eigenspace.
 GPUs. The operator's own matmuls follow ``jax.default_matmul_precision`` (see
 :mod:`eoslib.hessian`, which sets it).
 
+**Batched LAPACK on CPU.** Under ``vmap`` (sweeps) the small dense factorisations (QR, ``eigh``,
+SVD) are mapped over the batch one matrix at a time (:func:`unbatched`) instead of calling XLA's
+batched LAPACK kernels: on XLA CPU those split a large batch over the intra-op thread pool and
+block until the pieces finish, and two of them running at once on a 2-thread pool wait for each
+other forever (seen as a sweep with probes hanging at 0% CPU on a 2-core machine; ``gdb`` shows
+both ``tf_XLAEigen`` threads in ``jax::ParallelBatchMap`` → ``BlockingCounter::Wait``).
+
 **Subspaces.** :func:`principal_angles`, :func:`grassmann_distance` and
 :func:`cosine_grassmann_similarity` (App. B.2 of the flatness-bias paper: ``cos(d_G / √k)``,
 which is ``|cos|`` between two vectors when k = 1; reconstructed, as above).
@@ -43,6 +50,28 @@ from jaxtyping import Array, Bool, Float, Int
 Matvec = Callable[[Float[Array, " n"]], Float[Array, " n"]]
 REORTHO_MODES = ("none", "full", "mpk")
 KAPPA = math.sqrt(2.0)  # Parlett–Kahan: "twice is enough"
+
+
+def unbatched(fn: Callable) -> Callable:
+    """``fn`` (of array arguments, returning arrays) with a batching rule that ``lax.map``s it
+    over the batch, so it never runs as one batched kernel; values are unchanged. Why: see
+    "Batched LAPACK on CPU" in the module docstring. Nested ``vmap``s map at every level."""
+
+    wrapped = jax.custom_batching.custom_vmap(fn)
+
+    @wrapped.def_vmap
+    def rule(axis_size, in_batched, *args):
+        args = [a if batched else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a))
+                for a, batched in zip(args, in_batched)]
+        out = jax.lax.map(lambda a: wrapped(*a), tuple(args))
+        return out, jax.tree.map(lambda _: True, out)
+
+    return wrapped
+
+
+_qr = unbatched(lambda a: jnp.linalg.qr(a)[0])
+_eigh = unbatched(lambda a: tuple(jnp.linalg.eigh(a)))
+_singular_values = unbatched(lambda a: jnp.linalg.svd(a, compute_uv=False))
 
 
 class Eigenpairs(NamedTuple):
@@ -94,7 +123,7 @@ def _start_block(v0, b, seed):
     if block.shape[1] < b:
         extra = jax.random.normal(jax.random.key(seed), (n, b - block.shape[1]), block.dtype)
         block = jnp.concatenate([block, extra], axis=1)
-    q, _ = jnp.linalg.qr(block[:, :b])
+    q = _qr(block[:, :b])
     return q
 
 
@@ -134,7 +163,7 @@ def _orthonormal_columns(W, precision):
         sigma = jnp.linalg.norm(W, axis=0)
         return W / jnp.where(sigma > 0, sigma, 1.0), sigma, jnp.ones((1, 1), W.dtype)
     gram = _dot(W.T, W, precision)
-    lam, Z = jnp.linalg.eigh((gram + gram.T) / 2)
+    lam, Z = _eigh((gram + gram.T) / 2)
     sigma = jnp.sqrt(jnp.maximum(lam, 0.0))
     U = _dot(W, Z, precision) / jnp.where(sigma > 0, sigma, 1.0)
     return U, sigma, Z.T
@@ -164,7 +193,7 @@ def _next_block(W, dependent, V, floor, key, precision):
         for _ in range(2):
             fresh = _orthogonalize(fresh, V, precision)
             fresh = fresh - _dot(keep, _dot(keep.T, fresh, precision), precision)
-        fresh, _ = jnp.linalg.qr(fresh)
+        fresh = _qr(fresh)
         return jnp.where(dead2[None, :], fresh, U)
 
     Q = jax.lax.cond(jnp.any(dead2), replace, lambda U: U, U)
@@ -180,7 +209,7 @@ def _block_tridiagonal_ritz(T, used, k):
     lower = jnp.min(jnp.where(mask, jnp.diag(Tm) - jnp.sum(jnp.abs(Tm), axis=1) + jnp.abs(jnp.diag(Tm)), jnp.inf))
     pad = lower - 1.0 - jnp.abs(lower)
     Tm = Tm + jnp.diag(jnp.where(mask, 0.0, pad))
-    theta, S = jnp.linalg.eigh(Tm)
+    theta, S = _eigh(Tm)
     return theta[::-1][:k], S[:, ::-1][:, :k]
 
 
@@ -313,7 +342,7 @@ def eigsh(
             matvec, Q, k, m, reortho, tol, precision, True, seed + 7919 * restart)
         theta, S = _block_tridiagonal_ritz(T, steps * b, b)  # b Ritz pairs to restart from
         Y = _dot(V.T, S, precision)
-        Y, _ = jnp.linalg.qr(Y)
+        Y = _qr(Y)
         return restart + 1, Y, matvecs + steps * b, converged, theta[:k], Y[:, :k], residuals
 
     def cond(state):
@@ -368,7 +397,7 @@ def abs_cosine(u: Float[Array, " n"], v: Float[Array, " n"]) -> Float[Array, ""]
 
 def principal_angles(U: Float[Array, "n k"], V: Float[Array, "n k"]) -> Float[Array, " k"]:
     """Principal angles (radians, ascending) between the column spans of orthonormal U and V."""
-    sigma = jnp.linalg.svd(jnp.matmul(U.T, V, precision="highest"), compute_uv=False)
+    sigma = _singular_values(jnp.matmul(U.T, V, precision="highest"))
     return jnp.arccos(jnp.clip(sigma, -1.0, 1.0))
 
 

@@ -34,9 +34,11 @@ class ClippedAdamState(NamedTuple):
 
 
 def scale_by_clipped_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-                          tau: float = float("inf")) -> optax.GradientTransformation:
-    """Adam's rescaling with the bias-corrected second moment capped at ``tau`` (see module doc)."""
-    if not tau > 0:
+                          tau: float | Array = float("inf")) -> optax.GradientTransformation:
+    """Adam's rescaling with the bias-corrected second moment capped at ``tau`` (see module doc).
+
+    ``tau`` may be a traced hyperparameter (a τ sweep under ``vmap``); a concrete one is checked."""
+    if isinstance(tau, (int, float)) and not tau > 0:
         raise ValueError(f"tau={tau!r} must be positive (inf: no clipping)")
 
     def init_fn(params):
@@ -56,29 +58,33 @@ def scale_by_clipped_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def clipped_adam(learning_rate: optax.ScalarOrSchedule, tau: float = float("inf"), b1: float = 0.9,
+def clipped_adam(learning_rate: optax.ScalarOrSchedule, tau: float | Array = float("inf"), b1: float = 0.9,
                  b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
     """Clipped-Ada on Adam: ``clipped_adam(η, tau=∞)`` is ``optax.adam(η)``."""
     return optax.chain(scale_by_clipped_adam(b1, b2, eps, tau), optax.scale_by_learning_rate(learning_rate))
 
 
-def clipped_rmsprop(learning_rate: optax.ScalarOrSchedule, tau: float = float("inf"), b2: float = 0.999,
+def clipped_rmsprop(learning_rate: optax.ScalarOrSchedule, tau: float | Array = float("inf"), b2: float = 0.999,
                     eps: float = 1e-8) -> optax.GradientTransformation:
     """Clipped-Ada on RMSprop, which the paper takes as Adam with β₁ = 0 (bias-corrected)."""
     return clipped_adam(learning_rate, tau, b1=0.0, b2=b2, eps=eps)
 
 
-def preconditioner(state: ClippedAdamState, tau: float = float("inf"), b2: float = 0.999,
+def bias_corrected_nu(state: ClippedAdamState, b2: float = 0.999) -> PyTree:
+    """Adam's bias-corrected second moment ``v̂ = v / (1 − β₂ᵗ)`` (uncapped) from a Clipped-Ada
+    state: that of :func:`clipped_adam` (a chain) or of :func:`scale_by_clipped_adam`."""
+    inner = state[0] if isinstance(state, tuple) and not isinstance(state, ClippedAdamState) else state
+    return optax.tree.bias_correction(inner.nu, b2, jnp.maximum(inner.count, 1))
+
+
+def preconditioner(state: ClippedAdamState, tau: float | Array = float("inf"), b2: float = 0.999,
                    eps: float = 1e-8) -> PyTree:
     """The diagonal P with ``step = η P⁻¹ m̂``: ``√min(v̂, τ) + ε`` from a Clipped-Ada state.
 
     Pass it to :func:`eoslib.hessian.preconditioned_sharpness` for λ₁(P^{-1/2} H P^{-1/2}).
     Accepts the state of :func:`clipped_adam` (a chain) or of :func:`scale_by_clipped_adam`.
     """
-    inner = state[0] if isinstance(state, tuple) and not isinstance(state, ClippedAdamState) else state
-    count = jnp.maximum(inner.count, 1)
-    nu_hat = optax.tree.bias_correction(inner.nu, b2, count)
-    return jax.tree.map(lambda v: jnp.sqrt(jnp.minimum(v, tau)) + eps, nu_hat)
+    return jax.tree.map(lambda v: jnp.sqrt(jnp.minimum(v, tau)) + eps, bias_corrected_nu(state, b2))
 
 
 def step_decay(learning_rate: float, at: int, factor: float) -> optax.Schedule:
