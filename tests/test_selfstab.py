@@ -70,3 +70,18 @@ def test_bad_input(problem, getkey):
     flat, _ = ravel_pytree(params)
     with pytest.raises(ValueError, match="eta=0"):
         selfstab.project(loss, params, 0.0, v0=flat)
+
+
+def test_gd_and_constrained_keeps_the_constrained_trajectory_stable(problem, getkey):
+    params, loss = problem
+    s0, u0, _ = dense(loss, params)
+    eta = 2.0 / (0.9 * s0)  # GD starts just above the edge
+    rec = selfstab.gd_and_constrained(loss, params, eta, 30, v0=jnp.asarray(u0), tol=1e-7, eig_tol=1e-8)
+    assert rec.loss.shape == (30,)
+    assert np.all(np.asarray(rec.converged))
+    assert np.all(np.asarray(rec.sharpness_dagger) <= (2 / eta) * (1 + 1e-5))
+    assert np.all(np.isfinite(np.asarray(rec.x))) and np.all(np.asarray(rec.beta) > 0)
+    # GD itself sits at the edge: above 2/η on average, oscillating along u with period 2
+    late = np.asarray(rec.x)[15:]
+    assert np.all(np.sign(late[1:]) == -np.sign(late[:-1]))
+    assert np.mean(np.asarray(rec.sharpness)[15:]) > 2 / eta

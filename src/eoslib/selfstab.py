@@ -104,3 +104,63 @@ def coordinates(params: PyTree, dagger: PyTree, u: Float[Array, " n"], grad_shar
     v = ravel_pytree(params)[0] - ravel_pytree(dagger)[0]
     return jnp.vdot(u, v), jnp.vdot(ravel_pytree(grad_sharpness)[0], v)
 
+
+
+class PairRecord(NamedTuple):
+    """Per-step record of :func:`gd_and_constrained` (each field ``(T,)``; row t is at step t).
+
+    Attributes:
+      loss, sharpness: L and S at the GD iterate θ_t.
+      loss_dagger, sharpness_dagger: L and S at the constrained iterate θ†_t.
+      x, y: the coordinates ``u·(θ_t − θ†_t)`` and ``∇S·(θ_t − θ†_t)`` (u, ∇S at θ†_t).
+      alpha, beta: ``−∇L·∇S`` and ``‖∇S‖²`` at θ†_t.
+      deviation: ``‖θ_t − θ†_t‖``.
+      converged: whether the projection met its tolerances.
+    """
+
+    loss: Array
+    sharpness: Array
+    loss_dagger: Array
+    sharpness_dagger: Array
+    x: Array
+    y: Array
+    alpha: Array
+    beta: Array
+    deviation: Array
+    converged: Array
+
+
+def gd_and_constrained(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float, steps: int, *,
+                       v0: Float[Array, " n"], tol: float = 1e-6, max_iters: int = 20,
+                       eig_tol: float = 1e-5) -> PairRecord:
+    """Full-batch GD from ``params`` and the constrained trajectory (projected GD,
+    ``θ†_{t+1} = proj_M(θ†_t − η∇L(θ†_t))``, ``θ†_0 = proj_M(θ_0)``) side by side, as one
+    ``lax.scan``; the eigensolves are warm-started from the previous step's vectors.
+    Costs per step: one projection (a few eigensolves) and two eigensolves for the records.
+    """
+    flat0, unravel = ravel_pytree(params)
+    solve = lambda flat, v: hessian.eigsh(loss_fn, unravel(flat), 1, v0=v, tol=eig_tol, max_restarts=10)
+    first = project(loss_fn, params, eta, v0=v0, tol=tol, max_iters=max_iters, eig_tol=eig_tol)
+
+    def step(carry, _):
+        theta, dagger, u_gd, u_dag = carry
+        gd_pairs = solve(theta, u_gd)
+        p_dag = unravel(dagger)
+        dag_pairs = solve(dagger, u_dag)
+        u = dag_pairs.vectors[:, 0]
+        u = jnp.where(jnp.vdot(u, u_dag) < 0, -u, u)  # one orientation of u along the run, so x keeps its sign convention
+        grad_s = hessian.sharpness_gradient(loss_fn, p_dag, u)
+        grad_l = jax.grad(loss_fn)(p_dag)
+        alpha, beta = hessian.alpha_beta(grad_l, grad_s)
+        x, y = coordinates(unravel(theta), p_dag, u, grad_s)
+        rec = PairRecord(loss_fn(unravel(theta)), gd_pairs.values[0], loss_fn(p_dag), dag_pairs.values[0],
+                         x, y, alpha, beta, jnp.linalg.norm(theta - dagger), jnp.array(True))
+        theta_next = theta - eta * ravel_pytree(jax.grad(loss_fn)(unravel(theta)))[0]
+        moved = unravel(dagger - eta * ravel_pytree(grad_l)[0])
+        proj = project(loss_fn, moved, eta, v0=u, tol=tol, max_iters=max_iters, eig_tol=eig_tol)
+        rec = rec._replace(converged=proj.converged)
+        return (theta_next, ravel_pytree(proj.params)[0], gd_pairs.vectors[:, 0], u), rec
+
+    carry = (flat0, ravel_pytree(first.params)[0], v0, first.vector)
+    _, record = jax.lax.scan(step, carry, None, length=steps)
+    return record
