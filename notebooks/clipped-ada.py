@@ -359,6 +359,7 @@ toy_ok = gd_unstable and suppressed and all(restored.values())
 
 # Claim 2: which threshold λ_eff follows (within 20%), for Adam; RMSprop's two thresholds coincide.
 near = lambda r: 0.8 <= r <= 1.2
+adam_factor = adaptive.adam_edge(P.eta, P.b1) * P.eta  # 38 at β₁ = 0.9
 adam_follows = ("Cohen et al." if near(ratios["Adam"][1]) else "the paper's 2/η" if near(ratios["Adam"][0]) else "neither")
 rms_at_edge = near(ratios["RMSprop"][0])
 edge_verdict = ("reproduced" if adam_follows == "the paper's 2/η" and rms_at_edge else
@@ -401,8 +402,8 @@ claims = [
           if toy_ok else "one of: GD oscillating, plain adaptive settling, a cap restoring both, fails"),
     Claim("stability-threshold",
           "full-batch λ_eff rises to the stability threshold and hovers there; which threshold?",
-          "η λ_eff < 2 (App. J, Eq. 39); Cohen et al. 2022: (2+2β₁)/((1−β₁)η) = 38/η for Adam",
-          f"Adam λ_eff plateau {plateau[0]:.0f} = {ratios['Adam'][0]:.1f}×(2/η) = {ratios['Adam'][1]:.2f}×(38/η); "
+          f"η λ_eff < 2 (App. J, Eq. 39); Cohen et al. 2022: (2+2β₁)/((1−β₁)η) = {adam_factor:g}/η for Adam (β₁ = {P.b1:g})",
+          f"Adam λ_eff plateau {plateau[0]:.0f} = {ratios['Adam'][0]:.1f}×(2/η) = {ratios['Adam'][1]:.2f}×({adam_factor:g}/η); "
           f"RMSprop {plateau[1]:.0f} = {ratios['RMSprop'][0]:.2f}×(2/η)",
           edge_verdict,
           f"Adam follows {adam_follows} (within 20%); RMSprop {'is' if rms_at_edge else 'is not'} at 2/η"
@@ -439,7 +440,7 @@ display(claims_table(claims))
 #   there, but the threshold is Cohen et al.'s $(2 + 2\beta_1)/((1-\beta_1)\eta)$, 19× the paper's
 #   $2/\eta$ at β₁ = 0.9. The paper's criterion (our reconstruction of Eq. 39) is right for RMSprop and
 #   misses Adam's momentum. So a cap "restores instability" only once it pushes $\lambda_{\text{eff}}$
-#   past 38/η, not 2/η.
+#   past that edge (38/η at β₁ = 0.9), not 2/η.
 # - **τ on a network**: the second moments of a trained network are tiny (the median $\hat v$ is printed
 #   above the τ figure), so the regimes are set by $\hat v$, not by τ = 1; the table shows where each
 #   begins for this model, and whether a stable GD-like regime exists at this η before runs diverge.
