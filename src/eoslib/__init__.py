@@ -11,6 +11,7 @@ Modules, one concept each:
 - :mod:`eoslib.train`    — scanned GD / SGD with in-loop probes, divergence, sweeps, save / load.
 - :mod:`eoslib.edge_model` — the local (x, y) model of GD at the edge, with weight decay; its toy.
 - :mod:`eoslib.kappa`    — the coupled instability model of higher-order curvature κ; κ and rotation probes.
+- :mod:`eoslib.adaptive` — adaptive optimizers as preconditioned GD: their edges, τ regimes, probes.
 - :mod:`eoslib.data`     — CIFAR-10 / Fashion-MNIST loaders (local copies or checksummed downloads).
 - :mod:`eoslib.dln`      — closed forms for the 2-parameter diagonal linear network (Wang & Roberts).
 - :mod:`eoslib.results`  — the chapters' results records: schema, provenance, save / load.

@@ -61,9 +61,7 @@ def precond_probe(model_loss: str = "half_mse", *, tau: float = float("inf"), b2
     """
     from eoslib import hessian, losses, optim
 
-    if model_loss not in losses.LOSSES:
-        raise ValueError(f"model_loss={model_loss!r} is not one of {sorted(losses.LOSSES)}")
-    loss_of_outputs = losses.LOSSES[model_loss]
+    loss_on = losses.of_model(model_loss)
 
     def probe_fn(params, opt_state, eigpairs, hp, data):
         x, y = data
@@ -71,7 +69,7 @@ def precond_probe(model_loss: str = "half_mse", *, tau: float = float("inf"), b2
         nu_hat = optim.bias_corrected_nu(opt_state, b2)
         precond = optim.preconditioner(opt_state, cap, b2, eps)
         start = jnp.sqrt(ravel_pytree(precond)[0]) * eigpairs.vectors[:, 0]
-        lam = hessian.preconditioned_sharpness(lambda p: loss_of_outputs(p(x), y), params, precond,
+        lam = hessian.preconditioned_sharpness(loss_on(x, y), params, precond,
                                                v0=start / jnp.linalg.norm(start), tol=tol,
                                                max_restarts=max_restarts)
         return dict(precond_sharpness=lam, clipped_fraction=clipped_fraction(nu_hat, cap),

@@ -110,13 +110,11 @@ def alignment_probe(model_loss: str = "half_mse", *, ntk: bool = False, ntk_tol:
     """
     from eoslib import losses, ntk as ntk_module
 
-    if model_loss not in losses.LOSSES:
-        raise ValueError(f"model_loss={model_loss!r} is not one of {sorted(losses.LOSSES)}")
-    loss_of_outputs = losses.LOSSES[model_loss]
+    loss_on = losses.of_model(model_loss)
 
     def probe_fn(params, opt_state, eigpairs, hp, data):
         x, y = data
-        c = coefficients(lambda p: loss_of_outputs(p(x), y), params, eigpairs.vectors[:, 0])
+        c = coefficients(loss_on(x, y), params, eigpairs.vectors[:, 0])
         out = dict(alpha=c.alpha, beta=c.beta, c_y=c.c_y)
         if ntk:
             out["ntk_top"] = ntk_module.ntk_top_eigenvalue(lambda p: p(x), params, key=jax.random.key(0),

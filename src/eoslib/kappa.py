@@ -204,15 +204,13 @@ def curvature_probe(model_loss: str = "half_mse", *, radius: float = 0.05):
 
     from eoslib import hessian, losses
 
-    if model_loss not in losses.LOSSES:
-        raise ValueError(f"model_loss={model_loss!r} is not one of {sorted(losses.LOSSES)}")
+    loss_on = losses.of_model(model_loss)
     if not radius > 0:
         raise ValueError(f"radius={radius!r} must be positive")
-    loss_of_outputs = losses.LOSSES[model_loss]
 
     def probe_fn(params, opt_state, eigpairs, hp, data):
         x, y = data
-        loss_fn = lambda p: loss_of_outputs(p(x), y)
+        loss_fn = loss_on(x, y)
         v = eigpairs.vectors[:, 0]
         _, unravel = ravel_pytree(params)
         exact = hessian.directional_derivative(loss_fn, params, unravel(v), 4)

@@ -53,9 +53,9 @@ KAPPA = math.sqrt(2.0)  # Parlett–Kahan: "twice is enough"
 
 
 def unbatched(fn: Callable) -> Callable:
-    """``fn`` (of array arguments, returning arrays) with a batching rule that ``lax.map``s it
-    over the batch, so it never runs as one batched kernel; values are unchanged. Why: see
-    "Batched LAPACK on CPU" in the module docstring. Nested ``vmap``s map at every level."""
+    """``fn`` (of array arguments, returning arrays) with a batching rule that maps it over the
+    batch with ``lax.map``, so it never runs as one batched kernel; values are unchanged. Why: see
+    "Batched LAPACK on CPU" in the module docstring. Nested vmaps map at every level."""
 
     wrapped = jax.custom_batching.custom_vmap(fn)
 

@@ -38,6 +38,22 @@ def accuracy(outputs: Float[Array, "N K"], targets: Float[Array, "N K"]) -> Scal
 LOSSES: dict[str, Callable] = {"half_mse": half_mse, "cross_entropy": cross_entropy}
 
 
+def get(model_loss: str) -> Callable[[Array, Array], Scalar]:
+    """The loss of outputs named ``model_loss`` (a key of ``LOSSES``); a ``ValueError`` naming
+    the allowed names otherwise."""
+    if model_loss not in LOSSES:
+        raise ValueError(f"model_loss={model_loss!r} is not one of {sorted(LOSSES)}")
+    return LOSSES[model_loss]
+
+
+def of_model(model_loss: str) -> Callable[[Array, Array], Callable[[PyTree], Scalar]]:
+    """``(x, y) ↦ (params ↦ loss(params(x), y))``: the unregularised loss of a model (an Equinox
+    module mapping inputs to outputs) on data, for probes that differentiate it. The name is
+    checked here, when the probe is built, not when it runs."""
+    loss = get(model_loss)
+    return lambda x, y: (lambda params: loss(params(x), y))
+
+
 def squared_norm(params: PyTree) -> Scalar:
     """‖θ‖² over every array leaf."""
     return sum(jnp.vdot(p, p) for p in jax.tree.leaves(params))

@@ -24,6 +24,11 @@ import optax
 from jaxtyping import Array, PyTree
 
 
+def _capped_root(nu_hat: PyTree, tau, eps: float) -> PyTree:
+    """Clipped-Ada's preconditioner ``√min(v̂, τ) + ε``, the one formula the step and the probes share."""
+    return jax.tree.map(lambda v: jnp.sqrt(jnp.minimum(v, tau)) + eps, nu_hat)
+
+
 class ClippedAdamState(NamedTuple):
     """Adam's state: ``count`` (int32 scalar), first moment ``mu`` and second moment ``nu``
     (PyTrees like the parameters; ``nu`` is never capped)."""
@@ -52,7 +57,7 @@ def scale_by_clipped_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
         count = optax.safe_increment(state.count)
         mu_hat = optax.tree.bias_correction(mu, b1, count)
         nu_hat = optax.tree.bias_correction(nu, b2, count)
-        updates = jax.tree.map(lambda m, v: m / (jnp.sqrt(jnp.minimum(v, tau)) + eps), mu_hat, nu_hat)
+        updates = jax.tree.map(lambda m, p: m / p, mu_hat, _capped_root(nu_hat, tau, eps))
         return updates, ClippedAdamState(count, mu, nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -84,7 +89,7 @@ def preconditioner(state: ClippedAdamState, tau: float | Array = float("inf"), b
     Pass it to :func:`eoslib.hessian.preconditioned_sharpness` for λ₁(P^{-1/2} H P^{-1/2}).
     Accepts the state of :func:`clipped_adam` (a chain) or of :func:`scale_by_clipped_adam`.
     """
-    return jax.tree.map(lambda v: jnp.sqrt(jnp.minimum(v, tau)) + eps, bias_corrected_nu(state, b2))
+    return _capped_root(bias_corrected_nu(state, b2), tau, eps)
 
 
 def step_decay(learning_rate: float, at: int, factor: float) -> optax.Schedule:

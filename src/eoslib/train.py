@@ -156,9 +156,7 @@ def supervised(model_loss: str = "half_mse") -> Objective:
     """The objective ``L(θ) + γ/2 ‖θ‖²`` of a model ``params(x)`` (an Equinox module), with
     ``γ = hp["gamma"]`` when the hyperparameters have it (coupled weight decay), and
     ``aux = {"accuracy": …}``. ``model_loss`` is ``"half_mse"`` or ``"cross_entropy"``."""
-    if model_loss not in losses.LOSSES:
-        raise ValueError(f"model_loss={model_loss!r} is not one of {sorted(losses.LOSSES)}")
-    loss_fn = losses.LOSSES[model_loss]
+    loss_fn = losses.get(model_loss)
 
     def objective(params, x, y, hp):
         outputs = params(x)
