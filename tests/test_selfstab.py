@@ -85,3 +85,116 @@ def test_gd_and_constrained_keeps_the_constrained_trajectory_stable(problem, get
     late = np.asarray(rec.x)[15:]
     assert np.all(np.sign(late[1:]) == -np.sign(late[:-1]))
     assert np.mean(np.asarray(rec.sharpness)[15:]) > 2 / eta
+
+
+# A cubic loss on which the two-term recursion is exact: θ = (a, b, z) with
+#   L = ½ (λ + k b) a² − g b + ½ c z².
+# On M (a = 0) u = e_a, S = λ + k b, ∇S = (0, k, 0), α = g k, β = k²; GD's a-update is
+# a ← (1 − η S(θ†) − η k (b − b†)) a and its b-update b ← b + η g − η k a²/2, so with x = a and
+# y = k (b − b†) the recursion of `selfstab.predict` is GD itself, below and at the edge.
+LAM, K, G, C = 1.0, 2.0, 0.01, 0.3
+
+
+def cubic(theta, quartic=0.0):
+    a, b, z = theta
+    return 0.5 * (LAM + K * b) * a**2 - G * b + 0.5 * C * z**2 + quartic * a**4 / 24
+
+
+def test_recursion_is_exact_on_the_cubic_loss():
+    eta = 2.0 / 3.0  # edge 2/η = 3, reached when b = 1
+    theta0 = jnp.array([1e-3, 0.8, 1.0])
+    steps = 150  # one cycle; later ones start from |x| ~ 1e-25 and overshoot the cubic's basin
+    rec = selfstab.gd_and_constrained(cubic, theta0, eta, steps, v0=jnp.array([1.0, 0.1, 0.0]), tol=1e-12,
+                                      eig_tol=1e-12, record_eig_tol=1e-12)
+    assert np.all(np.asarray(rec.converged))
+    np.testing.assert_allclose(rec.alpha, G * K, rtol=1e-9)
+    np.testing.assert_allclose(rec.beta, K**2, rtol=1e-9)
+    assert np.max(np.asarray(rec.sharpness_dagger)) <= 3.0 * (1 + 1e-10)
+    pred = selfstab.predict(rec.x[0], rec.y[0], rec.alpha, rec.beta, rec.sharpness_dagger, eta)
+    np.testing.assert_allclose(pred.x, rec.x, atol=1e-9)
+    np.testing.assert_allclose(pred.y, rec.y, atol=1e-9)
+    # the run goes through the four stages at least once: y > 0 and |x| growing, then x² above
+    # 2α/β and y falling, then y < 0 and |x| shrinking
+    x, y = np.asarray(rec.x), np.asarray(rec.y)
+    peak = np.argmax(np.abs(x))
+    assert np.abs(x[peak]) > 100 * np.abs(x[0]) and x[peak] ** 2 > 2 * G / K
+    assert np.max(y[:peak]) > 0 and np.min(y[peak:]) < 0
+    # the loss decomposes as L(θ†) + S† x²/2 exactly on this loss, up to the linear term in b − b†
+    np.testing.assert_allclose(rec.loss, rec.loss_dagger + 0.5 * rec.sharpness_dagger * rec.x**2
+                               + 0.5 * K * (rec.y / K) * rec.x**2 - G * rec.y / K, atol=1e-12)
+
+
+@pytest.mark.parametrize("quartic", [0.0, 3.0])
+def test_one_step_error_is_of_the_order_the_recursion_neglects(quartic):
+    """With a quartic term q a⁴/24 the recursion drops η q x³/6 from x's update: the one-step
+    error falls 8× when the displacement halves (third order), and vanishes on the cubic."""
+    eta = 2.0 / 3.0
+    errors = []
+    for eps in (1e-2, 5e-3):
+        loss = lambda t: cubic(t, quartic)
+        rec = selfstab.gd_and_constrained(loss, jnp.array([eps, 1.2, 1.0]), eta, 2, v0=jnp.array([1.0, 0.0, 0.0]),
+                                          tol=1e-13, eig_tol=1e-13, record_eig_tol=1e-12)
+        pred = selfstab.predict(rec.x[0], rec.y[0], rec.alpha, rec.beta, rec.sharpness_dagger, eta)
+        errors.append(abs(float(pred.x[1] - rec.x[1])))
+    if quartic == 0.0:
+        assert max(errors) < 1e-12  # rounding only (x ~ 1e-2)
+    else:
+        assert errors[0] / errors[1] == pytest.approx(8.0, rel=0.05)
+        assert errors[0] == pytest.approx(eta * quartic * 1e-6 / 6, rel=0.05)
+
+
+def test_central_flow_holds_the_edge_with_the_predicted_variance():
+    eta = 2.0 / 3.0
+    rec, final = selfstab.central_flow(cubic, jnp.array([0.0, 0.9, 1.0]), eta, 60, v0=jnp.array([1.0, 0.0, 0.0]),
+                                       substeps=4, eig_tol=1e-12)
+    s, sigma2 = np.asarray(rec.sharpness), np.asarray(rec.sigma2)
+    # below the edge the flow is gradient flow: b rises at rate ηg, S = λ + kb at rate ηgk
+    np.testing.assert_allclose(s[:4], LAM + K * (0.9 + eta * G * np.arange(4)), rtol=1e-9)
+    assert np.all(sigma2[:4] == 0)
+    # at the edge: S stays at 2/η and σ² = 2α/β = 2g/k, the averaged fixed point of x²
+    # (the edge b = 1 is reached after 0.1/(ηg) = 15 units of time)
+    assert not (s[:14] >= 3.0).any() and (s[16:] >= 3.0).all()
+    # entering the edge overshoots by about one step's sharpening (η α dt = 3e-3); the restoring
+    # term then pulls S back at rate relax = 0.1 per unit time, so the overshoot decays as e^{−0.1 t}
+    assert np.all(np.abs(s[16:] - 3.0) <= 4e-3) and abs(s[-1] - 3.0) < 1e-4
+    assert np.all(np.diff(s[17:]) <= 1e-12)
+    np.testing.assert_allclose(sigma2[-10:], 2 * G / K, rtol=1e-2)
+    np.testing.assert_allclose(rec.predicted_loss, rec.loss + 0.5 * sigma2 * s, rtol=1e-12)  # = L + σ²/η at S = 2/η
+    # the z direction decays as in gradient flow, exp(−η c t), by Heun's map 1 + h + h²/2 per step
+    h = -eta * C / 4
+    assert float(final[2]) == pytest.approx((1 + h + h**2 / 2) ** 240, rel=1e-9)
+    assert float(final[2]) == pytest.approx(np.exp(-eta * C * 60), rel=1e-2)
+
+
+def test_central_flow_converges_with_the_step(problem, getkey):
+    params, loss = problem
+    s0, u0, _ = dense(loss, params)
+    eta = 2.0 / (1.2 * s0)  # sharpening reaches the edge during the run
+    runs = [np.asarray(selfstab.central_flow(loss, params, eta, 20, v0=jnp.asarray(u0), substeps=m,
+                                             eig_tol=1e-10)[0].loss) for m in (4, 8, 16)]
+    # Heun is second order: halving dt cuts the change by 4 in the limit (4.6 here, with the
+    # switch onto the edge inside the run; at dt = 1/2 the ratio is still 5.6)
+    ratio = np.max(np.abs(runs[0] - runs[1])) / np.max(np.abs(runs[1] - runs[2]))
+    assert 3.0 < ratio < 6.0
+
+
+def test_sweep_over_step_sizes_under_vmap(problem):
+    params, loss = problem
+    s0, u0, _ = dense(loss, params)
+    etas = jnp.array([2.0 / (0.9 * s0), 2.0 / (0.8 * s0)])
+    sweep = jax.vmap(lambda e: selfstab.gd_and_constrained(loss, params, e, 10, v0=jnp.asarray(u0), tol=1e-7,
+                                                           eig_tol=1e-8))(etas)
+    single = selfstab.gd_and_constrained(loss, params, float(etas[1]), 10, v0=jnp.asarray(u0), tol=1e-7, eig_tol=1e-8)
+    assert sweep.x.shape == (2, 10)
+    np.testing.assert_allclose(sweep.sharpness_dagger[1], single.sharpness_dagger, rtol=1e-6)
+    assert np.all(np.asarray(sweep.sharpness_dagger) <= (2 / etas[:, None]) * (1 + 1e-5))
+
+
+def test_gd_to_edge_stops_at_the_fraction(problem, getkey):
+    params, loss = problem
+    s0, _, _ = dense(loss, params)
+    eta = 2.0 / (3 * s0)
+    p, t, s = selfstab.gd_to_edge(loss, params, eta, 0.2, 500, key=getkey(), check_every=5)
+    assert int(t) == 0 and float(s) >= 0.2 * 2 / eta  # already past 20% of the edge: no step taken
+    with pytest.raises(ValueError, match="check_every=0"):
+        selfstab.gd_to_edge(loss, params, eta, 0.9, 10, key=getkey(), check_every=0)

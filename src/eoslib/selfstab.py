@@ -19,12 +19,14 @@ With θ† the constrained trajectory (projected GD) and ``v = θ − θ†``, t
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
+import diffrax
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float, PyTree, Scalar
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
 
 from eoslib import hessian
 
@@ -49,16 +51,17 @@ class Projection(NamedTuple):
     converged: Array
 
 
-def project(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float, *, v0: Float[Array, " n"],
-            tol: float = 1e-6, max_iters: int = 50, eig_tol: float = 1e-7, eig_max_restarts: int = 20,
-            precision: str = "highest") -> Projection:
+def project(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float | Scalar, *,
+            v0: Float[Array, " n"], tol: float = 1e-6, max_iters: int = 50, eig_tol: float = 1e-7,
+            eig_max_restarts: int = 20, precision: str = "highest") -> Projection:
     """Project ``params`` onto the stable set M of GD with step ``eta`` (module docstring).
 
     Stops when ``|∇L·u| ≤ tol · max(‖∇L‖, 1e-30)`` and ``S ≤ (2/η)(1 + tol)``, or after
-    ``max_iters`` rounds. Each round: one warm-started top eigenpair (from ``v0``, then from the
-    last u), one gradient, and, when S is above the edge, one gradient of an HVP.
+    ``max_iters`` rounds. The first eigenpair is warm-started from ``v0``, each later one from
+    the last u; a round costs one eigensolve, one gradient and, when S is above the edge, one
+    gradient of an HVP. ``eta`` may be traced (e.g. under ``vmap`` over step sizes).
     """
-    if not eta > 0:
+    if isinstance(eta, (int, float)) and not eta > 0:
         raise ValueError(f"eta={eta!r} must be positive")
     if not 0 < tol < 1:
         raise ValueError(f"tol={tol!r} must be in (0, 1)")
@@ -71,16 +74,15 @@ def project(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float, *, 
         p = unravel(flat)
         pairs = hessian.eigsh(loss_fn, p, 1, v0=v, tol=eig_tol, max_restarts=eig_max_restarts, precision=precision)
         u, s = pairs.vectors[:, 0], pairs.values[0]
-        g = ravel_pytree(jax.grad(loss_fn)(p))[0]
-        return u, s, g
+        u = jnp.where(jnp.vdot(u, v) < 0, -u, u)  # keep the orientation of the start vector
+        return u, s, ravel_pytree(jax.grad(loss_fn)(p))[0]
 
     def done(u, s, g):
         gu = jnp.vdot(g, u)
         return (jnp.abs(gu) <= tol * jnp.maximum(jnp.linalg.norm(g), 1e-30)) & (s <= edge * (1 + tol))
 
     def body(carry):
-        flat, v, i, _ = carry
-        u, s, g = measure(flat, v)
+        flat, u, s, g, i, _ = carry
         flat = flat - (jnp.vdot(g, u) / s) * u
 
         def lower(flat):
@@ -88,14 +90,13 @@ def project(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float, *, 
             return flat - ((s - edge) / jnp.vdot(grad_s, grad_s)) * grad_s
 
         flat = jax.lax.cond(s > edge, lower, lambda f: f, flat)
-        u2, s2, g2 = measure(flat, u)
-        return flat, u2, i + 1, done(u2, s2, g2)
+        u, s, g = measure(flat, u)
+        return flat, u, s, g, i + 1, done(u, s, g)
 
     u, s, g = measure(flat0, v0)
-    flat, v, iters, ok = jax.lax.while_loop(lambda c: (~c[3]) & (c[2] < max_iters), body,
-                                            (flat0, u, jnp.array(0), done(u, s, g)))
-    u, s, g = measure(flat, v)
-    return Projection(unravel(flat), s, jnp.vdot(g, u), u, iters, done(u, s, g))
+    flat, u, s, g, iters, ok = jax.lax.while_loop(lambda c: (~c[5]) & (c[4] < max_iters), body,
+                                                  (flat0, u, s, g, jnp.array(0), done(u, s, g)))
+    return Projection(unravel(flat), s, jnp.vdot(g, u), u, iters, ok)
 
 
 def coordinates(params: PyTree, dagger: PyTree, u: Float[Array, " n"], grad_sharpness: PyTree
@@ -103,7 +104,6 @@ def coordinates(params: PyTree, dagger: PyTree, u: Float[Array, " n"], grad_shar
     """``(x, y) = (u·(θ − θ†), ∇S·(θ − θ†))`` with u (flat, unit) and ∇S taken at θ†."""
     v = ravel_pytree(params)[0] - ravel_pytree(dagger)[0]
     return jnp.vdot(u, v), jnp.vdot(ravel_pytree(grad_sharpness)[0], v)
-
 
 
 class PairRecord(NamedTuple):
@@ -115,7 +115,9 @@ class PairRecord(NamedTuple):
       x, y: the coordinates ``u·(θ_t − θ†_t)`` and ``∇S·(θ_t − θ†_t)`` (u, ∇S at θ†_t).
       alpha, beta: ``−∇L·∇S`` and ``‖∇S‖²`` at θ†_t.
       deviation: ``‖θ_t − θ†_t‖``.
-      converged: whether the projection met its tolerances.
+      travelled: ``‖θ†_t − θ†_0‖``, how far the constrained trajectory has moved.
+      converged: whether the projection that produced θ†_t met its tolerances.
+      iterations: correction rounds that projection used.
     """
 
     loss: Array
@@ -127,40 +129,193 @@ class PairRecord(NamedTuple):
     alpha: Array
     beta: Array
     deviation: Array
+    travelled: Array
     converged: Array
+    iterations: Array
 
 
-def gd_and_constrained(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float, steps: int, *,
-                       v0: Float[Array, " n"], tol: float = 1e-6, max_iters: int = 20,
-                       eig_tol: float = 1e-5) -> PairRecord:
+def gd_and_constrained(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float | Scalar, steps: int, *,
+                       v0: Float[Array, " n"], tol: float = 1e-6, max_iters: int = 20, eig_tol: float = 1e-5,
+                       record_eig_tol: float = 1e-3) -> PairRecord:
     """Full-batch GD from ``params`` and the constrained trajectory (projected GD,
     ``θ†_{t+1} = proj_M(θ†_t − η∇L(θ†_t))``, ``θ†_0 = proj_M(θ_0)``) side by side, as one
-    ``lax.scan``; the eigensolves are warm-started from the previous step's vectors.
-    Costs per step: one projection (a few eigensolves) and two eigensolves for the records.
+    ``lax.scan``.
+
+    Each step costs one projection (one warm-started eigensolve per correction round, usually
+    one or two rounds), one gradient of an HVP for ∇S at θ† and one warm-started eigensolve at
+    GD's iterate, whose sharpness is only recorded (tolerance ``record_eig_tol``; the eigenvalue
+    error is about ``(tol·S)²/gap``). u keeps one orientation along the run, so the sign of x is
+    meaningful from step to step. ``eta`` may be traced, so the function can be ``vmap``-ped over
+    step sizes (and start points).
     """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be a positive integer")
     flat0, unravel = ravel_pytree(params)
-    solve = lambda flat, v: hessian.eigsh(loss_fn, unravel(flat), 1, v0=v, tol=eig_tol, max_restarts=10)
-    first = project(loss_fn, params, eta, v0=v0, tol=tol, max_iters=max_iters, eig_tol=eig_tol)
+    proj = functools.partial(project, loss_fn, eta=eta, tol=tol, max_iters=max_iters, eig_tol=eig_tol)
+    first = proj(params, v0=v0)
+    dagger0 = ravel_pytree(first.params)[0]
 
     def step(carry, _):
-        theta, dagger, u_gd, u_dag = carry
-        gd_pairs = solve(theta, u_gd)
-        p_dag = unravel(dagger)
-        dag_pairs = solve(dagger, u_dag)
-        u = dag_pairs.vectors[:, 0]
-        u = jnp.where(jnp.vdot(u, u_dag) < 0, -u, u)  # one orientation of u along the run, so x keeps its sign convention
+        theta, dagger, u_gd, pr = carry
+        p_gd, p_dag = unravel(theta), unravel(dagger)
+        gd_pairs = hessian.eigsh(loss_fn, p_gd, 1, v0=u_gd, tol=record_eig_tol, max_restarts=10)
+        u = pr.vector
         grad_s = hessian.sharpness_gradient(loss_fn, p_dag, u)
-        grad_l = jax.grad(loss_fn)(p_dag)
+        loss_dag, grad_l = jax.value_and_grad(loss_fn)(p_dag)
         alpha, beta = hessian.alpha_beta(grad_l, grad_s)
-        x, y = coordinates(unravel(theta), p_dag, u, grad_s)
-        rec = PairRecord(loss_fn(unravel(theta)), gd_pairs.values[0], loss_fn(p_dag), dag_pairs.values[0],
-                         x, y, alpha, beta, jnp.linalg.norm(theta - dagger), jnp.array(True))
-        theta_next = theta - eta * ravel_pytree(jax.grad(loss_fn)(unravel(theta)))[0]
-        moved = unravel(dagger - eta * ravel_pytree(grad_l)[0])
-        proj = project(loss_fn, moved, eta, v0=u, tol=tol, max_iters=max_iters, eig_tol=eig_tol)
-        rec = rec._replace(converged=proj.converged)
-        return (theta_next, ravel_pytree(proj.params)[0], gd_pairs.vectors[:, 0], u), rec
+        x, y = coordinates(p_gd, p_dag, u, grad_s)
+        loss_gd, grad_gd = jax.value_and_grad(loss_fn)(p_gd)
+        rec = PairRecord(loss_gd, gd_pairs.values[0], loss_dag, pr.sharpness, x, y, alpha, beta,
+                         jnp.linalg.norm(theta - dagger), jnp.linalg.norm(dagger - dagger0), pr.converged,
+                         pr.iterations)
+        theta_next = theta - eta * ravel_pytree(grad_gd)[0]
+        nxt = proj(unravel(dagger - eta * ravel_pytree(grad_l)[0]), v0=u)
+        return (theta_next, ravel_pytree(nxt.params)[0], gd_pairs.vectors[:, 0], nxt), rec
 
-    carry = (flat0, ravel_pytree(first.params)[0], v0, first.vector)
-    _, record = jax.lax.scan(step, carry, None, length=steps)
+    _, record = jax.lax.scan(step, (flat0, dagger0, v0, first), None, length=steps)
     return record
+
+
+class Prediction(NamedTuple):
+    """The (x, y) recursion of :func:`predict` (each field ``(T,)``, row t at step t)."""
+
+    x: Array
+    y: Array
+
+
+def predict(x0: Scalar, y0: Scalar, alpha: Float[Array, " T"], beta: Float[Array, " T"],
+            sharpness_dagger: Float[Array, " T"], eta: float | Scalar) -> Prediction:
+    """Run the local (x, y) dynamics open-loop from ``(x0, y0)``, driven by α_t, β_t and S(θ†_t)
+    measured along the constrained trajectory:
+
+        x_{t+1} = (1 − η (S†_t + y_t)) x_t
+        y_{t+1} = y_t + η (α_t − β_t x_t² / 2) − (S†_{t+1} − S†_t)
+
+    At the edge (``S† = 2/η``, constant) this is Damian et al.'s two-term recursion
+    ``x_{t+1} = −(1 + η y_t) x_t``, ``y_{t+1} = y_t + η(α_t − β_t x_t²/2)``. Below the edge the
+    last term removes the sharpening that θ† itself takes up, so y (the excess of GD's sharpness
+    over θ†'s) only changes through the cubic term. Predicted loss and sharpness of GD:
+    ``L(θ†_t) + S†_t x_t²/2`` (``= L(θ†) + x²/η`` at the edge) and ``S†_t + y_t``.
+    """
+    ds = jnp.diff(sharpness_dagger, append=sharpness_dagger[-1:])
+
+    def step(carry, inputs):
+        x, y = carry
+        a, b, s, d = inputs
+        return ((1 - eta * (s + y)) * x, y + eta * (a - 0.5 * b * x**2) - d), (x, y)
+
+    _, (xs, ys) = jax.lax.scan(step, (jnp.asarray(x0), jnp.asarray(y0)), (alpha, beta, sharpness_dagger, ds))
+    return Prediction(xs, ys)
+
+
+class FlowRecord(NamedTuple):
+    """Per-unit-time record of :func:`central_flow` (each field ``(T,)``; row t at time t, i.e.
+    after t GD steps' worth of time).
+
+    Attributes:
+      loss, sharpness: L and S at the flow's point.
+      sigma2: σ², the predicted variance of GD's oscillation along u (0 off the edge).
+      predicted_loss: the predicted time-averaged GD loss ``L + ½ σ² S`` (``= L + σ²/η`` at the edge).
+      alpha, beta: ``−∇L·∇S`` and ``‖∇S‖²`` there.
+    """
+
+    loss: Array
+    sharpness: Array
+    sigma2: Array
+    predicted_loss: Array
+    alpha: Array
+    beta: Array
+
+
+def central_flow(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float | Scalar, steps: int, *,
+                 v0: Float[Array, " n"], substeps: int = 2, relax: float = 0.1, eig_tol: float = 1e-5
+                 ) -> tuple[FlowRecord, PyTree]:
+    """Integrate the central flow of Cohen, Damian, Talwalkar, Kolter & Lee (2024) for one top
+    eigenvalue, in units of GD steps (time t ↔ step t):
+
+        dθ/dt = −η [∇L(θ) + ½ σ²(θ) ∇S(θ)],
+        σ² = 2 max(α + r (S − 2/η)/η, 0) / β   where S ≥ 2/η, else 0.
+
+    With ``r = 0`` this is σ² = 2α/β, the value that holds S constant at the edge
+    (``dS/dt = η(α − ½ σ² β)``); ``r = relax > 0`` adds a restoring term (Baumgarte
+    stabilisation: ``dS/dt = −r (S − 2/η)`` at the edge) so the discretisation error does not let S
+    drift above 2/η, and the flow leaves the edge when α turns negative.
+
+    The integrator is diffrax's Heun (explicit trapezoid, second order), driven one step at a
+    time inside ``lax.scan`` with ``substeps`` fixed steps per unit time. A fixed step is sound
+    here: along the flow the Jacobian's stiff part is ``−η∇²L`` with spectrum in ``[−ηS, 0] ⊂ [−2, 0]``
+    (S ≤ 2/η), and ``dt = 1/substeps ≤ 1/2`` keeps ``dt·ηS ≤ 1``, well inside Heun's real
+    stability interval ``[−2, 0]``. Each evaluation's eigensolve is warm-started from the u of the
+    start of its step, which the scan carries from step to step.
+
+    Returns the record and the final parameters.
+    """
+    if not isinstance(substeps, int) or substeps < 2:
+        raise ValueError(f"substeps={substeps!r} must be an integer ≥ 2 (dt = 1/substeps ≤ 1/2)")
+    if not relax >= 0:
+        raise ValueError(f"relax={relax!r} must be ≥ 0")
+    flat0, unravel = ravel_pytree(params)
+    edge = 2.0 / eta
+
+    def probe(flat, v):
+        p = unravel(flat)
+        pairs = hessian.eigsh(loss_fn, p, 1, v0=v, tol=eig_tol, max_restarts=10)
+        u, s = pairs.vectors[:, 0], pairs.values[0]
+        loss, grad_l = jax.value_and_grad(loss_fn)(p)
+        grad_s = hessian.sharpness_gradient(loss_fn, p, u)
+        alpha, beta = hessian.alpha_beta(grad_l, grad_s)
+        sigma2 = jnp.where(s >= edge, 2 * jnp.maximum(alpha + relax * (s - edge) / eta, 0.0) / beta, 0.0)
+        drift = -eta * (ravel_pytree(grad_l)[0] + 0.5 * sigma2 * ravel_pytree(grad_s)[0])
+        return drift, FlowRecord(loss, s, sigma2, loss + 0.5 * sigma2 * s, alpha, beta), u
+
+    term = diffrax.ODETerm(lambda t, flat, v: probe(flat, v)[0])
+    solver = diffrax.Heun()
+    dt = 1.0 / substeps
+
+    def unit(carry, t):
+        flat, v = carry
+        _, rec, u = probe(flat, v)
+
+        def sub(i, flat):
+            t0 = t + i * dt
+            state = solver.init(term, t0, t0 + dt, flat, u)
+            return solver.step(term, t0, t0 + dt, flat, u, state, made_jump=False)[0]
+
+        return (jax.lax.fori_loop(0, substeps, sub, flat), u), rec
+
+    (flat, _), record = jax.lax.scan(unit, (flat0, v0), jnp.arange(steps, dtype=flat0.dtype))
+    return record, unravel(flat)
+
+
+def gd_to_edge(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float, fraction: float, max_steps: int, *,
+               key: PRNGKeyArray, check_every: int = 10, eig_tol: float = 1e-3) -> tuple[PyTree, Array, Array]:
+    """Run full-batch GD until the sharpness first reaches ``fraction · 2/η`` (checked every
+    ``check_every`` steps with a warm-started eigensolve) or ``max_steps`` steps have passed.
+
+    Returns ``(params, steps_taken, sharpness)``: where GD stopped, after how many steps, and S there.
+    A start point for :func:`gd_and_constrained` shortly before the edge: while GD is stable its
+    gradient component along u has decayed, so θ is (nearly) on M and θ† ≈ θ.
+    """
+    if not 0 < fraction:
+        raise ValueError(f"fraction={fraction!r} must be positive")
+    if not isinstance(check_every, int) or check_every < 1:
+        raise ValueError(f"check_every={check_every!r} must be a positive integer")
+    flat0, unravel = ravel_pytree(params)
+    target = fraction * 2.0 / eta
+    sharp = lambda flat, v: hessian.eigsh(loss_fn, unravel(flat), 1, v0=v, tol=eig_tol, max_restarts=10)
+
+    def descend(flat):
+        def body(f, _):
+            return f - eta * ravel_pytree(jax.grad(loss_fn)(unravel(f)))[0], None
+        return jax.lax.scan(body, flat, None, length=check_every)[0]
+
+    def body(carry):
+        flat, v, t, _ = carry
+        flat = descend(flat)
+        pairs = sharp(flat, v)
+        return flat, pairs.vectors[:, 0], t + check_every, pairs.values[0]
+
+    pairs = sharp(flat0, jax.random.normal(key, flat0.shape, flat0.dtype))
+    flat, _, t, s = jax.lax.while_loop(lambda c: (c[3] < target) & (c[2] < max_steps), body,
+                                       (flat0, pairs.vectors[:, 0], jnp.array(0), pairs.values[0]))
+    return unravel(flat), t, s
