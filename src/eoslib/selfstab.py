@@ -217,6 +217,8 @@ class FlowRecord(NamedTuple):
       sigma2: σ², the predicted variance of GD's oscillation along u (0 off the edge).
       predicted_loss: the predicted time-averaged GD loss ``L + ½ σ² S`` (``= L + σ²/η`` at the edge).
       alpha, beta: ``−∇L·∇S`` and ``‖∇S‖²`` there.
+      second: λ₂, the second Hessian eigenvalue: once it too reaches 2/η the one-eigenvalue flow
+        no longer applies (Cohen et al.'s flow then needs a matrix Σ for all edge eigenvalues).
     """
 
     loss: Array
@@ -225,10 +227,11 @@ class FlowRecord(NamedTuple):
     predicted_loss: Array
     alpha: Array
     beta: Array
+    second: Array
 
 
 def central_flow(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float | Scalar, steps: int, *,
-                 v0: Float[Array, " n"], substeps: int = 2, relax: float = 0.1, eig_tol: float = 1e-5
+                 v0: Float[Array, " n"] | Float[Array, "n 2"], substeps: int = 2, relax: float = 0.1, eig_tol: float = 1e-5
                  ) -> tuple[FlowRecord, PyTree]:
     """Integrate the central flow of Cohen, Damian, Talwalkar, Kolter & Lee (2024) for one top
     eigenvalue, in units of GD steps (time t ↔ step t):
@@ -246,7 +249,8 @@ def central_flow(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float
     here: along the flow the Jacobian's stiff part is ``−η∇²L`` with spectrum in ``[−ηS, 0] ⊂ [−2, 0]``
     (S ≤ 2/η), and ``dt = 1/substeps ≤ 1/2`` keeps ``dt·ηS ≤ 1``, well inside Heun's real
     stability interval ``[−2, 0]``. Each evaluation's eigensolve is warm-started from the u of the
-    start of its step, which the scan carries from step to step.
+    start of its step; a top-2 eigensolve at the start of each unit of time, warm-started from the
+    last, gives that u and records λ₂ (``v0``: one start vector, or two as columns).
 
     Returns the record and the final parameters.
     """
@@ -266,23 +270,28 @@ def central_flow(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float
         alpha, beta = hessian.alpha_beta(grad_l, grad_s)
         sigma2 = jnp.where(s >= edge, 2 * jnp.maximum(alpha + relax * (s - edge) / eta, 0.0) / beta, 0.0)
         drift = -eta * (ravel_pytree(grad_l)[0] + 0.5 * sigma2 * ravel_pytree(grad_s)[0])
-        return drift, FlowRecord(loss, s, sigma2, loss + 0.5 * sigma2 * s, alpha, beta), u
+        return drift, FlowRecord(loss, s, sigma2, loss + 0.5 * sigma2 * s, alpha, beta, jnp.nan), u
 
     term = diffrax.ODETerm(lambda t, flat, v: probe(flat, v)[0])
     solver = diffrax.Heun()
     dt = 1.0 / substeps
 
     def unit(carry, t):
-        flat, v = carry
-        _, rec, u = probe(flat, v)
+        flat, block = carry
+        top2 = hessian.eigsh(loss_fn, unravel(flat), 2, v0=block, tol=eig_tol, max_restarts=10)
+        _, rec, u = probe(flat, top2.vectors[:, 0])
+        rec = rec._replace(second=top2.values[1])
 
         def sub(i, flat):
             t0 = t + i * dt
             state = solver.init(term, t0, t0 + dt, flat, u)
             return solver.step(term, t0, t0 + dt, flat, u, state, made_jump=False)[0]
 
-        return (jax.lax.fori_loop(0, substeps, sub, flat), u), rec
+        return (jax.lax.fori_loop(0, substeps, sub, flat), top2.vectors), rec
 
+    if v0.ndim == 1:  # a second start vector for λ₂, orthogonal to the first
+        other = jnp.roll(v0, 1)
+        v0 = jnp.stack([v0, other - jnp.vdot(other, v0) / jnp.vdot(v0, v0) * v0], axis=1)
     (flat, _), record = jax.lax.scan(unit, (flat0, v0), jnp.arange(steps, dtype=flat0.dtype))
     return record, unravel(flat)
 
