@@ -110,10 +110,14 @@ class PairRecord(NamedTuple):
     """Per-step record of :func:`gd_and_constrained` (each field ``(T,)``; row t is at step t).
 
     Attributes:
-      loss, sharpness: L and S at the GD iterate θ_t.
-      loss_dagger, sharpness_dagger: L and S at the constrained iterate θ†_t.
-      x, y: the coordinates ``u·(θ_t − θ†_t)`` and ``∇S·(θ_t − θ†_t)`` (u, ∇S at θ†_t).
-      alpha, beta: ``−∇L·∇S`` and ``‖∇S‖²`` at θ†_t.
+      loss: L at the GD iterate θ_t.
+      sharpness: S at θ_t.
+      loss_dagger: L at the constrained iterate θ†_t.
+      sharpness_dagger: S at θ†_t.
+      x: the coordinate ``u·(θ_t − θ†_t)`` (u at θ†_t).
+      y: the coordinate ``∇S·(θ_t − θ†_t)`` (∇S at θ†_t).
+      alpha: ``−∇L·∇S`` at θ†_t.
+      beta: ``‖∇S‖²`` at θ†_t.
       deviation: ``‖θ_t − θ†_t‖``.
       travelled: ``‖θ†_t − θ†_0‖``, how far the constrained trajectory has moved.
       converged: whether the projection that produced θ†_t met its tolerances.
@@ -213,10 +217,12 @@ class FlowRecord(NamedTuple):
     after t GD steps' worth of time).
 
     Attributes:
-      loss, sharpness: L and S at the flow's point.
+      loss: L at the flow's point.
+      sharpness: S there.
       sigma2: σ², the predicted variance of GD's oscillation along u (0 off the edge).
       predicted_loss: the predicted time-averaged GD loss ``L + ½ σ² S`` (``= L + σ²/η`` at the edge).
-      alpha, beta: ``−∇L·∇S`` and ``‖∇S‖²`` there.
+      alpha: ``−∇L·∇S`` there.
+      beta: ``‖∇S‖²`` there.
       second: λ₂, the second Hessian eigenvalue: once it too reaches 2/η the one-eigenvalue flow
         no longer applies (Cohen et al.'s flow then needs a matrix Σ for all edge eigenvalues).
     """
