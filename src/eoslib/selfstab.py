@@ -267,26 +267,29 @@ def central_flow(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float
     flat0, unravel = ravel_pytree(params)
     edge = 2.0 / eta
 
-    def probe(flat, v):
+    def at(flat, u, s):
+        """Drift and record at ``flat`` given its top eigenpair ``(u, s)``."""
         p = unravel(flat)
-        pairs = hessian.eigsh(loss_fn, p, 1, v0=v, tol=eig_tol, max_restarts=10)
-        u, s = pairs.vectors[:, 0], pairs.values[0]
         loss, grad_l = jax.value_and_grad(loss_fn)(p)
         grad_s = hessian.sharpness_gradient(loss_fn, p, u)
         alpha, beta = hessian.alpha_beta(grad_l, grad_s)
         sigma2 = jnp.where(s >= edge, 2 * jnp.maximum(alpha + relax * (s - edge) / eta, 0.0) / beta, 0.0)
         drift = -eta * (ravel_pytree(grad_l)[0] + 0.5 * sigma2 * ravel_pytree(grad_s)[0])
-        return drift, FlowRecord(loss, s, sigma2, loss + 0.5 * sigma2 * s, alpha, beta, jnp.nan), u
+        return drift, FlowRecord(loss, s, sigma2, loss + 0.5 * sigma2 * s, alpha, beta, jnp.nan)
 
-    term = diffrax.ODETerm(lambda t, flat, v: probe(flat, v)[0])
+    def field(flat, v):
+        pairs = hessian.eigsh(loss_fn, unravel(flat), 1, v0=v, tol=eig_tol, max_restarts=10)
+        return at(flat, pairs.vectors[:, 0], pairs.values[0])[0]
+
+    term = diffrax.ODETerm(lambda t, flat, v: field(flat, v))
     solver = diffrax.Heun()
     dt = 1.0 / substeps
 
     def unit(carry, t):
         flat, block = carry
         top2 = hessian.eigsh(loss_fn, unravel(flat), 2, v0=block, tol=eig_tol, max_restarts=10)
-        _, rec, u = probe(flat, top2.vectors[:, 0])
-        rec = rec._replace(second=top2.values[1])
+        u = top2.vectors[:, 0]
+        rec = at(flat, u, top2.values[0])[1]._replace(second=top2.values[1])
 
         def sub(i, flat):
             t0 = t + i * dt
