@@ -14,7 +14,6 @@ SHARED_DATA := $(abspath ../shared/data)
 ifneq ($(wildcard $(SHARED_DATA)),)
 export EOSLIB_DATA ?= $(SHARED_DATA)
 endif
-export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 .PHONY: book test install unit nbval book-smoke lock clean help
