@@ -24,7 +24,7 @@ import scipy.sparse.linalg as sla
 from jax.flatten_util import ravel_pytree
 
 from common import problem, timeit, write
-from eoslib import hessian, train
+from eoslib.engine import hessian, train
 
 
 def main():

@@ -5,7 +5,7 @@
 For fc-tanh on n CIFAR-10 examples (½MSE, full-batch GD, η = 0.01), time per step of
 
 - a bare jitted ``lax.scan`` of GD steps that records nothing (the floor);
-- ``eoslib.train.run`` recording loss / accuracy / norms every step (target ≤ 1.2× the floor);
+- ``eoslib.engine.train.run`` recording loss / accuracy / norms every step (target ≤ 1.2× the floor);
 - the same with a warm-started sharpness probe every 20 steps (target ≤ 1.5×);
 - a vmapped sweep of 8 learning rates against 8 sequential runs (target ≥ 3× throughput on GPU).
 
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from common import problem, write
-from eoslib import train
+from eoslib.engine import train
 
 
 def per_step(fn, steps):

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from eoslib import data, models, results, train
+from eoslib.engine import data, models, train
+from eoslib.book import results
 
 
 def problem(n: int, *, real: bool = True, seed: int = 0):

@@ -20,7 +20,7 @@
 # $\tau$ dials the instability back in, and tighter clipping with a large step size generalizes better.
 #
 # Our copy of the paper lost its formulas. What we reconstructed (and implemented in
-# {func}`eoslib.optim.clipped_adam`):
+# {func}`eoslib.engine.optim.clipped_adam`):
 #
 # - Eq. 10: $\theta_{t+1} = \theta_t - \eta\,\hat m_t / (\sqrt{\min(\hat v_t, \tau)} + \epsilon)$, with
 #   Adam's bias-corrected moments {cite:p}`kingma2015adam`; RMSprop is the case $\beta_1 = 0$; the cap
@@ -32,12 +32,12 @@
 #   large $\tau$ is mild suppression; $\tau \approx 1$ gives GD-like thresholds (where the cap binds,
 #   $P \approx 1$); $\tau < 1$ enhances the steps and the instabilities. Where $\hat v$ is tiny, as in
 #   networks, "binds" happens at a much smaller $\tau$; we locate the regimes by the fraction of
-#   coordinates the cap binds on ({func}`eoslib.adaptive.clipped_fraction`).
+#   coordinates the cap binds on ({func}`eoslib.mechanisms.adaptive.clipped_fraction`).
 #
 # A second threshold is on the table: {cite:t}`cohen2022adaptive` found that full-batch Adam trains at
 # an *adaptive edge of stability* where $\lambda_{\text{eff}}$ hovers at
 # $(2 + 2\beta_1)/((1-\beta_1)\eta)$ — the stability limit of GD with Adam's EMA momentum, 38/η at
-# $\beta_1 = 0.9$ ({func}`eoslib.adaptive.adam_edge`) — not at 2/η. For RMSprop both are 2/η.
+# $\beta_1 = 0.9$ ({func}`eoslib.mechanisms.adaptive.adam_edge`) — not at 2/η. For RMSprop both are 2/η.
 #
 # ## Setup
 #
@@ -62,9 +62,11 @@ import numpy as np
 import optax
 from IPython.display import display
 
-from eoslib import adaptive, data, losses, models, optim, train
-from eoslib.book import claims_table, settings, use_book_style
-from eoslib.results import Claim, make_record, provenance, write_record
+from eoslib.engine import data, losses, models, optim, train
+from eoslib.mechanisms import adaptive
+from eoslib.book.display import claims_table, use_book_style
+from eoslib.book.scales import settings
+from eoslib.book.results import Claim, make_record, provenance, write_record
 
 use_book_style()
 start_time = time.time()
@@ -147,7 +149,7 @@ P.as_dict()
 #
 # On $L(w) = 20\log\cosh w_0 + \tfrac12 w_1^2$ the curvature across the valley is 20 at its floor and
 # falls away from it. GD with $\eta = 0.125$ ($\eta\lambda = 2.5 > 2$) cannot settle: it bounces across
-# the valley in a period-2 orbit for ever ({func}`eoslib.adaptive.toy_loss`). RMSprop and Adam divide
+# the valley in a period-2 orbit for ever ({func}`eoslib.mechanisms.adaptive.toy_loss`). RMSprop and Adam divide
 # the step by $\sqrt{\hat v}$, which early large gradients make big, and slide to the floor. With the cap,
 # $P \le \sqrt\tau$: at $\tau = 1$ RMSprop is GD once the cap binds; below 1 it takes larger steps than GD.
 
@@ -187,7 +189,7 @@ plt.show()
 # Full-batch Adam ($\beta_1 = 0.9$) and RMSprop ($\beta_1 = 0$), no cap, on the fMNIST MLP: one
 # `vmap`-ed run over $\beta_1$. Every `probe_every` steps the loop measures the Hessian's sharpness $S$
 # and the preconditioned sharpness $\lambda_{\text{eff}}$ with the optimizer's current $P$
-# ({func}`eoslib.adaptive.precond_probe`). The plateau is the median of $\lambda_{\text{eff}}$ over
+# ({func}`eoslib.mechanisms.adaptive.precond_probe`). The plateau is the median of $\lambda_{\text{eff}}$ over
 # the second half of the run.
 
 # %%

@@ -30,7 +30,7 @@
 # | measured | $R_2 = \lvert u_{1,1}/u_{1,2}\rvert$ of the top eigenvector of the exact Hessian, sharpness $\lambda_{\max}$ |
 # | precision | float64 (this model has two parameters; nothing is scaled down) |
 #
-# The paper's closed forms, all in {mod}`eoslib.dln`, are
+# The paper's closed forms, all in {mod}`eoslib.mechanisms.dln`, are
 #
 # $$
 # R_2 = \beta + \sqrt{\beta^2 + 1},\qquad
@@ -62,9 +62,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
 
-from eoslib import dln
-from eoslib.book import claims_table, settings, use_book_style
-from eoslib.results import Claim, make_record, provenance, write_record
+from eoslib.mechanisms import dln
+from eoslib.book.display import claims_table, use_book_style
+from eoslib.book.scales import settings
+from eoslib.book.results import Claim, make_record, provenance, write_record
 
 use_book_style()
 start_time = time.time()

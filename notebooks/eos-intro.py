@@ -21,9 +21,9 @@
 # non-monotonically.
 #
 # Every later chapter builds on this picture, so this one also shows the machinery: the whole
-# run is one compiled `lax.scan` in {mod}`eoslib.train`, and the sharpness is measured inside it
+# run is one compiled `lax.scan` in {mod}`eoslib.engine.train`, and the sharpness is measured inside it
 # every `probe_every` steps by block Lanczos warm-started from the previous probe's eigenvector
-# ({mod}`eoslib.linalg`).
+# ({mod}`eoslib.engine.linalg`).
 #
 # ## Setup
 #
@@ -50,9 +50,10 @@ import numpy as np
 import optax
 from IPython.display import display
 
-from eoslib import data, hessian, models, train
-from eoslib.book import claims_table, settings, use_book_style
-from eoslib.results import Claim, find_repo_root, make_record, provenance, write_record
+from eoslib.engine import data, hessian, models, train
+from eoslib.book.display import claims_table, use_book_style
+from eoslib.book.scales import settings
+from eoslib.book.results import Claim, find_repo_root, make_record, provenance, write_record
 
 use_book_style()
 start_time = time.time()
@@ -131,7 +132,7 @@ print(f"during the edge phase the loss rose on {100 * increases:.0f}% of steps a
 
 # %% [markdown]
 # A paper-scale run (5,000 images), computed on a GPU with `python -m eoslib run eos-intro --scale paper`
-# and stored with {func}`eoslib.train.save` under `book/results/`, is shown beside ours when present.
+# and stored with {func}`eoslib.engine.train.save` under `book/results/`, is shown beside ours when present.
 
 # %%
 root = find_repo_root() or Path.cwd()

@@ -21,7 +21,7 @@
 # flatter regions ("progressive flattening").
 #
 # Our copy of the journal paper lost its math symbols. The model we simulate, reconstructed from the
-# surrounding text (and stated in {mod}`eoslib.kappa`), is
+# surrounding text (and stated in {mod}`eoslib.mechanisms.kappa`), is
 #
 # $$\log\kappa_{t+1} = \log\kappa_t + \xi_t\, g(s_t), \qquad s_t = \eta\,(f(\kappa_t) + \varepsilon_t) - c,$$
 #
@@ -57,9 +57,11 @@ import optax
 from IPython.display import display
 from scipy import stats
 
-from eoslib import data, hessian, kappa, models, train
-from eoslib.book import claims_table, settings, use_book_style
-from eoslib.results import Claim, make_record, provenance, write_record
+from eoslib.engine import data, hessian, models, train
+from eoslib.mechanisms import kappa
+from eoslib.book.display import claims_table, use_book_style
+from eoslib.book.scales import settings
+from eoslib.book.results import Claim, make_record, provenance, write_record
 
 use_book_style()
 start_time = time.time()
@@ -174,7 +176,7 @@ plt.show()
 # ## 2. κ on a real network
 #
 # Full-batch GD on the fMNIST MLP. Every `probe_every` steps the loop measures the top Hessian
-# eigenpair (warm-started Lanczos) and κ along $u$ both ways ({func}`eoslib.kappa.curvature_probe`).
+# eigenpair (warm-started Lanczos) and κ along $u$ both ways ({func}`eoslib.mechanisms.kappa.curvature_probe`).
 # An *instability* is a maximal run of probes with $S > 2/\eta$ (surplus $s = \eta S - 2 > 0$).
 
 # %%
@@ -234,7 +236,7 @@ plt.show()
 # We take the longest instability of the run above, define the baseline as the top-3 eigenvectors at
 # its first probe $t_0$, and follow for `window` steps (at even steps: the ReLU network's oscillation
 # has period 2, companion paper Fig. 8) the |cos| of each eigenvector with its baseline and the
-# cosine-Grassmannian similarity of the top-3 subspaces ({func}`eoslib.kappa.rotation_probe`). One
+# cosine-Grassmannian similarity of the top-3 subspaces ({func}`eoslib.mechanisms.kappa.rotation_probe`). One
 # `vmap`-ed sweep replays the run from step 0 for each member: one keeps η, the others drop to
 # $\eta_{\text{low}} = 0.2\eta$ at three steps inside the window.
 

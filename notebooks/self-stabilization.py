@@ -48,19 +48,19 @@
 # Two choices are ours.
 #
 # - The projection onto $\mathcal M$ alternates Newton corrections along $u$ and $\nabla S$
-#   ({func}`eoslib.selfstab.project`).
+#   ({func}`eoslib.mechanisms.selfstab.project`).
 # - We use $\beta = \|\nabla S\|^2$. The paper also uses the part of $\nabla S$ orthogonal to $u$.
 #   The two are close when $\nabla S \cdot u$ is small.
 #
 # Before $\theta^\dagger$ reaches the edge, $S(\theta^\dagger)$ rises by $\eta\alpha$ per step on its own.
-# {func}`eoslib.selfstab.predict` therefore subtracts that rise from $y$. At the edge the recursion is
+# {func}`eoslib.mechanisms.selfstab.predict` therefore subtracts that rise from $y$. At the edge the recursion is
 # the paper's.
 #
 # **Beyond the paper: the central flow** ({cite:t}`cohen2024central`). The time-averaged GD trajectory
 # follows $\dot\theta = -\eta[\nabla L + \tfrac12\sigma^2\nabla S]$. Here $\sigma^2 = 2\alpha/\beta$ while
 # $S = 2/\eta$, the value that holds $S$ at the edge, and $\sigma^2 = 0$ below it. The flow predicts
 # GD's time-averaged loss, $L + \sigma^2/\eta$, and its sharpness, $2/\eta$
-# ({func}`eoslib.selfstab.central_flow`).
+# ({func}`eoslib.mechanisms.selfstab.central_flow`).
 #
 # ## Setup
 #
@@ -74,7 +74,7 @@
 #
 # The coupled run (GD beside the constrained trajectory) costs one projection and three
 # eigensolves per step. So we start it just before the edge, where GD is still stable and
-# $\theta^\dagger \approx \theta$ ({func}`eoslib.selfstab.gd_to_edge`), not at initialisation. The CNN
+# $\theta^\dagger \approx \theta$ ({func}`eoslib.mechanisms.selfstab.gd_to_edge`), not at initialisation. The CNN
 # of claim 1 is an `arch` option. It runs only at `paper` scale, on a GPU.
 
 # %% tags=["hide-input"]
@@ -88,9 +88,11 @@ import numpy as np
 from IPython.display import Markdown, display
 from jax.flatten_util import ravel_pytree
 
-from eoslib import data, hessian, losses, models, selfstab
-from eoslib.book import claims_table, settings, use_book_style
-from eoslib.results import Claim, make_record, provenance, write_record
+from eoslib.engine import data, hessian, losses, models
+from eoslib.mechanisms import selfstab
+from eoslib.book.display import claims_table, use_book_style
+from eoslib.book.scales import settings
+from eoslib.book.results import Claim, make_record, provenance, write_record
 
 use_book_style()
 start_time = time.time()
@@ -156,7 +158,7 @@ MAIN = ETAS.index(float(P.eta))
 #
 # All step sizes run in one `vmap`. Each starts from the same initialisation and runs GD to 97% of
 # its own edge. From there, GD and the constrained trajectory run side by side
-# ({func}`eoslib.selfstab.gd_and_constrained`). The central flow starts from the main run's start
+# ({func}`eoslib.mechanisms.selfstab.gd_and_constrained`). The central flow starts from the main run's start
 # point.
 
 # %%
@@ -206,7 +208,7 @@ print(f"central flow over {P.steps} steps' time: {time_flow:.0f} s")
 # diverges (non-finite loss) is marked diverged and left out of the comparisons, not dropped from the
 # record. The predicted dynamics run open-loop. They start from GD's measured $(x, y)$ at the start
 # of the edge phase and are driven by the $\alpha_t$, $\beta_t$ and $S(\theta^\dagger_t)$ of the
-# constrained trajectory ({func}`eoslib.selfstab.predict`).
+# constrained trajectory ({func}`eoslib.mechanisms.selfstab.predict`).
 
 
 # %%

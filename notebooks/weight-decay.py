@@ -44,8 +44,8 @@
 #    that happens while $S < 2/\eta - \gamma$, the sharpness settles below the edge: the phase
 #    transition. $c_y^{\text{crit}} \propto 1/\gamma$, as in the paper's Figs. 13–14.
 #
-# The model and its toy live in {mod}`eoslib.edge_model`; $c_y$, $\alpha$, $\beta$ are measured
-# inside the training loop by {func}`eoslib.edge_model.alignment_probe`.
+# The model and its toy live in {mod}`eoslib.mechanisms.edge_model`; $c_y$, $\alpha$, $\beta$ are measured
+# inside the training loop by {func}`eoslib.mechanisms.edge_model.alignment_probe`.
 #
 # ## Setup
 #
@@ -72,9 +72,11 @@ import numpy as np
 import optax
 from IPython.display import display
 
-from eoslib import data, edge_model, losses, models, optim, train
-from eoslib.book import claims_table, settings, use_book_style
-from eoslib.results import Claim, find_repo_root, make_record, provenance, write_record
+from eoslib.engine import data, losses, models, optim, train
+from eoslib.mechanisms import edge_model
+from eoslib.book.display import claims_table, use_book_style
+from eoslib.book.scales import settings
+from eoslib.book.results import Claim, find_repo_root, make_record, provenance, write_record
 
 use_book_style()
 start_time = time.time()
@@ -139,7 +141,7 @@ P.as_dict()
 # ## 1. The toy model: threshold shift, damping, and the transition
 #
 # The smallest loss that realises the model exactly is $L(x, z) = \tfrac12(s_0 + z)x^2 - \alpha z - d\,x$
-# ({class}`eoslib.edge_model.SharpeningToy`): at $x = 0$ its sharpness is $s_0 + z$, $\nabla S = (0, 1)$,
+# ({class}`eoslib.mechanisms.edge_model.SharpeningToy`): at $x = 0$ its sharpness is $s_0 + z$, $\nabla S = (0, 1)$,
 # $\beta = 1$ and $c_y = z$ grows one-for-one with $S$; GD sharpens it at the constant rate $\eta\alpha$
 # forever, unless something stops it. A small drive $d$ keeps $x$ off zero below the edge, as the
 # gradient's component along $u$ does in a network. We take $\eta = 0.01$ as the paper does and
@@ -206,7 +208,7 @@ plt.show()
 # %% [markdown]
 # ## 2. MLP: a sweep over γ, seeds, alignment and the NTK, in one compiled call
 #
-# One `vmap`-ed run of {func}`eoslib.train.run` trains every member: each $\gamma$ of the grid from
+# One `vmap`-ed run of {func}`eoslib.engine.train.run` trains every member: each $\gamma$ of the grid from
 # the first seed, and the phase-transition $\gamma$ from each further seed. Every `probe_every`
 # steps the loop measures the top Hessian eigenpair (warm-started Lanczos), then $\alpha$, $\beta$,
 # $c_y$ and the NTK's top eigenvalue. The training objective includes $\tfrac{\gamma}{2}\|\theta\|^2$,
@@ -369,7 +371,7 @@ plt.show()
 # that reaches and then oscillates at $2/\eta = 200$ needs thousands of steps, so the `book` scale does
 # not run the CNN (`cnn_steps = 0`) and shows a stored paper-scale GPU run when one is present. The
 # damping is measured as the decay rate of the
-# envelope of $S$ after the run first reaches the edge ({func}`eoslib.edge_model.envelope_decay_rate`:
+# envelope of $S$ after the run first reaches the edge ({func}`eoslib.mechanisms.edge_model.envelope_decay_rate`:
 # half the peak-to-peak range in windows of 250 steps, log-linear fit).
 
 # %%
@@ -439,7 +441,7 @@ plt.show()
 #
 # The reviewers' open question: is the alignment the *cause* of the sub-edge plateau? We keep
 # $\gamma$ and remove only the channel the model says matters: the decay step is projected off
-# $\nabla S$ at every step ({func}`eoslib.optim.decay_off_sharpness_gradient`: three warm-started power
+# $\nabla S$ at every step ({func}`eoslib.engine.optim.decay_off_sharpness_gradient`: three warm-started power
 # iterations for $u$, one gradient of an HVP for $\nabla S$), so it shrinks every direction except
 # the one that lowers the sharpness (refreshed every `intervention_every` steps and held in between,
 # to keep the CPU cost near that of a plain run). If the alignment drives the transition, this run should sharpen

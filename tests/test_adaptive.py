@@ -10,7 +10,8 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from eoslib import adaptive, models, optim, train
+from eoslib.engine import models, optim, train
+from eoslib.mechanisms import adaptive
 
 
 def momentum_gd_amplitude(lam, eta, b1, steps=4000):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from eoslib.book import settings
+from eoslib.book.scales import settings
 
 SCALES = {"smoke": {"steps": 10, "eta": 0.1}, "book": {"steps": 100, "eta": 0.1},
           "paper": {"steps": 1000, "eta": 0.1}}

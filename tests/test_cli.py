@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eoslib import chapters, cli
+from eoslib.book import chapters, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

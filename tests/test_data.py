@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eoslib import data
-from eoslib.data import DataError, Source
+from eoslib.engine import data
+from eoslib.engine.data import DataError, Source
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from eoslib import dln
+from eoslib.mechanisms import dln
 
 ZS = {
     "quadratic": dln.EvenPolynomial((0, 0, 1)),

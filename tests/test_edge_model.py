@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from eoslib import edge_model, hessian
+from eoslib.engine import hessian
+from eoslib.mechanisms import edge_model
 
 
 def test_toy_gd_is_the_xy_recursion_exactly():

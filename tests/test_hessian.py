@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse.linalg as sla
 from jax.flatten_util import ravel_pytree
 
-from eoslib import hessian, ntk
+from eoslib.engine import hessian, ntk
 
 
 def dense_hessian_fn(loss, params):
@@ -155,7 +155,7 @@ def test_bad_input_is_named(getkey):
 def _cifar200():
     from pathlib import Path
 
-    from eoslib import data
+    from eoslib.engine import data
 
     folder = Path(__file__).resolve().parents[2] / "shared" / "data"
     try:
@@ -169,7 +169,7 @@ def test_default_criterion_on_fc_tanh_cifar200_matches_scipy(getkey):
     """The trap met with lobpcg's default tol (λ₁ ≈ 47 where eigsh gives 83.9): on that exact
     problem, fc-tanh with PyTorch-default init on 200 CIFAR images in float32, our default
     criterion must agree with scipy's eigsh driving the same HVP."""
-    from eoslib import models, train
+    from eoslib.engine import models, train
 
     ds = _cifar200()
     model = jax.tree.map(lambda a: a.astype(jnp.float32), models.fc_tanh(key=getkey()))

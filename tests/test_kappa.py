@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from eoslib import kappa
+from eoslib.mechanisms import kappa
 
 
 @pytest.mark.parametrize("case", sorted(kappa.CASES))
@@ -64,7 +64,7 @@ def test_distribution_summary_on_a_known_skewed_law():
 def test_probes_inside_the_training_loop(getkey):
     import optax
 
-    from eoslib import hessian, models, train
+    from eoslib.engine import hessian, models, train
 
     x = jax.random.normal(getkey(), (40, 6))
     y = jax.nn.one_hot(jnp.arange(40) % 3, 3)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from eoslib import linalg
+from eoslib.engine import linalg
 
 
 def matrix_with_spectrum(eigenvalues, seed=0):

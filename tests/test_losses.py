@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from eoslib import losses, models
+from eoslib.engine import losses, models
 
 
 def test_get_names_the_allowed_losses():

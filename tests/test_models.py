@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from eoslib import models
+from eoslib.engine import models
 
 
 def n_params(model):
@@ -58,7 +58,7 @@ def test_max_pool_matches_equinox():
     import jax
     import numpy as np
 
-    from eoslib.models import max_pool_2x2
+    from eoslib.engine.models import max_pool_2x2
 
     img = jax.random.normal(jax.random.key(0), (3, 8, 6))
     np.testing.assert_array_equal(max_pool_2x2(img, channel_axis=0), eqx.nn.MaxPool2d(2, 2)(img))

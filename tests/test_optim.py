@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from eoslib import optim
+from eoslib.engine import optim
 
 
 def run(opt, grads_seq, params):

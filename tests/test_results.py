@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from eoslib import results
-from eoslib.results import Claim
+from eoslib.book import results
+from eoslib.book.results import Claim
 
 
 def a_record(**overrides):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from eoslib import hessian, models, selfstab
+from eoslib.engine import hessian, models
+from eoslib.mechanisms import selfstab
 
 
 @pytest.fixture

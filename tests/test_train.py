@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from eoslib import hessian, models, train
+from eoslib.engine import hessian, models, train
 
 
 def quadratic_objective(A):

@@ -1,7 +1,7 @@
 """Sphinx extension: the ``{scorecard}`` directive, one table of every claim of every chapter.
 
 The chapters execute while Sphinx *reads* the book, and each writes its results record (see
-:mod:`eoslib.results`). The directive leaves a placeholder; once every document has been read
+:mod:`eoslib.book.results`). The directive leaves a placeholder; once every document has been read
 (``doctree-resolved``, in the writing phase) the placeholder becomes a table built from the
 records. A chapter in the book without a record is a warning — an error under ``-W`` — so a
 chapter that silently stopped writing its record fails the build.
@@ -18,7 +18,7 @@ from docutils import nodes
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from eoslib.results import VERDICTS, read_records
+from eoslib.book.results import VERDICTS, read_records
 
 logger = logging.getLogger(__name__)
 CHAPTER_PREFIX = "notebooks/"

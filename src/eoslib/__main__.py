@@ -1,7 +1,7 @@
-"""``python -m eoslib`` — see :mod:`eoslib.cli`."""
+"""``python -m eoslib`` — see :mod:`eoslib.book.cli`."""
 
 import sys
 
-from eoslib.cli import main
+from eoslib.book.cli import main
 
 sys.exit(main())

@@ -15,7 +15,7 @@ import jax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
 
-from eoslib import linalg
+from eoslib.engine import linalg
 
 
 def jtj_matvec(apply_fn: Callable[[PyTree], Array], params: PyTree) -> Callable[[Float[Array, " n"]], Float[Array, " n"]]:
@@ -38,7 +38,7 @@ def ntk_top_eigenvalue(
 ) -> Scalar:
     """``scale · λ_max(J Jᵀ)``: the empirical NTK's top eigenvalue (``scale = 1/N`` gives the top
     eigenvalue of the ½MSE Gauss–Newton matrix over N examples). ``options`` go to
-    :func:`eoslib.linalg.eigsh`."""
+    :func:`eoslib.engine.linalg.eigsh`."""
     flat, _ = ravel_pytree(params)
     result = linalg.operator_eigsh(lambda: jtj_matvec(apply_fn, params), flat, 1, key=key,
                                    precision=precision, **options)

@@ -1,8 +1,7 @@
-"""Helpers every chapter shares: settings chosen by scale, the paper-vs-ours table, figure style.
-
-A chapter's parameters cell holds ``scale`` and every experiment setting, each defaulting to
-``None`` ("the scale's default"); the next cell declares the per-scale defaults and calls
-:func:`settings`, so an explicitly given parameter (papermill ``-p``) always wins::
+"""Chapter settings chosen by scale: a chapter's parameters cell holds ``scale`` and every
+experiment setting, each defaulting to ``None`` ("the scale's default"); the next cell declares the
+per-scale defaults and calls :func:`settings`, so an explicitly given parameter (papermill ``-p``)
+always wins::
 
     SCALES = {"smoke": {"steps": 50}, "book": {"steps": 400}, "paper": {"steps": 400}}
     P = settings(SCALES, scale, steps=steps)
@@ -12,10 +11,9 @@ A chapter's parameters cell holds ``scale`` and every experiment setting, each d
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-from eoslib.results import SCALES as KNOWN_SCALES
-from eoslib.results import Claim
+from eoslib.book.results import SCALES as KNOWN_SCALES
 
 
 class Settings(SimpleNamespace):
@@ -60,37 +58,3 @@ def settings(scales: Mapping[str, Mapping[str, Any]], scale: str, **given: Any) 
     resolved = {name: (given[name] if given.get(name) is not None else default)
                 for name, default in scales[scale].items()}
     return Settings(scale=scale, **resolved)
-
-
-def claims_table(claims: Sequence[Claim]):
-    """The paper-vs-ours table of a chapter as a Markdown display object (one row per claim)."""
-    from IPython.display import Markdown
-
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| claim | paper | ours | verdict | why |", "|---|---|---|---|---|"]
-    for c in claims:
-        lines.append(
-            f"| **{cell(c.id)}**: {cell(c.claim)} | {cell(c.paper)} | {cell(c.ours)} "
-            f"| **{cell(c.verdict)}** | {cell(c.note)} |"
-        )
-    return Markdown("\n".join(lines))
-
-
-def use_book_style() -> None:
-    """Matplotlib defaults for every figure in the book (sizes, grid, colour-blind-safe cycle)."""
-    import matplotlib as mpl
-
-    mpl.rcParams.update({
-        "figure.figsize": (10, 3.6),
-        "figure.dpi": 110,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "legend.frameon": False,
-        "axes.prop_cycle": mpl.cycler(color=[
-            "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
-        ]),
-    })

@@ -41,7 +41,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PyTree, Scalar, ScalarLike
 
-from eoslib import hessian
+from eoslib.engine import hessian, losses
+from eoslib.engine import ntk as ntk_module
 
 __all__ = [
     "EdgeCoefficients",
@@ -98,18 +99,16 @@ def coefficients(loss_fn, params: PyTree, v: Float[Array, " n"]) -> EdgeCoeffici
 
 
 def alignment_probe(model_loss: str = "half_mse", *, ntk: bool = False, ntk_tol: float = 1e-3):
-    """A ``probe_fn`` for :func:`eoslib.train.run` recording α, β, c_y (and the NTK's top
+    """A ``probe_fn`` for :func:`eoslib.engine.train.run` recording α, β, c_y (and the NTK's top
     eigenvalue) of the unregularised loss at every probe.
 
     The model is the parameters themselves (an Equinox module mapping ``x`` to outputs) and
-    ``model_loss`` names a loss in ``eoslib.losses.LOSSES``. The top eigenvector comes from
+    ``model_loss`` names a loss in ``eoslib.engine.losses.LOSSES``. The top eigenvector comes from
     the training loop's own probe (of ``L + γ/2‖θ‖²``, whose eigenvectors are L's). With
     ``ntk=True`` it also records ``ntk_top = λ_max(J Jᵀ)/N`` over the N training inputs, the top
     eigenvalue of the ½MSE Gauss–Newton matrix (our normalisation of the empirical NTK; a cold
     Lanczos solve to relative residual ``ntk_tol``).
     """
-    from eoslib import losses, ntk as ntk_module
-
     loss_on = losses.of_model(model_loss)
 
     def probe_fn(params, opt_state, eigpairs, hp, data):

@@ -87,7 +87,7 @@ def max_pool_2x2(h: Float[Array, "..."], *, channel_axis: int) -> Float[Array, "
 class CNN(eqx.Module):
     """Cohen et al.'s ``cnn-relu`` / ``cnn-tanh``: [conv3×3(32) → act → maxpool2] × 2 → linear.
 
-    Input ``(N, H, W, C)`` (channels last, as :mod:`eoslib.data` returns); output ``(N, classes)``.
+    Input ``(N, H, W, C)`` (channels last, as :mod:`eoslib.engine.data` returns); output ``(N, classes)``.
     """
 
     convs: tuple[eqx.nn.Conv2d, ...]
@@ -208,7 +208,7 @@ class DiagonalLinearNetwork(eqx.Module):
     """Depth-D diagonal linear network ``f(x) = ⟨u₁ ⊙ … ⊙ u_D, x⟩``; output ``(N, 1)``.
 
     ``init`` is the constant every entry of every layer starts at (a common choice in the DLN
-    literature); the 2-parameter model of :mod:`eoslib.dln` is D = 2, d = 1.
+    literature); the 2-parameter model of :mod:`eoslib.mechanisms.dln` is D = 2, d = 1.
     """
 
     layers: tuple[Float[Array, " d"], ...]

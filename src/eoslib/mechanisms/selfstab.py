@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
 
-from eoslib import hessian
+from eoslib.engine import hessian
 
 
 class Projection(NamedTuple):

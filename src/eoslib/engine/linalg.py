@@ -24,7 +24,7 @@ single start vector sees only one direction of each eigenspace.
 
 **Precision.** Dots run at ``precision`` (default ``"highest"``): TF32 corrupts eigenvalues on
 GPUs. The operator's own matmuls follow ``jax.default_matmul_precision`` (see
-:mod:`eoslib.hessian`, which sets it).
+:mod:`eoslib.engine.hessian`, which sets it).
 
 **Batched LAPACK on CPU.** Under ``vmap`` (sweeps) the small dense factorisations (QR, ``eigh``,
 SVD) are mapped over the batch one matrix at a time (:func:`unbatched`) instead of calling XLA's

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from eoslib import chapters
-from eoslib.results import SCALES, read_record
+from eoslib.book import chapters
+from eoslib.book.results import SCALES, read_record
 
 
 def parse_value(text: str) -> Any:

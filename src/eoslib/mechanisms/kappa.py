@@ -33,7 +33,10 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray
+
+from eoslib.engine import hessian, linalg, losses
 
 __all__ = ["CoupledModel", "CASES", "Simulation", "simulate", "initial_log_kappa", "two_step_branches",
            "distribution_summary", "DistributionSummary", "curvature_probe", "rotation_probe"]
@@ -193,17 +196,13 @@ def distribution_summary(samples: np.ndarray, grid_points: int = 512) -> Distrib
 
 
 def curvature_probe(model_loss: str = "half_mse", *, radius: float = 0.05):
-    """A ``probe_fn`` for :func:`eoslib.train.run` recording κ along the top Hessian eigenvector u.
+    """A ``probe_fn`` for :func:`eoslib.engine.train.run` recording κ along the top Hessian eigenvector u.
 
     Records ``kappa_exact = D⁴L(θ)[u, u, u, u]`` (nested ``jvp``,
-    :func:`eoslib.hessian.directional_derivative`) and ``kappa_proxy``, the finite-difference
-    estimator :func:`eoslib.hessian.kappa_finite_difference` at ``radius`` (our reconstruction of
+    :func:`eoslib.engine.hessian.directional_derivative`) and ``kappa_proxy``, the finite-difference
+    estimator :func:`eoslib.engine.hessian.kappa_finite_difference` at ``radius`` (our reconstruction of
     the paper's Eq. 26), both of the unregularised ``model_loss`` on all the training data.
     """
-    from jax.flatten_util import ravel_pytree
-
-    from eoslib import hessian, losses
-
     loss_on = losses.of_model(model_loss)
     if not radius > 0:
         raise ValueError(f"radius={radius!r} must be positive")
@@ -225,9 +224,7 @@ def rotation_probe(params, opt_state, eigpairs, hp, data):
     baseline ``hp["baseline"]`` (``(n, k)`` per member, orthonormal columns, ``ravel_pytree``
     order; an array hyperparameter is always swept, so pass it as ``(S, n, k)``, S ≥ 1): ``cosines (k,)`` = ``|cos|`` of each eigenvector
     with its baseline counterpart, and ``subspace`` = the cosine-Grassmannian similarity of the
-    two top-k subspaces (:func:`eoslib.linalg.cosine_grassmann_similarity`)."""
-    from eoslib import linalg
-
+    two top-k subspaces (:func:`eoslib.engine.linalg.cosine_grassmann_similarity`)."""
     U, B = eigpairs.vectors, hp["baseline"]
     cosines = jax.vmap(linalg.abs_cosine, in_axes=(1, 1))(U, B)
     return dict(cosines=cosines, subspace=linalg.cosine_grassmann_similarity(U, B))

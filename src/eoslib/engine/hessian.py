@@ -6,7 +6,7 @@ Every function takes a scalar ``loss_fn(params)`` and a PyTree ``params``. Flat 
 Quantities (H the Hessian of L at θ, v₁ its top eigenvector, S = λ₁ the sharpness):
 
 - :func:`hvp` — ``H t`` by forward-over-reverse (``jvp`` of ``grad``), the cheapest exact HVP.
-- :func:`top_eigenpairs` / :func:`eigsh` / :func:`sharpness` — via :func:`eoslib.linalg.eigsh`,
+- :func:`top_eigenpairs` / :func:`eigsh` / :func:`sharpness` — via :func:`eoslib.engine.linalg.eigsh`,
   under ``jax.default_matmul_precision(precision)`` (default ``"highest"``: TF32 corrupts
   eigenvalues).
 - :func:`sharpness_gradient` — ``∇S = ∇_θ (v₁ᵀ H(θ) v₁)`` with v₁ held fixed, which equals the
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
 
-from eoslib import linalg
+from eoslib.engine import linalg
 
 LossFn = Callable[[PyTree], Scalar]
 
@@ -73,10 +73,10 @@ def eigsh(
     precision: str = "highest",
     **options: Any,
 ) -> linalg.Eigenpairs:
-    """Top-k eigenpairs of the Hessian with residuals and the HVP count (:class:`eoslib.linalg.Eigenpairs`).
+    """Top-k eigenpairs of the Hessian with residuals and the HVP count (:class:`eoslib.engine.linalg.Eigenpairs`).
 
     Start from ``v0`` (e.g. the previous probe's eigenvectors, to warm-start) or from a random
-    vector drawn with ``key``. ``options`` go to :func:`eoslib.linalg.eigsh`.
+    vector drawn with ``key``. ``options`` go to :func:`eoslib.engine.linalg.eigsh`.
     """
     _check_scalar_loss(loss_fn, params)
     flat, _ = ravel_pytree(params)
@@ -154,7 +154,7 @@ def preconditioned_sharpness(
     ``params`` of positive entries, e.g. Adam's ``√v̂ + ε``). GD with step ``η P⁻¹ ∇L`` is stable
     on the quadratic model iff this is below 2/η. Start the solver from ``key`` (random) or from
     ``v0=`` (a warm start, in ``ravel_pytree`` order); ``options`` go to
-    :func:`eoslib.linalg.operator_eigsh`."""
+    :func:`eoslib.engine.linalg.operator_eigsh`."""
     _check_scalar_loss(loss_fn, params)
     flat, _ = ravel_pytree(params)
     p_inv_sqrt = 1.0 / jnp.sqrt(ravel_pytree(precond)[0])

@@ -1,7 +1,7 @@
 """Training runs as compiled programs: GD / SGD with curvature probes inside the loop, sweeps.
 
 One run is a ``lax.scan`` over *probe intervals*; each interval is one probe (top-k Hessian
-eigenpairs by :func:`eoslib.linalg.eigsh`, warm-started from the previous probe's
+eigenpairs by :func:`eoslib.engine.linalg.eigsh`, warm-started from the previous probe's
 eigenvectors, plus an optional user ``probe_fn``) followed by an inner ``lax.scan`` of
 ``probe_every`` optimizer steps. Nesting the scans instead of branching with ``lax.cond`` keeps
 probes off the steps that do not need them even under ``vmap`` (where a ``cond`` would run both
@@ -22,7 +22,7 @@ both can depend on swept hyperparameters ``hp`` (a dict of scalars inside the pr
 optimizer's ``update`` receives the step's batch as the extra argument ``batch=(x, y)``
 (optax's ``GradientTransformationExtraArgs``; plain transformations ignore it), for
 transformations that need the loss itself, such as
-:func:`eoslib.optim.decay_off_sharpness_gradient`.
+:func:`eoslib.engine.optim.decay_off_sharpness_gradient`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from eoslib import hessian, losses
+from eoslib.engine import hessian, losses
 
 Objective = Callable[[PyTree, Array, Array, Mapping[str, Array]], tuple[Array, dict]]
 
@@ -55,13 +55,13 @@ class TrainConfig:
       steps: optimizer steps in total (a multiple of ``probe_every`` when probing).
       probe_every: steps between spectral probes; 0 disables them.
       top_k: Hessian eigenpairs per probe (the sharpness is the first).
-      eig_tol: relative residual tolerance of each probe (see :func:`eoslib.linalg.eigsh`); the
+      eig_tol: relative residual tolerance of each probe (see :func:`eoslib.engine.linalg.eigsh`); the
         eigenvalue error is about ``(tol·λ)² / gap``, so 1e-3 gives ~1e-5·λ even for a gap of 0.1·λ.
       eig_max_restarts: restarts a probe may spend before it returns its best estimate.
       eig_num_iters: Lanczos block steps per cycle; warm-started probes rarely need many, and each
         step's reorthogonalisation costs in proportion to this buffer.
       eig_reortho: ``"full"`` (two Gram–Schmidt passes every step) or ``"mpk"`` (a second pass only
-        when the first lost too much; cheaper); see :mod:`eoslib.linalg`.
+        when the first lost too much; cheaper); see :mod:`eoslib.engine.linalg`.
       max_loss: a loss above this (or non-finite) marks the run diverged.
       batch_size: ``None`` for full-batch GD; else minibatch SGD with a seeded reshuffle per epoch.
       chunks: how many compiled chunks the run is split into (progress-bar granularity).

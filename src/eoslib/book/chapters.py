@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from eoslib.results import SCALES, find_repo_root
+from eoslib.book.results import SCALES, find_repo_root
 
 #: Parameters every chapter has that are not experiment settings.
 COMMON_PARAMETERS = ("scale", "results_dir")

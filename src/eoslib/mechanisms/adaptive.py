@@ -1,10 +1,10 @@
 """Adaptive optimizers seen as preconditioned GD: their stability thresholds, the regimes of the
 Clipped-Ada cap τ, an in-loop probe of the preconditioned sharpness, and a 2-D toy.
 
-Adam / RMSprop / Clipped-Ada (:mod:`eoslib.optim`) step ``θ ← θ − η P⁻¹ m̂`` with the diagonal
+Adam / RMSprop / Clipped-Ada (:mod:`eoslib.engine.optim`) step ``θ ← θ − η P⁻¹ m̂`` with the diagonal
 preconditioner ``P = √min(v̂, τ) + ε``. With P frozen, on the quadratic model this is momentum GD
 on the *preconditioned Hessian* ``P^{-1/2} H P^{-1/2}``; its largest eigenvalue ``λ_eff`` is the
-**preconditioned sharpness** (:func:`eoslib.hessian.preconditioned_sharpness`). Two thresholds
+**preconditioned sharpness** (:func:`eoslib.engine.hessian.preconditioned_sharpness`). Two thresholds
 for it are compared in the book:
 
 - :func:`gd_edge` ``= 2/η`` — the criterion of Wang & Roberts (App. J, Eq. 39 as we reconstruct
@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PyTree, Scalar
+
+from eoslib.engine import hessian, losses, optim
 
 
 def gd_edge(eta: float) -> float:
@@ -50,7 +52,7 @@ def clipped_fraction(nu_hat: PyTree, tau: float | Array) -> Scalar:
 
 def precond_probe(model_loss: str = "half_mse", *, tau: float = float("inf"), b2: float = 0.999,
                   eps: float = 1e-8, tol: float = 1e-3, max_restarts: int = 5):
-    """A ``probe_fn`` for :func:`eoslib.train.run` with a Clipped-Ada / Adam / RMSprop optimizer.
+    """A ``probe_fn`` for :func:`eoslib.engine.train.run` with a Clipped-Ada / Adam / RMSprop optimizer.
 
     Records ``precond_sharpness`` = λ₁(P^{-1/2} H P^{-1/2}) of the ``model_loss`` on all the
     training data, with ``P = √min(v̂, τ) + ε`` from the optimizer state at the probe (the
@@ -59,8 +61,6 @@ def precond_probe(model_loss: str = "half_mse", *, tau: float = float("inf"), b2
     ``eps`` must match the optimizer's. The solve is warm-started from ``P^{1/2} u`` (u: the
     probe's top Hessian eigenvector) and runs at ``"highest"`` matmul precision.
     """
-    from eoslib import hessian, losses, optim
-
     loss_on = losses.of_model(model_loss)
 
     def probe_fn(params, opt_state, eigpairs, hp, data):
@@ -92,7 +92,7 @@ def toy_loss(w: Float[Array, " 2"], sharp: float = 20.0, flat: float = 1.0) -> S
 def trajectory(loss_fn, optimizer, w0: Float[Array, " d"], steps: int) -> Float[Array, "steps+1 d"]:
     """The iterates ``w_0, …, w_steps`` of ``optimizer`` (an optax transformation) on a loss of a
     flat parameter vector, as one ``lax.scan``; row t is ``w_t``. For low-dimensional toys, where
-    the whole path is the object of study (:func:`eoslib.train.run` records losses, not paths)."""
+    the whole path is the object of study (:func:`eoslib.engine.train.run` records losses, not paths)."""
     if steps < 1:
         raise ValueError(f"steps={steps} must be ≥ 1")
 

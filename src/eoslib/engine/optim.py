@@ -21,7 +21,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PyTree
+
+from eoslib.engine import hessian
 
 
 def _capped_root(nu_hat: PyTree, tau, eps: float) -> PyTree:
@@ -86,7 +89,7 @@ def preconditioner(state: ClippedAdamState, tau: float | Array = float("inf"), b
                    eps: float = 1e-8) -> PyTree:
     """The diagonal P with ``step = η P⁻¹ m̂``: ``√min(v̂, τ) + ε`` from a Clipped-Ada state.
 
-    Pass it to :func:`eoslib.hessian.preconditioned_sharpness` for λ₁(P^{-1/2} H P^{-1/2}).
+    Pass it to :func:`eoslib.engine.hessian.preconditioned_sharpness` for λ₁(P^{-1/2} H P^{-1/2}).
     Accepts the state of :func:`clipped_adam` (a chain) or of :func:`scale_by_clipped_adam`.
     """
     return _capped_root(bias_corrected_nu(state, b2), tau, eps)
@@ -129,7 +132,7 @@ def decay_off_sharpness_gradient(loss_fn, gamma, *, power_iters: int = 3, every:
     an objective that does **not** include ``γ/2‖θ‖²``.
 
     ``loss_fn(params, batch)`` is the loss without decay; ``update`` must be called with the
-    extra argument ``batch`` (as :func:`eoslib.train.run` does: the full data for GD, the
+    extra argument ``batch`` (as :func:`eoslib.engine.train.run` does: the full data for GD, the
     minibatch for SGD), so the data are traced arguments rather than constants of the program.
     Every ``every`` updates (from the first) the top Hessian eigenvector of that loss is refreshed
     by ``power_iters`` warm-started power iterations (largest ``|λ|``: assumes the top of the spectrum
@@ -138,10 +141,6 @@ def decay_off_sharpness_gradient(loss_fn, gamma, *, power_iters: int = 3, every:
     (``every > 1`` trades exactness for cost; under ``vmap`` the refresh runs every step anyway).
     ``gamma`` may be a traced hyperparameter.
     """
-    from jax.flatten_util import ravel_pytree
-
-    from eoslib import hessian
-
     if not isinstance(power_iters, int) or power_iters < 1:
         raise ValueError(f"power_iters={power_iters!r} must be a positive integer")
     if not isinstance(every, int) or every < 1:

@@ -1,0 +1,11 @@
+"""The book layer: what turns eoslib's engines and mechanisms into chapters.
+
+- :mod:`eoslib.book.results`  — the chapters' results records: schema, provenance, save / load.
+- :mod:`eoslib.book.scales`   — a chapter's settings chosen by scale, overridable per parameter.
+- :mod:`eoslib.book.display`  — the paper-vs-ours table and the book's figure style.
+- :mod:`eoslib.book.chapters` — discovering chapters, their parameters, executing them (papermill).
+- :mod:`eoslib.book.cli`      — ``python -m eoslib``: list, rerun and prepare chapters.
+
+Imports flow one way: the book layer may import :mod:`eoslib.mechanisms` and
+:mod:`eoslib.engine`, never the reverse.
+"""

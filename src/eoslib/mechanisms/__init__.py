@@ -1,0 +1,12 @@
+"""The papers' mechanisms: models of gradient descent at the edge of stability, each tested
+against closed forms and dense references, built on :mod:`eoslib.engine`.
+
+- :mod:`eoslib.mechanisms.dln`        — closed forms for the 2-parameter diagonal linear network (Wang & Roberts).
+- :mod:`eoslib.mechanisms.edge_model` — the local (x, y) model of GD at the edge, with weight decay; its toy.
+- :mod:`eoslib.mechanisms.kappa`      — the coupled instability model of higher-order curvature κ.
+- :mod:`eoslib.mechanisms.adaptive`   — adaptive optimizers as preconditioned GD: their edges and τ regimes.
+- :mod:`eoslib.mechanisms.selfstab`   — self-stabilization: projection onto the stable set, the (x, y)
+  predictor, the central flow.
+
+Imports flow one way: mechanisms import :mod:`eoslib.engine`, never :mod:`eoslib.book`.
+"""
