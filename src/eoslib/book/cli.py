@@ -3,6 +3,9 @@
     python -m eoslib list
     python -m eoslib run dln-rpe --scale smoke -p theta0 "[-0.2, 5.0]" --out /tmp/x
     python -m eoslib prepare --scale smoke --out _build/nbval
+    python -m eoslib sweep dln-rpe --scale smoke -p steps "[40, 60]" --workers 2 --out /tmp/sweep
+    python -m eoslib store eos-intro          # run at paper scale (a GPU) and store the results
+    python -m eoslib store --check            # verify book/results/manifest.json
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import argparse
 import ast
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from eoslib.book import chapters
+from eoslib.book import chapters, store, sweep
 from eoslib.book.results import SCALES, read_record
 
 
@@ -80,6 +84,45 @@ def _cmd_prepare(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    values = {name: parse_value(value) for name, value in args.parameter}
+    fixed = {name: parse_value(value) for name, value in args.fixed}
+    slurm = {}
+    for item in args.slurm:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--slurm {item!r} must be KEY=VALUE (e.g. partition=gpu)")
+        slurm[key] = parse_value(value)
+    out = Path(args.out or Path("_build") / "sweeps" / args.chapter)
+    rows = sweep.sweep(args.chapter, args.scale, values, out, executor=args.executor,
+                       workers=args.workers, slurm=slurm, fixed=fixed)
+    print(sweep.summary_table(rows))
+    print(f"summary: {out / 'summary.json'}")
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def _cmd_store(args) -> int:
+    if args.check:
+        problems = store.check()
+        for problem in problems:
+            print(f"store: {problem}", file=sys.stderr)
+        stored = store.runs()
+        print(f"store {store.store_dir()}: {len(stored)} run(s), "
+              f"{'OK' if not problems else f'{len(problems)} problem(s)'}")
+        return 1 if problems else 0
+    if not args.chapter:
+        raise ValueError("store needs a CHAPTER (or --check)")
+    chapter = chapters.get_chapter(args.chapter)
+    params = {name: parse_value(value) for name, value in args.parameter}
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(args.source) if args.source else Path(tmp)
+        if not args.source:
+            chapters.execute(chapter, source, scale=args.scale, parameters=params)
+        run = store.add(chapter.name, source)
+    print(run.describe())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eoslib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,14 +143,34 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("chapters", nargs="*", help="chapter names (default: all)")
     prep.add_argument("--scale", default="smoke", choices=SCALES)
     prep.add_argument("--out", required=True)
+    swp = sub.add_parser("sweep", help="run a chapter over a grid of parameters (submitit)")
+    swp.add_argument("chapter")
+    swp.add_argument("--scale", default="smoke", choices=SCALES)
+    swp.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUES"),
+                     help="a swept parameter and its list of values, e.g. -p eta \"[0.01, 0.02]\"")
+    swp.add_argument("-f", "--fixed", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="a parameter held at one value for every point")
+    swp.add_argument("--executor", default="local", choices=sweep.EXECUTORS)
+    swp.add_argument("--workers", type=int, default=2, help="points running at once")
+    swp.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                     help="a submitit SlurmExecutor parameter, e.g. partition=gpu, gpus_per_node=1")
+    swp.add_argument("--out", help="folder of the points and summary.json (default _build/sweeps/CHAPTER)")
+
+    sto = sub.add_parser("store", help="run a chapter at paper scale and keep its results in book/results")
+    sto.add_argument("chapter", nargs="?")
+    sto.add_argument("--check", action="store_true", help="verify the store's manifest and checksums")
+    sto.add_argument("--scale", default="paper", choices=SCALES)
+    sto.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    sto.add_argument("--source", help="store this already executed --out folder instead of running")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"list": _cmd_list, "run": _cmd_run, "prepare": _cmd_prepare}[args.command]
+    handler = {"list": _cmd_list, "run": _cmd_run, "prepare": _cmd_prepare, "sweep": _cmd_sweep,
+               "store": _cmd_store}[args.command]
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # StoreError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
