@@ -16,11 +16,11 @@ export EOSLIB_DATA ?= $(SHARED_DATA)
 endif
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test install unit nbval book-smoke lock clean help
+.PHONY: book test install unit nbval book-smoke browser lock clean help
 
 help:
 	@echo "make book   - execute every chapter at scale=book and render _build/html/index.html"
-	@echo "make test   - unit tests, nbval on every chapter at scale=smoke, smoke book build (-W)"
+	@echo "make test   - unit tests, nbval at scale=smoke, smoke book build (-W), offline browser check"
 	@echo "make clean  - remove build outputs and the execution cache (keeps .venv)"
 
 install: $(STAMP)
@@ -38,7 +38,7 @@ book: $(STAMP)
 	EOSLIB_RECORDS=$(abspath _build/records) $(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Book: $(abspath _build/html/index.html)"
 
-test: unit nbval book-smoke
+test: unit nbval book-smoke browser
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -q
@@ -54,6 +54,14 @@ book-smoke: $(STAMP)
 	rm -rf _build/smoke
 	EOSLIB_SCALE=smoke EOSLIB_RECORDS=$(abspath _build/smoke/records) \
 	  $(VENV)/bin/jupyter-book build . --path-output _build/smoke -W -n --keep-going
+
+# The smoke-built book in Debian's Chromium with the network off: math typeset by the bundled
+# MathJax, every figure loaded; screenshots in _build/smoke/_build/screenshots.
+browser: $(STAMP)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "make browser needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"; exit 1; }
+	test -f _build/smoke/_build/html/index.html || $(MAKE) book-smoke
+	EOSLIB_BOOK_HTML=$(abspath _build/smoke/_build/html) $(PY) -m pytest -q -p no:cacheprovider tests/browser
 
 # Re-resolve the pinned lock file from requirements/book.in (needs uv).
 lock: $(STAMP)

@@ -1,0 +1,110 @@
+"""The rendered book as a reader sees it offline: Debian's Chromium loads every page of a built book
+with the network cut off and checks, from the rendered DOM, that MathJax typeset every formula and every
+figure image loaded; it also reports tables and code blocks wider than the content column (not yet
+enforced: an expected failure until the chapters are reflowed). Screenshots of the
+scorecard and one chapter are kept beside the build (``<html>/../screenshots``).
+
+Run by ``make browser`` (part of ``make test``) on the smoke build; skipped unless ``EOSLIB_BOOK_HTML``
+names a built book's ``html`` folder. Needs ``chromium`` and ``chromium-driver`` (Debian packages).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+HTML = os.environ.get("EOSLIB_BOOK_HTML")
+pytestmark = pytest.mark.skipif(not HTML, reason="EOSLIB_BOOK_HTML is not set (run `make browser`)")
+
+#: Pages to check: every chapter and the book's own pages (generated index/search pages excluded).
+SKIP = {"genindex.html", "search.html", "py-modindex.html"}
+
+
+def _pages():
+    root = Path(HTML)
+    return sorted(p for p in root.rglob("*.html")
+                  if p.name not in SKIP and "_static" not in p.parts and "_sources" not in p.parts)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    binary = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(driver_path).exists() or not Path(binary).exists():
+        pytest.fail("Chromium is not installed: `apt-get install chromium chromium-driver` (Debian)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1280,900", "--host-resolver-rules=MAP * ~NOTFOUND",  # no DNS: offline
+                 "--allow-file-access-from-files"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _load(browser, page: Path):
+    """Open ``page`` and wait until MathJax has finished (or the page has no MathJax)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(page.resolve().as_uri())
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    typeset = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "if (window.MathJax && MathJax.startup && MathJax.startup.promise)"
+        "  MathJax.startup.promise.then(() => done(true), () => done(false));"
+        "else done(!document.querySelector('span.math, div.math'));")
+    assert typeset, f"{page}: MathJax did not load or failed"
+
+
+DOM_REPORT = """
+const math = [...document.querySelectorAll('span.math, div.math')];
+const raw = math.filter(el => !el.querySelector('mjx-container')).map(el => el.textContent.slice(0, 60));
+const imgs = [...document.querySelectorAll('article img, main img')];
+const broken = imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src'));
+const column = document.querySelector('article.bd-article') || document.querySelector('main');
+const right = column.getBoundingClientRect().right + 1;
+const wide = [...column.querySelectorAll('table, pre')].filter(el => {
+  const box = el.getBoundingClientRect();
+  return box.right > right || el.scrollWidth > el.clientWidth + 1;
+}).map(el => el.tagName.toLowerCase() + ': ' + el.textContent.trim().slice(0, 50));
+return {raw_math: raw, n_math: math.length, broken_images: broken, n_images: imgs.length, overflowing: wide};
+"""
+
+
+@pytest.mark.parametrize("page", _pages() if HTML else [], ids=lambda p: str(p.relative_to(HTML)))
+def test_page_renders_offline(browser, page):
+    _load(browser, page)
+    report = browser.execute_script(DOM_REPORT)
+    assert not report["raw_math"], f"{len(report['raw_math'])} formulas left as raw TeX: {report['raw_math'][:5]}"
+    assert not report["broken_images"], f"images that did not load: {report['broken_images']}"
+
+
+@pytest.mark.xfail(reason="issue 21: code cells and tables are not yet reflowed to the content column",
+                   strict=False)
+@pytest.mark.parametrize("page", _pages() if HTML else [], ids=lambda p: str(p.relative_to(HTML)))
+def test_page_fits_the_column(browser, page):
+    _load(browser, page)
+    report = browser.execute_script(DOM_REPORT)
+    assert not report["overflowing"], f"wider than the content column: {report['overflowing'][:5]}"
+
+
+def test_screenshots_of_the_scorecard_and_a_chapter(browser):
+    root = Path(HTML)
+    shots = root.parent / "screenshots"
+    shots.mkdir(exist_ok=True)
+    for rel in ("book/scorecard.html", "notebooks/eos-intro.html"):
+        page = root / rel
+        assert page.is_file(), page
+        _load(browser, page)
+        height = browser.execute_script("return document.body.scrollHeight")
+        browser.set_window_size(1280, min(max(900, height), 6000))
+        assert browser.save_screenshot(str(shots / (Path(rel).stem + ".png")))
+    browser.set_window_size(1280, 900)
