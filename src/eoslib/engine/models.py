@@ -230,29 +230,39 @@ class DiagonalLinearNetwork(eqx.Module):
         return (x.reshape(x.shape[0], -1) @ beta)[:, None]
 
 
-#: The registry behind :func:`by_name`: name → (builder, the builder's arguments the name fixes).
-_REGISTRY: dict[str, tuple[Callable[..., eqx.Module], dict[str, Any]]] = {
-    "fc-tanh": (fc_tanh, {"activation": "tanh"}),
-    "fc-relu": (fc_tanh, {"activation": "relu"}),
-    "fc-elu": (fc_tanh, {"activation": "elu"}),
-    "cnn-relu": (CNN, {"activation": "relu"}),
-    "cnn-tanh": (CNN, {"activation": "tanh"}),
-    "fmnist-mlp": (fmnist_mlp, {}),
-    "vgg": (VGG, {}),
+#: The registry behind :func:`by_name`: name → (builder, the builder's arguments the name fixes,
+#: the data its input layer expects).
+_REGISTRY: dict[str, tuple[Callable[..., eqx.Module], dict[str, Any], str]] = {
+    "fc-tanh": (fc_tanh, {"activation": "tanh"}, "cifar10"),
+    "fc-relu": (fc_tanh, {"activation": "relu"}, "cifar10"),
+    "fc-elu": (fc_tanh, {"activation": "elu"}, "cifar10"),
+    "cnn-relu": (CNN, {"activation": "relu"}, "cifar10"),
+    "cnn-tanh": (CNN, {"activation": "tanh"}, "cifar10"),
+    "vgg": (VGG, {}, "cifar10"),
+    "fmnist-mlp": (fmnist_mlp, {}, "fashion-mnist"),
 }
 
 #: The architectures :func:`by_name` knows: Cohen et al.'s ``fc-*`` MLPs (CIFAR-10,
-#: 3072-width-width-10) and ``cnn-*`` CNNs, the flatness-bias paper's fMNIST MLP and VGG.
+#: 3072-width-width-10) and ``cnn-*`` CNNs, the flatness-bias paper's VGG and fMNIST MLP.
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def names(inputs: str) -> tuple[str, ...]:
+    """The architectures of :data:`NAMES` whose input is ``inputs`` (``"cifar10"``: images
+    ``(N, 32, 32, 3)``; ``"fashion-mnist"``: ``(N, 28, 28, 1)``)."""
+    known = sorted({entry[2] for entry in _REGISTRY.values()})
+    if inputs not in known:
+        raise ValueError(f"inputs={inputs!r} is not one of {known}")
+    return tuple(name for name, entry in _REGISTRY.items() if entry[2] == inputs)
 
 
 def options(name: str) -> tuple[str, ...]:
     """The keyword options :func:`by_name` accepts for architecture ``name`` (e.g. ``width``)."""
-    builder, fixed = _lookup(name)
+    builder, fixed, _ = _lookup(name)
     return tuple(p for p in inspect.signature(builder).parameters if p != "key" and p not in fixed)
 
 
-def _lookup(name: str) -> tuple[Callable[..., eqx.Module], dict[str, Any]]:
+def _lookup(name: str) -> tuple[Callable[..., eqx.Module], dict[str, Any], str]:
     if name not in _REGISTRY:
         raise ValueError(f"arch={name!r} is not a known architecture; known: {list(NAMES)}")
     return _REGISTRY[name]
@@ -270,7 +280,7 @@ def by_name(name: str, *, key: PRNGKeyArray, **options_: Any) -> eqx.Module:
       ValueError: an unknown name (the message lists :data:`NAMES`) or an option the
         architecture does not take (the message lists its options).
     """
-    builder, fixed = _lookup(name)
+    builder, fixed, _ = _lookup(name)
     allowed = options(name)
     unknown = sorted(set(options_) - set(allowed))
     if unknown:
