@@ -87,6 +87,8 @@ def test_ranges_may_name_other_settings():
     # a wrong-typed setting is reported as itself, not as a failed comparison of another one
     with pytest.raises(ParameterError, match=r"^probe_every='x' is not allowed \(it is not an int\)"):
         check(ranges, {"steps": 40, "probe_every": "x", "window": 3})
+    with pytest.raises(ParameterError, match=r"^steps=-40 is not allowed \(it is not >= 1\)"):
+        check({"window": "int >= 1, < steps", "steps": "int >= 1"}, {"window": 3, "steps": -40})
 
 
 @pytest.mark.parametrize("ranges, fragment", [

@@ -79,6 +79,8 @@ def test_by_name_builds_the_registered_architectures(getkey):
     assert {"fc-tanh", "fc-relu", "fc-elu", "cnn-relu", "cnn-tanh"} <= set(models.NAMES)
     assert "width" in models.options("fc-elu") and "activation" not in models.options("fc-elu")
     assert "width" not in models.options("cnn-relu")
+    assert "fmnist-mlp" in models.NAMES and "fmnist-mlp" not in models.names("cifar10")
+    assert models.by_name("fmnist-mlp", key=key, width=8)(jnp.ones((2, 28, 28, 1))).shape == (2, 4)
 
 
 def test_by_name_errors_list_what_is_allowed(getkey):

@@ -251,6 +251,11 @@ class Range:
             raise ValueError(f"a {head} takes no conditions (use 'one of ...')")
         return Range(text, head, conditions=conds)
 
+    def own(self) -> "Range":
+        """This range without the conditions that compare with other parameters."""
+        return Range(self.text, self.type, self.element.own() if self.element is not None else None,
+                     self.choices, tuple(c for c in self.conditions if not c.refs()))
+
     def refs(self) -> list[str]:
         """The other parameters this range compares with (its elements' included)."""
         own = [r for c in self.conditions for r in c.refs()]
@@ -314,12 +319,10 @@ def check(ranges: Mapping[str, str], values: Mapping[str, Any]) -> None:
         unknown = [r for r in rng.refs() if r not in values]
         if unknown:
             raise ValueError(f"range of {name} ({rng.text!r}) names {unknown}, which are not settings")
-    # values first on their own (so a comparison never meets a wrong-typed operand), then against others
+    # every value on its own first (so a comparison never meets a wrong-typed operand), then against others
     for own_only in (True, False):
         for name, rng in parsed.items():
-            if bool(rng.refs()) == own_only:
-                continue
-            why = rng.violation(values[name], values)
+            why = rng.own().violation(values[name], values) if own_only else rng.violation(values[name], values)
             if why is not None:
                 raise ParameterError(f"{name}={values[name]!r} is not allowed ({why}); allowed: {rng.text}")
 
