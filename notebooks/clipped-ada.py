@@ -97,6 +97,15 @@ seed = None  # PRNG seed of the threshold runs and the τ sweep
 results_dir = None  # where the results record goes (default: the book's _build/records)
 
 # %%
+# caps τ are positive numbers or "inf" (no cap); the τ sweeps must include "inf" (plain Adam, the baseline)
+RANGES = {"toy_eta": "float > 0", "toy_taus": "list[float in (0, inf]], non-empty", "toy_steps": "int >= 2",
+          "b1": "float in [0, 1)", "b2": "float in (0, 1)", "eps": "float > 0", "eta": "float > 0",
+          "taus": "list[float in (0, inf]], contains inf",
+          "n_train": "int in [1, 24000]", "width": "int >= 1", "steps": "int >= 2, multiple of probe_every",
+          "probe_every": "int >= 1", "gen_arch": "one of mlp, vgg", "gen_n_train": "int >= 1",
+          "gen_etas": "list[float > 0], non-empty", "gen_taus": "list[float in (0, inf]], contains inf",
+          "gen_seeds": "list[int >= 0], non-empty", "gen_steps": "int >= 4, multiple of 4",
+          "gen_batch_size": "int >= 1, <= gen_n_train", "n_test": "int >= 1", "seed": "int >= 0"}
 SCALES = {
     "smoke": {"toy_eta": 0.125, "toy_taus": ["inf", 1.0, 0.1], "toy_steps": 100, "b1": 0.9, "b2": 0.999,
               "eps": 1e-8, "eta": 1e-3, "taus": ["inf", 1e-6, 1e-8], "n_train": 200, "width": 32, "steps": 100,
@@ -113,35 +122,13 @@ SCALES = {
               "gen_etas": [1e-4, 1e-3, 3e-3], "gen_taus": ["inf", 1e-5, 1e-6, 1e-7], "gen_seeds": [0, 1, 2],
               "gen_steps": 5000, "gen_batch_size": 128, "n_test": 2000, "seed": 0},
 }
-P = settings(SCALES, scale, toy_eta=toy_eta, toy_taus=toy_taus, toy_steps=toy_steps, b1=b1, b2=b2, eps=eps, eta=eta,
+P = settings(SCALES, scale, RANGES, toy_eta=toy_eta, toy_taus=toy_taus, toy_steps=toy_steps, b1=b1, b2=b2, eps=eps, eta=eta,
              taus=taus, n_train=n_train, width=width, steps=steps, probe_every=probe_every, gen_arch=gen_arch,
              gen_n_train=gen_n_train, gen_etas=gen_etas, gen_taus=gen_taus, gen_seeds=gen_seeds, gen_steps=gen_steps,
              gen_batch_size=gen_batch_size, n_test=n_test, seed=seed)
 
-
-def caps(name):
-    """A list of caps from the parameters: numbers, or "inf" for no cap; each must be positive."""
-    values = [float(t) for t in getattr(P, name)]
-    if not values or min(values) <= 0:
-        raise ValueError(f"{name}={getattr(P, name)!r} must be a non-empty list of positive caps (\"inf\": none)")
-    return values
-
-
-TOY_TAUS, GEN_TAUS = caps("toy_taus"), caps("gen_taus")
-TAUS = sorted(caps("taus"), reverse=True)  # the regimes are read in order of a falling cap
-if np.inf not in TAUS or np.inf not in GEN_TAUS:
-    raise ValueError(f"taus={P.taus!r} and gen_taus={P.gen_taus!r} must include \"inf\" (plain Adam, the baseline)")
-for name in ("toy_eta", "eta", "eps"):
-    if not getattr(P, name) > 0:
-        raise ValueError(f"{name}={getattr(P, name)!r} must be positive")
-if not (0 <= P.b1 < 1 and 0 < P.b2 < 1):
-    raise ValueError(f"b1={P.b1!r} must be in [0, 1) and b2={P.b2!r} in (0, 1)")
-if P.gen_arch not in ("mlp", "vgg"):
-    raise ValueError(f"gen_arch={P.gen_arch!r} is not one of ['mlp', 'vgg']")
-if P.steps % P.probe_every:
-    raise ValueError(f"steps={P.steps} must be a multiple of probe_every={P.probe_every}")
-if not P.gen_etas or min(P.gen_etas) <= 0 or not P.gen_seeds:
-    raise ValueError(f"gen_etas={P.gen_etas!r} must be positive and gen_seeds={P.gen_seeds!r} non-empty")
+TOY_TAUS, GEN_TAUS = [float(t) for t in P.toy_taus], [float(t) for t in P.gen_taus]
+TAUS = sorted((float(t) for t in P.taus), reverse=True)  # the regimes are read in order of a falling cap
 P.as_dict()
 
 # %% [markdown]

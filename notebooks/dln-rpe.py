@@ -72,7 +72,7 @@ start_time = time.time()
 
 # %% tags=["parameters"]
 scale = os.environ.get("EOSLIB_SCALE", "book")  # smoke | book | paper
-theta0 = None  # initial (θ1, θ2)
+theta0 = None  # initial (θ1, θ2), both non-zero
 etas = None  # step sizes to compare
 steps = None  # gradient-descent steps per run
 z_coeffs = None  # coefficients c_k ≥ 0 of Θ^k in z(Θ), even k only ([0, 0, 1] is Θ²)
@@ -80,6 +80,8 @@ eta_grid_points = None  # step sizes in the sweep that locates the regime bounda
 results_dir = None  # where the results record goes (default: the book's _build/records)
 
 # %%
+RANGES = {"theta0": "list[float != 0], length 2", "etas": "list[float > 0], non-empty", "steps": "int >= 1",
+          "z_coeffs": "list[float >= 0], non-empty", "eta_grid_points": "int >= 2"}
 SCALES = {
     "smoke": {"theta0": [-0.1, 10.0], "etas": [0.001, 0.0095, 0.011, 0.013], "steps": 60,
               "z_coeffs": [0.0, 0.0, 1.0], "eta_grid_points": 201},
@@ -88,13 +90,11 @@ SCALES = {
     "paper": {"theta0": [-0.1, 10.0], "etas": [0.001, 0.0095, 0.011, 0.013], "steps": 1000,
               "z_coeffs": [0.0, 0.0, 1.0], "eta_grid_points": 40001},
 }
-P = settings(SCALES, scale, theta0=theta0, etas=etas, steps=steps, z_coeffs=z_coeffs,
+P = settings(SCALES, scale, RANGES, theta0=theta0, etas=etas, steps=steps, z_coeffs=z_coeffs,
              eta_grid_points=eta_grid_points)
 z = dln.EvenPolynomial(P.z_coeffs)
 theta_init = jnp.asarray(dln.validate_theta(P.theta0, "theta0"))
 eta_list = jnp.asarray(P.etas, dtype=jnp.float64)
-if eta_list.ndim != 1 or eta_list.size == 0 or not bool(jnp.all(eta_list > 0)):
-    raise ValueError(f"etas={P.etas!r} must be a non-empty list of positive step sizes")
 quadratic_z = P.z_coeffs[2:] and all(c == 0 for i, c in enumerate(P.z_coeffs) if i != 2)
 P.as_dict()
 

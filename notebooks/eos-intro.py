@@ -64,29 +64,20 @@ eta = None  # step size of gradient descent
 n_train = None  # first n CIFAR-10 training images
 steps = None  # gradient-descent steps
 probe_every = None  # steps between sharpness probes
-arch = None  # fc-tanh | fc-relu | fc-elu | cnn-relu | cnn-tanh
+arch = None  # a CIFAR-10 architecture of eoslib.engine.models.NAMES: fc-tanh, fc-relu, cnn-relu, ...
 seed = None  # PRNG seed of the initialisation
 results_dir = None  # where the results record goes (default: the book's _build/records)
 
 # %%
+RANGES = {"eta": "float > 0", "n_train": "int in [1, 50000]", "steps": "int >= 1, multiple of probe_every",
+          "probe_every": "int >= 1", "arch": "cifar10-model", "seed": "int >= 0"}
 SCALES = {
     "smoke": {"eta": 0.02, "n_train": 200, "steps": 120, "probe_every": 40, "arch": "fc-tanh", "seed": 0},
     "book": {"eta": 0.02, "n_train": 1000, "steps": 2400, "probe_every": 40, "arch": "fc-tanh", "seed": 0},
     "paper": {"eta": 0.02, "n_train": 5000, "steps": 8000, "probe_every": 20, "arch": "fc-tanh", "seed": 0},
 }
-P = settings(SCALES, scale, eta=eta, n_train=n_train, steps=steps, probe_every=probe_every,
+P = settings(SCALES, scale, RANGES, eta=eta, n_train=n_train, steps=steps, probe_every=probe_every,
              arch=arch, seed=seed)
-ARCHS = {
-    "fc-tanh": lambda key: models.fc_tanh(key=key),
-    "fc-relu": lambda key: models.fc_tanh(key=key, activation="relu"),
-    "fc-elu": lambda key: models.fc_tanh(key=key, activation="elu"),
-    "cnn-relu": lambda key: models.CNN(activation="relu", key=key),
-    "cnn-tanh": lambda key: models.CNN(activation="tanh", key=key),
-}
-if P.arch not in ARCHS:
-    raise ValueError(f"arch={P.arch!r} is not one of {sorted(ARCHS)}")
-if not P.eta > 0:
-    raise ValueError(f"eta={P.eta!r} must be positive")
 P.as_dict()
 
 # %% [markdown]
@@ -94,7 +85,7 @@ P.as_dict()
 
 # %%
 ds = data.load_cifar10(n=P.n_train)
-params0 = ARCHS[P.arch](jax.random.key(P.seed))
+params0 = models.by_name(P.arch, key=jax.random.key(P.seed))
 config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
 objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples
 result = train.run(objective, lambda hp: optax.sgd(P.eta), params0,

@@ -57,7 +57,7 @@ import optax
 from IPython.display import display
 from scipy import stats
 
-from eoslib.engine import data, hessian, models, train
+from eoslib.engine import data, hessian, models, optim, train
 from eoslib.mechanisms import kappa
 from eoslib.book.display import claims_table, use_book_style
 from eoslib.book.scales import settings
@@ -87,6 +87,12 @@ seed = None  # PRNG seed (initialisation and simulation)
 results_dir = None  # where the results record goes (default: the book's _build/records)
 
 # %%
+RANGES = {"cases": "list[kappa-case], non-empty", "n_trajectories": "int >= 10", "sim_steps": "int >= 4, multiple of 4",
+          "eta": "float > 0", "steps": "int >= 1, multiple of probe_every", "probe_every": "int >= 1",
+          "kappa_radius": "float > 0", "n_train": "int in [1, 24000]", "width": "int >= 1",
+          "low_factor": "float in (0, 1)", "window": "int >= 4, multiple of 2", "eta0s": "list[float > 0], non-empty",
+          "reduce_at": "list[int >= 0], non-empty", "eta_small": "float > 0", "stable_steps": "int >= 1",
+          "seed": "int >= 0"}
 SCALES = {
     "smoke": {"cases": ["I", "II", "III"], "n_trajectories": 500, "sim_steps": 200, "eta": 0.1, "steps": 200,
               "probe_every": 10, "kappa_radius": 0.05, "n_train": 200, "width": 32, "low_factor": 0.2,
@@ -101,20 +107,10 @@ SCALES = {
               "low_factor": 0.2, "window": 200, "eta0s": [0.1, 0.15, 0.2],
               "reduce_at": [250, 750, 1500, 2500, 3500, 5000], "eta_small": 0.01, "stable_steps": 6000, "seed": 0},
 }
-P = settings(SCALES, scale, cases=cases, n_trajectories=n_trajectories, sim_steps=sim_steps, eta=eta, steps=steps,
+P = settings(SCALES, scale, RANGES, cases=cases, n_trajectories=n_trajectories, sim_steps=sim_steps, eta=eta, steps=steps,
              probe_every=probe_every, kappa_radius=kappa_radius, n_train=n_train, width=width,
              low_factor=low_factor, window=window, eta0s=eta0s, reduce_at=reduce_at, eta_small=eta_small,
              stable_steps=stable_steps, seed=seed)
-unknown = sorted(set(P.cases) - set(kappa.CASES))
-if unknown or not P.cases:
-    raise ValueError(f"cases={P.cases!r}: allowed are non-empty subsets of {sorted(kappa.CASES)}")
-for name in ("eta", "kappa_radius", "eta_small"):
-    if not getattr(P, name) > 0:
-        raise ValueError(f"{name}={getattr(P, name)!r} must be positive")
-if not 0 < P.low_factor < 1:
-    raise ValueError(f"low_factor={P.low_factor!r} must be in (0, 1)")
-if P.steps % P.probe_every or P.sim_steps % 4:
-    raise ValueError(f"steps={P.steps} must be a multiple of probe_every={P.probe_every}, sim_steps={P.sim_steps} of 4")
 P.as_dict()
 
 # %% [markdown]
@@ -251,7 +247,7 @@ loss_fn = lambda p: objective(p, ds.x, ds.onehot, {})[0]
 _, base = hessian.top_eigenpairs(loss_fn, theta0, 3, key=jax.random.key(7), tol=1e-5, max_restarts=10)
 switch = [np.inf] + [t0 + max(2, int(f * P.window)) // 2 * 2 for f in (0.15, 0.35, 0.6)]
 members = len(switch)
-sched = lambda hp: optax.sgd(lambda count: jnp.where(count + t0 < hp["switch"], P.eta, P.low_factor * P.eta))
+sched = lambda hp: optax.sgd(optim.step_decay(P.eta, at=hp["switch"] - t0, factor=P.low_factor))  # this run starts at t0
 rot = train.run(objective, sched, jax.tree.map(lambda a: jnp.broadcast_to(a, (members,) + a.shape), theta0),
                 (ds.x, ds.onehot), train.TrainConfig(steps=P.window, probe_every=2, top_k=3, chunks=2),
                 key=jax.random.key(P.seed + 3), batched_params=True,
@@ -301,7 +297,7 @@ flat_eta0, flat_at = grid_eta0.ravel(), grid_at.ravel()
 total = int(max(P.reduce_at) + P.stable_steps)
 probe_c = max(10, P.stable_steps // 60)
 total = -(-total // probe_c) * probe_c
-flat_sched = lambda hp: optax.sgd(lambda count: jnp.where(count < hp["reduce_at"], hp["eta0"], P.eta_small))
+flat_sched = lambda hp: optax.sgd(optim.step_decay(hp["eta0"], at=hp["reduce_at"], to=P.eta_small))
 flat_run = train.run(objective, flat_sched, params0, (ds.x, ds.onehot),
                      train.TrainConfig(steps=total, probe_every=probe_c, top_k=1),
                      key=jax.random.key(P.seed + 4),

@@ -88,7 +88,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from jax.flatten_util import ravel_pytree
 
-from eoslib.engine import data, hessian, losses, models
+from eoslib.engine import data, losses, models
 from eoslib.mechanisms import selfstab
 from eoslib.book.display import claims_table, use_book_style
 from eoslib.book.scales import settings
@@ -99,11 +99,11 @@ start_time = time.time()
 
 # %% tags=["parameters"]
 scale = os.environ.get("EOSLIB_SCALE", "book")  # smoke | book | paper
-arch = None  # "mlp-tanh", "mlp-elu" (widths from `width`), "fc-tanh" (200-200), or "cnn-tanh"
-width = None  # hidden width of the two-layer MLPs
+arch = None  # a CIFAR-10 architecture of eoslib.engine.models.NAMES: fc-tanh, fc-elu (widths from `width`), cnn-tanh, ...
+width = None  # hidden width of the fc-* MLPs (3072-width-width-10; the CNN keeps its own channels)
 n_train = None  # CIFAR-10 training images (the first n, all 10 classes)
-eta = None  # step size of the main run (must be one of `etas`)
-etas = None  # step sizes of the vmapped sweep (claim 6); the main run is one of them
+eta = None  # step size of the main run (always a member of the sweep)
+etas = None  # step sizes of the vmapped sweep (claim 6); unset, the scale's sweep scaled by eta / the scale's eta
 start_fraction = None  # the coupled run starts where GD's sharpness first reaches this fraction of 2/η
 max_warmup = None  # most GD steps spent getting there
 steps = None  # steps of the coupled run (GD beside the constrained trajectory) and of the flow
@@ -115,41 +115,30 @@ seed = None  # PRNG seed of the initialisation
 results_dir = None  # where the results record goes (default: the book's _build/records)
 
 # %%
+RANGES = {"arch": "cifar10-model", "width": "int >= 1", "n_train": "int in [1, 50000]", "eta": "float > 0",
+          "etas": "list[float > 0], non-empty", "start_fraction": "float in (0, 1]", "max_warmup": "int >= 1",
+          "steps": "int >= 2", "proj_tol": "float in (0, 1)", "eig_tol": "float in (0, 1)", "flow_substeps": "int >= 2",
+          "average_window": "int >= 1, < steps", "seed": "int >= 0"}
 SCALES = {
-    "smoke": {"arch": "mlp-tanh", "width": 16, "n_train": 100, "eta": 0.012, "etas": [0.012, 0.014],
+    "smoke": {"arch": "fc-tanh", "width": 16, "n_train": 100, "eta": 0.012, "etas": [0.012, 0.014],
               "start_fraction": 0.97, "max_warmup": 2000, "steps": 40, "proj_tol": 1e-3, "eig_tol": 1e-4,
               "flow_substeps": 2, "average_window": 10, "seed": 0},
-    "book": {"arch": "mlp-tanh", "width": 32, "n_train": 250, "eta": 0.012, "etas": [0.01, 0.012, 0.014],
+    "book": {"arch": "fc-tanh", "width": 32, "n_train": 250, "eta": 0.012, "etas": [0.01, 0.012, 0.014],
              "start_fraction": 0.97, "max_warmup": 5000, "steps": 300, "proj_tol": 1e-3, "eig_tol": 1e-4,
              "flow_substeps": 2, "average_window": 20, "seed": 0},
     "paper": {"arch": "fc-tanh", "width": 200, "n_train": 5000, "eta": 0.02, "etas": [0.01, 0.02, 0.04],
               "start_fraction": 0.97, "max_warmup": 20000, "steps": 2000, "proj_tol": 1e-3, "eig_tol": 1e-5,
               "flow_substeps": 2, "average_window": 50, "seed": 0},
 }
-P = settings(SCALES, scale, arch=arch, width=width, n_train=n_train, eta=eta, etas=etas,
+P = settings(SCALES, scale, RANGES, arch=arch, width=width, n_train=n_train, eta=eta, etas=etas,
              start_fraction=start_fraction, max_warmup=max_warmup, steps=steps, proj_tol=proj_tol, eig_tol=eig_tol,
              flow_substeps=flow_substeps, average_window=average_window, seed=seed)
-
-ARCHS = {
-    "mlp-tanh": lambda key: models.MLP(3072, (P.width, P.width), 10, "tanh", key=key),
-    "mlp-elu": lambda key: models.MLP(3072, (P.width, P.width), 10, "elu", key=key),
-    "fc-tanh": lambda key: models.fc_tanh(key=key),
-    "cnn-tanh": lambda key: models.CNN(activation="tanh", key=key),
-}
-if P.arch not in ARCHS:
-    raise ValueError(f"arch={P.arch!r} is not one of {sorted(ARCHS)}")
-ETAS = sorted(float(e) for e in P.etas)
-if not ETAS or min(ETAS) <= 0:
-    raise ValueError(f"etas={P.etas!r} must be a non-empty list of positive step sizes")
-if float(P.eta) not in ETAS:
-    raise ValueError(f"eta={P.eta!r} must be one of etas={ETAS} (the main run is a member of the sweep)")
-if not 0 < P.start_fraction <= 1:
-    raise ValueError(f"start_fraction={P.start_fraction!r} must be in (0, 1]")
-for name in ("steps", "max_warmup", "average_window"):
-    if not (isinstance(getattr(P, name), int) and getattr(P, name) >= 1):
-        raise ValueError(f"{name}={getattr(P, name)!r} must be a positive integer")
-if P.average_window >= P.steps:
-    raise ValueError(f"average_window={P.average_window} must be smaller than steps={P.steps}")
+# The sweep follows the main η: unless etas is given, a new eta scales the scale's sweep by eta / its eta.
+# The main run is always a member of the sweep.
+default = SCALES[scale]
+follow = etas is None and P.eta != default["eta"]
+sweep_etas = [e / default["eta"] * P.eta for e in default["etas"]] if follow else P.etas
+P.etas = ETAS = sorted({float(e) for e in sweep_etas} | {float(P.eta)})
 EDGE = 2.0 / P.eta
 MAIN = ETAS.index(float(P.eta))
 
@@ -158,35 +147,23 @@ MAIN = ETAS.index(float(P.eta))
 #
 # All step sizes run in one `vmap`. Each starts from the same initialisation and runs GD to 97% of
 # its own edge. From there, GD and the constrained trajectory run side by side
-# ({func}`eoslib.mechanisms.selfstab.gd_and_constrained`). The central flow starts from the main run's start
-# point.
+# ({func}`eoslib.mechanisms.selfstab.gd_and_constrained`), all in one compiled call
+# ({func}`eoslib.mechanisms.selfstab.edge_sweep`). The central flow starts from the main run's start point.
 
 # %%
 ds = data.load_cifar10(n=P.n_train)
 x_train, y_train = jnp.asarray(ds.x), jnp.asarray(ds.onehot)
 loss_fn = losses.of_model("half_mse")(x_train, y_train)  # ½‖f − y‖², mean over examples
-params0 = ARCHS[P.arch](jax.random.key(P.seed))
+net_options = {"width": P.width} if "width" in models.options(P.arch) else {}
+params0 = models.by_name(P.arch, key=jax.random.key(P.seed), **net_options)
 n_params = ravel_pytree(params0)[0].size
-eta_arr = jnp.asarray(ETAS, dtype=jnp.float32)
-
-
-@jax.jit
-def sweep(eta_arr):
-    def one(e):
-        start, warm, s_start = selfstab.gd_to_edge(loss_fn, params0, e, P.start_fraction, P.max_warmup,
-                                                   key=jax.random.key(P.seed + 1))
-        v0 = hessian.eigsh(loss_fn, start, 1, key=jax.random.key(P.seed + 2), tol=P.eig_tol,
-                           max_restarts=20).vectors[:, 0]
-        rec = selfstab.gd_and_constrained(loss_fn, start, e, P.steps, v0=v0, tol=P.proj_tol, eig_tol=P.eig_tol)
-        return rec, warm, s_start, start, v0
-
-    return jax.vmap(one)(eta_arr)
-
-
 t0 = time.time()
-pair, warmup_steps, start_sharpness, starts, start_vectors = sweep(eta_arr)
-pair = jax.tree.map(np.asarray, pair)
-warmup_steps, start_sharpness = np.asarray(warmup_steps), np.asarray(start_sharpness)
+sweep = selfstab.edge_sweep(loss_fn, params0, jnp.asarray(ETAS, dtype=jnp.float32), P.steps,
+                            start_fraction=P.start_fraction, max_warmup=P.max_warmup, key=jax.random.key(P.seed + 1),
+                            proj_tol=P.proj_tol, eig_tol=P.eig_tol)
+pair = jax.tree.map(np.asarray, sweep.record)
+warmup_steps, start_sharpness = np.asarray(sweep.warmup_steps), np.asarray(sweep.start_sharpness)
+starts, start_vectors = sweep.starts, sweep.start_vectors
 time_pairs = time.time() - t0
 print(f"{P.arch}, {n_params:,} parameters, {len(ds)} images; coupled runs for η = {ETAS}: {time_pairs:.0f} s")
 for e, w_, s_ in zip(ETAS, warmup_steps, start_sharpness):

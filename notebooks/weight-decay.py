@@ -86,7 +86,7 @@ scale = os.environ.get("EOSLIB_SCALE", "book")  # smoke | book | paper
 eta = None  # GD step size of the MLP runs (claims 1 and 4 to 7)
 gammas = None  # coupled weight decays of the MLP sweep (claims 1 and 4)
 gamma = None  # the phase-transition weight decay (seeds, alignment, NTK, intervention)
-arch = None  # the MLP, one of fc-relu, fc-tanh, fc-elu
+arch = None  # the MLP: fc-relu, fc-tanh or fc-elu (any CIFAR-10 architecture of eoslib.engine.models.NAMES runs)
 n_train = None  # first n CIFAR-10 training images of the MLP runs
 steps = None  # GD steps of the MLP runs
 probe_every = None  # steps between curvature probes
@@ -102,6 +102,12 @@ intervention_every = None  # steps between refreshes of the direction the decay 
 results_dir = None  # where the results record goes (default: the book's _build/records)
 
 # %%
+RANGES = {"eta": "float > 0", "gammas": "list[float >= 0], contains 0", "gamma": "float > 0",
+          "arch": "cifar10-model", "n_train": "int in [1, 50000]", "steps": "int >= 1, multiple of probe_every",
+          "probe_every": "int >= 1", "seeds": "list[int >= 0], non-empty", "cnn_eta": "float > 0",
+          "cnn_gammas": "list[float >= 0], contains 0", "cnn_n_train": "int in [0, 50000]",
+          "cnn_steps": "int >= 0, multiple of probe_every", "toy_eta": "float > 0",
+          "toy_gammas": "list[float >= 0], contains 0", "toy_steps": "int >= 100", "intervention_every": "int >= 1"}
 SCALES = {
     "smoke": {"eta": 0.02, "gammas": [0.0, 0.02], "gamma": 0.02, "arch": "fc-relu", "n_train": 100,
               "steps": 60, "probe_every": 20, "seeds": [0, 1], "cnn_eta": 0.01, "cnn_gammas": [0.0, 0.01],
@@ -117,24 +123,10 @@ SCALES = {
               "cnn_steps": 6000, "toy_eta": 0.01, "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
               "intervention_every": 1},
 }
-P = settings(SCALES, scale, eta=eta, gammas=gammas, gamma=gamma, arch=arch, n_train=n_train, steps=steps,
+P = settings(SCALES, scale, RANGES, eta=eta, gammas=gammas, gamma=gamma, arch=arch, n_train=n_train, steps=steps,
              probe_every=probe_every, seeds=seeds, cnn_eta=cnn_eta, cnn_gammas=cnn_gammas,
              cnn_n_train=cnn_n_train, cnn_steps=cnn_steps, toy_eta=toy_eta, toy_gammas=toy_gammas,
              toy_steps=toy_steps, intervention_every=intervention_every)
-ARCHS = {"fc-relu": "relu", "fc-tanh": "tanh", "fc-elu": "elu"}
-if P.arch not in ARCHS:
-    raise ValueError(f"arch={P.arch!r} is not one of {sorted(ARCHS)}")
-for name in ("eta", "gamma", "cnn_eta", "toy_eta"):
-    if not getattr(P, name) > 0:
-        raise ValueError(f"{name}={getattr(P, name)!r} must be positive")
-for name in ("gammas", "cnn_gammas", "toy_gammas"):
-    values = list(getattr(P, name))
-    if not values or min(values) < 0 or 0.0 not in values:
-        raise ValueError(f"{name}={values!r} must be non-negative and include 0 (the baseline)")
-if not P.seeds:
-    raise ValueError(f"seeds={P.seeds!r} must name at least one seed")
-if P.steps % P.probe_every or (P.cnn_steps and P.cnn_steps % P.probe_every):
-    raise ValueError(f"steps={P.steps} and cnn_steps={P.cnn_steps} must be multiples of probe_every={P.probe_every}")
 P.as_dict()
 
 # %% [markdown]
@@ -218,7 +210,7 @@ plt.show()
 ds = data.load_cifar10(n=P.n_train)
 gammas_mlp = [float(g) for g in P.gammas] + [float(P.gamma)] * (len(P.seeds) - 1)
 member_seeds = [P.seeds[0]] * len(P.gammas) + list(P.seeds[1:])
-init = lambda k: models.fc_tanh(key=k, activation=ARCHS[P.arch])
+init = lambda k: models.by_name(P.arch, key=k)
 params0 = jax.vmap(init)(jnp.stack([jax.random.key(s) for s in member_seeds]))
 config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
 objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples, + γ/2‖θ‖²
@@ -396,7 +388,7 @@ stored_cnn = root / "book" / "results" / "weight-decay-paper-cnn-relu"
 cnn_run, cnn_meta = None, None
 if P.cnn_steps:
     cds = data.load_cifar10(n=P.cnn_n_train)
-    cnn_params0 = models.CNN(activation="relu", key=jax.random.key(P.seeds[0]))
+    cnn_params0 = models.by_name("cnn-relu", key=jax.random.key(P.seeds[0]))
     cnn_config = train.TrainConfig(steps=P.cnn_steps, probe_every=P.probe_every, top_k=1)
     cnn_result = train.run(objective, lambda hp: optax.sgd(P.cnn_eta), cnn_params0, (cds.x, cds.onehot), cnn_config,
                            key=jax.random.key(P.seeds[0] + 2000), hparams={"gamma": jnp.asarray(P.cnn_gammas, float)},

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from eoslib.book import chapters, cli
+from eoslib.book.scales import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,6 +41,7 @@ def test_list_prints_parameters_with_defaults(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "dln-rpe" in out and "theta0" in out and "[-0.1, 10.0]" in out
+    assert "list[float != 0], length 2" in out  # the declared range
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -85,7 +87,81 @@ def test_run_end_to_end_with_a_new_init(tmp_path):
 
 
 def test_failing_chapter_reports_the_cell_and_error(tmp_path, capsys):
-    code = cli.main(["run", "dln-rpe", "--scale", "smoke", "-p", "theta0", "[0, 1]",
+    """A value inside its declared range that the chapter's library code still rejects."""
+    code = cli.main(["run", "dln-rpe", "--scale", "smoke", "-p", "z_coeffs", "[0, 1]",
                      "--out", str(tmp_path)])
     assert code == 1
-    assert "ValueError: theta0=[0, 1] must have θ₁θ₂ ≠ 0" in capsys.readouterr().err
+    assert "ValueError: z_coeffs=[0.0, 1.0] is not allowed: z(Θ) = Σ c_k Θ^k needs c_k = 0 for odd k" \
+        in capsys.readouterr().err
+
+
+def run_cli(*argv, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "eoslib", *argv], capture_output=True, text=True, cwd=cwd)
+
+
+def one_line_error(proc):
+    """The run stopped before papermill with exit code 2 and exactly one line on stderr."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("chapter, name, value, message", [
+    ("eos-intro", "steps", "1.5", "error: steps=1.5 is not allowed (it is not an int); "
+                                  "allowed: int >= 1, multiple of probe_every"),
+    ("eos-intro", "steps", "-5", "error: steps=-5 is not allowed (it is not >= 1); "
+                                 "allowed: int >= 1, multiple of probe_every"),
+    ("eos-intro", "steps", "130", "error: steps=130 is not allowed (it is not a multiple of probe_every=40); "
+                                  "allowed: int >= 1, multiple of probe_every"),
+    ("eos-intro", "eta", "nan", "error: eta='nan' is not allowed (it is NaN); allowed: float > 0"),
+    ("eos-intro", "eta", "inf", "error: eta='inf' is not allowed (it is not finite); allowed: float > 0"),
+    ("eos-intro", "eta", "1e999", "error: eta=inf is not allowed (it is not finite); allowed: float > 0"),
+    ("eos-intro", "eta", "fast", "error: eta='fast' is not allowed (it is not a number); allowed: float > 0"),
+    ("eos-intro", "arch", "resnet", "error: arch='resnet' is not allowed (it is not one of ['fc-tanh', 'fc-relu', "
+                                    "'fc-elu', 'cnn-relu', 'cnn-tanh', 'vgg']); allowed: cifar10-model"),
+    ("weight-decay", "seeds", "2", "error: seeds=2 is not allowed (it is not a list); "
+                                   "allowed: list[int >= 0], non-empty"),
+    ("weight-decay", "gammas", "[0.01, 0.02]", "error: gammas=[0.01, 0.02] is not allowed (it does not contain 0); "
+                                               "allowed: list[float >= 0], contains 0"),
+    ("kappa-dynamics", "cases", "['I', 'IV']", "error: cases=['I', 'IV'] is not allowed (element 1 ('IV'): it is "
+                                               "not one of ['I', 'II', 'III']); allowed: list[kappa-case], non-empty"),
+    ("clipped-ada", "taus", "[1e-6]", "error: taus=[1e-06] is not allowed (it does not contain inf); "
+                                      "allowed: list[float in (0, inf]], contains inf"),
+    ("dln-rpe", "theta0", "[0, 1]", "error: theta0=[0, 1] is not allowed (element 0 (0): it is not != 0); "
+                                    "allowed: list[float != 0], length 2"),
+])
+def test_run_checks_every_value_before_executing(chapter, name, value, message, tmp_path):
+    """The issue's cases (and more): one line naming the parameter, the value and what is allowed,
+    exit code 2, nothing run (no notebook written)."""
+    proc = run_cli("run", chapter, "--scale", "smoke", "-p", name, value, "--out", str(tmp_path / "out"))
+    assert one_line_error(proc) == message
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_naming_an_existing_file_is_rejected(tmp_path):
+    existing = tmp_path / "file.txt"
+    existing.write_text("not a folder")
+    proc = run_cli("run", "dln-rpe", "--scale", "smoke", "--out", str(existing))
+    assert one_line_error(proc) == (f"error: --out {existing} is an existing file, not a folder; "
+                                    "allowed: a folder (created if missing)")
+    proc = run_cli("run", "dln-rpe", "--scale", "smoke", "--out", str(existing / "sub"))
+    assert one_line_error(proc) == (f"error: --out {existing / 'sub'} cannot be created: {existing} is a file, "
+                                    "not a folder; allowed: a folder (created if missing)")
+
+
+def test_every_chapter_declares_a_range_its_defaults_satisfy():
+    for chapter in chapters.discover().values():
+        assert set(chapter.ranges) == set(chapter.parameter_names) - set(chapters.COMMON_PARAMETERS)
+        for scale in chapter.scales:
+            chapters.check_parameters(chapter, scale, {})  # the scale's own defaults are in range
+
+
+def test_range_check_inside_the_chapter_matches_the_cli():
+    """settings() — what the chapter runs under papermill — gives the CLI's message."""
+    chapter = chapters.get_chapter("weight-decay")
+    with pytest.raises(ValueError) as from_cli:
+        chapters.check_parameters(chapter, "smoke", {"seeds": 2})
+    with pytest.raises(ValueError) as from_notebook:
+        settings(chapter.scales, "smoke", chapter.ranges, seeds=2)
+    assert str(from_cli.value) == str(from_notebook.value)

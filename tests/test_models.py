@@ -64,3 +64,27 @@ def test_max_pool_matches_equinox():
     np.testing.assert_array_equal(max_pool_2x2(img, channel_axis=0), eqx.nn.MaxPool2d(2, 2)(img))
     np.testing.assert_array_equal(max_pool_2x2(img.transpose(1, 2, 0), channel_axis=-1),
                                   eqx.nn.MaxPool2d(2, 2)(img).transpose(1, 2, 0))
+
+
+def test_by_name_builds_the_registered_architectures(getkey):
+    key = getkey()
+    same = models.by_name("fc-relu", key=key)
+    reference = models.fc_tanh(key=key, activation="relu")
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(reference)))
+    assert same.activation == "relu"
+    narrow = models.by_name("fc-tanh", key=key, width=16)
+    assert n_params(narrow) == 3072 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
+    cnn = models.by_name("cnn-tanh", key=key, channels=(4, 4))
+    assert cnn.activation == "tanh" and cnn(jnp.ones((2, 32, 32, 3))).shape == (2, 10)
+    assert {"fc-tanh", "fc-relu", "fc-elu", "cnn-relu", "cnn-tanh"} <= set(models.NAMES)
+    assert "width" in models.options("fc-elu") and "activation" not in models.options("fc-elu")
+    assert "width" not in models.options("cnn-relu")
+    assert "fmnist-mlp" in models.NAMES and "fmnist-mlp" not in models.names("cifar10")
+    assert models.by_name("fmnist-mlp", key=key, width=8)(jnp.ones((2, 28, 28, 1))).shape == (2, 4)
+
+
+def test_by_name_errors_list_what_is_allowed(getkey):
+    with pytest.raises(ValueError, match=r"arch='resnet' is not a known architecture; known: \['fc-tanh'"):
+        models.by_name("resnet", key=getkey())
+    with pytest.raises(ValueError, match=r"'cnn-relu' takes no option \['width'\]; its options are \['in_channels'"):
+        models.by_name("cnn-relu", key=getkey(), width=8)

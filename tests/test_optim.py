@@ -125,3 +125,39 @@ def test_decay_off_sharpness_gradient_removes_exactly_the_nabla_s_component():
     step = jax.jit(lambda p, s: chained.update(jax.grad(loss)(p), s, p, batch=1.0))
     up, _ = step(params, chained.init(params))
     np.testing.assert_allclose(up["w"], -0.1 * expected, rtol=1e-6)
+
+
+def test_step_decay_by_factor_or_to_a_value():
+    s = optim.step_decay(0.1, at=3, to=0.01)
+    assert [float(s(c)) for c in (0, 2, 3, 9)] == pytest.approx([0.1, 0.1, 0.01, 0.01])
+    never = optim.step_decay(0.1, at=float("inf"), factor=0.2)
+    assert float(never(10**6)) == pytest.approx(0.1)
+
+
+def test_step_decay_sweeps_the_switch_step_under_vmap():
+    """at, factor and η may be traced: one vmap over the switch step (and η), no int() on a tracer."""
+    ats = jnp.array([2.0, 5.0, jnp.inf])
+    etas = jnp.array([0.1, 0.2, 0.3])
+    counts = jnp.arange(8)
+    lr = jax.jit(jax.vmap(lambda a, e: jax.vmap(optim.step_decay(e, a, factor=0.5))(counts)))(ats, etas)
+    expected = np.where(np.arange(8)[None, :] < np.array([2, 5, np.inf])[:, None],
+                        np.array([0.1, 0.2, 0.3])[:, None], 0.5 * np.array([0.1, 0.2, 0.3])[:, None])
+    np.testing.assert_allclose(lr, expected, rtol=1e-6)
+    # inside optax: SGD whose step drops at a traced step
+    def first_update(a):
+        tx = optax.sgd(optim.step_decay(1.0, a, factor=0.1))
+        return tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
+
+    updates = jax.vmap(first_update)(jnp.array([0.0, 1.0]))
+    np.testing.assert_allclose(updates, [[-0.1, -0.1], [-1.0, -1.0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"at": -1, "factor": 0.5}, "at=-1 is not allowed"),
+    ({"at": 3, "factor": -0.5}, "factor=-0.5 is not allowed"),
+    ({"at": 3}, "exactly one of factor= and to="),
+    ({"at": 3, "factor": 0.5, "to": 0.1}, "exactly one of factor= and to="),
+])
+def test_step_decay_bad_input(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        optim.step_decay(0.1, **kwargs)

@@ -199,3 +199,25 @@ def test_gd_to_edge_stops_at_the_fraction(problem, getkey):
     assert int(t) == 0 and float(s) >= 0.2 * 2 / eta  # already past 20% of the edge: no step taken
     with pytest.raises(ValueError, match="check_every=0"):
         selfstab.gd_to_edge(loss, params, eta, 0.9, 10, key=getkey(), check_every=0)
+
+
+def test_edge_sweep_is_the_three_stage_pipeline_per_step_size(problem, getkey):
+    """edge_sweep = gd_to_edge → eigensolve → gd_and_constrained, vmapped over η, rows in order."""
+    params, loss = problem
+    s0, _, _ = dense(loss, params)
+    etas = jnp.array([2.0 / (1.5 * s0), 2.0 / (1.2 * s0)])  # edges 50% and 20% above S(θ0)
+    key = getkey()
+    out = selfstab.edge_sweep(loss, params, etas, 6, start_fraction=0.97, max_warmup=400, key=key,
+                              proj_tol=1e-7, eig_tol=1e-9)
+    assert out.record.x.shape == (2, 6) and out.start_vectors.shape[0] == 2
+    for i, eta in enumerate(np.asarray(etas)):
+        start, warm, s_start = selfstab.gd_to_edge(loss, params, float(eta), 0.97, 400, key=key)
+        assert int(out.warmup_steps[i]) == int(warm)
+        np.testing.assert_allclose(float(out.start_sharpness[i]), float(s_start), rtol=1e-6)
+        v0 = hessian.eigsh(loss, start, 1, key=jax.random.fold_in(key, 1), tol=1e-9, max_restarts=20).vectors[:, 0]
+        single = selfstab.gd_and_constrained(loss, start, float(eta), 6, v0=v0, tol=1e-7, eig_tol=1e-9)
+        np.testing.assert_allclose(out.record.loss[i], single.loss, rtol=1e-6)
+        np.testing.assert_allclose(out.record.sharpness_dagger[i], single.sharpness_dagger, rtol=1e-6)
+    assert np.all(np.asarray(out.start_sharpness) >= 0.97 * 2 / etas) or np.any(out.warmup_steps >= 400)
+    with pytest.raises(ValueError, match="start_fraction=1.5"):
+        selfstab.edge_sweep(loss, params, etas, 6, start_fraction=1.5, max_warmup=10, key=key)

@@ -4,8 +4,13 @@ A chapter is a jupytext percent-format file ``notebooks/<name>.py`` with
 
 - a cell tagged ``parameters`` assigning ``scale`` and every experiment setting (``None`` means
   "the scale's default"); a trailing ``# comment`` on an assignment is that parameter's help;
-- a ``SCALES = {"smoke": {...}, "book": {...}, "paper": {...}}`` literal with those defaults;
+- a ``RANGES = {name: range}`` literal declaring each setting's type and allowed values (syntax in
+  :mod:`eoslib.book.scales`), and a ``SCALES = {"smoke": {...}, "book": {...}, "paper": {...}}``
+  literal with the defaults, both passed to :func:`eoslib.book.scales.settings`;
 - a final cell that writes the chapter's results record to ``results_dir``.
+
+Both literals are read here without executing the chapter, so :func:`check_parameters` rejects a
+value outside its range before papermill starts, with the message the chapter itself would give.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from eoslib.book import scales as scale_settings
 from eoslib.book.results import SCALES, find_repo_root
 
 #: Parameters every chapter has that are not experiment settings.
@@ -24,9 +30,13 @@ COMMON_PARAMETERS = ("scale", "results_dir")
 
 @dataclass(frozen=True)
 class Parameter:
+    """One parameter of a chapter: its name, the parameters cell's value (source text), its help
+    (the line's trailing comment) and its declared range (``""`` for ``scale`` and ``results_dir``)."""
+
     name: str
-    default: str  # the source text of the parameters cell's value
+    default: str
     help: str
+    allowed: str = ""
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class Chapter:
     path: Path
     parameters: tuple[Parameter, ...]
     scales: Mapping[str, Mapping[str, Any]]
+    ranges: Mapping[str, str]
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -62,7 +73,8 @@ def _read_notebook(path: Path):
 
 
 def parse_chapter(path: Path) -> Chapter:
-    """Read a chapter's title, parameters cell and ``SCALES`` table (without executing it)."""
+    """Read a chapter's title, parameters cell, ``RANGES`` and ``SCALES`` tables (without executing
+    it). Every setting must have a range that parses (:class:`eoslib.book.scales.Range`)."""
     nb = _read_notebook(path)
     title = path.stem
     for cell in nb.cells:
@@ -74,6 +86,7 @@ def parse_chapter(path: Path) -> Chapter:
             break
     parameters: list[Parameter] = []
     scales: dict[str, Any] = {}
+    ranges: dict[str, str] = {}
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -88,9 +101,11 @@ def parse_chapter(path: Path) -> Chapter:
                                                 ast.get_source_segment(cell.source, node.value),
                                                 help_text))
         for node in tree.body:
-            if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-                    and node.targets[0].id == "SCALES"):
-                scales = ast.literal_eval(node.value)
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                if node.targets[0].id == "SCALES":
+                    scales = ast.literal_eval(node.value)
+                elif node.targets[0].id == "RANGES":
+                    ranges = ast.literal_eval(node.value)
     if not parameters:
         raise ValueError(f"{path} has no cell tagged 'parameters'")
     names = [p.name for p in parameters]
@@ -99,7 +114,17 @@ def parse_chapter(path: Path) -> Chapter:
         raise ValueError(f"{path}: the parameters cell must assign {missing}")
     if set(scales) != set(SCALES):
         raise ValueError(f"{path}: SCALES must have keys {list(SCALES)}, has {list(scales)}")
-    return Chapter(path.stem, title, path, tuple(parameters), scales)
+    settable = [n for n in names if n not in COMMON_PARAMETERS]
+    if set(ranges) != set(settable):
+        raise ValueError(f"{path}: RANGES must declare every setting {settable}; "
+                         f"missing {sorted(set(settable) - set(ranges))}, extra {sorted(set(ranges) - set(settable))}")
+    for name, text in ranges.items():
+        try:
+            scale_settings.Range.parse(text)
+        except ValueError as err:
+            raise ValueError(f"{path}: RANGES[{name!r}]: {err}") from None
+    parameters = [Parameter(p.name, p.default, p.help, ranges.get(p.name, "")) for p in parameters]
+    return Chapter(path.stem, title, path, tuple(parameters), scales, ranges)
 
 
 def discover(folder: Path | None = None) -> dict[str, Chapter]:
@@ -119,7 +144,13 @@ def get_chapter(name: str, folder: Path | None = None) -> Chapter:
 
 
 def check_parameters(chapter: Chapter, scale: str, parameters: Mapping[str, Any]) -> None:
-    """Reject an unknown scale or parameter name, naming what is allowed."""
+    """Reject an unknown scale or parameter name, or a value outside its declared range, naming
+    what is allowed: the check :func:`eoslib.book.scales.settings` makes inside the chapter, made
+    before it runs (a range may compare with another setting, resolved at ``scale``).
+
+    Raises:
+      ValueError: one line naming the parameter, the value and what is allowed.
+    """
     if scale not in chapter.scales:
         raise ValueError(f"scale {scale!r} is not allowed for {chapter.name}; "
                          f"choose one of {list(chapter.scales)}")
@@ -131,6 +162,8 @@ def check_parameters(chapter: Chapter, scale: str, parameters: Mapping[str, Any]
         if name not in settable:
             raise ValueError(f"chapter {chapter.name} has no parameter {name!r}; its parameters "
                              f"are {settable}")
+    values = scale_settings.resolve(chapter.scales, scale, parameters)
+    scale_settings.check(chapter.ranges, values)
 
 
 def to_notebook(chapter: Chapter):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +25,8 @@ from eoslib.book.results import SCALES, read_record
 
 def parse_value(text: str) -> Any:
     """A ``-p`` value: a Python/JSON literal when it parses as one (``[-0.2, 5.0]``, ``0.01``,
-    ``true``/``null`` too), else the string itself."""
+    ``true``/``null`` too), else the string itself (``nan`` and ``inf`` stay strings: the
+    parameter's declared range decides whether they are allowed)."""
     json_words = {"true": True, "false": False, "null": None}
     if text in json_words:
         return json_words[text]
@@ -34,11 +36,25 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def check_out_dir(out: Path) -> None:
+    """``--out`` must be a folder, or a path where one can be created (checked before running).
+
+    Raises:
+      ValueError: one line naming ``--out``, the path and what is wrong with it.
+    """
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))  # nearest that exists
+    if not existing.is_dir():
+        what = "is an existing file" if existing == out else f"cannot be created: {existing} is a file"
+        raise ValueError(f"--out {out} {what}, not a folder; allowed: a folder (created if missing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {existing} is not writable; allowed: a folder you may write to")
+
+
 def _cmd_list(args) -> int:
     for chapter in chapters.discover().values():
-        rows = [(p.name, *[repr(chapter.scales[s].get(p.name, p.default)) for s in SCALES], p.help)
+        rows = [(p.name, *[repr(chapter.scales[s].get(p.name, p.default)) for s in SCALES], p.allowed, p.help)
                 for p in chapter.parameters if p.name not in chapters.COMMON_PARAMETERS]
-        header = ("parameter", *SCALES, "help")
+        header = ("parameter", *SCALES, "allowed", "help")
         widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header) - 1)]
         print(f"{chapter.name}: {chapter.title}")
         for row in [header, *rows]:
@@ -51,6 +67,8 @@ def _cmd_run(args) -> int:
     chapter = chapters.get_chapter(args.chapter)
     params = {name: parse_value(value) for name, value in args.parameter}
     out = Path(args.out or Path("_build") / "runs" / chapter.name)
+    check_out_dir(out)
+    chapters.check_parameters(chapter, args.scale, params)  # before papermill starts
     print(f"Running {chapter.name} at scale={args.scale} with {params or 'the scale defaults'}",
           file=sys.stderr)
     import papermill
@@ -76,6 +94,7 @@ def _cmd_run(args) -> int:
 
 def _cmd_prepare(args) -> int:
     names = args.chapters or list(chapters.discover())
+    check_out_dir(Path(args.out))
     for name in names:
         chapter = chapters.get_chapter(name)
         path = chapters.execute(chapter, Path(args.out), scale=args.scale, parameters={},

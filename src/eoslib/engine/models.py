@@ -6,11 +6,15 @@ trainable parameters; hyperparameters are static fields. Initialisation is seede
 ``key`` and follows each paper: PyTorch's default (weights and biases uniform in ±1/√fan_in,
 which is also Equinox's default) for the Cohen et al. networks, the balanced λ-scaled
 initialisation for the shallow-ReLU network, constant for diagonal linear networks.
+
+:func:`by_name` builds the chapters' architectures from one registry (:data:`NAMES`), so a
+chapter's ``arch`` parameter is a name, checked against that list.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import inspect
+from typing import Any, Callable, Sequence
 
 import equinox as eqx
 import jax
@@ -55,9 +59,10 @@ class MLP(eqx.Module):
         return h @ last.weight.T + last.bias
 
 
-def fc_tanh(*, key: PRNGKeyArray, activation: str = "tanh", classes: int = 10) -> MLP:
-    """Cohen et al.'s ``fc-tanh``: 3072-200-200-10 (CIFAR-10, PyTorch-default init)."""
-    return MLP(3072, (200, 200), classes, activation, key=key)
+def fc_tanh(*, key: PRNGKeyArray, activation: str = "tanh", classes: int = 10, width: int = 200) -> MLP:
+    """Cohen et al.'s ``fc-tanh``: 3072-200-200-10 (CIFAR-10, PyTorch-default init); ``width``
+    changes both hidden layers (3072-width-width-classes)."""
+    return MLP(3072, (width, width), classes, activation, key=key)
 
 
 def fmnist_mlp(*, key: PRNGKeyArray, width: int = 128, classes: int = 4) -> MLP:
@@ -223,3 +228,61 @@ class DiagonalLinearNetwork(eqx.Module):
         for u in self.layers[1:]:
             beta = beta * u
         return (x.reshape(x.shape[0], -1) @ beta)[:, None]
+
+
+#: The registry behind :func:`by_name`: name → (builder, the builder's arguments the name fixes,
+#: the data its input layer expects).
+_REGISTRY: dict[str, tuple[Callable[..., eqx.Module], dict[str, Any], str]] = {
+    "fc-tanh": (fc_tanh, {"activation": "tanh"}, "cifar10"),
+    "fc-relu": (fc_tanh, {"activation": "relu"}, "cifar10"),
+    "fc-elu": (fc_tanh, {"activation": "elu"}, "cifar10"),
+    "cnn-relu": (CNN, {"activation": "relu"}, "cifar10"),
+    "cnn-tanh": (CNN, {"activation": "tanh"}, "cifar10"),
+    "vgg": (VGG, {}, "cifar10"),
+    "fmnist-mlp": (fmnist_mlp, {}, "fashion-mnist"),
+}
+
+#: The architectures :func:`by_name` knows: Cohen et al.'s ``fc-*`` MLPs (CIFAR-10,
+#: 3072-width-width-10) and ``cnn-*`` CNNs, the flatness-bias paper's VGG and fMNIST MLP.
+NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def names(inputs: str) -> tuple[str, ...]:
+    """The architectures of :data:`NAMES` whose input is ``inputs`` (``"cifar10"``: images
+    ``(N, 32, 32, 3)``; ``"fashion-mnist"``: ``(N, 28, 28, 1)``)."""
+    known = sorted({entry[2] for entry in _REGISTRY.values()})
+    if inputs not in known:
+        raise ValueError(f"inputs={inputs!r} is not one of {known}")
+    return tuple(name for name, entry in _REGISTRY.items() if entry[2] == inputs)
+
+
+def options(name: str) -> tuple[str, ...]:
+    """The keyword options :func:`by_name` accepts for architecture ``name`` (e.g. ``width``)."""
+    builder, fixed, _ = _lookup(name)
+    return tuple(p for p in inspect.signature(builder).parameters if p != "key" and p not in fixed)
+
+
+def _lookup(name: str) -> tuple[Callable[..., eqx.Module], dict[str, Any], str]:
+    if name not in _REGISTRY:
+        raise ValueError(f"arch={name!r} is not a known architecture; known: {list(NAMES)}")
+    return _REGISTRY[name]
+
+
+def by_name(name: str, *, key: PRNGKeyArray, **options_: Any) -> eqx.Module:
+    """The architecture called ``name`` (one of :data:`NAMES`), initialised from ``key``.
+
+    ``options_`` are passed to its builder: ``width`` / ``classes`` for the ``fc-*`` MLPs,
+    ``channels`` / ``image_size`` / ``in_channels`` / ``classes`` for the ``cnn-*`` CNNs,
+    ``width`` / ``classes`` for ``fmnist-mlp``, ``blocks`` / ``ghost_size`` / ... for ``vgg``
+    (:func:`options` lists them); the activation is part of the name.
+
+    Raises:
+      ValueError: an unknown name (the message lists :data:`NAMES`) or an option the
+        architecture does not take (the message lists its options).
+    """
+    builder, fixed, _ = _lookup(name)
+    allowed = options(name)
+    unknown = sorted(set(options_) - set(allowed))
+    if unknown:
+        raise ValueError(f"architecture {name!r} takes no option {unknown}; its options are {list(allowed)}")
+    return builder(key=key, **fixed, **options_)

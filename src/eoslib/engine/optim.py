@@ -95,9 +95,33 @@ def preconditioner(state: ClippedAdamState, tau: float | Array = float("inf"), b
     return _capped_root(bias_corrected_nu(state, b2), tau, eps)
 
 
-def step_decay(learning_rate: float, at: int, factor: float) -> optax.Schedule:
-    """η until step ``at``, then ``factor · η`` (e.g. the η_low = 0.2η intervention)."""
-    return optax.piecewise_constant_schedule(learning_rate, {int(at): float(factor)})
+def step_decay(learning_rate: float | Array, at: float | Array, factor: float | Array | None = None, *,
+               to: float | Array | None = None) -> optax.Schedule:
+    """η for the updates ``count < at``, then ``factor · η`` (or ``to``): one drop of the step size,
+    e.g. the η_low = 0.2η intervention (``factor=0.2``) or a reduction to a fixed η (``to=0.01``).
+
+    Give exactly one of ``factor`` and ``to``. Every argument may be a traced hyperparameter, so
+    the schedule can be ``vmap``-ped over the switch step, the step size or the factor (a sweep in
+    :func:`eoslib.engine.train.run` passes them through ``hparams``); ``at`` is compared with the
+    update count as a number, so it may be a float, and ``at = inf`` never drops. ``count`` is
+    optax's update count (0 for the first update): a run that continues from step ``t0`` drops at
+    its own step ``at - t0``. Concrete arguments are checked: ``η > 0``, ``at ≥ 0``, ``factor ≥ 0``,
+    ``to ≥ 0``.
+    """
+    if (factor is None) == (to is None):
+        raise ValueError(f"step_decay needs exactly one of factor= and to= (got factor={factor!r}, to={to!r})")
+    for name, value, ok, allowed in (("learning_rate", learning_rate, lambda v: v > 0, "> 0"),
+                                     ("at", at, lambda v: v >= 0, ">= 0 (inf: never)"),
+                                     ("factor", factor, lambda v: v >= 0, ">= 0"),
+                                     ("to", to, lambda v: v >= 0, ">= 0")):
+        if isinstance(value, (int, float)) and not ok(value):
+            raise ValueError(f"step_decay: {name}={value!r} is not allowed; allowed: {allowed}")
+
+    def schedule(count):
+        after = to if to is not None else factor * learning_rate
+        return jnp.where(count < at, learning_rate, after)
+
+    return schedule
 
 
 def linear_warmup(learning_rate: float, warmup_steps: int) -> optax.Schedule:

@@ -337,3 +337,56 @@ def gd_to_edge(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float, 
     flat, _, t, s = jax.lax.while_loop(lambda c: (c[3] < target) & (c[2] < max_steps), body,
                                        (flat0, pairs.vectors[:, 0], jnp.array(0), pairs.values[0]))
     return unravel(flat), t, s
+
+
+class EdgeSweep(NamedTuple):
+    """Result of :func:`edge_sweep`, one row per step size (leading axis E = ``len(etas)``).
+
+    Attributes:
+      record: the :class:`PairRecord` of each coupled run, every field ``(E, T)``.
+      warmup_steps: GD steps taken to reach the start point, ``(E,)``.
+      start_sharpness: S at the start point, ``(E,)``.
+      starts: the start points (a PyTree like ``params``, each leaf with a leading axis E).
+      start_vectors: the flat unit top eigenvector at each start point, ``(E, n)``.
+    """
+
+    record: PairRecord
+    warmup_steps: Array
+    start_sharpness: Array
+    starts: PyTree
+    start_vectors: Float[Array, "E n"]
+
+
+def edge_sweep(loss_fn: Callable[[PyTree], Scalar], params: PyTree, etas: Float[Array, " E"], steps: int, *,
+               start_fraction: float, max_warmup: int, key: PRNGKeyArray, proj_tol: float = 1e-3,
+               eig_tol: float = 1e-4, eig_max_restarts: int = 20) -> EdgeSweep:
+    """GD beside its constrained trajectory, for every step size at once (one compiled ``vmap``).
+
+    For each η of ``etas``, from the same ``params``: :func:`gd_to_edge` runs GD until its
+    sharpness first reaches ``start_fraction · 2/η`` (at most ``max_warmup`` steps); an eigensolve
+    (relative tolerance ``eig_tol``) gives the top eigenvector there; :func:`gd_and_constrained`
+    then runs ``steps`` steps of GD and of projected GD side by side (projection tolerance
+    ``proj_tol``, eigensolves at ``eig_tol``). ``key`` seeds the warm-up's first eigensolve;
+    ``jax.random.fold_in(key, 1)`` the start point's.
+
+    Returns:
+      An :class:`EdgeSweep` whose rows follow the order of ``etas``.
+    """
+    etas = jnp.asarray(etas)
+    if etas.ndim != 1 or etas.size == 0:
+        raise ValueError(f"etas must be a non-empty 1-D array of step sizes, got shape {etas.shape}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be a positive integer")
+    if not 0 < start_fraction <= 1:
+        raise ValueError(f"start_fraction={start_fraction!r} must be in (0, 1]")
+    if not isinstance(max_warmup, int) or max_warmup < 1:
+        raise ValueError(f"max_warmup={max_warmup!r} must be a positive integer")
+
+    def one(eta):
+        start, warm, s_start = gd_to_edge(loss_fn, params, eta, start_fraction, max_warmup, key=key)
+        v0 = hessian.eigsh(loss_fn, start, 1, key=jax.random.fold_in(key, 1), tol=eig_tol,
+                           max_restarts=eig_max_restarts).vectors[:, 0]
+        rec = gd_and_constrained(loss_fn, start, eta, steps, v0=v0, tol=proj_tol, eig_tol=eig_tol)
+        return EdgeSweep(rec, warm, s_start, start, v0)
+
+    return jax.jit(jax.vmap(one))(etas)
