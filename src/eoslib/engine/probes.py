@@ -33,15 +33,12 @@ its record is :class:`eoslib.engine.train.ProbeRecord` (``sharpness``, ``top_eig
 
 **The probes.** Each is a factory that checks its settings when built and returns a :class:`Probe`:
 
-============================  ==========================  ===========================================
-factory                       record                      what
-============================  ==========================  ===========================================
-:func:`alignment`             :class:`EdgeCoefficients`   α, β, c_y of the (x, y) edge model
-:func:`curvature`             :class:`CurvatureRecord`    κ = D⁴L[u,u,u,u], exact and by finite difference
-:func:`preconditioned_sharpness`  :class:`PreconditionedRecord`  λ₁(P^{-1/2} H P^{-1/2}) of Adam / Clipped-Ada
-:func:`rotation`              :class:`RotationRecord`     eigenvector cosines, subspace similarity to a baseline
-:func:`ntk_top`               :class:`NTKRecord`          the empirical NTK's top eigenvalue
-============================  ==========================  ===========================================
+- :func:`alignment` → :class:`EdgeCoefficients`: α, β, c_y of the (x, y) edge model;
+- :func:`curvature` → :class:`CurvatureRecord`: κ = D⁴L[u, u, u, u], exact and by finite difference;
+- :func:`preconditioned_sharpness` → :class:`PreconditionedRecord`: λ₁(P^{-1/2} H P^{-1/2}) of
+  Adam / RMSprop / Clipped-Ada;
+- :func:`rotation` → :class:`RotationRecord`: eigenvector cosines and subspace similarity to a baseline;
+- :func:`ntk_top` → :class:`NTKRecord`: the empirical NTK's top eigenvalue.
 
 The losses the probes differentiate are the *unregularised* ``model_loss`` of the parameters
 (an Equinox module mapping ``x`` to outputs) on all the data (:func:`eoslib.engine.losses.of_model`).
