@@ -355,3 +355,26 @@ def test_a_nan_eigensolve_does_not_poison_later_warm_starts():
                      key=jax.random.key(0), progress=False, resume=poisoned)
     np.testing.assert_allclose(more.history.sharpness[-1], 2.0, rtol=1e-8)
     assert more.history.eig_converged[-1]
+
+
+def test_load_reads_files_written_before_typed_records(getkey, tmp_path):
+    """0.1 files: no eig_converged (recomputed from the residuals and eig_tol, the solver's own
+    test) and a flat ``extra.*`` with no record description (a namedtuple ``Extra``)."""
+    import json
+
+    model = models.MLP(3, (4,), 2, "tanh", key=getkey())
+    x, y = jax.random.normal(getkey(), (8, 3)), jax.random.normal(getkey(), (8, 2))
+    probe_fn = lambda params, opt_state, eig, hp, data: VectorNorm(jnp.linalg.norm(eig.vectors[:, 0]))
+    res = train.run(train.supervised(), lambda hp: optax.sgd(0.05), model, (x, y),
+                    train.TrainConfig(steps=4, probe_every=2, eig_tol=1e-8, eig_max_restarts=10), key=getkey(),
+                    probe_fn=probe_fn, progress=False)
+    path = train.save(tmp_path / "old", res)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if k != "eig_converged"}
+    np.savez_compressed(path, **arrays)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    del meta["extra"]
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    history, _ = train.load(path)
+    assert type(history.extra).__name__ == "Extra" and history.extra._fields == ("top_vector_norm",)
+    np.testing.assert_array_equal(history.eig_converged, res.history.eig_converged)
