@@ -168,7 +168,7 @@ def gd_step(theta: Float[Array, "2"], eta: ScalarLike, z: ZFunction = QUADRATIC)
 
 class Trajectory(NamedTuple):
     """A gradient-descent run on the DLN; arrays have a leading time axis of ``steps + 1``
-    (index 0 is the initial point). Entries after divergence are NaN.
+    (index 0 is the initial point). Entries from ``diverged_at`` on are NaN.
 
     Attributes:
       theta: parameters, shape ``(T, 2)``.
