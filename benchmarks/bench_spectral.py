@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,15 @@ from jax.flatten_util import ravel_pytree
 
 from common import problem, timeit, write
 from eoslib.engine import hessian, train
+
+
+class WarmVsCold(NamedTuple):
+    """The benchmark's probe record: a cold solve's HVPs and value, and a tight reference."""
+
+    cold_matvecs: jax.Array
+    cold_value: jax.Array
+    ref_value: jax.Array
+    ref_converged: jax.Array
 
 
 def main():
@@ -80,25 +90,24 @@ def main():
         lfn = lambda q: objective(q, x, y, hp)[0]
         cold = hessian.eigsh(lfn, params, 1, key=jax.random.key(7), tol=1e-3, num_iters=20, max_restarts=2)
         ref = hessian.eigsh(lfn, params, 1, v0=eigpairs.vectors, tol=1e-6, num_iters=60, max_restarts=10)
-        return {"cold_matvecs": cold.matvecs, "cold_value": cold.values[0], "ref_value": ref.values[0],
-                "ref_converged": ref.converged}
+        return WarmVsCold(cold.matvecs, cold.values[0], ref.values[0], ref.converged)
 
     result = train.run(objective, lambda hp: optax.sgd(0.02), model, (x, y), cfg, key=jax.random.key(3),
                        probe_fn=probe_fn, progress=False)
     h = result.history
-    ref = h.extra["ref_value"]
+    ref = h.extra.ref_value
     warm_rel = np.abs(h.sharpness - ref) / np.abs(ref)
-    cold_rel = np.abs(h.extra["cold_value"] - ref) / np.abs(ref)
+    cold_rel = np.abs(h.extra.cold_value - ref) / np.abs(ref)
     at_edge = h.sharpness >= 0.9 * 2 / 0.02
     sel = slice(1, None)  # the first probe has nothing to warm-start from
     out["eos_probes"] = dict(
         data=source, n=args.eos_n, steps=args.eos_steps, probe_every=args.probe_every,
         probes=int(h.sharpness.size), probes_at_edge=int(at_edge[sel].sum()),
-        warm_hvps_median=float(np.median(h.matvecs[sel])), cold_hvps_median=float(np.median(h.extra["cold_matvecs"][sel])),
+        warm_hvps_median=float(np.median(h.matvecs[sel])), cold_hvps_median=float(np.median(h.extra.cold_matvecs[sel])),
         warm_hvps_median_at_edge=float(np.median(h.matvecs[sel][at_edge[sel]])) if at_edge[sel].any() else None,
-        cold_hvps_median_at_edge=float(np.median(h.extra["cold_matvecs"][sel][at_edge[sel]])) if at_edge[sel].any() else None,
+        cold_hvps_median_at_edge=float(np.median(h.extra.cold_matvecs[sel][at_edge[sel]])) if at_edge[sel].any() else None,
         warm_rel_err_median=float(np.median(warm_rel[sel])), cold_rel_err_median=float(np.median(cold_rel[sel])),
-        warm_rel_err_max=float(np.max(warm_rel[sel])), reference_converged=float(np.mean(h.extra["ref_converged"])),
+        warm_rel_err_max=float(np.max(warm_rel[sel])), reference_converged=float(np.mean(h.extra.ref_converged)),
         sharpness_final=float(h.sharpness[-1]))
     write("spectral", out)
 

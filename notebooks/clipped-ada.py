@@ -32,7 +32,7 @@
 #   large $\tau$ is mild suppression; $\tau \approx 1$ gives GD-like thresholds (where the cap binds,
 #   $P \approx 1$); $\tau < 1$ enhances the steps and the instabilities. Where $\hat v$ is tiny, as in
 #   networks, "binds" happens at a much smaller $\tau$; we locate the regimes by the fraction of
-#   coordinates the cap binds on ({func}`eoslib.mechanisms.adaptive.clipped_fraction`).
+#   coordinates the cap binds on ({func}`eoslib.engine.probes.clipped_fraction`).
 #
 # A second threshold is on the table: {cite:t}`cohen2022adaptive` found that full-batch Adam trains at
 # an *adaptive edge of stability* where $\lambda_{\text{eff}}$ hovers at
@@ -62,7 +62,7 @@ import numpy as np
 import optax
 from IPython.display import display
 
-from eoslib.engine import data, losses, models, optim, train
+from eoslib.engine import data, losses, models, optim, probes, train
 from eoslib.mechanisms import adaptive
 from eoslib.book.display import claims_table, use_book_style
 from eoslib.book.scales import settings
@@ -148,7 +148,7 @@ for tau in TOY_TAUS:
     label = "" if np.isinf(tau) else f", τ = {tau:g}"
     toy_runs[f"RMSprop{label}"] = optim.clipped_rmsprop(P.toy_eta, tau=tau, b2=P.b2, eps=P.eps)
     toy_runs[f"Adam{label}"] = optim.clipped_adam(P.toy_eta, tau=tau, b1=P.b1, b2=P.b2, eps=P.eps)
-paths = {name: np.asarray(adaptive.trajectory(toy, opt, w_start, P.toy_steps)) for name, opt in toy_runs.items()}
+paths = {name: np.asarray(adaptive.trajectory(toy, opt, w_start, P.toy_steps).w) for name, opt in toy_runs.items()}
 tail = max(2, P.toy_steps // 8)
 amplitude = {name: float(np.mean(np.abs(p[-tail:, 0]))) for name, p in paths.items()}
 print(f"mean |w0| over the last {tail} steps (the oscillation across the valley; 0 = settled on the floor):")
@@ -176,7 +176,7 @@ plt.show()
 # Full-batch Adam ($\beta_1 = 0.9$) and RMSprop ($\beta_1 = 0$), no cap, on the fMNIST MLP: one
 # `vmap`-ed run over $\beta_1$. Every `probe_every` steps the loop measures the Hessian's sharpness $S$
 # and the preconditioned sharpness $\lambda_{\text{eff}}$ with the optimizer's current $P$
-# ({func}`eoslib.mechanisms.adaptive.precond_probe`). The plateau is the median of $\lambda_{\text{eff}}$ over
+# ({func}`eoslib.engine.probes.preconditioned_sharpness`). The plateau is the median of $\lambda_{\text{eff}}$ over
 # the second half of the run.
 
 # %%
@@ -185,12 +185,12 @@ objective = train.supervised("half_mse")  # ½‖f − y‖², mean over example
 params0 = models.fmnist_mlp(key=jax.random.key(P.seed), width=P.width)
 config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
 adam_hp = lambda hp: optim.clipped_adam(P.eta, tau=hp["tau"], b1=hp["b1"], b2=P.b2, eps=P.eps)
-probe = adaptive.precond_probe("half_mse", b2=P.b2, eps=P.eps)
+probe = probes.preconditioned_sharpness("half_mse", b2=P.b2, eps=P.eps)
 edge_run = train.run(objective, adam_hp, params0, (ds.x, ds.onehot), config, key=jax.random.key(P.seed + 1),
                      hparams={"b1": jnp.asarray([P.b1, 0.0]), "tau": jnp.full(2, jnp.inf)}, probe_fn=probe)
 eh = edge_run.history
 second_half = eh.probe_step[0] >= P.steps // 2
-lam_eff = eh.extra["precond_sharpness"]
+lam_eff = eh.extra.precond_sharpness
 plateau = [float(np.nanmedian(lam_eff[i, second_half])) for i in range(2)]
 edges = {"Adam": (adaptive.gd_edge(P.eta), adaptive.adam_edge(P.eta, P.b1)),
          "RMSprop": (adaptive.gd_edge(P.eta), adaptive.adam_edge(P.eta, 0.0))}
@@ -233,8 +233,8 @@ th = tau_run.history
 half = th.probe_step[0] >= P.steps // 2
 with warnings.catch_warnings():  # a diverged run has no finite probe in its second half
     warnings.simplefilter("ignore", RuntimeWarning)
-    bound = np.nanmean(th.extra["clipped_fraction"][:, half], axis=1)
-    lam_tau = np.nanmedian(th.extra["precond_sharpness"][:, half], axis=1)
+    bound = np.nanmean(th.extra.clipped_fraction[:, half], axis=1)
+    lam_tau = np.nanmedian(th.extra.precond_sharpness[:, half], axis=1)
     s_tau = np.nanmedian(th.sharpness[:, half], axis=1)
 diverged_tau = np.asarray(tau_run.diverged)
 s_gd_like = np.sqrt(np.asarray(TAUS)) * adaptive.adam_edge(P.eta, P.b1)
@@ -254,7 +254,7 @@ for i, tau in enumerate(TAUS):
     print(f"  {tau:8.0e}   {bound[i]:7.1%}   {lam_tau[i]:12.0f}   {s_tau[i]:9.2f}   {s_gd_like[i]:12.2f}        {regimes[i]}")
 first_tau = lambda kind: next((t for t, r in zip(TAUS, regimes) if r.startswith(kind)), None)
 regime_start = {kind: first_tau(kind) for kind in ("mild", "GD-like", "diverged")}
-nu_median = float(np.nanmedian(th.extra["nu_hat_median"][int(np.argmax(np.isinf(TAUS))), half]))
+nu_median = float(np.nanmedian(th.extra.nu_hat_median[int(np.argmax(np.isinf(TAUS))), half]))
 print(f"median second moment v̂ over the second half, no cap: {nu_median:.1e}")
 print("largest τ of each regime:", {k: (f"{v:g}" if v is not None else "none") for k, v in regime_start.items()})
 

@@ -57,7 +57,7 @@ import optax
 from IPython.display import display
 from scipy import stats
 
-from eoslib.engine import data, hessian, models, optim, train
+from eoslib.engine import data, hessian, models, optim, probes, train
 from eoslib.mechanisms import kappa
 from eoslib.book.display import claims_table, use_book_style
 from eoslib.book.scales import settings
@@ -172,7 +172,7 @@ plt.show()
 # ## 2. κ on a real network
 #
 # Full-batch GD on the fMNIST MLP. Every `probe_every` steps the loop measures the top Hessian
-# eigenpair (warm-started Lanczos) and κ along $u$ both ways ({func}`eoslib.mechanisms.kappa.curvature_probe`).
+# eigenpair (warm-started Lanczos) and κ along $u$ both ways ({func}`eoslib.engine.probes.curvature`).
 # An *instability* is a maximal run of probes with $S > 2/\eta$ (surplus $s = \eta S - 2 > 0$).
 
 # %%
@@ -181,10 +181,10 @@ params0 = models.fmnist_mlp(key=jax.random.key(P.seed), width=P.width)
 objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples
 config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
 run = train.run(objective, lambda hp: optax.sgd(P.eta), params0, (ds.x, ds.onehot), config,
-                key=jax.random.key(P.seed + 1), probe_fn=kappa.curvature_probe("half_mse", radius=P.kappa_radius))
+                key=jax.random.key(P.seed + 1), probe_fn=probes.curvature("half_mse", radius=P.kappa_radius))
 h = run.history
 S, tp = h.sharpness, h.probe_step
-k_exact, k_proxy = h.extra["kappa_exact"], h.extra["kappa_proxy"]
+k_exact, k_proxy = h.extra.kappa_exact, h.extra.kappa_proxy
 edge = 2 / P.eta
 unstable = S > edge
 starts = np.nonzero(unstable & ~np.concatenate([[False], unstable[:-1]]))[0]
@@ -232,7 +232,7 @@ plt.show()
 # We take the longest instability of the run above, define the baseline as the top-3 eigenvectors at
 # its first probe $t_0$, and follow for `window` steps (at even steps: the ReLU network's oscillation
 # has period 2, companion paper Fig. 8) the |cos| of each eigenvector with its baseline and the
-# cosine-Grassmannian similarity of the top-3 subspaces ({func}`eoslib.mechanisms.kappa.rotation_probe`). One
+# cosine-Grassmannian similarity of the top-3 subspaces ({func}`eoslib.engine.probes.rotation`). One
 # `vmap`-ed sweep replays the run from step 0 for each member: one keeps η, the others drop to
 # $\eta_{\text{low}} = 0.2\eta$ at three steps inside the window.
 
@@ -252,9 +252,9 @@ rot = train.run(objective, sched, jax.tree.map(lambda a: jnp.broadcast_to(a, (me
                 (ds.x, ds.onehot), train.TrainConfig(steps=P.window, probe_every=2, top_k=3, chunks=2),
                 key=jax.random.key(P.seed + 3), batched_params=True,
                 hparams={"switch": jnp.asarray(switch, jnp.float32), "baseline": jnp.broadcast_to(base, (members,) + base.shape)},
-                probe_fn=kappa.rotation_probe)
+                probe_fn=probes.rotation())
 rt = t0 + rot.history.probe_step[0]
-sub, cos_k = rot.history.extra["subspace"], rot.history.extra["cosines"]
+sub, cos_k = rot.history.extra.subspace, rot.history.extra.cosines
 after = {}
 for m in range(1, members):
     at = np.searchsorted(rt, switch[m])
@@ -414,7 +414,7 @@ for name in P.cases:
     assert np.all(np.diff(sim.exited.astype(int), axis=0) >= 0)  # absorption is permanent
     assert np.all(np.asarray(kappa.CASES[name].surplus(sim.log_kappa[-1][sim.exited[-1]])) <= 0)  # exited at s ≤ 0
 assert np.all(np.isfinite(S[: (int(h.diverged_at) // P.probe_every if run.diverged else None)]))
-assert np.allclose(rot.history.extra["subspace"][:, 0], 1.0, atol=1e-3)  # baseline probe matches itself
+assert np.allclose(rot.history.extra.subspace[:, 0], 1.0, atol=1e-3)  # baseline probe matches itself
 
 # %% tags=["hide-input"]
 metrics = {

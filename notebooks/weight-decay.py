@@ -45,7 +45,7 @@
 #    transition. $c_y^{\text{crit}} \propto 1/\gamma$, as in the paper's Figs. 13–14.
 #
 # The model and its toy live in {mod}`eoslib.mechanisms.edge_model`; $c_y$, $\alpha$, $\beta$ are measured
-# inside the training loop by {func}`eoslib.mechanisms.edge_model.alignment_probe`.
+# inside the training loop by {func}`eoslib.engine.probes.alignment`.
 #
 # ## Setup
 #
@@ -72,7 +72,7 @@ import numpy as np
 import optax
 from IPython.display import display
 
-from eoslib.engine import data, losses, models, optim, train
+from eoslib.engine import data, losses, models, optim, probes, train
 from eoslib.mechanisms import edge_model
 from eoslib.book.display import claims_table, use_book_style
 from eoslib.book.scales import settings
@@ -216,13 +216,13 @@ config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
 objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples, + γ/2‖θ‖²
 mlp = train.run(objective, lambda hp: optax.sgd(P.eta), params0, (ds.x, ds.onehot), config,
                 key=jax.random.key(P.seeds[0] + 1000), hparams={"gamma": jnp.asarray(gammas_mlp)},
-                batched_params=True, probe_fn=edge_model.alignment_probe("half_mse", ntk=True, ntk_tol=1e-2))
+                batched_params=True, probe_fn=probes.combine(alignment=probes.alignment("half_mse"), ntk=probes.ntk_top(tol=1e-2)))
 h = mlp.history
 edge = 2 / P.eta
 G = np.asarray(gammas_mlp)[:, None]
 S_mlp = h.sharpness - G  # λmax(H) of L without the decay term
-cy, alpha = h.extra["c_y"], h.extra["alpha"]
-ntk_top = h.extra["ntk_top"]
+cy, alpha = h.extra.alignment.c_y, h.extra.alignment.alpha
+ntk_top = h.extra.ntk.top_eigenvalue
 tp = h.probe_step[0]
 print(f"{P.arch} on {len(ds)} images ({ds.source}); {P.steps} steps of GD at η = {P.eta}; "
       f"{len(gammas_mlp)} members; diverged: {int(mlp.diverged.sum())}")
@@ -392,7 +392,7 @@ if P.cnn_steps:
     cnn_config = train.TrainConfig(steps=P.cnn_steps, probe_every=P.probe_every, top_k=1)
     cnn_result = train.run(objective, lambda hp: optax.sgd(P.cnn_eta), cnn_params0, (cds.x, cds.onehot), cnn_config,
                            key=jax.random.key(P.seeds[0] + 2000), hparams={"gamma": jnp.asarray(P.cnn_gammas, float)},
-                           probe_fn=edge_model.alignment_probe("half_mse"))
+                           probe_fn=probes.alignment("half_mse"))
     cnn_meta = {"provenance": provenance(start_time, eta=P.cnn_eta, n_train=len(cds), gammas=list(P.cnn_gammas),
                                          data_source=cds.source)}
     cnn_run = cnn_result.history
@@ -406,7 +406,7 @@ if cnn_run is not None:
     c_eta = float(cnn_meta["provenance"]["eta"])
     c_tp = cnn_run.probe_step[0]
     c_S = cnn_run.sharpness - c_gam[:, None]
-    cnn_rows = cnn_summary(cnn_run.step[0], c_tp, c_S, cnn_run.extra["c_y"], cnn_run.extra["alpha"], c_gam, c_eta)
+    cnn_rows = cnn_summary(cnn_run.step[0], c_tp, c_S, cnn_run.extra.c_y, cnn_run.extra.alpha, c_gam, c_eta)
     print(f"CNN run ({'this run' if P.cnn_steps else 'stored'}): {cnn_meta['provenance'].get('n_train')} images, "
           f"η = {c_eta}, device {cnn_meta['provenance'].get('device')}")
     for r in cnn_rows:
@@ -444,9 +444,11 @@ plt.show()
 half_mse = lambda p, batch: losses.half_mse(p(batch[0]), batch[1])
 no_decay = train.supervised("half_mse")  # the decay is the optimizer's job here
 intervened = train.run(no_decay,
-                       lambda hp: optax.chain(optim.decay_off_sharpness_gradient(half_mse, hp["gamma"], every=P.intervention_every), optax.sgd(P.eta)),
+                       lambda hp: optax.chain(optim.decay_off_sharpness_gradient(half_mse, hp["decay"], every=P.intervention_every), optax.sgd(P.eta)),
                        init(jax.random.key(P.seeds[0])), (ds.x, ds.onehot), config,
-                       key=jax.random.key(P.seeds[0] + 1000), hparams={"gamma": P.gamma})
+                       # named "decay", not "gamma": train.supervised adds γ/2‖θ‖² to the objective
+                       # whenever hp has "gamma", which would decay θ twice
+                       key=jax.random.key(P.seeds[0] + 1000), hparams={"decay": P.gamma})
 hi = intervened.history
 S_int = hi.sharpness  # the objective has no decay term: this is λmax(H) of L
 plateau_int = float(np.nanmean(np.where(late, S_int, np.nan)))

@@ -59,32 +59,3 @@ def test_distribution_summary_on_a_known_skewed_law():
     np.testing.assert_allclose(s.median, 1.0, rtol=1e-2)
     np.testing.assert_allclose(s.mode, np.exp(-0.25), rtol=5e-2)
     assert s.skewness > 1.0 and s.mode < s.median < s.mean
-
-
-def test_probes_inside_the_training_loop(getkey):
-    import optax
-
-    from eoslib.engine import hessian, models, train
-
-    x = jax.random.normal(getkey(), (40, 6))
-    y = jax.nn.one_hot(jnp.arange(40) % 3, 3)
-    params = models.MLP(6, (8,), 3, "tanh", key=getkey())
-    cfg = train.TrainConfig(steps=4, probe_every=2, top_k=2, eig_tol=1e-8, eig_max_restarts=10)
-    res = train.run(train.supervised("half_mse"), lambda hp: optax.sgd(0.1), params, (x, y), cfg, key=getkey(),
-                    probe_fn=kappa.curvature_probe("half_mse", radius=0.05), progress=False)
-    loss_fn = lambda p: 0.5 * jnp.mean(jnp.sum((p(x) - y) ** 2, axis=-1))
-    vals, vecs = hessian.top_eigenpairs(loss_fn, params, 1, key=getkey(), tol=1e-10, max_restarts=20)
-    from jax.flatten_util import ravel_pytree
-    _, unravel = ravel_pytree(params)
-    exact = hessian.directional_derivative(loss_fn, params, unravel(vecs[:, 0]), 4)
-    np.testing.assert_allclose(res.history.extra["kappa_exact"][0], exact, rtol=1e-5)
-    np.testing.assert_allclose(res.history.extra["kappa_proxy"][0], exact, rtol=0.05, atol=1e-3 * abs(float(exact)) + 1e-6)
-    # rotation probe against the step-0 eigenvectors: similarity 1 at step 0
-    n = vecs.shape[0]
-    _, base = hessian.top_eigenpairs(loss_fn, params, 2, key=getkey(), tol=1e-10, max_restarts=20)
-    rot = train.run(train.supervised("half_mse"), lambda hp: optax.sgd(0.1), params, (x, y), cfg, key=getkey(),
-                    hparams={"baseline": base[None]}, probe_fn=kappa.rotation_probe, progress=False)
-    assert rot.history.extra["cosines"].shape == (1, 2, 2)  # a sweep of one member
-    np.testing.assert_allclose(rot.history.extra["cosines"][0, 0], 1.0, atol=1e-6)
-    np.testing.assert_allclose(rot.history.extra["subspace"][0, 0], 1.0, atol=1e-6)
-    assert n == base.shape[0]

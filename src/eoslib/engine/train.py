@@ -1,39 +1,61 @@
 """Training runs as compiled programs: GD / SGD with curvature probes inside the loop, sweeps.
 
-One run is a ``lax.scan`` over *probe intervals*; each interval is one probe (top-k Hessian
-eigenpairs by :func:`eoslib.engine.linalg.eigsh`, warm-started from the previous probe's
-eigenvectors, plus an optional user ``probe_fn``) followed by an inner ``lax.scan`` of
-``probe_every`` optimizer steps. Nesting the scans instead of branching with ``lax.cond`` keeps
-probes off the steps that do not need them even under ``vmap`` (where a ``cond`` would run both
-branches every step). The scan is called in chunks from Python so a progress bar advances and a
-run can be resumed from its returned state.
+One run is a ``lax.scan`` over *probe intervals*; each interval is one probe followed by an inner
+``lax.scan`` of ``probe_every`` optimizer steps. Nesting the scans instead of branching with
+``lax.cond`` keeps probes off the steps that do not need them even under ``vmap`` (where a
+``cond`` would run both branches every step). The scan is called in chunks from Python so a
+progress bar advances and a run can be resumed from its returned state.
 
-Divergence: a step whose loss is non-finite or above ``max_loss`` marks the run diverged at that
-step; parameters stop updating and every later record is NaN. Nothing is raised, and the other
-members of a sweep carry on.
+**Records.** Every step emits a :class:`StepRecord` and every probe a :class:`ProbeRecord`
+(typed NamedTuples, stacked by the scan); :class:`History` is the two joined, plus
+``diverged_at``.
 
-Sweeps: hyperparameters given as arrays with a leading axis S (learning rates, weight decays,
+**Probes.** At each probe point the loop solves for the top-k Hessian eigenpairs of the full-batch
+training objective (:func:`eoslib.engine.hessian.eigsh`), warm-started from the previous probe's
+eigenvectors; a non-finite result (a NaN or inf eigenvalue or vector while the run is alive) is
+recorded with ``eig_converged = False`` and the next probe restarts from a fresh random block, so
+one bad solve never poisons the warm starts after it. Then the optional ``probe_fn`` (an
+:class:`eoslib.engine.probes.Probe`) runs on that eigensolve; its NamedTuple record is
+``History.extra``.
+
+**Precision.** The training steps run under ``jax.default_matmul_precision(config.step_precision)``
+and the probes under ``config.precision`` (both ``"highest"`` by default; on a GPU JAX's own
+default would be TF32 for both, which corrupts eigenvalues and changes trajectories).
+
+**Divergence** (:mod:`eoslib.engine.divergence`): a step whose loss is non-finite or above
+``max_loss`` marks the run diverged at that step; parameters stop updating, and that step's
+record and every later one are NaN. Nothing is raised, and the other members of a sweep carry on.
+
+**Sweeps.** Hyperparameters given as arrays with a leading axis S (learning rates, weight decays,
 seeds via batched initial parameters) run as one ``vmap``-ed program, or in sequential batches
-of ``sweep_batch`` members (``lax.map``) when memory is short.
+of ``sweep_batch`` members (``lax.map``) when memory is short. Every member uses the same ``key``:
+the same minibatch order and the same probe start vectors, so a member is exactly the single
+run with its hyperparameters and the same key, and an SGD sweep over step sizes compares like
+with like.
 
-The objective is ``objective(params, x, y, hp) -> (loss, aux)`` with ``aux`` a dict of scalars
-(:func:`supervised` builds the usual one); the optimizer comes from ``make_optimizer(hp)``, so
-both can depend on swept hyperparameters ``hp`` (a dict of scalars inside the program). The
-optimizer's ``update`` receives the step's batch as the extra argument ``batch=(x, y)``
-(optax's ``GradientTransformationExtraArgs``; plain transformations ignore it), for
-transformations that need the loss itself, such as
+**Hyperparameters.** The objective is ``objective(params, x, y, hp) -> (loss, aux)`` with
+``aux`` a dict of scalars (:func:`supervised` builds the usual one); the optimizer comes from
+``make_optimizer(hp)``, so both can depend on swept hyperparameters ``hp`` (a mapping of scalars
+inside the program; floating ones are cast to the parameters' dtype). Before compiling,
+:func:`run` traces the objective, the optimizer and the probe once (``jax.eval_shape``) with an
+``hp`` that records which keys they look up: a key of ``hparams`` that nothing reads (a typo such
+as ``"gama"``) is a ``ValueError`` naming the keys that are read, and a key that is read but not
+given is one too. The optimizer's ``update`` receives the step's batch as the extra argument
+``batch=(x, y)`` (optax's ``GradientTransformationExtraArgs``; plain transformations ignore it),
+for transformations that need the loss itself, such as
 :func:`eoslib.engine.optim.decay_off_sharpness_gradient`.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,9 +64,10 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from eoslib.engine import hessian, losses
+from eoslib.engine import divergence, hessian, linalg, losses, probes
 
 Objective = Callable[[PyTree, Array, Array, Mapping[str, Array]], tuple[Array, dict]]
+PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
 
 
 @dataclass(frozen=True)
@@ -66,6 +89,8 @@ class TrainConfig:
       batch_size: ``None`` for full-batch GD; else minibatch SGD with a seeded reshuffle per epoch.
       chunks: how many compiled chunks the run is split into (progress-bar granularity).
       precision: matmul precision of the probes (``"highest"``; TF32 corrupts eigenvalues).
+      step_precision: matmul precision of the training steps; ``None`` (default) uses
+        ``precision``. ``"tensorfloat32"`` or ``"default"`` trades accuracy for speed on a GPU.
     """
 
     steps: int
@@ -79,6 +104,7 @@ class TrainConfig:
     batch_size: int | None = None
     chunks: int = 20
     precision: str = "highest"
+    step_precision: str | None = None
 
     def __post_init__(self):
         if self.steps < 1:
@@ -93,6 +119,17 @@ class TrainConfig:
             raise ValueError(f"eig_reortho={self.eig_reortho!r} is not one of ['full', 'mpk', 'none']")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be ≥ 1 or None (full batch)")
+        divergence.check_max("max_loss", self.max_loss)
+        for name in ("precision", "step_precision"):
+            value = getattr(self, name)
+            if not (value in PRECISIONS or (value is None and name == "step_precision")):
+                raise ValueError(f"{name}={value!r} is not one of {list(PRECISIONS)}"
+                                 + (" or None (same as precision)" if name == "step_precision" else ""))
+
+    @property
+    def training_precision(self) -> str:
+        """The matmul precision the training steps run at (``step_precision`` or ``precision``)."""
+        return self.precision if self.step_precision is None else self.step_precision
 
 
 class TrainState(NamedTuple):
@@ -103,11 +140,52 @@ class TrainState(NamedTuple):
     eigvecs: Array  # (n, top_k) warm start of the next probe, ravel_pytree order
     step: Array  # int32 scalar: steps taken
     diverged_at: Array  # int32 scalar: −1, or the step whose loss went bad
-    key: PRNGKeyArray
+    key: PRNGKeyArray  # minibatch order (fold_in epoch) and probe restarts
+
+
+class StepRecord(NamedTuple):
+    """What one optimizer step records (stacked by the scan to ``(T,)`` leaves).
+
+    Attributes:
+      step: step index t; the record holds quantities at θ_t, before update t.
+      loss: the objective on the step's batch (the full batch for GD).
+      aux: the objective's dict of scalars (e.g. ``accuracy``).
+      grad_norm: ‖∇L(θ_t)‖ on the batch.
+      param_norm: ‖θ_t‖.
+    """
+
+    step: Array
+    loss: Array
+    aux: dict
+    grad_norm: Array
+    param_norm: Array
+
+
+class ProbeRecord(NamedTuple):
+    """What one probe records (stacked to a leading probe axis P).
+
+    Attributes:
+      probe_step: the step at which the probe ran (before that step's update).
+      sharpness: λ₁ of the full-batch objective's Hessian.
+      top_eigenvalues: ``(k,)`` the top-k eigenvalues, descending.
+      eig_residuals: ``(k,)`` their residual norms.
+      matvecs: HVPs the solve spent.
+      eig_converged: whether the solve met ``eig_tol`` with a finite result (bool).
+      extra: the ``probe_fn``'s record (a NamedTuple; ``None`` without one).
+    """
+
+    probe_step: Array
+    sharpness: Array
+    top_eigenvalues: Array
+    eig_residuals: Array
+    matvecs: Array
+    eig_converged: Array
+    extra: Any
 
 
 class History(NamedTuple):
-    """What a run recorded (under a sweep every leaf has a leading axis S).
+    """What a run recorded: :class:`StepRecord` and :class:`ProbeRecord` fields stacked, and
+    ``diverged_at`` (under a sweep every leaf has a leading axis S).
 
     Attributes:
       step: ``(T,)`` step index t of each row; the row holds quantities at θ_t, before update t.
@@ -120,7 +198,8 @@ class History(NamedTuple):
       top_eigenvalues: ``(P, k)`` the top-k eigenvalues, descending.
       eig_residuals: ``(P, k)`` their residual norms.
       matvecs: ``(P,)`` HVPs each probe spent.
-      extra: dict of ``(P, …)`` arrays from ``probe_fn`` (empty if none).
+      eig_converged: ``(P,)`` whether each probe's eigensolve converged (bool).
+      extra: the ``probe_fn``'s record with ``(P, …)`` leaves (a NamedTuple), or ``None``.
       diverged_at: scalar, −1 or the step at which the run diverged.
     """
 
@@ -134,7 +213,8 @@ class History(NamedTuple):
     top_eigenvalues: Array
     eig_residuals: Array
     matvecs: Array
-    extra: dict
+    eig_converged: Array
+    extra: Any
     diverged_at: Array
 
 
@@ -168,10 +248,6 @@ def supervised(model_loss: str = "half_mse") -> Objective:
     return objective
 
 
-def _tree_where(cond, a, b):
-    return jax.tree.map(lambda u, v: jnp.where(cond, u, v), a, b)
-
-
 def _norm(tree):
     return jnp.sqrt(sum(jnp.vdot(p, p) for p in jax.tree.leaves(tree)))
 
@@ -186,8 +262,14 @@ def _batch(x, y, state, config, n):
     return x[idx], y[idx]
 
 
+def _restart_block(state: TrainState) -> Array:
+    """A fresh random start block for the probe at ``state.step`` (after a non-finite solve)."""
+    key = jax.random.fold_in(jax.random.split(state.key)[0], state.step)
+    return jax.random.normal(key, state.eigvecs.shape, state.eigvecs.dtype)
+
+
 def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_steps):
-    """A pure function ``(state, hp, x, y) -> (state, History-without-diverged_at)``."""
+    """A pure function ``(state, hp, x, y) -> (state, (ProbeRecord | None, StepRecord))``."""
 
     def run_chunk(state: TrainState, hp, x, y):
         optimizer = optax.with_extra_args_support(make_optimizer(hp))
@@ -195,46 +277,49 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
 
         def step(state, _):
             xb, yb = _batch(x, y, state, config, n)
-            (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params, xb, yb, hp)
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params, batch=(xb, yb))
-            params = optax.apply_updates(state.params, updates)
-            bad = ~jnp.isfinite(loss) | (loss > config.max_loss)
-            diverged_at = jnp.where((state.diverged_at < 0) & bad, state.step, state.diverged_at)
-            alive = diverged_at < 0
-            nan = lambda v: jnp.where(state.diverged_at < 0, v, jnp.nan)  # NaN after divergence
-            record = dict(step=state.step, loss=nan(loss), aux=jax.tree.map(nan, aux),
-                          grad_norm=nan(_norm(grads)), param_norm=nan(_norm(state.params)))
-            new = TrainState(_tree_where(alive, params, state.params),
-                             _tree_where(alive, opt_state, state.opt_state),
+            with jax.default_matmul_precision(config.training_precision):
+                (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params, xb, yb, hp)
+                updates, opt_state = optimizer.update(grads, state.opt_state, state.params, batch=(xb, yb))
+                params = optax.apply_updates(state.params, updates)
+                record = StepRecord(state.step, loss, aux, _norm(grads), _norm(state.params))
+            diverged_at = divergence.update(state.diverged_at, state.step, loss, config.max_loss)
+            alive = divergence.alive(diverged_at)
+            record = divergence.mask(alive, record)  # the step index is an integer: kept
+            new = TrainState(divergence.hold(alive, params, state.params),
+                             divergence.hold(alive, opt_state, state.opt_state),
                              state.eigvecs, state.step + 1, diverged_at, state.key)
             return new, record
 
         def probe(state):
             loss_fn = lambda p: objective(p, x, y, hp)[0]
-            alive = state.diverged_at < 0
-            if config.probe_every:
-                result = hessian.eigsh(loss_fn, state.params, config.top_k, v0=state.eigvecs,
+            alive = divergence.alive(state.diverged_at)
+            warm_ok = jnp.all(jnp.isfinite(state.eigvecs))
+            v0 = jnp.where(warm_ok, state.eigvecs, _restart_block(state))
+            with jax.default_matmul_precision(config.precision):
+                result = hessian.eigsh(loss_fn, state.params, config.top_k, v0=v0,
                                        tol=config.eig_tol, max_restarts=config.eig_max_restarts,
                                        num_iters=config.eig_num_iters, reortho=config.eig_reortho,
                                        precision=config.precision)
-                extra = probe_fn(state.params, state.opt_state, result, hp, (x, y)) if probe_fn else {}
-                nan = lambda v: jnp.where(alive, v, jnp.nan)
-                record = dict(probe_step=state.step, sharpness=nan(result.values[0]),
-                              top_eigenvalues=nan(result.values), eig_residuals=nan(result.residuals),
-                              matvecs=result.matvecs, extra=jax.tree.map(nan, extra))
-                eigvecs = jnp.where(alive, result.vectors, state.eigvecs)
-                return state._replace(eigvecs=eigvecs), record
-            return state, None
+                finite = jnp.all(jnp.isfinite(result.values)) & jnp.all(jnp.isfinite(result.vectors))
+                result = result._replace(converged=result.converged & finite)
+                extra = probe_fn(state.params, state.opt_state, result, hp, (x, y)) if probe_fn else None
+            record = ProbeRecord(state.step, result.values[0], result.values, result.residuals,
+                                 result.matvecs, result.converged, extra)
+            record = divergence.mask(alive, record)  # NaN / False once dead; step and matvecs kept
+            # a non-finite solve is kept here and replaced by a fresh block at the next probe
+            eigvecs = jnp.where(alive, result.vectors, state.eigvecs)
+            return state._replace(eigvecs=eigvecs), record
 
         def interval(state, _):
-            state, probe_record = probe(state)
+            probe_record = None
+            if config.probe_every:
+                state, probe_record = probe(state)
             state, step_records = jax.lax.scan(step, state, None, length=inner_steps)
             return state, (probe_record, step_records)
 
-        state, (probes, steps) = jax.lax.scan(interval, state, None, length=intervals)
+        state, (probe_records, step_records) = jax.lax.scan(interval, state, None, length=intervals)
         flat = lambda a: a.reshape((-1,) + a.shape[2:])
-        steps = jax.tree.map(flat, steps)
-        return state, (probes, steps)
+        return state, (probe_records, jax.tree.map(flat, step_records))
 
     return run_chunk
 
@@ -261,7 +346,7 @@ def init_state(params: PyTree, optimizer: optax.GradientTransformation, top_k: i
     k1, k2 = jax.random.split(key)
     eigvecs = jax.random.normal(k1, (flat.size, top_k), flat.dtype)
     return TrainState(params, optimizer.init(params), eigvecs, jnp.array(0, jnp.int32),
-                      jnp.array(-1, jnp.int32), k2)
+                      divergence.start(), k2)
 
 
 def _hparam_axis(hparams: Mapping[str, Any]) -> int | None:
@@ -271,17 +356,103 @@ def _hparam_axis(hparams: Mapping[str, Any]) -> int | None:
     return sizes.pop() if sizes else None
 
 
+class _ReadRecorder(Mapping):
+    """A read-only mapping that notes every key looked up (``[]``, ``get``, ``in``, iteration)."""
+
+    def __init__(self, values: Mapping[str, Any], looked_up: set, missing: set):
+        self._values, self._looked_up, self._missing = values, looked_up, missing
+
+    def __getitem__(self, key):
+        self._looked_up.add(key)
+        if key not in self._values:
+            self._missing.add(key)
+        return self._values[key]
+
+    def get(self, key, default=None):
+        self._looked_up.add(key)
+        return self._values.get(key, default)
+
+    def __contains__(self, key):
+        self._looked_up.add(key)
+        return key in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        self._looked_up.update(self._values)
+        return iter(self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+
+def _check_hparams_and_probe(objective, make_optimizer, probe_fn, params, hparams, x, y, config, sweep,
+                             batched_params):
+    """Trace one step and one probe of a member with ``jax.eval_shape``; raise on unread or
+    missing hyperparameters, a non-scalar loss, or a probe record that is not a NamedTuple."""
+    member = lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], a.dtype)
+    whole = lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype)
+    p_spec = jax.tree.map(member if batched_params else whole, params)
+    hp_spec = {k: (member(v) if sweep else whole(v)) for k, v in hparams.items()}
+    b = config.batch_size or x.shape[0]
+    looked_up, missing = set(), set()
+
+    def trace(params, hp_values, x, y):
+        hp = _ReadRecorder(hp_values, looked_up, missing)
+        optimizer = optax.with_extra_args_support(make_optimizer(hp))
+        opt_state = optimizer.init(params)
+        xb, yb = x[:b], y[:b]
+        (loss, _), grads = jax.value_and_grad(objective, has_aux=True)(params, xb, yb, hp)
+        optimizer.update(grads, opt_state, params, batch=(xb, yb))
+        if probe_fn is None:
+            return loss, None
+        n = ravel_pytree(params)[0].size
+        dtype = ravel_pytree(params)[0].dtype
+        eig = linalg.Eigenpairs(jnp.zeros(config.top_k, dtype), jnp.eye(n, config.top_k, dtype=dtype),
+                                jnp.zeros(config.top_k, dtype), jnp.array(0), jnp.array(True))
+        return loss, probe_fn(params, opt_state, eig, hp, (x, y))
+
+    try:
+        loss, record = jax.eval_shape(trace, p_spec, hp_spec, whole(x), whole(y))
+    except KeyError:
+        if missing:
+            raise ValueError(f"hyperparameter(s) {sorted(missing)} are read by the objective, the optimizer "
+                             f"or the probe but not given; hparams has {sorted(hparams)}") from None
+        raise
+    unread = sorted(set(hparams) - looked_up)
+    if unread:
+        raise ValueError(f"hparams {unread} are never read by the objective, the optimizer or the probe "
+                         f"(a typo?); the keys they read are {sorted(looked_up)}")
+    if loss.shape != ():
+        raise ValueError(f"objective must return (loss, aux) with a scalar loss; its loss has shape {loss.shape}")
+    if probe_fn is not None and not probes.is_record(record):
+        raise TypeError(f"probe_fn must return a NamedTuple of arrays (a probe record, see "
+                        f"eoslib.engine.probes); it returned {type(record).__name__}")
+
+
+def _check_data(x, y):
+    for name, a in (("x", x), ("y", y)):
+        if jnp.issubdtype(a.dtype, jnp.inexact):
+            bad = int(jnp.sum(~jnp.isfinite(a)))
+            if bad:
+                raise ValueError(f"data {name} has {bad} non-finite entries (NaN or inf) of {a.size}; "
+                                 "clean or impute them before training")
+
+
+def _float_dtype(params):
+    floats = [jnp.asarray(a).dtype for a in jax.tree.leaves(params) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)]
+    return jnp.result_type(*floats) if floats else None
+
+
 def run(
     objective: Objective,
     make_optimizer: Callable[[Mapping[str, Array]], optax.GradientTransformation],
-    params: PyTree,
+    params: PyTree | None,
     data: tuple[Array, Array],
     config: TrainConfig,
     *,
     key: PRNGKeyArray,
     hparams: Mapping[str, Any] | None = None,
     batched_params: bool = False,
-    probe_fn: Callable | None = None,
+    probe_fn: probes.Probe | None = None,
     sweep_batch: int | None = None,
     progress: bool = True,
     resume: TrainResult | None = None,
@@ -290,25 +461,50 @@ def run(
 
     Args:
       objective: ``(params, x, y, hp) -> (loss, aux)``; see :func:`supervised`.
-      make_optimizer: ``hp -> optax.GradientTransformation`` (``hp``: dict of scalars).
+      make_optimizer: ``hp -> optax.GradientTransformation`` (``hp``: a mapping of scalars).
       params: initial parameters; with ``batched_params`` every leaf has a leading axis S (e.g.
-        ``jax.vmap(init)(keys)`` for a sweep over seeds).
-      data: ``(x, y)``: all training inputs and targets (the probes always use all of them).
+        ``jax.vmap(init)(keys)`` for a sweep over seeds). ``None`` when resuming.
+      data: ``(x, y)``: all training inputs and targets (the probes always use all of them); no
+        NaN or inf (a ``ValueError``).
       config: :class:`TrainConfig`.
-      key: PRNG key (probe start vectors, minibatch order); split per sweep member.
-      hparams: dict of scalars, or of ``(S,)`` arrays to sweep.
-      probe_fn: ``(params, opt_state, eigenpairs, hp, (x, y)) -> dict of arrays`` recorded at each
-        probe; ``(x, y)`` is all the training data, passed as traced arguments (a probe that
-        closed over the arrays instead would bake them into the program as constants, which
-        XLA may spend minutes constant-folding).
+      key: PRNG key (probe start vectors, minibatch order); the same for every sweep member.
+      hparams: dict of scalars, or of ``(S, …)`` arrays to sweep. Every key must be read by the
+        objective, the optimizer or the probe (a ``ValueError`` names the keys read otherwise).
+      batched_params: whether ``params`` has the sweep axis.
+      probe_fn: an :class:`eoslib.engine.probes.Probe`, ``(params, opt_state, eigenpairs, hp,
+        (x, y)) -> NamedTuple record``, run at each probe (after the top-k eigensolve); see
+        :mod:`eoslib.engine.probes` (``probes.combine`` runs several). ``(x, y)`` is all the
+        training data, passed as traced arguments (a probe that closed over the arrays instead
+        would bake them into the program as constants, which XLA may spend minutes
+        constant-folding).
       sweep_batch: run the S members in sequential batches of this size (memory).
       progress: show a tqdm bar.
-      resume: continue this earlier result for ``config.steps`` more steps.
+      resume: continue this earlier result for ``config.steps`` more steps from its state (then
+        ``params`` must be ``None``; pass the same hyperparameters).
+
+    Returns:
+      A :class:`TrainResult` whose :class:`History` holds the typed records.
     """
-    hparams = {k: jnp.asarray(v) for k, v in (hparams or {}).items()}
+    if resume is not None and params is not None:
+        raise ValueError("resume=... continues from resume.state.params; pass params=None "
+                         "(params was given too and would be ignored)")
+    if resume is None and params is None:
+        raise ValueError("params=None: give the initial parameters (None only with resume=...)")
+    if probe_fn is not None and not callable(probe_fn):
+        raise TypeError(f"probe_fn={probe_fn!r} must be a probe (see eoslib.engine.probes) or None")
+    start_params = resume.state.params if resume is not None else params
+    if resume is not None:
+        batched_params = np.ndim(resume.state.diverged_at) == 1
+    dtype = _float_dtype(start_params)
+
+    def as_array(v):
+        a = jnp.asarray(v)
+        return a.astype(dtype) if dtype is not None and jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    hparams = {k: as_array(v) for k, v in (hparams or {}).items()}
     size = _hparam_axis(hparams)
     if batched_params:
-        lead = {np.shape(leaf)[0] for leaf in jax.tree.leaves(params)}
+        lead = {np.shape(leaf)[0] for leaf in jax.tree.leaves(start_params)}
         if len(lead) != 1 or (size is not None and lead != {size}):
             raise ValueError(f"batched_params: leading axes {sorted(lead)} must all equal the sweep size {size}")
         size = lead.pop()
@@ -317,6 +513,7 @@ def run(
         hparams = {k: (jnp.broadcast_to(v, (size,)) if v.ndim == 0 else v) for k, v in hparams.items()}
 
     x, y = (jnp.asarray(a) for a in data)
+    _check_data(x, y)
     if config.batch_size is not None and config.batch_size > x.shape[0]:
         raise ValueError(f"batch_size={config.batch_size} exceeds the {x.shape[0]} examples")
     inner = config.probe_every or max(1, config.steps // max(1, config.chunks))
@@ -324,19 +521,20 @@ def run(
     if not config.probe_every and config.steps % inner:
         raise ValueError(f"steps={config.steps} must be a multiple of {inner} (steps // chunks) "
                          "when probe_every=0; choose chunks dividing steps")
+    _check_hparams_and_probe(objective, make_optimizer, probe_fn if config.probe_every else None,
+                             start_params, hparams, x, y, config, sweep, batched_params)
 
     if resume is not None:
         state = resume.state
     else:
-        def init(p, hp, k):
-            return init_state(p, make_optimizer(hp), config.top_k, key=k)
+        def init(p, hp):
+            return init_state(p, make_optimizer(hp), config.top_k, key=key)
         if sweep:
-            keys = jax.random.split(key, size)
             params_b = params if batched_params else jax.tree.map(
                 lambda a: jnp.broadcast_to(a, (size,) + jnp.shape(a)), params)
-            state = jax.vmap(init)(params_b, hparams, keys)
+            state = jax.vmap(init)(params_b, hparams)
         else:
-            state = init(params, hparams, key)
+            state = init(params, hparams)
 
     per_chunk = max(1, -(-total_intervals // max(1, config.chunks)))
 
@@ -362,23 +560,23 @@ def run(
 
     axis = 1 if sweep else 0
     cat = lambda *a: np.concatenate(a, axis=axis)
-    probes = jax.tree.map(cat, *[p[0] for p in pieces]) if config.probe_every else None
     steps = jax.tree.map(cat, *[p[1] for p in pieces])
-    empty = np.zeros((size, 0) if sweep else (0,))
-    history = History(
-        step=steps["step"], loss=steps["loss"], aux=steps["aux"], grad_norm=steps["grad_norm"],
-        param_norm=steps["param_norm"],
-        probe_step=probes["probe_step"] if probes else empty,
-        sharpness=probes["sharpness"] if probes else empty,
-        top_eigenvalues=probes["top_eigenvalues"] if probes else empty,
-        eig_residuals=probes["eig_residuals"] if probes else empty,
-        matvecs=probes["matvecs"] if probes else empty,
-        extra=probes["extra"] if probes else {},
-        diverged_at=np.asarray(state.diverged_at),
-    )
+    if config.probe_every:
+        probe_records = jax.tree.map(cat, *[p[0] for p in pieces])
+    else:
+        probe_records = _no_probes(state, config, size)
+    history = History(**steps._asdict(), **probe_records._asdict(), diverged_at=np.asarray(state.diverged_at))
     if resume is not None:
         history = _concat_histories(resume.history, history, axis)
     return TrainResult(history, state, config, {k: np.asarray(v) for k, v in hparams.items()})
+
+
+def _no_probes(state: TrainState, config: TrainConfig, size: int | None) -> ProbeRecord:
+    """The empty probe record of a run with ``probe_every = 0``."""
+    lead = (size, 0) if size is not None else (0,)
+    dtype = np.asarray(state.eigvecs).dtype
+    return ProbeRecord(np.zeros(lead, np.int32), np.zeros(lead, dtype), np.zeros(lead + (config.top_k,), dtype),
+                       np.zeros(lead + (config.top_k,), dtype), np.zeros(lead, np.int32), np.zeros(lead, bool), None)
 
 
 def _concat_histories(a: History, b: History, axis: int) -> History:
@@ -390,24 +588,59 @@ def _concat_histories(a: History, b: History, axis: int) -> History:
 # ----------------------------------------------------------------------------- save / load
 
 
+def _record_spec(record) -> dict | None:
+    """The type name and field names of a (nested) NamedTuple record, for :func:`load`."""
+    if record is None:
+        return None
+    return {"type": type(record).__name__,
+            "fields": {f: (_record_spec(v) if probes.is_record(v) else None) for f, v in zip(record._fields, record)}}
+
+
+def _record_arrays(prefix: str, record) -> dict[str, np.ndarray]:
+    out = {}
+    for f, v in zip(record._fields, record):
+        if probes.is_record(v):
+            out.update(_record_arrays(f"{prefix}.{f}", v))
+        else:
+            out[f"{prefix}.{f}"] = np.asarray(v)
+    return out
+
+
+def _rebuild_record(spec: dict, prefix: str, arrays: Mapping[str, np.ndarray]):
+    """Rebuild a record from :func:`_record_spec`'s description: the class of that name in
+    :data:`eoslib.engine.probes.RECORDS` when its fields match, else a ``collections.namedtuple``."""
+    names = list(spec["fields"])
+    cls = probes.RECORDS.get(spec["type"])
+    if cls is None or list(cls._fields) != names:
+        cls = collections.namedtuple(spec["type"], names)
+    values = [(_rebuild_record(sub, f"{prefix}.{f}", arrays) if sub is not None else arrays[f"{prefix}.{f}"])
+              for f, sub in spec["fields"].items()]
+    return cls(*values)
+
+
 def save(path: str | Path, result: TrainResult, provenance: Mapping[str, Any] | None = None) -> Path:
-    """Write ``path.npz`` (the history's arrays) and ``path.json`` (config, hparams, provenance).
+    """Write ``path.npz`` (the history's arrays) and ``path.json`` (config, hparams, provenance,
+    and the probe record's type and field names).
 
     The pair is the format a chapter reads back with :func:`load` — e.g. a paper-scale run
     computed on a GPU and shown in the book.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    history = result.history
     arrays = {}
-    for name, value in result.history._asdict().items():
-        if isinstance(value, dict):
-            for sub, arr in value.items():
-                arrays[f"{name}.{sub}"] = np.asarray(arr)
+    for name, value in history._asdict().items():
+        if name == "aux":
+            arrays.update({f"aux.{sub}": np.asarray(arr) for sub, arr in value.items()})
+        elif name == "extra":
+            if value is not None:
+                arrays.update(_record_arrays("extra", value))
         else:
             arrays[name] = np.asarray(value)
     np.savez_compressed(path.with_suffix(".npz"), **arrays)
     meta = {"config": dataclasses.asdict(result.config),
             "hparams": {k: np.asarray(v).tolist() for k, v in result.hparams.items()},
+            "extra": _record_spec(history.extra),
             "provenance": dict(provenance or {}), "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     return path.with_suffix(".npz")
@@ -435,15 +668,33 @@ def load_state(path: str | Path, like: TrainState) -> TrainState:
 
 
 def load(path: str | Path) -> tuple[History, dict]:
-    """Read what :func:`save` wrote: ``(History of numpy arrays, metadata dict)``."""
+    """Read what :func:`save` wrote: ``(History of numpy arrays, metadata dict)``.
+
+    ``extra`` comes back as the saved record type (a class of :mod:`eoslib.engine.probes` by
+    name, else a ``namedtuple`` with the stored field names), ``None`` if the run had no probe.
+    Files written before records were typed load too: a flat ``extra.*`` becomes a namedtuple
+    ``Extra``, and a missing ``eig_converged`` is recomputed from the residuals and ``eig_tol``
+    (the eigensolver's own test).
+    """
     path = Path(path)
     with np.load(path.with_suffix(".npz")) as z:
         arrays = {k: z[k] for k in z.files}
+    meta = json.loads(path.with_suffix(".json").read_text())
+    spec = meta.get("extra")
+    flat_extra = sorted(k.split(".", 1)[1] for k in arrays if k.startswith("extra."))
+    if spec is None and flat_extra:  # written before records were typed
+        spec = {"type": "Extra", "fields": {f: None for f in flat_extra}}
+    if "eig_converged" not in arrays:
+        tol = meta.get("config", {}).get("eig_tol", 1e-3)
+        values, residuals = arrays["top_eigenvalues"], arrays["eig_residuals"]
+        scale = np.max(np.abs(values), axis=-1, keepdims=True) if values.size else values
+        arrays["eig_converged"] = np.all(residuals <= tol * scale, axis=-1)
     fields = {}
     for name in History._fields:
-        if name in ("aux", "extra"):
-            fields[name] = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(name + ".")}
+        if name == "aux":
+            fields[name] = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("aux.")}
+        elif name == "extra":
+            fields[name] = _rebuild_record(spec, "extra", arrays) if spec is not None else None
         else:
             fields[name] = arrays[name]
-    meta = json.loads(path.with_suffix(".json").read_text())
     return History(**fields), meta

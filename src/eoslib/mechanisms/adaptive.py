@@ -1,5 +1,6 @@
 """Adaptive optimizers seen as preconditioned GD: their stability thresholds, the regimes of the
-Clipped-Ada cap τ, an in-loop probe of the preconditioned sharpness, and a 2-D toy.
+Clipped-Ada cap τ, and a 2-D toy (the in-loop probe of the preconditioned sharpness is
+:func:`eoslib.engine.probes.preconditioned_sharpness`).
 
 Adam / RMSprop / Clipped-Ada (:mod:`eoslib.engine.optim`) step ``θ ← θ − η P⁻¹ m̂`` with the diagonal
 preconditioner ``P = √min(v̂, τ) + ε``. With P frozen, on the quadratic model this is momentum GD
@@ -13,7 +14,7 @@ for it are compared in the book:
   GD with EMA momentum ``m ← β₁m + (1 − β₁)g`` (38/η at β₁ = 0.9). For β₁ = 0 (RMSprop) the
   two coincide.
 
-Regimes of τ, read off the bias-corrected second moment v̂ (:func:`clipped_fraction`): τ above
+Regimes of τ, read off the bias-corrected second moment v̂ (:func:`eoslib.engine.probes.clipped_fraction`): τ above
 every v̂ is plain Adam (no coordinate capped); τ between the smallest and largest v̂ caps some
 coordinates (mild suppression); τ below every v̂ caps all of them, ``P = √τ + ε`` everywhere, and
 Clipped-Ada is momentum GD with step ``η/√τ`` (GD-like; the smaller τ, the larger that step).
@@ -21,12 +22,13 @@ Clipped-Ada is momentum GD with step ``η/√τ`` (GD-like; the smaller τ, the 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float, PyTree, Scalar
+from jaxtyping import Array, Float, Int, Scalar
 
-from eoslib.engine import hessian, losses, optim
+from eoslib.engine import divergence
 
 
 def gd_edge(eta: float) -> float:
@@ -43,41 +45,6 @@ def adam_edge(eta: float, b1: float) -> float:
     return gd_edge(eta) * (1 + b1) / (1 - b1)
 
 
-def clipped_fraction(nu_hat: PyTree, tau: float | Array) -> Scalar:
-    """The fraction of coordinates whose bias-corrected second moment ``v̂`` exceeds the cap τ
-    (0: plain Adam; 1: every coordinate capped, the GD-like regime)."""
-    flat, _ = ravel_pytree(nu_hat)
-    return jnp.mean(flat > tau)
-
-
-def precond_probe(model_loss: str = "half_mse", *, tau: float = float("inf"), b2: float = 0.999,
-                  eps: float = 1e-8, tol: float = 1e-3, max_restarts: int = 5):
-    """A ``probe_fn`` for :func:`eoslib.engine.train.run` with a Clipped-Ada / Adam / RMSprop optimizer.
-
-    Records ``precond_sharpness`` = λ₁(P^{-1/2} H P^{-1/2}) of the ``model_loss`` on all the
-    training data, with ``P = √min(v̂, τ) + ε`` from the optimizer state at the probe (the
-    preconditioner of the next step, up to that step's own update of v); ``clipped_fraction``;
-    and ``nu_hat_median``. τ is ``hp["tau"]`` when the run sweeps it, else ``tau``; ``b2`` and
-    ``eps`` must match the optimizer's. The solve is warm-started from ``P^{1/2} u`` (u: the
-    probe's top Hessian eigenvector) and runs at ``"highest"`` matmul precision.
-    """
-    loss_on = losses.of_model(model_loss)
-
-    def probe_fn(params, opt_state, eigpairs, hp, data):
-        x, y = data
-        cap = hp.get("tau", tau)
-        nu_hat = optim.bias_corrected_nu(opt_state, b2)
-        precond = optim.preconditioner(opt_state, cap, b2, eps)
-        start = jnp.sqrt(ravel_pytree(precond)[0]) * eigpairs.vectors[:, 0]
-        lam = hessian.preconditioned_sharpness(loss_on(x, y), params, precond,
-                                               v0=start / jnp.linalg.norm(start), tol=tol,
-                                               max_restarts=max_restarts)
-        return dict(precond_sharpness=lam, clipped_fraction=clipped_fraction(nu_hat, cap),
-                    nu_hat_median=jnp.median(ravel_pytree(nu_hat)[0]))
-
-    return probe_fn
-
-
 def toy_loss(w: Float[Array, " 2"], sharp: float = 20.0, flat: float = 1.0) -> Scalar:
     """The 2-D toy of the book's Clipped-Ada chapter: ``sharp · log cosh(w₀) + ½ flat · w₁²``.
 
@@ -89,18 +56,43 @@ def toy_loss(w: Float[Array, " 2"], sharp: float = 20.0, flat: float = 1.0) -> S
     return sharp * jnp.log(jnp.cosh(w[0])) + 0.5 * flat * w[1] ** 2
 
 
-def trajectory(loss_fn, optimizer, w0: Float[Array, " d"], steps: int) -> Float[Array, "steps+1 d"]:
+class Trajectory(NamedTuple):
+    """The iterates of :func:`trajectory`; rows at and after ``diverged_at`` are NaN.
+
+    Attributes:
+      w: ``(steps + 1, d)`` iterates; row t is ``w_t``.
+      loss: ``(steps + 1,)`` ``loss_fn(w_t)``.
+      diverged_at: first step whose loss was non-finite or above ``max_loss``; −1 if none.
+    """
+
+    w: Float[Array, "T d"]
+    loss: Float[Array, " T"]
+    diverged_at: Int[Array, ""]
+
+
+def trajectory(loss_fn, optimizer, w0: Float[Array, " d"], steps: int, *, max_loss: float = 1e8) -> Trajectory:
     """The iterates ``w_0, …, w_steps`` of ``optimizer`` (an optax transformation) on a loss of a
-    flat parameter vector, as one ``lax.scan``; row t is ``w_t``. For low-dimensional toys, where
-    the whole path is the object of study (:func:`eoslib.engine.train.run` records losses, not paths)."""
-    if steps < 1:
-        raise ValueError(f"steps={steps} must be ≥ 1")
+    flat parameter vector, as one ``lax.scan``. For low-dimensional toys, where the whole path is
+    the object of study (:func:`eoslib.engine.train.run` records losses, not paths).
 
-    def step(carry, _):
-        w, state = carry
-        updates, state = optimizer.update(jax.grad(loss_fn)(w), state, w)
-        w = w + updates
-        return (w, state), w
+    Divergence as everywhere in eoslib (:mod:`eoslib.engine.divergence`): the first step whose
+    loss is non-finite or above ``max_loss`` is ``diverged_at``; the iterate stops there and that
+    row and later ones are NaN.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be a positive integer")
+    max_loss = divergence.check_max("max_loss", max_loss)
+    w0 = jnp.asarray(w0)
 
-    _, path = jax.lax.scan(step, (w0, optimizer.init(w0)), None, length=steps)
-    return jnp.concatenate([w0[None], path])
+    def step(carry, t):
+        w, state, diverged_at = carry
+        loss, grad = jax.value_and_grad(loss_fn)(w)
+        diverged_at = divergence.update(diverged_at, t, loss, max_loss)
+        alive = divergence.alive(diverged_at)
+        updates, new_state = optimizer.update(grad, state, w)
+        new = divergence.hold(alive, (w + updates, new_state), (w, state))
+        return (*new, diverged_at), divergence.mask(alive, (w, loss))
+
+    init = (w0, optimizer.init(w0), divergence.start())
+    (_, _, diverged_at), (path, losses) = jax.lax.scan(step, init, jnp.arange(steps + 1, dtype=jnp.int32))
+    return Trajectory(path, losses, diverged_at)

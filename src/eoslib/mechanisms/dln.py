@@ -39,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, Scalar, ScalarLike
 
+from eoslib.engine import divergence
+
 ZFunction = Callable[[Scalar], Scalar]
 
 
@@ -166,7 +168,7 @@ def gd_step(theta: Float[Array, "2"], eta: ScalarLike, z: ZFunction = QUADRATIC)
 
 class Trajectory(NamedTuple):
     """A gradient-descent run on the DLN; arrays have a leading time axis of ``steps + 1``
-    (index 0 is the initial point). Entries after divergence are NaN.
+    (index 0 is the initial point). Entries from ``diverged_at`` on are NaN.
 
     Attributes:
       theta: parameters, shape ``(T, 2)``.
@@ -200,25 +202,25 @@ def gd(
 ) -> Trajectory:
     """Run ``steps`` steps of gradient descent from ``theta0`` with a fixed ``eta``.
 
-    The run is one ``lax.scan``; it can be ``jax.vmap``-ed over ``eta`` (or ``theta0``). A step
-    whose loss is non-finite or exceeds ``max_loss`` marks the run diverged: parameters stop
-    updating and later entries are NaN, so a sweep's other members still finish.
+    The run is one ``lax.scan``; it can be ``jax.vmap``-ed over ``eta`` (or ``theta0``). Divergence
+    as everywhere in eoslib (:mod:`eoslib.engine.divergence`): the first step whose loss is
+    non-finite or exceeds ``max_loss`` is ``diverged_at``; parameters stop updating and that
+    step's entries and later ones are NaN, so a sweep's other members still finish.
     """
+    max_loss = divergence.check_max("max_loss", max_loss)
     theta0 = jnp.asarray(theta0)
 
     def step(carry, t):
         theta, diverged_at = carry
         obs = _observe(theta, z)
-        bad = ~jnp.isfinite(obs[0]) | (obs[0] > max_loss)
-        diverged_at = jnp.where((diverged_at < 0) & bad, t, diverged_at)
-        alive = diverged_at < 0
-        nan = jnp.full((), jnp.nan, theta.dtype)
-        out = (jnp.where(alive, theta, jnp.nan),) + tuple(jnp.where(alive, o, nan) for o in obs)
-        theta = jnp.where(alive, gd_step(theta, eta, z), theta)
+        diverged_at = divergence.update(diverged_at, t, obs[0], max_loss)
+        alive = divergence.alive(diverged_at)
+        out = divergence.mask(alive, (theta,) + obs)
+        theta = divergence.hold(alive, gd_step(theta, eta, z), theta)
         return (theta, diverged_at), out
 
     (_, diverged_at), outs = jax.lax.scan(
-        step, (theta0, jnp.array(-1, jnp.int32)), jnp.arange(steps + 1, dtype=jnp.int32)
+        step, (theta0, divergence.start()), jnp.arange(steps + 1, dtype=jnp.int32)
     )
     return Trajectory(*outs, diverged_at=diverged_at)
 

@@ -38,16 +38,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float, PyTree, Scalar, ScalarLike
+from jaxtyping import Array, Float, Int, Scalar, ScalarLike
 
-from eoslib.engine import hessian, losses
-from eoslib.engine import ntk as ntk_module
+from eoslib.engine import divergence
 
 __all__ = [
-    "EdgeCoefficients",
-    "coefficients",
-    "alignment_probe",
     "XYTrajectory",
     "xy_recursion",
     "predicted_threshold",
@@ -65,69 +60,18 @@ def _check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name}={value!r} must be a positive finite number")
 
 
-class EdgeCoefficients(NamedTuple):
-    """The local model's coefficients at one point (scalars).
+class XYTrajectory(NamedTuple):
+    """``(T + 1,)`` arrays of the recursion, starting at ``(x₀, y₀)``; NaN from ``diverged_at`` on.
 
     Attributes:
-      alpha: ``α = −⟨∇L, ∇S⟩``, the sharpening rate of plain GD (L without decay).
-      beta: ``β = ‖∇S‖²``.
-      c_y: ``⟨θ, ∇S⟩``, the alignment of the parameters with the sharpness gradient.
-      sharpness_gradient_norm: ``‖∇S‖``.
-      param_norm: ``‖θ‖``.
+      x: the displacement along the top eigenvector.
+      y: the sharpness above the edge.
+      diverged_at: the first step t with ``max(|x_t|, |y_t|)`` non-finite or above ``max_abs``; −1 if none.
     """
-
-    alpha: Scalar
-    beta: Scalar
-    c_y: Scalar
-    sharpness_gradient_norm: Scalar
-    param_norm: Scalar
-
-
-def coefficients(loss_fn, params: PyTree, v: Float[Array, " n"]) -> EdgeCoefficients:
-    """α, β and c_y of the *unregularised* loss ``loss_fn`` at ``params``.
-
-    ``v`` is the flat unit top eigenvector (``ravel_pytree`` order) of the Hessian; with coupled
-    weight decay the regularised Hessian ``H + γI`` has the same eigenvectors, so a probe of the
-    training objective can pass its own. Costs one gradient and one gradient of an HVP.
-    """
-    grad_s = hessian.sharpness_gradient(loss_fn, params, v)
-    grad_l = jax.grad(loss_fn)(params)
-    alpha, beta = hessian.alpha_beta(grad_l, grad_s)
-    flat_p, _ = ravel_pytree(params)
-    flat_s, _ = ravel_pytree(grad_s)
-    return EdgeCoefficients(alpha, beta, jnp.vdot(flat_p, flat_s), jnp.sqrt(beta), jnp.linalg.norm(flat_p))
-
-
-def alignment_probe(model_loss: str = "half_mse", *, ntk: bool = False, ntk_tol: float = 1e-3):
-    """A ``probe_fn`` for :func:`eoslib.engine.train.run` recording α, β, c_y (and the NTK's top
-    eigenvalue) of the unregularised loss at every probe.
-
-    The model is the parameters themselves (an Equinox module mapping ``x`` to outputs) and
-    ``model_loss`` names a loss in ``eoslib.engine.losses.LOSSES``. The top eigenvector comes from
-    the training loop's own probe (of ``L + γ/2‖θ‖²``, whose eigenvectors are L's). With
-    ``ntk=True`` it also records ``ntk_top = λ_max(J Jᵀ)/N`` over the N training inputs, the top
-    eigenvalue of the ½MSE Gauss–Newton matrix (our normalisation of the empirical NTK; a cold
-    Lanczos solve to relative residual ``ntk_tol``).
-    """
-    loss_on = losses.of_model(model_loss)
-
-    def probe_fn(params, opt_state, eigpairs, hp, data):
-        x, y = data
-        c = coefficients(loss_on(x, y), params, eigpairs.vectors[:, 0])
-        out = dict(alpha=c.alpha, beta=c.beta, c_y=c.c_y)
-        if ntk:
-            out["ntk_top"] = ntk_module.ntk_top_eigenvalue(lambda p: p(x), params, key=jax.random.key(0),
-                                                           scale=1.0 / x.shape[0], tol=ntk_tol)
-        return out
-
-    return probe_fn
-
-
-class XYTrajectory(NamedTuple):
-    """``(T + 1,)`` arrays of the recursion, starting at ``(x₀, y₀)``; NaN after divergence."""
 
     x: Float[Array, " T1"]
     y: Float[Array, " T1"]
+    diverged_at: Int[Array, ""]
 
 
 def xy_recursion(x0: ScalarLike, y0: ScalarLike, *, eta: ScalarLike, alpha: ScalarLike, beta: ScalarLike,
@@ -139,24 +83,29 @@ def xy_recursion(x0: ScalarLike, y0: ScalarLike, *, eta: ScalarLike, alpha: Scal
     with ``c_y(y) = cy_edge + cy_slope · y`` (the alignment at the edge and how it grows with S).
     ``drive`` is a constant gradient component −∇L·u (zero when x is measured from the constrained
     trajectory, as Damian et al. do; the toy keeps one so the instability grows from a floor
-    instead of from round-off). ``γ = drive = 0`` is Damian et al.'s model. Values past
-    ``max_abs`` count as diverged (NaN after).
+    instead of from round-off). ``γ = drive = 0`` is Damian et al.'s model.
+
+    Divergence as everywhere in eoslib (:mod:`eoslib.engine.divergence`), with the monitored value
+    ``max(|x_t|, |y_t|)`` against ``max_abs``: the first such step is ``diverged_at``, the state
+    stops there and that row and later ones are NaN.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a positive integer")
+    max_abs = divergence.check_max("max_abs", max_abs)
 
-    def step(carry, _):
-        x, y = carry
+    def step(carry, t):
+        x, y, diverged_at = carry
+        diverged_at = divergence.update(diverged_at, t, jnp.maximum(jnp.abs(x), jnp.abs(y)), max_abs)
+        alive = divergence.alive(diverged_at)
         cy = cy_edge + cy_slope * y
         x_new = -(1 + eta * (y + gamma)) * x + eta * drive
         y_new = y + eta * (alpha - gamma * cy - beta * x**2 / 2)
-        bad = ~(jnp.isfinite(x_new) & jnp.isfinite(y_new)) | (jnp.abs(x_new) > max_abs) | (jnp.abs(y_new) > max_abs)
-        x_new, y_new = jnp.where(bad, jnp.nan, x_new), jnp.where(bad, jnp.nan, y_new)
-        return (x_new, y_new), (x_new, y_new)
+        x_new, y_new = divergence.hold(alive, (x_new, y_new), (x, y))
+        return (x_new, y_new, diverged_at), divergence.mask(alive, (x, y))
 
-    start = (jnp.asarray(x0, float), jnp.asarray(y0, float))
-    _, (xs, ys) = jax.lax.scan(step, start, None, length=steps)
-    return XYTrajectory(jnp.concatenate([start[0][None], xs]), jnp.concatenate([start[1][None], ys]))
+    start = (jnp.asarray(x0, float), jnp.asarray(y0, float), divergence.start())
+    (_, _, diverged_at), (xs, ys) = jax.lax.scan(step, start, jnp.arange(steps + 1, dtype=jnp.int32))
+    return XYTrajectory(xs, ys, diverged_at)
 
 
 def predicted_threshold(eta: float, gamma: float) -> float:
@@ -230,33 +179,34 @@ class SharpeningToy(eqx.Module):
            max_loss: float = 1e8) -> "ToyTrajectory":
         """Full-batch GD on ``L + γ/2‖θ‖²`` for ``steps`` steps; vmap over ``eta``/``gamma``.
 
-        Returns a :class:`ToyTrajectory` with ``steps + 1`` rows; a step whose loss is non-finite
-        or above ``max_loss`` sets ``diverged_at`` and every later row is NaN.
+        Returns a :class:`ToyTrajectory` with ``steps + 1`` rows. Divergence as everywhere in
+        eoslib (:mod:`eoslib.engine.divergence`): the first step t whose objective is non-finite
+        or above ``max_loss`` is ``diverged_at``; θ stops there and row t and later ones are NaN.
         """
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps={steps!r} must be a positive integer")
+        max_loss = divergence.check_max("max_loss", max_loss)
         objective = lambda th: self.loss(th) + 0.5 * gamma * jnp.vdot(th, th)
-        grad = jax.grad(objective)
 
         def step(carry, t):
             theta, diverged_at = carry
-            new = theta - eta * grad(theta)
-            value = objective(new)
-            bad = ~jnp.isfinite(value) | (value > max_loss) | ~jnp.all(jnp.isfinite(new))
-            diverged_at = jnp.where((diverged_at < 0) & bad, t + 1, diverged_at)
-            new = jnp.where(diverged_at >= 0, jnp.nan, new)
-            return (new, diverged_at), new
+            value, grad = jax.value_and_grad(objective)(theta)
+            diverged_at = divergence.update(diverged_at, t, value, max_loss)
+            alive = divergence.alive(diverged_at)
+            new = divergence.hold(alive, theta - eta * grad, theta)
+            return (new, diverged_at), divergence.mask(alive, theta)
 
         theta0 = jnp.asarray(theta0, float)
-        (_, diverged_at), thetas = jax.lax.scan(step, (theta0, jnp.array(-1)), jnp.arange(steps))
-        thetas = jnp.concatenate([theta0[None], thetas])
+        (_, diverged_at), thetas = jax.lax.scan(step, (theta0, divergence.start()),
+                                                jnp.arange(steps + 1, dtype=jnp.int32))
         return ToyTrajectory(thetas, jax.vmap(self.loss)(thetas), jax.vmap(self.sharpness)(thetas),
                              self.projected_sharpness(thetas), diverged_at)
 
 
 class ToyTrajectory(NamedTuple):
     """GD on :class:`SharpeningToy`: ``theta (T+1, 2)``, ``loss``, ``sharpness`` (λ_max of L's
-    Hessian), ``projected_sharpness`` (``s₀ + z``), each ``(T+1,)``; ``diverged_at`` (−1 or step)."""
+    Hessian), ``projected_sharpness`` (``s₀ + z``), each ``(T+1,)`` and NaN from ``diverged_at`` on;
+    ``diverged_at`` (−1 or the step)."""
 
     theta: Float[Array, "T1 2"]
     loss: Float[Array, " T1"]

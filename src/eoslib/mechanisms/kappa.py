@@ -33,13 +33,10 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from eoslib.engine import hessian, linalg, losses
-
 __all__ = ["CoupledModel", "CASES", "Simulation", "simulate", "initial_log_kappa", "two_step_branches",
-           "distribution_summary", "DistributionSummary", "curvature_probe", "rotation_probe"]
+           "distribution_summary", "DistributionSummary"]
 
 
 @dataclass(frozen=True)
@@ -193,38 +190,3 @@ def distribution_summary(samples: np.ndarray, grid_points: int = 512) -> Distrib
     mode = float(grid[np.argmax(stats.gaussian_kde(x)(grid))])
     q05, q95 = np.percentile(x, [5, 95])
     return DistributionSummary(float(np.median(x)), mode, float(np.mean(x)), float(stats.skew(x)), float(q95 - q05))
-
-
-def curvature_probe(model_loss: str = "half_mse", *, radius: float = 0.05):
-    """A ``probe_fn`` for :func:`eoslib.engine.train.run` recording κ along the top Hessian eigenvector u.
-
-    Records ``kappa_exact = D⁴L(θ)[u, u, u, u]`` (nested ``jvp``,
-    :func:`eoslib.engine.hessian.directional_derivative`) and ``kappa_proxy``, the finite-difference
-    estimator :func:`eoslib.engine.hessian.kappa_finite_difference` at ``radius`` (our reconstruction of
-    the paper's Eq. 26), both of the unregularised ``model_loss`` on all the training data.
-    """
-    loss_on = losses.of_model(model_loss)
-    if not radius > 0:
-        raise ValueError(f"radius={radius!r} must be positive")
-
-    def probe_fn(params, opt_state, eigpairs, hp, data):
-        x, y = data
-        loss_fn = loss_on(x, y)
-        v = eigpairs.vectors[:, 0]
-        _, unravel = ravel_pytree(params)
-        exact = hessian.directional_derivative(loss_fn, params, unravel(v), 4)
-        proxy = hessian.kappa_finite_difference(loss_fn, params, v, radius)
-        return dict(kappa_exact=exact, kappa_proxy=proxy)
-
-    return probe_fn
-
-
-def rotation_probe(params, opt_state, eigpairs, hp, data):
-    """A ``probe_fn`` recording how far the top-k Hessian eigenvectors have turned from a
-    baseline ``hp["baseline"]`` (``(n, k)`` per member, orthonormal columns, ``ravel_pytree``
-    order; an array hyperparameter is always swept, so pass it as ``(S, n, k)``, S ≥ 1): ``cosines (k,)`` = ``|cos|`` of each eigenvector
-    with its baseline counterpart, and ``subspace`` = the cosine-Grassmannian similarity of the
-    two top-k subspaces (:func:`eoslib.engine.linalg.cosine_grassmann_similarity`)."""
-    U, B = eigpairs.vectors, hp["baseline"]
-    cosines = jax.vmap(linalg.abs_cosine, in_axes=(1, 1))(U, B)
-    return dict(cosines=cosines, subspace=linalg.cosine_grassmann_similarity(U, B))

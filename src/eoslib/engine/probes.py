@@ -1,0 +1,333 @@
+"""In-loop probes: measurements :func:`eoslib.engine.train.run` takes inside the compiled run.
+
+**The protocol.** A probe is a pure function (:class:`Probe`)::
+
+    probe(params, opt_state, eigenpairs, hp, data) -> record
+
+called at every probe point (every ``TrainConfig.probe_every`` steps, before that step's update),
+where
+
+- ``params``, ``opt_state`` are the run's state at that step (one sweep member's: a probe never
+  sees the sweep axis);
+- ``eigenpairs`` is the :class:`eoslib.engine.linalg.Eigenpairs` of the training objective's
+  top-k Hessian solve that the loop has just made (vectors ``(n, k)`` in ``ravel_pytree(params)``
+  order);
+- ``hp`` is the member's hyperparameters (a mapping of scalars or arrays); a probe may read its
+  own keys there (e.g. :func:`rotation` reads ``hp["baseline"]``), and every key it reads counts
+  as used when ``train.run`` checks ``hparams`` for typos;
+- ``data = (x, y)`` is all the training data, passed as traced arguments;
+
+and the **record** is a ``NamedTuple`` of arrays (or of such NamedTuples), the same shapes at
+every call. ``train.run`` stacks the records into ``History.extra`` (a leading probe axis P, and
+the sweep axis S in front under a sweep), blanks them after a divergence
+(:func:`eoslib.engine.divergence.mask`), and :func:`eoslib.engine.train.save` /
+:func:`eoslib.engine.train.load` round-trip them. A probe that runs an eigensolver reports its
+``converged`` flag in its record. Probes run under the run's matmul precision
+(``TrainConfig.precision``); their own eigensolves run at ``"highest"`` whatever it is (TF32
+corrupts eigenvalues). :func:`combine` runs several probes at one probe point.
+
+**The built-in probe.** The top-k Hessian eigensolve itself is made by ``train.run`` (warm-started
+from the previous probe's vectors, restarted from a fresh random block after a non-finite result);
+its record is :class:`eoslib.engine.train.ProbeRecord` (``sharpness``, ``top_eigenvalues``,
+``eig_residuals``, ``matvecs``, ``eig_converged``, and ``extra``, this module's record).
+
+**The probes.** Each is a factory that checks its settings when built and returns a :class:`Probe`:
+
+- :func:`alignment` → :class:`EdgeCoefficients`: α, β, c_y of the (x, y) edge model;
+- :func:`curvature` → :class:`CurvatureRecord`: κ = D⁴L[u, u, u, u], exact and by finite difference;
+- :func:`preconditioned_sharpness` → :class:`PreconditionedRecord`: λ₁(P^{-1/2} H P^{-1/2}) of
+  Adam / RMSprop / Clipped-Ada;
+- :func:`rotation` → :class:`RotationRecord`: eigenvector cosines and subspace similarity to a baseline;
+- :func:`ntk_top` → :class:`NTKRecord`: the empirical NTK's top eigenvalue.
+
+The losses the probes differentiate are the *unregularised* ``model_loss`` of the parameters
+(an Equinox module mapping ``x`` to outputs) on all the data (:func:`eoslib.engine.losses.of_model`).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Callable, Mapping, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Bool, Float, PyTree, Scalar
+
+from eoslib.engine import hessian, linalg, losses, ntk, optim
+
+__all__ = ["Probe", "EdgeCoefficients", "CurvatureRecord", "PreconditionedRecord", "RotationRecord",
+           "NTKRecord", "edge_coefficients", "clipped_fraction", "alignment", "curvature",
+           "preconditioned_sharpness", "rotation", "ntk_top", "combine", "is_record", "RECORDS"]
+
+
+class Probe(Protocol):
+    """The signature every in-loop probe has (see the module docstring for each argument).
+
+    Returns a ``NamedTuple`` of arrays (or of such NamedTuples) with the same shapes at every call.
+    """
+
+    def __call__(self, params: PyTree, opt_state: PyTree, eigenpairs: linalg.Eigenpairs,
+                 hp: Mapping[str, Array], data: tuple[Array, Array]) -> tuple: ...
+
+
+def is_record(value: Any) -> bool:
+    """Whether ``value`` is a probe record: a NamedTuple whose fields are arrays or records."""
+    if not (isinstance(value, tuple) and hasattr(value, "_fields")):
+        return False
+    return all(is_record(v) or hasattr(v, "shape") for v in value)
+
+
+# ----------------------------------------------------------------------------- records
+
+
+class EdgeCoefficients(NamedTuple):
+    """The (x, y) edge model's coefficients at one point (scalars).
+
+    Attributes:
+      alpha: ``α = −⟨∇L, ∇S⟩``, the sharpening rate of plain GD (L without decay).
+      beta: ``β = ‖∇S‖²``.
+      c_y: ``⟨θ, ∇S⟩``, the alignment of the parameters with the sharpness gradient.
+      sharpness_gradient_norm: ``‖∇S‖``.
+      param_norm: ``‖θ‖``.
+    """
+
+    alpha: Scalar
+    beta: Scalar
+    c_y: Scalar
+    sharpness_gradient_norm: Scalar
+    param_norm: Scalar
+
+
+class CurvatureRecord(NamedTuple):
+    """κ along the top Hessian eigenvector u (scalars).
+
+    Attributes:
+      kappa_exact: ``D⁴L(θ)[u, u, u, u]`` by nested ``jvp``.
+      kappa_proxy: the finite-difference estimator at the probe's radius.
+    """
+
+    kappa_exact: Scalar
+    kappa_proxy: Scalar
+
+
+class PreconditionedRecord(NamedTuple):
+    """The effective sharpness of an adaptive optimizer (scalars).
+
+    Attributes:
+      precond_sharpness: ``λ₁(P^{-1/2} H P^{-1/2})`` with ``P = √min(v̂, τ) + ε``.
+      clipped_fraction: the fraction of coordinates with ``v̂ > τ`` (:func:`clipped_fraction`).
+      nu_hat_median: the median of the bias-corrected second moment v̂.
+      residual: the eigensolver's residual norm for λ₁.
+      converged: whether the eigensolver met its tolerance (bool).
+    """
+
+    precond_sharpness: Scalar
+    clipped_fraction: Scalar
+    nu_hat_median: Scalar
+    residual: Scalar
+    converged: Bool[Array, ""]
+
+
+class RotationRecord(NamedTuple):
+    """How far the top-k Hessian eigenvectors have turned from a baseline.
+
+    Attributes:
+      cosines: ``(k,)`` ``|cos|`` of each eigenvector with its baseline counterpart.
+      subspace: the cosine-Grassmannian similarity of the two top-k subspaces (scalar).
+    """
+
+    cosines: Float[Array, " k"]
+    subspace: Scalar
+
+
+class NTKRecord(NamedTuple):
+    """The empirical NTK's top eigenvalue (scalars).
+
+    Attributes:
+      top_eigenvalue: ``λ_max(J Jᵀ)/N`` over the N training inputs (the top eigenvalue of the ½MSE
+        Gauss–Newton matrix).
+      residual: the eigensolver's residual norm (of ``λ_max(J Jᵀ)``, before the ``1/N``).
+      converged: whether the eigensolver met its tolerance (bool).
+    """
+
+    top_eigenvalue: Scalar
+    residual: Scalar
+    converged: Bool[Array, ""]
+
+
+#: The record types of this module by name (what :func:`eoslib.engine.train.load` rebuilds).
+RECORDS: dict[str, type] = {cls.__name__: cls for cls in
+                            (EdgeCoefficients, CurvatureRecord, PreconditionedRecord, RotationRecord, NTKRecord)}
+
+
+# ----------------------------------------------------------------------------- the math
+
+
+def edge_coefficients(loss_fn: Callable[[PyTree], Scalar], params: PyTree, v: Float[Array, " n"]) -> EdgeCoefficients:
+    """α, β and c_y of the *unregularised* loss ``loss_fn`` at ``params``.
+
+    ``v`` is the flat unit top eigenvector (``ravel_pytree`` order) of the Hessian; with coupled
+    weight decay the regularised Hessian ``H + γI`` has the same eigenvectors, so a probe of the
+    training objective can pass its own. Costs one gradient and one gradient of an HVP.
+    """
+    grad_s = hessian.sharpness_gradient(loss_fn, params, v)
+    grad_l = jax.grad(loss_fn)(params)
+    alpha, beta = hessian.alpha_beta(grad_l, grad_s)
+    flat_p, _ = ravel_pytree(params)
+    flat_s, _ = ravel_pytree(grad_s)
+    return EdgeCoefficients(alpha, beta, jnp.vdot(flat_p, flat_s), jnp.sqrt(beta), jnp.linalg.norm(flat_p))
+
+
+def clipped_fraction(nu_hat: PyTree, tau: float | Array) -> Scalar:
+    """The fraction of coordinates whose bias-corrected second moment ``v̂`` exceeds the cap τ
+    (0: plain Adam; 1: every coordinate capped, the GD-like regime of Clipped-Ada)."""
+    flat, _ = ravel_pytree(nu_hat)
+    return jnp.mean(flat > tau)
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name}={value!r} must be positive")
+
+
+# ----------------------------------------------------------------------------- the probes
+
+
+def alignment(model_loss: str = "half_mse") -> Probe:
+    """A probe recording the (x, y) edge model's :class:`EdgeCoefficients` (α, β, c_y, ‖∇S‖, ‖θ‖)
+    of the unregularised ``model_loss`` (a name in ``eoslib.engine.losses.LOSSES``).
+
+    The top eigenvector is the loop's own (of ``L + γ/2‖θ‖²``, whose eigenvectors are L's).
+    """
+    loss_on = losses.of_model(model_loss)
+
+    def probe(params, opt_state, eigenpairs, hp, data):
+        x, y = data
+        return edge_coefficients(loss_on(x, y), params, eigenpairs.vectors[:, 0])
+
+    return probe
+
+
+def curvature(model_loss: str = "half_mse", *, radius: float = 0.05) -> Probe:
+    """A probe recording κ along the top Hessian eigenvector u (:class:`CurvatureRecord`).
+
+    ``kappa_exact = D⁴L(θ)[u, u, u, u]`` by nested ``jvp``
+    (:func:`eoslib.engine.hessian.directional_derivative`) and ``kappa_proxy``, the
+    finite-difference estimator :func:`eoslib.engine.hessian.kappa_finite_difference` at
+    ``radius`` (our reconstruction of the flatness-bias paper's Eq. 26), both of the unregularised
+    ``model_loss`` on all the training data.
+    """
+    loss_on = losses.of_model(model_loss)
+    _check_positive("radius", radius)
+
+    def probe(params, opt_state, eigenpairs, hp, data):
+        x, y = data
+        loss_fn = loss_on(x, y)
+        v = eigenpairs.vectors[:, 0]
+        _, unravel = ravel_pytree(params)
+        exact = hessian.directional_derivative(loss_fn, params, unravel(v), 4)
+        proxy = hessian.kappa_finite_difference(loss_fn, params, v, radius)
+        return CurvatureRecord(exact, proxy)
+
+    return probe
+
+
+def preconditioned_sharpness(model_loss: str = "half_mse", *, tau: float = float("inf"), b2: float = 0.999,
+                             eps: float = 1e-8, tol: float = 1e-3, max_restarts: int = 5) -> Probe:
+    """A probe for runs with a Clipped-Ada / Adam / RMSprop optimizer (:func:`eoslib.engine.optim.clipped_adam`):
+    :class:`PreconditionedRecord`.
+
+    ``precond_sharpness`` = λ₁(P^{-1/2} H P^{-1/2}) of the ``model_loss`` on all the training data,
+    with ``P = √min(v̂, τ) + ε`` from the optimizer state at the probe (the preconditioner of the
+    next step, up to that step's own update of v); ``clipped_fraction``; ``nu_hat_median``; and the
+    solve's ``residual`` and ``converged``. τ is ``hp["tau"]`` when the run has it, else ``tau``;
+    ``b2`` and ``eps`` must match the optimizer's. The solve (block Lanczos to relative residual
+    ``tol``, at most ``max_restarts`` restarts) is warm-started from ``P^{1/2} u`` (u: the loop's top
+    Hessian eigenvector).
+    """
+    loss_on = losses.of_model(model_loss)
+    _check_positive("tau", tau)
+    _check_positive("tol", tol)
+
+    def probe(params, opt_state, eigenpairs, hp, data):
+        x, y = data
+        cap = hp.get("tau", tau)
+        nu_hat = optim.bias_corrected_nu(opt_state, b2)
+        precond = optim.preconditioner(opt_state, cap, b2, eps)
+        p_flat = ravel_pytree(precond)[0]
+        p_inv_sqrt = 1.0 / jnp.sqrt(p_flat)
+        start = jnp.sqrt(p_flat) * eigenpairs.vectors[:, 0]
+        loss_fn = loss_on(x, y)
+
+        def make_matvec():
+            matvec, _ = hessian.flat_hvp(loss_fn, params)
+            return lambda v: p_inv_sqrt * matvec(p_inv_sqrt * v)
+
+        result = linalg.operator_eigsh(make_matvec, p_flat, 1, v0=start / jnp.linalg.norm(start), tol=tol,
+                                       max_restarts=max_restarts, precision="highest")
+        return PreconditionedRecord(result.values[0], clipped_fraction(nu_hat, cap),
+                                    jnp.median(ravel_pytree(nu_hat)[0]), result.residuals[0], result.converged)
+
+    return probe
+
+
+def rotation(baseline: str = "baseline") -> Probe:
+    """A probe recording how far the top-k Hessian eigenvectors have turned from a baseline
+    (:class:`RotationRecord`).
+
+    The baseline is the hyperparameter ``hp[baseline]``: ``(n, k)`` per member, orthonormal
+    columns in ``ravel_pytree`` order, k the run's ``top_k`` (an array hyperparameter is always
+    swept, so pass it as ``(S, n, k)``, S ≥ 1). ``cosines (k,)`` are the ``|cos|`` of each
+    eigenvector with its baseline counterpart; ``subspace`` the cosine-Grassmannian similarity of
+    the two top-k subspaces (:func:`eoslib.engine.linalg.cosine_grassmann_similarity`).
+    """
+    if not isinstance(baseline, str):
+        raise TypeError(f"baseline={baseline!r} must be the name of a hyperparameter (a str)")
+
+    def probe(params, opt_state, eigenpairs, hp, data):
+        U, B = eigenpairs.vectors, hp[baseline]
+        if B.shape != U.shape:
+            raise ValueError(f"hp[{baseline!r}] has shape {B.shape} per member; the run's top-k "
+                             f"eigenvectors have shape {U.shape} (n, top_k)")
+        cosines = jax.vmap(linalg.abs_cosine, in_axes=(1, 1))(U, B)
+        return RotationRecord(cosines, linalg.cosine_grassmann_similarity(U, B))
+
+    return probe
+
+
+def ntk_top(*, tol: float = 1e-3, max_restarts: int = 10, seed: int = 0) -> Probe:
+    """A probe recording the empirical NTK's top eigenvalue ``λ_max(J Jᵀ)/N`` over the N training
+    inputs (our normalisation: the top eigenvalue of the ½MSE Gauss–Newton matrix;
+    :class:`NTKRecord`). The parameters are the model (``params(x)`` are all the outputs); a cold
+    Lanczos solve on ``v ↦ Jᵀ J v`` (:func:`eoslib.engine.ntk.jtj_matvec`) from a random vector
+    of ``jax.random.key(seed)``, to relative residual ``tol``.
+    """
+    _check_positive("tol", tol)
+
+    def probe(params, opt_state, eigenpairs, hp, data):
+        x, _ = data
+        flat, _ = ravel_pytree(params)
+        result = linalg.operator_eigsh(lambda: ntk.jtj_matvec(lambda p: p(x), params), flat, 1,
+                                       key=jax.random.key(seed), tol=tol, max_restarts=max_restarts,
+                                       precision="highest")
+        return NTKRecord(result.values[0] / x.shape[0], result.residuals[0], result.converged)
+
+    return probe
+
+
+def combine(**named_probes: Probe) -> Probe:
+    """Several probes at one probe point: ``combine(alignment=alignment(), ntk=ntk_top())``
+    returns a probe whose record is a NamedTuple ``Combined(alignment=…, ntk=…)`` of their records,
+    in the order given (read ``history.extra.alignment.c_y``)."""
+    if not named_probes:
+        raise ValueError("combine() needs at least one probe, given by name: combine(name=probe, ...)")
+    bad = [name for name, p in named_probes.items() if not callable(p)]
+    if bad:
+        raise TypeError(f"combine: {bad} are not probes (callables (params, opt_state, eigenpairs, hp, data) -> record)")
+    Combined = collections.namedtuple("Combined", list(named_probes))
+
+    def probe(params, opt_state, eigenpairs, hp, data):
+        return Combined(*(p(params, opt_state, eigenpairs, hp, data) for p in named_probes.values()))
+
+    return probe
