@@ -168,3 +168,23 @@ def test_unbatched_maps_over_the_batch_with_the_same_values(getkey):
     hlo = jax.jit(jax.vmap(f)).lower(a).as_text()
     assert "while" in hlo
     assert "while" not in jax.jit(jax.vmap(lambda m: jnp.linalg.qr(m)[0])).lower(a).as_text()
+
+
+def test_unbatched_maps_only_on_cpu(getkey):
+    """The one-at-a-time loop is CPU's alone: lowered for a GPU the batch is one batched kernel
+    (no loop), lowered for a CPU it is a loop; nested vmaps likewise."""
+    a = jax.random.normal(getkey(), (4, 30, 3))
+    f = linalg.unbatched(lambda m: jnp.linalg.qr(m)[0])
+
+    def lowered(fn, platform):
+        return jax.export.export(jax.jit(fn), platforms=[platform])(a).mlir_module()
+
+    try:
+        cuda = lowered(jax.vmap(f), "cuda")
+    except Exception as error:  # a jaxlib without the GPU lowering rules
+        pytest.skip(f"cannot lower for cuda here: {error}")
+    assert "stablehlo.while" not in cuda
+    assert "stablehlo.while" in lowered(jax.vmap(f), "cpu")
+    nested = lambda b: jax.vmap(jax.vmap(f))(b[None])
+    assert "stablehlo.while" not in lowered(nested, "cuda")
+    assert lowered(nested, "cpu").count("stablehlo.while") == 2  # one loop per vmap level

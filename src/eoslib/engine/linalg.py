@@ -26,9 +26,10 @@ single start vector sees only one direction of each eigenspace.
 GPUs. The operator's own matmuls follow ``jax.default_matmul_precision`` (see
 :mod:`eoslib.engine.hessian`, which sets it).
 
-**Batched LAPACK on CPU.** Under ``vmap`` (sweeps) the small dense factorisations (QR, ``eigh``,
-SVD) are mapped over the batch one matrix at a time (:func:`unbatched`) instead of calling XLA's
-batched LAPACK kernels: on XLA CPU those split a large batch over the intra-op thread pool and
+**Batched LAPACK on CPU.** Under ``vmap`` (sweeps) on a CPU the small dense factorisations (QR,
+``eigh``, SVD) are mapped over the batch one matrix at a time (:func:`unbatched`) instead of
+calling XLA's batched LAPACK kernels (on other platforms, e.g. a GPU, the batched kernel runs as
+usual): on XLA CPU those split a large batch over the intra-op thread pool and
 block until the pieces finish, and two of them running at once on a 2-thread pool wait for each
 other forever (seen as a sweep with probes hanging at 0% CPU on a 2-core machine; ``gdb`` shows
 both ``tf_XLAEigen`` threads in ``jax::ParallelBatchMap`` → ``BlockingCounter::Wait``).
@@ -53,17 +54,26 @@ KAPPA = math.sqrt(2.0)  # Parlett–Kahan: "twice is enough"
 
 
 def unbatched(fn: Callable) -> Callable:
-    """``fn`` (of array arguments, returning arrays) with a batching rule that maps it over the
-    batch with ``lax.map``, so it never runs as one batched kernel; values are unchanged. Why: see
-    "Batched LAPACK on CPU" in the module docstring. Nested vmaps map at every level."""
+    """``fn`` (of array arguments, returning arrays) with a batching rule that, on CPU, maps it
+    over the batch with ``lax.map`` so it never runs there as one batched kernel; on any other
+    platform the batch runs as ``vmap(fn)`` (the batched kernel) as usual. Values are unchanged.
+    Why: see "Batched LAPACK on CPU" in the module docstring. The platform is chosen by
+    ``jax.lax.platform_dependent`` when the computation is lowered, so it is that of the device
+    the computation runs on (not the default backend). Nested vmaps map at every level."""
 
     wrapped = jax.custom_batching.custom_vmap(fn)
 
     @wrapped.def_vmap
     def rule(axis_size, in_batched, *args):
-        args = [a if batched else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a))
-                for a, batched in zip(args, in_batched)]
-        out = jax.lax.map(lambda a: wrapped(*a), tuple(args))
+        def one_at_a_time(*args):
+            full = [a if batched else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a))
+                    for a, batched in zip(args, in_batched)]
+            return jax.lax.map(lambda a: wrapped(*a), tuple(full))
+
+        def batched_kernel(*args):
+            return jax.vmap(fn, in_axes=[0 if batched else None for batched in in_batched])(*args)
+
+        out = jax.lax.platform_dependent(*args, cpu=one_at_a_time, default=batched_kernel)
         return out, jax.tree.map(lambda _: True, out)
 
     return wrapped
