@@ -36,15 +36,28 @@ def tiny_mlp(key, sizes=(8, 16, 16, 3), activation=None):
     return params, apply
 
 
-@pytest.fixture
-def mlp_problem():
-    """A real (small) network Hessian: tanh MLP, ½MSE on 32 random examples, float64."""
+def make_mlp_problem(dtype="float64"):
+    """A real (small) network Hessian: tanh MLP, ½MSE on 32 random examples; parameters and data
+    in ``dtype``, so the whole computation runs in it. Returns ``(params, loss, outputs)``."""
     import jax.numpy as jnp
 
     key = jax.random.key(3)
     k1, k2, k3 = jax.random.split(key, 3)
     params, apply = tiny_mlp(k1)
-    x = jax.random.normal(k2, (32, 8))
-    y = jax.nn.one_hot(jax.random.randint(k3, (32,), 0, 3), 3)
+    params = jax.tree.map(lambda a: a.astype(dtype), params)
+    x = jax.random.normal(k2, (32, 8)).astype(dtype)
+    y = jax.nn.one_hot(jax.random.randint(k3, (32,), 0, 3), 3, dtype=dtype)
     loss = lambda p: 0.5 * jnp.mean(jnp.sum((apply(p, x) - y) ** 2, axis=1))
     return params, loss, (lambda p: apply(p, x))
+
+
+@pytest.fixture
+def mlp_problem():
+    """The float64 :func:`make_mlp_problem`."""
+    return make_mlp_problem("float64")
+
+
+@pytest.fixture
+def mlp_problem_float32():
+    """The same network and data as ``mlp_problem``, all in float32."""
+    return make_mlp_problem("float32")

@@ -42,6 +42,8 @@ which is ``|cos|`` between two vectors when k = 1; reconstructed, as above).
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from typing import Callable, NamedTuple
 
 import jax
@@ -51,6 +53,7 @@ from jaxtyping import Array, Bool, Float, Int
 Matvec = Callable[[Float[Array, " n"]], Float[Array, " n"]]
 REORTHO_MODES = ("none", "full", "mpk")
 KAPPA = math.sqrt(2.0)  # Parlett–Kahan: "twice is enough"
+EIGSH_OPTIONS = ("block_size", "num_iters", "reortho", "tol", "max_restarts", "seed")  # eigsh's keywords
 
 
 def unbatched(fn: Callable) -> Callable:
@@ -123,6 +126,22 @@ def _dot(a, b, precision):
 def _check_reortho(reortho):
     if reortho not in REORTHO_MODES:
         raise ValueError(f"reortho={reortho!r} is not supported; choose one of {list(REORTHO_MODES)}")
+
+
+def _integer(name: str, value, low: int, high: int | None = None, allowed: str | None = None) -> int:
+    """``value`` as a Python int (anything with ``__index__``: int, ``np.int64``, a concrete 0-d
+    integer array), checked to lie in ``[low, high]``; a TypeError or ValueError naming ``name``,
+    the value and the allowed range otherwise."""
+    allowed = allowed or (f"an integer ≥ {low}" if high is None else f"an integer between {low} and {high}")
+    if isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} must be {allowed}, not a bool")
+    try:
+        index = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}={value!r} must be {allowed}") from None
+    if index < low or (high is not None and index > high):
+        raise ValueError(f"{name}={value!r} must be {allowed}")
+    return index
 
 
 def _start_block(v0, b, seed):
@@ -274,11 +293,11 @@ def lanczos(num_iters: int, *, reortho: str = "full", precision: str = "highest"
     reorthogonalisation); for eigenpairs use :func:`eigsh`.
     """
     _check_reortho(reortho)
-    if num_iters < 1:
-        raise ValueError(f"num_iters={num_iters} must be ≥ 1")
+    num_iters = _integer("num_iters", num_iters, 1)
 
     def decompose(matvec: Matvec, v0) -> KrylovDecomposition:
-        b = 1 if jnp.ndim(v0) == 1 else jnp.shape(v0)[1]
+        v0 = _check_start(v0, None)
+        b = 1 if v0.ndim == 1 else v0.shape[1]
         Q0 = _start_block(v0, b, seed)
         _, V, T, R, _, _ = _krylov_cycle(matvec, Q0, 1, num_iters, reortho, 0.0, precision,
                                          False, seed)
@@ -287,20 +306,51 @@ def lanczos(num_iters: int, *, reortho: str = "full", precision: str = "highest"
     return decompose
 
 
-def _validate(matvec, v0, k, block_size):
+def _check_start(v0, n: int | None):
+    """``v0`` as an array of shape ``(n,)`` or ``(n, b)`` with ``1 ≤ b ≤ n`` and a floating dtype
+    (``n`` is v0's own length when None). Only shapes are read: works on tracers."""
     v0 = jnp.asarray(v0)
     if v0.ndim not in (1, 2):
-        raise ValueError(f"v0 must have shape (n,) or (n, b); got {v0.shape}")
+        raise ValueError(f"v0 must have shape (n,) or (n, b); got shape {v0.shape}")
+    if n is not None and v0.shape[0] != n:
+        raise ValueError(f"v0 has shape {v0.shape}, but the operator has dimension n={n}: v0 must "
+                         f"have shape ({n},) or ({n}, b)")
+    if v0.ndim == 2 and not 1 <= v0.shape[1] <= v0.shape[0]:
+        raise ValueError(f"v0 has shape {v0.shape}: a start block (n, b) must have 1 ≤ b ≤ n")
+    if not jnp.issubdtype(v0.dtype, jnp.floating):
+        raise TypeError(f"v0 has dtype {v0.dtype}; it must be a floating dtype (that of the operator)")
+    return v0
+
+
+def _check_options(n: int, v0, k, block_size, num_iters, max_restarts, tol):
+    """Checked ``(k, block, num_iters, max_restarts)`` for :func:`eigsh` on dimension ``n``;
+    ``block`` is the block size b that will be used (default: ``k``, or v0's columns if more)."""
+    k = _integer("k", k, 1, n, f"an integer between 1 and the dimension n={n}")
+    start_columns = 1 if v0.ndim == 1 else v0.shape[1]
+    if block_size is None:
+        block = max(k, start_columns)
+    else:
+        block = _integer("block_size", block_size, 1, n, f"an integer between 1 and n={n}")
+        if block < k:
+            raise ValueError(f"block_size={block_size!r} is smaller than k={k}: a block must hold at "
+                             f"least the k wanted eigenvectors (give block_size ≥ {k}, or None)")
+    if num_iters is not None:
+        num_iters = _integer("num_iters", num_iters, 1, allowed="None or an integer ≥ 1")
+    max_restarts = _integer("max_restarts", max_restarts, 0)
+    if isinstance(tol, numbers.Real) and not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol={tol!r} must be a finite number ≥ 0")
+    return k, block, num_iters, max_restarts
+
+
+def _validate(matvec, v0, k, block_size, num_iters, max_restarts, tol):
+    v0 = _check_start(v0, None)
     n = v0.shape[0]
-    if not isinstance(k, int) or not 1 <= k <= n:
-        raise ValueError(f"k={k!r} must be an integer between 1 and the dimension n={n}")
-    if block_size is not None and not 1 <= block_size <= n:
-        raise ValueError(f"block_size={block_size} must be between 1 and n={n}")
+    k, block, num_iters, max_restarts = _check_options(n, v0, k, block_size, num_iters, max_restarts, tol)
     out = jax.eval_shape(matvec, jax.ShapeDtypeStruct((n,), v0.dtype))
     if getattr(out, "shape", None) != (n,):
         raise ValueError(f"matvec must map an ({n},) array to an ({n},) array; it returned "
                          f"{getattr(out, 'shape', type(out).__name__)}")
-    return v0
+    return v0, k, block, num_iters, max_restarts
 
 
 def eigsh(
@@ -321,26 +371,32 @@ def eigsh(
     Args:
       matvec: ``v -> A v`` on ``(n,)`` arrays; ``A`` symmetric.
       v0: start vector ``(n,)`` or block ``(n, b)`` — e.g. the previous eigenvectors, to warm-start.
-      k: how many eigenpairs.
-      block_size: b; default ``k`` if ``v0`` is a vector (``v0.shape[1]`` if a block, at least k).
-        Missing start columns are drawn from ``jax.random.key(seed)``.
-      num_iters: block steps per cycle (the basis holds ``num_iters · b`` vectors); default
-        enough for a Krylov space of ``max(40, 4k)``.
+      k: how many eigenpairs, an integer (``int``, ``np.int64``, …) between 1 and n.
+      block_size: b, between k and n; default ``k`` if ``v0`` is a vector (``max(k,
+        v0.shape[1])`` if a block). Missing start columns are drawn from
+        ``jax.random.key(seed)``; extra ones are dropped.
+      num_iters: block steps per cycle, ≥ 1 (the basis holds ``num_iters · b`` vectors);
+        default enough for a Krylov space of ``max(40, 4k)``.
       reortho: ``"full"`` (default), ``"mpk"`` or ``"none"`` (see the module docstring).
-      tol: stop when every residual ``‖A y − θ y‖ ≤ tol · max|θ|``.
-      max_restarts: cycles after the first, each restarted from the current top Ritz vectors.
+      tol: stop when every residual ``‖A y − θ y‖ ≤ tol · max|θ|`` (≥ 0).
+      max_restarts: cycles after the first (≥ 0), each restarted from the current top Ritz vectors.
       precision: matmul precision of the solver's own dots.
       seed: for extra start columns and for replacing dependent directions.
 
     Returns:
       :class:`Eigenpairs`; ``converged`` says whether ``tol`` was met (the best estimate is
       returned either way).
+
+    Raises:
+      ValueError: a ``v0`` that is not ``(n,)`` or ``(n, b)`` with ``b ≤ n``; an integer option out
+        of range (``block_size < k`` included); a negative ``tol``; a ``matvec`` that does not
+        map ``(n,)`` to ``(n,)``; an unknown ``reortho``.
+      TypeError: a non-integer ``k``, ``block_size``, ``num_iters`` or ``max_restarts``; a
+        non-floating ``v0``.
     """
     _check_reortho(reortho)
-    v0 = _validate(matvec, v0, k, block_size)
+    v0, k, b, num_iters, max_restarts = _validate(matvec, v0, k, block_size, num_iters, max_restarts, tol)
     n = v0.shape[0]
-    b = block_size or max(k, 1 if v0.ndim == 1 else v0.shape[1])
-    b = max(b, k)
     m = num_iters or max(3, -(-max(40, 4 * k) // b) + 1)
     m = min(m, max(1, n // b))
     Q0 = _start_block(v0, b, seed)
@@ -381,11 +437,28 @@ def operator_eigsh(
     ``jax.default_matmul_precision(precision)`` (so the operator's own matmuls run at that
     precision too), started from ``v0`` or from a random vector drawn with ``key``.
 
-    ``like`` is any ``(n,)`` array of the operator's dimension and dtype.
+    ``like`` is any ``(n,)`` array of the operator's dimension and dtype. Every argument is
+    checked (as :func:`eigsh` checks it, ``v0``'s length against ``like``'s included) before
+    ``make_matvec`` is called, so a bad one is reported before the operator (e.g. a linearised
+    HVP) is built.
     """
+    like = jnp.asarray(like)
+    if like.ndim != 1:
+        raise ValueError(f"like must be a flat (n,) array of the operator's dimension; got shape {like.shape}")
+    n = like.shape[0]
     if v0 is None:
         if key is None:
             raise ValueError("give key= (a PRNG key for the start vector) or v0= (a warm start)")
+        start = jax.ShapeDtypeStruct((n,), like.dtype)
+    else:
+        start = _check_start(v0, n)
+    unknown = sorted(set(options) - set(EIGSH_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown eigsh option(s) {unknown}; the options are {list(EIGSH_OPTIONS)}")
+    _check_reortho(options.get("reortho", "full"))
+    _check_options(n, start, k, options.get("block_size"), options.get("num_iters"),
+                   options.get("max_restarts", 10), options.get("tol", 1e-6))
+    if v0 is None:
         v0 = jax.random.normal(key, like.shape, like.dtype)
     with jax.default_matmul_precision(precision):
         return eigsh(make_matvec(), v0, k, precision=precision, **options)
