@@ -1,10 +1,13 @@
-"""Shared test set-up: float64 for the reference comparisons, a seeded key factory."""
+"""Shared test set-up: float64 for the reference comparisons, strict rank promotion (an
+implicit broadcast of arrays of different ranks is an error, not a silent outer sum), a seeded
+key factory."""
 
 import jax
 import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture
@@ -29,9 +32,9 @@ def tiny_mlp(key, sizes=(8, 16, 16, 3), activation=None):
 
     def apply(params, x):
         for W, b in params[:-1]:
-            x = (activation or jnp.tanh)(x @ W + b)
+            x = (activation or jnp.tanh)(x @ W + b[None, :])
         W, b = params[-1]
-        return x @ W + b
+        return x @ W + b[None, :]
 
     return params, apply
 

@@ -190,11 +190,11 @@ def _orthonormal_columns(W, precision):
     at O(n b²) cost instead of LAPACK's on a tall n × b matrix."""
     if W.shape[1] == 1:  # a single vector: its norm, without a (GPU-latency-bound) eigensolver call
         sigma = jnp.linalg.norm(W, axis=0)
-        return W / jnp.where(sigma > 0, sigma, 1.0), sigma, jnp.ones((1, 1), W.dtype)
+        return W / jnp.where(sigma > 0, sigma, 1.0)[None, :], sigma, jnp.ones((1, 1), W.dtype)
     gram = _dot(W.T, W, precision)
     lam, Z = _eigh((gram + gram.T) / 2)
     sigma = jnp.sqrt(jnp.maximum(lam, 0.0))
-    U = _dot(W, Z, precision) / jnp.where(sigma > 0, sigma, 1.0)
+    U = _dot(W, Z, precision) / jnp.where(sigma > 0, sigma, 1.0)[None, :]
     return U, sigma, Z.T
 
 
