@@ -74,7 +74,7 @@ def unbatched(fn: Callable) -> Callable:
             return jax.lax.map(lambda a: wrapped(*a), tuple(full))
 
         def batched_kernel(*args):
-            return jax.vmap(fn, in_axes=[0 if batched else None for batched in in_batched])(*args)
+            return jax.vmap(fn, in_axes=tuple(0 if batched else None for batched in in_batched))(*args)
 
         out = jax.lax.platform_dependent(*args, cpu=one_at_a_time, default=batched_kernel)
         return out, jax.tree.map(lambda _: True, out)
