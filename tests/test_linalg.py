@@ -165,6 +165,9 @@ def test_unbatched_maps_over_the_batch_with_the_same_values(getkey):
     f = linalg.unbatched(lambda m: jnp.linalg.qr(m)[0])
     np.testing.assert_allclose(jax.vmap(f)(a), jax.vmap(lambda m: jnp.linalg.qr(m)[0])(a), atol=1e-12)
     np.testing.assert_allclose(jax.vmap(jax.vmap(f))(a[None]), jax.vmap(f)(a)[None], atol=1e-12)
+    scaled = linalg.unbatched(lambda m, s: jnp.linalg.qr(s * m)[0])  # an argument left unbatched
+    np.testing.assert_allclose(jax.vmap(scaled, in_axes=(0, None))(a, 2.0),
+                               jax.vmap(lambda m: jnp.linalg.qr(2.0 * m)[0])(a), atol=1e-12)
     hlo = jax.jit(jax.vmap(f)).lower(a).as_text()
     assert "while" in hlo
     assert "while" not in jax.jit(jax.vmap(lambda m: jnp.linalg.qr(m)[0])).lower(a).as_text()
@@ -185,6 +188,8 @@ def test_unbatched_maps_only_on_cpu(getkey):
         pytest.skip(f"cannot lower for cuda here: {error}")
     assert "stablehlo.while" not in cuda
     assert "stablehlo.while" in lowered(jax.vmap(f), "cpu")
+    scaled = jax.vmap(linalg.unbatched(lambda m, s: jnp.linalg.qr(s * m)[0]), in_axes=(0, None))
+    assert "stablehlo.while" not in lowered(lambda b: scaled(b, 2.0), "cuda")
     nested = lambda b: jax.vmap(jax.vmap(f))(b[None])
     assert "stablehlo.while" not in lowered(nested, "cuda")
     assert lowered(nested, "cpu").count("stablehlo.while") == 2  # one loop per vmap level
