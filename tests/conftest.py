@@ -1,10 +1,13 @@
-"""Shared test set-up: float64 for the reference comparisons, a seeded key factory."""
+"""Shared test set-up: float64 for the reference comparisons, strict rank promotion (an
+implicit broadcast of arrays of different ranks is an error, not a silent outer sum), a seeded
+key factory."""
 
 import jax
 import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture
@@ -29,22 +32,35 @@ def tiny_mlp(key, sizes=(8, 16, 16, 3), activation=None):
 
     def apply(params, x):
         for W, b in params[:-1]:
-            x = (activation or jnp.tanh)(x @ W + b)
+            x = (activation or jnp.tanh)(x @ W + b[None, :])
         W, b = params[-1]
-        return x @ W + b
+        return x @ W + b[None, :]
 
     return params, apply
 
 
-@pytest.fixture
-def mlp_problem():
-    """A real (small) network Hessian: tanh MLP, ½MSE on 32 random examples, float64."""
+def make_mlp_problem(dtype="float64"):
+    """A real (small) network Hessian: tanh MLP, ½MSE on 32 random examples; parameters and data
+    in ``dtype``, so the whole computation runs in it. Returns ``(params, loss, outputs)``."""
     import jax.numpy as jnp
 
     key = jax.random.key(3)
     k1, k2, k3 = jax.random.split(key, 3)
     params, apply = tiny_mlp(k1)
-    x = jax.random.normal(k2, (32, 8))
-    y = jax.nn.one_hot(jax.random.randint(k3, (32,), 0, 3), 3)
+    params = jax.tree.map(lambda a: a.astype(dtype), params)
+    x = jax.random.normal(k2, (32, 8)).astype(dtype)
+    y = jax.nn.one_hot(jax.random.randint(k3, (32,), 0, 3), 3, dtype=dtype)
     loss = lambda p: 0.5 * jnp.mean(jnp.sum((apply(p, x) - y) ** 2, axis=1))
     return params, loss, (lambda p: apply(p, x))
+
+
+@pytest.fixture
+def mlp_problem():
+    """The float64 :func:`make_mlp_problem`."""
+    return make_mlp_problem("float64")
+
+
+@pytest.fixture
+def mlp_problem_float32():
+    """The same network and data as ``mlp_problem``, all in float32."""
+    return make_mlp_problem("float32")

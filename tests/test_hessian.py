@@ -46,13 +46,15 @@ def test_top_eigenpairs_on_a_network_hessian_match_eigh_and_scipy(mlp_problem, g
     np.testing.assert_allclose(vectors.T @ H @ vectors, np.diag(values), atol=1e-6 * ref[0])
 
 
-def test_default_tolerance_converges_on_network_hessian_in_float32(mlp_problem, getkey):
-    """The trap seen with lobpcg's default tol: stopping early far from λ1. Ours must not."""
+def test_default_tolerance_converges_on_network_hessian_in_float32(mlp_problem, mlp_problem_float32, getkey):
+    """The trap seen with lobpcg's default tol: stopping early far from λ1. Ours must not, with
+    the whole computation (parameters, data, HVP, solver) in float32."""
     params, loss, _ = mlp_problem
     ref = np.linalg.eigh(dense_hessian(loss, params))[0][-1]
-    params32 = jax.tree.map(lambda a: a.astype(jnp.float32), params)
-    loss32 = lambda p: loss(p).astype(jnp.float32)
+    params32, loss32, _ = mlp_problem_float32
+    assert "f64" not in str(jax.make_jaxpr(jax.grad(loss32))(params32))  # nothing promotes to float64
     result = hessian.eigsh(loss32, params32, 1, key=getkey())
+    assert result.values.dtype == jnp.float32 and result.vectors.dtype == jnp.float32
     assert bool(result.converged)
     assert float(result.values[0]) == pytest.approx(ref, rel=1e-4)
 
@@ -183,3 +185,40 @@ def test_default_criterion_on_fc_tanh_cifar200_matches_scipy(getkey):
     ref = sla.eigsh(op, k=1, which="LA", tol=1e-8)[0][0]
     assert bool(ours.converged)
     assert float(ours.values[0]) == pytest.approx(ref, rel=1e-4)
+
+
+def test_solver_arguments_are_checked_before_the_hvp_is_built(mlp_problem, getkey):
+    """A wrong-length v0 used to fail inside JAX's linearisation; now eoslib names it first, for
+    every entry point that builds an operator. A loss that cannot even be traced shows that no
+    HVP was built."""
+    params, loss, outputs = mlp_problem
+    n = ravel_pytree(params)[0].size
+
+    def untraceable(p):
+        raise AssertionError("the loss was traced before the arguments were checked")
+
+    short = jnp.ones(n - 1)
+    message = rf"v0 has shape \({n - 1},\), but the operator has dimension n={n}"
+    with pytest.raises(ValueError, match=message):
+        hessian.eigsh(untraceable, params, 1, v0=short)
+    with pytest.raises(ValueError, match=message):
+        hessian.preconditioned_sharpness(untraceable, params, params, v0=short)
+    with pytest.raises(ValueError, match=message):
+        ntk.ntk_top_eigenvalue(untraceable, params, key=getkey(), v0=short)
+    with pytest.raises(ValueError, match=r"block_size=1 is smaller than k=2"):
+        hessian.eigsh(untraceable, params, 2, key=getkey(), block_size=1)
+    with pytest.raises(ValueError, match=r"num_iters=0"):
+        hessian.preconditioned_sharpness(untraceable, params, params, key=getkey(), num_iters=0)
+    with pytest.raises(TypeError, match=r"max_restarts=1.5 must be an integer ≥ 0"):
+        ntk.ntk_top_eigenvalue(untraceable, params, key=getkey(), max_restarts=1.5)
+    with pytest.raises(ValueError, match=r"precond must be a PyTree like params"):
+        hessian.preconditioned_sharpness(untraceable, params, params[:-1], key=getkey())
+    with pytest.raises(ValueError, match=r"precond must be a PyTree like params"):
+        hessian.preconditioned_sharpness(untraceable, params, jax.tree.map(lambda a: a[..., :1], params),
+                                         key=getkey())
+    # numpy integers are integers
+    H = dense_hessian(loss, params)
+    ref = np.linalg.eigvalsh(H)[::-1][:2]
+    res = hessian.eigsh(loss, params, np.int64(2), key=getkey(), block_size=np.int64(3),
+                        num_iters=np.int64(10), max_restarts=np.int64(30), tol=1e-9)
+    np.testing.assert_allclose(res.values, ref, rtol=1e-7)

@@ -53,6 +53,81 @@ def test_bimodal_initialisation_and_bad_inputs():
         kappa.initial_log_kappa(kappa.CASES["I"], 0, jax.random.key(0))
 
 
+def _exit_model(mean, std=0.1):
+    """Case I's walk with the whole initial law centred at ``mean`` (the exit is log κ = 0)."""
+    case = kappa.CASES["I"]
+    return kappa.CoupledModel("exit", g=case.g, f=case.f, init=((1.0,), (mean,), (std,)))
+
+
+def test_a_start_with_no_mass_above_the_exit_is_an_error_not_a_hang():
+    """Such a model used to spin forever in the rejection loop; now it is refused before any
+    draw, in a subprocess guarded by a timeout to show it returns at all."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import jax
+        from eoslib.mechanisms import kappa
+        case = kappa.CASES["I"]
+        model = kappa.CoupledModel("exit", g=case.g, f=case.f, init=((1.0,), (-5.0,), (0.1,)))
+        try:
+            kappa.initial_log_kappa(model, 100, jax.random.key(0))
+        except ValueError as error:
+            print(error)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "has no mass above the exit" in done.stdout and "init=((1.0,), (-5.0,), (0.1,))" in done.stdout
+    with pytest.raises(ValueError, match="has no mass above the exit"):  # under jit too
+        jax.jit(lambda k: kappa.initial_log_kappa(_exit_model(-5.0), 100, k))(jax.random.key(0))
+
+
+def test_too_little_mass_above_the_exit_stops_after_max_rounds():
+    """P(s > 0) = P(Z > 5) ≈ 3e-7 per draw: some mass, far too little for 100 draws in 50 rounds."""
+    model = _exit_model(-0.5)
+    with pytest.raises(ValueError, match=r"after max_rounds=50 rounds of redrawing, \d+ of n=100 draws"):
+        kappa.initial_log_kappa(model, 100, jax.random.key(0), max_rounds=50)
+    # under jit no error can be raised for a value: the draws still in the exit are NaN
+    x = jax.jit(lambda k: kappa.initial_log_kappa(model, 100, k, max_rounds=50))(jax.random.key(0))
+    assert np.isnan(np.asarray(x)).sum() >= 99
+    # the default bound terminates as well (10 000 rounds; (1 − 3e-7)^10⁴ ≈ 1: all still in the exit)
+    with pytest.raises(ValueError, match="after max_rounds=10000 rounds"):
+        kappa.initial_log_kappa(model, 100, jax.random.key(0))
+    # a reachable start needs several rounds and meets the bound: half the mass is above the exit
+    x = kappa.initial_log_kappa(_exit_model(0.0), 1000, jax.random.key(1), max_rounds=60)
+    assert x.shape == (1000,) and float(jnp.min(_exit_model(0.0).surplus(x))) > 0
+
+
+@pytest.mark.parametrize("init, message", [
+    (((1.0, 1.0), (1.0,), (0.1,)), "equal-length"),
+    (((-1.0,), (1.0,), (0.1,)), "weights must be ≥ 0"),
+    (((0.0,), (1.0,), (0.1,)), "positive sum"),
+    (((1.0,), (1.0,), (-0.1,)), "stds must be ≥ 0"),
+    (((1.0,), (float("nan"),), (0.1,)), "finite"),
+    (((), (), ()), "non-empty"),
+])
+def test_a_malformed_initial_law_is_refused_when_the_model_is_built(init, message):
+    case = kappa.CASES["I"]
+    with pytest.raises(ValueError, match=message):
+        kappa.CoupledModel("bad", g=case.g, f=case.f, init=init)
+
+
+def test_bad_walk_arguments_are_named():
+    case = kappa.CASES["I"]
+    with pytest.raises(ValueError, match="eta=0"):
+        kappa.CoupledModel("bad", g=case.g, f=case.f, eta=0.0)
+    with pytest.raises(ValueError, match="noise_std=-1"):
+        kappa.CoupledModel("bad", g=case.g, f=case.f, noise_std=-1.0)
+    with pytest.raises(ValueError, match="max_rounds=0"):
+        kappa.initial_log_kappa(case, 10, jax.random.key(0), max_rounds=0)
+    with pytest.raises(ValueError, match="n=2.5"):
+        kappa.initial_log_kappa(case, 2.5, jax.random.key(0))
+    x0 = kappa.initial_log_kappa(case, np.int64(10), jax.random.key(0))  # numpy integers are integers
+    sim = kappa.simulate(case, x0, np.int64(4), key=jax.random.key(1), record_every=np.int64(2))
+    assert sim.log_kappa.shape == (3, 10)
+
+
 def test_distribution_summary_on_a_known_skewed_law():
     x = np.random.default_rng(0).lognormal(0.0, 0.5, 200000)
     s = kappa.distribution_summary(x)

@@ -165,6 +165,101 @@ def test_unbatched_maps_over_the_batch_with_the_same_values(getkey):
     f = linalg.unbatched(lambda m: jnp.linalg.qr(m)[0])
     np.testing.assert_allclose(jax.vmap(f)(a), jax.vmap(lambda m: jnp.linalg.qr(m)[0])(a), atol=1e-12)
     np.testing.assert_allclose(jax.vmap(jax.vmap(f))(a[None]), jax.vmap(f)(a)[None], atol=1e-12)
+    scaled = linalg.unbatched(lambda m, s: jnp.linalg.qr(s * m)[0])  # an argument left unbatched
+    np.testing.assert_allclose(jax.vmap(scaled, in_axes=(0, None))(a, 2.0),
+                               jax.vmap(lambda m: jnp.linalg.qr(2.0 * m)[0])(a), atol=1e-12)
     hlo = jax.jit(jax.vmap(f)).lower(a).as_text()
     assert "while" in hlo
     assert "while" not in jax.jit(jax.vmap(lambda m: jnp.linalg.qr(m)[0])).lower(a).as_text()
+
+
+def test_unbatched_maps_only_on_cpu(getkey):
+    """The one-at-a-time loop is CPU's alone: lowered for a GPU the batch is one batched kernel
+    (no loop), lowered for a CPU it is a loop; nested vmaps likewise."""
+    a = jax.random.normal(getkey(), (4, 30, 3))
+    f = linalg.unbatched(lambda m: jnp.linalg.qr(m)[0])
+
+    def lowered(fn, platform):
+        return jax.export.export(jax.jit(fn), platforms=[platform])(a).mlir_module()
+
+    try:
+        cuda = lowered(jax.vmap(f), "cuda")
+    except Exception as error:  # a jaxlib without the GPU lowering rules
+        pytest.skip(f"cannot lower for cuda here: {error}")
+    assert "stablehlo.while" not in cuda
+    assert "stablehlo.while" in lowered(jax.vmap(f), "cpu")
+    scaled = jax.vmap(linalg.unbatched(lambda m, s: jnp.linalg.qr(s * m)[0]), in_axes=(0, None))
+    assert "stablehlo.while" not in lowered(lambda b: scaled(b, 2.0), "cuda")
+    nested = lambda b: jax.vmap(jax.vmap(f))(b[None])
+    assert "stablehlo.while" not in lowered(nested, "cuda")
+    assert lowered(nested, "cpu").count("stablehlo.while") == 2  # one loop per vmap level
+
+
+def test_integer_arguments_accept_numpy_integers():
+    A = matrix_with_spectrum(np.linspace(-1, 5, 40))
+    v0 = jnp.asarray(np.random.default_rng(1).normal(size=40))
+    res = linalg.eigsh(op(A), v0, np.int64(2), block_size=np.int32(3), num_iters=np.int64(8),
+                       max_restarts=np.int64(20), tol=1e-10)
+    np.testing.assert_allclose(res.values, np.linalg.eigvalsh(A)[::-1][:2], rtol=1e-8)
+    assert res.vectors.shape == (40, 2)
+    assert linalg.lanczos(np.int64(5))(op(A), v0).basis.shape == (40, 5)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(k=2.0), TypeError, r"k=2.0 must be an integer between 1 and the dimension n=5"),
+    (dict(k=True), TypeError, r"k=True must be an integer between 1 and the dimension n=5"),
+    (dict(k=0), ValueError, r"k=0 must be an integer between 1 and the dimension n=5"),
+    (dict(k=2, block_size=1), ValueError, r"block_size=1 is smaller than k=2"),
+    (dict(k=2, block_size=6), ValueError, r"block_size=6 must be an integer between 1 and n=5"),
+    (dict(k=1, block_size=1.0), TypeError, r"block_size=1.0 must be an integer"),
+    (dict(k=1, num_iters=0), ValueError, r"num_iters=0 must be None or an integer ≥ 1"),
+    (dict(k=1, num_iters=2.5), TypeError, r"num_iters=2.5 must be None or an integer ≥ 1"),
+    (dict(k=1, max_restarts=-1), ValueError, r"max_restarts=-1 must be an integer ≥ 0"),
+    (dict(k=1, max_restarts="3"), TypeError, r"max_restarts='3' must be an integer ≥ 0"),
+    (dict(k=1, tol=-1e-3), ValueError, r"tol=-0.001 must be a finite number ≥ 0"),
+])
+def test_bad_options_are_named_with_their_value_and_what_is_allowed(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        linalg.eigsh(op(np.eye(5)), jnp.ones(5), **kwargs)
+
+
+def test_bad_start_vectors_are_named():
+    A = op(np.eye(5))
+    with pytest.raises(TypeError, match="v0 has dtype int"):
+        linalg.eigsh(A, jnp.ones(5, int), 1)
+    with pytest.raises(ValueError, match=r"v0 has shape \(5, 6\): a start block \(n, b\) must have 1 ≤ b ≤ n"):
+        linalg.eigsh(A, jnp.ones((5, 6)), 1)
+    with pytest.raises(ValueError, match="num_iters=0"):
+        linalg.lanczos(0)
+    with pytest.raises(TypeError, match="num_iters=2.5"):
+        linalg.lanczos(2.5)
+    with pytest.raises(ValueError, match="v0 must have shape"):
+        linalg.lanczos(3)(A, jnp.ones((5, 1, 1)))
+
+
+def test_operator_eigsh_checks_everything_before_building_the_operator():
+    """A bad argument is reported by eoslib, naming it, and the operator is never built."""
+    built = []
+
+    def make_matvec():
+        built.append(True)
+        return lambda v: 2.0 * v
+
+    like = jnp.ones(5)
+    cases = [
+        (dict(k=1, v0=jnp.ones(4)), ValueError, r"v0 has shape \(4,\), but the operator has dimension n=5"),
+        (dict(k=1, v0=jnp.ones((6, 2))), ValueError, r"v0 has shape \(6, 2\), but the operator has dimension n=5"),
+        (dict(k=np.int64(6), key=jax.random.key(0)), ValueError, r"k=np.int64\(6\) must be an integer between 1"),
+        (dict(k=3, v0=jnp.ones(5), block_size=2), ValueError, r"block_size=2 is smaller than k=3"),
+        (dict(k=1, v0=jnp.ones(5), tolerance=1e-3), TypeError, r"unknown eigsh option\(s\) \['tolerance'\]"),
+        (dict(k=1, v0=jnp.ones(5), reortho="twice"), ValueError, r"reortho='twice'"),
+        (dict(k=1), ValueError, "give key="),
+    ]
+    for kwargs, error, message in cases:
+        with pytest.raises(error, match=message):
+            linalg.operator_eigsh(make_matvec, like, **kwargs)
+    with pytest.raises(ValueError, match=r"like must be a flat \(n,\) array"):
+        linalg.operator_eigsh(make_matvec, jnp.ones((5, 1)), 1, key=jax.random.key(0))
+    assert not built
+    res = linalg.operator_eigsh(make_matvec, like, np.int64(2), v0=jnp.ones(5), block_size=np.int64(2))
+    np.testing.assert_allclose(res.values, [2.0, 2.0])

@@ -1,4 +1,4 @@
-"""Clipped-Ada against optax.adam and a hand computation."""
+"""Clipped-Ada against optax.adam, a hand computation and a float64 NumPy reference of its formulas."""
 
 import jax
 import jax.numpy as jnp
@@ -54,25 +54,58 @@ def test_small_tau_matches_hand_computation():
     assert abs(float(u1[0])) > lr * 1.0
 
 
-def test_rmsprop_is_adam_with_b1_zero(grads_seq):
-    params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
-    a, _ = run(optim.clipped_rmsprop(1e-2, tau=0.5), grads_seq, params)
-    b, _ = run(optim.clipped_adam(1e-2, tau=0.5, b1=0.0), grads_seq, params)
-    jax.tree.map(np.testing.assert_array_equal, a[-1], b[-1])
+def numpy_clipped_ada(grads_seq, params, lr, tau, b1=0.9, b2=0.999, eps=1e-8):
+    """The update formulas of the module docstring, written out in float64 NumPy, leaf by leaf:
+    ``m ← β₁m + (1−β₁)g``, ``v ← β₂v + (1−β₂)g²``, ``θ ← θ − η m̂ / (√min(v̂, τ) + ε)``.
+    Returns the parameters after each step, and the last ``v̂`` and preconditioner."""
+    theta = {k: np.array(a, np.float64) for k, a in params.items()}
+    m = {k: np.zeros_like(a) for k, a in theta.items()}
+    v = {k: np.zeros_like(a) for k, a in theta.items()}
+    history, v_hat, P = [], {}, {}
+    for t, grads in enumerate(grads_seq, start=1):
+        for k in theta:
+            g = np.asarray(grads[k], np.float64)
+            m[k] = b1 * m[k] + (1 - b1) * g
+            v[k] = b2 * v[k] + (1 - b2) * g**2
+            m_hat = m[k] / (1 - b1**t)
+            v_hat[k] = v[k] / (1 - b2**t)
+            P[k] = np.sqrt(np.minimum(v_hat[k], tau)) + eps
+            theta[k] = theta[k] - lr * m_hat / P[k]
+        history.append({k: a.copy() for k, a in theta.items()})
+    return history, v_hat, P
 
 
-def test_preconditioner_matches_the_step(grads_seq):
-    """step = −η m̂ / P, with P from optim.preconditioner."""
+def test_rmsprop_matches_a_numpy_reference(grads_seq):
+    """RMSprop (β₁ = 0, bias-corrected) with the τ cap, step by step against float64 NumPy."""
     params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
-    opt = optim.clipped_adam(0.1, tau=0.3)
-    state = opt.init(params)
-    for g in grads_seq[:-1]:
-        _, state = opt.update(g, state, params)
-    updates, new_state = opt.update(grads_seq[-1], state, params)
-    P = optim.preconditioner(new_state, tau=0.3)
-    count = new_state[0].count
-    m_hat = jax.tree.map(lambda m: m / (1 - 0.9**count), new_state[0].mu)
-    jax.tree.map(lambda u, m, p: np.testing.assert_allclose(u, -0.1 * m / p, rtol=1e-6), updates, m_hat, P)
+    ours, _ = run(optim.clipped_rmsprop(1e-2, tau=1.0), grads_seq, params)
+    ref, v_hat, _ = numpy_clipped_ada(grads_seq, params, 1e-2, 1.0, b1=0.0)
+    flat_v = np.concatenate([a.ravel() for a in v_hat.values()])
+    assert flat_v.min() < 1.0 < flat_v.max()  # τ = 1 caps some of the w entries and every b entry, not the rest
+    for a, b in zip(ours, ref):
+        for k in b:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-13, atol=1e-15)
+    # and it is Clipped-Ada on Adam with β₁ = 0, as the paper defines it
+    adam0, _ = run(optim.clipped_adam(1e-2, tau=1.0, b1=0.0), grads_seq, params)
+    jax.tree.map(np.testing.assert_array_equal, ours[-1], adam0[-1])
+
+
+def test_clipped_adam_and_its_preconditioner_match_a_numpy_reference(grads_seq):
+    """The steps and P = √min(v̂, τ) + ε from optim.preconditioner, against float64 NumPy."""
+    params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+    opt = optim.clipped_adam(0.1, tau=1.0)
+    ours, state = run(opt, grads_seq, params)
+    ref, v_hat, P_ref = numpy_clipped_ada(grads_seq, params, 0.1, 1.0)
+    flat_v = np.concatenate([a.ravel() for a in v_hat.values()])
+    assert flat_v.min() < 1.0 < flat_v.max()
+    for a, b in zip(ours, ref):
+        for k in b:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-13, atol=1e-15)
+    P = optim.preconditioner(state, tau=1.0)
+    nu_hat = optim.bias_corrected_nu(state)
+    for k in P_ref:
+        np.testing.assert_allclose(P[k], P_ref[k], rtol=1e-14)
+        np.testing.assert_allclose(nu_hat[k], v_hat[k], rtol=1e-14)
 
 
 def test_bad_tau():

@@ -221,3 +221,44 @@ def test_edge_sweep_is_the_three_stage_pipeline_per_step_size(problem, getkey):
     assert np.all(np.asarray(out.start_sharpness) >= 0.97 * 2 / etas) or np.any(out.warmup_steps >= 400)
     with pytest.raises(ValueError, match="start_fraction=1.5"):
         selfstab.edge_sweep(loss, params, etas, 6, start_fraction=1.5, max_warmup=10, key=key)
+
+
+def numpy_gd_to_edge(theta, eta, fraction, max_steps, check_every):
+    """gd_to_edge's loop in plain Python/NumPy on the cubic loss, with its gradient and Hessian
+    written out: GD in blocks of ``check_every`` steps until λ₁ ≥ fraction · 2/η or max_steps."""
+    def grad(t):
+        a, b, z = t
+        return np.array([(LAM + K * b) * a, 0.5 * K * a**2 - G, C * z])
+
+    def sharpness(t):
+        a, b, z = t
+        return np.linalg.eigvalsh(np.array([[LAM + K * b, K * a, 0], [K * a, 0, 0], [0, 0, C]]))[-1]
+
+    theta, steps = np.array(theta, np.float64), 0
+    s = sharpness(theta)
+    while s < fraction * 2 / eta and steps < max_steps:
+        for _ in range(check_every):
+            theta = theta - eta * grad(theta)
+        steps += check_every
+        s = sharpness(theta)
+    return theta, steps, s
+
+
+@pytest.mark.parametrize("max_steps", [500, 50])
+def test_gd_to_edge_iterates_until_the_fraction_like_a_numpy_reference(max_steps):
+    """From S = 1.4, far below 0.9 · 2/η = 2.7, GD on the cubic loss sharpens (b grows by ηg per
+    step, S ≈ λ + k b) and reaches the target after about 100 steps: 20 passes of the loop.
+    With max_steps = 50 the loop stops there instead, below the target."""
+    eta, fraction, theta0 = 2.0 / 3.0, 0.9, [1e-3, 0.2, 1.0]
+    ref_theta, ref_steps, ref_s = numpy_gd_to_edge(theta0, eta, fraction, max_steps, 5)
+    p, t, s = selfstab.gd_to_edge(cubic, jnp.array(theta0), eta, fraction, max_steps, key=jax.random.key(0),
+                                  check_every=5, eig_tol=1e-10)
+    assert int(t) == ref_steps
+    np.testing.assert_allclose(p, ref_theta, rtol=1e-12)
+    assert float(s) == pytest.approx(ref_s, rel=1e-9)
+    if max_steps == 500:
+        assert ref_steps == 100 and ref_s >= fraction * 2 / eta
+        # the step before was still below: the loop stopped at the first check past the target
+        assert numpy_gd_to_edge(theta0, eta, fraction, 95, 5)[2] < fraction * 2 / eta
+    else:
+        assert ref_steps == 50 and ref_s < fraction * 2 / eta

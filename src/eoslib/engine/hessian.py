@@ -41,6 +41,17 @@ def _check_scalar_loss(loss_fn: LossFn, params: PyTree) -> None:
                          f"{getattr(out, 'shape', type(out).__name__)}")
 
 
+def _check_like_params(name: str, tree: PyTree, params: PyTree) -> None:
+    """A ValueError unless ``tree`` has the tree structure and leaf shapes of ``params``."""
+    structure, other = jax.tree.structure(params), jax.tree.structure(tree)
+    shapes = [jnp.shape(leaf) for leaf in jax.tree.leaves(params)]
+    got = [jnp.shape(leaf) for leaf in jax.tree.leaves(tree)]
+    if structure != other or shapes != got:
+        raise ValueError(f"{name} must be a PyTree like params (the same structure and leaf shapes "
+                         f"{shapes}); got leaf shapes {got}"
+                         + ("" if structure == other else " in a different tree structure"))
+
+
 def hvp(loss_fn: LossFn, params: PyTree, tangent: PyTree) -> PyTree:
     """``H(params) · tangent`` as a PyTree like ``params`` (forward-over-reverse)."""
     return jax.jvp(jax.grad(loss_fn), (params,), (tangent,))[1]
@@ -76,12 +87,17 @@ def eigsh(
     """Top-k eigenpairs of the Hessian with residuals and the HVP count (:class:`eoslib.engine.linalg.Eigenpairs`).
 
     Start from ``v0`` (e.g. the previous probe's eigenvectors, to warm-start) or from a random
-    vector drawn with ``key``. ``options`` go to :func:`eoslib.engine.linalg.eigsh`.
+    vector drawn with ``key``. ``options`` go to :func:`eoslib.engine.linalg.eigsh`. The
+    arguments (``v0``'s shape against the number of parameters, ``k`` and the options) are
+    checked first, then that ``loss_fn`` is scalar, and only then is the HVP built.
     """
-    _check_scalar_loss(loss_fn, params)
     flat, _ = ravel_pytree(params)
-    return linalg.operator_eigsh(lambda: flat_hvp(loss_fn, params)[0], flat, k, key=key, v0=v0,
-                                 precision=precision, **options)
+
+    def make_matvec():
+        _check_scalar_loss(loss_fn, params)
+        return flat_hvp(loss_fn, params)[0]
+
+    return linalg.operator_eigsh(make_matvec, flat, k, key=key, v0=v0, precision=precision, **options)
 
 
 def top_eigenpairs(loss_fn: LossFn, params: PyTree, k: int, *, key: PRNGKeyArray, **options: Any):
@@ -154,12 +170,18 @@ def preconditioned_sharpness(
     ``params`` of positive entries, e.g. Adam's ``√v̂ + ε``). GD with step ``η P⁻¹ ∇L`` is stable
     on the quadratic model iff this is below 2/η. Start the solver from ``key`` (random) or from
     ``v0=`` (a warm start, in ``ravel_pytree`` order); ``options`` go to
-    :func:`eoslib.engine.linalg.operator_eigsh`."""
-    _check_scalar_loss(loss_fn, params)
+    :func:`eoslib.engine.linalg.operator_eigsh`.
+
+    Raises:
+      ValueError: ``precond`` not shaped like ``params`` (the same tree, the same leaf shapes),
+        or a bad solver argument (see :func:`eoslib.engine.linalg.eigsh`), before any tracing.
+    """
+    _check_like_params("precond", precond, params)
     flat, _ = ravel_pytree(params)
-    p_inv_sqrt = 1.0 / jnp.sqrt(ravel_pytree(precond)[0])
 
     def make_matvec():
+        _check_scalar_loss(loss_fn, params)
+        p_inv_sqrt = 1.0 / jnp.sqrt(ravel_pytree(precond)[0])
         matvec, _ = flat_hvp(loss_fn, params)
         return lambda v: p_inv_sqrt * matvec(p_inv_sqrt * v)
 

@@ -34,9 +34,10 @@ for warm starts from a block of previous eigenvectors.
 GPUs. The operator's own matmuls follow ``jax.default_matmul_precision`` (see
 :mod:`eoslib.engine.hessian`, which sets it).
 
-**Batched LAPACK on CPU.** Under ``vmap`` (sweeps) the small dense factorisations (QR, ``eigh``,
-SVD) are mapped over the batch one matrix at a time (:func:`unbatched`) instead of calling XLA's
-batched LAPACK kernels: on XLA CPU those split a large batch over the intra-op thread pool and
+**Batched LAPACK on CPU.** Under ``vmap`` (sweeps) on a CPU the small dense factorisations (QR,
+``eigh``, SVD) are mapped over the batch one matrix at a time (:func:`unbatched`) instead of
+calling XLA's batched LAPACK kernels (on other platforms, e.g. a GPU, the batched kernel runs as
+usual): on XLA CPU those split a large batch over the intra-op thread pool and
 block until the pieces finish, and two of them running at once on a 2-thread pool wait for each
 other forever (seen as a sweep with probes hanging at 0% CPU on a 2-core machine; ``gdb`` shows
 both ``tf_XLAEigen`` threads in ``jax::ParallelBatchMap`` → ``BlockingCounter::Wait``).
@@ -49,6 +50,7 @@ which is ``|cos|`` between two vectors when k = 1; reconstructed, as above).
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from typing import Callable, NamedTuple
 
@@ -59,20 +61,30 @@ from jaxtyping import Array, Bool, Float, Int
 Matvec = Callable[[Float[Array, " n"]], Float[Array, " n"]]
 REORTHO_MODES = ("none", "full", "mpk")
 KAPPA = math.sqrt(2.0)  # Parlett–Kahan: "twice is enough"
+EIGSH_OPTIONS = ("block_size", "num_iters", "reortho", "tol", "max_restarts", "seed")  # eigsh's keywords
 
 
 def unbatched(fn: Callable) -> Callable:
-    """``fn`` (of array arguments, returning arrays) with a batching rule that maps it over the
-    batch with ``lax.map``, so it never runs as one batched kernel; values are unchanged. Why: see
-    "Batched LAPACK on CPU" in the module docstring. Nested vmaps map at every level."""
+    """``fn`` (of array arguments, returning arrays) with a batching rule that, on CPU, maps it
+    over the batch with ``lax.map`` so it never runs there as one batched kernel; on any other
+    platform the batch runs as ``vmap(fn)`` (the batched kernel) as usual. Values are unchanged.
+    Why: see "Batched LAPACK on CPU" in the module docstring. The platform is chosen by
+    ``jax.lax.platform_dependent`` when the computation is lowered, so it is that of the device
+    the computation runs on (not the default backend). Nested vmaps map at every level."""
 
     wrapped = jax.custom_batching.custom_vmap(fn)
 
     @wrapped.def_vmap
     def rule(axis_size, in_batched, *args):
-        args = [a if batched else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a))
-                for a, batched in zip(args, in_batched)]
-        out = jax.lax.map(lambda a: wrapped(*a), tuple(args))
+        def one_at_a_time(*args):
+            full = [a if batched else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a))
+                    for a, batched in zip(args, in_batched)]
+            return jax.lax.map(lambda a: wrapped(*a), tuple(full))
+
+        def batched_kernel(*args):
+            return jax.vmap(fn, in_axes=tuple(0 if batched else None for batched in in_batched))(*args)
+
+        out = jax.lax.platform_dependent(*args, cpu=one_at_a_time, default=batched_kernel)
         return out, jax.tree.map(lambda _: True, out)
 
     return wrapped
@@ -124,6 +136,22 @@ def _check_reortho(reortho):
         raise ValueError(f"reortho={reortho!r} is not supported; choose one of {list(REORTHO_MODES)}")
 
 
+def _integer(name: str, value, low: int, high: int | None = None, allowed: str | None = None) -> int:
+    """``value`` as a Python int (anything with ``__index__``: int, ``np.int64``, a concrete 0-d
+    integer array), checked to lie in ``[low, high]``; a TypeError or ValueError naming ``name``,
+    the value and the allowed range otherwise."""
+    allowed = allowed or (f"an integer ≥ {low}" if high is None else f"an integer between {low} and {high}")
+    if isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} must be {allowed}, not a bool")
+    try:
+        index = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}={value!r} must be {allowed}") from None
+    if index < low or (high is not None and index > high):
+        raise ValueError(f"{name}={value!r} must be {allowed}")
+    return index
+
+
 def _start_block(v0, b, seed):
     """An orthonormal ``(n, b)`` start block from ``v0`` (``(n,)`` or ``(n, b')``)."""
     v0 = jnp.asarray(v0)
@@ -170,11 +198,11 @@ def _orthonormal_columns(W, precision):
     at O(n b²) cost instead of LAPACK's on a tall n × b matrix."""
     if W.shape[1] == 1:  # a single vector: its norm, without a (GPU-latency-bound) eigensolver call
         sigma = jnp.linalg.norm(W, axis=0)
-        return W / jnp.where(sigma > 0, sigma, 1.0), sigma, jnp.ones((1, 1), W.dtype)
+        return W / jnp.where(sigma > 0, sigma, 1.0)[None, :], sigma, jnp.ones((1, 1), W.dtype)
     gram = _dot(W.T, W, precision)
     lam, Z = _eigh((gram + gram.T) / 2)
     sigma = jnp.sqrt(jnp.maximum(lam, 0.0))
-    U = _dot(W, Z, precision) / jnp.where(sigma > 0, sigma, 1.0)
+    U = _dot(W, Z, precision) / jnp.where(sigma > 0, sigma, 1.0)[None, :]
     return U, sigma, Z.T
 
 
@@ -273,11 +301,11 @@ def lanczos(num_iters: int, *, reortho: str = "full", precision: str = "highest"
     reorthogonalisation); for eigenpairs use :func:`eigsh`.
     """
     _check_reortho(reortho)
-    if num_iters < 1:
-        raise ValueError(f"num_iters={num_iters} must be ≥ 1")
+    num_iters = _integer("num_iters", num_iters, 1)
 
     def decompose(matvec: Matvec, v0) -> KrylovDecomposition:
-        b = 1 if jnp.ndim(v0) == 1 else jnp.shape(v0)[1]
+        v0 = _check_start(v0, None)
+        b = 1 if v0.ndim == 1 else v0.shape[1]
         Q0 = _start_block(v0, b, seed)
         _, V, T, R, _, _ = _krylov_cycle(matvec, Q0, 1, num_iters, reortho, 0.0, precision,
                                          False, seed)
@@ -286,20 +314,51 @@ def lanczos(num_iters: int, *, reortho: str = "full", precision: str = "highest"
     return decompose
 
 
-def _validate(matvec, v0, k, block_size):
+def _check_start(v0, n: int | None):
+    """``v0`` as an array of shape ``(n,)`` or ``(n, b)`` with ``1 ≤ b ≤ n`` and a floating dtype
+    (``n`` is v0's own length when None). Only shapes are read: works on tracers."""
     v0 = jnp.asarray(v0)
     if v0.ndim not in (1, 2):
-        raise ValueError(f"v0 must have shape (n,) or (n, b); got {v0.shape}")
+        raise ValueError(f"v0 must have shape (n,) or (n, b); got shape {v0.shape}")
+    if n is not None and v0.shape[0] != n:
+        raise ValueError(f"v0 has shape {v0.shape}, but the operator has dimension n={n}: v0 must "
+                         f"have shape ({n},) or ({n}, b)")
+    if v0.ndim == 2 and not 1 <= v0.shape[1] <= v0.shape[0]:
+        raise ValueError(f"v0 has shape {v0.shape}: a start block (n, b) must have 1 ≤ b ≤ n")
+    if not jnp.issubdtype(v0.dtype, jnp.floating):
+        raise TypeError(f"v0 has dtype {v0.dtype}; it must be a floating dtype (that of the operator)")
+    return v0
+
+
+def _check_options(n: int, v0, k, block_size, num_iters, max_restarts, tol):
+    """Checked ``(k, block, num_iters, max_restarts)`` for :func:`eigsh` on dimension ``n``;
+    ``block`` is the block size b that will be used (default: ``k``, or v0's columns if more)."""
+    k = _integer("k", k, 1, n, f"an integer between 1 and the dimension n={n}")
+    start_columns = 1 if v0.ndim == 1 else v0.shape[1]
+    if block_size is None:
+        block = max(k, start_columns)
+    else:
+        block = _integer("block_size", block_size, 1, n, f"an integer between 1 and n={n}")
+        if block < k:
+            raise ValueError(f"block_size={block_size!r} is smaller than k={k}: a block must hold at "
+                             f"least the k wanted eigenvectors (give block_size ≥ {k}, or None)")
+    if num_iters is not None:
+        num_iters = _integer("num_iters", num_iters, 1, allowed="None or an integer ≥ 1")
+    max_restarts = _integer("max_restarts", max_restarts, 0)
+    if isinstance(tol, numbers.Real) and not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol={tol!r} must be a finite number ≥ 0")
+    return k, block, num_iters, max_restarts
+
+
+def _validate(matvec, v0, k, block_size, num_iters, max_restarts, tol):
+    v0 = _check_start(v0, None)
     n = v0.shape[0]
-    if not isinstance(k, int) or not 1 <= k <= n:
-        raise ValueError(f"k={k!r} must be an integer between 1 and the dimension n={n}")
-    if block_size is not None and not 1 <= block_size <= n:
-        raise ValueError(f"block_size={block_size} must be between 1 and n={n}")
+    k, block, num_iters, max_restarts = _check_options(n, v0, k, block_size, num_iters, max_restarts, tol)
     out = jax.eval_shape(matvec, jax.ShapeDtypeStruct((n,), v0.dtype))
     if getattr(out, "shape", None) != (n,):
         raise ValueError(f"matvec must map an ({n},) array to an ({n},) array; it returned "
                          f"{getattr(out, 'shape', type(out).__name__)}")
-    return v0
+    return v0, k, block, num_iters, max_restarts
 
 
 def eigsh(
@@ -320,26 +379,32 @@ def eigsh(
     Args:
       matvec: ``v -> A v`` on ``(n,)`` arrays; ``A`` symmetric.
       v0: start vector ``(n,)`` or block ``(n, b)`` — e.g. the previous eigenvectors, to warm-start.
-      k: how many eigenpairs.
-      block_size: b; default ``k`` if ``v0`` is a vector (``v0.shape[1]`` if a block, at least k).
-        Missing start columns are drawn from ``jax.random.key(seed)``.
-      num_iters: block steps per cycle (the basis holds ``num_iters · b`` vectors); default
-        enough for a Krylov space of ``max(40, 4k)``.
+      k: how many eigenpairs, an integer (``int``, ``np.int64``, …) between 1 and n.
+      block_size: b, between k and n; default ``k`` if ``v0`` is a vector (``max(k,
+        v0.shape[1])`` if a block). Missing start columns are drawn from
+        ``jax.random.key(seed)``; extra ones are dropped.
+      num_iters: block steps per cycle, ≥ 1 (the basis holds ``num_iters · b`` vectors);
+        default enough for a Krylov space of ``max(40, 4k)``.
       reortho: ``"full"`` (default), ``"mpk"`` or ``"none"`` (see the module docstring).
-      tol: stop when every residual ``‖A y − θ y‖ ≤ tol · max|θ|``.
-      max_restarts: cycles after the first, each restarted from the current top Ritz vectors.
+      tol: stop when every residual ``‖A y − θ y‖ ≤ tol · max|θ|`` (≥ 0).
+      max_restarts: cycles after the first (≥ 0), each restarted from the current top Ritz vectors.
       precision: matmul precision of the solver's own dots.
       seed: for extra start columns and for replacing dependent directions.
 
     Returns:
       :class:`Eigenpairs`; ``converged`` says whether ``tol`` was met (the best estimate is
       returned either way).
+
+    Raises:
+      ValueError: a ``v0`` that is not ``(n,)`` or ``(n, b)`` with ``b ≤ n``; an integer option out
+        of range (``block_size < k`` included); a negative ``tol``; a ``matvec`` that does not
+        map ``(n,)`` to ``(n,)``; an unknown ``reortho``.
+      TypeError: a non-integer ``k``, ``block_size``, ``num_iters`` or ``max_restarts``; a
+        non-floating ``v0``.
     """
     _check_reortho(reortho)
-    v0 = _validate(matvec, v0, k, block_size)
+    v0, k, b, num_iters, max_restarts = _validate(matvec, v0, k, block_size, num_iters, max_restarts, tol)
     n = v0.shape[0]
-    b = block_size or max(k, 1 if v0.ndim == 1 else v0.shape[1])
-    b = max(b, k)
     m = num_iters or max(3, -(-max(40, 4 * k) // b) + 1)
     m = min(m, max(1, n // b))
     Q0 = _start_block(v0, b, seed)
@@ -380,11 +445,28 @@ def operator_eigsh(
     ``jax.default_matmul_precision(precision)`` (so the operator's own matmuls run at that
     precision too), started from ``v0`` or from a random vector drawn with ``key``.
 
-    ``like`` is any ``(n,)`` array of the operator's dimension and dtype.
+    ``like`` is any ``(n,)`` array of the operator's dimension and dtype. Every argument is
+    checked (as :func:`eigsh` checks it, ``v0``'s length against ``like``'s included) before
+    ``make_matvec`` is called, so a bad one is reported before the operator (e.g. a linearised
+    HVP) is built.
     """
+    like = jnp.asarray(like)
+    if like.ndim != 1:
+        raise ValueError(f"like must be a flat (n,) array of the operator's dimension; got shape {like.shape}")
+    n = like.shape[0]
     if v0 is None:
         if key is None:
             raise ValueError("give key= (a PRNG key for the start vector) or v0= (a warm start)")
+        start = jax.ShapeDtypeStruct((n,), like.dtype)
+    else:
+        start = _check_start(v0, n)
+    unknown = sorted(set(options) - set(EIGSH_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown eigsh option(s) {unknown}; the options are {list(EIGSH_OPTIONS)}")
+    _check_reortho(options.get("reortho", "full"))
+    _check_options(n, start, k, options.get("block_size"), options.get("num_iters"),
+                   options.get("max_restarts", 10), options.get("tol", 1e-6))
+    if v0 is None:
         v0 = jax.random.normal(key, like.shape, like.dtype)
     with jax.default_matmul_precision(precision):
         return eigsh(make_matvec(), v0, k, precision=precision, **options)
@@ -394,17 +476,6 @@ def top_eigenpairs(matvec: Matvec, v0, k: int, **options) -> tuple[Float[Array, 
     orthonormal columns. ``options`` are those of :func:`eigsh`."""
     result = eigsh(matvec, v0, k, **options)
     return result.values, result.vectors
-
-
-def _index_in(name: str, value, low: int, high: int) -> int:
-    """``value`` as a Python int (NumPy / JAX integers too, via ``operator.index``) in [low, high]."""
-    try:
-        index = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name}={value!r} must be an integer") from None
-    if not low <= index <= high:
-        raise ValueError(f"{name}={value!r} must be between {low} and {high}")
-    return index
 
 
 def thick_restart_eigsh(
@@ -448,12 +519,15 @@ def thick_restart_eigsh(
     if v0.ndim != 1:
         raise ValueError(f"v0 must be one start vector of shape (n,); got shape {v0.shape} "
                          "(use eigsh with a block for repeated eigenvalues)")
+    if not jnp.issubdtype(v0.dtype, jnp.floating):
+        raise TypeError(f"v0 must be a floating array; got dtype {v0.dtype}")
     n = v0.shape[0]
-    k = _index_in("k", k, 1, n)
-    m = min(n, max(2 * k + 1, 20)) if num_vectors is None else _index_in("num_vectors", num_vectors, 1, n)
+    max_restarts = _integer("max_restarts", max_restarts, 0)
+    k = _integer("k", k, 1, n)
+    m = min(n, max(2 * k + 1, 20)) if num_vectors is None else _integer("num_vectors", num_vectors, 1, n)
     if m <= k:
         raise ValueError(f"num_vectors={m} must exceed k={k} (and be at most n={n})")
-    l_keep = k + (m - k) // 2 if keep is None else operator.index(keep)
+    l_keep = k + (m - k) // 2 if keep is None else _integer("keep", keep, 1, n)
     if not k <= l_keep < m:
         raise ValueError(f"keep={l_keep} must satisfy k={k} ≤ keep < num_vectors={m}")
     dtype = v0.dtype

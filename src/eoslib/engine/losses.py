@@ -20,18 +20,46 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree, Scalar
 
 
+def _check_pair(name: str, outputs, targets) -> None:
+    """A ValueError unless ``outputs`` and ``targets`` are both ``(N, K)`` of one shape. Only the
+    static shapes are read, so it runs when the function is traced (under ``jit`` too)."""
+    o, t = jnp.shape(outputs), jnp.shape(targets)
+    if o != t:
+        raise ValueError(f"{name}: outputs and targets must have the same shape (N, K); got outputs "
+                         f"of shape {o} and targets of shape {t} (no broadcasting)")
+    if len(o) != 2:
+        raise ValueError(f"{name}: outputs and targets must be (N, K) arrays (N examples, K outputs "
+                         f"each); got shape {o}")
+
+
 def half_mse(outputs: Float[Array, "N K"], targets: Float[Array, "N K"]) -> Scalar:
-    """½‖f − y‖² averaged over the N examples."""
+    """½‖f − y‖² averaged over the N examples (summed over the K outputs).
+
+    Raises:
+      ValueError: ``outputs`` and ``targets`` not of one ``(N, K)`` shape (checked at trace time).
+    """
+    _check_pair("half_mse", outputs, targets)
     return 0.5 * jnp.mean(jnp.sum((outputs - targets) ** 2, axis=-1))
 
 
 def cross_entropy(outputs: Float[Array, "N K"], targets: Float[Array, "N K"]) -> Scalar:
-    """Mean cross-entropy of logits ``outputs`` against one-hot ``targets``."""
+    """Mean over the N examples of the cross-entropy of logits ``outputs`` against one-hot
+    (or any probability-vector) ``targets``.
+
+    Raises:
+      ValueError: ``outputs`` and ``targets`` not of one ``(N, K)`` shape (checked at trace time).
+    """
+    _check_pair("cross_entropy", outputs, targets)
     return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(outputs, axis=-1), axis=-1))
 
 
 def accuracy(outputs: Float[Array, "N K"], targets: Float[Array, "N K"]) -> Scalar:
-    """Fraction of examples whose arg-max output is the arg-max target."""
+    """Fraction of the N examples whose arg-max output is the arg-max target.
+
+    Raises:
+      ValueError: ``outputs`` and ``targets`` not of one ``(N, K)`` shape (checked at trace time).
+    """
+    _check_pair("accuracy", outputs, targets)
     return jnp.mean(jnp.argmax(outputs, -1) == jnp.argmax(targets, -1))
 
 

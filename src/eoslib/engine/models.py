@@ -54,9 +54,9 @@ class MLP(eqx.Module):
         act = _activation(self.activation)
         h = x.reshape(x.shape[0], -1)
         for layer in self.layers[:-1]:
-            h = act(h @ layer.weight.T + layer.bias)
+            h = act(h @ layer.weight.T + layer.bias[None, :])
         last = self.layers[-1]
-        return h @ last.weight.T + last.bias
+        return h @ last.weight.T + last.bias[None, :]
 
 
 def fc_tanh(*, key: PRNGKeyArray, activation: str = "tanh", classes: int = 10, width: int = 200) -> MLP:
@@ -151,7 +151,8 @@ class GhostBatchNorm(eqx.Module):
         var = jax.ops.segment_sum((flat**2).sum(1), ids, groups) / count[:, None] - mean**2
         xn = (flat - mean[ids][:, None, :]) / jnp.sqrt(var[ids][:, None, :] + self.eps)
         xn = xn.reshape(x.shape)
-        return xn * self.scale + self.shift
+        shape = (1,) * (x.ndim - 1) + (self.scale.shape[0],)
+        return xn * self.scale.reshape(shape) + self.shift.reshape(shape)
 
 
 class VGG(eqx.Module):
@@ -186,7 +187,7 @@ class VGG(eqx.Module):
                 h = jax.vmap(lambda img, conv=conv: jnp.transpose(conv(jnp.transpose(img, (2, 0, 1))), (1, 2, 0)))(h)
                 h = jax.nn.relu(norm(h))
             h = jax.vmap(lambda img: max_pool_2x2(img, channel_axis=-1))(h)
-        return h.mean(axis=(1, 2)) @ self.head.weight.T + self.head.bias
+        return h.mean(axis=(1, 2)) @ self.head.weight.T + self.head.bias[None, :]
 
 
 class TwoLayerReLU(eqx.Module):

@@ -37,8 +37,9 @@ def ntk_top_eigenvalue(
     **options: Any,
 ) -> Scalar:
     """``scale · λ_max(J Jᵀ)``: the empirical NTK's top eigenvalue (``scale = 1/N`` gives the top
-    eigenvalue of the ½MSE Gauss–Newton matrix over N examples). ``options`` go to
-    :func:`eoslib.engine.linalg.eigsh`."""
+    eigenvalue of the ½MSE Gauss–Newton matrix over N examples). ``options`` (``v0=`` a warm
+    start included) go to :func:`eoslib.engine.linalg.operator_eigsh`, which checks them before
+    the Jacobian products are built."""
     flat, _ = ravel_pytree(params)
     result = linalg.operator_eigsh(lambda: jtj_matvec(apply_fn, params), flat, 1, key=key,
                                    precision=precision, **options)

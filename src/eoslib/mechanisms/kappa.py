@@ -27,6 +27,8 @@ exit, unimodal start) and III (Case I's g, bimodal start).
 
 from __future__ import annotations
 
+import numbers
+import operator
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -37,6 +39,23 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 __all__ = ["CoupledModel", "CASES", "Simulation", "simulate", "initial_log_kappa", "two_step_branches",
            "distribution_summary", "DistributionSummary"]
+
+
+def _mixture(init) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``init`` as float64 arrays ``(weights, means, stds)``, checked (see :class:`CoupledModel`)."""
+    try:
+        weights, means, stds = (np.asarray(a, float) for a in init)
+    except (TypeError, ValueError):
+        raise ValueError(f"init={init!r} must be three tuples of numbers (weights, means, stds)") from None
+    if not (weights.shape == means.shape == stds.shape) or weights.ndim != 1 or weights.size == 0:
+        raise ValueError(f"init={init!r} must be three equal-length, non-empty tuples (weights, means, stds)")
+    if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(means)) and np.all(np.isfinite(stds))):
+        raise ValueError(f"init={init!r} must hold finite numbers")
+    if np.any(weights < 0) or not weights.sum() > 0:
+        raise ValueError(f"init={init!r}: the weights must be ≥ 0 with a positive sum")
+    if np.any(stds < 0):
+        raise ValueError(f"init={init!r}: the stds must be ≥ 0")
+    return weights, means, stds
 
 
 @dataclass(frozen=True)
@@ -50,7 +69,11 @@ class CoupledModel:
       eta: learning rate η.
       c: stability limit c (``s = η f(κ) − c``).
       noise_std: standard deviation of the zero-mean sharpness noise ε (0: none).
-      init: ``(weights, means, stds)`` of the normal mixture of ``log κ₀`` (truncated to s > 0).
+      init: ``(weights, means, stds)`` of the normal mixture of ``log κ₀`` (truncated to s > 0):
+        three equal-length tuples of finite numbers, weights ≥ 0 with a positive sum, stds ≥ 0.
+
+    A malformed ``init``, a non-positive ``eta`` or a negative ``noise_std`` is a ValueError
+    when the model is built.
     """
 
     name: str
@@ -60,6 +83,13 @@ class CoupledModel:
     c: float = 1.0
     noise_std: float = 0.0
     init: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((1.0,), (1.0,), (0.1,))
+
+    def __post_init__(self):
+        if isinstance(self.eta, numbers.Real) and not self.eta > 0:
+            raise ValueError(f"eta={self.eta!r} must be positive")
+        if isinstance(self.noise_std, numbers.Real) and not self.noise_std >= 0:
+            raise ValueError(f"noise_std={self.noise_std!r} must be ≥ 0")
+        _mixture(self.init)
 
     def surplus(self, log_kappa: Array, noise: Array | float = 0.0) -> Array:
         """``s = η (f(κ) + ε) − c`` at ``log κ``."""
@@ -82,31 +112,86 @@ CASES: dict[str, CoupledModel] = {
 }
 
 
-def initial_log_kappa(model: CoupledModel, n: int, key: PRNGKeyArray) -> Float[Array, " n"]:
+def _positive_int(name: str, value) -> int:
+    """``value`` as a Python int ≥ 1 (``np.int64`` and other ``__index__`` types accepted)."""
+    try:
+        index = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        index = None
+    if index is None or index < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+    return index
+
+
+#: How far (in standard deviations) the check for mass above the exit looks from each mean.
+_REACH = 8.0
+
+
+def initial_log_kappa(model: CoupledModel, n: int, key: PRNGKeyArray, *,
+                      max_rounds: int = 10_000) -> Float[Array, " n"]:
     """``n`` draws of ``log κ₀`` from the model's normal mixture, redrawn until ``s(κ₀) > 0``
-    (the paper starts in instability, C5)."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n={n!r} must be a positive integer")
-    weights, means, stds = (jnp.asarray(a, float) for a in model.init)
-    if not (weights.shape == means.shape == stds.shape) or weights.ndim != 1:
-        raise ValueError(f"init={model.init!r} must be three equal-length tuples (weights, means, stds)")
+    (the paper starts in instability, C5), in at most ``max_rounds`` rounds of redrawing.
+
+    Every round redraws all the draws still in the exit (``s ≤ 0``), so with a fraction p of
+    the mixture's mass above the exit a draw is still in the exit after R rounds with
+    probability ``(1 − p)^R``.
+
+    Args:
+      model: the model (its ``init`` mixture and its surplus ``s``).
+      n: how many draws, a positive integer.
+      key: the PRNG key.
+      max_rounds: the most rounds of redrawing, a positive integer.
+
+    Returns:
+      ``log κ₀`` of shape ``(n,)``, every entry with ``s > 0``. Under ``jit`` (where no error
+      can be raised for a value) an entry still in the exit after ``max_rounds`` rounds is NaN.
+
+    Raises:
+      ValueError: a bad ``n`` or ``max_rounds``; a model whose mixture has no mass above the
+        exit (``s ≤ 0`` everywhere within 8 standard deviations of every component's mean, so
+        that no number of rounds would do), found before any draw; or, outside ``jit``, draws
+        still in the exit after ``max_rounds`` rounds (too little mass above the exit).
+    """
+    n = _positive_int("n", n)
+    max_rounds = _positive_int("max_rounds", max_rounds)
+    weights, means, stds = _mixture(model.init)
+    live = weights > 0
+    reach = means[live, None] + stds[live, None] * np.linspace(-_REACH, _REACH, 161)
+    with jax.ensure_compile_time_eval():  # a concrete check, under jit too
+        above = bool(jnp.any(model.surplus(jnp.asarray(reach)) > 0))
+    if not above:
+        raise ValueError(
+            f"the model {model.name!r} has no mass above the exit: s = η f(κ) − c ≤ 0 for every log κ "
+            f"within {_REACH:g} standard deviations of the means of init={model.init!r} "
+            f"(η={model.eta!r}, c={model.c!r}); move the init to where s > 0")
+    weights, means, stds = (jnp.asarray(a) for a in (weights, means, stds))
 
     def draw(k):
         k1, k2 = jax.random.split(k)
         comp = jax.random.choice(k1, weights.size, (n,), p=weights / weights.sum())
-        return means[comp] + stds[comp] * jax.random.normal(k2, (n,))
+        return means[comp] + stds[comp] * jax.random.normal(k2, (n,), means.dtype)
 
     def cond(carry):
-        x, _ = carry
-        return jnp.any(model.surplus(x) <= 0)
+        x, _, rounds = carry
+        return jnp.any(model.surplus(x) <= 0) & (rounds < max_rounds)
 
     def body(carry):
-        x, k = carry
+        x, k, rounds = carry
         k, sub = jax.random.split(k)
-        return jnp.where(model.surplus(x) > 0, x, draw(sub)), k
+        return jnp.where(model.surplus(x) > 0, x, draw(sub)), k, rounds + 1
 
     key, sub = jax.random.split(key)
-    x, _ = jax.lax.while_loop(cond, body, (draw(sub), key))
+    x, _, _ = jax.lax.while_loop(cond, body, (draw(sub), key, jnp.array(0)))
+    inside = model.surplus(x) > 0
+    try:
+        failed = int(np.sum(~np.asarray(inside)))
+    except jax.errors.TracerArrayConversionError:  # under jit: flag by NaN
+        return jnp.where(inside, x, jnp.nan)
+    if failed:
+        raise ValueError(
+            f"after max_rounds={max_rounds} rounds of redrawing, {failed} of n={n} draws of log κ₀ "
+            f"still have s ≤ 0: init={model.init!r} of the model {model.name!r} has too little mass "
+            f"above the exit; raise max_rounds or move the init to where s > 0")
     return x
 
 
@@ -124,10 +209,14 @@ def simulate(model: CoupledModel, log_kappa0: Float[Array, " n"], steps: int, *,
              record_every: int = 1) -> Simulation:
     """Iterate the model from ``log_kappa0`` for ``steps`` steps (one ``lax.scan``, all
     trajectories at once), recording every ``record_every`` steps (and step 0)."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r} must be a positive integer")
-    if not isinstance(record_every, int) or not 1 <= record_every <= steps or steps % record_every:
-        raise ValueError(f"record_every={record_every!r} must divide steps={steps}")
+    steps = _positive_int("steps", steps)
+    given = record_every
+    try:
+        record_every = _positive_int("record_every", record_every)
+    except ValueError:
+        record_every = 0
+    if not 1 <= record_every <= steps or steps % record_every:
+        raise ValueError(f"record_every={given!r} must be a positive integer dividing steps={steps}")
     n = log_kappa0.shape[0]
 
     def step(carry, k):
