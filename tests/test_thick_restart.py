@@ -99,3 +99,21 @@ def test_non_finite_start_gives_nan_not_a_value():
     a = jnp.eye(30) * jnp.arange(30.0)
     res = linalg.thick_restart_eigsh(lambda x: a @ x, jnp.full(30, jnp.nan), 1)
     assert not bool(res.converged) and bool(jnp.all(jnp.isnan(res.values)))
+
+
+def test_hessian_eigsh_method_thick_matches_dense_hessian(mlp_problem, getkey):
+    """The network-Hessian entry point: hessian.eigsh(..., method="thick") on a small tanh MLP."""
+    from jax.flatten_util import ravel_pytree
+
+    from eoslib.engine import hessian
+
+    params, loss, _ = mlp_problem
+    flat, unravel = ravel_pytree(params)
+    dense = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat)))[::-1]
+    res = hessian.eigsh(loss, params, 4, key=getkey(), method="thick", tol=1e-9, max_restarts=100)
+    assert bool(res.converged)
+    np.testing.assert_allclose(np.asarray(res.values), dense[:4], rtol=1e-7, atol=1e-9)
+    with pytest.raises(TypeError, match="unknown option"):
+        hessian.eigsh(loss, params, 1, key=getkey(), method="thick", block_size=2)
+    with pytest.raises(ValueError, match="method='nope'"):
+        hessian.eigsh(loss, params, 1, key=getkey(), method="nope")

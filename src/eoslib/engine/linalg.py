@@ -62,6 +62,8 @@ Matvec = Callable[[Float[Array, " n"]], Float[Array, " n"]]
 REORTHO_MODES = ("none", "full", "mpk")
 KAPPA = math.sqrt(2.0)  # Parlett–Kahan: "twice is enough"
 EIGSH_OPTIONS = ("block_size", "num_iters", "reortho", "tol", "max_restarts", "seed")  # eigsh's keywords
+THICK_OPTIONS = ("num_vectors", "keep", "tol", "max_restarts", "seed")  # thick_restart_eigsh's keywords
+METHODS = ("block", "thick")
 
 
 def unbatched(fn: Callable) -> Callable:
@@ -439,9 +441,12 @@ def operator_eigsh(
     key=None,
     v0=None,
     precision: str = "highest",
+    method: str = "block",
     **options,
 ) -> Eigenpairs:
-    """:func:`eigsh` of the operator that ``make_matvec()`` builds under
+    """:func:`eigsh` (``method="block"``) or :func:`thick_restart_eigsh` (``method="thick"``: a
+    single start vector; several times fewer operator applications for a cold top-k with k > 1,
+    see ``benchmarks/README.md``) of the operator that ``make_matvec()`` builds under
     ``jax.default_matmul_precision(precision)`` (so the operator's own matmuls run at that
     precision too), started from ``v0`` or from a random vector drawn with ``key``.
 
@@ -460,16 +465,23 @@ def operator_eigsh(
         start = jax.ShapeDtypeStruct((n,), like.dtype)
     else:
         start = _check_start(v0, n)
-    unknown = sorted(set(options) - set(EIGSH_OPTIONS))
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not one of {list(METHODS)}")
+    allowed = EIGSH_OPTIONS if method == "block" else THICK_OPTIONS
+    unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise TypeError(f"unknown eigsh option(s) {unknown}; the options are {list(EIGSH_OPTIONS)}")
-    _check_reortho(options.get("reortho", "full"))
-    _check_options(n, start, k, options.get("block_size"), options.get("num_iters"),
-                   options.get("max_restarts", 10), options.get("tol", 1e-6))
+        raise TypeError(f"unknown option(s) {unknown} for method={method!r}; the options are {list(allowed)}")
+    if method == "block":
+        _check_reortho(options.get("reortho", "full"))
+        _check_options(n, start, k, options.get("block_size"), options.get("num_iters"),
+                       options.get("max_restarts", 10), options.get("tol", 1e-6))
+    elif len(start.shape) != 1:
+        raise ValueError(f"method='thick' starts from one vector of shape ({n},); got v0 of shape {start.shape}")
     if v0 is None:
         v0 = jax.random.normal(key, like.shape, like.dtype)
+    solver = eigsh if method == "block" else thick_restart_eigsh
     with jax.default_matmul_precision(precision):
-        return eigsh(make_matvec(), v0, k, precision=precision, **options)
+        return solver(make_matvec(), v0, k, precision=precision, **options)
 
 def top_eigenpairs(matvec: Matvec, v0, k: int, **options) -> tuple[Float[Array, " k"], Float[Array, "n k"]]:
     """``(eigenvalues (k,), eigenvectors (n, k))``: the k largest algebraic eigenpairs, descending,
