@@ -114,10 +114,12 @@ def fill_scorecards(app, doctree, docname):
             cells = [link(), claim.id, claim.claim, claim.paper, claim.ours, claim.verdict, evidence]
             (rows if claim.kind == "claim" else check_rows).append(cells)
     summary = nodes.paragraph(text=(
-        f"{sum(counts.values())} paper claims in {len(chapters)} chapter(s): "
+        f"{sum(counts.values())} paper claim{'' if sum(counts.values()) == 1 else 's'} in "
+        f"{len(chapters)} chapter(s): "
         + _counts_text(counts)
         + f" ('not tested': no evidence at the scale run, neither a failure nor a success); "
-        + f"{sum(check_counts.values())} consistency checks, not counted ("
+        + f"{sum(check_counts.values())} consistency check"
+        + ("" if sum(check_counts.values()) == 1 else "s") + ", not counted ("
         + _counts_text({k: v for k, v in check_counts.items() if v} or check_counts)
         + f"). Records read from {folder.name}/ at build time."))
     per_chapter = _table(["chapter", "scale", *VERDICTS, "consistency checks"], chapter_rows,

@@ -7,19 +7,32 @@ evidence comes from, and whether it is a paper claim or a **consistency check** 
 holds by construction: shown and recorded, never scored as reproduced). After the run,
 :func:`grade` applies the rule to the measured metrics and returns a
 :class:`eoslib.book.results.Claim` for the record; :func:`verdict_markdown` writes the chapter's
-Verdict section from the graded claims, so no number or verdict in it is typed by hand::
+Verdict section from the graded claims, so no number or verdict in it is typed by hand.
 
+A chapter declares its claims in one cell tagged ``claims``, before its Run section, that
+assigns ``CLAIMS`` and needs nothing but this module (``tests/test_verdicts.py`` executes that
+cell alone and checks that every claim's rule can fail)::
+
+    # %% tags=["claims", "hide-input"]
+    from eoslib.book.verdicts import AllOf, AtLeast, AtMost, ClaimSpec, Given
     CLAIMS = [
         ClaimSpec(
-            "sharpening", "S rises from below 2/η to 2/η", "Fig. 1",
-            rule=AllOf((AtMost("init_fraction", 0.8, fair=0.9, fmt=".0%"),
-                        AtLeast("rise_fraction", 0.2, fmt=".0%"))),
-            ours="S₀ = {init_fraction:.0%} of 2/η",
-            names={"init_fraction": "S₀/(2/η)", "rise_fraction": "rise/(2/η)"}),
+            "edge-of-stability", "the sharpness hovers at, or just above, 2/η",
+            "≈ 2/η (Fig. 1)",
+            rule=Given(AtLeast("n_at_edge", 1),
+                       AllOf((AtMost("eos_ratio_err_max", 0.10, fair=0.25, fmt=".0%"),
+                              AtMost("eos_drift_fraction", 0.10, fmt=".0%")))),
+            ours="plateau/(2/η) = {sharpness_eos_ratio:.3f}",
+            names={"eos_ratio_err_max": "the largest |plateau/(2/η) − 1|"}),
     ]
-    ...                                   # the run, measurements -> metrics
-    claims = grade_all(CLAIMS, metrics, scale=P.scale)
-    display(claims_table(claims)); display(Markdown(verdict_markdown(claims, scale=P.scale)))
+    display(declared_claims(CLAIMS))          # eoslib.book.display
+
+    # %%   ... the run, then the measurements, into a dict ``metrics``
+    claims = grade_all(CLAIMS, metrics, scale=scale)
+    display(claims_table(claims))              # the paper-vs-ours table
+
+    # %% tags=["remove-input"]                 (under the "## Verdict" heading)
+    display(verdict_section(claims, scale=scale))
 
 Conventions:
 
@@ -39,7 +52,7 @@ Conventions:
   met it (:meth:`Rule.explain`); the record stores both.
 - Every rule can propose inputs under which it passes and fails (:meth:`Rule.witnesses`);
   :func:`failing_input` checks a proposal by grading it, and :func:`assert_claims_can_fail` is the
-  mutation test: a declared claim that no finite input can fail is a defect.
+  mutation test: a declared claim that no input can fail is a defect.
 """
 
 from __future__ import annotations
