@@ -311,10 +311,10 @@ def test_eos_intro_rules_catch_the_reviewed_defects():
         {"sharpening_rise_max": 0.01, "edge_reached_fraction": 1.0}) == N
     # S sitting at a fixed level whatever η: the fixed-level null fits perfectly and wins
     plateaus, edges = np.array([100.0, 101, 99]), np.array([100.0, 133.3, 166.7])
-    fixed = {"n_at_edge": 3, "eos_tracking_spread": float(np.std(np.log(plateaus / edges))),
+    fixed = {"n_plateaus": 3, "eos_tracking_spread": float(np.std(np.log(plateaus / edges))),
              "eos_constant_spread": float(np.std(np.log(plateaus)))}
     assert rules["tracks-2/eta"].grade(fixed) == N
-    tracking = {"n_at_edge": 3, "eos_tracking_spread": float(np.std(np.log(1.08 * edges / edges))),
+    tracking = {"n_plateaus": 3, "eos_tracking_spread": float(np.std(np.log(1.08 * edges / edges))),
                 "eos_constant_spread": float(np.std(np.log(1.08 * edges)))}
     assert rules["tracks-2/eta"].grade(tracking) == R
     # one rising step in a thousand at the edge is not a non-monotone loss
@@ -323,4 +323,7 @@ def test_eos_intro_rules_catch_the_reviewed_defects():
     assert rules["non-monotone-loss"].grade(rare) == N
     # the edge never reached: the edge claims are not tested, never passed or failed
     for claim in ("edge-of-stability", "tracks-2/eta", "non-monotone-loss"):
-        assert rules[claim].grade({"n_at_edge": 0}) == T
+        assert rules[claim].grade({"n_at_edge": 0, "n_plateaus": 0}) == T
+    # a run that diverged at the edge fails the edge claim (its plateau error is infinite)
+    assert rules["edge-of-stability"].grade(
+        {"n_at_edge": 1, "eos_ratio_err_max": math.inf, "eos_drift_fraction": math.inf}) == N
