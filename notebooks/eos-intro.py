@@ -409,9 +409,9 @@ display(claims_table(claims))
 # ## Verdict
 #
 # Generated from the graded claims above (a rerun with other parameters rewrites it). What the
-# scale-down changes: with fewer images than the paper and a fixed number of steps, the run reaches
-# the edge sooner and the level its sharpness settles at is a property of this smaller problem;
-# the `paper` scale repeats the sweep on 5,000 images.
+# scale-down changes: at `book` scale the sweep trains on fewer images than the paper, for a fixed
+# number of steps instead of until 99% train accuracy; the `paper` scale repeats it on 5,000
+# images, and its stored run, when present, grades the paper-scale claim.
 
 # %% tags=["remove-input"]
 display(verdict_section(claims, scale=scale))
