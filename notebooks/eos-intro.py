@@ -322,7 +322,7 @@ print(f"loss increases: {100 * measured['loss_increase_fraction']:.1f}% of edge-
 
 # %% [markdown]
 # The `paper`-scale run (5,000 images, computed on a GPU with `python -m eoslib store eos-intro`)
-# is read from the results store ({mod}`eoslib.book.store`) when it holds one: its record's
+# is read from the results store (`eoslib.book.store`) when it holds one: its record's
 # metrics grade the paper-scale claim, and its trace is drawn beside ours.
 
 # %%
