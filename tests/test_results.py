@@ -72,3 +72,46 @@ def test_records_dir_resolution(tmp_path, monkeypatch):
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")
     assert results.records_dir() == tmp_path / "_build" / "records"
+
+
+def test_not_tested_is_a_verdict_and_checks_have_their_own_outcomes():
+    Claim("c", "x", "1", "n/a", "not tested")
+    Claim("c", "x", "1", "1", "holds", kind="consistency")
+    with pytest.raises(ValueError, match="verdict='reproduced' is not one of .*consistency"):
+        Claim("c", "x", "1", "1", "reproduced", kind="consistency")
+    with pytest.raises(ValueError, match="kind='toy'"):
+        Claim("c", "x", "1", "1", "holds", kind="toy")
+
+
+def test_hand_written_claims_stay_valid_and_read_with_defaults(tmp_path):
+    """Records of chapters not yet converted (six claim keys only) validate and read back."""
+    record = a_record()
+    for claim in record["claims"]:
+        for key in results.CLAIM_DEFAULTS:
+            claim.pop(key)
+    results.validate_record(record)
+    back = results.claim_from_dict(record["claims"][0])
+    assert (back.kind, back.rule, back.evidence) == ("claim", "", "")
+
+
+def test_record_stores_rule_control_evidence_and_kind():
+    record = a_record(claims=[
+        Claim("c1", "a claim", "1", "1", "not tested", "n/a", rule="x ≤ 1", control="null",
+              evidence="book run"),
+        Claim("c2", "an identity", "0", "0", "holds", kind="consistency"),
+    ])
+    c1, c2 = record["claims"]
+    assert (c1["rule"], c1["control"], c1["evidence"], c1["kind"]) == ("x ≤ 1", "null", "book run", "claim")
+    assert c2["kind"] == "consistency"
+    bad = dict(c1, rule=3)
+    with pytest.raises(ValueError, match="rule=3 is not a string"):
+        results.validate_record(dict(record, claims=[bad]))
+
+
+def test_tally_counts_the_four_verdicts_and_checks_apart():
+    claims = [Claim("a", "x", "1", "1", "reproduced"), Claim("b", "x", "1", "1", "not tested"),
+              {"id": "c", "claim": "x", "paper": "1", "ours": "1", "verdict": "not reproduced", "note": ""},
+              Claim("d", "x", "1", "1", "holds", kind="consistency")]
+    verdicts, checks = results.tally(claims)
+    assert verdicts == {"reproduced": 1, "partly reproduced": 0, "not reproduced": 1, "not tested": 1}
+    assert checks == {"holds": 1, "fails": 0, "not tested": 0}

@@ -6,6 +6,11 @@ The chapters execute while Sphinx *reads* the book, and each writes its results 
 records. A chapter in the book without a record is a warning — an error under ``-W`` — so a
 chapter that silently stopped writing its record fails the build.
 
+Per chapter the table shows the four verdict counts of its paper claims (``reproduced``,
+``partly reproduced``, ``not reproduced``, ``not tested``) and, per claim, the scale its evidence
+comes from (this run at the record's scale, or a stored paper-scale run). Consistency checks
+(which hold by construction) are listed in a table of their own and not counted.
+
 Records are read from ``$EOSLIB_RECORDS``, else ``<book>/_build/records``.
 """
 
@@ -18,7 +23,7 @@ from docutils import nodes
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from eoslib.book.results import VERDICTS, read_records
+from eoslib.book.results import CHECK_OUTCOMES, VERDICTS, claim_from_dict, read_records, tally
 
 logger = logging.getLogger(__name__)
 CHAPTER_PREFIX = "notebooks/"
@@ -70,6 +75,10 @@ def _table(header, rows, widths):
     return table
 
 
+def _counts_text(counts) -> str:
+    return ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
+
+
 def fill_scorecards(app, doctree, docname):
     placeholders = list(doctree.findall(scorecard_node))
     if not placeholders:
@@ -77,7 +86,8 @@ def fill_scorecards(app, doctree, docname):
     folder = records_folder(app)
     by_chapter = {r["chapter"]: r for r in read_records(folder)}
     chapters = sorted(d for d in app.env.found_docs if d.startswith(CHAPTER_PREFIX))
-    rows, counts = [], dict.fromkeys(VERDICTS, 0)
+    rows, check_rows, chapter_rows = [], [], []
+    counts, check_counts = dict.fromkeys(VERDICTS, 0), dict.fromkeys(CHECK_OUTCOMES, 0)
     for doc in chapters:
         name = doc[len(CHAPTER_PREFIX):]
         record = by_chapter.get(name)
@@ -87,20 +97,43 @@ def fill_scorecards(app, doctree, docname):
                            location=docname)
             continue
         title = app.env.titles[doc].astext() if doc in app.env.titles else name
-        for claim in record["claims"]:
-            link = nodes.reference("", "", nodes.Text(title), internal=True,
+
+        def link():
+            return nodes.reference("", "", nodes.Text(title), internal=True,
                                    refuri=app.builder.get_relative_uri(docname, doc))
-            counts[claim["verdict"]] += 1
-            rows.append([link, claim["id"], claim["claim"], claim["paper"], claim["ours"],
-                         claim["verdict"], record["scale"]])
+
+        verdicts, checks = tally(record["claims"])
+        for verdict, n in verdicts.items():
+            counts[verdict] += n
+        for outcome, n in checks.items():
+            check_counts[outcome] += n
+        chapter_rows.append([link(), record["scale"], *verdicts.values(), sum(checks.values())])
+        for entry in record["claims"]:
+            claim = claim_from_dict(entry)
+            evidence = claim.evidence or f"{record['scale']} run"
+            cells = [link(), claim.id, claim.claim, claim.paper, claim.ours, claim.verdict, evidence]
+            (rows if claim.kind == "claim" else check_rows).append(cells)
     summary = nodes.paragraph(text=(
-        f"{sum(counts.values())} claims in {len(chapters)} chapter(s): "
-        + ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
-        + f". Records read from {folder.name}/ at build time."))
-    table = _table(["chapter", "id", "claim", "paper", "ours", "verdict", "scale"], rows,
-                   [14, 8, 26, 18, 22, 9, 6])
+        f"{sum(counts.values())} paper claim{'' if sum(counts.values()) == 1 else 's'} in "
+        f"{len(chapters)} chapter(s): "
+        + _counts_text(counts)
+        + f" ('not tested': no evidence at the scale run, neither a failure nor a success); "
+        + f"{sum(check_counts.values())} consistency check"
+        + ("" if sum(check_counts.values()) == 1 else "s") + ", not counted ("
+        + _counts_text({k: v for k, v in check_counts.items() if v} or check_counts)
+        + f"). Records read from {folder.name}/ at build time."))
+    per_chapter = _table(["chapter", "scale", *VERDICTS, "consistency checks"], chapter_rows,
+                         [16, 6, 9, 9, 9, 9, 9])
+    table = _table(["chapter", "id", "claim", "paper", "ours", "verdict", "evidence"], rows,
+                   [14, 8, 26, 18, 22, 9, 9])
+    content = [summary, per_chapter, nodes.paragraph(text="Every paper claim:"), table]
+    if check_rows:
+        content += [nodes.paragraph(text="Consistency checks (hold by construction; shown and "
+                                         "recorded, not scored as reproduced):"),
+                    _table(["chapter", "id", "check", "expected", "ours", "outcome", "evidence"],
+                           check_rows, [14, 8, 26, 18, 22, 9, 9])]
     for placeholder in placeholders:
-        placeholder.replace_self([summary.deepcopy(), table.deepcopy()])
+        placeholder.replace_self([node.deepcopy() for node in content])
 
 
 def always_outdated(app, env, added, changed, removed):
@@ -113,4 +146,4 @@ def setup(app):
     app.add_directive("scorecard", ScorecardDirective)
     app.connect("doctree-resolved", fill_scorecards)
     app.connect("env-get-outdated", always_outdated)
-    return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
+    return {"version": "0.2", "parallel_read_safe": True, "parallel_write_safe": True}

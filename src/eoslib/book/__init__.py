@@ -1,6 +1,7 @@
 """The book layer: what turns eoslib's engines and mechanisms into chapters.
 
 - :mod:`eoslib.book.results`  — the chapters' results records: schema, provenance, save / load.
+- :mod:`eoslib.book.verdicts` — claims declared before the run, rules that grade them, verdict text.
 - :mod:`eoslib.book.scales`   — a chapter's settings chosen by scale, overridable per parameter.
 - :mod:`eoslib.book.display`  — the paper-vs-ours table and the book's figure style.
 - :mod:`eoslib.book.chapters` — discovering chapters, their parameters, executing them (papermill).

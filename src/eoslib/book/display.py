@@ -1,26 +1,74 @@
-"""What chapters show: the paper-vs-ours table and the book's figure style."""
+"""What chapters show: the declared claims, the paper-vs-ours table, the generated Verdict
+section, and the book's figure style."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 from eoslib.book.results import Claim
+from eoslib.book.verdicts import ClaimSpec, verdict_markdown
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def claims_table_markdown(claims: Sequence[Claim]) -> str:
+    """The paper-vs-ours table as Markdown text: one row per paper claim (claim, paper, ours,
+    verdict, evidence, rule and why), then the consistency checks in a table of their own."""
+
+    def row(c: Claim) -> str:
+        why = f"{c.rule}. Measured: {c.note}" if c.rule else c.note
+        if c.control:
+            why += f". Control: {c.control}"
+        return (f"| **{_cell(c.id)}**: {_cell(c.claim)} | {_cell(c.paper)} | {_cell(c.ours)} "
+                f"| **{_cell(c.verdict)}** | {_cell(c.evidence or '—')} | {_cell(why)} |")
+
+    header = ["| claim | paper | ours | verdict | evidence | rule and why |",
+              "|---|---|---|---|---|---|"]
+    paper = [c for c in claims if c.kind == "claim"]
+    checks = [c for c in claims if c.kind == "consistency"]
+    lines = header + [row(c) for c in paper]
+    if checks:
+        lines += ["", "Consistency checks (hold by construction; recorded, not scored):", ""]
+        lines += [h.replace("| paper |", "| expected |") for h in header] + [row(c) for c in checks]
+    return "\n".join(lines)
 
 
 def claims_table(claims: Sequence[Claim]):
-    """The paper-vs-ours table of a chapter as a Markdown display object (one row per claim)."""
+    """The paper-vs-ours table of a chapter as a Markdown display object (see
+    :func:`claims_table_markdown`)."""
     from IPython.display import Markdown
 
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
+    return Markdown(claims_table_markdown(claims))
 
-    lines = ["| claim | paper | ours | verdict | why |", "|---|---|---|---|---|"]
-    for c in claims:
-        lines.append(
-            f"| **{cell(c.id)}**: {cell(c.claim)} | {cell(c.paper)} | {cell(c.ours)} "
-            f"| **{cell(c.verdict)}** | {cell(c.note)} |"
-        )
-    return Markdown("\n".join(lines))
+
+def declared_claims_markdown(specs: Sequence[ClaimSpec]) -> str:
+    """The claims as declared before the run, as Markdown: id, statement, the paper's number,
+    the rule, the control and where the evidence will come from."""
+    lines = ["| claim | paper | rule | control | evidence | kind |", "|---|---|---|---|---|---|"]
+    for s in specs:
+        evidence = "this run" if s.evidence == "run" else "stored paper-scale run"
+        lines.append(f"| **{_cell(s.id)}**: {_cell(s.claim)} | {_cell(s.paper)} "
+                     f"| {_cell(s.rule_text())} | {_cell(s.control or '—')} | {evidence} "
+                     f"| {'paper claim' if s.kind == 'claim' else 'consistency check'} |")
+    return "\n".join(lines)
+
+
+def declared_claims(specs: Sequence[ClaimSpec]):
+    """:func:`declared_claims_markdown` as a Markdown display object (for the cell before Run)."""
+    from IPython.display import Markdown
+
+    return Markdown(declared_claims_markdown(specs))
+
+
+def verdict_section(claims: Sequence[Claim], *, scale: str):
+    """The chapter's Verdict section, generated from its graded claims
+    (:func:`eoslib.book.verdicts.verdict_markdown`), as a Markdown display object; show it in a
+    ``remove-input`` cell."""
+    from IPython.display import Markdown
+
+    return Markdown(verdict_markdown(claims, scale=scale))
 
 
 def use_book_style() -> None:

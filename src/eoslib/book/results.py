@@ -6,12 +6,19 @@ A record is a JSON object::
       "chapter":    "dln-rpe",                       # the chapter's name (its notebook's stem)
       "scale":      "book",                          # smoke | book | paper
       "parameters": {...},                           # every experiment setting, resolved
-      "claims":     [{"id", "claim", "paper", "ours", "verdict", "note"}, ...],
+      "claims":     [{"id", "claim", "paper", "ours", "verdict", "note",
+                      "rule", "control", "evidence", "kind"}, ...],
       "metrics":    {"name": number, ...},           # named numbers the chapter measured
       "provenance": {"eoslib_version", "git_hash", "jax_version", "device", "wall_time_s", ...}
     }
 
-``verdict`` is one of :data:`VERDICTS`. Numbers are plain JSON numbers; a non-finite metric is
+A claim's ``kind`` is ``"claim"`` (a paper claim; ``verdict`` is one of :data:`VERDICTS`) or
+``"consistency"`` (a check that holds by construction, recorded but never scored; ``verdict`` is
+one of :data:`CHECK_OUTCOMES`). ``rule`` (the declared rule as text), ``control`` (the control or
+null model) and ``evidence`` (where the evidence comes from, e.g. ``"book run"``) are written by
+:func:`eoslib.book.verdicts.grade`; records whose claims lack them (written by hand as
+``Claim(id, claim, paper, ours, verdict, note)``) stay valid, read as a paper claim with empty
+rule, control and evidence. Numbers are plain JSON numbers; a non-finite metric is
 stored as ``null`` (JSON has no NaN) and read back as ``nan``.
 """
 
@@ -31,12 +38,19 @@ import numpy as np
 
 from eoslib import __version__
 
-#: The three verdicts a claim can get.
-VERDICTS = ("reproduced", "partly reproduced", "not reproduced")
+#: The four verdicts a paper claim can get; ``not tested`` (no evidence at this scale) is neither
+#: a success nor a failure.
+VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "not tested")
+#: The outcomes of a consistency check (holds by construction; never scored as reproduced).
+CHECK_OUTCOMES = ("holds", "fails", "not tested")
+#: The two kinds of claim, a paper claim and a consistency check.
+KINDS = ("claim", "consistency")
 #: The three scales a chapter runs at (CI seconds, book minutes on a CPU, the paper settings).
 SCALES = ("smoke", "book", "paper")
 RECORD_KEYS = ("chapter", "scale", "parameters", "claims", "metrics", "provenance")
 CLAIM_KEYS = ("id", "claim", "paper", "ours", "verdict", "note")
+#: Optional claim keys, with the value a record without them is read as.
+CLAIM_DEFAULTS = {"rule": "", "control": "", "evidence": "", "kind": "claim"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,21 @@ class Claim:
 
     ``paper`` and ``ours`` are short human-readable strings (a number with its setting), so the
     scorecard can show them side by side; the exact numbers go into the record's ``metrics``.
+    Declared claims are graded into a ``Claim`` by :func:`eoslib.book.verdicts.grade`, which
+    fills ``rule``, ``control``, ``evidence`` and ``kind``; a chapter not yet converted builds
+    one by hand with the first six fields.
+
+    Attributes:
+      id: short identifier, unique in the chapter.
+      claim: the paper's statement.
+      paper: the paper's number, with its setting.
+      ours: our number, with ours.
+      verdict: one of :data:`VERDICTS` (of :data:`CHECK_OUTCOMES` for a consistency check).
+      note: why: how the measured values met the rule.
+      rule: the declared rule, as text ("" for a hand-written claim).
+      control: the control or null model the result was compared with ("" if none).
+      evidence: where the evidence comes from (``"book run"``, ``"stored paper-scale run"``).
+      kind: ``"claim"`` (a paper claim) or ``"consistency"`` (holds by construction; not scored).
     """
 
     id: str
@@ -53,12 +82,38 @@ class Claim:
     ours: str
     verdict: str
     note: str = ""
+    rule: str = ""
+    control: str = ""
+    evidence: str = ""
+    kind: str = "claim"
 
     def __post_init__(self):
-        if self.verdict not in VERDICTS:
-            raise ValueError(
-                f"Claim {self.id!r}: verdict={self.verdict!r} is not one of {list(VERDICTS)}"
-            )
+        _check_verdict(f"Claim {self.id!r}", self.kind, self.verdict)
+
+
+def _check_verdict(where: str, kind: str, verdict: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"{where}: kind={kind!r} is not one of {list(KINDS)}")
+    allowed = VERDICTS if kind == "claim" else CHECK_OUTCOMES
+    if verdict not in allowed:
+        raise ValueError(f"{where}: verdict={verdict!r} is not one of {list(allowed)} "
+                         f"(kind {kind!r})")
+
+
+def claim_from_dict(entry: Mapping[str, Any]) -> Claim:
+    """A record's claim entry as a :class:`Claim` (optional keys filled with their defaults)."""
+    fields = {**CLAIM_DEFAULTS, **{k: v for k, v in entry.items() if k in Claim.__dataclass_fields__}}
+    return Claim(**fields)
+
+
+def tally(claims: Sequence[Mapping[str, Any] | Claim]) -> tuple[dict[str, int], dict[str, int]]:
+    """Counts of the paper claims' verdicts (every one of :data:`VERDICTS`, zeros included) and of
+    the consistency checks' outcomes (:data:`CHECK_OUTCOMES`)."""
+    verdicts, checks = dict.fromkeys(VERDICTS, 0), dict.fromkeys(CHECK_OUTCOMES, 0)
+    for c in claims:
+        c = c if isinstance(c, Claim) else claim_from_dict(c)
+        (verdicts if c.kind == "claim" else checks)[c.verdict] += 1
+    return verdicts, checks
 
 
 def _jsonable(value: Any) -> Any:
@@ -161,10 +216,10 @@ def validate_record(record: Mapping[str, Any]) -> None:
         absent = [k for k in CLAIM_KEYS if k not in claim]
         if absent:
             raise ValueError(f"claims[{i}] is missing {absent}")
-        if claim["verdict"] not in VERDICTS:
-            raise ValueError(
-                f"claims[{i}] verdict={claim['verdict']!r} is not one of {list(VERDICTS)}"
-            )
+        _check_verdict(f"claims[{i}]", claim.get("kind", "claim"), claim["verdict"])
+        for key in CLAIM_DEFAULTS:
+            if key in claim and not isinstance(claim[key], str):
+                raise ValueError(f"claims[{i}] {key}={claim[key]!r} is not a string")
     for name, value in record["metrics"].items():
         if value is not None and not isinstance(value, (int, float, list)):
             raise ValueError(f"metrics[{name!r}]={value!r} is not a number (or list of numbers)")

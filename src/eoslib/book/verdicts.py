@@ -1,0 +1,948 @@
+"""Declared claims and the rules that grade them: verdicts that can fail.
+
+A chapter declares each claim **before** its experiment runs, as a :class:`ClaimSpec`: the paper's
+statement and number, the metrics it is judged on, the **rule** that turns those metrics into a
+verdict (thresholds stated, as data), the control or null model it is compared with, where its
+evidence comes from, and whether it is a paper claim or a **consistency check** (something that
+holds by construction: shown and recorded, never scored as reproduced). After the run,
+:func:`grade` applies the rule to the measured metrics and returns a
+:class:`eoslib.book.results.Claim` for the record; :func:`verdict_markdown` writes the chapter's
+Verdict section from the graded claims, so no number or verdict in it is typed by hand.
+
+A chapter declares its claims in one cell tagged ``claims``, before its Run section, that
+assigns ``CLAIMS`` and needs nothing but this module (``tests/test_verdicts.py`` executes that
+cell alone and checks that every claim's rule can fail)::
+
+    # %% tags=["claims", "hide-input"]
+    from eoslib.book.verdicts import AllOf, AtLeast, AtMost, ClaimSpec, Given
+    CLAIMS = [
+        ClaimSpec(
+            "edge-of-stability", "the sharpness hovers at, or just above, 2/η",
+            "≈ 2/η (Fig. 1)",
+            rule=Given(AtLeast("n_at_edge", 1),
+                       AllOf((AtMost("eos_ratio_err_max", 0.10, fair=0.25, fmt=".0%"),
+                              AtMost("eos_drift_fraction", 0.10, fmt=".0%")))),
+            ours="plateau/(2/η) = {sharpness_eos_ratio:.3f}",
+            names={"eos_ratio_err_max": "the largest |plateau/(2/η) − 1|"}),
+    ]
+    display(declared_claims(CLAIMS))          # eoslib.book.display
+
+    # %%   ... the run, then the measurements, into a dict ``metrics``
+    claims = grade_all(CLAIMS, metrics, scale=scale)
+    display(claims_table(claims))              # the paper-vs-ours table
+
+    # %% tags=["remove-input"]                 (under the "## Verdict" heading)
+    display(verdict_section(claims, scale=scale))
+
+Conventions:
+
+- A **metric** is a named number in a ``Mapping[str, Any]`` (the record's ``metrics``). A metric
+  that is absent, ``None`` or NaN was **not measured** (the experiment was not run at this scale,
+  there is no stored run, the regime was never entered); a rule reading it gives ``not tested``,
+  which is neither a failure nor a success. A measurement that was made and went wrong must be
+  recorded as a value the rule rejects (e.g. ``inf`` for a diverged run), never as NaN.
+- Each leaf rule reads one metric and grades it against thresholds ``good`` (reproduced) and
+  ``fair`` (partly reproduced; ``None`` for a pass/fail rule). Thresholds must be finite.
+- Leaf rules: :class:`AtMost`, :class:`AtLeast` (a threshold), :class:`Within` (a relative
+  error), :class:`Factor` (within a factor), :class:`BeatsNull` (an error beats a null model's
+  by a factor), :class:`Exceeds` (an effect exceeds its control's by a factor).
+- Composite rules: :class:`AllOf` (every part must hold), :class:`AnyOf` (one part suffices),
+  :class:`Given` (a precondition: the claim is ``not tested`` unless the regime was entered).
+- Every rule renders itself as text (:meth:`Rule.describe`) and says how the measured metrics
+  met it (:meth:`Rule.explain`); the record stores both.
+- Every rule can propose inputs under which it passes and fails (:meth:`Rule.witnesses`);
+  :func:`failing_input` checks a proposal by grading it, and :func:`assert_claims_can_fail` is the
+  mutation test: a declared claim that no input can fail is a defect.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import string
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from eoslib.book.results import CHECK_OUTCOMES, KINDS, VERDICTS, Claim
+
+#: Where a claim's evidence can come from, this run (at its scale) or a stored paper-scale run.
+EVIDENCE = ("run", "stored")
+
+REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_TESTED = VERDICTS
+#: Verdicts ordered from worst to best among those that were tested.
+_RANK = {NOT_REPRODUCED: 0, PARTLY: 1, REPRODUCED: 2}
+
+
+# ----------------------------------------------------------------------------- metric values
+
+
+def metric_value(metrics: Mapping[str, Any], name: str) -> float:
+    """The metric ``name`` as a float; NaN when it is absent or ``None`` (not measured).
+
+    Raises:
+      TypeError: the metric is present but not a number (e.g. a list or a string).
+    """
+    value = metrics.get(name)
+    if value is None:
+        return math.nan
+    if hasattr(value, "__array__") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, (int, float)):
+        raise TypeError(f"metric {name!r}={value!r} is not a number; a rule grades one number "
+                        "(aggregate a list into a metric of its own)")
+    return float(value)
+
+
+def _measured(value: float) -> bool:
+    return not math.isnan(value)
+
+
+def _fmt(value: float, spec: str) -> str:
+    if math.isnan(value):
+        return "not measured"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return format(value, spec)
+
+
+def _check_threshold(owner: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{owner}: {name}={value!r} must be a finite number")
+    return float(value)
+
+
+def _merge(*inputs: Mapping[str, float]) -> dict[str, float] | None:
+    """One dict of all ``inputs``; ``None`` when two of them set a metric to different values."""
+    out: dict[str, float] = {}
+    for item in inputs:
+        for key, value in item.items():
+            if key in out and not (out[key] == value):
+                return None
+            out[key] = value
+    return out
+
+
+def _product(groups: Sequence[Iterable[Mapping[str, float]]]) -> Iterator[dict[str, float]]:
+    for combo in itertools.product(*(list(g) for g in groups)):
+        merged = _merge(*combo)
+        if merged is not None:
+            yield merged
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+class Rule:
+    """A grading rule: metrics in, one verdict out; renders itself as text.
+
+    Subclasses are frozen dataclasses (rules are data) and implement :meth:`grade`,
+    :meth:`describe`, :meth:`explain`, :meth:`metrics` and :meth:`witnesses`.
+    """
+
+    def grade(self, metrics: Mapping[str, Any]) -> str:
+        """The verdict (one of :data:`eoslib.book.results.VERDICTS`) for these metrics."""
+        raise NotImplementedError
+
+    def describe(self, names: Mapping[str, str] | None = None) -> str:
+        """The rule as a sentence fragment; ``names`` maps metric names to how the text calls them."""
+        raise NotImplementedError
+
+    def explain(self, metrics: Mapping[str, Any], names: Mapping[str, str] | None = None) -> str:
+        """The measured values this rule read, each with whether it met its threshold."""
+        raise NotImplementedError
+
+    def metrics(self) -> tuple[str, ...]:
+        """The names of the metrics this rule reads."""
+        raise NotImplementedError
+
+    def parts(self) -> tuple["Rule", ...]:
+        """The rules this one is made of (empty for a leaf rule)."""
+        return ()
+
+    def witnesses(self, outcome: str) -> Iterator[dict[str, float]]:
+        """Candidate inputs (metric values; ∞ stands for a run that diverged) meant to give ``outcome``.
+
+        ``outcome`` is ``"pass"`` (reproduced) or ``"fail"`` (not reproduced). Candidates are
+        proposals: :func:`failing_input` grades them before trusting one.
+        """
+        raise NotImplementedError
+
+
+#: How :meth:`Rule.explain` marks a measured value: met, met the looser threshold, missed
+#: (a value that was not measured reads "not measured" and carries no mark).
+_MARK = {REPRODUCED: " ✓", PARTLY: " ≈", NOT_REPRODUCED: " ✗", NOT_TESTED: ""}
+
+
+@dataclass(frozen=True)
+class _Threshold(Rule):
+    metric: str
+    good: float
+    fair: float | None = None
+    fmt: str = "g"
+
+    _sign = 1.0  # +1: smaller is better (AtMost); −1: larger is better (AtLeast)
+    _op = "≤"
+
+    def __post_init__(self):
+        owner = f"{type(self).__name__}({self.metric!r})"
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ValueError(f"{type(self).__name__}: metric={self.metric!r} must be a metric name")
+        _check_threshold(owner, "good", self.good)
+        if self.fair is not None:
+            _check_threshold(owner, "fair", self.fair)
+            if self._sign * (self.fair - self.good) < 0:
+                raise ValueError(f"{owner}: fair={self.fair!r} must be {'≥' if self._sign > 0 else '≤'} "
+                                 f"good={self.good!r} (fair is the looser threshold)")
+
+    def _score(self, metrics: Mapping[str, Any]) -> float:
+        return metric_value(metrics, self.metric)
+
+    def _label(self, names: Mapping[str, str] | None) -> str:
+        return (names or {}).get(self.metric, self.metric)
+
+    def grade(self, metrics):
+        v = self._score(metrics)
+        if not _measured(v):
+            return NOT_TESTED
+        if self._sign * (v - self.good) <= 0:
+            return REPRODUCED
+        if self.fair is not None and self._sign * (v - self.fair) <= 0:
+            return PARTLY
+        return NOT_REPRODUCED
+
+    def _bound_text(self) -> str:
+        text = f"{self._op} {_fmt(self.good, self.fmt)}"
+        if self.fair is not None:
+            text += f" ({self._op} {_fmt(self.fair, self.fmt)}: partly)"
+        return text
+
+    def describe(self, names=None):
+        return f"{self._label(names)} {self._bound_text()}"
+
+    def explain(self, metrics, names=None):
+        v = self._score(metrics)
+        return f"{self._label(names)} = {_fmt(v, self.fmt)}{_MARK[self.grade(metrics)]}"
+
+    def metrics(self):
+        return (self.metric,)
+
+    def _beyond(self, bound: float) -> list[float]:
+        step = max(1.0, abs(bound))
+        return [bound + self._sign * step, self._sign * math.inf]
+
+    def witnesses(self, outcome):
+        loose = self.fair if self.fair is not None else self.good
+        values = [self.good, self.good - self._sign * max(1.0, abs(self.good))] \
+            if outcome == "pass" else self._beyond(loose)
+        for v in values:
+            yield {self.metric: v}
+
+
+@dataclass(frozen=True)
+class AtMost(_Threshold):
+    """``metric ≤ good`` → reproduced; ``≤ fair`` → partly reproduced; larger → not reproduced.
+
+    Attributes:
+      metric: the metric's name.
+      good: the threshold for ``reproduced``.
+      fair: the looser threshold for ``partly reproduced`` (``None``: pass/fail).
+      fmt: format spec of the thresholds and values in the text (``".0%"`` shows 0.1 as 10%).
+    """
+
+
+@dataclass(frozen=True)
+class AtLeast(_Threshold):
+    """``metric ≥ good`` → reproduced; ``≥ fair`` → partly reproduced; smaller → not reproduced.
+
+    Attributes:
+      metric: the metric's name.
+      good: the threshold for ``reproduced``.
+      fair: the looser threshold for ``partly reproduced`` (``None``: pass/fail).
+      fmt: format spec of the thresholds and values in the text.
+    """
+
+    _sign = -1.0
+    _op = "≥"
+
+
+def _target_value(metrics: Mapping[str, Any], target: float | str) -> float:
+    return metric_value(metrics, target) if isinstance(target, str) else float(target)
+
+
+@dataclass(frozen=True)
+class Within(Rule):
+    """The relative error ``|metric/target − 1|`` is at most ``good`` (reproduced) or ``fair``
+    (partly); ``target`` is a number or the name of another metric (e.g. the measured ``2/η``).
+
+    Attributes:
+      metric: the metric's name.
+      target: the value it should be close to: a number, or a metric name.
+      good: largest relative error for ``reproduced`` (0.1 = 10%).
+      fair: largest relative error for ``partly reproduced`` (``None``: pass/fail).
+      fmt: format spec of the measured value in the text.
+    """
+
+    metric: str
+    target: float | str
+    good: float
+    fair: float | None = None
+    fmt: str = ".3g"
+
+    def __post_init__(self):
+        owner = f"Within({self.metric!r})"
+        _check_threshold(owner, "good", self.good)
+        if self.good < 0:
+            raise ValueError(f"{owner}: good={self.good!r} must be ≥ 0 (a relative error)")
+        if self.fair is not None and _check_threshold(owner, "fair", self.fair) < self.good:
+            raise ValueError(f"{owner}: fair={self.fair!r} must be ≥ good={self.good!r}")
+        if not isinstance(self.target, str):
+            if _check_threshold(owner, "target", self.target) == 0:
+                raise ValueError(f"{owner}: target=0 has no relative error; use AtMost on |metric|")
+
+    def error(self, metrics: Mapping[str, Any]) -> float:
+        """``|metric/target − 1|`` (NaN if either is not measured; ∞ if the target is 0)."""
+        v, t = metric_value(metrics, self.metric), _target_value(metrics, self.target)
+        if not (_measured(v) and _measured(t)):
+            return math.nan
+        if t == 0:
+            return math.inf
+        return abs(v / t - 1)
+
+    def grade(self, metrics):
+        err = self.error(metrics)
+        if not _measured(err):
+            return NOT_TESTED
+        if err <= self.good:
+            return REPRODUCED
+        if self.fair is not None and err <= self.fair:
+            return PARTLY
+        return NOT_REPRODUCED
+
+    def _target_text(self, names):
+        return (names or {}).get(self.target, self.target) if isinstance(self.target, str) \
+            else _fmt(self.target, "g")
+
+    def describe(self, names=None):
+        text = (f"{(names or {}).get(self.metric, self.metric)} within {_fmt(self.good, '.0%')} "
+                f"of {self._target_text(names)}")
+        if self.fair is not None:
+            text += f" ({_fmt(self.fair, '.0%')}: partly)"
+        return text
+
+    def explain(self, metrics, names=None):
+        v = metric_value(metrics, self.metric)
+        return (f"{(names or {}).get(self.metric, self.metric)} = {_fmt(v, self.fmt)}, "
+                f"{_fmt(self.error(metrics), '.1%')} off {self._target_text(names)}"
+                f"{_MARK[self.grade(metrics)]}")
+
+    def metrics(self):
+        return (self.metric,) + ((self.target,) if isinstance(self.target, str) else ())
+
+    def witnesses(self, outcome):
+        t = 1.0 if isinstance(self.target, str) else self.target
+        base = {self.target: t} if isinstance(self.target, str) else {}
+        loose = self.fair if self.fair is not None else self.good
+        values = [t] if outcome == "pass" else [t * (2 + loose), -t]
+        for v in values:
+            yield {**base, self.metric: v}
+
+
+@dataclass(frozen=True)
+class Factor(Rule):
+    """``metric`` is within a factor of ``target``: ``max(r, 1/r) ≤ good`` (reproduced), ``≤ fair``
+    (partly), with ``r = metric/target``; a sign mismatch or zero is not reproduced.
+
+    Attributes:
+      metric: the metric's name.
+      target: a number or a metric name.
+      good: the largest factor for ``reproduced`` (> 1).
+      fair: the largest factor for ``partly reproduced`` (``None``: pass/fail).
+      fmt: format spec of the measured ratio in the text.
+    """
+
+    metric: str
+    target: float | str
+    good: float
+    fair: float | None = None
+    fmt: str = ".3g"
+
+    def __post_init__(self):
+        owner = f"Factor({self.metric!r})"
+        if _check_threshold(owner, "good", self.good) < 1:
+            raise ValueError(f"{owner}: good={self.good!r} must be ≥ 1 (a factor)")
+        if self.fair is not None and _check_threshold(owner, "fair", self.fair) < self.good:
+            raise ValueError(f"{owner}: fair={self.fair!r} must be ≥ good={self.good!r}")
+        if not isinstance(self.target, str):
+            _check_threshold(owner, "target", self.target)
+
+    def factor(self, metrics: Mapping[str, Any]) -> float:
+        """``max(r, 1/r)`` for ``r = metric/target``; ∞ when ``r ≤ 0``; NaN if not measured."""
+        v, t = metric_value(metrics, self.metric), _target_value(metrics, self.target)
+        if not (_measured(v) and _measured(t)):
+            return math.nan
+        if t == 0 or v / t <= 0 or math.isinf(v / t):
+            return math.inf
+        r = v / t
+        return max(r, 1 / r)
+
+    def grade(self, metrics):
+        f = self.factor(metrics)
+        if not _measured(f):
+            return NOT_TESTED
+        if f <= self.good:
+            return REPRODUCED
+        if self.fair is not None and f <= self.fair:
+            return PARTLY
+        return NOT_REPRODUCED
+
+    def _target_text(self, names):
+        return (names or {}).get(self.target, self.target) if isinstance(self.target, str) \
+            else _fmt(self.target, "g")
+
+    def describe(self, names=None):
+        text = (f"{(names or {}).get(self.metric, self.metric)} within a factor "
+                f"{_fmt(self.good, 'g')} of {self._target_text(names)}")
+        if self.fair is not None:
+            text += f" ({_fmt(self.fair, 'g')}: partly)"
+        return text
+
+    def explain(self, metrics, names=None):
+        v = metric_value(metrics, self.metric)
+        return (f"{(names or {}).get(self.metric, self.metric)} = {_fmt(v, self.fmt)}, a factor "
+                f"{_fmt(self.factor(metrics), '.3g')} from {self._target_text(names)}"
+                f"{_MARK[self.grade(metrics)]}")
+
+    def metrics(self):
+        return (self.metric,) + ((self.target,) if isinstance(self.target, str) else ())
+
+    def witnesses(self, outcome):
+        t = 1.0 if isinstance(self.target, str) else self.target
+        base = {self.target: t} if isinstance(self.target, str) else {}
+        loose = self.fair if self.fair is not None else self.good
+        values = [t] if outcome == "pass" else [t * 2 * loose, -t, 0.0]
+        for v in values:
+            yield {**base, self.metric: v}
+
+
+@dataclass(frozen=True)
+class BeatsNull(Rule):
+    """A prediction's error beats a null model's (or a control's) error by a factor:
+    ``null/metric ≥ good`` → reproduced, ``≥ fair`` → partly, else not reproduced.
+
+    Both are errors (≥ 0; a negative value is an error of the caller). ``metric = 0 < null``
+    beats the null by any factor; ``metric = null = 0`` does not beat it.
+
+    Attributes:
+      metric: the prediction's error.
+      null: the null model's (or control's) error on the same quantity.
+      good: the factor for ``reproduced`` (> 1).
+      fair: the factor for ``partly reproduced`` (``None``: pass/fail).
+      fmt: format spec of the errors in the text.
+    """
+
+    metric: str
+    null: str
+    good: float
+    fair: float | None = None
+    fmt: str = ".3g"
+
+    def __post_init__(self):
+        owner = f"BeatsNull({self.metric!r})"
+        if _check_threshold(owner, "good", self.good) <= 1:
+            raise ValueError(f"{owner}: good={self.good!r} must be > 1 (beating the null by a "
+                             "factor ≤ 1 is not beating it)")
+        if self.fair is not None:
+            if not 1 <= _check_threshold(owner, "fair", self.fair) <= self.good:
+                raise ValueError(f"{owner}: fair={self.fair!r} must be in [1, good={self.good!r}]")
+
+    def ratio(self, metrics: Mapping[str, Any]) -> float:
+        """``null/metric`` (NaN if either is not measured)."""
+        e, n = metric_value(metrics, self.metric), metric_value(metrics, self.null)
+        if not (_measured(e) and _measured(n)):
+            return math.nan
+        if e < 0 or n < 0:
+            raise ValueError(f"BeatsNull: errors must be ≥ 0; got {self.metric}={e!r}, "
+                             f"{self.null}={n!r}")
+        if e == 0:
+            return math.inf if n > 0 else 0.0
+        return n / e
+
+    def grade(self, metrics):
+        r = self.ratio(metrics)
+        if not _measured(r):
+            return NOT_TESTED
+        if r >= self.good:
+            return REPRODUCED
+        if self.fair is not None and r >= self.fair:
+            return PARTLY
+        return NOT_REPRODUCED
+
+    def describe(self, names=None):
+        names = names or {}
+        text = (f"{names.get(self.metric, self.metric)} smaller than "
+                f"{names.get(self.null, self.null)} by a factor ≥ {_fmt(self.good, 'g')}")
+        if self.fair is not None:
+            text += f" (≥ {_fmt(self.fair, 'g')}: partly)"
+        return text
+
+    def explain(self, metrics, names=None):
+        names = names or {}
+        e, n = metric_value(metrics, self.metric), metric_value(metrics, self.null)
+        return (f"{names.get(self.metric, self.metric)} = {_fmt(e, self.fmt)} vs "
+                f"{names.get(self.null, self.null)} = {_fmt(n, self.fmt)} (factor "
+                f"{_fmt(self.ratio(metrics), '.3g')}){_MARK[self.grade(metrics)]}")
+
+    def metrics(self):
+        return (self.metric, self.null)
+
+    def witnesses(self, outcome):
+        if outcome == "pass":
+            yield {self.metric: 1.0, self.null: 2.0 * self.good}
+            yield {self.metric: 0.0, self.null: 1.0}
+        else:
+            yield {self.metric: 1.0, self.null: 1.0}
+            yield {self.metric: 1.0, self.null: 0.0}
+
+
+@dataclass(frozen=True)
+class Exceeds(Rule):
+    """A rate or effect exceeds its control's by a factor: ``metric/control ≥ good`` →
+    reproduced, ``≥ fair`` → partly, else not reproduced (e.g. the rate of loss increases at the
+    edge against the stable phase's). Both are ≥ 0; ``metric > 0 = control`` exceeds it by any
+    factor, ``metric = control = 0`` does not exceed it.
+
+    Attributes:
+      metric: the effect measured where the claim says it appears.
+      control: the same quantity where the claim says it does not.
+      good: the factor for ``reproduced`` (> 1).
+      fair: the factor for ``partly reproduced`` (``None``: pass/fail).
+      fmt: format spec of the values in the text.
+    """
+
+    metric: str
+    control: str
+    good: float
+    fair: float | None = None
+    fmt: str = ".3g"
+
+    def __post_init__(self):
+        owner = f"Exceeds({self.metric!r})"
+        if _check_threshold(owner, "good", self.good) <= 1:
+            raise ValueError(f"{owner}: good={self.good!r} must be > 1")
+        if self.fair is not None:
+            if not 1 <= _check_threshold(owner, "fair", self.fair) <= self.good:
+                raise ValueError(f"{owner}: fair={self.fair!r} must be in [1, good={self.good!r}]")
+
+    def ratio(self, metrics: Mapping[str, Any]) -> float:
+        """``metric/control`` (NaN if either is not measured)."""
+        m, c = metric_value(metrics, self.metric), metric_value(metrics, self.control)
+        if not (_measured(m) and _measured(c)):
+            return math.nan
+        if m < 0 or c < 0:
+            raise ValueError(f"Exceeds: values must be ≥ 0; got {self.metric}={m!r}, "
+                             f"{self.control}={c!r}")
+        if c == 0:
+            return math.inf if m > 0 else 0.0
+        return m / c
+
+    def grade(self, metrics):
+        r = self.ratio(metrics)
+        if not _measured(r):
+            return NOT_TESTED
+        if r >= self.good:
+            return REPRODUCED
+        if self.fair is not None and r >= self.fair:
+            return PARTLY
+        return NOT_REPRODUCED
+
+    def describe(self, names=None):
+        names = names or {}
+        text = (f"{names.get(self.metric, self.metric)} ≥ {_fmt(self.good, 'g')} × "
+                f"{names.get(self.control, self.control)}")
+        if self.fair is not None:
+            text += f" (≥ {_fmt(self.fair, 'g')}×: partly)"
+        return text
+
+    def explain(self, metrics, names=None):
+        names = names or {}
+        m, c = metric_value(metrics, self.metric), metric_value(metrics, self.control)
+        return (f"{names.get(self.metric, self.metric)} = {_fmt(m, self.fmt)} vs "
+                f"{names.get(self.control, self.control)} = {_fmt(c, self.fmt)} (factor "
+                f"{_fmt(self.ratio(metrics), '.3g')}){_MARK[self.grade(metrics)]}")
+
+    def metrics(self):
+        return (self.metric, self.control)
+
+    def witnesses(self, outcome):
+        if outcome == "pass":
+            yield {self.metric: 2.0 * self.good, self.control: 1.0}
+            yield {self.metric: 1.0, self.control: 0.0}
+        else:
+            yield {self.metric: 1.0, self.control: 1.0}
+            yield {self.metric: 0.0, self.control: 1.0}
+
+
+def _parts_text(rules: Sequence[Rule], joiner: str, names) -> str:
+    texts = [(f"({r.describe(names)})" if isinstance(r, (AllOf, AnyOf)) else r.describe(names))
+             for r in rules]
+    return f" {joiner} ".join(texts)
+
+
+@dataclass(frozen=True)
+class AllOf(Rule):
+    """Every part must hold: the verdict is the worst of the parts' verdicts.
+
+    ``not reproduced`` anywhere → not reproduced; else ``not tested`` anywhere → not tested;
+    else ``partly reproduced`` anywhere → partly; else reproduced.
+
+    Attributes:
+      rules: the parts (a tuple of rules, at least one).
+    """
+
+    rules: tuple[Rule, ...]
+
+    def __post_init__(self):
+        if not self.rules or not all(isinstance(r, Rule) for r in self.rules):
+            raise ValueError(f"AllOf: rules={self.rules!r} must be a non-empty tuple of rules")
+        object.__setattr__(self, "rules", tuple(self.rules))
+
+    def grade(self, metrics):
+        verdicts = [r.grade(metrics) for r in self.rules]
+        if NOT_REPRODUCED in verdicts:
+            return NOT_REPRODUCED
+        if NOT_TESTED in verdicts:
+            return NOT_TESTED
+        return PARTLY if PARTLY in verdicts else REPRODUCED
+
+    def describe(self, names=None):
+        return _parts_text(self.rules, "and", names)
+
+    def explain(self, metrics, names=None):
+        return "; ".join(r.explain(metrics, names) for r in self.rules)
+
+    def metrics(self):
+        return tuple(dict.fromkeys(m for r in self.rules for m in r.metrics()))
+
+    def parts(self):
+        return self.rules
+
+    def witnesses(self, outcome):
+        if outcome == "pass":
+            yield from _product([r.witnesses("pass") for r in self.rules])
+            return
+        for bad in self.rules:  # one failing part decides, whatever the others read
+            yield from bad.witnesses("fail")
+
+
+@dataclass(frozen=True)
+class AnyOf(Rule):
+    """One part suffices: the verdict is the best of the parts that were tested
+    (``not tested`` only when no part was).
+
+    Attributes:
+      rules: the parts (a tuple of rules, at least one).
+    """
+
+    rules: tuple[Rule, ...]
+
+    def __post_init__(self):
+        if not self.rules or not all(isinstance(r, Rule) for r in self.rules):
+            raise ValueError(f"AnyOf: rules={self.rules!r} must be a non-empty tuple of rules")
+        object.__setattr__(self, "rules", tuple(self.rules))
+
+    def grade(self, metrics):
+        tested = [v for v in (r.grade(metrics) for r in self.rules) if v != NOT_TESTED]
+        return max(tested, key=_RANK.__getitem__) if tested else NOT_TESTED
+
+    def describe(self, names=None):
+        return _parts_text(self.rules, "or", names)
+
+    def explain(self, metrics, names=None):
+        return "; ".join(r.explain(metrics, names) for r in self.rules)
+
+    def metrics(self):
+        return tuple(dict.fromkeys(m for r in self.rules for m in r.metrics()))
+
+    def parts(self):
+        return self.rules
+
+    def witnesses(self, outcome):
+        if outcome == "fail":
+            yield from _product([r.witnesses("fail") for r in self.rules])
+            return
+        for r in self.rules:
+            yield from r.witnesses("pass")
+
+
+@dataclass(frozen=True)
+class Given(Rule):
+    """A precondition: the claim is ``not tested`` unless ``condition`` holds (grades
+    ``reproduced``); then ``rule`` decides. For a regime the parameters may never enter (the
+    edge never reached, too few step sizes at the edge).
+
+    Attributes:
+      condition: a pass/fail rule saying the regime was entered (e.g. ``AtLeast("n_at_edge", 2)``).
+      rule: the claim's rule, graded only when the condition holds.
+    """
+
+    condition: Rule
+    rule: Rule
+
+    def __post_init__(self):
+        if not isinstance(self.condition, Rule) or not isinstance(self.rule, Rule):
+            raise ValueError(f"Given: condition={self.condition!r} and rule={self.rule!r} must "
+                             "be rules")
+
+    def grade(self, metrics):
+        if self.condition.grade(metrics) != REPRODUCED:
+            return NOT_TESTED
+        return self.rule.grade(metrics)
+
+    def describe(self, names=None):
+        return f"{self.rule.describe(names)}; tested when {self.condition.describe(names)}"
+
+    def explain(self, metrics, names=None):
+        if self.condition.grade(metrics) != REPRODUCED:
+            measured = self.condition.explain(metrics, names).removesuffix(_MARK[NOT_REPRODUCED])
+            return (f"not tested: {measured}, and the rule applies only when "
+                    f"{self.condition.describe(names)}")
+        return self.rule.explain(metrics, names)
+
+    def metrics(self):
+        return tuple(dict.fromkeys(self.condition.metrics() + self.rule.metrics()))
+
+    def parts(self):
+        return (self.condition, self.rule)
+
+    def witnesses(self, outcome):
+        yield from _product([self.condition.witnesses("pass"), self.rule.witnesses(outcome)])
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A claim as declared before its experiment runs.
+
+    Attributes:
+      id: short identifier, unique in the chapter (``"progressive-sharpening"``).
+      claim: the paper's statement, in words.
+      paper: the paper's number or observation, with its setting and where (figure, section).
+      rule: the :class:`Rule` that grades the measured metrics.
+      ours: template of the "ours" cell, formatted with the metrics (``"{sharpness_init:.1f}"``;
+        a list metric formats element-wise; a missing or NaN value shows as "n/a").
+      names: how the rule text calls each metric (``{"init_fraction": "S₀/(2/η)"}``).
+      control: the control or null model the result is compared with ("" if none).
+      evidence: ``"run"`` (this run, at its scale) or ``"stored"`` (a stored paper-scale run).
+      kind: ``"claim"`` (a paper claim, scored) or ``"consistency"`` (holds by construction:
+        shown and recorded, never scored as reproduced).
+    """
+
+    id: str
+    claim: str
+    paper: str
+    rule: Rule
+    ours: str = ""
+    names: Mapping[str, str] = field(default_factory=dict)
+    control: str = ""
+    evidence: str = "run"
+    kind: str = "claim"
+
+    def __post_init__(self):
+        if not isinstance(self.id, str) or not self.id:
+            raise ValueError(f"ClaimSpec: id={self.id!r} must be a non-empty string")
+        if not isinstance(self.rule, Rule):
+            raise ValueError(f"ClaimSpec {self.id!r}: rule={self.rule!r} is not a Rule")
+        if self.evidence not in EVIDENCE:
+            raise ValueError(f"ClaimSpec {self.id!r}: evidence={self.evidence!r} is not one of "
+                             f"{list(EVIDENCE)}")
+        if self.kind not in KINDS:
+            raise ValueError(f"ClaimSpec {self.id!r}: kind={self.kind!r} is not one of {list(KINDS)}")
+        unknown = sorted(set(self.names) - set(self.rule.metrics()))
+        if unknown:
+            raise ValueError(f"ClaimSpec {self.id!r}: names {unknown} are not metrics of its rule "
+                             f"{list(self.rule.metrics())}")
+
+    def rule_text(self) -> str:
+        """The rule as text, with the metrics called by their ``names``."""
+        return self.rule.describe(self.names)
+
+
+class _OursFormatter(string.Formatter):
+    """``str.format`` where lists format element-wise and NaN / ``None`` read "n/a"."""
+
+    def format_field(self, value, format_spec):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "n/a"
+        if hasattr(value, "__array__") and not isinstance(value, (str, bytes)):
+            value = value.tolist()
+        if isinstance(value, (list, tuple)):
+            return ", ".join(self.format_field(v, format_spec) for v in value)
+        return super().format_field(value, format_spec)
+
+
+def evidence_text(evidence: str, scale: str) -> str:
+    """The scale a claim's evidence comes from, as the record stores it: ``"<scale> run"`` for
+    this run, ``"stored paper-scale run"`` for a stored one."""
+    if evidence == "run":
+        return f"{scale} run"
+    return "stored paper-scale run"
+
+
+def grade(spec: ClaimSpec, metrics: Mapping[str, Any], *, scale: str) -> Claim:
+    """Grade one declared claim with the measured ``metrics`` into the record's
+    :class:`eoslib.book.results.Claim`.
+
+    The verdict is the rule's (a consistency check's is ``holds`` / ``fails`` / ``not tested``);
+    ``ours`` is the spec's template formatted with the metrics; ``note`` says how each measured
+    value met the rule; ``rule``, ``control``, ``evidence`` and ``kind`` are stored as text.
+
+    Raises:
+      ValueError: the ``ours`` template names a metric that ``metrics`` does not have.
+    """
+    verdict = spec.rule.grade(metrics)
+    if spec.kind == "consistency":
+        verdict = {REPRODUCED: CHECK_OUTCOMES[0], NOT_TESTED: CHECK_OUTCOMES[2]}.get(
+            verdict, CHECK_OUTCOMES[1])
+    try:
+        ours = _OursFormatter().format(spec.ours, **metrics)
+    except KeyError as missing:
+        raise ValueError(f"claim {spec.id!r}: its ours template {spec.ours!r} names metric "
+                         f"{missing} which is not among the metrics {sorted(metrics)}") from None
+    return Claim(
+        id=spec.id, claim=spec.claim, paper=spec.paper, ours=ours, verdict=verdict,
+        note=spec.rule.explain(metrics, spec.names), rule=spec.rule_text(),
+        control=spec.control, evidence=evidence_text(spec.evidence, scale), kind=spec.kind,
+    )
+
+
+def grade_all(specs: Sequence[ClaimSpec], metrics: Mapping[str, Any], *, scale: str) -> list[Claim]:
+    """Grade every declared claim (see :func:`grade`); ids must be unique."""
+    ids = [s.id for s in specs]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"claim ids {duplicates} are declared more than once")
+    return [grade(s, metrics, scale=scale) for s in specs]
+
+
+# ----------------------------------------------------------------------------- mutation
+
+
+#: Most inputs :func:`failing_input` / :func:`passing_input` grade in their grid search.
+SEARCH_LIMIT = 50_000
+
+
+def _search(rule: Rule, outcome: str, limit: int = SEARCH_LIMIT) -> dict[str, float] | None:
+    """An input under which ``rule`` gives ``outcome`` (``"fail"``: a tested verdict other than
+    reproduced; ``"pass"``: reproduced), checked by grading: first the rule's own witnesses,
+    then every combination of the values that any part's witnesses give each metric (at most
+    ``limit`` of them)."""
+    wanted = (NOT_REPRODUCED, PARTLY) if outcome == "fail" else (REPRODUCED,)
+    for candidate in rule.witnesses(outcome):
+        if rule.grade(candidate) in wanted:
+            return candidate
+    pool: dict[str, list[float]] = {m: [] for m in rule.metrics()}
+    stack = [rule]
+    while stack:  # every value any part's witnesses give a metric, passing or failing
+        part = stack.pop()
+        stack.extend(part.parts())
+        for candidate in itertools.chain(part.witnesses("pass"), part.witnesses("fail")):
+            for name, value in candidate.items():
+                if name in pool and value not in pool[name]:
+                    pool[name].append(value)
+    names = list(pool)
+    for count, values in enumerate(itertools.product(*(pool[n] or [0.0] for n in names))):
+        if count >= limit:
+            break
+        candidate = dict(zip(names, values))
+        try:
+            if rule.grade(candidate) in wanted:
+                return candidate
+        except ValueError:  # e.g. a negative error for BeatsNull: not an admissible input
+            continue
+    return None
+
+
+def failing_input(rule: Rule | ClaimSpec) -> dict[str, float] | None:
+    """A finite-or-infinite input under which ``rule`` (or a claim's rule) gives a tested verdict
+    other than ``reproduced``, checked by grading it; ``None`` if none is found (a defect: a rule
+    that no input can fail)."""
+    return _search(rule.rule if isinstance(rule, ClaimSpec) else rule, "fail")
+
+
+def passing_input(rule: Rule | ClaimSpec) -> dict[str, float] | None:
+    """An input under which ``rule`` gives ``reproduced`` (checked), or ``None``."""
+    return _search(rule.rule if isinstance(rule, ClaimSpec) else rule, "pass")
+
+
+def assert_claims_can_fail(specs: Sequence[ClaimSpec]) -> dict[str, dict[str, float]]:
+    """The mutation test of a chapter: every declared claim has an input that fails its rule and
+    one that passes it (a rule nothing can pass is as empty as one nothing can fail).
+
+    Returns:
+      ``{claim id: failing input}``.
+
+    Raises:
+      AssertionError: naming each claim whose rule cannot fail (or cannot pass).
+    """
+    failing, defects = {}, []
+    for spec in specs:
+        bad, good = failing_input(spec), passing_input(spec)
+        if bad is None:
+            defects.append(f"{spec.id!r}: no input fails its rule ({spec.rule_text()})")
+        else:
+            failing[spec.id] = bad
+        if good is None:
+            defects.append(f"{spec.id!r}: no input passes its rule ({spec.rule_text()})")
+    if defects:
+        raise AssertionError("rules that cannot fail (or pass): " + "; ".join(defects))
+    return failing
+
+
+# ----------------------------------------------------------------------------- verdict section
+
+
+def _count(claims: Sequence[Claim], verdicts: Sequence[str]) -> dict[str, int]:
+    return {v: sum(c.verdict == v for c in claims) for v in verdicts}
+
+
+def verdict_markdown(claims: Sequence[Claim], *, scale: str) -> str:
+    """A chapter's Verdict section as Markdown, from its graded claims (nothing typed by hand).
+
+    One summary sentence with the four verdict counts of the paper claims, then one item per
+    paper claim (verdict, evidence, the rule, the measured values), then the consistency checks
+    apart, as checks that hold by construction and are not scored.
+    """
+    paper = [c for c in claims if c.kind == "claim"]
+    checks = [c for c in claims if c.kind == "consistency"]
+    counts = _count(paper, VERDICTS)
+    lines = [
+        f"At `{scale}` scale, {len(paper)} paper claim{'s were' if len(paper) != 1 else ' was'} "
+        "judged by rules declared before the run: "
+        + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".",
+        "",
+    ]
+
+    def item(c: Claim) -> str:
+        text = f"- **{c.id}** — *{c.verdict}*"
+        if c.evidence:
+            text += f" ({c.evidence})"
+        text += f": {c.claim}."
+        if c.rule:
+            text += f" Rule: {c.rule}."
+        if c.control:
+            text += f" Control: {c.control}."
+        if c.note:
+            text += f" Measured: {c.note}."
+        return text
+
+    lines += [item(c) for c in paper]
+    if checks:
+        outcomes = _count(checks, CHECK_OUTCOMES)
+        lines += ["", "Consistency checks (hold by construction; shown, not scored): "
+                  + ", ".join(f"{n} {v}" for v, n in outcomes.items() if n) + ".", ""]
+        lines += [item(c) for c in checks]
+    return "\n".join(lines)
