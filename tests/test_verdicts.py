@@ -93,7 +93,7 @@ def test_beats_null():
     assert rule.grade({"err": 0.0, "null_err": 0.1}) == R
     assert rule.grade({"err": 0.0, "null_err": 0.0}) == N  # equally perfect does not beat the null
     assert rule.grade({"err": 0.1}) == T
-    with pytest.raises(ValueError, match="errors must be ≥ 0"):
+    with pytest.raises(ValueError, match="errors and rates must be ≥ 0"):
         rule.grade({"err": -0.1, "null_err": 0.1})
     assert rule.describe() == "err smaller than null_err by a factor ≥ 3 (≥ 1.5: partly)"
 

@@ -271,8 +271,38 @@ def _target_value(metrics: Mapping[str, Any], target: float | str) -> float:
     return metric_value(metrics, target) if isinstance(target, str) else float(target)
 
 
+def _graded(value: float, good: float, fair: float | None, *, larger_is_better: bool) -> str:
+    """The verdict of a measured quantity against its ``good`` and ``fair`` bounds (NaN: not tested)."""
+    if not _measured(value):
+        return NOT_TESTED
+    meets = (lambda bound: value >= bound) if larger_is_better else (lambda bound: value <= bound)
+    if meets(good):
+        return REPRODUCED
+    if fair is not None and meets(fair):
+        return PARTLY
+    return NOT_REPRODUCED
+
+
+class _Targeted:
+    """What :class:`Within` and :class:`Factor` share: a target that is a number or a metric."""
+
+    def _target_text(self, names):
+        return (names or {}).get(self.target, self.target) if isinstance(self.target, str) \
+            else _fmt(self.target, "g")
+
+    def metrics(self):
+        return (self.metric,) + ((self.target,) if isinstance(self.target, str) else ())
+
+    def _target_witnesses(self, outcome, failing):
+        t = 1.0 if isinstance(self.target, str) else self.target
+        base = {self.target: t} if isinstance(self.target, str) else {}
+        loose = self.fair if self.fair is not None else self.good
+        for v in ([t] if outcome == "pass" else failing(t, loose)):
+            yield {**base, self.metric: v}
+
+
 @dataclass(frozen=True)
-class Within(Rule):
+class Within(_Targeted, Rule):
     """The relative error ``|metric/target − 1|`` is at most ``good`` (reproduced) or ``fair``
     (partly); ``target`` is a number or the name of another metric (e.g. the measured ``2/η``).
 
@@ -311,18 +341,7 @@ class Within(Rule):
         return abs(v / t - 1)
 
     def grade(self, metrics):
-        err = self.error(metrics)
-        if not _measured(err):
-            return NOT_TESTED
-        if err <= self.good:
-            return REPRODUCED
-        if self.fair is not None and err <= self.fair:
-            return PARTLY
-        return NOT_REPRODUCED
-
-    def _target_text(self, names):
-        return (names or {}).get(self.target, self.target) if isinstance(self.target, str) \
-            else _fmt(self.target, "g")
+        return _graded(self.error(metrics), self.good, self.fair, larger_is_better=False)
 
     def describe(self, names=None):
         text = (f"{(names or {}).get(self.metric, self.metric)} within {_fmt(self.good, '.0%')} "
@@ -337,20 +356,12 @@ class Within(Rule):
                 f"{_fmt(self.error(metrics), '.1%')} off {self._target_text(names)}"
                 f"{_MARK[self.grade(metrics)]}")
 
-    def metrics(self):
-        return (self.metric,) + ((self.target,) if isinstance(self.target, str) else ())
-
     def witnesses(self, outcome):
-        t = 1.0 if isinstance(self.target, str) else self.target
-        base = {self.target: t} if isinstance(self.target, str) else {}
-        loose = self.fair if self.fair is not None else self.good
-        values = [t] if outcome == "pass" else [t * (2 + loose), -t]
-        for v in values:
-            yield {**base, self.metric: v}
+        yield from self._target_witnesses(outcome, lambda t, loose: [t * (2 + loose), -t])
 
 
 @dataclass(frozen=True)
-class Factor(Rule):
+class Factor(_Targeted, Rule):
     """``metric`` is within a factor of ``target``: ``max(r, 1/r) ≤ good`` (reproduced), ``≤ fair``
     (partly), with ``r = metric/target``; a sign mismatch or zero is not reproduced.
 
@@ -388,18 +399,7 @@ class Factor(Rule):
         return max(r, 1 / r)
 
     def grade(self, metrics):
-        f = self.factor(metrics)
-        if not _measured(f):
-            return NOT_TESTED
-        if f <= self.good:
-            return REPRODUCED
-        if self.fair is not None and f <= self.fair:
-            return PARTLY
-        return NOT_REPRODUCED
-
-    def _target_text(self, names):
-        return (names or {}).get(self.target, self.target) if isinstance(self.target, str) \
-            else _fmt(self.target, "g")
+        return _graded(self.factor(metrics), self.good, self.fair, larger_is_better=False)
 
     def describe(self, names=None):
         text = (f"{(names or {}).get(self.metric, self.metric)} within a factor "
@@ -414,20 +414,61 @@ class Factor(Rule):
                 f"{_fmt(self.factor(metrics), '.3g')} from {self._target_text(names)}"
                 f"{_MARK[self.grade(metrics)]}")
 
-    def metrics(self):
-        return (self.metric,) + ((self.target,) if isinstance(self.target, str) else ())
+    def witnesses(self, outcome):
+        yield from self._target_witnesses(outcome, lambda t, loose: [t * 2 * loose, -t, 0.0])
+
+
+class _Ratio(Rule):
+    """A rule on ``numerator/denominator`` of two measured quantities ≥ 0: ``≥ good`` → reproduced,
+    ``≥ fair`` → partly, else not reproduced. A zero denominator gives ``inf`` when the numerator is
+    positive and 0 when both are 0. Subclasses name the two metrics (:meth:`pair`) and the text."""
+
+    def pair(self) -> tuple[str, str]:
+        """``(numerator, denominator)`` metric names."""
+        raise NotImplementedError
+
+    def __post_init__(self):
+        owner = f"{type(self).__name__}({self.metric!r})"
+        if _check_threshold(owner, "good", self.good) <= 1:
+            raise ValueError(f"{owner}: good={self.good!r} must be > 1 (a factor ≤ 1 is no effect)")
+        if self.fair is not None:
+            if not 1 <= _check_threshold(owner, "fair", self.fair) <= self.good:
+                raise ValueError(f"{owner}: fair={self.fair!r} must be in [1, good={self.good!r}]")
+
+    def ratio(self, metrics: Mapping[str, Any]) -> float:
+        """``numerator/denominator`` (NaN if either is not measured)."""
+        top, bottom = self.pair()
+        a, b = metric_value(metrics, top), metric_value(metrics, bottom)
+        if not (_measured(a) and _measured(b)):
+            return math.nan
+        if a < 0 or b < 0:
+            raise ValueError(f"{type(self).__name__}: errors and rates must be ≥ 0; got {top}={a!r}, {bottom}={b!r}")
+        if b == 0:
+            return math.inf if a > 0 else 0.0
+        return a / b
+
+    def grade(self, metrics):
+        return _graded(self.ratio(metrics), self.good, self.fair, larger_is_better=True)
+
+    def explain(self, metrics, names=None):
+        names = names or {}
+        first, second = self.metrics()
+        a, b = metric_value(metrics, first), metric_value(metrics, second)
+        return (f"{names.get(first, first)} = {_fmt(a, self.fmt)} vs {names.get(second, second)} = "
+                f"{_fmt(b, self.fmt)} (factor {_fmt(self.ratio(metrics), '.3g')}){_MARK[self.grade(metrics)]}")
 
     def witnesses(self, outcome):
-        t = 1.0 if isinstance(self.target, str) else self.target
-        base = {self.target: t} if isinstance(self.target, str) else {}
-        loose = self.fair if self.fair is not None else self.good
-        values = [t] if outcome == "pass" else [t * 2 * loose, -t, 0.0]
-        for v in values:
-            yield {**base, self.metric: v}
+        top, bottom = self.pair()
+        if outcome == "pass":
+            yield {top: 2.0 * self.good, bottom: 1.0}
+            yield {top: 1.0, bottom: 0.0}
+        else:
+            yield {top: 1.0, bottom: 1.0}
+            yield {top: 0.0, bottom: 1.0}
 
 
 @dataclass(frozen=True)
-class BeatsNull(Rule):
+class BeatsNull(_Ratio):
     """A prediction's error beats a null model's (or a control's) error by a factor:
     ``null/metric ≥ good`` → reproduced, ``≥ fair`` → partly, else not reproduced.
 
@@ -448,36 +489,8 @@ class BeatsNull(Rule):
     fair: float | None = None
     fmt: str = ".3g"
 
-    def __post_init__(self):
-        owner = f"BeatsNull({self.metric!r})"
-        if _check_threshold(owner, "good", self.good) <= 1:
-            raise ValueError(f"{owner}: good={self.good!r} must be > 1 (beating the null by a "
-                             "factor ≤ 1 is not beating it)")
-        if self.fair is not None:
-            if not 1 <= _check_threshold(owner, "fair", self.fair) <= self.good:
-                raise ValueError(f"{owner}: fair={self.fair!r} must be in [1, good={self.good!r}]")
-
-    def ratio(self, metrics: Mapping[str, Any]) -> float:
-        """``null/metric`` (NaN if either is not measured)."""
-        e, n = metric_value(metrics, self.metric), metric_value(metrics, self.null)
-        if not (_measured(e) and _measured(n)):
-            return math.nan
-        if e < 0 or n < 0:
-            raise ValueError(f"BeatsNull: errors must be ≥ 0; got {self.metric}={e!r}, "
-                             f"{self.null}={n!r}")
-        if e == 0:
-            return math.inf if n > 0 else 0.0
-        return n / e
-
-    def grade(self, metrics):
-        r = self.ratio(metrics)
-        if not _measured(r):
-            return NOT_TESTED
-        if r >= self.good:
-            return REPRODUCED
-        if self.fair is not None and r >= self.fair:
-            return PARTLY
-        return NOT_REPRODUCED
+    def pair(self):
+        return self.null, self.metric
 
     def describe(self, names=None):
         names = names or {}
@@ -487,27 +500,12 @@ class BeatsNull(Rule):
             text += f" (≥ {_fmt(self.fair, 'g')}: partly)"
         return text
 
-    def explain(self, metrics, names=None):
-        names = names or {}
-        e, n = metric_value(metrics, self.metric), metric_value(metrics, self.null)
-        return (f"{names.get(self.metric, self.metric)} = {_fmt(e, self.fmt)} vs "
-                f"{names.get(self.null, self.null)} = {_fmt(n, self.fmt)} (factor "
-                f"{_fmt(self.ratio(metrics), '.3g')}){_MARK[self.grade(metrics)]}")
-
     def metrics(self):
         return (self.metric, self.null)
 
-    def witnesses(self, outcome):
-        if outcome == "pass":
-            yield {self.metric: 1.0, self.null: 2.0 * self.good}
-            yield {self.metric: 0.0, self.null: 1.0}
-        else:
-            yield {self.metric: 1.0, self.null: 1.0}
-            yield {self.metric: 1.0, self.null: 0.0}
-
 
 @dataclass(frozen=True)
-class Exceeds(Rule):
+class Exceeds(_Ratio):
     """A rate or effect exceeds its control's by a factor: ``metric/control ≥ good`` →
     reproduced, ``≥ fair`` → partly, else not reproduced (e.g. the rate of loss increases at the
     edge against the stable phase's). Both are ≥ 0; ``metric > 0 = control`` exceeds it by any
@@ -527,35 +525,8 @@ class Exceeds(Rule):
     fair: float | None = None
     fmt: str = ".3g"
 
-    def __post_init__(self):
-        owner = f"Exceeds({self.metric!r})"
-        if _check_threshold(owner, "good", self.good) <= 1:
-            raise ValueError(f"{owner}: good={self.good!r} must be > 1")
-        if self.fair is not None:
-            if not 1 <= _check_threshold(owner, "fair", self.fair) <= self.good:
-                raise ValueError(f"{owner}: fair={self.fair!r} must be in [1, good={self.good!r}]")
-
-    def ratio(self, metrics: Mapping[str, Any]) -> float:
-        """``metric/control`` (NaN if either is not measured)."""
-        m, c = metric_value(metrics, self.metric), metric_value(metrics, self.control)
-        if not (_measured(m) and _measured(c)):
-            return math.nan
-        if m < 0 or c < 0:
-            raise ValueError(f"Exceeds: values must be ≥ 0; got {self.metric}={m!r}, "
-                             f"{self.control}={c!r}")
-        if c == 0:
-            return math.inf if m > 0 else 0.0
-        return m / c
-
-    def grade(self, metrics):
-        r = self.ratio(metrics)
-        if not _measured(r):
-            return NOT_TESTED
-        if r >= self.good:
-            return REPRODUCED
-        if self.fair is not None and r >= self.fair:
-            return PARTLY
-        return NOT_REPRODUCED
+    def pair(self):
+        return self.metric, self.control
 
     def describe(self, names=None):
         names = names or {}
@@ -565,23 +536,8 @@ class Exceeds(Rule):
             text += f" (≥ {_fmt(self.fair, 'g')}×: partly)"
         return text
 
-    def explain(self, metrics, names=None):
-        names = names or {}
-        m, c = metric_value(metrics, self.metric), metric_value(metrics, self.control)
-        return (f"{names.get(self.metric, self.metric)} = {_fmt(m, self.fmt)} vs "
-                f"{names.get(self.control, self.control)} = {_fmt(c, self.fmt)} (factor "
-                f"{_fmt(self.ratio(metrics), '.3g')}){_MARK[self.grade(metrics)]}")
-
     def metrics(self):
         return (self.metric, self.control)
-
-    def witnesses(self, outcome):
-        if outcome == "pass":
-            yield {self.metric: 2.0 * self.good, self.control: 1.0}
-            yield {self.metric: 1.0, self.control: 0.0}
-        else:
-            yield {self.metric: 1.0, self.control: 1.0}
-            yield {self.metric: 0.0, self.control: 1.0}
 
 
 def _parts_text(rules: Sequence[Rule], joiner: str, names) -> str:
