@@ -5,7 +5,9 @@
 - :mod:`eoslib.book.scales`   — a chapter's settings chosen by scale, overridable per parameter.
 - :mod:`eoslib.book.display`  — the paper-vs-ours table and the book's figure style.
 - :mod:`eoslib.book.chapters` — discovering chapters, their parameters, executing them (papermill).
-- :mod:`eoslib.book.cli`      — ``python -m eoslib``: list, rerun and prepare chapters.
+- :mod:`eoslib.book.store`    — the results store: paper-scale runs with a checksummed manifest.
+- :mod:`eoslib.book.sweep`    — a chapter over a grid of parameters, one execution per point (submitit).
+- :mod:`eoslib.book.cli`      — ``python -m eoslib``: list, run, sweep, store and prepare chapters.
 
 Imports flow one way: the book layer may import :mod:`eoslib.mechanisms` and
 :mod:`eoslib.engine`, never the reverse.
