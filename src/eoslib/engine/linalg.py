@@ -470,7 +470,8 @@ def operator_eigsh(
     allowed = EIGSH_OPTIONS if method == "block" else THICK_OPTIONS
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise TypeError(f"unknown option(s) {unknown} for method={method!r}; the options are {list(allowed)}")
+        solver = "eigsh" if method == "block" else "thick_restart_eigsh"
+        raise TypeError(f"unknown {solver} option(s) {unknown} (method={method!r}); the options are {list(allowed)}")
     if method == "block":
         _check_reortho(options.get("reortho", "full"))
         _check_options(n, start, k, options.get("block_size"), options.get("num_iters"),
