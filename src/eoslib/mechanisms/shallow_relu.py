@@ -11,7 +11,7 @@ Fine-Grained Analysis of Gradient Descent in Shallow ReLU Networks", Sec. 2–3:
 - balanced initialisation at scale λ: ``wⱼ = λ gⱼ``, ``aⱼ = λ sⱼ`` (gⱼ uniform on the sphere,
   sⱼ = ±1), so ``‖wⱼ‖ = |aⱼ| = λ``.
 
-Gradient descent in the paper's form (its Eq. 1), with the error-weighted data vector of neuron j
+Gradient descent in the paper's form (its Eq. 1), with the error-weighted data vector of neuron j::
 
     dⱼ = −(1/n) Σₖ 1[⟨wⱼ, xₖ⟩ > 0] (h(xₖ) − yₖ) xₖ,
     wⱼ ← wⱼ + η aⱼ dⱼ,    aⱼ ← aⱼ + η ⟨wⱼ, dⱼ⟩,
@@ -23,7 +23,7 @@ cancel), which is ≥ 0 by Cauchy–Schwarz.
 Theorem 3.1's directions. The data vectors (App. A.1) are
 ``d₊ = (1/n) Σ_{yₖ>0} yₖ xₖ`` and ``d₋ = (1/n) Σ_{yₖ<0} yₖ xₖ`` (note: d₋ has the negative
 labels as coefficients, so it points *against* the negative examples). The sets (Assumption 2.2,
-evaluated at initialisation; the text's ``wⱼᵏ`` is read as ``wⱼ⁰``)
+evaluated at initialisation; the text's ``wⱼᵏ`` is read as ``wⱼ⁰``)::
 
     S₁,₊ = {j : sⱼ = +1 and ⟨wⱼ⁰, xₖ⟩ ≥ 0 for every k with yₖ > 0},
     S₁,₋ = {j : sⱼ = −1 and ⟨wⱼ⁰, xₖ⟩ ≥ 0 for every k with yₖ < 0}.
@@ -36,7 +36,7 @@ text's ``‖vv₊‖`` is read as ``‖v₊‖``). With d₋ as defined, v₋'s 
 so both v₊ and v₋ are directions in which the fitted output grows; with the opposite sign of d₋
 the Gauss–Newton part of λ₋ would vanish identically at alignment.
 
-The Hessian along a direction with blocks ``(pⱼ, qⱼ)`` is, in closed form (σ'' = 0 a.e.),
+The Hessian along a direction with blocks ``(pⱼ, qⱼ)`` is, in closed form (σ'' = 0 a.e.)::
 
     vᵀ∇²L v = (1/n) Σₖ ⟨∇h(xₖ), v⟩² + (2/n) Σₖ rₖ Σⱼ 1[⟨wⱼ, xₖ⟩ > 0] ⟨pⱼ, xₖ⟩ qⱼ,
     ⟨∇h(xₖ), v⟩ = Σⱼ (aⱼ 1[⟨wⱼ, xₖ⟩ > 0] ⟨pⱼ, xₖ⟩ + σ(⟨wⱼ, xₖ⟩) qⱼ),   rₖ = h(xₖ) − yₖ,
