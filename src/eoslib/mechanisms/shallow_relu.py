@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Scalar
+from scipy.optimize import curve_fit
 
 from eoslib.engine import models
 
@@ -315,8 +316,6 @@ def logistic(t, rate, midpoint, plateau, base):
 def fit_logistic(t: np.ndarray, values: np.ndarray) -> LogisticFit:
     """Fit :func:`logistic` to ``values(t)`` (scipy ``curve_fit``), started from the curve's own
     10 %–90 % rise; non-finite samples are dropped."""
-    from scipy.optimize import curve_fit
-
     t, v = np.asarray(t, float), np.asarray(values, float)
     ok = np.isfinite(v)
     t, v = t[ok], v[ok]
