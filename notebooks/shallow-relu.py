@@ -104,6 +104,8 @@ top_k = None  # Hessian eigenvalues tracked in the loop
 decay_ks = None  # decay to η/4 once this many eigenvalues reached the edge (one run each)
 decay_offsets = None  # ... and also this many steps after that (several decay steps per k)
 decay_steps = None  # steps run after the decay
+depths = None  # hidden layers of the App. C depth grid (width 128, ReLU); [] skips it
+depth_steps = None  # GD steps of each depth-grid run
 seed = None  # PRNG seed
 results_dir = None  # where the results record goes (default: the book's _build/records)
 
@@ -112,23 +114,26 @@ SCALES = {
     "smoke": {"n_data": 6, "width": 64, "init_scale": 1e-3, "y_neg": 0.6, "eta": 0.2, "steps": 500,
               "probe_every": 100, "sweep_scales": [1e-2, 1e-3], "sweep_ns": [4], "sweep_seeds": 2,
               "sweep_width": 64, "sweep_steps": 500, "cifar_n": 40, "cifar_edges": [30, 50, 150, 200], "cifar_steps": 20,
-              "cifar_probe_every": 10, "top_k": 3, "decay_ks": [1], "decay_offsets": [0, 10], "decay_steps": 10, "seed": 0},
+              "cifar_probe_every": 10, "top_k": 3, "decay_ks": [1], "decay_offsets": [0, 10], "decay_steps": 10,
+              "depths": [1, 2], "depth_steps": 20, "seed": 0},
     "book": {"n_data": 6, "width": 64, "init_scale": 1e-3, "y_neg": 0.6, "eta": 0.2, "steps": 1000,
              "probe_every": 50, "sweep_scales": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5], "sweep_ns": [4, 6, 8],
              "sweep_seeds": 4, "sweep_width": 128, "sweep_steps": 1000, "cifar_n": 250,
              "cifar_edges": [30, 50, 150, 200], "cifar_steps": 1000, "cifar_probe_every": 50, "top_k": 5,
-             "decay_ks": [1, 2], "decay_offsets": [0, 300], "decay_steps": 250, "seed": 0},
+             "decay_ks": [1, 2], "decay_offsets": [0, 300], "decay_steps": 250,
+             "depths": [1, 2, 3], "depth_steps": 400, "seed": 0},
     "paper": {"n_data": 6, "width": 64, "init_scale": 1e-3, "y_neg": 0.6, "eta": 0.2, "steps": 1000,
               "probe_every": 20, "sweep_scales": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5], "sweep_ns": [4, 6, 8],
               "sweep_seeds": 8, "sweep_width": 128, "sweep_steps": 1000, "cifar_n": 5000,
               "cifar_edges": [30, 50, 150, 200], "cifar_steps": 10000, "cifar_probe_every": 20, "top_k": 20,
-              "decay_ks": [1, 3, 5], "decay_offsets": [0, 1000], "decay_steps": 1000, "seed": 0},
+              "decay_ks": [1, 3, 5], "decay_offsets": [0, 1000], "decay_steps": 1000,
+              "depths": [1, 2, 3, 4], "depth_steps": 4000, "seed": 0},
 }
 P = settings(SCALES, scale, n_data=n_data, width=width, init_scale=init_scale, y_neg=y_neg, eta=eta,
              steps=steps, probe_every=probe_every, sweep_scales=sweep_scales, sweep_ns=sweep_ns,
              sweep_seeds=sweep_seeds, sweep_width=sweep_width, sweep_steps=sweep_steps, cifar_n=cifar_n,
              cifar_edges=cifar_edges, cifar_steps=cifar_steps, cifar_probe_every=cifar_probe_every, top_k=top_k,
-             decay_ks=decay_ks, decay_offsets=decay_offsets, decay_steps=decay_steps, seed=seed)
+             decay_ks=decay_ks, decay_offsets=decay_offsets, decay_steps=decay_steps, depths=depths, depth_steps=depth_steps, seed=seed)
 for name in ("n_data", "width", "steps", "probe_every", "sweep_seeds", "sweep_width", "sweep_steps", "top_k"):
     if not (isinstance(getattr(P, name), int) and getattr(P, name) >= 1):
         raise ValueError(f"{name}={getattr(P, name)!r} must be a positive integer")
@@ -138,6 +143,9 @@ if not 0 < P.y_neg:
     raise ValueError(f"y_neg={P.y_neg!r} must be positive (the negative targets are −y_neg)")
 if not P.cifar_n >= 0 or (P.cifar_n and P.cifar_steps % P.cifar_probe_every):
     raise ValueError(f"cifar_n={P.cifar_n!r} must be ≥ 0 and cifar_steps={P.cifar_steps!r} a multiple of "
+                     f"cifar_probe_every={P.cifar_probe_every!r}")
+if P.depths and (P.depth_steps % P.cifar_probe_every or min(P.depths) < 1):
+    raise ValueError(f"depths={P.depths!r} must be ≥ 1 and depth_steps={P.depth_steps!r} a multiple of "
                      f"cifar_probe_every={P.cifar_probe_every!r}")
 if not (P.cifar_edges and all(e > 0 for e in P.cifar_edges)):
     raise ValueError(f"cifar_edges={P.cifar_edges!r} must be a non-empty list of positive numbers (η = 2/edge)")
@@ -161,7 +169,8 @@ P.as_dict()
 # | `lemma2.1-phase1-balance` | in phase 1 the neurons stay balanced: ‖wⱼ‖ − \|aⱼ\| ≤ Bλ with B < 1 | √max_j(‖wⱼ‖² − aⱼ²) < λ over phase 1 (this bounds ‖wⱼ‖ − \|aⱼ\|) |
 # | `edge-one-by-one` | on CIFAR-10 the top eigenvalues reach 2/η one by one at distinct rates | An eigenvalue *reaches the edge* at the first probe with λᵢ ≥ 0.95 · 2/η after it has been below that level (a start above the edge, as after a catapult, does not count). Reproduced if ≥ 2 of the top k reach it, at ≥ 2 distinct probe steps, and their growth rates before entry (ln λᵢ(entry) − ln λᵢ(first probe below the level), per step) have a coefficient of variation ≥ 0.1. Partly if only one eigenvalue reaches the edge. Not if none does. The order λ₁ first holds by construction (the eigenvalues are sorted) and is not scored |
 # | `decay-eta-over-4` | after decaying η to η/4 at the edge: no oscillation, sharpness rises monotonically, loss falls monotonically; growth rate "relatively constant" across decay steps | per decay run: the loss rises on ≤ 1 % of steps and λ₁ falls between ≤ 10 % of consecutive probes after the decay. Across decay steps: the CV of the post-decay λ₁ growth rate (slope of a line through the post-decay probes) ≤ 0.25. Reproduced if all hold; partly if the per-run rules hold but the CV does not |
-# | `appendix-c-grid` | width, depth, activation and loss variations (Figs. 6–9) | not run in this chapter |
+# | `appendix-c-depth` | "the deeper the network, the more gradual the progression of sharpness" (Fig. 7) | FC-ReLU with `depths` hidden layers of width 128, all at the step size the rule picks for depth 1. Sharpening rate = slope of ln λ₁ per step from step 0 to the edge entry (or to the run's end if it never enters). Reproduced if the rate strictly decreases with depth; partly if the deepest is slower than the shallowest but the order is not strict; not otherwise |
+# | `appendix-c-grid` | width, activation and loss variations; "shallower nets reach the edge earlier and stay longer" (Figs. 6, 8, 9) | not run in this chapter |
 
 # %%
 # The rules above as pure functions of the measured quantities.
@@ -552,6 +561,54 @@ if decays:
     plt.show()
 
 # %% [markdown]
+# ## 5. Depth (App. C, Fig. 7)
+#
+# FC-ReLU networks with 1, 2, … hidden layers of width 128 on the same images, all at the step size
+# the rule picks for depth 1. Only λ₁ is tracked (`top_k = 1`).
+
+# %%
+depth_rows = []  # (depth, λ₁(θ₀), entry step, sharpening rate)
+if P.cifar_n and P.depths and "relu" in cifar:
+    cfg_depth = train.TrainConfig(steps=P.depth_steps, probe_every=P.cifar_probe_every, top_k=1, chunks=1)
+    eta_depth = cifar["relu"]["eta"]
+    t0 = time.time()
+    depth_hist = {}
+    for depth in P.depths:
+        net_d = models.MLP(3072, (128,) * depth, 1, "relu", key=jax.random.key(P.seed + 3))
+        hd = train.run(OBJECTIVE, MAKE_SGD, net_d, (x_c, y_c), cfg_depth, key=jax.random.key(P.seed + 9),
+                       hparams={"eta": eta_depth}, progress=False).history
+        depth_hist[depth] = hd
+        s_d = hd.sharpness
+        ent = edge_entries(hd.probe_step, s_d[:, None], 2 / eta_depth)[0][0]
+        j = int(np.searchsorted(hd.probe_step, ent)) if np.isfinite(ent) else int(np.sum(np.isfinite(s_d))) - 1
+        rate = (float((np.log(s_d[j]) - np.log(s_d[0])) / hd.probe_step[j])
+                if j > 0 and s_d[0] > 0 and s_d[j] > 0 else float("nan"))
+        depth_rows.append((depth, float(s_d[0]), float(ent), rate))
+        print(f"depth {depth}: λ₁(θ₀) = {s_d[0]:.1f}, edge entry at step {ent:.0f}, sharpening rate {rate:.5f} per step"
+              f"{'' if s_d[0] < (1 - EDGE_TOL) * 2 / eta_depth else ' (started at or above the edge)'}")
+    time_depth = time.time() - t0
+else:
+    time_depth = 0.0
+    print("depth grid not run (cifar_n = 0, depths = [] or no ReLU run)")
+depth_rates = np.array([r[3] for r in depth_rows])
+if depth_rates.size >= 2 and np.all(np.isfinite(depth_rates)):
+    depth_verdict = ("reproduced" if np.all(np.diff(depth_rates) < 0)
+                     else "partly reproduced" if depth_rates[-1] < depth_rates[0] else "not reproduced")
+else:
+    depth_verdict = "not reproduced"
+
+# %% mystnb={"figure": {"caption": "App. C depth grid: sharpness λ₁ of FC-ReLU networks with 1, 2, … hidden layers of width 128 on the same images and step size; 2/η dashed.", "name": "fig-shallow-relu-depth"}}
+if depth_rows:
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for depth, hd in depth_hist.items():
+        ax.plot(hd.probe_step, hd.sharpness, lw=1, label=f"{depth} hidden layer{'s' if depth > 1 else ''}")
+    ax.axhline(2 / eta_depth, color="k", ls="--", lw=1)
+    ax.set(xlabel="step", ylabel="λ₁")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
 # ## Paper vs ours
 
 # %%
@@ -630,8 +687,13 @@ claims.append(Claim(
     "reproduced" if per_run_ok and cv_ok else ("partly reproduced" if per_run_ok else "not reproduced"),
     f"rule: loss up ≤ {int(100 * LOSS_UP_MAX)}% of steps and λ₁ down ≤ {int(100 * SHARP_DOWN_MAX)}% of probes in "
     f"every decay run; growth-rate CV ≤ {DECAY_CV_MAX} across decay steps; partly if only the per-run rules hold"))
-claims.append(Claim("appendix-c-grid", "shallower nets reach the edge earlier and stay longer; deeper ones sharpen "
-                    "more slowly (width, depth, activation, loss)", "Figs. 6–9 (no numbers)", "not run",
+claims.append(Claim(
+    "appendix-c-depth", "the deeper the network, the more gradual the sharpening", "Fig. 7 (no numbers)",
+    ("rates " + ", ".join(f"depth {d}: {fmt(r, '.4f')}" for d, _, _, r in depth_rows) + " per step; entries "
+     + ", ".join(f"{fmt(e, '.0f')}" for _, _, e, _ in depth_rows)) if depth_rows else "not run",
+    depth_verdict, "rule: sharpening rate strictly decreasing with depth; partly if deepest < shallowest only"))
+claims.append(Claim("appendix-c-grid", "shallower nets reach the edge earlier and stay longer; width, activation "
+                    "and loss variations", "Figs. 6, 8, 9 (no numbers)", "not run",
                     "not reproduced", "not run in this chapter: no evidence either way"))
 display(claims_table(claims))
 
@@ -710,6 +772,9 @@ metrics = {
     "time_toy_s": time_toy,
     "time_sweep_s": time_sweep,
     "time_cifar_s": [c["time"] for c in cifar.values()],
+    "depth_sharpening_rates": [r[3] for r in depth_rows] if depth_rows else float("nan"),
+    "depth_edge_entry_steps": [r[2] for r in depth_rows] if depth_rows else float("nan"),
+    "time_depth_s": time_depth,
 }
 record = make_record("shallow-relu", scale, P.as_dict(), claims, metrics,
                      provenance(start_time, **({"data_source": ds.source, "n_train": len(ds)} if cifar else {})))
