@@ -7,6 +7,8 @@ against closed forms and dense references, built on :mod:`eoslib.engine`.
 - :mod:`eoslib.mechanisms.adaptive`   — adaptive optimizers as preconditioned GD: their edges and τ regimes.
 - :mod:`eoslib.mechanisms.selfstab`   — self-stabilization: projection onto the stable set, the (x, y)
   predictor, the central flow.
+- :mod:`eoslib.mechanisms.shallow_relu` — GD on a two-layer ReLU network with orthonormal inputs:
+  λ₊ and λ₋ along the paper's v₊, v₋, the balance identity, logistic phase fits.
 
 Imports flow one way: mechanisms import :mod:`eoslib.engine`, never :mod:`eoslib.book`.
 """
