@@ -206,10 +206,10 @@ def curvature(net: Net, x: Float[Array, "n d"], y: Float[Array, " n"], v: Direct
     pre = x @ net.w.T  # (n, m)
     active = (pre > 0).astype(x.dtype)
     px = x @ v.p.T  # (n, m): ⟨pⱼ, xₖ⟩
-    jv = jnp.sum(net.a * active * px + jax.nn.relu(pre) * v.q, axis=1)  # (n,)
+    jv = jnp.sum(net.a[None, :] * active * px + jax.nn.relu(pre) * v.q[None, :], axis=1)  # (n,)
     r = predict(net, x) - y
     n = x.shape[0]
-    return jnp.sum(jv**2) / n + 2.0 / n * jnp.sum(r * jnp.sum(active * px * v.q, axis=1))
+    return jnp.sum(jv**2) / n + 2.0 / n * jnp.sum(r * jnp.sum(active * px * v.q[None, :], axis=1))
 
 
 def rayleigh(net: Net, x: Float[Array, "n d"], y: Float[Array, " n"], v: Direction) -> Scalar:
