@@ -135,7 +135,7 @@ NAMES = {
     "boundary_gap_2_over_lambda_max": "|measured γβ = 1 boundary / (2/λmax(θ0)) − 1|",
     "hessian_max_rel_err": "the largest relative error of the closed-form Hessian",
     "eigenvector_angle_max_err": "the largest eigenvector-angle error of R2(β) (rad)",
-    "quadratic_z": "1 if z = cΘ² (γβ exact), else 0,",
+    "quadratic_z": "z = cΘ², where γβ is exact (1: yes, 0: no)",
     "gamma_beta_max_rel_err": "the largest relative error of γβ",
 }
 
@@ -308,7 +308,7 @@ print(f"γ_β vs measured β ratio:           max relative error {gamma_rel_err:
       f"direction agrees on {100 * gamma_direction_agreement:.1f}% of {ratio_meas.size} steps")
 
 # %% [markdown]
-# ## Figure 1, reproduced
+# ## Figure 1, rerun
 
 # %% mystnb={"figure": {"caption": "Left: the regimes of $\\gamma_\\beta$ at $\\theta_0$ (closed form, line; measured first step, dots), with $2/\\lambda_{\\max}(\\theta_0)$ dashed and the paper's $\\eta_{\\rm eos} = 2/H_{11}$ dotted. Middle: gradient-descent trajectories over the loss contours ($\\theta_1$ axis magnified, as in the paper). Right: the orientation $R_2$ of the sharpest eigenvector relative to its value at $\\theta_0$, over the first steps (above 1: $v_1$ has turned toward $\\theta_1$; below 1: away).", "name": "fig-dln-rpe"}}
 colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
