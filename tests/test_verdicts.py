@@ -327,3 +327,29 @@ def test_eos_intro_rules_catch_the_reviewed_defects():
     # a run that diverged at the edge fails the edge claim (its plateau error is infinite)
     assert rules["edge-of-stability"].grade(
         {"n_at_edge": 1, "eos_ratio_err_max": math.inf, "eos_drift_fraction": math.inf}) == N
+
+
+def test_dln_rpe_rules_catch_the_reviewed_defects():
+    """Issue 16's findings on dln-rpe: a regime never entered is not tested (never 'partly'); a
+    boundary 20% from 2/λmax fails; a wrong γβ for quadratic z fails the closed-form check."""
+    namespace: dict = {}
+    exec(compile(claims_cell(NOTEBOOKS / "dln-rpe.py"), "dln-rpe", "exec"), namespace)
+    specs = {s.id: s for s in namespace["CLAIMS"]}
+    rules = {k: s.rule for k, s in specs.items()}
+    only_stable = {"n_stable": 2, "n_unstable": 0, "stable_toward_fraction": 1.0,
+                   "unstable_away_fraction": NAN, "stable_monotone_fraction": 1.0,
+                   "unstable_away_then_stable_fraction": NAN}
+    assert rules["RPE"].grade(only_stable) == T and rules["monotonicity"].grade(only_stable) == T
+    # a stable η that rotates the wrong way fails, even with no unstable η to compare
+    assert rules["RPE"].grade({**only_stable, "stable_toward_fraction": 0.5}) == N
+    both = {**only_stable, "n_unstable": 2, "unstable_away_fraction": 1.0,
+            "unstable_away_then_stable_fraction": 0.5}
+    assert rules["RPE"].grade(both) == R and rules["monotonicity"].grade(both) == N
+    assert rules["threshold"].grade({"boundary_gap_2_over_lambda_max": 0.2}) == N
+    assert rules["threshold"].grade({"boundary_gap_2_over_lambda_max": math.inf}) == N
+    exact = {"hessian_max_rel_err": 0.0, "eigenvector_angle_max_err": 0.0, "quadratic_z": 1.0,
+             "gamma_beta_max_rel_err": 1e-15}
+    assert rules["closed-forms"].grade(exact) == R
+    assert rules["closed-forms"].grade({**exact, "gamma_beta_max_rel_err": 0.1}) == N
+    assert rules["closed-forms"].grade({**exact, "quadratic_z": 0.0, "gamma_beta_max_rel_err": 0.1}) == R
+    assert specs["closed-forms"].kind == "consistency"
