@@ -28,9 +28,9 @@ from typing import Any, Mapping, NamedTuple
 
 from eoslib.book.results import find_repo_root, read_record
 
-#: Largest stored file (bytes): traces are downsampled before they are stored.
+#: The largest file the store accepts, in bytes (traces are downsampled before they are stored).
 MAX_FILE_BYTES = 1_000_000
-#: Largest store (bytes, every file together).
+#: The largest store, in bytes, every file together.
 MAX_TOTAL_BYTES = 20_000_000
 MANIFEST = "manifest.json"
 _ENTRY_KEYS = ("chapter", "scale", "parameters", "eoslib_version", "git_hash", "jax_version",
