@@ -439,8 +439,8 @@ claims = [
           "shown on MLPs and CNNs (figures)",
           f"y falls through 0 {main['cycles']} times; |x| grows iff y > 0 on {main['stage_x']:.0%} of steps, "
           f"y rises iff x² < 2α/β on {main['stage_y']:.0%}",
-          v1, edge_note + ("" if P.arch == "cnn-tanh" else f"{P.arch} only: the CNN is run at paper scale (GPU), "
-                           "not in this build")),
+          v1, edge_note + ("" if P.arch == "cnn-tanh" else f"{P.arch} only: no scale runs the paper's CNN by default "
+                           "(`-p arch cnn-tanh` does; meant for a GPU)")),
     Claim("constrained-trajectory",
           "GD tracks projected GD onto M: S(θ†) ≤ 2/η, S(θ) ≈ 2/η + y, ‖θ − θ†‖ small",
           "shown (figures)",

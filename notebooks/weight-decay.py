@@ -532,7 +532,8 @@ claims = [
           "γ = 0.01, η = 0.01, CIFAR-10 5k: damped oscillation (Fig. 2 right); no rate given",
           ("envelope decay rates " + ", ".join(f"γ={r['gamma']}: {r['rate']:+.1e}/step" for r in cnn_rows))
           if cnn_rows else "not run at this scale; no stored run",
-          "reproduced" if cnn_ok else ("partly reproduced" if cnn_decay is not None and cnn_decay["rate"] > 0 else "not reproduced"),
+          ("reproduced" if cnn_ok else ("partly reproduced" if cnn_decay is not None and cnn_decay["rate"] > 0
+                                         else "not reproduced")) if cnn_rows else "not tested",
           ("the envelope decays with γ > 0 and faster than without" if cnn_ok else
            "the envelope with γ > 0 does not decay faster than without decay") if cnn_rows else
           "the CNN is not run on the CPU at this scale (cost) and no paper-scale run is stored"),
