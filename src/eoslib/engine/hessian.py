@@ -16,7 +16,7 @@ Quantities (H the Hessian of L at θ, v₁ its top eigenvector, S = λ₁ the sh
 - :func:`kappa_finite_difference` — the flatness-bias paper's finite-difference proxy for κ
   (its Eq. 26, reconstructed): ``12 [L(θ+rv) + L(θ−rv) − 2L(θ) − r² vᵀHv] / r⁴``, which is the
   fourth directional derivative plus O(r²).
-- :func:`preconditioned_sharpness` — λ₁(P^{-1/2} H P^{-1/2}) for a diagonal preconditioner P
+- :func:`preconditioned_sharpness` / :func:`preconditioned_eigsh` — λ₁(P^{-1/2} H P^{-1/2}) for a diagonal preconditioner P
   (the effective sharpness of an adaptive optimizer whose step is P⁻¹∇L).
 """
 
@@ -166,7 +166,15 @@ def kappa_finite_difference(loss_fn: LossFn, params: PyTree, v: Float[Array, " n
 def preconditioned_sharpness(
     loss_fn: LossFn, params: PyTree, precond: PyTree, *, key: PRNGKeyArray | None = None, **options: Any
 ) -> Scalar:
-    """λ₁(P^{-1/2} H P^{-1/2}) for the diagonal preconditioner ``precond`` (a PyTree like
+    """λ₁(P^{-1/2} H P^{-1/2}): the value of :func:`preconditioned_eigsh`."""
+    return preconditioned_eigsh(loss_fn, params, precond, key=key, **options).values[0]
+
+
+def preconditioned_eigsh(
+    loss_fn: LossFn, params: PyTree, precond: PyTree, *, key: PRNGKeyArray | None = None, **options: Any
+) -> linalg.Eigenpairs:
+    """The top eigenpair of P^{-1/2} H P^{-1/2}, with its residual and convergence (its value
+    λ₁ is :func:`preconditioned_sharpness`), for the diagonal preconditioner ``precond`` (a PyTree like
     ``params`` of positive entries, e.g. Adam's ``√v̂ + ε``). GD with step ``η P⁻¹ ∇L`` is stable
     on the quadratic model iff this is below 2/η. Start the solver from ``key`` (random) or from
     ``v0=`` (a warm start, in ``ravel_pytree`` order); ``options`` go to
@@ -185,4 +193,4 @@ def preconditioned_sharpness(
         matvec, _ = flat_hvp(loss_fn, params)
         return lambda v: p_inv_sqrt * matvec(p_inv_sqrt * v)
 
-    return linalg.operator_eigsh(make_matvec, flat, 1, key=key, **options).values[0]
+    return linalg.operator_eigsh(make_matvec, flat, 1, key=key, **options)

@@ -255,17 +255,9 @@ def preconditioned_sharpness(model_loss: str = "half_mse", *, tau: float = float
         cap = hp.get("tau", tau)
         nu_hat = optim.bias_corrected_nu(opt_state, b2)
         precond = optim.preconditioner(opt_state, cap, b2, eps)
-        p_flat = ravel_pytree(precond)[0]
-        p_inv_sqrt = 1.0 / jnp.sqrt(p_flat)
-        start = jnp.sqrt(p_flat) * eigenpairs.vectors[:, 0]
-        loss_fn = loss_on(x, y)
-
-        def make_matvec():
-            matvec, _ = hessian.flat_hvp(loss_fn, params)
-            return lambda v: p_inv_sqrt * matvec(p_inv_sqrt * v)
-
-        result = linalg.operator_eigsh(make_matvec, p_flat, 1, v0=start / jnp.linalg.norm(start), tol=tol,
-                                       max_restarts=max_restarts, precision="highest")
+        start = jnp.sqrt(ravel_pytree(precond)[0]) * eigenpairs.vectors[:, 0]
+        result = hessian.preconditioned_eigsh(loss_on(x, y), params, precond, v0=start / jnp.linalg.norm(start),
+                                              tol=tol, max_restarts=max_restarts, precision="highest")
         return PreconditionedRecord(result.values[0], clipped_fraction(nu_hat, cap),
                                     jnp.median(ravel_pytree(nu_hat)[0]), result.residuals[0], result.converged)
 
