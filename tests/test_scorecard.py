@@ -116,7 +116,7 @@ def test_sphinx_build_fills_the_pages_and_copies_downloads(tmp_path, monkeypatch
     page = (out / "index.html").read_text()
     assert "Toy chapter" in page and "eoslib-badge--ok" in page and "<details" in page
     assert 'href="downloads/toy.ipynb"' in page and 'href="downloads/toy.py"' in page
-    assert (out / "_static" / "eoslib-scorecard.css").is_file()
+    assert (out / "_static" / "eoslib.css").is_file()
     assert "# # Toy chapter" in (out / "downloads" / "toy.py").read_text()  # jupytext percent
     assert json.loads((out / "downloads" / "toy.ipynb").read_text())["cells"]
 

@@ -405,7 +405,7 @@ def builder_inited(app):
     app.eoslib_build_started = time.time()
     if app.builder.format == "html":
         app.config.html_static_path.append(str(STATIC))
-        app.add_css_file("eoslib-scorecard.css")
+        app.add_css_file("eoslib.css")
 
 
 def setup(app):
