@@ -56,7 +56,8 @@ book-smoke: $(STAMP)
 	  $(VENV)/bin/jupyter-book build . --path-output _build/smoke -W -n --keep-going
 
 # The smoke-built book in Debian's Chromium with the network off: math typeset by the bundled
-# MathJax, every figure loaded; screenshots in _build/smoke/_build/screenshots.
+# MathJax, every figure loaded, the book's own pages fit the column at 1280 and 800 px, the status
+# page's downloads exist; screenshots (1280 and 800 px) in _build/smoke/_build/screenshots.
 browser: $(STAMP)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  echo "make browser needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"; exit 1; }

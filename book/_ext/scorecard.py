@@ -1,25 +1,43 @@
-"""Sphinx extension: the ``{scorecard}`` directive, one table of every claim of every chapter.
+"""Sphinx extension: the book's scorecard dashboard and its status page, built from the records.
 
 The chapters execute while Sphinx *reads* the book, and each writes its results record (see
-:mod:`eoslib.book.results`). The directive leaves a placeholder; once every document has been read
-(``doctree-resolved``, in the writing phase) the placeholder becomes a table built from the
-records. A chapter in the book without a record is a warning — an error under ``-W`` — so a
-chapter that silently stopped writing its record fails the build.
+:mod:`eoslib.book.results`). The directives below leave placeholders; once every document has been
+read (``doctree-resolved``, in the writing phase) each placeholder becomes HTML built from the
+records. A chapter in the book without a record is a warning — an error under ``-W`` — so a chapter
+that silently stopped writing its record fails the build.
 
-Per chapter the table shows the four verdict counts of its paper claims (``reproduced``,
-``partly reproduced``, ``not reproduced``, ``not tested``) and, per claim, the scale its evidence
-comes from (this run at the record's scale, or a stored paper-scale run). Consistency checks
-(which hold by construction) are listed in a table of their own and not counted.
+``{scorecard}``
+    The dashboard: the book's totals as verdict badges; per chapter one line with the counts of its
+    paper claims by verdict (``reproduced``, ``partly reproduced``, ``not reproduced``,
+    ``not tested``; consistency checks counted apart as ``holds`` / ``fails``), the scale of its
+    evidence and its run time; then per claim a compact row (verdict badge, id, claim) that opens on
+    a click (HTML ``<details>``) to the paper's number and ours, the rule, control, note and
+    evidence. ``:part:`` shows one piece: ``summary`` (the one-line totals with a link to the
+    scorecard, for the intro page), ``overview`` (totals and the per-chapter lines) or ``claims``.
+``{chapter-status}``
+    One row per chapter: how long its notebook ran, when, at which scale, whether it ran in this
+    build or came from the execution cache, and links to download it as ``.ipynb`` (the executed
+    notebook) and ``.py`` (the jupytext source, what ``python -m eoslib run`` executes). The files
+    are copied into ``<html>/downloads/`` when the build finishes.
 
-Records are read from ``$EOSLIB_RECORDS``, else ``<book>/_build/records``.
+Every badge carries its verdict as text (and a symbol), never colour alone. Records are read from
+``$EOSLIB_RECORDS``, else ``<book>/_build/records``. The HTML is produced by plain functions of the
+records (:func:`dashboard_html`, :func:`summary_html`, :func:`status_html`), tested without Sphinx.
 """
 
 from __future__ import annotations
 
+import html
 import os
+import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
+import jupytext
 from docutils import nodes
+from docutils.parsers.rst import directives
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
@@ -27,123 +45,376 @@ from eoslib.book.results import CHECK_OUTCOMES, VERDICTS, claim_from_dict, read_
 
 logger = logging.getLogger(__name__)
 CHAPTER_PREFIX = "notebooks/"
+SCORECARD_DOC = "book/scorecard"  # where a summary's "See the scorecard" link points
+DOWNLOADS = "downloads"  # folder of the html output holding the chapters' .ipynb and .py files
+STATIC = Path(__file__).parent / "static"
 
+#: Per verdict or outcome: the CSS modifier and a symbol shown beside the word (not colour alone).
+BADGES = {
+    "reproduced": ("ok", "✓"),
+    "partly reproduced": ("partly", "◐"),
+    "not reproduced": ("no", "✗"),
+    "not tested": ("untested", "○"),
+    "holds": ("ok", "✓"),
+    "fails": ("no", "✗"),
+}
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter of the book as the dashboard shows it."""
+
+    name: str  # the notebook's stem, e.g. "dln-rpe"
+    title: str
+    href: str  # the chapter's page, relative to the page being written
+    record: Mapping[str, Any]
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def badge(verdict: str, count: int | None = None) -> str:
+    """A verdict badge: its symbol and word (and ``count`` before the word when given)."""
+    modifier, symbol = BADGES[verdict]
+    label = verdict if count is None else f"{count} {verdict}"
+    return (f'<span class="eoslib-badge eoslib-badge--{modifier}">'
+            f'<span aria-hidden="true">{symbol}</span> {_e(label)}</span>')
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _count_badges(counts: Mapping[str, int], keep_zeros: bool = False) -> str:
+    shown = [badge(v, n) for v, n in counts.items() if n or keep_zeros]
+    return " ".join(shown) if shown else '<span class="eoslib-none">none</span>'
+
+
+def run_time(record: Mapping[str, Any]) -> str:
+    """The chapter's run time from its record's provenance (``wall_time_s``), e.g. ``"18.6 s"``."""
+    seconds = record["provenance"].get("wall_time_s")
+    if seconds is None:
+        return "—"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def evidence(record: Mapping[str, Any], claim) -> str:
+    """Where a claim's evidence comes from (a hand-written claim: the chapter's own run)."""
+    return claim.evidence or f"{record['scale']} run"
+
+
+def evidence_summary(record: Mapping[str, Any]) -> str:
+    """The scales a chapter's paper claims rest on, e.g. ``"smoke run; 1 claim from a stored
+    paper-scale run"`` (the chapter's own run first, then every other source with its claims)."""
+    own = f"{record['scale']} run"
+    others: dict[str, int] = {}
+    for entry in record["claims"]:
+        claim = claim_from_dict(entry)
+        source = evidence(record, claim)
+        if claim.kind == "claim" and source != own:
+            others[source] = others.get(source, 0) + 1
+    return "; ".join([own] + [f"{_plural(n, 'claim')} from a {source}"
+                              for source, n in others.items()])
+
+
+def totals(chapters: Sequence[Chapter]) -> tuple[dict[str, int], dict[str, int]]:
+    """The verdict counts of every paper claim and the outcomes of every consistency check."""
+    verdicts, checks = dict.fromkeys(VERDICTS, 0), dict.fromkeys(CHECK_OUTCOMES, 0)
+    for chapter in chapters:
+        v, c = tally(chapter.record["claims"])
+        for key, n in v.items():
+            verdicts[key] += n
+        for key, n in c.items():
+            checks[key] += n
+    return verdicts, checks
+
+
+def summary_html(chapters: Sequence[Chapter], scorecard_href: str | None = None) -> str:
+    """One paragraph: the number of paper claims and chapters, the verdict counts as badges, the
+    consistency checks apart, and (given ``scorecard_href``) a link to the full scorecard."""
+    verdicts, checks = totals(chapters)
+    n_checks = sum(checks.values())
+    scales = sorted({c.record["scale"] for c in chapters})
+    parts = [f'<p class="eoslib-summary"><strong>{_plural(sum(verdicts.values()), "paper claim")}'
+             f'</strong> in {_plural(len(chapters), "chapter")} '
+             f'({"/".join(scales) or "no"} runs): ',
+             _count_badges(verdicts, keep_zeros=True)]
+    if n_checks:
+        parts.append(f' <span class="eoslib-apart">and {_plural(n_checks, "consistency check")}, '
+                     f'not counted: {_count_badges(checks)}</span>')
+    if scorecard_href is not None:
+        parts.append(f' <a href="{_e(scorecard_href)}">See the scorecard →</a>')
+    parts.append("</p>")
+    return "".join(parts)
+
+
+def _claim_row(record: Mapping[str, Any], entry: Mapping[str, Any]) -> str:
+    claim = claim_from_dict(entry)
+    is_check = claim.kind != "claim"
+    details = [("paper" if not is_check else "expected", claim.paper), ("ours", claim.ours),
+               ("rule", claim.rule), ("control", claim.control), ("why", claim.note),
+               ("evidence", evidence(record, claim))]
+    rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in details if v)
+    kind = ' <span class="eoslib-kind">consistency check</span>' if is_check else ""
+    return (f'<details class="eoslib-claim"><summary>{badge(claim.verdict)}'
+            f'<span class="eoslib-claim-text"><code>{_e(claim.id)}</code>{kind} {_e(claim.claim)}'
+            f'</span></summary><dl>{rows}</dl></details>')
+
+
+def overview_html(chapters: Sequence[Chapter]) -> str:
+    """The totals, then a table with one line per chapter: its title, the scale of its evidence
+    and its run time, and the counts of its paper claims by verdict (checks apart)."""
+    out = ['<div class="eoslib-scorecard">', summary_html(chapters),
+           '<table class="eoslib-overview"><thead><tr><th>chapter · evidence · run time</th>'
+           '<th>paper claims by verdict <span class="eoslib-apart">· consistency checks</span>'
+           "</th></tr></thead><tbody>"]
+    for chapter in chapters:
+        verdicts, checks = tally(chapter.record["claims"])
+        checks_html = (f' <span class="eoslib-apart">· {_count_badges(checks)}</span>'
+                       if sum(checks.values()) else "")
+        out.append(f'<tr><td><a href="#claims-{_e(chapter.name)}">{_e(chapter.title)}</a>'
+                   f'<div class="eoslib-meta">{_e(evidence_summary(chapter.record))} · '
+                   f'{_e(run_time(chapter.record))}</div></td>'
+                   f'<td class="eoslib-badges">{_count_badges(verdicts)}{checks_html}</td></tr>')
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def claims_html(chapters: Sequence[Chapter], records_from: str = "") -> str:
+    """Per chapter a heading line (title, evidence, run time, verdict counts), then one row per
+    claim — verdict badge, id, claim — opening on a click to the paper's number and ours, the rule,
+    control, note and evidence."""
+    out = ['<div class="eoslib-scorecard">']
+    for chapter in chapters:
+        verdicts, _ = tally(chapter.record["claims"])
+        out.append(f'<section class="eoslib-chapter" id="claims-{_e(chapter.name)}">'
+                   f'<p class="eoslib-chapter-title"><a href="{_e(chapter.href)}">'
+                   f'{_e(chapter.title)}</a></p>'
+                   f'<p class="eoslib-meta">{_e(evidence_summary(chapter.record))} · '
+                   f'{_e(run_time(chapter.record))} · {_count_badges(verdicts)}</p>')
+        out.extend(_claim_row(chapter.record, entry) for entry in chapter.record["claims"])
+        out.append("</section>")
+    if records_from:
+        out.append(f'<p class="eoslib-hint">Records read from <code>{_e(records_from)}</code> '
+                   "when this page was built.</p>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def dashboard_html(chapters: Sequence[Chapter], records_from: str = "") -> str:
+    """The whole scorecard: :func:`overview_html` then :func:`claims_html`."""
+    return overview_html(chapters) + claims_html(chapters, records_from)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a chapter's notebook was executed in the build (from myst-nb's execution data)."""
+
+    runtime_s: float | None
+    when: float | None  # POSIX time the notebook ran
+    fresh: bool  # ran in this build (else: taken from the execution cache)
+    succeeded: bool
+
+
+def status_html(chapters: Sequence[Chapter], executions: Mapping[str, Execution | None],
+                downloads: Callable[[str, str], str]) -> str:
+    """The status table: per chapter its execution (run time, date, this build or the cache), the
+    scale of its record and links to download it; ``downloads(name, suffix)`` gives a link's href."""
+    out = ['<table class="eoslib-status"><thead><tr><th>chapter</th><th>scale</th>'
+           '<th>executed (UTC)</th><th>notebook run time</th><th>download</th>'
+           "</tr></thead><tbody>"]
+    for chapter in chapters:
+        run = executions.get(chapter.name)
+        if run is None:
+            seconds, when, how = "—", "—", "not executed"
+        else:
+            seconds = "—" if run.runtime_s is None else f"{run.runtime_s:.1f} s"
+            when = ("—" if run.when is None
+                    else time.strftime("%Y-%m-%d %H:%M", time.gmtime(run.when)))
+            how = ("failed" if not run.succeeded
+                   else "in this build" if run.fresh else "from the execution cache")
+        links = " ".join(f'<a class="eoslib-download" href="{_e(downloads(chapter.name, s))}" '
+                         f'download>{s}</a>' for s in (".ipynb", ".py"))
+        out.append(f'<tr><td><a href="{_e(chapter.href)}">{_e(chapter.title)}</a></td>'
+                   f'<td>{_e(chapter.record["scale"])}</td>'
+                   f'<td><span class="eoslib-nowrap">{when}</span>'
+                   f'<div class="eoslib-meta">{how}</div></td>'
+                   f'<td class="eoslib-nowrap">{seconds}</td>'
+                   f'<td class="eoslib-nowrap">{links}</td></tr>')
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+# --- Sphinx glue -------------------------------------------------------------------------------
 
 class scorecard_node(nodes.General, nodes.Element):
-    """Placeholder replaced by the table once all chapters have run."""
+    """Placeholder replaced by the dashboard (or its summary) once all chapters have run."""
+
+
+class status_node(nodes.General, nodes.Element):
+    """Placeholder replaced by the status table once all chapters have run."""
+
+
+def _register(env, docname: str) -> None:
+    docs = getattr(env, "eoslib_scorecard_docs", set())
+    docs.add(docname)
+    env.eoslib_scorecard_docs = docs
+
+
+PARTS = ("all", "summary", "overview", "claims")
+
+
+def _part(argument: str | None) -> str:
+    return directives.choice(argument, PARTS)
 
 
 class ScorecardDirective(SphinxDirective):
+    """``{scorecard}``, with ``:part:`` one of :data:`PARTS` (default ``all``)."""
+
+    has_content = False
+    option_spec = {"part": _part}
+
+    def run(self):
+        _register(self.env, self.env.docname)
+        return [scorecard_node(part=self.options.get("part", "all"))]
+
+
+class StatusDirective(SphinxDirective):
     has_content = False
 
     def run(self):
-        docs = getattr(self.env, "eoslib_scorecard_docs", set())
-        docs.add(self.env.docname)
-        self.env.eoslib_scorecard_docs = docs
-        return [scorecard_node()]
+        _register(self.env, self.env.docname)
+        return [status_node()]
 
 
 def records_folder(app) -> Path:
     return Path(os.environ.get("EOSLIB_RECORDS") or Path(app.srcdir) / "_build" / "records")
 
 
-def _row(cells, header=False):
-    row = nodes.row()
-    for cell in cells:
-        entry = nodes.entry()
-        content = cell if isinstance(cell, nodes.Node) else nodes.Text(str(cell))
-        paragraph = nodes.paragraph()
-        paragraph += nodes.strong(text=str(cell)) if header else content
-        entry += paragraph
-        row += entry
-    return row
+def chapter_docs(env) -> list[str]:
+    """The chapters' docnames in reading order (the toctree from the root document)."""
+    order: list[str] = []
+
+    def walk(doc: str) -> None:
+        for child in env.toctree_includes.get(doc, []):
+            if child not in order:
+                order.append(child)
+                walk(child)
+
+    walk(env.config.root_doc)
+    found = [d for d in env.found_docs if d.startswith(CHAPTER_PREFIX)]
+    return [d for d in order if d in found] + sorted(set(found) - set(order))
 
 
-def _table(header, rows, widths):
-    table = nodes.table(classes=["eoslib-scorecard"])
-    group = nodes.tgroup(cols=len(header))
-    table += group
-    for width in widths:
-        group += nodes.colspec(colwidth=width)
-    head = nodes.thead()
-    head += _row(header, header=True)
-    group += head
-    body = nodes.tbody()
-    for cells in rows:
-        body += _row(cells)
-    group += body
-    return table
-
-
-def _counts_text(counts) -> str:
-    return ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
-
-
-def fill_scorecards(app, doctree, docname):
-    placeholders = list(doctree.findall(scorecard_node))
-    if not placeholders:
-        return
+def _chapters(app, docname: str) -> list[Chapter]:
     folder = records_folder(app)
     by_chapter = {r["chapter"]: r for r in read_records(folder)}
-    chapters = sorted(d for d in app.env.found_docs if d.startswith(CHAPTER_PREFIX))
-    rows, check_rows, chapter_rows = [], [], []
-    counts, check_counts = dict.fromkeys(VERDICTS, 0), dict.fromkeys(CHECK_OUTCOMES, 0)
-    for doc in chapters:
+    chapters = []
+    for doc in chapter_docs(app.env):
         name = doc[len(CHAPTER_PREFIX):]
         record = by_chapter.get(name)
         if record is None:
-            logger.warning(f"scorecard: no results record for chapter {name!r} in {folder} — did the "
-                           "chapter run to its last cell? (`make clean` forces re-execution)",
+            logger.warning(f"scorecard: no results record for chapter {name!r} in {folder} — did "
+                           "the chapter run to its last cell? (`make clean` forces re-execution)",
                            location=docname)
             continue
         title = app.env.titles[doc].astext() if doc in app.env.titles else name
+        chapters.append(Chapter(name, title, app.builder.get_relative_uri(docname, doc), record))
+    return chapters
 
-        def link():
-            return nodes.reference("", "", nodes.Text(title), internal=True,
-                                   refuri=app.builder.get_relative_uri(docname, doc))
 
-        verdicts, checks = tally(record["claims"])
-        for verdict, n in verdicts.items():
-            counts[verdict] += n
-        for outcome, n in checks.items():
-            check_counts[outcome] += n
-        chapter_rows.append([link(), record["scale"], *verdicts.values(), sum(checks.values())])
-        for entry in record["claims"]:
-            claim = claim_from_dict(entry)
-            evidence = claim.evidence or f"{record['scale']} run"
-            cells = [link(), claim.id, claim.claim, claim.paper, claim.ours, claim.verdict, evidence]
-            (rows if claim.kind == "claim" else check_rows).append(cells)
-    summary = nodes.paragraph(text=(
-        f"{sum(counts.values())} paper claim{'' if sum(counts.values()) == 1 else 's'} in "
-        f"{len(chapters)} chapter(s): "
-        + _counts_text(counts)
-        + f" ('not tested': no evidence at the scale run, neither a failure nor a success); "
-        + f"{sum(check_counts.values())} consistency check"
-        + ("" if sum(check_counts.values()) == 1 else "s") + ", not counted ("
-        + _counts_text({k: v for k, v in check_counts.items() if v} or check_counts)
-        + f"). Records read from {folder.name}/ at build time."))
-    per_chapter = _table(["chapter", "scale", *VERDICTS, "consistency checks"], chapter_rows,
-                         [16, 6, 9, 9, 9, 9, 9])
-    table = _table(["chapter", "id", "claim", "paper", "ours", "verdict", "evidence"], rows,
-                   [14, 8, 26, 18, 22, 9, 9])
-    content = [summary, per_chapter, nodes.paragraph(text="Every paper claim:"), table]
-    if check_rows:
-        content += [nodes.paragraph(text="Consistency checks (hold by construction; shown and "
-                                         "recorded, not scored as reproduced):"),
-                    _table(["chapter", "id", "check", "expected", "ours", "outcome", "evidence"],
-                           check_rows, [14, 8, 26, 18, 22, 9, 9])]
-    for placeholder in placeholders:
-        placeholder.replace_self([node.deepcopy() for node in content])
+def _executions(app) -> dict[str, Execution | None]:
+    started = getattr(app, "eoslib_build_started", 0.0)
+    data = getattr(app.env, "nb_metadata", {}) or {}
+    out: dict[str, Execution | None] = {}
+    for doc in chapter_docs(app.env):
+        run = data.get(doc, {}).get("exec_data")
+        out[doc[len(CHAPTER_PREFIX):]] = None if not run else Execution(
+            runtime_s=run.get("runtime"), when=run.get("mtime"),
+            fresh=bool(run.get("mtime")) and run["mtime"] >= started,
+            succeeded=bool(run.get("succeeded")))
+    return out
+
+
+def _download_href(app, docname: str) -> Callable[[str, str], str]:
+    up = "../" * docname.count("/")
+    return lambda name, suffix: f"{up}{DOWNLOADS}/{name}{suffix}"
+
+
+def fill_placeholders(app, doctree, docname):
+    boards = list(doctree.findall(scorecard_node))
+    statuses = list(doctree.findall(status_node))
+    if not boards and not statuses:
+        return
+    chapters = _chapters(app, docname)
+    for node in boards:
+        part = node.get("part", "all")
+        if part == "summary":
+            href = (app.builder.get_relative_uri(docname, SCORECARD_DOC)
+                    if SCORECARD_DOC in app.env.found_docs and docname != SCORECARD_DOC else None)
+            text = summary_html(chapters, href)
+        elif part == "overview":
+            text = overview_html(chapters)
+        elif part == "claims":
+            text = claims_html(chapters, records_folder(app).name + "/")
+        else:
+            text = dashboard_html(chapters, records_folder(app).name + "/")
+        node.replace_self(nodes.raw("", text, format="html"))
+    for node in statuses:
+        node.replace_self(nodes.raw("", status_html(chapters, _executions(app),
+                                                    _download_href(app, docname)),
+                                    format="html"))
+
+
+def copy_downloads(app, exception):
+    """Copy each chapter's executed notebook and its source into ``<html>/downloads/``."""
+    if exception is not None or app.builder.format != "html":
+        return
+    target = Path(app.outdir) / DOWNLOADS
+    target.mkdir(exist_ok=True)
+    output_folder = Path(getattr(getattr(app.env, "mystnb_config", None), "output_folder", "")
+                         or Path(app.outdir).parent / "jupyter_execute")
+    for doc in chapter_docs(app.env):
+        name = doc[len(CHAPTER_PREFIX):]
+        source = Path(app.env.doc2path(doc))
+        notebook = None
+        if source.suffix == ".py":
+            shutil.copyfile(source, target / f"{name}.py")
+        else:  # a chapter written as .md or .ipynb: its jupytext percent-format twin
+            notebook = jupytext.read(source)
+            jupytext.write(notebook, target / f"{name}.py", fmt="py:percent")
+        executed = output_folder / f"{doc}.ipynb"
+        if executed.is_file():
+            shutil.copyfile(executed, target / f"{name}.ipynb")
+        else:  # not executed in any build: the notebook without outputs
+            jupytext.write(notebook or jupytext.read(source), target / f"{name}.ipynb")
 
 
 def always_outdated(app, env, added, changed, removed):
-    """Re-write the scorecard pages on every build: the records change without their source."""
+    """Re-write the dashboard pages on every build: the records change without their source."""
     return sorted(getattr(env, "eoslib_scorecard_docs", set()) - set(removed))
+
+
+def builder_inited(app):
+    app.eoslib_build_started = time.time()
+    if app.builder.format == "html":
+        app.config.html_static_path.append(str(STATIC))
+        app.add_css_file("eoslib.css")
 
 
 def setup(app):
     app.add_node(scorecard_node)
+    app.add_node(status_node)
     app.add_directive("scorecard", ScorecardDirective)
-    app.connect("doctree-resolved", fill_scorecards)
+    app.add_directive("chapter-status", StatusDirective)
+    app.connect("builder-inited", builder_inited)
+    app.connect("doctree-resolved", fill_placeholders)
     app.connect("env-get-outdated", always_outdated)
-    return {"version": "0.2", "parallel_read_safe": True, "parallel_write_safe": True}
+    app.connect("build-finished", copy_downloads)
+    return {"version": "0.3", "parallel_read_safe": True, "parallel_write_safe": True}
