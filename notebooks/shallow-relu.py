@@ -637,9 +637,9 @@ plt.show()
 # FC 3072-128-1 with ReLU and with tanh (PyTorch-default initialisation, biases), ½MSE on ±1
 # targets, full-batch GD. The top-k Hessian eigenvalues are tracked inside the compiled
 # training loop by block Lanczos, warm-started from the previous probe
-# ({mod}`eoslib.engine.train`). The run is driven one probe interval at a time
-# ({func}`eoslib.engine.train.run` with `resume=`), so the state at every probe is at hand for
-# the decays of section 4.
+# ({mod}`eoslib.engine.train`). The loop also keeps the training state at every probe
+# (`TrainConfig(keep_states=True)`), so that the decays of section 4 can branch off any probe
+# step ({func}`eoslib.engine.train.at_probe`).
 
 # %% tags=["hide-input"]
 OBJECTIVE = train.supervised("half_mse")  # ½‖f − y‖², mean over examples
@@ -647,18 +647,13 @@ MAKE_SGD = lambda hp: optax.sgd(hp["eta"])  # one function object: the program i
 
 
 def cifar_run(params, eta, x, y):
-    """The main run at η from ``params``, one probe interval per call.
-
-    Returns (the result, {probe step: the result ending there}); step 0 maps to None."""
-    every = P.cifar_probe_every
-    config = train.TrainConfig(steps=every, probe_every=every, top_k=P.top_k, chunks=1)
-    result, states = None, {}
-    for _ in range(P.cifar_steps // every):
-        states[int(result.state.step) if result else 0] = result
-        result = train.run(OBJECTIVE, MAKE_SGD, params if result is None else None,
-                           (x, y), config, key=jax.random.key(P.seed + 7),
-                           hparams={"eta": eta}, resume=result, progress=False)
-    return result, states
+    """The main run at η from ``params``, keeping the state at every probe (for
+    ``train.at_probe``)."""
+    config = train.TrainConfig(steps=P.cifar_steps, probe_every=P.cifar_probe_every,
+                               top_k=P.top_k, chunks=1, keep_states=True)
+    return train.run(OBJECTIVE, MAKE_SGD, params, (x, y), config,
+                     key=jax.random.key(P.seed + 7), hparams={"eta": eta},
+                     progress=False)
 
 
 def decay_run(segment, eta, x, y):
@@ -690,10 +685,10 @@ if P.cifar_n:
             print(f"{act}: λ₁(θ₀) = {s0:.1f}: no step size of the paper starts below "
                   "the edge; not run")
             continue
-        res, states = cifar_run(params_c, 2 / edge, x_c, y_c)
+        res = cifar_run(params_c, 2 / edge, x_c, y_c)
         h = res.history
         entry, grow = edge_entries(h.probe_step, h.top_eigenvalues, edge)
-        cifar[act] = dict(result=res, states=states, entry=entry, rates=grow, edge=edge,
+        cifar[act] = dict(result=res, entry=entry, rates=grow, edge=edge,
                           eta=2 / edge, s0=s0, time=time.time() - t0)
         print(f"{act}: λ₁(θ₀) = {s0:.1f} → η = 2/{edge:g}; {P.cifar_steps} steps in "
               f"{cifar[act]['time']:.0f} s; diverged {bool(res.diverged)}; final loss "
@@ -781,10 +776,11 @@ for act, c in cifar.items():
             continue
         for off in P.decay_offsets:
             s = int(h.probe_step[hit[0]]) + int(off)
-            if s not in c["states"]:
+            if s not in h.probe_step:
                 print(f"{act}: k = {k}, offset {off}: step {s} is not a probe step")
                 continue
-            dh = decay_run(c["states"][s], c["eta"], x_c, y_c).history
+            at_s = train.at_probe(c["result"], int(np.searchsorted(h.probe_step, s)))
+            dh = decay_run(at_s, c["eta"], x_c, y_c).history
             decays[(act, k, int(off))] = d = after_decay(dh, h, s)
             print(f"{act}: decay at step {s} (k = {k}): loss rose on "
                   f"{d['loss_up']:.1%} of steps (main run: {d['control_up']:.1%}), "

@@ -32,6 +32,7 @@ def test_partly_caps_reproduced_and_keeps_the_rest():
     rule = v.Partly(v.AtMost("x", 1.0, fair=2.0))
     assert [rule.grade({"x": x}) for x in (0.5, 1.5, 3.0, NAN)] == [P, P, N, T]
     assert rule.describe() == "partly: x ≤ 1 (≤ 2: partly)"
+    assert rule.explain({"x": 3.0}) == "partly: x = 3 ✗"
     assert v.passing_input(rule) is None and v.failing_input(rule) is not None
 
 

@@ -938,7 +938,7 @@ class Partly(Rule):
         return f"partly: {inner}"
 
     def explain(self, metrics, names=None):
-        return self.rule.explain(metrics, names)
+        return f"partly: {self.rule.explain(metrics, names)}"
 
     def metrics(self):
         return self.rule.metrics()
