@@ -89,23 +89,25 @@ z_coeffs = None  # coefficients c_k ≥ 0 of Θ^k in z(Θ), even k only ([0, 0, 
 eta_grid_points = None  # step sizes in the sweep that locates the regime boundary
 results_dir = None  # where the results record goes (default: the book's _build/records)
 
-# %%
-RANGES = {"theta0": "list[float != 0], length 2", "etas": "list[float > 0], non-empty", "steps": "int >= 1",
-          "z_coeffs": "list[float >= 0], non-empty", "eta_grid_points": "int >= 2"}
+# %% tags=["hide-input"]
+RANGES = {"theta0": "list[float != 0], length 2", "etas": "list[float > 0], non-empty",
+          "steps": "int >= 1", "z_coeffs": "list[float >= 0], non-empty",
+          "eta_grid_points": "int >= 2"}
 SCALES = {
-    "smoke": {"theta0": [-0.1, 10.0], "etas": [0.001, 0.0095, 0.011, 0.013], "steps": 60,
-              "z_coeffs": [0.0, 0.0, 1.0], "eta_grid_points": 201},
-    "book": {"theta0": [-0.1, 10.0], "etas": [0.001, 0.0095, 0.011, 0.013], "steps": 200,
-             "z_coeffs": [0.0, 0.0, 1.0], "eta_grid_points": 4001},
-    "paper": {"theta0": [-0.1, 10.0], "etas": [0.001, 0.0095, 0.011, 0.013], "steps": 1000,
-              "z_coeffs": [0.0, 0.0, 1.0], "eta_grid_points": 40001},
+    "smoke": {"theta0": [-0.1, 10.0], "etas": [0.001, 0.0095, 0.011, 0.013],
+              "steps": 60, "z_coeffs": [0.0, 0.0, 1.0], "eta_grid_points": 201},
+    "book": {"theta0": [-0.1, 10.0], "etas": [0.001, 0.0095, 0.011, 0.013],
+             "steps": 200, "z_coeffs": [0.0, 0.0, 1.0], "eta_grid_points": 4001},
+    "paper": {"theta0": [-0.1, 10.0], "etas": [0.001, 0.0095, 0.011, 0.013],
+              "steps": 1000, "z_coeffs": [0.0, 0.0, 1.0], "eta_grid_points": 40001},
 }
-P = settings(SCALES, scale, RANGES, theta0=theta0, etas=etas, steps=steps, z_coeffs=z_coeffs,
-             eta_grid_points=eta_grid_points)
+P = settings(SCALES, scale, RANGES, theta0=theta0, etas=etas, steps=steps,
+             z_coeffs=z_coeffs, eta_grid_points=eta_grid_points)
 z = dln.EvenPolynomial(P.z_coeffs)
 theta_init = jnp.asarray(dln.validate_theta(P.theta0, "theta0"))
 eta_list = jnp.asarray(P.etas, dtype=jnp.float64)
-quadratic_z = P.z_coeffs[2:] and all(c == 0 for i, c in enumerate(P.z_coeffs) if i != 2)
+quadratic_z = P.z_coeffs[2:] and all(c == 0 for i, c in enumerate(P.z_coeffs)
+                                     if i != 2)
 P.as_dict()
 
 # %% [markdown]
@@ -127,11 +129,13 @@ from eoslib.book.verdicts import AllOf, AnyOf, AtLeast, AtMost, ClaimSpec, Given
 NAMES = {
     "n_stable": "the number of non-diverged η < 2/λmax(θ0)",
     "n_unstable": "the number of non-diverged η > 2/λmax(θ0)",
-    "stable_toward_fraction": "the fraction of stable η whose first step turns v1 toward θ1",
-    "unstable_away_fraction": "the fraction of unstable η whose first step turns v1 away from θ1",
+    "stable_toward_fraction": ("the fraction of stable η whose first step turns v1 "
+                               "toward θ1"),
+    "unstable_away_fraction": ("the fraction of unstable η whose first step turns v1 "
+                               "away from θ1"),
     "stable_monotone_fraction": "the fraction of stable η whose R2 never reverses",
-    "unstable_away_then_stable_fraction": ("the fraction of unstable η that turn v1 away and end "
-                                           "with sharpness below 2/η"),
+    "unstable_away_then_stable_fraction": ("the fraction of unstable η that turn v1 "
+                                           "away and end with sharpness below 2/η"),
     "boundary_gap_2_over_lambda_max": "|measured γβ = 1 boundary / (2/λmax(θ0)) − 1|",
     "hessian_max_rel_err": "the largest relative error of the closed-form Hessian",
     "eigenvector_angle_max_err": "the largest eigenvector-angle error of R2(β) (rad)",
@@ -148,52 +152,58 @@ STABLE, UNSTABLE = AtLeast("n_stable", 1), AtLeast("n_unstable", 1)
 CLAIMS = [
     ClaimSpec(
         "RPE",
-        "stable η (below 2/λmax(θ0)) rotate v1 toward the sharper parameter θ1; unstable η "
-        "(above it) rotate it away",
-        "η = 0.001, 0.0095 toward θ1; η = 0.011, 0.013 away, at θ0 = (−0.1, 10) with the paper's "
-        "η_eos = 2/H11 = 0.01 (Fig. 1)",
+        "stable η (below 2/λmax(θ0)) rotate v1 toward the sharper parameter θ1; "
+        "unstable η (above it) rotate it away",
+        "η = 0.001, 0.0095 toward θ1; η = 0.011, 0.013 away, at θ0 = (−0.1, 10) with "
+        "the paper's η_eos = 2/H11 = 0.01 (Fig. 1)",
         rule=AllOf((Given(STABLE, AtLeast("stable_toward_fraction", 1.0, fmt=".0%")),
-                    Given(UNSTABLE, AtLeast("unstable_away_fraction", 1.0, fmt=".0%")))),
-        ours="stable: {stable_directions}; unstable: {unstable_directions}; diverged: {diverged_etas}",
-        names=names("n_stable", "n_unstable", "stable_toward_fraction", "unstable_away_fraction"),
-        control="the other regime of the same sweep from the same θ0: the direction must differ "
-                "across 2/λmax(θ0)"),
+                    Given(UNSTABLE, AtLeast("unstable_away_fraction", 1.0,
+                                            fmt=".0%")))),
+        ours="stable: {stable_directions}; unstable: {unstable_directions}; "
+             "diverged: {diverged_etas}",
+        names=names("n_stable", "n_unstable", "stable_toward_fraction",
+                    "unstable_away_fraction"),
+        control="the other regime of the same sweep from the same θ0: the direction "
+                "must differ across 2/λmax(θ0)"),
     ClaimSpec(
         "monotonicity",
-        "stable η rotate monotonically toward θ1; unstable η rotate away at first, then return "
-        "to stability (sharpness below 2/η)",
-        "monotone rotations in both regimes; unstable runs return to stability (Fig. 1)",
+        "stable η rotate monotonically toward θ1; unstable η rotate away at first, "
+        "then return to stability (sharpness below 2/η)",
+        "monotone rotations in both regimes; unstable runs return to stability "
+        "(Fig. 1)",
         rule=AllOf((Given(STABLE, AtLeast("stable_monotone_fraction", 1.0, fmt=".0%")),
                     Given(UNSTABLE, AtLeast("unstable_away_then_stable_fraction", 1.0,
                                             fmt=".0%")))),
-        ours="R2 monotone over all steps for {stable_monotone_fraction:.0%} of stable η; "
-             "unstable η keep turning away for {unstable_monotone_steps} steps, and "
-             "{unstable_away_then_stable_fraction:.0%} end below 2/η",
+        ours="R2 monotone over all steps for {stable_monotone_fraction:.0%} of "
+             "stable η; unstable η keep turning away for {unstable_monotone_steps} "
+             "steps, and {unstable_away_then_stable_fraction:.0%} end below 2/η",
         names=names("n_stable", "n_unstable", "stable_monotone_fraction",
                      "unstable_away_then_stable_fraction")),
     ClaimSpec(
         "threshold",
-        "the regime boundary γβ = 1 (measured on the first step) sits at the edge of stability "
-        "2/λmax(θ0)",
-        "boundary = η_eos(1 − ξ) ≈ η_eos, with the paper's η_eos = 2/H11 = 0.01 at θ0 = (−0.1, 10) "
-        "(Sec. 3.1)",
+        "the regime boundary γβ = 1 (measured on the first step) sits at the edge of "
+        "stability 2/λmax(θ0)",
+        "boundary = η_eos(1 − ξ) ≈ η_eos, with the paper's η_eos = 2/H11 = 0.01 at "
+        "θ0 = (−0.1, 10) (Sec. 3.1)",
         rule=AtMost("boundary_gap_2_over_lambda_max", 0.01, fmt=".1e"),
-        ours="measured boundary {eta_boundary_measured:.5g}; 2/λmax = {eta_2_over_lambda_max:.5g}, "
-             "2/tr H = {eta_2_over_trH:.5g}, the paper's η_eos = 2/H11 = {eta_eos_paper_2_over_H11:.5g} "
+        ours="measured boundary {eta_boundary_measured:.5g}; "
+             "2/λmax = {eta_2_over_lambda_max:.5g}, 2/tr H = {eta_2_over_trH:.5g}, "
+             "the paper's η_eos = 2/H11 = {eta_eos_paper_2_over_H11:.5g} "
              "(ξ = {xi:.1e})",
         names=names("boundary_gap_2_over_lambda_max")),
     ClaimSpec(
         "closed-forms",
-        "R2 = β + √(β²+1) and the closed-form Hessian (Eqs. 1, 4; App. B) match the exact "
-        "Hessian; the one-step factor γβ (Eq. 2) is exact for quadratic z",
+        "R2 = β + √(β²+1) and the closed-form Hessian (Eqs. 1, 4; App. B) match the "
+        "exact Hessian; the one-step factor γβ (Eq. 2) is exact for quadratic z",
         "derived in App. B (γβ approximate in general)",
         rule=AllOf((AtMost("hessian_max_rel_err", 1e-10, fmt=".0e"),
                     AtMost("eigenvector_angle_max_err", 1e-8, fmt=".0e"),
-                    AnyOf((AtMost("quadratic_z", 0), AtMost("gamma_beta_max_rel_err", 1e-8,
-                                                            fmt=".0e"))))),
+                    AnyOf((AtMost("quadratic_z", 0),
+                           AtMost("gamma_beta_max_rel_err", 1e-8, fmt=".0e"))))),
         ours="Hessian rel. err {hessian_max_rel_err:.0e}; eigenvector angle err "
-             "{eigenvector_angle_max_err:.0e} rad; γβ rel. err {gamma_beta_max_rel_err:.0e}, "
-             "direction right on {gamma_beta_direction_agreement:.0%} of steps",
+             "{eigenvector_angle_max_err:.0e} rad; γβ rel. err "
+             "{gamma_beta_max_rel_err:.0e}, direction right on "
+             "{gamma_beta_direction_agreement:.0%} of steps",
         names=names("hessian_max_rel_err", "eigenvector_angle_max_err", "quadratic_z",
                      "gamma_beta_max_rel_err"),
         kind="consistency"),
@@ -206,15 +216,17 @@ display(declared_claims(CLAIMS))
 # %%
 lam = dln.eigenvalues(theta_init, z)
 H_init = dln.hessian(theta_init, z)
-eta_edge = float(2 / lam[0])  # the edge of stability 2/λmax(θ0): splits stable from unstable η
-eta_eos_paper = float(2 / H_init[0, 0])  # the paper's η_eos = 2/H11 (= 2θ1/(θ2 z') for quadratic z)
-eta_trace = float(2 / jnp.trace(H_init))  # 2/tr H: the γβ = 1 boundary for z = Θ² (our derivation)
+eta_edge = float(2 / lam[0])  # the edge of stability 2/λmax(θ0): stable | unstable η
+eta_eos_paper = float(2 / H_init[0, 0])  # the paper's η_eos = 2/H11
+eta_trace = float(2 / jnp.trace(H_init))  # 2/tr H: γβ = 1 for z = Θ² (our derivation)
 eta_boundary = float(dln.eta_regime_boundary(theta_init, z))
+
+# %% tags=["hide-input"]
 beta_init = float(dln.beta(theta_init, z))
 R2_init = float(dln.r2_from_beta(beta_init))
 xi = float(theta_init[0] ** 2 / (theta_init[0] ** 2 + theta_init[1] ** 2))
-print(f"λ = {np.asarray(lam)};  2/λmax = {eta_edge:.6g},  the paper's η_eos = 2/H11 = {eta_eos_paper:.6g},  "
-      f"2/tr H = {eta_trace:.6g}")
+print(f"λ = {np.asarray(lam)};  2/λmax = {eta_edge:.6g},  the paper's η_eos = 2/H11 = "
+      f"{eta_eos_paper:.6g},  2/tr H = {eta_trace:.6g}")
 print(f"regime boundary γ_β = 1 at η = {eta_boundary:.6g}  (closed form; ξ = {xi:.3g})")
 print(f"β = {beta_init:.6g},  R2 = {R2_init:.6g}")
 
@@ -227,6 +239,8 @@ print(f"β = {beta_init:.6g},  R2 = {R2_init:.6g}")
 # %%
 runs = jax.jit(jax.vmap(lambda eta: dln.gd(theta_init, eta, P.steps, z)))(eta_list)
 runs = jax.tree.map(np.asarray, runs)
+
+# %% tags=["hide-input"]
 summary = []
 for i, eta in enumerate(np.asarray(eta_list)):
     direction, run_length = dln.first_reversal(runs.r2[i])
@@ -240,34 +254,107 @@ for i, eta in enumerate(np.asarray(eta_list)):
         "final_sharpness": float(runs.sharpness[i][finite][-1]),
         "diverged_at": int(runs.diverged_at[i]),
     })
-    print(f"η = {eta:<7g} ({summary[-1]['regime']:>8}): R2 moves "
-          f"{ {1: 'toward θ1', -1: 'away from θ1', 0: 'not at all'}[direction]} for {run_length} steps; "
-          f"final sharpness {summary[-1]['final_sharpness']:.4g} vs 2/η = {2 / eta:.4g}"
-          + (f"; diverged at step {summary[-1]['diverged_at']}" if summary[-1]['diverged_at'] >= 0 else ""))
+    moves = {1: "toward θ1", -1: "away from θ1", 0: "not at all"}[direction]
+    died = summary[-1]["diverged_at"]
+    print(f"η = {eta:<7g} ({summary[-1]['regime']:>8}): R2 moves {moves} for "
+          f"{run_length} steps; final sharpness "
+          f"{summary[-1]['final_sharpness']:.4g} vs "
+          f"2/η = {2 / eta:.4g}"
+          + (f"; diverged at step {died}" if died >= 0 else ""))
 
 # %% [markdown]
 # ## Where the regimes meet
 #
-# The first gradient step from $\theta_0$ for a fine grid of step sizes around $2/\lambda_{\max}$
-# and the closed-form boundary (one vmapped call): the measured $\beta_1/\beta_0$ against the closed form $\gamma_\beta$. The
-# measured boundary is where $\beta_1/\beta_0$ crosses 1.
+# The first gradient step from $\theta_0$ for a fine grid of step sizes around
+# $2/\lambda_{\max}$ and the closed-form boundary (one vmapped call): the measured
+# $\beta_1/\beta_0$ against the closed form $\gamma_\beta$. The measured boundary is where
+# $\beta_1/\beta_0$ crosses 1.
 
-# %%
-eta_grid = jnp.linspace(0.75 * min(eta_edge, eta_boundary), 1.25 * max(eta_edge, eta_boundary),
-                        P.eta_grid_points)
+# %% tags=["hide-input"]
+eta_grid = jnp.linspace(0.75 * min(eta_edge, eta_boundary),
+                        1.25 * max(eta_edge, eta_boundary), P.eta_grid_points)
 measured_ratio = np.asarray(jax.vmap(
-    lambda eta: dln.beta(dln.gd_step(theta_init, eta, z), z) / dln.beta(theta_init, z))(eta_grid))
-predicted_ratio = np.asarray(jax.vmap(lambda eta: dln.gamma_beta(theta_init, eta, z))(eta_grid))
+    lambda eta: dln.beta(dln.gd_step(theta_init, eta, z), z) / dln.beta(theta_init, z)
+)(eta_grid))
+predicted_ratio = np.asarray(
+    jax.vmap(lambda eta: dln.gamma_beta(theta_init, eta, z))(eta_grid))
 crossings = np.nonzero((measured_ratio[:-1] >= 1) & (measured_ratio[1:] < 1))[0]
 if crossings.size:
     k = crossings[-1]
     g0, g1 = np.log(measured_ratio[k]), np.log(measured_ratio[k + 1])
-    eta_boundary_measured = float(eta_grid[k] + (eta_grid[k + 1] - eta_grid[k]) * g0 / (g0 - g1))
-else:  # no crossing within ±25% of 2/λmax: the boundary is not at the edge (a failed measurement)
+    eta_boundary_measured = float(eta_grid[k]
+                                  + (eta_grid[k + 1] - eta_grid[k]) * g0 / (g0 - g1))
+else:  # no crossing within ±25% of 2/λmax: the boundary is not at the edge (failed)
     eta_boundary_measured = float("nan")
-boundary_gap = (abs(eta_boundary_measured / eta_edge - 1) if crossings.size else float("inf"))
-print(f"measured boundary η = {eta_boundary_measured:.6g}; closed form {eta_boundary:.6g}; "
+boundary_gap = (abs(eta_boundary_measured / eta_edge - 1) if crossings.size
+                else float("inf"))
+print(f"measured boundary η = {eta_boundary_measured:.6g}; "
+      f"closed form {eta_boundary:.6g}; "
       f"2/λmax = {eta_edge:.6g}; relative gap to 2/λmax {boundary_gap:.2e}")
+
+# %% [markdown]
+# ## Figure 1, rerun
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the regimes of $\\gamma_\\beta$ at $\\theta_0$ (closed form, line; measured first step, dots), with $2/\\lambda_{\\max}(\\theta_0)$ dashed and the paper's $\\eta_{\\rm eos} = 2/H_{11}$ dotted. Middle: gradient-descent trajectories over the loss contours ($\\theta_1$ axis magnified, as in the paper). Right: the orientation $R_2$ of the sharpest eigenvector relative to its value at $\\theta_0$, over the first steps (above 1: $v_1$ has turned toward $\\theta_1$; below 1: away).", "name": "fig-dln-rpe"}}
+colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+
+ax = axes[0]
+eta_wide = jnp.linspace(0.02 * eta_edge, 1.5 * eta_edge, 1500)
+gamma_wide = jax.vmap(lambda e: dln.gamma_beta(theta_init, e, z))(eta_wide)
+ax.semilogy(eta_wide, gamma_wide, color="0.3", lw=1)
+thin = max(1, P.eta_grid_points // 40)
+ax.semilogy(eta_grid[::thin], measured_ratio[::thin],
+            ".", color=colors[3], ms=4, label="measured $\\beta_1/\\beta_0$")
+ax.axhline(1, color="k", lw=0.8)
+ax.axvline(eta_edge, color="k", ls="--", lw=0.8,
+           label="$2/\\lambda_{\\max}(\\theta_0)$")
+ax.axvline(eta_eos_paper, color="k", ls=":", lw=0.8,
+           label="paper's $\\eta_{\\rm eos}=2/H_{11}$")
+for c, eta in zip(colors, np.asarray(eta_list)):
+    ax.axvline(eta, color=c, lw=1.5, alpha=0.6)
+ax.set(xlabel="$\\eta$", ylabel="$\\gamma_\\beta$",
+       title="regimes of $\\gamma_\\beta$ at $\\theta_0$")
+ax.legend()
+
+ax = axes[1]
+t1_max = np.nanmax(np.abs(runs.theta[..., 0])) * 1.2
+t1 = np.linspace(-t1_max, t1_max, 300)
+t2 = np.linspace(np.nanmin(runs.theta[..., 1]) * 0.95,
+                 np.nanmax(runs.theta[..., 1]) * 1.02, 300)
+T1, T2 = np.meshgrid(t1, t2)
+Lgrid = np.asarray(
+    jax.vmap(jax.vmap(lambda a, b: dln.loss(jnp.array([a, b]), z)))(T1, T2))
+ax.contourf(T1, T2, np.log10(Lgrid + 1e-12), levels=20, cmap="Greys", alpha=0.5)
+for c, eta, i in zip(colors, np.asarray(eta_list), range(len(eta_list))):
+    ax.plot(runs.theta[i, :, 0], runs.theta[i, :, 1], ".-", color=c, ms=2, lw=0.6,
+            label=f"$\\eta$={eta:g}")
+ax.set(xlabel="$\\theta_1$", ylabel="$\\theta_2$",
+       title="trajectories (log-loss contours)")
+ax.legend()
+
+ax = axes[2]
+window = min(P.steps, 30)
+for c, eta, i in zip(colors, np.asarray(eta_list), range(len(eta_list))):
+    ax.semilogy(runs.r2[i][: window + 1] / R2_init, ".-", color=c, ms=3,
+                label=f"$\\eta$={eta:g}")
+ax.axhline(1, color="k", lw=0.8)
+ax.set(xlabel="step", ylabel="$R_2 / R_2(\\theta_0)$", ylim=(1e-2, 1e4),
+       title="orientation of $v_1$ (up: toward $\\theta_1$)")
+ax.legend()
+fig.tight_layout()
+plt.show()
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Sharpness $\\lambda_{\\max}$ of each run against its stability limit $2/\\eta$ (dashed, same colour).", "name": "fig-dln-sharpness"}}
+fig, ax = plt.subplots(figsize=(7, 3.4))
+for c, eta, i in zip(colors, np.asarray(eta_list), range(len(eta_list))):
+    ax.plot(runs.sharpness[i], color=c, label=f"$\\eta$={eta:g}")
+    if 2 / eta < 3 * np.nanmax(runs.sharpness):
+        ax.axhline(2 / eta, color=c, ls="--", lw=1)
+ax.set(xlabel="step", ylabel="sharpness $\\lambda_{\\max}$",
+       xlim=(0, min(P.steps, 100)))
+ax.legend(loc="center right")
+plt.show()
 
 # %% [markdown]
 # ## Closed forms against the exact Hessian
@@ -275,11 +362,12 @@ print(f"measured boundary η = {eta_boundary_measured:.6g}; closed form {eta_bou
 # Along every trajectory: the closed-form Hessian (Eq. 4) against `jax.hessian`; the
 # eigenvector angle $\arctan(1/R_2)$ from `eigh` against $R_2(\beta)$ (angles, because `eigh`
 # gives eigenvectors to absolute, not relative, accuracy; $R_2$ taken as the sharper over the
-# flatter component, which is $|u_{1,1}/u_{1,2}|$ while $\theta_2^2 > \theta_1^2$); and the measured $\beta_{t+1}/\beta_t$
-# against $\gamma_\beta$ — exact for $z = \Theta^2$, an approximation for other $z$, where we also
-# count how often $\gamma_\beta$ gets the *direction* of the rotation right.
+# flatter component, which is $|u_{1,1}/u_{1,2}|$ while $\theta_2^2 > \theta_1^2$); and the
+# measured $\beta_{t+1}/\beta_t$ against $\gamma_\beta$ — exact for $z = \Theta^2$, an
+# approximation for other $z$, where we also count how often $\gamma_\beta$ gets the
+# *direction* of the rotation right. These are consistency checks of the closed forms.
 
-# %%
+# %% tags=["hide-input"]
 alive = np.isfinite(runs.theta).all(-1)
 thetas = jnp.asarray(runs.theta[alive])
 H_exact = jax.vmap(jax.hessian(dln.loss), in_axes=(0, None))(thetas, z)
@@ -290,7 +378,8 @@ betas = runs.beta[alive]
 # R2(β) is the sharper over the flatter component (App. B.1): max(|u11/u12|, |u12/u11|), which is the
 # paper's |u11/u12| while θ2² > θ1² but not once a trajectory makes θ1 the larger parameter
 r2_invariant = np.maximum(runs.r2[alive], 1 / runs.r2[alive])
-angle_err = float(np.max(np.abs(np.arctan(1 / r2_invariant) - np.arctan(1 / dln.r2_from_beta(betas)))))
+angle_err = float(np.max(np.abs(np.arctan(1 / r2_invariant)
+                                - np.arctan(1 / dln.r2_from_beta(betas)))))
 
 ratio_meas, ratio_pred = [], []
 for i, eta in enumerate(np.asarray(eta_list)):
@@ -301,72 +390,23 @@ for i, eta in enumerate(np.asarray(eta_list)):
         jnp.asarray(runs.theta[i][:-1][ok]))))
 ratio_meas, ratio_pred = np.concatenate(ratio_meas), np.concatenate(ratio_pred)
 gamma_rel_err = float(np.max(np.abs(ratio_pred - ratio_meas) / ratio_meas))
-gamma_direction_agreement = float(np.mean(np.sign(np.log(ratio_pred)) == np.sign(np.log(ratio_meas))))
+gamma_direction_agreement = float(np.mean(np.sign(np.log(ratio_pred))
+                                          == np.sign(np.log(ratio_meas))))
 print(f"Hessian closed form vs jax.hessian: max relative error {hessian_rel_err:.2e}")
 print(f"eigenvector angle, eigh vs R2(β):   max abs error {angle_err:.2e} rad")
 print(f"γ_β vs measured β ratio:           max relative error {gamma_rel_err:.2e}; "
-      f"direction agrees on {100 * gamma_direction_agreement:.1f}% of {ratio_meas.size} steps")
-
-# %% [markdown]
-# ## Figure 1, rerun
-
-# %% mystnb={"figure": {"caption": "Left: the regimes of $\\gamma_\\beta$ at $\\theta_0$ (closed form, line; measured first step, dots), with $2/\\lambda_{\\max}(\\theta_0)$ dashed and the paper's $\\eta_{\\rm eos} = 2/H_{11}$ dotted. Middle: gradient-descent trajectories over the loss contours ($\\theta_1$ axis magnified, as in the paper). Right: the orientation $R_2$ of the sharpest eigenvector relative to its value at $\\theta_0$, over the first steps (above 1: $v_1$ has turned toward $\\theta_1$; below 1: away).", "name": "fig-dln-rpe"}}
-colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-
-ax = axes[0]
-eta_wide = jnp.linspace(0.02 * eta_edge, 1.5 * eta_edge, 1500)
-ax.semilogy(eta_wide, jax.vmap(lambda e: dln.gamma_beta(theta_init, e, z))(eta_wide), color="0.3", lw=1)
-ax.semilogy(eta_grid[:: max(1, P.eta_grid_points // 40)], measured_ratio[:: max(1, P.eta_grid_points // 40)],
-            ".", color=colors[3], ms=4, label="measured $\\beta_1/\\beta_0$")
-ax.axhline(1, color="k", lw=0.8)
-ax.axvline(eta_edge, color="k", ls="--", lw=0.8, label="$2/\\lambda_{\\max}(\\theta_0)$")
-ax.axvline(eta_eos_paper, color="k", ls=":", lw=0.8, label="paper's $\\eta_{\\rm eos}=2/H_{11}$")
-for c, eta in zip(colors, np.asarray(eta_list)):
-    ax.axvline(eta, color=c, lw=1.5, alpha=0.6)
-ax.set(xlabel="$\\eta$", ylabel="$\\gamma_\\beta$", title="regimes of $\\gamma_\\beta$ at $\\theta_0$")
-ax.legend(fontsize=8)
-
-ax = axes[1]
-t1 = np.linspace(*(np.nanmax(np.abs(runs.theta[..., 0])) * 1.2 * np.array([-1, 1])), 300)
-t2 = np.linspace(np.nanmin(runs.theta[..., 1]) * 0.95, np.nanmax(runs.theta[..., 1]) * 1.02, 300)
-T1, T2 = np.meshgrid(t1, t2)
-Lgrid = np.asarray(jax.vmap(jax.vmap(lambda a, b: dln.loss(jnp.array([a, b]), z)))(T1, T2))
-ax.contourf(T1, T2, np.log10(Lgrid + 1e-12), levels=20, cmap="Greys", alpha=0.5)
-for c, eta, i in zip(colors, np.asarray(eta_list), range(len(eta_list))):
-    ax.plot(runs.theta[i, :, 0], runs.theta[i, :, 1], ".-", color=c, ms=2, lw=0.6, label=f"$\\eta$={eta:g}")
-ax.set(xlabel="$\\theta_1$", ylabel="$\\theta_2$", title="trajectories (log-loss contours)")
-ax.legend(fontsize=8)
-
-ax = axes[2]
-window = min(P.steps, 30)
-for c, eta, i in zip(colors, np.asarray(eta_list), range(len(eta_list))):
-    ax.semilogy(runs.r2[i][: window + 1] / R2_init, ".-", color=c, ms=3, label=f"$\\eta$={eta:g}")
-ax.axhline(1, color="k", lw=0.8)
-ax.set(xlabel="step", ylabel="$R_2 / R_2(\\theta_0)$", ylim=(1e-2, 1e4),
-       title="orientation of $v_1$ (up: toward $\\theta_1$)")
-ax.legend(fontsize=8)
-fig.tight_layout()
-plt.show()
-
-# %% mystnb={"figure": {"caption": "Sharpness $\\lambda_{\\max}$ of each run against its stability limit $2/\\eta$ (dashed, same colour).", "name": "fig-dln-sharpness"}}
-fig, ax = plt.subplots(figsize=(7, 3.4))
-for c, eta, i in zip(colors, np.asarray(eta_list), range(len(eta_list))):
-    ax.plot(runs.sharpness[i], color=c, label=f"$\\eta$={eta:g}")
-    if 2 / eta < 3 * np.nanmax(runs.sharpness):
-        ax.axhline(2 / eta, color=c, ls="--", lw=1)
-ax.set(xlabel="step", ylabel="sharpness $\\lambda_{\\max}$", xlim=(0, min(P.steps, 100)))
-ax.legend(fontsize=8, loc="center right")
-plt.show()
+      f"direction agrees on {100 * gamma_direction_agreement:.1f}% of "
+      f"{ratio_meas.size} steps")
 
 # %% tags=["hide-input"]
 # Checks that hold for every valid parameter choice (mathematical identities, not the paper's claims).
 assert hessian_rel_err < 1e-10, f"closed-form Hessian off by {hessian_rel_err:.2e}"
 assert angle_err < 1e-8, f"R2(β) disagrees with eigh by {angle_err:.2e} rad"
-if quadratic_z:  # γ_β is exact for z = Θ², so the sweep must find the closed-form boundary
+if quadratic_z:  # γ_β is exact for z = Θ²: the sweep must find the closed-form boundary
     assert gamma_rel_err < 1e-8, f"γ_β off by {gamma_rel_err:.2e} for z = Θ²"
     spacing = float(eta_grid[1] - eta_grid[0])
-    assert abs(eta_boundary_measured - eta_boundary) <= 2 * spacing, (eta_boundary_measured, eta_boundary)
+    assert abs(eta_boundary_measured - eta_boundary) <= 2 * spacing, (
+        eta_boundary_measured, eta_boundary)
 assert all(s["diverged_at"] >= 0 or np.isfinite(s["final_sharpness"]) for s in summary)
 
 # %% [markdown]
@@ -374,7 +414,7 @@ assert all(s["diverged_at"] >= 0 or np.isfinite(s["final_sharpness"]) for s in s
 #
 # Every row is graded by the rule declared above, from the numbers measured here.
 
-# %%
+# %% tags=["hide-input"]
 stable = [s for s in summary if s["regime"] == "stable" and s["diverged_at"] < 0]
 unstable = [s for s in summary if s["regime"] == "unstable" and s["diverged_at"] < 0]
 diverged = [s for s in summary if s["diverged_at"] >= 0]
@@ -382,12 +422,15 @@ WORDS = {1: "toward", -1: "away", 0: "no rotation"}
 
 
 def fraction(runs_of_regime, test):
-    """The fraction of runs passing ``test``; NaN (not measured) when the regime has no run."""
-    return float(np.mean([bool(test(s)) for s in runs_of_regime])) if runs_of_regime else float("nan")
+    """The fraction of runs passing ``test``; NaN (not measured) for no runs."""
+    if not runs_of_regime:
+        return float("nan")
+    return float(np.mean([bool(test(s)) for s in runs_of_regime]))
 
 
 def directions(runs_of_regime):
-    return ", ".join(f"η={s['eta']:g} {WORDS[s['direction']]}" for s in runs_of_regime) or "no run"
+    return ", ".join(f"η={s['eta']:g} {WORDS[s['direction']]}"
+                     for s in runs_of_regime) or "no run"
 
 
 metrics = {
@@ -395,7 +438,7 @@ metrics = {
     "eta_2_over_lambda_max": eta_edge,
     "eta_eos_paper_2_over_H11": eta_eos_paper,
     "eta_2_over_trH": eta_trace,
-    "eta_eos": eta_edge,  # kept for older readers of the record: it is 2/λmax, not the paper's 2/H11
+    "eta_eos": eta_edge,  # for older readers: it is 2/λmax, not the paper's 2/H11
     "R2_init": R2_init,
     "beta_init": beta_init,
     "xi": xi,
@@ -411,7 +454,8 @@ metrics = {
     "n_diverged": len(diverged),
     "stable_toward_fraction": fraction(stable, lambda s: s["direction"] > 0),
     "unstable_away_fraction": fraction(unstable, lambda s: s["direction"] < 0),
-    "stable_monotone_fraction": fraction(stable, lambda s: s["monotone_steps"] == s["finite_steps"]),
+    "stable_monotone_fraction": fraction(
+        stable, lambda s: s["monotone_steps"] == s["finite_steps"]),
     "unstable_away_then_stable_fraction": fraction(
         unstable, lambda s: s["direction"] < 0 and s["final_sharpness"] < 2 / s["eta"]),
     # the closed forms (consistency)
@@ -431,9 +475,12 @@ texts = {
     "stable_directions": directions(stable),
     "unstable_directions": directions(unstable),
     "diverged_etas": ", ".join(f"{s['eta']:g}" for s in diverged) or "none",
-    "unstable_monotone_steps": ", ".join(f"{s['monotone_steps']} (η={s['eta']:g})" for s in unstable)
+    "unstable_monotone_steps": ", ".join(f"{s['monotone_steps']} (η={s['eta']:g})"
+                                         for s in unstable)
                                or "n/a",
 }
+
+# %%
 claims = grade_all(CLAIMS, {**metrics, **texts}, scale=scale)
 display(claims_table(claims))
 
@@ -452,5 +499,6 @@ display(claims_table(claims))
 display(verdict_section(claims, scale=scale))
 
 # %% tags=["hide-input"]
-record = make_record("dln-rpe", scale, P.as_dict(), claims, metrics, provenance(start_time))
+record = make_record("dln-rpe", scale, P.as_dict(), claims, metrics,
+                     provenance(start_time))
 print("record written to", write_record(record, results_dir))

@@ -67,20 +67,24 @@ eta = None  # the largest step size of the sweep (GD runs at eta, ¾·eta and �
 n_train = None  # first n CIFAR-10 training images
 steps = None  # gradient-descent steps
 probe_every = None  # steps between sharpness probes
-arch = None  # a CIFAR-10 architecture of eoslib.engine.models.NAMES: fc-tanh, fc-relu, cnn-relu, ...
+arch = None  # a CIFAR-10 model of eoslib.engine.models.NAMES (fc-tanh, fc-relu, ...)
 seed = None  # PRNG seed of the initialisation
 results_dir = None  # where the results record goes (default: the book's _build/records)
 
-# %%
-RANGES = {"eta": "float > 0", "n_train": "int in [1, 50000]", "steps": "int >= 1, multiple of probe_every",
-          "probe_every": "int >= 1", "arch": "cifar10-model", "seed": "int >= 0"}
+# %% tags=["hide-input"]
+RANGES = {"eta": "float > 0", "n_train": "int in [1, 50000]",
+          "steps": "int >= 1, multiple of probe_every", "probe_every": "int >= 1",
+          "arch": "cifar10-model", "seed": "int >= 0"}
 SCALES = {
-    "smoke": {"eta": 0.02, "n_train": 200, "steps": 120, "probe_every": 40, "arch": "fc-tanh", "seed": 0},
-    "book": {"eta": 0.02, "n_train": 1000, "steps": 2400, "probe_every": 40, "arch": "fc-tanh", "seed": 0},
-    "paper": {"eta": 0.02, "n_train": 5000, "steps": 8000, "probe_every": 20, "arch": "fc-tanh", "seed": 0},
+    "smoke": {"eta": 0.02, "n_train": 200, "steps": 120, "probe_every": 40,
+              "arch": "fc-tanh", "seed": 0},
+    "book": {"eta": 0.02, "n_train": 1000, "steps": 2400, "probe_every": 40,
+             "arch": "fc-tanh", "seed": 0},
+    "paper": {"eta": 0.02, "n_train": 5000, "steps": 8000, "probe_every": 20,
+              "arch": "fc-tanh", "seed": 0},
 }
-P = settings(SCALES, scale, RANGES, eta=eta, n_train=n_train, steps=steps, probe_every=probe_every,
-             arch=arch, seed=seed)
+P = settings(SCALES, scale, RANGES, eta=eta, n_train=n_train, steps=steps,
+             probe_every=probe_every, arch=arch, seed=seed)
 P.as_dict()
 
 # %% [markdown]
@@ -95,14 +99,17 @@ P.as_dict()
 from IPython.display import display
 
 from eoslib.book.display import declared_claims
-from eoslib.book.verdicts import AllOf, AtLeast, AtMost, BeatsNull, ClaimSpec, Exceeds, Given
+from eoslib.book.verdicts import (
+    AllOf, AtLeast, AtMost, BeatsNull, ClaimSpec, Exceeds, Given)
 
 N_AT_EDGE = "n_at_edge"
 NAMES = {
     N_AT_EDGE: "the number of step sizes with a measured edge phase",
     "n_plateaus": "the number of step sizes with a finite plateau",
-    "edge_reached_fraction": "the fraction of step sizes starting below 2/η that reach it",
-    "sharpening_rise_max": "the largest climb 1 − S₀/(2/η) of a step size that reached 2/η",
+    "edge_reached_fraction": ("the fraction of step sizes starting below 2/η that "
+                              "reach it"),
+    "sharpening_rise_max": ("the largest climb 1 − S₀/(2/η) of a step size that "
+                            "reached 2/η"),
     "eos_ratio_err_max": "the largest |plateau/(2/η) − 1|",
     "eos_drift_fraction": "the largest |drift|/(2/η) within the edge phase",
     "eos_tracking_spread": "the spread of log(plateau/(2/η)) over η",
@@ -116,8 +123,8 @@ NAMES = {
     "paper_eos_constant_spread": "its spread of log plateau",
     "probe_init_rel_error": "the relative difference",
 }
-FIXED_LEVEL = ("a fixed level: one constant plateau for every η (a null model whose error is the "
-               "spread of log plateau over the step sizes)")
+FIXED_LEVEL = ("a fixed level: one constant plateau for every η (a null model whose "
+               "error is the spread of log plateau over the step sizes)")
 
 
 def names(*metrics):
@@ -131,24 +138,29 @@ CLAIMS = [
         "fc-tanh, every η of Fig. 1: S rises from well below 2/η to 2/η",
         rule=AllOf((AtLeast("sharpening_rise_max", 0.2, fmt=".0%"),
                     AtLeast("edge_reached_fraction", 1.0, fair=0.5, fmt=".0%"))),
-        ours="S₀ = {sharpness_init:.1f}, i.e. S₀/(2/η) = {sharpness_init_fraction:.2f}; "
-             "2/η first reached at step {edge_step} (−1: never)",
+        ours="S₀ = {sharpness_init:.1f}, i.e. S₀/(2/η) = "
+             "{sharpness_init_fraction:.2f}; 2/η first reached at step {edge_step} "
+             "(−1: never)",
         names=names("sharpening_rise_max", "edge_reached_fraction")),
     ClaimSpec(
         "edge-of-stability",
-        "after reaching 2/η the sharpness hovers at, or just above, 2/η instead of growing",
+        "after reaching 2/η the sharpness hovers at, or just above, 2/η instead of "
+        "growing",
         "hovers at, or just above, 2/η for every η (Fig. 1)",
         rule=Given(AtLeast(N_AT_EDGE, 1),
                    AllOf((AtMost("eos_ratio_err_max", 0.10, fair=0.25, fmt=".1%"),
                           AtMost("eos_drift_fraction", 0.10, fmt=".1%")))),
-        ours="plateau/(2/η) = {sharpness_eos_ratio:.3f}; drift/(2/η) = {eos_drift:+.3f}",
+        ours="plateau/(2/η) = {sharpness_eos_ratio:.3f}; "
+             "drift/(2/η) = {eos_drift:+.3f}",
         names=names(N_AT_EDGE, "eos_ratio_err_max", "eos_drift_fraction")),
     ClaimSpec(
         "tracks-2/eta",
-        "the level the sharpness settles at is set by the step size (2/η), not a fixed value",
+        "the level the sharpness settles at is set by the step size (2/η), not a "
+        "fixed value",
         "each η's sharpness settles at its own 2/η (Fig. 1's dashed lines)",
         rule=Given(AtLeast("n_plateaus", 3),
-                   BeatsNull("eos_tracking_spread", "eos_constant_spread", 3, fair=1.5)),
+                   BeatsNull("eos_tracking_spread", "eos_constant_spread", 3,
+                             fair=1.5)),
         ours="plateau = {sharpness_eos_mean:.1f} at 2/η = {edge:.1f}",
         names=names("n_plateaus", "eos_tracking_spread", "eos_constant_spread"),
         control=FIXED_LEVEL),
@@ -157,28 +169,28 @@ CLAIMS = [
         "at the edge the loss keeps falling over long times, but not monotonically",
         "the loss decreases non-monotonically over long times (Fig. 1, top row)",
         rule=Given(AtLeast(N_AT_EDGE, 1),
-                   AllOf((Exceeds("loss_increase_fraction", "loss_increase_fraction_stable", 5,
-                                  fair=2),
+                   AllOf((Exceeds("loss_increase_fraction",
+                                  "loss_increase_fraction_stable", 5, fair=2),
                           AtLeast("loss_increase_fraction", 0.05, fmt=".1%"),
                           AtMost("edge_loss_ratio_max", 0.9, fair=1.0, fmt=".2f")))),
         ours="the loss rose on {loss_increase_fraction:.1%} of edge-phase steps and on "
-             "{loss_increase_fraction_stable:.1%} of stable-phase steps; edge-phase end/start "
-             "loss {edge_loss_ratio:.2f}",
-        names=names(N_AT_EDGE, "loss_increase_fraction", "loss_increase_fraction_stable",
-                    "edge_loss_ratio_max"),
-        control="the stable phase of the same runs (before the sharpness first reaches 90% of "
-                "2/η), where GD is expected to descend monotonically"),
+             "{loss_increase_fraction_stable:.1%} of stable-phase steps; edge-phase "
+             "end/start loss {edge_loss_ratio:.2f}",
+        names=names(N_AT_EDGE, "loss_increase_fraction",
+                    "loss_increase_fraction_stable", "edge_loss_ratio_max"),
+        control="the stable phase of the same runs (before the sharpness first reaches "
+                "90% of 2/η), where GD is expected to descend monotonically"),
     ClaimSpec(
         "paper-scale-edge",
         "at the paper's size (5,000 images) each η's sharpness settles at its own 2/η",
         "hovers at, or just above, 2/η for every η (Fig. 1, 5,000 images)",
         rule=Given(AtLeast("paper_n_at_edge", 3),
                    AllOf((AtMost("paper_eos_ratio_err_max", 0.10, fair=0.25, fmt=".1%"),
-                          BeatsNull("paper_eos_tracking_spread", "paper_eos_constant_spread", 3,
-                                    fair=1.5)))),
+                          BeatsNull("paper_eos_tracking_spread",
+                                    "paper_eos_constant_spread", 3, fair=1.5)))),
         ours="plateau/(2/η) = {paper_sharpness_eos_ratio:.3f}",
-        names=names("paper_n_at_edge", "paper_eos_ratio_err_max", "paper_eos_tracking_spread",
-                    "paper_eos_constant_spread"),
+        names=names("paper_n_at_edge", "paper_eos_ratio_err_max",
+                    "paper_eos_tracking_spread", "paper_eos_constant_spread"),
         control=FIXED_LEVEL, evidence="stored"),
     ClaimSpec(
         "probe-at-init",
@@ -197,22 +209,79 @@ display(declared_claims(CLAIMS))
 # is an array), probing the sharpness every `probe_every` steps.
 
 # %%
-ETA_FRACTIONS = (1.0, 0.75, 0.6)  # the sweep: eta, ¾·eta, ⅗·eta (2/η spaced over a factor 5/3)
+ETA_FRACTIONS = (1.0, 0.75, 0.6)  # eta, ¾·eta, ⅗·eta: 2/η spread over a factor 5/3
 etas = P.eta * np.asarray(ETA_FRACTIONS)
 ds = data.load_cifar10(n=P.n_train)
 params0 = models.by_name(P.arch, key=jax.random.key(P.seed))
 config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
 objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples
-result = train.run(objective, lambda hp: optax.sgd(hp["eta"]), params0, (ds.x, ds.onehot), config,
-                   key=jax.random.key(P.seed + 1), hparams={"eta": etas})
+result = train.run(objective, lambda hp: optax.sgd(hp["eta"]), params0,
+                   (ds.x, ds.onehot), config, key=jax.random.key(P.seed + 1),
+                   hparams={"eta": etas})
 h = result.history
+
+# %% tags=["hide-input"]
 print(f"{P.arch} on {len(ds)} images ({ds.source}); {P.steps} steps of GD at "
-      f"η = {', '.join(f'{e:.4g}' for e in etas)} (2/η = {', '.join(f'{2 / e:.1f}' for e in etas)})")
+      f"η = {', '.join(f'{e:.4g}' for e in etas)} "
+      f"(2/η = {', '.join(f'{2 / e:.1f}' for e in etas)})")
 for i, e in enumerate(etas):
-    print(f"  η = {e:.4g}: diverged {bool(result.diverged[i])}; final loss {h.loss[i, -1]:.4f}, "
-          f"train accuracy {h.aux['accuracy'][i, -1]:.3f}")
+    print(f"  η = {e:.4g}: diverged {bool(result.diverged[i])}; final loss "
+          f"{h.loss[i, -1]:.4f}, train accuracy {h.aux['accuracy'][i, -1]:.3f}")
 print(f"HVPs per probe: first (cold) {int(h.matvecs[0, 0])}, median of the warm ones "
       f"{np.median(h.matvecs[:, 1:]):.0f}")
+
+# %% [markdown]
+# A `paper`-scale run (5,000 images, computed on a GPU with `python -m eoslib store eos-intro`)
+# is read from the results store ({mod}`eoslib.book.store`) when it holds one: its trace is
+# drawn beside ours, and its record's metrics grade the paper-scale claim.
+
+# %% tags=["hide-input"]
+TRACE = "eos-intro-trace.npz"
+if scale == "paper":  # this run is the paper-scale one: it is its own evidence
+    stored = None
+    every = max(1, P.steps // 2000)  # the stored trace keeps at most ~2,000 steps per η
+    folder = records_dir(results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder / TRACE, etas=etas, step=h.step[0, ::every],
+                        loss=h.loss[:, ::every], probe_step=h.probe_step[0],
+                        sharpness=h.sharpness)
+    print(f"paper scale: trace written to {folder / TRACE} for the store")
+else:
+    try:
+        stored = store.find("eos-intro", "paper",
+                            {"arch": P.arch, "n_train": SCALES["paper"]["n_train"]})
+    except store.StoreError as err:
+        print(f"results store not readable ({err})")
+        stored = None
+    print(store.describe("eos-intro", stored))
+try:
+    trace = np.load(stored.path(TRACE)) if stored is not None else None
+except store.StoreError as err:  # a stored run without a trace still grades its claim
+    print(f"stored trace not shown: {err}")
+    trace = None
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Full-batch GD on the CIFAR-10 subset (½MSE) at three step sizes, one colour each. Left: training loss. Right: the sharpness measured inside the training loop, with each step size's stability limit $2/\\eta$ dashed in its colour. A stored paper-scale run (5,000 images, GPU) is drawn in grey when the results store holds one.", "name": "fig-eos-intro"}}
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+for i, e in enumerate(etas):
+    c = colours[i % len(colours)]
+    ax1.semilogy(h.step[i], h.loss[i], lw=0.7, color=c, label=f"η = {e:.4g}")
+    ax2.plot(h.probe_step[i], h.sharpness[i], ".-", ms=3, lw=0.8, color=c,
+             label=f"η = {e:.4g}")
+    ax2.axhline(2 / e, color=c, ls="--", lw=1)
+if trace is not None:
+    for j in range(trace["sharpness"].shape[0]):
+        label = "paper scale (stored)" if j == 0 else None
+        ax1.semilogy(trace["step"], trace["loss"][j], color="0.6", lw=0.5, label=label)
+        ax2.plot(trace["probe_step"], trace["sharpness"][j], color="0.6", lw=0.5,
+                 label=label)
+ax1.set(xlabel="step", ylabel="train loss (½MSE)")
+top = np.nanmax([np.nanmax(h.sharpness), *(2 / etas)])
+ax2.set(xlabel="step", ylabel="sharpness $\\lambda_{\\max}$", ylim=(0, 1.3 * top))
+ax1.legend()
+ax2.legend()
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## Measurements
@@ -228,24 +297,24 @@ print(f"HVPs per probe: first (cold) {int(h.matvecs[0, 0])}, median of the warm 
 # "the plateau is proportional to $2/\eta$" through the spreads (standard deviations over η) of
 # $\log(\text{plateau})$ and of $\log(\text{plateau}/(2/\eta))$.
 
-# %%
+# %% tags=["hide-input"]
 MIN_EDGE_PROBES = 6
 
 
 def rate_of_increase(losses):
-    """Pooled fraction of steps t → t+1 at which the loss rose, over a list of loss segments."""
+    """Pooled fraction of steps t → t+1 at which the loss rose, over loss segments."""
     ups = sum(int(np.sum(np.diff(seg) > 0)) for seg in losses)
     pairs = sum(max(seg.size - 1, 0) for seg in losses)
     return ups / pairs if pairs else float("nan")
 
 
 def edge_measurements(h, etas):
-    """The metrics of the claims, from a sweep's history (leading axis: the step sizes)."""
+    """The metrics of the claims, from a sweep's history (leading axis: step sizes)."""
     edges = 2 / np.asarray(etas)
     S, t_probe, t_step, loss = h.sharpness, h.probe_step[0], h.step[0], h.loss
     diverged = np.asarray(h.diverged_at) >= 0
-    out = {k: [] for k in ("edge_step", "sharpness_eos_mean", "sharpness_eos_ratio", "eos_drift",
-                           "edge_loss_ratio")}
+    out = {k: [] for k in ("edge_step", "sharpness_eos_mean", "sharpness_eos_ratio",
+                           "eos_drift", "edge_loss_ratio")}
     below, reached, climbs, edge_losses, stable_losses = [], [], [], [], []
     for i, edge in enumerate(edges):
         s = S[i]
@@ -281,90 +350,56 @@ def edge_measurements(h, etas):
     plateaus = np.asarray(out["sharpness_eos_mean"])
     two_or_more = finite.sum() >= 2
     nan = float("nan")
+    edge_any = at_edge.any()
+    drifts = np.asarray(out["eos_drift"])
+    loss_ratios = np.asarray(out["edge_loss_ratio"])
+    started_below = [r for r, b in zip(reached, below) if b]
     return {
         **out,
         "edge": edges.tolist(),
         "sharpness_init": float(np.mean(S[:, 0])),
         "sharpness_init_fraction": (S[:, 0] / edges).tolist(),
-        "edge_reached_fraction": float(np.mean([r for r, b in zip(reached, below) if b])) if any(below) else nan,
+        "edge_reached_fraction": float(np.mean(started_below)) if any(below) else nan,
         "sharpening_rise_max": float(max(climbs)) if climbs else nan,
         "n_at_edge": int(at_edge.sum()),
         "n_plateaus": int(finite.sum()),
-        "eos_ratio_err_max": float(np.max(np.abs(ratios[at_edge] - 1))) if at_edge.any() else nan,
-        "eos_drift_fraction": float(np.max(np.abs(np.asarray(out["eos_drift"])[at_edge]))) if at_edge.any() else nan,
-        "eos_tracking_spread": float(np.std(np.log(ratios[finite]))) if two_or_more else nan,
-        "eos_constant_spread": float(np.std(np.log(plateaus[finite]))) if two_or_more else nan,
+        "eos_ratio_err_max": (float(np.max(np.abs(ratios[at_edge] - 1))) if edge_any
+                              else nan),
+        "eos_drift_fraction": (float(np.max(np.abs(drifts[at_edge]))) if edge_any
+                               else nan),
+        "eos_tracking_spread": (float(np.std(np.log(ratios[finite]))) if two_or_more
+                                else nan),
+        "eos_constant_spread": (float(np.std(np.log(plateaus[finite]))) if two_or_more
+                                else nan),
         "loss_increase_fraction": rate_of_increase(edge_losses),
         "loss_increase_fraction_stable": rate_of_increase(stable_losses),
-        "edge_loss_ratio_max": float(np.max(np.asarray(out["edge_loss_ratio"])[at_edge])) if at_edge.any() else nan,
+        "edge_loss_ratio_max": (float(np.max(loss_ratios[at_edge])) if edge_any
+                                else nan),
     }
 
 
 measured = edge_measurements(h, etas)
 for i, e in enumerate(etas):
-    print(f"η = {e:.4g} (2/η = {2 / e:.1f}): S₀ = {h.sharpness[i, 0]:.2f}; edge reached at step "
-          f"{measured['edge_step'][i]}; plateau {measured['sharpness_eos_mean'][i]:.2f} = "
-          f"{measured['sharpness_eos_ratio'][i]:.3f} × 2/η; drift {measured['eos_drift'][i]:+.3f}")
+    print(f"η = {e:.4g} (2/η = {2 / e:.1f}): S₀ = {h.sharpness[i, 0]:.2f}; "
+          f"edge reached at step {measured['edge_step'][i]}; plateau "
+          f"{measured['sharpness_eos_mean'][i]:.2f} = "
+          f"{measured['sharpness_eos_ratio'][i]:.3f} × 2/η; "
+          f"drift {measured['eos_drift'][i]:+.3f}")
 print(f"step sizes with a measured edge phase: {measured['n_at_edge']} of {len(etas)}")
-print(f"spread of log(plateau/(2/η)) {measured['eos_tracking_spread']:.3f} vs spread of "
-      f"log plateau {measured['eos_constant_spread']:.3f}")
-print(f"loss increases: {100 * measured['loss_increase_fraction']:.1f}% of edge-phase steps, "
-      f"{100 * measured['loss_increase_fraction_stable']:.1f}% of stable-phase steps")
+print(f"spread of log(plateau/(2/η)) {measured['eos_tracking_spread']:.3f} vs "
+      f"spread of log plateau {measured['eos_constant_spread']:.3f}")
+print(f"loss increases: {100 * measured['loss_increase_fraction']:.1f}% of edge-phase "
+      f"steps, {100 * measured['loss_increase_fraction_stable']:.1f}% of stable-phase "
+      "steps")
 
-# %% [markdown]
-# The `paper`-scale run (5,000 images, computed on a GPU with `python -m eoslib store eos-intro`)
-# is read from the results store (`eoslib.book.store`) when it holds one: its record's
-# metrics grade the paper-scale claim, and its trace is drawn beside ours.
-
-# %%
-TRACE = "eos-intro-trace.npz"
-if scale == "paper":  # this run is the paper-scale one: its own measurements are that evidence
-    stored, paper_metrics = None, measured
-    every = max(1, P.steps // 2000)  # the stored trace keeps at most ~2,000 steps per η
-    folder = records_dir(results_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(folder / TRACE, etas=etas, step=h.step[0, ::every], loss=h.loss[:, ::every],
-                        probe_step=h.probe_step[0], sharpness=h.sharpness)
-    print(f"paper scale: trace written to {folder / TRACE} for the store")
-else:
-    try:
-        stored = store.find("eos-intro", "paper",
-                            {"arch": P.arch, "n_train": SCALES["paper"]["n_train"]})
-    except store.StoreError as err:
-        print(f"results store not readable ({err})")
-        stored = None
-    print(store.describe("eos-intro", stored))
-    paper_metrics = stored.record()["metrics"] if stored is not None else {}
-try:
-    trace = np.load(stored.path(TRACE)) if stored is not None else None
-except store.StoreError as err:  # a stored run without a trace still grades its claim
-    print(f"stored trace not shown: {err}")
-    trace = None
-paper_keys = ("n_at_edge", "eos_ratio_err_max", "eos_tracking_spread", "eos_constant_spread",
-              "sharpness_eos_ratio")
+# %% tags=["hide-input"]
+# the paper-scale claim's evidence: this run at `paper` scale, else the stored run's record
+paper_metrics = measured if scale == "paper" else (
+    stored.record()["metrics"] if stored is not None else {})
+paper_keys = ("n_at_edge", "eos_ratio_err_max", "eos_tracking_spread",
+              "eos_constant_spread", "sharpness_eos_ratio")
 paper = {f"paper_{k}": paper_metrics.get(k) for k in paper_keys}
 paper["paper_scale_sharpness_eos_mean"] = paper_metrics.get("sharpness_eos_mean")
-
-# %% mystnb={"figure": {"caption": "Full-batch GD on the CIFAR-10 subset (½MSE) at three step sizes, one colour each. Left: training loss. Right: the sharpness measured inside the training loop, with each step size's stability limit $2/\\eta$ dashed in its colour. A stored paper-scale run (5,000 images, GPU) is drawn in grey when the results store holds one.", "name": "fig-eos-intro"}}
-fig, (ax1, ax2) = plt.subplots(1, 2)
-colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-for i, e in enumerate(etas):
-    c = colours[i % len(colours)]
-    ax1.semilogy(h.step[i], h.loss[i], lw=0.7, color=c, label=f"η = {e:.4g}")
-    ax2.plot(h.probe_step[i], h.sharpness[i], ".-", ms=3, lw=0.8, color=c, label=f"η = {e:.4g}")
-    ax2.axhline(2 / e, color=c, ls="--", lw=1)
-if trace is not None:
-    for j in range(trace["sharpness"].shape[0]):
-        label = "paper scale (stored)" if j == 0 else None
-        ax1.semilogy(trace["step"], trace["loss"][j], color="0.6", lw=0.5, label=label)
-        ax2.plot(trace["probe_step"], trace["sharpness"][j], color="0.6", lw=0.5, label=label)
-ax1.set(xlabel="step", ylabel="train loss (½MSE)")
-top = np.nanmax([np.nanmax(h.sharpness), *(2 / etas)])
-ax2.set(xlabel="step", ylabel="sharpness $\\lambda_{\\max}$", ylim=(0, 1.3 * top))
-ax1.legend(fontsize=8)
-ax2.legend(fontsize=8)
-fig.tight_layout()
-plt.show()
 
 # %% tags=["hide-input"]
 # Invariants of the machinery, true at every scale (not the paper's claims):
@@ -372,17 +407,18 @@ for i in range(len(etas)):
     end = int(h.diverged_at[i]) if result.diverged[i] else None
     assert np.isfinite(h.loss[i, :end]).all()
 # the in-loop probe at step 0 is the sharpness of the initial parameters (a consistency check)
-direct = float(hessian.sharpness(lambda p: objective(p, ds.x, ds.onehot, {})[0], params0,
-                                 key=jax.random.key(99), tol=1e-3))
+direct = float(hessian.sharpness(lambda p: objective(p, ds.x, ds.onehot, {})[0],
+                                 params0, key=jax.random.key(99), tol=1e-3))
 probe_init_rel_error = float(np.max(np.abs(h.sharpness[:, 0] - direct)) / abs(direct))
-print(f"direct S(θ0) = {direct:.3f}; in-loop probes at step 0 differ by {probe_init_rel_error:.1e} (relative)")
+print(f"direct S(θ0) = {direct:.3f}; in-loop probes at step 0 differ by "
+      f"{probe_init_rel_error:.1e} (relative)")
 
 # %% [markdown]
 # ## Paper vs ours
 #
 # Every row is graded by the rule declared above, from the numbers measured here.
 
-# %%
+# %% tags=["hide-input"]
 metrics = {
     "eta": P.eta,
     "etas": etas.tolist(),
@@ -391,8 +427,11 @@ metrics = {
     "probe_init_rel_error": probe_init_rel_error,
     "final_loss": h.loss[:, -1].tolist(),
     "final_accuracy": h.aux["accuracy"][:, -1].tolist(),
-    "median_warm_hvps_per_probe": float(np.median(h.matvecs[:, 1:])) if h.matvecs.shape[1] > 1 else float("nan"),
+    "median_warm_hvps_per_probe": (float(np.median(h.matvecs[:, 1:]))
+                                   if h.matvecs.shape[1] > 1 else float("nan")),
 }
+
+# %%
 claims = grade_all(CLAIMS, metrics, scale=scale)
 display(claims_table(claims))
 

@@ -47,7 +47,8 @@ Conventions:
   error), :class:`Factor` (within a factor), :class:`BeatsNull` (an error beats a null model's
   by a factor), :class:`Exceeds` (an effect exceeds its control's by a factor).
 - Composite rules: :class:`AllOf` (every part must hold), :class:`AnyOf` (one part suffices),
-  :class:`Given` (a precondition: the claim is ``not tested`` unless the regime was entered).
+  :class:`Given` (a precondition: the claim is ``not tested`` unless the regime was entered),
+  :class:`Partly` (a weaker form whose holding is partial evidence: "partly if only A holds").
 - Every rule renders itself as text (:meth:`Rule.describe`) and says how the measured metrics
   met it (:meth:`Rule.explain`); the record stores both.
 - Every rule can propose inputs under which it passes and fails (:meth:`Rule.witnesses`);
@@ -902,3 +903,51 @@ def verdict_markdown(claims: Sequence[Claim], *, scale: str) -> str:
                   + ", ".join(f"{n} {v}" for v, n in outcomes.items() if n) + ".", ""]
         lines += [item(c) for c in checks]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- partial forms
+
+
+@dataclass(frozen=True)
+class Partly(Rule):
+    """A weaker form of a claim: ``rule`` holding is partial evidence only, so ``reproduced``
+    becomes ``partly reproduced`` (every other verdict is kept).
+
+    For rules of the form "reproduced if A and B hold; partly if only one of them does", which
+    :class:`AllOf` (the worst part) cannot say: ``AnyOf((AllOf((A, B)), Partly(A), Partly(B)))``.
+    On its own a ``Partly`` rule can never give ``reproduced``; it belongs inside :class:`AnyOf`.
+
+    Attributes:
+      rule: the weaker form's rule.
+    """
+
+    rule: Rule
+
+    def __post_init__(self):
+        if not isinstance(self.rule, Rule):
+            raise ValueError(f"Partly: rule={self.rule!r} must be a rule")
+
+    def grade(self, metrics):
+        verdict = self.rule.grade(metrics)
+        return PARTLY if verdict == REPRODUCED else verdict
+
+    def describe(self, names=None):
+        inner = self.rule.describe(names)
+        if isinstance(self.rule, (AllOf, AnyOf)):
+            inner = f"({inner})"
+        return f"partly: {inner}"
+
+    def explain(self, metrics, names=None):
+        return f"partly: {self.rule.explain(metrics, names)}"
+
+    def metrics(self):
+        return self.rule.metrics()
+
+    def parts(self):
+        return (self.rule,)
+
+    def witnesses(self, outcome):
+        if outcome == "pass":  # a partial form never reproduces a claim on its own
+            return
+        yield from self.rule.witnesses("pass")  # holding gives "partly": a failing verdict
+        yield from self.rule.witnesses("fail")

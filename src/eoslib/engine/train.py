@@ -91,6 +91,10 @@ class TrainConfig:
       precision: matmul precision of the probes (``"highest"``; TF32 corrupts eigenvalues).
       step_precision: matmul precision of the training steps; ``None`` (default) uses
         ``precision``. ``"tensorfloat32"`` or ``"default"`` trades accuracy for speed on a GPU.
+      keep_states: keep the training state at every probe step (inside the compiled loop), as
+        :attr:`TrainResult.snapshots`, so that :func:`at_probe` can resume the run from any
+        probe (e.g. to branch off with a decayed learning rate); costs one copy of the
+        parameters, optimizer state and probe vectors per probe. Needs ``probe_every > 0``.
     """
 
     steps: int
@@ -105,6 +109,7 @@ class TrainConfig:
     chunks: int = 20
     precision: str = "highest"
     step_precision: str | None = None
+    keep_states: bool = False
 
     def __post_init__(self):
         if self.steps < 1:
@@ -115,6 +120,9 @@ class TrainConfig:
             raise ValueError(f"steps={self.steps} must be a multiple of probe_every={self.probe_every}")
         if self.top_k < 1:
             raise ValueError(f"top_k={self.top_k} must be ≥ 1")
+        if self.keep_states and not self.probe_every:
+            raise ValueError("keep_states=True keeps the state at each probe step; it needs "
+                             f"probe_every > 0 (got probe_every={self.probe_every})")
         if self.eig_reortho not in ("full", "mpk", "none"):
             raise ValueError(f"eig_reortho={self.eig_reortho!r} is not one of ['full', 'mpk', 'none']")
         if self.batch_size is not None and self.batch_size < 1:
@@ -220,12 +228,19 @@ class History(NamedTuple):
 
 @dataclass
 class TrainResult:
-    """A finished (or paused) run: its history, final state, settings and hyperparameters."""
+    """A finished (or paused) run: its history, final state, settings and hyperparameters.
+
+    ``snapshots`` (only with ``TrainConfig.keep_states``) is a :class:`TrainState` whose leaves
+    have a probe axis (after the sweep axis, if any): entry ``i`` is the state at
+    ``history.probe_step[i]``, before that probe ran; its ``key`` is ``None`` (the key never
+    changes during a run; :func:`at_probe` takes it from ``state``). Not written by :func:`save`.
+    """
 
     history: History
     state: TrainState
     config: TrainConfig
     hparams: dict
+    snapshots: TrainState | None = None
 
     @property
     def diverged(self) -> np.ndarray:
@@ -312,14 +327,16 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
 
         def interval(state, _):
             probe_record = None
+            kept = state._replace(key=None) if config.keep_states else None
             if config.probe_every:
                 state, probe_record = probe(state)
             state, step_records = jax.lax.scan(step, state, None, length=inner_steps)
-            return state, (probe_record, step_records)
+            return state, (probe_record, step_records, kept)
 
-        state, (probe_records, step_records) = jax.lax.scan(interval, state, None, length=intervals)
+        state, (probe_records, step_records, kept) = jax.lax.scan(interval, state, None,
+                                                                  length=intervals)
         flat = lambda a: a.reshape((-1,) + a.shape[2:])
-        return state, (probe_records, jax.tree.map(flat, step_records))
+        return state, (probe_records, jax.tree.map(flat, step_records), kept)
 
     return run_chunk
 
@@ -566,9 +583,55 @@ def run(
     else:
         probe_records = _no_probes(state, config, size)
     history = History(**steps._asdict(), **probe_records._asdict(), diverged_at=np.asarray(state.diverged_at))
+    snapshots = jax.tree.map(cat, *[p[2] for p in pieces]) if config.keep_states else None
     if resume is not None:
         history = _concat_histories(resume.history, history, axis)
-    return TrainResult(history, state, config, {k: np.asarray(v) for k, v in hparams.items()})
+        if snapshots is not None and resume.snapshots is not None:
+            snapshots = jax.tree.map(cat, resume.snapshots, snapshots)
+        elif resume.config.probe_every and resume.history.probe_step.shape[axis]:
+            snapshots = None  # the earlier part kept none: a partial list would misalign
+    return TrainResult(history, state, config, {k: np.asarray(v) for k, v in hparams.items()},
+                       snapshots)
+
+
+def at_probe(result: TrainResult, index: int) -> TrainResult:
+    """The run as it stood at its probe ``index`` (``history.probe_step[index]``, before that
+    probe ran), to pass as ``resume=`` to :func:`run`: the history up to that step and the
+    state kept there. Needs a run with ``TrainConfig.keep_states``; for a sweep, every member
+    is cut at the same probe.
+
+    Raises:
+      ValueError: the run kept no states, or ``index`` is not a probe of the run.
+    """
+    if result.snapshots is None:
+        raise ValueError("at_probe needs a run with TrainConfig(keep_states=True); this one "
+                         "kept no states")
+    h = result.history
+    axis = 1 if np.ndim(h.diverged_at) == 1 else 0
+    count = h.probe_step.shape[axis]
+    if not isinstance(index, (int, np.integer)) or not -count <= index < count:
+        raise ValueError(f"index={index!r} must be an int in [-{count}, {count}) (the run has "
+                         f"{count} probes)")
+    index = int(index) % count
+    take = lambda a: np.take(np.asarray(a), index, axis=axis)
+    state = jax.tree.map(take, result.snapshots)
+    state = state._replace(key=result.state.key)
+    step = int(np.asarray(h.probe_step).reshape(-1, count)[0, index])
+    steps = np.asarray(h.step).reshape(-1, h.step.shape[axis])[0]
+    t, p = int(np.searchsorted(steps, step)), index
+    cut = lambda n: (lambda a: a[:, :n] if axis else a[:n])
+    cut_steps, cut_probes = cut(t), cut(p)
+    history = History(
+        step=cut_steps(h.step), loss=cut_steps(h.loss), aux=jax.tree.map(cut_steps, h.aux),
+        grad_norm=cut_steps(h.grad_norm), param_norm=cut_steps(h.param_norm),
+        probe_step=cut_probes(h.probe_step), sharpness=cut_probes(h.sharpness),
+        top_eigenvalues=cut_probes(h.top_eigenvalues),
+        eig_residuals=cut_probes(h.eig_residuals), matvecs=cut_probes(h.matvecs),
+        eig_converged=cut_probes(h.eig_converged),
+        extra=jax.tree.map(cut_probes, h.extra) if h.extra is not None else None,
+        diverged_at=np.asarray(state.diverged_at))
+    snapshots = jax.tree.map(cut_probes, result.snapshots)
+    return TrainResult(history, state, result.config, result.hparams, snapshots)
 
 
 def _no_probes(state: TrainState, config: TrainConfig, size: int | None) -> ProbeRecord:

@@ -1,0 +1,149 @@
+"""shallow-relu's declared rules against synthetic metrics: inputs each rule must fail, inputs
+outside its regime that must read ``not tested``, and inputs it must pass. Also the
+:class:`eoslib.book.verdicts.Partly` rule these claims use."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from eoslib.book import verdicts as v
+from test_verdicts import claims_cell
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "shallow-relu.py"
+R, P, N, T = v.VERDICTS
+NAN = math.nan
+
+
+@pytest.fixture(scope="module")
+def rules():
+    namespace: dict = {}
+    exec(compile(claims_cell(NOTEBOOK), "shallow-relu", "exec"), namespace)
+    specs = {s.id: s for s in namespace["CLAIMS"]}
+    assert specs["lemma2.1-identity"].kind == "consistency"
+    assert all(s.kind == "claim" for k, s in specs.items() if k != "lemma2.1-identity")
+    return {k: s.rule for k, s in specs.items()}
+
+
+# ----------------------------------------------------------------------------- Partly
+
+
+def test_partly_caps_reproduced_and_keeps_the_rest():
+    rule = v.Partly(v.AtMost("x", 1.0, fair=2.0))
+    assert [rule.grade({"x": x}) for x in (0.5, 1.5, 3.0, NAN)] == [P, P, N, T]
+    assert rule.describe() == "partly: x ≤ 1 (≤ 2: partly)"
+    assert rule.explain({"x": 3.0}) == "partly: x = 3 ✗"
+    assert v.passing_input(rule) is None and v.failing_input(rule) is not None
+
+
+def test_partly_inside_any_of_reads_one_of_two():
+    a, b = v.AtLeast("a", 1.0), v.AtLeast("b", 1.0)
+    rule = v.AnyOf((v.AllOf((a, b)), v.Partly(a), v.Partly(b)))
+    grid = {(1, 1): R, (1, 0): P, (0, 1): P, (0, 0): N, (1, NAN): P, (NAN, NAN): T}
+    for (x, y), verdict in grid.items():
+        assert rule.grade({"a": x, "b": y}) == verdict, (x, y)
+    with pytest.raises(ValueError, match="must be a rule"):
+        v.Partly("a ≥ 1")
+
+
+# ----------------------------------------------------------------------------- Theorem 3.1
+
+
+def test_phase_order_needs_the_separation_and_a_control_without_it(rules):
+    rule = rules["thm3.1-phase-order"]
+    done, ctrl = "lambda_minus_done_at_plus_90", "control_lambda_minus_done_at_plus_90"
+    assert rule.grade({done: 0.03, ctrl: 0.85}) == R
+    assert rule.grade({done: 0.03, ctrl: 0.05}) == P  # the control separates too
+    assert rule.grade({done: 0.40, ctrl: 0.85}) == N  # λ₋ rose alongside λ₊
+    assert rule.grade({done: NAN, ctrl: 0.85}) == T  # λ₊ never completed its rise
+
+
+def test_logistic_rates_partly_when_one_part_holds(rules):
+    rule = rules["thm3.1-logistic-rates"]
+    assert rule.grade({"logistic_r2_min": 0.9999, "rate_split": 0.74}) == R
+    assert rule.grade({"logistic_r2_min": 0.9999, "rate_split": 0.02}) == P  # equal rates
+    assert rule.grade({"logistic_r2_min": 0.80, "rate_split": 0.02}) == N
+
+
+def test_bounds_partly_when_some_fail_and_not_when_all_do(rules):
+    rule = rules["thm3.1-bounds"]
+    ok = {"phase1_lambda_plus_over_bound": -0.5, "phase1_lambda_minus_over_bound": -0.3,
+          "phase2_lambda_minus_over_bound": 0.2, "plateau_over_asymptote_min": 16.0}
+    assert rule.grade(ok) == R
+    assert rule.grade({**ok, "plateau_over_asymptote_min": 0.5}) == P
+    bad = {"phase1_lambda_plus_over_bound": 3.0, "phase1_lambda_minus_over_bound": 3.0,
+           "phase2_lambda_minus_over_bound": 3.0, "plateau_over_asymptote_min": 0.5}
+    assert rule.grade(bad) == N
+
+
+def test_rate_prediction_is_a_relative_error_of_20_percent(rules):
+    rule = rules["thm3.1-rate-prediction"]
+    base = {"lambda_plus_rate_predicted": 0.1, "lambda_minus_rate_predicted": 0.05}
+    assert rule.grade({**base, "lambda_plus_rate": 0.099, "lambda_minus_rate": 0.048}) == R
+    assert rule.grade({**base, "lambda_plus_rate": 0.099, "lambda_minus_rate": 0.07}) == N
+
+
+def test_sweep_phases(rules):
+    rule = rules["thm3.1-sweep-phases"]
+    frac, mono = "sweep_phase_order_fraction", "sweep_gap_monotone"
+    assert rule.grade({frac: 0.95, mono: 1.0}) == R
+    assert rule.grade({frac: 0.59, mono: 1.0}) == P  # the book run before this conversion
+    assert rule.grade({frac: 0.50, mono: 0.0}) == N
+    assert rule.grade({frac: 0.95, mono: NAN}) == P  # the trend not measured: partial
+    assert rule.grade({frac: NAN, mono: NAN}) == T  # no member with non-empty S₁,±
+
+
+def test_balance(rules):
+    assert rules["lemma2.1-phase1-balance"].grade(
+        {"phase1_sqrt_max_imbalance_over_lambda": 0.43}) == R
+    assert rules["lemma2.1-phase1-balance"].grade(
+        {"phase1_sqrt_max_imbalance_over_lambda": 2.0}) == N
+    assert rules["lemma2.1-identity"].grade({"balance_identity_max_error": 1e-6}) == N
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+
+
+@pytest.mark.parametrize("suffix, act", [("", "relu"), ("_tanh", "tanh")])
+def test_edge_one_by_one(rules, suffix, act):
+    rule = rules[f"edge-one-by-one-{act}"]
+    n, distinct, cv = (f"n_eigs_at_edge{suffix}", f"edge_distinct_entry_steps{suffix}",
+                       f"edge_growth_rate_cv{suffix}")
+    assert rule.grade({n: 3, distinct: 3, cv: 0.4}) == R
+    assert rule.grade({n: 1, distinct: 1, cv: NAN}) == P  # only λ₁ reached the edge
+    assert rule.grade({n: 3, distinct: 1, cv: 0.4}) == P  # all at once: not one by one
+    assert rule.grade({n: 3, distinct: 3, cv: 0.01}) == P  # one common rate
+    assert rule.grade({n: 0, distinct: 0, cv: NAN}) == T  # the edge never reached
+    assert rule.grade({n: NAN, distinct: NAN, cv: NAN}) == T  # not run
+
+
+def test_decay_needs_an_oscillating_control(rules):
+    rule = rules["decay-eta-over-4"]
+    good = {"decay_runs": 4, "decay_control_loss_up_min": 0.3, "post_decay_loss_up_max": 0.0,
+            "post_decay_sharpness_down_max": 0.0, "post_decay_rate_cv_max": 0.1}
+    assert rule.grade(good) == R
+    assert rule.grade({**good, "post_decay_rate_cv_max": 0.52}) == P  # rate not constant
+    assert rule.grade({**good, "post_decay_loss_up_max": 0.2}) == N  # still oscillating
+    assert rule.grade({**good, "post_decay_sharpness_down_max": math.inf}) == N  # diverged
+    # the main run at η did not oscillate either: nothing for the decay to stop
+    assert rule.grade({**good, "decay_control_loss_up_min": 0.0}) == T
+    assert rule.grade({**good, "decay_runs": 0}) == T
+
+
+def test_depth(rules):
+    rule = rules["appendix-c-depth"]
+    base = {"n_depths_measured": 3}
+    assert rule.grade({**base, "depth_rate_non_decreases": 0,
+                       "depth_rate_deepest_minus_shallowest": -0.003}) == R
+    assert rule.grade({**base, "depth_rate_non_decreases": 1,
+                       "depth_rate_deepest_minus_shallowest": -0.001}) == P
+    # the book run before this conversion: rates 0.0051, 0.0061, 0.0084 rise with depth
+    assert rule.grade({**base, "depth_rate_non_decreases": 2,
+                       "depth_rate_deepest_minus_shallowest": 0.0033}) == N
+    assert rule.grade({"n_depths_measured": 0, "depth_rate_non_decreases": NAN,
+                       "depth_rate_deepest_minus_shallowest": NAN}) == T
+
+
+def test_unrun_grid_is_not_tested(rules):
+    assert rules["appendix-c-grid"].grade({"grid_shallower_first_fraction": None}) == T
+    assert rules["appendix-c-grid"].grade({"grid_shallower_first_fraction": 0.2}) == N
