@@ -209,7 +209,10 @@ def predict(x0: Scalar, y0: Scalar, alpha: Float[Array, " T"], beta: Float[Array
     ``x_{t+1} = −(1 + η y_t) x_t``, ``y_{t+1} = y_t + η(α_t − β_t x_t²/2)``. Below the edge the
     last term removes the sharpening that θ† itself takes up, so y (the excess of GD's sharpness
     over θ†'s) only changes through the cubic term. Predicted loss and sharpness of GD:
-    ``L(θ†_t) + S†_t x_t²/2`` (``= L(θ†) + x²/η`` at the edge) and ``S†_t + y_t``.
+    ``L(θ†_t) + S†_t x_t²/2`` (``= L(θ†) + x²/η`` at the edge) and ``S†_t + y_t``. ``beta`` is
+    ``‖∇S⊥‖²`` as :func:`gd_and_constrained` records it. Nothing bounds the open-loop iterates:
+    where y stays positive, x grows geometrically and may overflow to ∞ (see
+    :func:`analyse_edge`, which records that as a diverged prediction).
     """
     ds = jnp.diff(sharpness_dagger, append=sharpness_dagger[-1:])
 
