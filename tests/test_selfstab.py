@@ -63,7 +63,23 @@ def test_coordinates(problem):
     shifted = unravel(flat + 0.1 * u + 0.01)
     x, y = selfstab.coordinates(shifted, params, u, grad_s)
     assert float(x) == pytest.approx(0.11)
-    assert float(y) == pytest.approx(0.1 + 0.01 * flat.size)
+    # y uses ∇S⊥ = ∇S − (∇S·u)u = (0, 1, 1, ...): the displacement along u does not enter it
+    assert float(y) == pytest.approx(0.01 * (flat.size - 1), rel=1e-5)
+
+
+def test_y_does_not_flip_with_x(problem):
+    """A displacement x·u along the top eigenvector leaves y unchanged whatever ∇S·u is: with the
+    full ∇S, y = ∇S·v would pick up x (∇S·u), which flips sign with x every step at the edge."""
+    params, _ = problem
+    flat, unravel = ravel_pytree(params)
+    u = jnp.zeros_like(flat).at[0].set(0.6).at[1].set(0.8)
+    grad_s = unravel(jnp.arange(flat.size, dtype=flat.dtype) / flat.size + 2.0 * u)  # ∇S·u ≠ 0
+    w = unravel(flat + 0.01 * jnp.sin(jnp.arange(flat.size, dtype=flat.dtype)))
+    ys = [float(selfstab.coordinates(unravel(ravel_pytree(w)[0] + x * u), params, u, grad_s)[1])
+          for x in (-0.5, 0.0, 0.5)]
+    np.testing.assert_allclose(ys, ys[1], rtol=1e-5)
+    perp = selfstab.orthogonal_part(ravel_pytree(grad_s)[0], u)
+    assert abs(float(jnp.vdot(perp, u))) < 1e-5
 
 
 def test_bad_input(problem, getkey):
@@ -262,3 +278,44 @@ def test_gd_to_edge_iterates_until_the_fraction_like_a_numpy_reference(max_steps
         assert numpy_gd_to_edge(theta0, eta, fraction, 95, 5)[2] < fraction * 2 / eta
     else:
         assert ref_steps == 50 and ref_s < fraction * 2 / eta
+
+
+def test_analyse_edge_on_the_cubic_loss_beats_the_null_predictors():
+    """On the cubic loss the recursion is GD itself: the predicted excess loss (up to the linear
+    term the expansion drops) and sharpness beat the null predictors L(θ†) and 2/η."""
+    eta = 2.0 / 3.0
+    rec = selfstab.gd_and_constrained(cubic, jnp.array([1e-3, 0.8, 1.0]), eta, 150,
+                                      v0=jnp.array([1.0, 0.1, 0.0]), tol=1e-12, eig_tol=1e-12,
+                                      record_eig_tol=1e-12)
+    out = selfstab.analyse_edge(rec, eta, margin=1e-6)
+    m = out.metrics
+    assert out.start is not None and 0 < out.start < 150 and m["edge_steps"] == 150 - out.start
+    assert m["gd_diverged"] == 0 and m["prediction_diverged"] == 0
+    assert m["sharpness_err"] < 1e-6 < m["sharpness_null_err"]
+    assert m["deviation_err"] < 1e-6 < m["deviation_null_err"]
+    assert m["stage_x"] > 0.9 and m["cycles"] >= 1
+    # the edge never reached: everything after the edge is not measured (NaN)
+    below = selfstab.analyse_edge(rec, eta / 2, margin=1e-6)
+    assert below.start is None and below.metrics["edge_steps"] == 0
+    assert all(np.isnan(below.metrics[k]) for k in selfstab.EDGE_METRICS)
+    # a run that diverged in the edge phase: errors are ∞ (rejected), never NaN
+    broken = rec._replace(loss=np.where(np.arange(150) > 120, np.inf, np.asarray(rec.loss)))
+    bad = selfstab.analyse_edge(broken, eta, margin=1e-6).metrics
+    assert bad["gd_diverged"] == 1 and bad["excess_loss_err"] == np.inf and bad["x2_ratio"] == np.inf
+    with pytest.raises(ValueError, match="margin=1.5"):
+        selfstab.analyse_edge(rec, eta, margin=1.5)
+
+
+def test_moving_average_and_flow_errors():
+    np.testing.assert_allclose(selfstab.moving_average(np.arange(5.0), 3), [np.nan, 1, 2, 3, np.nan])
+    flow = selfstab.FlowRecord(*(np.ones(6) for _ in range(7)))
+    flow = flow._replace(predicted_loss=2 * np.ones(6), sharpness=3 * np.ones(6))
+    out = selfstab.flow_errors(2 * np.ones(6), 3 * np.ones(6), flow, 2 / 3, start=0, window=2)
+    assert out["flow_loss_err"] == 0 and out["flow_plain_err"] == 0.5 and out["flow_sharp_err"] == 0
+    assert np.isnan(selfstab.flow_errors(np.ones(6), np.ones(6), flow, 2 / 3, start=None,
+                                         window=2)["flow_loss_err"])
+    diverged = selfstab.flow_errors(np.ones(6), np.ones(6), flow._replace(loss=np.full(6, np.nan)),
+                                    2 / 3, start=0, window=2)
+    assert diverged["flow_loss_err"] == np.inf
+    with pytest.raises(ValueError, match="window=0"):
+        selfstab.moving_average(np.ones(3), 0)

@@ -23,6 +23,7 @@ import functools
 from typing import Callable, NamedTuple
 
 import diffrax
+import numpy as np
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
@@ -99,11 +100,17 @@ def project(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float | Sc
     return Projection(unravel(flat), s, jnp.vdot(g, u), u, iters, ok)
 
 
+def orthogonal_part(grad_sharpness: Float[Array, " n"], u: Float[Array, " n"]) -> Float[Array, " n"]:
+    """``∇S⊥ = ∇S − (∇S·u) u``: the flat ∇S with its component along the unit vector u removed."""
+    return grad_sharpness - jnp.vdot(grad_sharpness, u) * u
+
+
 def coordinates(params: PyTree, dagger: PyTree, u: Float[Array, " n"], grad_sharpness: PyTree
                 ) -> tuple[Scalar, Scalar]:
-    """``(x, y) = (u·(θ − θ†), ∇S·(θ − θ†))`` with u (flat, unit) and ∇S taken at θ†."""
+    """``(x, y) = (u·(θ − θ†), ∇S⊥·(θ − θ†))`` with u (flat, unit) and ∇S (a PyTree like
+    ``params``) taken at θ†, and ∇S⊥ its part orthogonal to u (:func:`orthogonal_part`)."""
     v = ravel_pytree(params)[0] - ravel_pytree(dagger)[0]
-    return jnp.vdot(u, v), jnp.vdot(ravel_pytree(grad_sharpness)[0], v)
+    return jnp.vdot(u, v), jnp.vdot(orthogonal_part(ravel_pytree(grad_sharpness)[0], u), v)
 
 
 class PairRecord(NamedTuple):
@@ -115,9 +122,10 @@ class PairRecord(NamedTuple):
       loss_dagger: L at the constrained iterate θ†_t.
       sharpness_dagger: S at θ†_t.
       x: the coordinate ``u·(θ_t − θ†_t)`` (u at θ†_t).
-      y: the coordinate ``∇S·(θ_t − θ†_t)`` (∇S at θ†_t).
+      y: the coordinate ``∇S⊥·(θ_t − θ†_t)`` (∇S⊥ at θ†_t: ∇S without its part along u).
       alpha: ``−∇L·∇S`` at θ†_t.
-      beta: ``‖∇S‖²`` at θ†_t.
+      beta: ``‖∇S⊥‖²`` at θ†_t.
+      grad_s_along_u: ``∇S·u`` at θ†_t, the part of ∇S that y leaves out.
       deviation: ``‖θ_t − θ†_t‖``.
       travelled: ``‖θ†_t − θ†_0‖``, how far the constrained trajectory has moved.
       converged: whether the projection that produced θ†_t met its tolerances.
@@ -132,6 +140,7 @@ class PairRecord(NamedTuple):
     y: Array
     alpha: Array
     beta: Array
+    grad_s_along_u: Array
     deviation: Array
     travelled: Array
     converged: Array
@@ -166,12 +175,13 @@ def gd_and_constrained(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta:
         u = pr.vector
         grad_s = hessian.sharpness_gradient(loss_fn, p_dag, u)
         loss_dag, grad_l = jax.value_and_grad(loss_fn)(p_dag)
-        alpha, beta = hessian.alpha_beta(grad_l, grad_s)
+        alpha = hessian.alpha_beta(grad_l, grad_s)[0]
+        perp = orthogonal_part(ravel_pytree(grad_s)[0], u)
         x, y = coordinates(p_gd, p_dag, u, grad_s)
         loss_gd, grad_gd = jax.value_and_grad(loss_fn)(p_gd)
-        rec = PairRecord(loss_gd, gd_pairs.values[0], loss_dag, pr.sharpness, x, y, alpha, beta,
-                         jnp.linalg.norm(theta - dagger), jnp.linalg.norm(dagger - dagger0), pr.converged,
-                         pr.iterations)
+        rec = PairRecord(loss_gd, gd_pairs.values[0], loss_dag, pr.sharpness, x, y, alpha, jnp.vdot(perp, perp),
+                         jnp.vdot(ravel_pytree(grad_s)[0], u), jnp.linalg.norm(theta - dagger),
+                         jnp.linalg.norm(dagger - dagger0), pr.converged, pr.iterations)
         theta_next = theta - eta * ravel_pytree(grad_gd)[0]
         nxt = proj(unravel(dagger - eta * ravel_pytree(grad_l)[0]), v0=u)
         return (theta_next, ravel_pytree(nxt.params)[0], gd_pairs.vectors[:, 0], nxt), rec
@@ -199,7 +209,10 @@ def predict(x0: Scalar, y0: Scalar, alpha: Float[Array, " T"], beta: Float[Array
     ``x_{t+1} = −(1 + η y_t) x_t``, ``y_{t+1} = y_t + η(α_t − β_t x_t²/2)``. Below the edge the
     last term removes the sharpening that θ† itself takes up, so y (the excess of GD's sharpness
     over θ†'s) only changes through the cubic term. Predicted loss and sharpness of GD:
-    ``L(θ†_t) + S†_t x_t²/2`` (``= L(θ†) + x²/η`` at the edge) and ``S†_t + y_t``.
+    ``L(θ†_t) + S†_t x_t²/2`` (``= L(θ†) + x²/η`` at the edge) and ``S†_t + y_t``. ``beta`` is
+    ``‖∇S⊥‖²`` as :func:`gd_and_constrained` records it. Nothing bounds the open-loop iterates:
+    where y stays positive, x grows geometrically and may overflow to ∞ (see
+    :func:`analyse_edge`, which records that as a diverged prediction).
     """
     ds = jnp.diff(sharpness_dagger, append=sharpness_dagger[-1:])
 
@@ -390,3 +403,174 @@ def edge_sweep(loss_fn: Callable[[PyTree], Scalar], params: PyTree, etas: Float[
         return EdgeSweep(rec, warm, s_start, start, v0)
 
     return jax.jit(jax.vmap(one))(etas)
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def moving_average(a: Float[np.ndarray, " T"], window: int) -> Float[np.ndarray, " T"]:
+    """Centred moving average of ``a`` over ``window`` steps, NaN where the window does not fit."""
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window={window!r} must be a positive integer")
+    a = np.asarray(a, dtype=np.float64)
+    out = np.full(len(a), np.nan)
+    core = np.convolve(a, np.ones(window) / window, mode="valid")
+    out[window // 2: window // 2 + len(core)] = core
+    return out
+
+
+class EdgeAnalysis(NamedTuple):
+    """What :func:`analyse_edge` measures on one coupled run.
+
+    Attributes:
+      start: the first step where ``S(θ†) ≥ (1 − margin)·2/η`` (the edge phase starts there), or
+        ``None`` when θ† never reaches the edge.
+      prediction: the open-loop :class:`Prediction` over the edge phase (``None`` without one).
+      loss_hat: predicted GD loss ``L(θ†) + ½ S(θ†) x̂²`` over the edge phase.
+      sharpness_hat: predicted GD sharpness ``S(θ†) + ŷ`` over the edge phase.
+      deviation_hat: predicted ``‖θ − θ†‖ ≈ √(x̂² + ŷ²/β)`` over the edge phase.
+      metrics: named numbers (see :func:`analyse_edge`); NaN where not measured, ∞ where the
+        measurement went wrong (GD or the open-loop prediction diverged).
+    """
+
+    start: int | None
+    prediction: Prediction | None
+    loss_hat: np.ndarray | None
+    sharpness_hat: np.ndarray | None
+    deviation_hat: np.ndarray | None
+    metrics: dict
+
+
+#: The metrics of :func:`analyse_edge` that need an edge phase (NaN without one).
+EDGE_METRICS = (
+    "gd_diverged", "prediction_diverged", "sharpness_eos_mean", "cycles",
+    "stage_x", "stage_x_miss", "stage_x_null_miss", "stage_y", "stage_y_miss", "stage_y_null_miss",
+    "excess_loss_err", "excess_loss_null_err", "quadratic_excess_err",
+    "sharpness_err", "sharpness_null_err", "sharpness_coordinate_err",
+    "deviation_err", "deviation_null_err", "x2_ratio", "grad_s_along_u_share",
+)
+
+
+def analyse_edge(record: PairRecord, eta: float, *, margin: float) -> EdgeAnalysis:
+    """The measurements of one coupled run (one row of :class:`EdgeSweep`'s record, as NumPy).
+
+    The edge phase starts at the first step where θ† reaches the edge, ``S(θ†) ≥ (1 − margin)
+    · 2/η``; before it the paper's recursion does not apply, and every metric below but the
+    first three is NaN (not measured). Over the edge phase, with (x̂, ŷ) the open-loop
+    :func:`predict` from GD's measured ``(x, y)`` at its start, and medians over its steps:
+
+    - ``excess_loss_err``: ``median |½ S(θ†) x̂² − (L − L(θ†))|``, the error of the predicted
+      excess loss; ``excess_loss_null_err``: the error of the null ``L̂ = L(θ†)``,
+      ``median |L − L(θ†)|``; ``quadratic_excess_err``: the expansion alone, with GD's own x.
+    - ``sharpness_err``: ``median |S(θ†) + ŷ − S|``; ``sharpness_null_err``: the null
+      ``Ŝ = 2/η``, ``median |S − 2/η|``; ``sharpness_coordinate_err``: ``median |S(θ†) + y − S|``
+      with GD's measured y (the relation S ≈ S(θ†) + y, closed loop).
+    - ``deviation_err``: ``median |√(x̂² + ŷ²/β) − ‖θ − θ†‖|`` (to leading order θ − θ† lies in
+      the plane of u and ∇S⊥); ``deviation_null_err``: the null that the deviation stays at its
+      value at the start of the edge phase.
+    - stages: ``stage_x`` is the fraction of steps where |x| grows exactly when y > 0,
+      ``stage_y`` where y rises exactly when x² < 2α/β; ``*_miss`` is one minus it and
+      ``*_null_miss`` the miss rate of the base-rate null that always guesses the more frequent
+      outcome (|x| grows, or y rises). ``cycles``: downward crossings of y = 0.
+    - ``x2_ratio``: ``⟨x²⟩ / ⟨2α/β⟩``; ``sharpness_eos_mean``: GD's mean sharpness;
+      ``grad_s_along_u_share``: ``median |∇S·u| / ‖∇S‖`` (how much of ∇S y leaves out).
+
+    Always measured: ``edge_steps`` (steps in the edge phase, 0 without one),
+    ``pgd_sharpness_max`` (the largest S(θ†)), ``deviation_max`` and ``dev_over_travel``.
+    A GD run whose loss turns non-finite in the edge phase sets ``gd_diverged = 1`` and every
+    error to ∞; an open-loop prediction that overflows sets ``prediction_diverged = 1`` and the
+    errors that use it to ∞ (values the book's rules reject, never NaN).
+    """
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin={margin!r} must be in [0, 1)")
+    r = jax.tree.map(lambda a: np.asarray(a, dtype=np.float64), record)
+    edge = 2.0 / eta
+    reached = np.nonzero(r.sharpness_dagger >= (1 - margin) * edge)[0]
+    start = int(reached[0]) if len(reached) else None
+    travelled = r.travelled[np.isfinite(r.travelled)]
+    m = {
+        "edge_steps": 0 if start is None else len(r.loss) - start,
+        "pgd_sharpness_max": float(np.nanmax(r.sharpness_dagger)),
+        "deviation_max": float(np.nanmax(r.deviation)) if np.all(np.isfinite(r.deviation)) else np.inf,
+        "dev_over_travel": (float(np.max(r.deviation) / max(travelled[-1], 1e-30))
+                            if np.all(np.isfinite(r.deviation)) else np.inf),
+    }
+    m |= {k: np.nan for k in EDGE_METRICS}
+    if start is None or m["edge_steps"] < 2:
+        return EdgeAnalysis(start, None, None, None, None, m)
+    sl = slice(start, None)
+    loss, sharp, x, y = r.loss[sl], r.sharpness[sl], r.x[sl], r.y[sl]
+    s_dag, l_dag, beta, dev = r.sharpness_dagger[sl], r.loss_dagger[sl], r.beta[sl], r.deviation[sl]
+    fp = 2 * r.alpha[sl] / beta
+    if not np.all(np.isfinite(loss) & np.isfinite(sharp) & np.isfinite(x)):
+        errors = [k for k in EDGE_METRICS if k.endswith("_err") or k == "x2_ratio"]
+        return EdgeAnalysis(start, None, None, None, None, m | {k: np.inf for k in errors} | {
+            "gd_diverged": 1.0, "prediction_diverged": 0.0, "stage_x": 0.0, "stage_y": 0.0,
+            "stage_x_miss": 1.0, "stage_y_miss": 1.0, "cycles": 0})
+    with np.errstate(over="ignore", invalid="ignore"):
+        pred = predict(x[0], y[0], r.alpha[sl], beta, s_dag, eta)
+        xh, yh = np.asarray(pred.x, np.float64), np.asarray(pred.y, np.float64)
+        loss_hat = l_dag + 0.5 * s_dag * xh**2
+        sharp_hat = s_dag + yh
+        dev_hat = np.sqrt(xh**2 + yh**2 / beta)
+    ok = bool(np.all(np.isfinite(xh) & np.isfinite(yh)))
+
+    def err(a, b):
+        return float(np.median(np.abs(a - b))) if ok else np.inf
+
+    grows, positive = np.abs(x[1:]) > np.abs(x[:-1]), y[:-1] > 0
+    rises, below = y[1:] > y[:-1], x[:-1] ** 2 < fp[:-1]
+    stage_x, stage_y = float(np.mean(grows == positive)), float(np.mean(rises == below))
+    excess = loss - l_dag
+    m |= {
+        "gd_diverged": 0.0,
+        "prediction_diverged": float(not ok),
+        "sharpness_eos_mean": float(np.mean(sharp)),
+        "cycles": int(np.sum((y[:-1] > 0) & (y[1:] <= 0))),
+        "stage_x": stage_x, "stage_x_miss": 1 - stage_x,
+        "stage_x_null_miss": float(min(np.mean(grows), 1 - np.mean(grows))),
+        "stage_y": stage_y, "stage_y_miss": 1 - stage_y,
+        "stage_y_null_miss": float(min(np.mean(rises), 1 - np.mean(rises))),
+        "excess_loss_err": err(0.5 * s_dag * xh**2, excess),
+        "excess_loss_null_err": float(np.median(np.abs(excess))),
+        "quadratic_excess_err": float(np.median(np.abs(0.5 * s_dag * x**2 - excess))),
+        "sharpness_err": err(sharp_hat, sharp),
+        "sharpness_null_err": float(np.median(np.abs(sharp - edge))),
+        "sharpness_coordinate_err": float(np.median(np.abs(s_dag + y - sharp))),
+        "deviation_err": err(dev_hat, dev),
+        "deviation_null_err": float(np.median(np.abs(dev - dev[0]))),
+        "x2_ratio": float(np.mean(x**2) / np.mean(fp)) if np.mean(fp) > 0 else np.inf,
+        "grad_s_along_u_share": float(np.median(np.abs(r.grad_s_along_u[sl])
+                                                / np.sqrt(beta + r.grad_s_along_u[sl] ** 2))),
+    }
+    return EdgeAnalysis(start, pred, loss_hat, sharp_hat, dev_hat, m)
+
+
+def flow_errors(gd_loss: Float[np.ndarray, " T"], gd_sharpness: Float[np.ndarray, " T"], flow: FlowRecord,
+                eta: float, *, start: int | None, window: int) -> dict:
+    """The central flow against GD's ``window``-step centred moving average, from ``start +
+    window`` (the edge phase's start) to the end: median relative errors of the time-averaged
+    loss predicted by the flow (``flow_loss_err``) and of the flow's own loss without the σ²
+    term (``flow_plain_err``, the control), the median sharpness error as a fraction of 2/η
+    (``flow_sharp_err``), the largest λ₂ along the flow over 2/η (``flow_second_frac``) and the
+    number of steps compared (``flow_compared_steps``). NaN (not measured) without an edge phase
+    or without a step to compare; ∞ when GD or the flow turned non-finite.
+    """
+    edge = 2.0 / eta
+    avg_loss, avg_sharp = moving_average(gd_loss, window), moving_average(gd_sharpness, window)
+    t = np.arange(len(avg_loss))
+    compared = (t >= (start if start is not None else len(t)) + window) & ~np.isnan(avg_loss)
+    out = {"flow_compared_steps": int(compared.sum()),
+           "flow_second_frac": float(np.max(np.asarray(flow.second)) / edge)}
+    keys = ("flow_loss_err", "flow_plain_err", "flow_sharp_err")
+    if start is None or not compared.any():
+        return out | {k: np.nan for k in keys}
+    fl = {k: np.asarray(getattr(flow, k), np.float64) for k in ("loss", "predicted_loss", "sharpness")}
+    if not (all(np.all(np.isfinite(v)) for v in fl.values()) and np.all(np.isfinite(avg_loss[compared]))):
+        return out | {k: np.inf for k in keys}
+    ref = avg_loss[compared]
+    return out | {
+        "flow_loss_err": float(np.median(np.abs(fl["predicted_loss"][compared] - ref) / ref)),
+        "flow_plain_err": float(np.median(np.abs(fl["loss"][compared] - ref) / ref)),
+        "flow_sharp_err": float(np.median(np.abs(fl["sharpness"][compared] - avg_sharp[compared])) / edge),
+    }
