@@ -108,6 +108,7 @@ def test_plateau_stop_and_the_crossing_that_counts():
     assert edge_model.plateau(t, np.where(t > 80, np.nan, s), 100.0) == (np.inf, np.inf)
     stop = edge_model.stop_index(s, pl.level)  # 0.95 · 80 = 76: probe 4
     assert stop == 4 and edge_model.stop_index(s, np.inf) is None
+    assert edge_model.stop_index(s[::-1], 40.0) is None  # falling from the start: never rose
     crit = np.array([0.0, 5, 5, 5, 1, 0, 0, 0, 0, 0])
     # c_y ≥ α/γ at init (α ≈ 0) is no crossing; crossing at probe 4, before the stop: aligned
     assert edge_model.aligned_before_stop(np.full(10, 2.0), crit, stop) is True

@@ -292,13 +292,14 @@ def plateau(t: np.ndarray, s: np.ndarray, scale: float) -> Plateau:
 
 def stop_index(s: np.ndarray, level: float, fraction: float = 0.95) -> int | None:
     """The first probe at which ``s`` reaches ``fraction`` of its plateau ``level``: where the
-    sharpness stops rising. ``None`` when it never does (or the level is not finite)."""
+    sharpness stops rising. ``None`` when it never does, when it already does at the first probe
+    (it never rose, so it cannot have stopped rising), or when the level is not finite."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction={fraction!r} must be in (0, 1]")
     if not np.isfinite(level):
         return None
     idx = np.nonzero(np.asarray(s, float) >= fraction * level)[0]
-    return int(idx[0]) if idx.size else None
+    return int(idx[0]) if idx.size and idx[0] > 0 else None
 
 
 def aligned_before_stop(c_y: np.ndarray, c_crit: np.ndarray, stop: int | None) -> bool | None:
