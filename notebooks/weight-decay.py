@@ -118,7 +118,8 @@ RANGES = {
     "eta": "float > 0", "gammas": "list[float >= 0], contains 0", "gamma": "float > 0",
     "control_gamma": "float > 0, < gamma", "arch": "cifar10-model",
     "n_train": "int in [1, 50000]", "steps": "int >= 1, multiple of probe_every",
-    "probe_every": "int >= 1", "seeds": "list[int >= 0], non-empty", "cnn_eta": "float > 0",
+    "probe_every": "int >= 1", "seeds": "list[int >= 0], non-empty",
+    "cnn_eta": "float > 0",
     "cnn_gammas": "list[float >= 0], contains 0", "cnn_n_train": "int in [0, 50000]",
     "cnn_steps": "int >= 0, multiple of probe_every", "toy_eta": "float > 0",
     "toy_gammas": "list[float >= 0], contains 0", "toy_steps": "int >= 100",
@@ -127,27 +128,31 @@ RANGES = {
 SCALES = {  # literal dicts: the CLI reads them without running the chapter
     "smoke": {"eta": 0.02, "gammas": [0.0, 0.0025, 0.02], "gamma": 0.02,
               "control_gamma": 0.0025, "arch": "fc-relu", "n_train": 100, "steps": 60,
-              "probe_every": 20, "seeds": [0, 1], "cnn_eta": 0.01, "cnn_gammas": [0.0, 0.01],
+              "probe_every": 20, "seeds": [0, 1], "cnn_eta": 0.01,
+              "cnn_gammas": [0.0, 0.01],
               "cnn_n_train": 0, "cnn_steps": 0, "toy_eta": 0.01,
               "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
               "intervention_every": 5},
     "book": {"eta": 0.02, "gammas": [0.0, 0.0025, 0.02, 0.05], "gamma": 0.02,
              "control_gamma": 0.0025, "arch": "fc-relu", "n_train": 500, "steps": 3000,
-             "probe_every": 150, "seeds": [0, 1], "cnn_eta": 0.01, "cnn_gammas": [0.0, 0.01],
+             "probe_every": 150, "seeds": [0, 1], "cnn_eta": 0.01,
+             "cnn_gammas": [0.0, 0.01],
              "cnn_n_train": 0, "cnn_steps": 0, "toy_eta": 0.01,
              "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
              "intervention_every": 5},
     "paper": {"eta": 0.02,
               "gammas": [0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05],
-              "gamma": 0.02, "control_gamma": 0.0025, "arch": "fc-relu", "n_train": 5000,
-              "steps": 8000, "probe_every": 50, "seeds": [0, 1, 2, 3, 4], "cnn_eta": 0.01,
+              "gamma": 0.02, "control_gamma": 0.0025, "arch": "fc-relu",
+              "n_train": 5000, "steps": 8000, "probe_every": 50,
+              "seeds": [0, 1, 2, 3, 4], "cnn_eta": 0.01,
               "cnn_gammas": [0.0, 0.01], "cnn_n_train": 5000, "cnn_steps": 6000,
               "toy_eta": 0.01, "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
               "intervention_every": 1},
 }
 P = settings(SCALES, scale, RANGES, eta=eta, gammas=gammas, gamma=gamma,
              control_gamma=control_gamma, arch=arch, n_train=n_train, steps=steps,
-             probe_every=probe_every, seeds=seeds, cnn_eta=cnn_eta, cnn_gammas=cnn_gammas,
+             probe_every=probe_every, seeds=seeds, cnn_eta=cnn_eta,
+             cnn_gammas=cnn_gammas,
              cnn_n_train=cnn_n_train, cnn_steps=cnn_steps, toy_eta=toy_eta,
              toy_gammas=toy_gammas, toy_steps=toy_steps,
              intervention_every=intervention_every)
@@ -179,7 +184,8 @@ from eoslib.book.verdicts import (AllOf, AtLeast, AtMost, BeatsNull, ClaimSpec, 
 
 NAMES = {
     "sharpening_gamma0": "the γ = 0 run's rise of S before the edge, over 2/η",
-    "sharpening_order_fraction": "the fraction of neighbouring γ whose mean rise of S falls",
+    "sharpening_order_fraction": (
+        "the fraction of neighbouring γ whose mean rise of S falls"),
     "sharpening_rise_ratio": "the mean rise of S at the largest γ over that at γ = 0",
     "plateau_gamma0_edge_err": "|γ = 0 plateau / (2/η) − 1|",
     "plateau_ratio_max_seeds": "the largest plateau/(2/η − γ) over the seeds at γ",
@@ -196,7 +202,8 @@ NAMES = {
     "ntk_spread_gamma0": "the same at γ = 0",
     "ntk_late_probes": "the number of probes in the last quarter",
     "plateau_ratio_plain": "the plain run's plateau/(2/η − γ)",
-    "intervention_channel_residual": "the median |⟨Pθ, ∇S⟩| / |⟨θ, ∇S⟩| left by the projection",
+    "intervention_channel_residual": (
+        "the median |⟨Pθ, ∇S⟩| / |⟨θ, ∇S⟩| left by the projection"),
     "intervention_plateau": "the projected-decay plateau",
     "edge_minus_gamma": "2/η − γ",
     "paper_n_seeds": "the number of seeds at γ in the stored paper-scale run",
@@ -219,9 +226,11 @@ CLAIMS = [
         "weight decay slows progressive sharpening",
         "S rises more slowly for larger γ (Fig. 1)",
         rule=Given(AtLeast("sharpening_gamma0", 0.1, fmt=".2f"),
-                   AllOf((AtLeast("sharpening_order_fraction", 1.0, fair=0.5, fmt=".0%"),
+                   AllOf((AtLeast("sharpening_order_fraction", 1.0, fair=0.5,
+                                  fmt=".0%"),
                           AtMost("sharpening_rise_ratio", 0.8, fair=0.95, fmt=".2f")))),
-        ours="mean rise of S before the γ = 0 run reaches 2/η, by γ: {sharpening_rise:.1f}",
+        ours="mean rise of S before the γ = 0 run reaches 2/η, by γ: "
+             "{sharpening_rise:.1f}",
         names=names("sharpening_gamma0", "sharpening_order_fraction",
                     "sharpening_rise_ratio"),
         control="the γ = 0 run from the same initialisation, over the same steps"),
@@ -240,24 +249,26 @@ CLAIMS = [
         control="the γ = 0 run from the same initialisation, which must settle at 2/η"),
     ClaimSpec(
         "alignment-mechanism",
-        "at large γ, c_y = ⟨θ, ∇S⟩ crosses c_y^crit = α/γ before S stops rising; at small γ "
-        "it does not, and S reaches 2/η − γ",
-        "ReLU MLP, η = 0.02: small γ reaches the edge first, large γ crosses first (Fig. 13)",
+        "at large γ, c_y = ⟨θ, ∇S⟩ crosses c_y^crit = α/γ before S stops rising; "
+        "at small γ it does not, and S reaches 2/η − γ",
+        "ReLU MLP, η = 0.02: small γ reaches the edge first, large γ crosses first "
+        "(Fig. 13)",
         rule=Given(AtLeast("control_plateau_edge_ratio", 0.95, fmt=".3f"),
                    AllOf((AtLeast("treated_aligned_fraction", 1.0, fair=0.5, fmt=".0%"),
                           AtMost("control_aligned", 0.0)))),
         ours="at γ, S stops at step {treated_stop_steps} (aligned first: "
              "{treated_aligned:.0f}); control γc = {control_gamma}: plateau/(2/η − γc) "
-             "{control_plateau_edge_ratio:.3f}, stops at step {control_stop_step} (aligned "
-             "first: {control_aligned:.0f}); −1: S never stopped rising",
+             "{control_plateau_edge_ratio:.3f}, stops at step {control_stop_step} "
+             "(aligned first: {control_aligned:.0f}); −1: S never stopped rising",
         names=names("control_plateau_edge_ratio", "treated_aligned_fraction",
                     "control_aligned"),
-        control="a small γc (control_gamma) from the same initialisation, which must reach "
-                "its edge 2/η − γc without aligning first"),
+        control="a small γc (control_gamma) from the same initialisation, which must "
+                "reach its edge 2/η − γc without aligning first"),
     ClaimSpec(
         "cnn-damping",
         "in a CNN, weight decay damps the sharpness oscillations at the edge",
-        "γ = 0.01, η = 0.01, CIFAR-10 5k: a damped oscillation (Fig. 2 right); no rate given",
+        "γ = 0.01, η = 0.01, CIFAR-10 5k: a damped oscillation (Fig. 2 right); "
+        "no rate given",
         rule=Given(AtLeast("cnn_runs", 2),
                    AllOf((AtLeast("cnn_damping_rate", 2e-4, fmt=".1e"),
                           AtLeast("cnn_damping_excess", 1e-4, fair=0.0, fmt=".1e")))),
@@ -276,10 +287,12 @@ CLAIMS = [
     ClaimSpec(
         "ntk-stabilises",
         "under weight decay the NTK's top eigenvalue stabilises",
-        "normalised NTK top eigenvalue converges (Figs. 8, 15; normalisation not in our copy)",
+        "normalised NTK top eigenvalue converges (Figs. 8, 15; normalisation not in "
+        "our copy)",
         rule=Given(AllOf((AtLeast("ntk_late_probes", 3), BASELINE_AT_EDGE)),
                    AllOf((AtMost("ntk_spread_gamma", 0.1, fmt=".3f"),
-                          BeatsNull("ntk_spread_gamma", "ntk_spread_gamma0", 2, fair=1.2)))),
+                          BeatsNull("ntk_spread_gamma", "ntk_spread_gamma0", 2,
+                                    fair=1.2)))),
         ours="last-quarter (max − min)/mean: {ntk_spread_gamma:.3f} at γ, "
              "{ntk_spread_gamma0:.3f} at γ = 0",
         names=names("ntk_late_probes", "plateau_gamma0_edge_err", "ntk_spread_gamma",
@@ -287,15 +300,16 @@ CLAIMS = [
         control="the γ = 0 run's NTK over the same steps, which must be at the edge"),
     ClaimSpec(
         "alignment-intervention",
-        "(beyond the paper) removing the decay's component along ∇S removes the sub-edge "
-        "plateau",
+        "(beyond the paper) removing the decay's component along ∇S removes the "
+        "sub-edge plateau",
         "the reviewers' open question; the paper's mechanism predicts yes",
-        rule=Given(AllOf((BASELINE_AT_EDGE, AtMost("plateau_ratio_plain", 0.9, fmt=".3f"),
+        rule=Given(AllOf((BASELINE_AT_EDGE,
+                          AtMost("plateau_ratio_plain", 0.9, fmt=".3f"),
                           AtMost("intervention_channel_residual", 0.1, fmt=".1%"))),
                    Within("intervention_plateau", "edge_minus_gamma", 0.1)),
-        ours="plateau {plain_plateau:.1f} with plain decay, {intervention_plateau:.1f} with "
-             "the decay projected off ∇S (c_y left: {intervention_channel_residual:.1%}); "
-             "2/η − γ = {edge_minus_gamma:.2f}",
+        ours="plateau {plain_plateau:.1f} with plain decay, {intervention_plateau:.1f} "
+             "with the decay projected off ∇S (c_y left: "
+             "{intervention_channel_residual:.1%}); 2/η − γ = {edge_minus_gamma:.2f}",
         names=names("plateau_gamma0_edge_err", "plateau_ratio_plain",
                     "intervention_channel_residual", "intervention_plateau",
                     "edge_minus_gamma"),
@@ -311,16 +325,16 @@ CLAIMS = [
         control="the stored run's own γ = 0 member", evidence="stored"),
     ClaimSpec(
         "toy-threshold-and-damping",
-        "in the toy, GD is the (x, y) model: the edge moves to 2/η − γ, the cycles damp at "
-        "the linearised rate, and past the transition S stops at s0 + α/γ",
+        "in the toy, GD is the (x, y) model: the edge moves to 2/η − γ, the cycles "
+        "damp at the linearised rate, and past the transition S stops at s0 + α/γ",
         "γ = 0.1 shifts the threshold by −0.1 and damps the cycles (Figs. 2 left, 5)",
         rule=AllOf((AtMost("toy_model_gap", 1e-6, fmt=".1e"),
                     AtMost("toy_shift_rel_err", 0.05, fmt=".1%"),
                     AtMost("toy_damping_rel_err_max", 0.2, fmt=".1%"),
                     AtMost("toy_stop_rel_err_max", 0.01, fmt=".2%"))),
-        ours="shift {toy_shift:+.4f} at γ = {toy_gamma}; damping {toy_damping_measured:.2e} "
-             "(model {toy_damping_predicted:.2e}); stops {toy_stop:.1f} (model "
-             "{toy_stop_predicted:.1f})",
+        ours="shift {toy_shift:+.4f} at γ = {toy_gamma}; damping "
+             "{toy_damping_measured:.2e} (model {toy_damping_predicted:.2e}); stops "
+             "{toy_stop:.1f} (model {toy_stop_predicted:.1f})",
         names=names("toy_model_gap", "toy_shift_rel_err", "toy_damping_rel_err_max",
                     "toy_stop_rel_err_max"),
         kind="consistency"),
@@ -354,8 +368,8 @@ with jax.enable_x64(True):  # thresholds are read to 1e-4 of 2/η: float64
     toy_g = jnp.asarray(P.toy_gammas, jnp.float64)
     toy_runs = jax.vmap(lambda g: toy.gd(jnp.array([1e-3, 0.0]), eta=P.toy_eta, gamma=g,
                                          steps=P.toy_steps))(toy_g)
-    # one step of the (x, y) model from every state GD visited (the orbit is chaotic for small
-    # γ, so whole trajectories separate at round-off; the one-step map must agree)
+    # one step of the (x, y) model from every state GD visited (the orbit is chaotic for
+    # small γ, so whole trajectories separate at round-off; the one-step map must agree)
     x_t = toy_runs.theta[..., 0]
     y_t = toy.projected_sharpness(toy_runs.theta) - toy_edge
 
@@ -451,8 +465,8 @@ cy = np.asarray(h.extra.alignment.c_y)
 alpha = np.asarray(h.extra.alignment.alpha)
 ntk_top = np.asarray(h.extra.ntk.top_eigenvalue)
 diverged = np.asarray(mlp.diverged)
-print(f"{P.arch} on {len(ds)} images ({ds.source}); {P.steps} steps of GD at η = {P.eta}; "
-      f"{len(members)} members; diverged: {int(diverged.sum())}")
+print(f"{P.arch} on {len(ds)} images ({ds.source}); {P.steps} steps of GD at "
+      f"η = {P.eta}; {len(members)} members; diverged: {int(diverged.sum())}")
 
 # %% [markdown]
 # **Why $c_y$ grows with $S$, in any ReLU network.** For a bias-free ReLU network of depth
@@ -467,7 +481,7 @@ print(f"{P.arch} on {len(ds)} images ({ds.source}); {P.steps} steps of GD at η 
 i0 = next(i for i, (g, s) in enumerate(members) if g == 0.0)
 i_ctrl = next(i for i, (g, s) in enumerate(members) if np.isclose(g, P.control_gamma))
 seed_members = [i for i, (g, s) in enumerate(members) if np.isclose(g, P.gamma)]
-i_star = seed_members[0]  # the first seed at γ: the plain run the intervention is set against
+i_star = seed_members[0]  # the first seed at γ: the intervention's plain twin
 in_grid = list(range(len(grid)))
 plateaus = [edge_model.plateau(tp, S_mlp[i], edge) for i in range(len(members))]
 level = np.array([p.level for p in plateaus])
@@ -476,8 +490,8 @@ stops = [edge_model.stop_index(S_mlp[i], level[i]) for i in range(len(members))]
 
 
 def aligned(i):
-    """1/0: c_y crosses α/γ from below before S stops rising; NaN if S never stopped; 0 if the
-    run diverged (a failed measurement counts against the alignment)."""
+    """1/0: c_y crosses α/γ from below before S stops rising; NaN if S never stopped;
+    0 if the run diverged (a failed measurement counts against the alignment)."""
     if diverged[i]:
         return 0.0
     a = edge_model.aligned_before_stop(cy[i], alpha[i] / gammas_mlp[i], stops[i])
@@ -487,12 +501,12 @@ def aligned(i):
 ratio_cy_s = cy / np.where(S_mlp > 0, S_mlp, np.nan)
 print(f"c_y / S over all probes: median {np.nanmedian(ratio_cy_s):.2f} (interquartile "
       f"{np.nanpercentile(ratio_cy_s, 25):.2f}–{np.nanpercentile(ratio_cy_s, 75):.2f})")
-print(" γ        seed  S(θ0)  plateau  plateau/(2/η−γ)  drift   S stops at  aligned first")
+print(" γ        seed  S(θ0)  plateau  plateau/(2/η−γ)  drift   S stops at  aligned")
 for i, (g, s) in enumerate(members):
     stop = f"step {int(tp[stops[i]])}" if stops[i] is not None else "never"
     a = {1.0: "yes", 0.0: "no"}.get(aligned(i), "n/a") if g > 0 else "—"
-    print(f"{g:<8} {s:>4} {S_mlp[i, 0]:6.1f} {level[i]:8.1f} {level[i] / (edge - g):14.3f} "
-          f"{drift[i]:+7.3f} {stop:>11}  {a:>12}")
+    print(f"{g:<8} {s:>4} {S_mlp[i, 0]:6.1f} {level[i]:8.1f} "
+          f"{level[i] / (edge - g):14.3f} {drift[i]:+7.3f} {stop:>11}  {a:>7}")
 
 # %% [markdown]
 # A paper-scale run (5,000 images, 8,000 steps, 9 $\gamma$, 5 seeds), computed on a GPU with
@@ -503,9 +517,9 @@ for i, (g, s) in enumerate(members):
 root = find_repo_root() or Path.cwd()
 stored_mlp = root / "book" / "results" / f"weight-decay-paper-{P.arch}"
 if scale == "paper":
-    train.save(stored_mlp, mlp, provenance(start_time, eta=P.eta, n_train=len(ds),
-                                           gammas=gammas_mlp.tolist(), seeds=member_seeds,
-                                           data_source=ds.source))
+    train.save(stored_mlp, mlp, provenance(
+        start_time, eta=P.eta, n_train=len(ds), gammas=gammas_mlp.tolist(),
+        seeds=member_seeds, data_source=ds.source))
 paper_mlp = train.load(stored_mlp) if stored_mlp.with_suffix(".npz").exists() else None
 paper_ratio_seeds = []
 if paper_mlp is not None:
@@ -517,8 +531,9 @@ if paper_mlp is not None:
     p_level = np.array([edge_model.plateau(p_tp, s, p_edge).level for s in p_S])
     paper_ratio_seeds = [float(p_level[i] / (p_edge - p_gam[i]))
                          for i in np.nonzero(np.isclose(p_gam, P.gamma))[0]]
-    print(f"stored paper-scale run: {pmeta['provenance'].get('n_train')} images, device "
-          f"{pmeta['provenance'].get('device')}; plateau/(2/η − γ) at γ = {P.gamma}: "
+    prov = pmeta["provenance"]
+    print(f"stored paper-scale run: {prov.get('n_train')} images, device "
+          f"{prov.get('device')}; plateau/(2/η − γ) at γ = {P.gamma}: "
           + ", ".join(f"{r:.3f}" for r in paper_ratio_seeds))
 else:
     print(f"no stored paper-scale run at {stored_mlp}.npz")
@@ -536,9 +551,11 @@ if paper_mlp is not None:
     order = np.argsort(p_gam)
     axes[1].plot(p_gam[order], p_level[order], "s-", color="0.6", ms=3,
                  label="paper scale (stored)")
-axes[1].plot(P.gammas, [edge - g for g in P.gammas], "k--", lw=0.8, label="$2/\\eta - \\gamma$")
+axes[1].plot(P.gammas, [edge - g for g in P.gammas], "k--", lw=0.8,
+             label="$2/\\eta - \\gamma$")
 axes[0].set(xlabel="step", ylabel="sharpness $S$", ylim=(0, 1.3 * edge))
-axes[1].set(xlabel="weight decay $\\gamma$", ylabel="plateau of $S$", ylim=(0, 1.3 * edge))
+axes[1].set(xlabel="weight decay $\\gamma$", ylabel="plateau of $S$",
+            ylim=(0, 1.3 * edge))
 axes[2].set(xlabel="step", ylabel="NTK $\\lambda_{\\max}/N$")
 axes[0].legend(fontsize=8)
 axes[1].legend(fontsize=8)
@@ -555,7 +572,8 @@ for col, i in enumerate(panel):
     axes[0, col].axhline(edge - g, color="k", ls="--", lw=0.8)
     axes[0, col].set(title=f"{role}: γ = {g}", ylabel="sharpness $S$")
     axes[1, col].plot(tp, cy[i], lw=0.8, label="$c_y$")
-    axes[1, col].plot(tp, alpha[i] / g, ":", lw=1.0, label="$c_y^{crit} = \\alpha/\\gamma$")
+    axes[1, col].plot(tp, alpha[i] / g, ":", lw=1.0,
+                      label="$c_y^{crit} = \\alpha/\\gamma$")
     if stops[i] is not None:
         for row in (0, 1):
             axes[row, col].axvline(tp[stops[i]], color="0.5", ls=":", lw=0.8)
@@ -583,14 +601,16 @@ cnn_run, cnn_meta = None, None
 if P.cnn_steps:
     cds = data.load_cifar10(n=P.cnn_n_train)
     cnn_params0 = models.by_name("cnn-relu", key=jax.random.key(P.seeds[0]))
-    cnn_config = train.TrainConfig(steps=P.cnn_steps, probe_every=P.probe_every, top_k=1)
+    cnn_config = train.TrainConfig(steps=P.cnn_steps, probe_every=P.probe_every,
+                                   top_k=1)
     cnn_result = train.run(objective, lambda hp: optax.sgd(P.cnn_eta), cnn_params0,
                            (cds.x, cds.onehot), cnn_config,
                            key=jax.random.key(P.seeds[0] + 2000),
                            hparams={"gamma": jnp.asarray(P.cnn_gammas, float)},
                            probe_fn=probes.alignment("half_mse"))
-    cnn_meta = {"provenance": provenance(start_time, eta=P.cnn_eta, n_train=len(cds),
-                                         gammas=list(P.cnn_gammas), data_source=cds.source)}
+    cnn_meta = {"provenance": provenance(
+        start_time, eta=P.cnn_eta, n_train=len(cds), gammas=list(P.cnn_gammas),
+        data_source=cds.source)}
     cnn_run = cnn_result.history
     if scale == "paper":
         train.save(stored_cnn, cnn_result, cnn_meta["provenance"])
@@ -610,8 +630,10 @@ if cnn_run is not None:
                if after.sum() >= 6 else None)
         c_level = edge_model.plateau(c_tp, c_S[i], 2 / c_eta).level
         c_stop = edge_model.stop_index(c_S[i], c_level)
-        c_aligned = (edge_model.aligned_before_stop(
-            cnn_run.extra.c_y[i], cnn_run.extra.alpha[i] / g, c_stop) if g > 0 else None)
+        c_aligned = None
+        if g > 0:
+            c_aligned = edge_model.aligned_before_stop(
+                cnn_run.extra.c_y[i], cnn_run.extra.alpha[i] / g, c_stop)
         cnn_rows.append(dict(gamma=float(g), rate=env.rate if env else float("nan"),
                              stopped=c_stop is not None, aligned=c_aligned))
     print(f"CNN run ({'this run' if P.cnn_steps else 'stored'}): "
@@ -630,8 +652,8 @@ if cnn_run is not None:
     ax.axhline(2 / c_eta, color="k", ls="--", lw=0.8)
     ax.legend(fontsize=8)
 else:
-    ax.text(0.5, 0.5, "no CNN run at this scale and none stored", ha="center", va="center",
-            transform=ax.transAxes)
+    ax.text(0.5, 0.5, "no CNN run at this scale and none stored", ha="center",
+            va="center", transform=ax.transAxes)
 ax.set(xlabel="step", ylabel="sharpness $S$")
 fig.tight_layout()
 plt.show()
@@ -657,7 +679,8 @@ plt.show()
 
 # %%
 half_mse = lambda p, batch: losses.half_mse(p(batch[0]), batch[1])
-decay_off = optim.decay_off_sharpness_gradient(half_mse, P.gamma, every=P.intervention_every)
+decay_off = optim.decay_off_sharpness_gradient(half_mse, P.gamma,
+                                               every=P.intervention_every)
 no_decay = train.supervised("half_mse")  # the decay is the optimizer's job here
 intervened = train.run(no_decay, lambda hp: optax.chain(decay_off, optax.sgd(P.eta)),
                        init(jax.random.key(P.seeds[0])), (ds.x, ds.onehot), config,
@@ -672,11 +695,11 @@ channel = hi.extra
 residual = np.abs(np.asarray(channel.c_y_applied)) / np.abs(np.asarray(channel.c_y))
 channel_residual = (float(np.nanmedian(residual)) if np.isfinite(residual).any()
                     else float("nan"))
-print(f"γ = {P.gamma}: plateau with plain decay {level[i_star]:.1f}; with the decay projected "
-      f"off ∇S {plateau_int.level:.1f}; 2/η − γ = {edge - P.gamma:.2f}; "
+print(f"γ = {P.gamma}: plateau with plain decay {level[i_star]:.1f}; with the decay "
+      f"projected off ∇S {plateau_int.level:.1f}; 2/η − γ = {edge - P.gamma:.2f}; "
       f"diverged: {bool(intervened.diverged)}")
-print(f"along the true ∇S the projected decay keeps a median {channel_residual:.1%} of c_y "
-      f"(|cos| between the optimizer's direction and ∇S: median "
+print(f"along the true ∇S the projected decay keeps a median {channel_residual:.1%} of "
+      f"c_y (|cos| between the optimizer's direction and ∇S: median "
       f"{np.nanmedian(np.asarray(channel.cosine)):.3f})")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Breaking the alignment at fixed $\\gamma$. Left: sharpness with plain coupled weight decay, with the decay step projected off $\\nabla S$ (same seed, data and $\\eta$), and without decay; dashed: $2/\\eta - \\gamma$. Right: along the true $\\nabla S$, the alignment $c_y = \\langle\\theta, \\nabla S\\rangle$ of the intervened run and the part $\\langle P\\theta, \\nabla S\\rangle$ its projected decay still acts through; the channel is removed when the second stays near zero.", "name": "fig-wd-intervention"}}
@@ -687,7 +710,8 @@ ax.plot(tp, S_int, lw=0.8, label=f"γ = {P.gamma}, decay projected off ∇S")
 ax.axhline(edge - P.gamma, color="k", ls="--", lw=0.8)
 ax.set(xlabel="step", ylabel="sharpness $S$", ylim=(0, 1.3 * edge))
 ax.legend(fontsize=8)
-ax2.plot(tp, np.asarray(channel.c_y), lw=0.8, label="$c_y = \\langle\\theta, \\nabla S\\rangle$")
+ax2.plot(tp, np.asarray(channel.c_y), lw=0.8,
+         label="$c_y = \\langle\\theta, \\nabla S\\rangle$")
 ax2.plot(tp, np.asarray(channel.c_y_applied), lw=0.8,
          label="$\\langle P\\theta, \\nabla S\\rangle$ (what the decay acts through)")
 ax2.set(xlabel="step", ylabel="alignment along the true $\\nabla S$")
@@ -741,17 +765,19 @@ metrics = {
     "plateau_by_gamma": level[in_grid].tolist(),
     # alignment-mechanism
     "control_plateau_edge_ratio": float(level[i_ctrl] / (edge - P.control_gamma)),
-    "control_aligned": 1.0 if diverged[i_ctrl] else aligned(i_ctrl),  # diverged: rejected
+    "control_aligned": 1.0 if diverged[i_ctrl] else aligned(i_ctrl),  # diverged: fails
     "control_stop_step": int(tp[stops[i_ctrl]]) if stops[i_ctrl] is not None else -1,
     "treated_aligned": aligned_seeds,
-    "treated_aligned_fraction": float(np.mean(measured_aligned)) if measured_aligned else nan,
+    "treated_aligned_fraction": float(np.mean(measured_aligned))
+    if measured_aligned else nan,
     "treated_stop_steps": [int(tp[stops[i]]) if stops[i] is not None else -1
                            for i in seed_members],
     "cy_over_s_median": float(np.nanmedian(ratio_cy_s)),
     # CNN (stored or this run)
     "cnn_runs": len(cnn_rows),
     "cnn_rates": [r["rate"] for r in cnn_rows],
-    "cnn_damping_rate": float(np.mean([r["rate"] for r in cnn_decayed])) if cnn_decayed else nan,
+    "cnn_damping_rate": float(np.mean([r["rate"] for r in cnn_decayed]))
+    if cnn_decayed else nan,
     "cnn_damping_excess": float(np.mean([r["rate"] for r in cnn_decayed]) - cnn_rate0)
     if cnn_decayed else nan,
     "cnn_decayed_stopped": len(cnn_stopped),
@@ -769,7 +795,8 @@ metrics = {
     # paper scale (stored)
     "paper_n_seeds": len(paper_ratio_seeds),
     "paper_plateau_ratio_seeds": paper_ratio_seeds,
-    "paper_plateau_ratio_max_seeds": max(paper_ratio_seeds) if paper_ratio_seeds else nan,
+    "paper_plateau_ratio_max_seeds": max(paper_ratio_seeds)
+    if paper_ratio_seeds else nan,
     # toy (consistency)
     "toy_model_gap": toy_model_gap,
     "toy_gamma": toy_main["gamma"] if toy_main else nan,
