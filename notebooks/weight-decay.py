@@ -54,6 +54,7 @@
 # | data | CIFAR-10, 5,000 images | first 500 (class-balanced) | 5,000 |
 # | MLP | ReLU MLP (width not in our copy) | `fc-relu` 3072-200-200-10 | same |
 # | MLP run | GD, "MSE", $\eta = 0.02$, $\gamma$ grid, ≤ 14,000 steps, 5 seeds | $\eta = 0.02$, 4 $\gamma$, 3,000 steps, 2 seeds, probes every 150 | 9 $\gamma$, 8,000 steps, 5 seeds, probes every 50 |
+# | alignment control | "small $\gamma$" (value not in our copy) | $\gamma_c = 0.0025$, the smallest non-zero $\gamma$ of the paper's grid | same |
 # | CNN | ReLU CNN, $\eta = 0.01$, $\gamma \in \{0, 0.01\}$ | not run (see the CNN section) | Cohen et al.'s `cnn-relu`, 5,000 images |
 # | toy | "toy loss model", $\eta = 0.01$, $\gamma = 0.1$ | our two-parameter realisation of the model | same |
 #
@@ -189,15 +190,15 @@ NAMES = {
     "sharpening_rise_ratio": "the mean rise of S at the largest γ over that at γ = 0",
     "plateau_gamma0_edge_err": "|γ = 0 plateau / (2/η) − 1|",
     "plateau_ratio_max_seeds": "the largest plateau/(2/η − γ) over the seeds at γ",
-    "late_drift_max_seeds": "their largest |drift|",
+    "late_drift_max_seeds": "the largest |drift| over those seeds",
     "control_plateau_edge_ratio": "the control's plateau/(2/η − γc)",
     "treated_aligned_fraction": "the fraction of seeds at γ that align before S stops",
     "control_aligned": "whether the control aligns before S stops (1: yes)",
     "cnn_runs": "the number of CNN runs (this one or stored)",
     "cnn_damping_rate": "the envelope decay rate with γ > 0 (per step)",
-    "cnn_damping_excess": "its excess over the γ = 0 rate",
+    "cnn_damping_excess": "the excess of that rate over the γ = 0 rate",
     "cnn_decayed_stopped": "the number of decayed CNN runs whose S stopped rising",
-    "cnn_aligned_fraction": "the fraction of those that align before S stops",
+    "cnn_aligned_fraction": "the fraction of decayed CNN runs aligned before S stops",
     "ntk_spread_gamma": "the last-quarter spread of the NTK top eigenvalue at γ",
     "ntk_spread_gamma0": "the same at γ = 0",
     "ntk_late_probes": "the number of probes in the last quarter",
@@ -207,7 +208,7 @@ NAMES = {
     "intervention_plateau": "the projected-decay plateau",
     "edge_minus_gamma": "2/η − γ",
     "paper_n_seeds": "the number of seeds at γ in the stored paper-scale run",
-    "paper_plateau_ratio_max_seeds": "their largest plateau/(2/η − γ)",
+    "paper_plateau_ratio_max_seeds": "the stored run's largest plateau/(2/η − γ)",
     "toy_model_gap": "the largest gap between GD and one step of the (x, y) model",
     "toy_shift_rel_err": "|shift + γ|/γ at the damped γ",
     "toy_damping_rel_err_max": "the largest |measured/predicted damping − 1|",
