@@ -175,6 +175,11 @@ P.as_dict()
 # alignment **crossing that counts** is $c_y$ reaching $c_y^{\text{crit}} = \alpha/\gamma$
 # from below *at or before* that probe — after it $\alpha \to 0$, and $c_y \ge \alpha/\gamma$
 # holds for any run, aligned or not ({func}`eoslib.mechanisms.edge_model.aligned_before_stop`).
+# A caveat of the measurement, not of the rule: $\alpha = -\nabla L\cdot\nabla S$ is measured
+# at the iterate GD visits, not on the model's averaged (constrained) trajectory; once the
+# iterate starts to oscillate near the edge, the oscillation's share of $\nabla L$ makes the
+# measured $\alpha$ swing, and $c_y \ge \alpha/\gamma$ can then hold for a step at any
+# $\gamma$. The alignment figure shows both series, so the reader can see where that happens.
 
 # %% tags=["claims", "hide-input"]
 from IPython.display import display
