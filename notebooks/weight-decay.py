@@ -20,32 +20,32 @@
 # $2/\eta = 100$). The driver is the alignment of the parameters with the sharpness gradient.
 #
 # Our copy of the paper is a summary with figure captions, so the framework below is **our
-# derivation**, built on the local model of {cite:t}`damian2023selfstabilization`; where the paper's
-# definitions may differ we say so. No public code exists for this paper.
+# derivation**, built on the local model of {cite:t}`damian2023selfstabilization`; where the
+# paper's definitions may differ we say so. No public code exists for this paper.
 #
 # ## The framework (our reconstruction)
 #
-# Let $S(\theta)$ be the top Hessian eigenvalue of the loss $L$ *without* the decay term, $u$ its
-# eigenvector, and train $L(\theta) + \tfrac{\gamma}{2}\|\theta\|^2$ by full-batch GD. Measure the
-# displacement $x_t$ along $u$ and $y_t = S - 2/\eta$. A third-order expansion gives
+# Let $S(\theta)$ be the top Hessian eigenvalue of the loss $L$ *without* the decay term, $u$
+# its eigenvector, and train $L(\theta) + \tfrac{\gamma}{2}\|\theta\|^2$ by full-batch GD.
+# Measure the displacement $x_t$ along $u$ and $y_t = S - 2/\eta$. A third-order expansion gives
 #
 # $$x_{t+1} = -\bigl(1 + \eta(y_t + \gamma)\bigr)\,x_t, \qquad
 #   y_{t+1} = y_t + \eta\bigl(\alpha - \gamma\,c_y - \tfrac{\beta}{2} x_t^2\bigr),$$
 #
 # with $\alpha = -\nabla L\cdot\nabla S$ (sharpening rate), $\beta = \|\nabla S\|^2$ and the
-# **alignment** $c_y = \langle \theta, \nabla S\rangle$: the decay step $-\eta\gamma\theta$ moves the
-# sharpness by $-\eta\gamma c_y$. Three consequences:
+# **alignment** $c_y = \langle \theta, \nabla S\rangle$: the decay step $-\eta\gamma\theta$ moves
+# the sharpness by $-\eta\gamma c_y$. Three consequences:
 #
 # 1. the oscillation along $u$ is neutral at $y = -\gamma$: the edge moves to $2/\eta - \gamma$;
 # 2. if $c_y$ grows with $S$, the decay term is a restoring force on $y$: the cycles are damped;
-#    the linearised map damps at $\tfrac{\eta}{2}(\gamma\,\partial c_y/\partial S - \eta\beta x_*^2)$
-#    per step — the second term is the discrete map's own anti-damping;
-# 3. sharpening stops *without* an instability once $c_y \ge c_y^{\text{crit}} = \alpha/\gamma$. If
-#    that happens while $S < 2/\eta - \gamma$, the sharpness settles below the edge: the phase
-#    transition. $c_y^{\text{crit}} \propto 1/\gamma$, as in the paper's Figs. 13–14.
+#    the linearised map damps at $\tfrac{\eta}{2}(\gamma\,\partial c_y/\partial S -
+#    \eta\beta x_*^2)$ per step — the second term is the discrete map's own anti-damping;
+# 3. sharpening stops *without* an instability once $c_y \ge c_y^{\text{crit}} = \alpha/\gamma$.
+#    If that happens while $S < 2/\eta - \gamma$, the sharpness settles below the edge: the
+#    phase transition. $c_y^{\text{crit}} \propto 1/\gamma$, as in the paper's Figs. 13–14.
 #
-# The model and its toy live in {mod}`eoslib.mechanisms.edge_model`; $c_y$, $\alpha$, $\beta$ are measured
-# inside the training loop by {func}`eoslib.engine.probes.alignment`.
+# The model and its toy live in {mod}`eoslib.mechanisms.edge_model`; $c_y$, $\alpha$, $\beta$
+# are measured inside the training loop by {func}`eoslib.engine.probes.alignment`.
 #
 # ## Setup
 #
@@ -53,12 +53,23 @@
 # |---|---|---|---|
 # | data | CIFAR-10, 5,000 images | first 500 (class-balanced) | 5,000 |
 # | MLP | ReLU MLP (width not in our copy) | `fc-relu` 3072-200-200-10 | same |
-# | MLP run | GD, ½MSE, $\eta = 0.02$, $\gamma$ grid, up to 14,000 steps, 5 seeds | $\eta = 0.02$, 4 $\gamma$, 3,000 steps, 2 seeds, probes every 150 steps | 9 $\gamma$, 8,000 steps, 5 seeds, probes every 50 |
-# | CNN | ReLU CNN, $\eta = 0.01$, $\gamma \in \{0, 0.01\}$ | see the CNN section | Cohen et al.'s `cnn-relu`, 5,000 images |
+# | MLP run | GD, "MSE", $\eta = 0.02$, $\gamma$ grid, ≤ 14,000 steps, 5 seeds | $\eta = 0.02$, 4 $\gamma$, 3,000 steps, 2 seeds, probes every 150 | 9 $\gamma$, 8,000 steps, 5 seeds, probes every 50 |
+# | alignment control | "small $\gamma$" (value not in our copy) | $\gamma_c = 0.0025$, the smallest non-zero $\gamma$ of the paper's grid | same |
+# | CNN | ReLU CNN, $\eta = 0.01$, $\gamma \in \{0, 0.01\}$ | not run (see the CNN section) | Cohen et al.'s `cnn-relu`, 5,000 images |
 # | toy | "toy loss model", $\eta = 0.01$, $\gamma = 0.1$ | our two-parameter realisation of the model | same |
 #
-# What is scaled down at `book` scale is in the table; the `paper` scale runs on a GPU and, when its
-# stored results are present, they are drawn beside ours.
+# **Loss convention.** The paper says "MSE". We use eoslib's ½MSE,
+# $L = \tfrac{1}{2N}\sum_n \|f(x_n) - y_n\|^2$ (Cohen et al.'s convention, which the paper's
+# `cifar10-5k` setup inherits — our assumption), and add $\tfrac{\gamma}{2}\|\theta\|^2$. Every
+# $\gamma$, every sharpness and every threshold $2/\eta - \gamma$ in this chapter is in that
+# convention, and the paper's $\eta$ and $\gamma$ are taken as if they were too. Under a loss
+# $cL$ instead ($c = 2$ without the ½; $c = 2/10$ for a mean over the 10 outputs as well),
+# GD at $(\eta, \gamma)$ is GD on $L$ at $(c\eta, \gamma/c)$, and the sharpness reads $cS$: the
+# same $\gamma$ is a different amount of decay. What does not depend on the convention is the
+# ratio plateau $/(2/\eta - \gamma)$, so that ratio is what the claims compare.
+#
+# What is scaled down at `book` scale is in the table; the `paper` scale runs on a GPU and,
+# when its stored results are present, they are drawn and graded beside ours.
 
 # %% tags=["hide-input"]
 import os
@@ -70,331 +81,542 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from eoslib.engine import data, losses, models, optim, probes, train
 from eoslib.mechanisms import edge_model
-from eoslib.book.display import claims_table, use_book_style
+from eoslib.book.display import claims_table, use_book_style, verdict_section
 from eoslib.book.scales import settings
-from eoslib.book.results import Claim, find_repo_root, make_record, provenance, write_record
+from eoslib.book.results import find_repo_root, make_record, provenance, write_record
+from eoslib.book.verdicts import grade_all
 
 use_book_style()
 start_time = time.time()
 
 # %% tags=["parameters"]
 scale = os.environ.get("EOSLIB_SCALE", "book")  # smoke | book | paper
-eta = None  # GD step size of the MLP runs (claims 1 and 4 to 7)
-gammas = None  # coupled weight decays of the MLP sweep (claims 1 and 4)
-gamma = None  # the phase-transition weight decay (seeds, alignment, NTK, intervention)
-arch = None  # the MLP: fc-relu, fc-tanh or fc-elu (any CIFAR-10 architecture of eoslib.engine.models.NAMES runs)
+eta = None  # GD step size of the MLP runs
+gammas = None  # coupled weight decays of the MLP sweep (½MSE convention)
+gamma = None  # the phase-transition γ (seeds, alignment, NTK, intervention)
+control_gamma = None  # a small γ that should reach the edge: the alignment control
+arch = None  # the MLP (any CIFAR-10 model of eoslib.engine.models.NAMES runs)
 n_train = None  # first n CIFAR-10 training images of the MLP runs
 steps = None  # GD steps of the MLP runs
 probe_every = None  # steps between curvature probes
-seeds = None  # initialisation seeds of the phase-transition run (the first also seeds the sweep)
-cnn_eta = None  # GD step size of the CNN runs (claim 3)
-cnn_gammas = None  # weight decays of the CNN runs (claim 3)
+seeds = None  # initialisation seeds of the γ run (the first also seeds the sweep)
+cnn_eta = None  # GD step size of the CNN runs
+cnn_gammas = None  # weight decays of the CNN runs
 cnn_n_train = None  # first n CIFAR-10 images of the CNN runs
 cnn_steps = None  # GD steps of the CNN runs (0 skips the CNN here)
-toy_eta = None  # step size of the toy model (claim 2)
+toy_eta = None  # step size of the toy model
 toy_gammas = None  # weight decays of the toy model
 toy_steps = None  # GD steps of the toy model
-intervention_every = None  # steps between refreshes of the direction the decay is projected off
-results_dir = None  # where the results record goes (default: the book's _build/records)
+intervention_every = None  # steps between refreshes of the projected-off direction
+results_dir = None  # where the results record goes (default: _build/records)
 
-# %%
-RANGES = {"eta": "float > 0", "gammas": "list[float >= 0], contains 0", "gamma": "float > 0",
-          "arch": "cifar10-model", "n_train": "int in [1, 50000]", "steps": "int >= 1, multiple of probe_every",
-          "probe_every": "int >= 1", "seeds": "list[int >= 0], non-empty", "cnn_eta": "float > 0",
-          "cnn_gammas": "list[float >= 0], contains 0", "cnn_n_train": "int in [0, 50000]",
-          "cnn_steps": "int >= 0, multiple of probe_every", "toy_eta": "float > 0",
-          "toy_gammas": "list[float >= 0], contains 0", "toy_steps": "int >= 100", "intervention_every": "int >= 1"}
-SCALES = {
-    "smoke": {"eta": 0.02, "gammas": [0.0, 0.02], "gamma": 0.02, "arch": "fc-relu", "n_train": 100,
-              "steps": 60, "probe_every": 20, "seeds": [0, 1], "cnn_eta": 0.01, "cnn_gammas": [0.0, 0.01],
-              "cnn_n_train": 0, "cnn_steps": 0, "toy_eta": 0.01, "toy_gammas": [0.0, 0.05, 0.1, 0.15],
-              "toy_steps": 2000, "intervention_every": 5},
-    "book": {"eta": 0.02, "gammas": [0.0, 0.01, 0.02, 0.05], "gamma": 0.02, "arch": "fc-relu",
-             "n_train": 500, "steps": 3000, "probe_every": 150, "seeds": [0, 1], "cnn_eta": 0.01,
-             "cnn_gammas": [0.0, 0.01], "cnn_n_train": 0, "cnn_steps": 0, "toy_eta": 0.01,
-             "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000, "intervention_every": 5},
-    "paper": {"eta": 0.02, "gammas": [0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05],
-              "gamma": 0.02, "arch": "fc-relu", "n_train": 5000, "steps": 8000, "probe_every": 50,
-              "seeds": [0, 1, 2, 3, 4], "cnn_eta": 0.01, "cnn_gammas": [0.0, 0.01], "cnn_n_train": 5000,
-              "cnn_steps": 6000, "toy_eta": 0.01, "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
+# %% tags=["hide-input"]
+RANGES = {
+    "eta": "float > 0", "gammas": "list[float >= 0], contains 0", "gamma": "float > 0",
+    "control_gamma": "float > 0, < gamma", "arch": "cifar10-model",
+    "n_train": "int in [1, 50000]", "steps": "int >= 1, multiple of probe_every",
+    "probe_every": "int >= 1", "seeds": "list[int >= 0], non-empty",
+    "cnn_eta": "float > 0",
+    "cnn_gammas": "list[float >= 0], contains 0", "cnn_n_train": "int in [0, 50000]",
+    "cnn_steps": "int >= 0, multiple of probe_every", "toy_eta": "float > 0",
+    "toy_gammas": "list[float >= 0], contains 0", "toy_steps": "int >= 100",
+    "intervention_every": "int >= 1",
+}
+SCALES = {  # literal dicts: the CLI reads them without running the chapter
+    "smoke": {"eta": 0.02, "gammas": [0.0, 0.0025, 0.02], "gamma": 0.02,
+              "control_gamma": 0.0025, "arch": "fc-relu", "n_train": 100, "steps": 60,
+              "probe_every": 20, "seeds": [0, 1], "cnn_eta": 0.01,
+              "cnn_gammas": [0.0, 0.01],
+              "cnn_n_train": 0, "cnn_steps": 0, "toy_eta": 0.01,
+              "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
+              "intervention_every": 5},
+    "book": {"eta": 0.02, "gammas": [0.0, 0.0025, 0.02, 0.05], "gamma": 0.02,
+             "control_gamma": 0.0025, "arch": "fc-relu", "n_train": 500, "steps": 3000,
+             "probe_every": 150, "seeds": [0, 1], "cnn_eta": 0.01,
+             "cnn_gammas": [0.0, 0.01],
+             "cnn_n_train": 0, "cnn_steps": 0, "toy_eta": 0.01,
+             "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
+             "intervention_every": 5},
+    "paper": {"eta": 0.02,
+              "gammas": [0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05],
+              "gamma": 0.02, "control_gamma": 0.0025, "arch": "fc-relu",
+              "n_train": 5000, "steps": 8000, "probe_every": 50,
+              "seeds": [0, 1, 2, 3, 4], "cnn_eta": 0.01,
+              "cnn_gammas": [0.0, 0.01], "cnn_n_train": 5000, "cnn_steps": 6000,
+              "toy_eta": 0.01, "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
               "intervention_every": 1},
 }
-P = settings(SCALES, scale, RANGES, eta=eta, gammas=gammas, gamma=gamma, arch=arch, n_train=n_train, steps=steps,
-             probe_every=probe_every, seeds=seeds, cnn_eta=cnn_eta, cnn_gammas=cnn_gammas,
-             cnn_n_train=cnn_n_train, cnn_steps=cnn_steps, toy_eta=toy_eta, toy_gammas=toy_gammas,
-             toy_steps=toy_steps, intervention_every=intervention_every)
+P = settings(SCALES, scale, RANGES, eta=eta, gammas=gammas, gamma=gamma,
+             control_gamma=control_gamma, arch=arch, n_train=n_train, steps=steps,
+             probe_every=probe_every, seeds=seeds, cnn_eta=cnn_eta,
+             cnn_gammas=cnn_gammas,
+             cnn_n_train=cnn_n_train, cnn_steps=cnn_steps, toy_eta=toy_eta,
+             toy_gammas=toy_gammas, toy_steps=toy_steps,
+             intervention_every=intervention_every)
 P.as_dict()
+
+# %% [markdown]
+# ## Claims, declared before the run
+#
+# Each claim is graded after the run by the rule stated with it, fixed here before any number
+# exists, and against the control named with it. `not tested` means the run never entered the
+# claim's regime (no CNN ran, the control never reached its edge, the γ = 0 run never reached
+# $2/\eta$): neither a failure nor a success. A run that diverged counts against its claim.
+# The toy model realises the (x, y) model exactly, so what it shows is a **consistency check**
+# of our reconstruction and our code, recorded apart and never scored.
+#
+# Two definitions the rules use. A run's **plateau** is its mean $S$ over the last quarter of
+# the probes, and its **drift** the least-squares change of $S$ over that quarter in units of
+# $2/\eta$. $S$ **stops rising** at the first probe where it reaches 95% of its plateau; the
+# alignment **crossing that counts** is $c_y$ reaching $c_y^{\text{crit}} = \alpha/\gamma$
+# from below *at or before* that probe — after it $\alpha \to 0$, and $c_y \ge \alpha/\gamma$
+# holds for any run, aligned or not ({func}`eoslib.mechanisms.edge_model.aligned_before_stop`).
+# A caveat of the measurement, not of the rule: $\alpha = -\nabla L\cdot\nabla S$ is measured
+# at the iterate GD visits, not on the model's averaged (constrained) trajectory; once the
+# iterate starts to oscillate near the edge, the oscillation's share of $\nabla L$ makes the
+# measured $\alpha$ swing, and $c_y \ge \alpha/\gamma$ can then hold for a step at any
+# $\gamma$. The alignment figure shows both series, so the reader can see where that happens.
+
+# %% tags=["claims", "hide-input"]
+from IPython.display import display
+
+from eoslib.book.display import declared_claims
+from eoslib.book.verdicts import (AllOf, AtLeast, AtMost, BeatsNull, ClaimSpec, Given,
+                                  Within)
+
+NAMES = {
+    "sharpening_gamma0": "the γ = 0 run's rise of S before the edge, over 2/η",
+    "sharpening_order_fraction": (
+        "the fraction of neighbouring γ whose mean rise of S falls"),
+    "sharpening_rise_ratio": "the mean rise of S at the largest γ over that at γ = 0",
+    "plateau_gamma0_edge_err": "|γ = 0 plateau / (2/η) − 1|",
+    "plateau_ratio_max_seeds": "the largest plateau/(2/η − γ) over the seeds at γ",
+    "late_drift_max_seeds": "the largest |drift| over those seeds",
+    "control_plateau_edge_ratio": "the control's plateau/(2/η − γc)",
+    "treated_aligned_fraction": "the fraction of seeds at γ that align before S stops",
+    "control_aligned": "whether the control aligns before S stops (1: yes)",
+    "cnn_runs": "the number of CNN runs (this one or stored)",
+    "cnn_damping_rate": "the envelope decay rate with γ > 0 (per step)",
+    "cnn_damping_excess": "the excess of that rate over the γ = 0 rate",
+    "cnn_decayed_stopped": "the number of decayed CNN runs whose S stopped rising",
+    "cnn_aligned_fraction": "the fraction of decayed CNN runs aligned before S stops",
+    "ntk_spread_gamma": "the last-quarter spread of the NTK top eigenvalue at γ",
+    "ntk_spread_gamma0": "the same at γ = 0",
+    "ntk_late_probes": "the number of probes in the last quarter",
+    "plateau_ratio_plain": "the plain run's plateau/(2/η − γ)",
+    "intervention_channel_residual": (
+        "the median |⟨Pθ, ∇S⟩| / |⟨θ, ∇S⟩| left by the projection"),
+    "intervention_plateau": "the projected-decay plateau",
+    "edge_minus_gamma": "2/η − γ",
+    "paper_n_seeds": "the number of seeds at γ in the stored paper-scale run",
+    "paper_plateau_ratio_max_seeds": "the stored run's largest plateau/(2/η − γ)",
+    "toy_model_gap": "the largest gap between GD and one step of the (x, y) model",
+    "toy_shift_rel_err": "|shift + γ|/γ at the damped γ",
+    "toy_damping_rel_err_max": "the largest |measured/predicted damping − 1|",
+    "toy_stop_rel_err_max": "the largest |plateau/(s0 + α/γ) − 1| past the transition",
+}
+
+
+def names(*metrics):
+    return {m: NAMES[m] for m in metrics}
+
+
+BASELINE_AT_EDGE = AtMost("plateau_gamma0_edge_err", 0.10, fmt=".1%")
+CLAIMS = [
+    ClaimSpec(
+        "slows-sharpening",
+        "weight decay slows progressive sharpening",
+        "S rises more slowly for larger γ (Fig. 1)",
+        rule=Given(AtLeast("sharpening_gamma0", 0.1, fmt=".2f"),
+                   AllOf((AtLeast("sharpening_order_fraction", 1.0, fair=0.5,
+                                  fmt=".0%"),
+                          AtMost("sharpening_rise_ratio", 0.8, fair=0.95, fmt=".2f")))),
+        ours="mean rise of S before the γ = 0 run reaches 2/η, by γ: "
+             "{sharpening_rise:.1f}",
+        names=names("sharpening_gamma0", "sharpening_order_fraction",
+                    "sharpening_rise_ratio"),
+        control="the γ = 0 run from the same initialisation, over the same steps"),
+    ClaimSpec(
+        "mlp-phase-transition",
+        "past a critical γ the MLP's sharpness settles well below 2/η − γ, over seeds",
+        "ReLU MLP, η = γ = 0.02: plateau ≈ 80 vs 2/η = 100, 5 seeds (Figs. 9, 11, 16)",
+        rule=Given(BASELINE_AT_EDGE,
+                   AllOf((AtMost("plateau_ratio_max_seeds", 0.9, fair=0.95, fmt=".3f"),
+                          AtMost("late_drift_max_seeds", 0.05, fmt=".1%")))),
+        ours="plateau/(2/η − γ) per seed: {plateau_ratio_seeds:.3f} (plateaus "
+             "{plateau_seeds:.1f}; drift {late_drift_seeds:+.1%}); γ = 0 plateau "
+             "{plateau_gamma0:.1f} at 2/η = {edge:.1f}",
+        names=names("plateau_gamma0_edge_err", "plateau_ratio_max_seeds",
+                    "late_drift_max_seeds"),
+        control="the γ = 0 run from the same initialisation, which must settle at 2/η"),
+    ClaimSpec(
+        "alignment-mechanism",
+        "at large γ, c_y = ⟨θ, ∇S⟩ crosses c_y^crit = α/γ before S stops rising; "
+        "at small γ it does not, and S reaches 2/η − γ",
+        "ReLU MLP, η = 0.02: small γ reaches the edge first, large γ crosses first "
+        "(Fig. 13)",
+        rule=Given(AtLeast("control_plateau_edge_ratio", 0.95, fmt=".3f"),
+                   AllOf((AtLeast("treated_aligned_fraction", 1.0, fair=0.5, fmt=".0%"),
+                          AtMost("control_aligned", 0.0)))),
+        ours="at γ, S stops at step {treated_stop_steps} (aligned first: "
+             "{treated_aligned:.0f}); control γc = {control_gamma}: plateau/(2/η − γc) "
+             "{control_plateau_edge_ratio:.3f}, stops at step {control_stop_step} "
+             "(aligned first: {control_aligned:.0f}); −1: S never stopped rising",
+        names=names("control_plateau_edge_ratio", "treated_aligned_fraction",
+                    "control_aligned"),
+        control="a small γc (control_gamma) from the same initialisation, which must "
+                "reach its edge 2/η − γc without aligning first"),
+    ClaimSpec(
+        "cnn-damping",
+        "in a CNN, weight decay damps the sharpness oscillations at the edge",
+        "γ = 0.01, η = 0.01, CIFAR-10 5k: a damped oscillation (Fig. 2 right); "
+        "no rate given",
+        rule=Given(AtLeast("cnn_runs", 2),
+                   AllOf((AtLeast("cnn_damping_rate", 2e-4, fmt=".1e"),
+                          AtLeast("cnn_damping_excess", 1e-4, fair=0.0, fmt=".1e")))),
+        ours="envelope decay rates per step, by γ: {cnn_rates:+.1e}",
+        names=names("cnn_runs", "cnn_damping_rate", "cnn_damping_excess"),
+        control="the CNN at γ = 0, same initialisation", evidence="stored"),
+    ClaimSpec(
+        "cnn-no-alignment",
+        "in a CNN, c_y stays below α/γ until S reaches the edge (unlike the MLP)",
+        "ReLU CNN: for both γ, c_y < c_y^crit until S reaches 2/η (Fig. 14)",
+        rule=Given(AtLeast("cnn_decayed_stopped", 1),
+                   AtMost("cnn_aligned_fraction", 0.0, fair=0.5, fmt=".0%")),
+        ours="decayed CNN runs aligned before S stops: {cnn_aligned_fraction:.0%}",
+        names=names("cnn_decayed_stopped", "cnn_aligned_fraction"),
+        control="the MLP at the same γ, which does align", evidence="stored"),
+    ClaimSpec(
+        "ntk-stabilises",
+        "under weight decay the NTK's top eigenvalue stabilises",
+        "normalised NTK top eigenvalue converges (Figs. 8, 15; normalisation not in "
+        "our copy)",
+        rule=Given(AllOf((AtLeast("ntk_late_probes", 3), BASELINE_AT_EDGE)),
+                   AllOf((AtMost("ntk_spread_gamma", 0.1, fmt=".3f"),
+                          BeatsNull("ntk_spread_gamma", "ntk_spread_gamma0", 2,
+                                    fair=1.2)))),
+        ours="last-quarter (max − min)/mean: {ntk_spread_gamma:.3f} at γ, "
+             "{ntk_spread_gamma0:.3f} at γ = 0",
+        names=names("ntk_late_probes", "plateau_gamma0_edge_err", "ntk_spread_gamma",
+                    "ntk_spread_gamma0"),
+        control="the γ = 0 run's NTK over the same steps, which must be at the edge"),
+    ClaimSpec(
+        "alignment-intervention",
+        "(beyond the paper) removing the decay's component along ∇S removes the "
+        "sub-edge plateau",
+        "the reviewers' open question; the paper's mechanism predicts yes",
+        rule=Given(AllOf((BASELINE_AT_EDGE,
+                          AtMost("plateau_ratio_plain", 0.9, fmt=".3f"),
+                          AtMost("intervention_channel_residual", 0.1, fmt=".1%"))),
+                   Within("intervention_plateau", "edge_minus_gamma", 0.1)),
+        ours="plateau {plain_plateau:.1f} with plain decay, {intervention_plateau:.1f} "
+             "with the decay projected off ∇S (c_y left: "
+             "{intervention_channel_residual:.1%}); 2/η − γ = {edge_minus_gamma:.2f}",
+        names=names("plateau_gamma0_edge_err", "plateau_ratio_plain",
+                    "intervention_channel_residual", "intervention_plateau",
+                    "edge_minus_gamma"),
+        control="the plain-decay run at the same γ, seed, data and η"),
+    ClaimSpec(
+        "paper-scale-phase-transition",
+        "at the paper's size (5,000 images) the MLP's sharpness settles below 2/η − γ",
+        "ReLU MLP, η = γ = 0.02: plateau ≈ 80 vs 2/η = 100 (Figs. 9, 11)",
+        rule=Given(AtLeast("paper_n_seeds", 1),
+                   AtMost("paper_plateau_ratio_max_seeds", 0.9, fair=0.95, fmt=".3f")),
+        ours="plateau/(2/η − γ) per seed: {paper_plateau_ratio_seeds:.3f}",
+        names=names("paper_n_seeds", "paper_plateau_ratio_max_seeds"),
+        control="the stored run's own γ = 0 member", evidence="stored"),
+    ClaimSpec(
+        "toy-threshold-and-damping",
+        "in the toy, GD is the (x, y) model: the edge moves to 2/η − γ, the cycles "
+        "damp at the linearised rate, and past the transition S stops at s0 + α/γ",
+        "γ = 0.1 shifts the threshold by −0.1 and damps the cycles (Figs. 2 left, 5)",
+        rule=AllOf((AtMost("toy_model_gap", 1e-6, fmt=".1e"),
+                    AtMost("toy_shift_rel_err", 0.05, fmt=".1%"),
+                    AtMost("toy_damping_rel_err_max", 0.2, fmt=".1%"),
+                    AtMost("toy_stop_rel_err_max", 0.01, fmt=".2%"))),
+        ours="shift {toy_shift:+.4f} at γ = {toy_gamma}; damping "
+             "{toy_damping_measured:.2e} (model {toy_damping_predicted:.2e}); stops "
+             "{toy_stop:.1f} (model {toy_stop_predicted:.1f})",
+        names=names("toy_model_gap", "toy_shift_rel_err", "toy_damping_rel_err_max",
+                    "toy_stop_rel_err_max"),
+        kind="consistency"),
+]
+display(declared_claims(CLAIMS))
 
 # %% [markdown]
 # ## 1. The toy model: threshold shift, damping, and the transition
 #
-# The smallest loss that realises the model exactly is $L(x, z) = \tfrac12(s_0 + z)x^2 - \alpha z - d\,x$
-# ({class}`eoslib.mechanisms.edge_model.SharpeningToy`): at $x = 0$ its sharpness is $s_0 + z$, $\nabla S = (0, 1)$,
-# $\beta = 1$ and $c_y = z$ grows one-for-one with $S$; GD sharpens it at the constant rate $\eta\alpha$
-# forever, unless something stops it. A small drive $d$ keeps $x$ off zero below the edge, as the
-# gradient's component along $u$ does in a network. We take $\eta = 0.01$ as the paper does and
-# $s_0 = 100$, $\alpha = 12$, $d = 0.01$ (our choice: the paper's toy constants are not in our copy),
-# which puts the paper's $\gamma = 0.1$ in the damped regime. The model predicts, for these constants,
+# The smallest loss that realises the model exactly is
+# $L(x, z) = \tfrac12(s_0 + z)x^2 - \alpha z - d\,x$
+# ({class}`eoslib.mechanisms.edge_model.SharpeningToy`): at $x = 0$ its sharpness is
+# $s_0 + z$, $\nabla S = (0, 1)$, $\beta = 1$ and $c_y = z$ grows one-for-one with $S$; GD
+# sharpens it at the constant rate $\eta\alpha$ forever, unless something stops it. A small
+# drive $d$ keeps $x$ off zero below the edge, as the gradient's component along $u$ does in a
+# network. We take $\eta = 0.01$ as the paper does and $s_0 = 100$, $\alpha = 12$, $d = 0.01$
+# (our choice: the paper's toy constants are not in our copy), which puts the paper's
+# $\gamma = 0.1$ in the damped regime. For these constants the model predicts
 #
 # - the edge at $2/\eta - \gamma$ (a shift of exactly $-\gamma$);
 # - damping when $\gamma > 2\eta\alpha/(1 + 2\eta(2/\eta - s_0)) = 0.08$, a limit cycle below;
 # - the transition when $s_0 + \alpha/\gamma < 2/\eta - \gamma$, i.e. $\gamma > 0.121$: the
 #   sharpness stops at $s_0 + \alpha/\gamma$ with no oscillation at all.
+#
+# Because the toy *is* the model, agreement here checks our algebra and code, not the paper.
 
-# %%
+# %% tags=["hide-input"]
 toy = edge_model.SharpeningToy(s0=100.0, alpha=12.0, drive=0.01)
 toy_edge = 2 / P.toy_eta
 with jax.enable_x64(True):  # thresholds are read to 1e-4 of 2/η: float64
     toy_g = jnp.asarray(P.toy_gammas, jnp.float64)
-    toy_runs = jax.vmap(lambda g: toy.gd(jnp.array([1e-3, 0.0]), eta=P.toy_eta, gamma=g, steps=P.toy_steps))(toy_g)
-    # one step of the (x, y) model from every state GD visited (the orbit itself is chaotic for
+    toy_runs = jax.vmap(lambda g: toy.gd(jnp.array([1e-3, 0.0]), eta=P.toy_eta, gamma=g,
+                                         steps=P.toy_steps))(toy_g)
+    # one step of the (x, y) model from every state GD visited (the orbit is chaotic for
     # small γ, so whole trajectories separate at round-off; the one-step map must agree)
-    x_t, y_t = toy_runs.theta[..., 0], toy.projected_sharpness(toy_runs.theta) - toy_edge
-    one_step = jax.vmap(jax.vmap(lambda x0, y0, g: edge_model.xy_recursion(
-        x0, y0, eta=P.toy_eta, alpha=toy.alpha, beta=1.0, steps=1, gamma=g, cy_edge=toy_edge - toy.s0,
-        cy_slope=1.0, drive=toy.drive), in_axes=(0, 0, None)))(x_t[:, :-1], y_t[:, :-1], toy_g)
-    model_gap = float(jnp.nanmax(jnp.abs(one_step.y[..., 1] - y_t[:, 1:])))
+    x_t = toy_runs.theta[..., 0]
+    y_t = toy.projected_sharpness(toy_runs.theta) - toy_edge
+
+    def model_step(x0, y0, g):
+        return edge_model.xy_recursion(
+            x0, y0, eta=P.toy_eta, alpha=toy.alpha, beta=1.0, steps=1, gamma=g,
+            cy_edge=toy_edge - toy.s0, cy_slope=1.0, drive=toy.drive).y[1]
+
+    one_step = jax.vmap(jax.vmap(model_step, in_axes=(0, 0, None)))(
+        x_t[:, :-1], y_t[:, :-1], toy_g)
+    toy_model_gap = float(jnp.nanmax(jnp.abs(one_step - y_t[:, 1:])))
     toy_S = np.asarray(toy_runs.projected_sharpness)
-    toy_lmax = np.asarray(toy_runs.sharpness)
-    toy_x = np.asarray(toy_runs.theta[..., 0])
+    toy_x = np.asarray(x_t)
 t_toy = np.arange(P.toy_steps + 1)
 last_quarter = t_toy >= 3 * P.toy_steps // 4
 toy_rows = []
 for i, g in enumerate(P.toy_gammas):
-    s_late = toy_S[i, last_quarter]
-    predicted_rate = edge_model.predicted_damping_rate(P.toy_eta, g, alpha=toy.alpha, cy_edge=toy_edge - toy.s0,
-                                                       cy_slope=1.0)
-    window = max(P.toy_steps // 30, 10)
-    env = edge_model.envelope_decay_rate(t_toy[t_toy >= P.toy_steps // 6], toy_S[i, t_toy >= P.toy_steps // 6], window)
-    stop = toy.s0 + toy.alpha / g if g > 0 else np.inf
-    toy_rows.append(dict(gamma=g, plateau=float(np.mean(s_late)), lmax_plateau=float(np.mean(toy_lmax[i, last_quarter])),
-                         late_range=float(np.ptp(s_late)), predicted_edge=edge_model.predicted_threshold(P.toy_eta, g),
-                         predicted_stop=stop, predicted_rate=predicted_rate, measured_rate=env.rate))
-print(f"one step of the (x, y) model from each GD state matches GD's next state to {model_gap:.1e} in S")
-print(" γ      plateau (s0+z)  λmax plateau  late range   2/η−γ    s0+α/γ   damping: predicted  measured")
+    rate = edge_model.predicted_damping_rate(P.toy_eta, g, alpha=toy.alpha,
+                                             cy_edge=toy_edge - toy.s0, cy_slope=1.0)
+    after = t_toy >= P.toy_steps // 6
+    env = edge_model.envelope_decay_rate(t_toy[after], toy_S[i, after],
+                                         max(P.toy_steps // 30, 10))
+    toy_rows.append(dict(
+        gamma=g, plateau=float(np.mean(toy_S[i, last_quarter])),
+        edge=edge_model.predicted_threshold(P.toy_eta, g),
+        stop=toy.s0 + toy.alpha / g if g > 0 else np.inf,
+        predicted_rate=rate, measured_rate=env.rate))
+toy_damped = [r for r in toy_rows if r["gamma"] > 0 and r["predicted_rate"] > 0
+              and r["stop"] > r["edge"]]
+toy_trans = [r for r in toy_rows if r["gamma"] > 0 and r["stop"] < r["edge"]]
+toy_main = min(toy_damped, key=lambda r: abs(r["gamma"] - 0.1), default=None)
+print(f"one step of the (x, y) model from each GD state matches GD's next state to "
+      f"{toy_model_gap:.1e} in S")
+print(" γ      plateau   2/η−γ   s0+α/γ   damping: predicted   measured")
 for r in toy_rows:
-    print(f"{r['gamma']:<6} {r['plateau']:14.4f} {r['lmax_plateau']:13.4f} {r['late_range']:10.4f} "
-          f"{r['predicted_edge']:8.2f} {r['predicted_stop']:9.2f}   {r['predicted_rate']:+.2e}        {r['measured_rate']:+.2e}")
+    print(f"{r['gamma']:<6} {r['plateau']:8.3f} {r['edge']:7.2f} {r['stop']:8.2f}"
+          f"            {r['predicted_rate']:+.2e}  {r['measured_rate']:+.2e}")
 
-# %% mystnb={"figure": {"caption": "The toy model under coupled weight decay, $\\eta = 0.01$. Left: sharpness $s_0 + z$ of GD for each $\\gamma$; dashed: $2/\\eta$; dotted: $2/\\eta - \\gamma$. Middle: the oscillation $x_t$ along the unstable direction. Right: the $(x_t, y_t)$ phase portrait, spiralling in for the damped $\\gamma$, a closed cycle without enough decay, and no excursion at all past the transition.", "name": "fig-wd-toy"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The toy model under coupled weight decay, $\\eta = 0.01$. Left: sharpness $s_0 + z$ of GD for each $\\gamma$; dashed: $2/\\eta$; dotted: $2/\\eta - \\gamma$. Middle: the oscillation $x_t$ along the unstable direction. Right: the $(x_t, y_t)$ phase portrait, spiralling in for the damped $\\gamma$, a closed cycle without enough decay, and no excursion at all past the transition.", "name": "fig-wd-toy"}}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
 colors = plt.cm.viridis(np.linspace(0, 0.85, len(P.toy_gammas)))
+skip = P.toy_steps // 10
 for i, g in enumerate(P.toy_gammas):
     axes[0].plot(t_toy, toy_S[i], lw=0.7, color=colors[i], label=f"γ = {g}")
     axes[1].plot(t_toy, toy_x[i], lw=0.5, color=colors[i])
-    axes[2].plot(toy_x[i, P.toy_steps // 10:], toy_S[i, P.toy_steps // 10:] - toy_edge, lw=0.4, color=colors[i])
+    axes[2].plot(toy_x[i, skip:], toy_S[i, skip:] - toy_edge, lw=0.4, color=colors[i])
     if g > 0:
         axes[0].axhline(toy_edge - g, color=colors[i], ls=":", lw=0.8)
 axes[0].axhline(toy_edge, color="k", ls="--", lw=0.8)
 axes[0].set(xlabel="step", ylabel="sharpness $s_0 + z$", ylim=(toy.s0, 1.15 * toy_edge))
 axes[1].set(xlabel="step", ylabel="$x_t$")
 axes[2].set(xlabel="$x_t$", ylabel="$y_t = S - 2/\\eta$")
-axes[0].legend(fontsize=7)
+axes[0].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## 2. MLP: a sweep over γ, seeds, alignment and the NTK, in one compiled call
 #
-# One `vmap`-ed run of {func}`eoslib.engine.train.run` trains every member: each $\gamma$ of the grid from
-# the first seed, and the phase-transition $\gamma$ from each further seed. Every `probe_every`
-# steps the loop measures the top Hessian eigenpair (warm-started Lanczos), then $\alpha$, $\beta$,
-# $c_y$ and the NTK's top eigenvalue. The training objective includes $\tfrac{\gamma}{2}\|\theta\|^2$,
-# so its Hessian is $H + \gamma I$; we report $S = \lambda_{\max}(H)$ by subtracting $\gamma$.
+# One `vmap`-ed run of {func}`eoslib.engine.train.run` trains every member: each $\gamma$ of
+# the grid from the first seed, the control $\gamma_c$ (if not in the grid), and the
+# phase-transition $\gamma$ from each further seed. Every `probe_every` steps the loop measures
+# the top Hessian eigenpair (warm-started Lanczos), then $\alpha$, $\beta$, $c_y$ and the NTK's
+# top eigenvalue. The objective includes $\tfrac{\gamma}{2}\|\theta\|^2$, so its Hessian is
+# $H + \gamma I$; we report $S = \lambda_{\max}(H)$ by subtracting $\gamma$.
 
-# %%
+# %% tags=["hide-input"]
+grid = [(float(g), P.seeds[0]) for g in P.gammas]
+extra = [(float(g), P.seeds[0]) for g in (P.control_gamma, P.gamma)
+         if not any(np.isclose(g, h) for h in P.gammas)]
+members = grid + extra + [(float(P.gamma), s) for s in P.seeds[1:]]
+gammas_mlp = np.array([g for g, _ in members])
+member_seeds = [s for _, s in members]
 ds = data.load_cifar10(n=P.n_train)
-gammas_mlp = [float(g) for g in P.gammas] + [float(P.gamma)] * (len(P.seeds) - 1)
-member_seeds = [P.seeds[0]] * len(P.gammas) + list(P.seeds[1:])
 init = lambda k: models.by_name(P.arch, key=k)
 params0 = jax.vmap(init)(jnp.stack([jax.random.key(s) for s in member_seeds]))
-config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
-objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples, + γ/2‖θ‖²
-mlp = train.run(objective, lambda hp: optax.sgd(P.eta), params0, (ds.x, ds.onehot), config,
-                key=jax.random.key(P.seeds[0] + 1000), hparams={"gamma": jnp.asarray(gammas_mlp)},
-                batched_params=True, probe_fn=probes.combine(alignment=probes.alignment("half_mse"), ntk=probes.ntk_top(tol=1e-2)))
-h = mlp.history
-edge = 2 / P.eta
-G = np.asarray(gammas_mlp)[:, None]
-S_mlp = h.sharpness - G  # λmax(H) of L without the decay term
-cy, alpha = h.extra.alignment.c_y, h.extra.alignment.alpha
-ntk_top = h.extra.ntk.top_eigenvalue
-tp = h.probe_step[0]
-print(f"{P.arch} on {len(ds)} images ({ds.source}); {P.steps} steps of GD at η = {P.eta}; "
-      f"{len(gammas_mlp)} members; diverged: {int(mlp.diverged.sum())}")
-
-# %% [markdown]
-# **Measurements.** The *plateau* is the mean of $S$ over the last quarter of a run, and its *late
-# drift* the least-squares change of $S$ over that quarter as a fraction of $2/\eta$ (a plateau has
-# settled when the drift is within ±5%). The *pre-edge
-# window* is every probe before the $\gamma = 0$ run first reaches $0.95 \cdot 2/\eta$; progressive
-# sharpening is compared on the mean of $S$ over it. The alignment *crossing* is the first probe at
-# which $c_y \ge c_y^{\text{crit}} = \alpha/\gamma$ after one at which $c_y < c_y^{\text{crit}}$ (at
-# initialisation $\alpha \approx 0$, so the inequality holds trivially before sharpening starts). Why $c_y$ grows with $S$ in an MLP: for a bias-free
-# ReLU network of depth $L$ the Gauss–Newton part of the Hessian is homogeneous of degree $2L - 2$ in
-# $\theta$, so Euler's theorem gives $\langle\theta, \nabla S\rangle \approx (2L-2)\,S$ — we print the
-# measured ratio $c_y/S$ (biases and the residual term make it approximate).
 
 # %%
-late = tp >= min(3 * P.steps // 4, tp[-1])  # the last quarter (at least the last probe)
-plateau = np.nanmean(np.where(late, S_mlp, np.nan), axis=1)
-# has it settled? the least-squares change of S over the last quarter, as a fraction of 2/η
-late_drift = np.array([np.polyfit(tp[late], S_mlp[i, late], 1)[0] * (tp[late][-1] - tp[late][0]) / edge
-                       if late.sum() >= 3 and np.all(np.isfinite(S_mlp[i, late])) else np.nan
-                       for i in range(len(gammas_mlp))])
-grid = slice(0, len(P.gammas))
-i0 = P.gammas.index(0.0)
-i_star = next(i for i, g in enumerate(P.gammas) if np.isclose(g, P.gamma)) if any(np.isclose(g, P.gamma) for g in P.gammas) else None
-seed_members = ([i_star] if i_star is not None else []) + list(range(len(P.gammas), len(gammas_mlp)))
-reach0 = np.nonzero(S_mlp[i0] >= 0.95 * edge)[0]
-pre_edge = tp < (tp[reach0[0]] if reach0.size else P.steps + 1)
-pre_mean = np.array([np.mean(S_mlp[i, pre_edge]) if pre_edge.any() else np.nan for i in range(len(gammas_mlp))])
+config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
+objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples, + γ/2‖θ‖²
+probe = probes.combine(alignment=probes.alignment("half_mse"),
+                       ntk=probes.ntk_top(tol=1e-2))
+mlp = train.run(objective, lambda hp: optax.sgd(P.eta), params0, (ds.x, ds.onehot),
+                config, key=jax.random.key(P.seeds[0] + 1000), batched_params=True,
+                hparams={"gamma": jnp.asarray(gammas_mlp)}, probe_fn=probe)
+
+# %% tags=["hide-input"]
+h = mlp.history
+edge = 2 / P.eta
+tp = np.asarray(h.probe_step[0])
+S_mlp = np.asarray(h.sharpness) - gammas_mlp[:, None]  # λmax(H) of L without the decay
+cy = np.asarray(h.extra.alignment.c_y)
+alpha = np.asarray(h.extra.alignment.alpha)
+ntk_top = np.asarray(h.extra.ntk.top_eigenvalue)
+diverged = np.asarray(mlp.diverged)
+print(f"{P.arch} on {len(ds)} images ({ds.source}); {P.steps} steps of GD at "
+      f"η = {P.eta}; {len(members)} members; diverged: {int(diverged.sum())}")
+
+# %% [markdown]
+# **Why $c_y$ grows with $S$, in any ReLU network.** For a bias-free ReLU network of depth
+# $D$ the Gauss–Newton part of the Hessian is positively homogeneous of degree $2D - 2$ in
+# $\theta$, so Euler's theorem gives $\langle\theta, \nabla S\rangle \approx (2D-2)\,S$: the
+# ratio printed below is that identity (biases and the residual term make it approximate). The
+# same identity holds for a ReLU CNN, whose layers are just as homogeneous, so $c_y \propto S$
+# by itself cannot explain why the MLP has a transition and the CNN, per the paper, does not:
+# what differs must be $\alpha$, i.e. how fast each sharpens, against $\gamma c_y$.
+
+# %% tags=["hide-input"]
+i0 = next(i for i, (g, s) in enumerate(members) if g == 0.0)
+i_ctrl = next(i for i, (g, s) in enumerate(members) if np.isclose(g, P.control_gamma))
+seed_members = [i for i, (g, s) in enumerate(members) if np.isclose(g, P.gamma)]
+i_star = seed_members[0]  # the first seed at γ: the intervention's plain twin
+in_grid = list(range(len(grid)))
+plateaus = [edge_model.plateau(tp, S_mlp[i], edge) for i in range(len(members))]
+level = np.array([p.level for p in plateaus])
+drift = np.array([p.drift for p in plateaus])
+stops = [edge_model.stop_index(S_mlp[i], level[i]) for i in range(len(members))]
 
 
-def first_index(mask):
-    idx = np.nonzero(mask)[0]
-    return int(idx[0]) if idx.size else None
+def aligned(i):
+    """1/0: c_y crosses α/γ from below before S stops rising; NaN if S never stopped;
+    0 if the run diverged (a failed measurement counts against the alignment)."""
+    if diverged[i]:
+        return 0.0
+    a = edge_model.aligned_before_stop(cy[i], alpha[i] / gammas_mlp[i], stops[i])
+    return float("nan") if a is None else float(a)
 
 
-def crossing_index(c_y, c_crit):
-    """First probe at which c_y ≥ c_crit *after* a probe with c_y < c_crit (at initialisation α ≈ 0,
-    so c_y ≥ α/γ trivially before sharpening has started; that is not a crossing). None if none."""
-    below = first_index(c_y < c_crit)
-    if below is None:
-        return None
-    later = first_index(c_y[below:] >= c_crit[below:])
-    return None if later is None else below + later
-
-
-def alignment_story(i):
-    """Where c_y crosses α/γ, and where S first reaches 0.98 (2/η − γ) (probe indices or None)."""
-    g = gammas_mlp[i]
-    crossing = crossing_index(cy[i], alpha[i] / g) if g > 0 else None
-    at_edge = first_index(S_mlp[i] >= 0.98 * (edge - g))
-    return crossing, at_edge
-
-
-ratio = cy / np.where(S_mlp > 0, S_mlp, np.nan)
-print(f"c_y / S over all probes: median {np.nanmedian(ratio):.2f} (interquartile {np.nanpercentile(ratio, 25):.2f}–"
-      f"{np.nanpercentile(ratio, 75):.2f}); a bias-free ReLU net of depth 3 would give ≈ 2·3 − 2 = 4 for the "
-      "Gauss–Newton part")
-print(" γ        seed  S(θ0)   pre-edge mean  plateau  plateau/(2/η−γ)  late drift  c_y crosses α/γ at  S reaches edge at")
-for i, (g, s) in enumerate(zip(gammas_mlp, member_seeds)):
-    c, e = alignment_story(i)
-    print(f"{g:<8} {s:>4} {S_mlp[i, 0]:7.1f} {pre_mean[i]:13.1f} {plateau[i]:8.1f} {plateau[i] / (edge - g):12.3f} {late_drift[i]:+10.3f}"
-          f"   {('step ' + str(int(tp[c]))) if c is not None else 'never':>17}  {('step ' + str(int(tp[e]))) if e is not None else 'never':>17}")
+ratio_cy_s = cy / np.where(S_mlp > 0, S_mlp, np.nan)
+print(f"c_y / S over all probes: median {np.nanmedian(ratio_cy_s):.2f} (interquartile "
+      f"{np.nanpercentile(ratio_cy_s, 25):.2f}–{np.nanpercentile(ratio_cy_s, 75):.2f})")
+print(" γ        seed  S(θ0)  plateau  plateau/(2/η−γ)  drift   S stops at  aligned")
+for i, (g, s) in enumerate(members):
+    stop = f"step {int(tp[stops[i]])}" if stops[i] is not None else "never"
+    a = {1.0: "yes", 0.0: "no"}.get(aligned(i), "n/a") if g > 0 else "—"
+    print(f"{g:<8} {s:>4} {S_mlp[i, 0]:6.1f} {level[i]:8.1f} "
+          f"{level[i] / (edge - g):14.3f} {drift[i]:+7.3f} {stop:>11}  {a:>7}")
 
 # %% [markdown]
 # A paper-scale run (5,000 images, 8,000 steps, 9 $\gamma$, 5 seeds), computed on a GPU with
-# `python -m eoslib run weight-decay --scale paper` and stored under `book/results/`, is shown
-# beside ours when present.
+# `python -m eoslib run weight-decay --scale paper` and stored under `book/results/`, is drawn
+# beside ours and grades the paper-scale claim when present.
 
-# %%
+# %% tags=["hide-input"]
 root = find_repo_root() or Path.cwd()
 stored_mlp = root / "book" / "results" / f"weight-decay-paper-{P.arch}"
 if scale == "paper":
-    train.save(stored_mlp, mlp, provenance(start_time, eta=P.eta, n_train=len(ds), gammas=gammas_mlp,
-                                           seeds=member_seeds, data_source=ds.source))
+    train.save(stored_mlp, mlp, provenance(
+        start_time, eta=P.eta, n_train=len(ds), gammas=gammas_mlp.tolist(),
+        seeds=member_seeds, data_source=ds.source))
 paper_mlp = train.load(stored_mlp) if stored_mlp.with_suffix(".npz").exists() else None
+paper_ratio_seeds = []
 if paper_mlp is not None:
     ph, pmeta = paper_mlp
     p_gam = np.asarray(pmeta["provenance"]["gammas"])
-    p_eta = pmeta["provenance"]["eta"]
-    p_S = ph.sharpness - p_gam[:, None]
-    p_late = ph.probe_step[0] >= min(3 * ph.step.shape[1] // 4, ph.probe_step[0][-1])
-    p_plateau = np.nanmean(np.where(p_late, p_S, np.nan), axis=1)
-    p_seed_rows = np.nonzero(np.isclose(p_gam, P.gamma))[0]
-    print(f"stored paper-scale run: {pmeta['provenance'].get('n_train')} images, {ph.step.shape[1]} steps, "
-          f"device {pmeta['provenance'].get('device')}")
-    for g, pl in zip(p_gam, p_plateau):
-        print(f"  γ = {g:<7} plateau {pl:7.1f}  ({pl / (2 / p_eta - g):.3f} × (2/η − γ))")
+    p_edge = 2 / pmeta["provenance"]["eta"]
+    p_tp = np.asarray(ph.probe_step[0])
+    p_S = np.asarray(ph.sharpness) - p_gam[:, None]
+    p_level = np.array([edge_model.plateau(p_tp, s, p_edge).level for s in p_S])
+    paper_ratio_seeds = [float(p_level[i] / (p_edge - p_gam[i]))
+                         for i in np.nonzero(np.isclose(p_gam, P.gamma))[0]]
+    prov = pmeta["provenance"]
+    print(f"stored paper-scale run: {prov.get('n_train')} images, device "
+          f"{prov.get('device')}; plateau/(2/η − γ) at γ = {P.gamma}: "
+          + ", ".join(f"{r:.3f}" for r in paper_ratio_seeds))
 else:
     print(f"no stored paper-scale run at {stored_mlp}.npz")
 
-# %% mystnb={"figure": {"caption": "MLP, full-batch GD at $\\eta = 0.02$ on a CIFAR-10 subset. Left: sharpness $S = \\lambda_{\\max}(H)$ for each $\\gamma$ (first seed); dashed: $2/\\eta$. Middle: the plateau (mean $S$ over the last quarter) against $\\gamma$, every seed of the phase-transition $\\gamma$ as a dot; grey: the stored paper-scale run when present. Right: the normalised NTK top eigenvalue $\\lambda_{\\max}(JJ^\\top)/N$.", "name": "fig-wd-mlp"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "MLP, full-batch GD at $\\eta = 0.02$ on a CIFAR-10 subset. Left: sharpness $S = \\lambda_{\\max}(H)$ for each $\\gamma$ of the grid (first seed); dashed: $2/\\eta$. Middle: the plateau (mean $S$ over the last quarter) against $\\gamma$, every seed of the phase-transition $\\gamma$ as a dot, with the edge $2/\\eta - \\gamma$ dashed; grey: the stored paper-scale run when present. Right: the normalised NTK top eigenvalue $\\lambda_{\\max}(JJ^\\top)/N$.", "name": "fig-wd-mlp"}}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-colors = plt.cm.viridis(np.linspace(0, 0.85, len(P.gammas)))
-for i, g in enumerate(P.gammas):
-    axes[0].plot(tp, S_mlp[i], lw=0.8, color=colors[i], label=f"γ = {g}")
+colors = plt.cm.viridis(np.linspace(0, 0.85, len(grid)))
+for i in in_grid:
+    axes[0].plot(tp, S_mlp[i], lw=0.8, color=colors[i], label=f"γ = {gammas_mlp[i]}")
     axes[2].plot(tp, ntk_top[i], lw=0.8, color=colors[i])
 axes[0].axhline(edge, color="k", ls="--", lw=0.8)
-axes[1].plot(P.gammas, plateau[grid], "o-", ms=4, label=f"ours ({len(ds)} images)")
-axes[1].plot([P.gamma] * len(seed_members), plateau[seed_members], "k.", ms=5, label="seeds")
+axes[1].plot(P.gammas, level[in_grid], "o-", ms=4, label=f"ours ({len(ds)} images)")
+axes[1].plot(gammas_mlp[seed_members], level[seed_members], "k.", ms=5, label="seeds")
 if paper_mlp is not None:
     order = np.argsort(p_gam)
-    axes[1].plot(p_gam[order], p_plateau[order], "s-", color="0.6", ms=3, label="paper scale (stored)")
-axes[1].plot(P.gammas, [edge - g for g in P.gammas], "k--", lw=0.8, label="$2/\\eta - \\gamma$")
+    axes[1].plot(p_gam[order], p_level[order], "s-", color="0.6", ms=3,
+                 label="paper scale (stored)")
+axes[1].plot(P.gammas, [edge - g for g in P.gammas], "k--", lw=0.8,
+             label="$2/\\eta - \\gamma$")
 axes[0].set(xlabel="step", ylabel="sharpness $S$", ylim=(0, 1.3 * edge))
-axes[1].set(xlabel="weight decay $\\gamma$", ylabel="plateau of $S$", ylim=(0, 1.3 * edge))
+axes[1].set(xlabel="weight decay $\\gamma$", ylabel="plateau of $S$",
+            ylim=(0, 1.3 * edge))
 axes[2].set(xlabel="step", ylabel="NTK $\\lambda_{\\max}/N$")
-axes[0].legend(fontsize=7)
-axes[1].legend(fontsize=7)
+axes[0].legend(fontsize=8)
+axes[1].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
-# %% mystnb={"figure": {"caption": "The alignment mechanism. Top: sharpness with $2/\\eta - \\gamma$ dashed. Bottom: $c_y = \\langle\\theta, \\nabla S\\rangle$ (solid) against $c_y^{\\mathrm{crit}} = \\alpha/\\gamma$ (dotted), for the smallest non-zero $\\gamma$ of the grid (left) and the phase-transition $\\gamma$ (right).", "name": "fig-wd-alignment"}}
-small = next(i for i, g in enumerate(P.gammas) if g > 0)
-panel = [small] + ([i_star] if i_star is not None and i_star != small else [])
-fig, axes = plt.subplots(2, len(panel), figsize=(5 * len(panel), 4.6), squeeze=False, sharex=True)
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The alignment mechanism, control (left) against the phase-transition $\\gamma$ (right). Top: sharpness, with $2/\\eta - \\gamma$ dashed and the probe where $S$ stops rising dotted. Bottom: $c_y = \\langle\\theta, \\nabla S\\rangle$ (solid) against $c_y^{\\mathrm{crit}} = \\alpha/\\gamma$ (dotted). The mechanism predicts that the right-hand $c_y$ crosses $c_y^{\\mathrm{crit}}$ before the dotted vertical line, and the left-hand one does not.", "name": "fig-wd-alignment"}}
+panel = [i_ctrl, i_star]
+fig, axes = plt.subplots(2, 2, figsize=(10, 4.8), squeeze=False, sharex=True)
 for col, i in enumerate(panel):
     g = gammas_mlp[i]
+    role = "control" if i == i_ctrl else "phase-transition γ"
     axes[0, col].plot(tp, S_mlp[i], lw=0.8)
     axes[0, col].axhline(edge - g, color="k", ls="--", lw=0.8)
-    axes[0, col].set(title=f"γ = {g}", ylabel="sharpness $S$")
+    axes[0, col].set(title=f"{role}: γ = {g}", ylabel="sharpness $S$")
     axes[1, col].plot(tp, cy[i], lw=0.8, label="$c_y$")
-    axes[1, col].plot(tp, alpha[i] / g, ":", lw=1.0, label="$c_y^{crit} = \\alpha/\\gamma$")
+    axes[1, col].plot(tp, alpha[i] / g, ":", lw=1.0,
+                      label="$c_y^{crit} = \\alpha/\\gamma$")
+    if stops[i] is not None:
+        for row in (0, 1):
+            axes[row, col].axvline(tp[stops[i]], color="0.5", ls=":", lw=0.8)
     axes[1, col].set(xlabel="step", ylabel="alignment", yscale="symlog")
-    axes[1, col].legend(fontsize=7)
+    axes[1, col].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## 3. CNN: damped oscillations at the edge
 #
-# The paper's CNN runs ({cite:t}`kolic2026weightdecay`, Figs. 2 right, 4, 12) use Cohen et al.'s
-# `cnn-relu` on 5,000 images at $\eta = 0.01$. We measured why that is out of reach of the 2-core
-# CPU: a CNN gradient on 250 images takes 0.44 s when jitted alone, but 3.1 s per step inside a
-# compiled `lax.scan` (XLA's CPU convolutions are about 7× slower inside a loop; a fully unrolled
-# loop is fast again, a partially unrolled one is not), and the Lanczos probes are loops too. A run
-# that reaches and then oscillates at $2/\eta = 200$ needs thousands of steps, so the `book` scale does
-# not run the CNN (`cnn_steps = 0`) and shows a stored paper-scale GPU run when one is present. The
-# damping is measured as the decay rate of the
-# envelope of $S$ after the run first reaches the edge ({func}`eoslib.mechanisms.edge_model.envelope_decay_rate`:
-# half the peak-to-peak range in windows of 250 steps, log-linear fit).
+# The paper's CNN runs ({cite:t}`kolic2026weightdecay`, Figs. 2 right, 4, 12, 14) use Cohen et
+# al.'s `cnn-relu` on 5,000 images at $\eta = 0.01$. That is out of reach of the 2-core CPU: XLA's
+# CPU convolutions run several times slower inside a compiled `lax.scan` than alone, and a run
+# that reaches and then oscillates at $2/\eta = 200$ needs thousands of steps. So `book` scale
+# does not run the CNN (`cnn_steps = 0`); its two claims read a stored paper-scale GPU run when
+# one is present and are `not tested` otherwise. The damping is the decay rate of the envelope
+# of $S$ after the run first reaches the edge
+# ({func}`eoslib.mechanisms.edge_model.envelope_decay_rate`: half the peak-to-peak range in
+# windows of 250 steps, log-linear fit).
 
-# %%
-def cnn_summary(step, probe_step, S_cnn, cy_cnn, alpha_cnn, cnn_gam, cnn_eta_):
-    """Per γ: when S first reaches 2/η − γ, the envelope decay rate after it, the alignment crossing."""
-    rows = []
-    for i, g in enumerate(cnn_gam):
-        e = 2 / cnn_eta_ - g
-        reach = first_index(S_cnn[i] >= 0.98 * e)
-        after = probe_step >= (probe_step[reach] if reach is not None else np.inf)
-        env = (edge_model.envelope_decay_rate(probe_step[after], S_cnn[i, after], 250.0)
-               if after.sum() >= 6 else None)
-        cross = crossing_index(cy_cnn[i], alpha_cnn[i] / g) if g > 0 else None
-        rows.append(dict(gamma=float(g), edge_step=int(probe_step[reach]) if reach is not None else -1,
-                         rate=env.rate if env is not None else float("nan"),
-                         r2=env.r2 if env is not None else float("nan"),
-                         crossing_step=int(probe_step[cross]) if cross is not None else -1))
-    return rows
-
-
+# %% tags=["hide-input"]
 stored_cnn = root / "book" / "results" / "weight-decay-paper-cnn-relu"
 cnn_run, cnn_meta = None, None
 if P.cnn_steps:
     cds = data.load_cifar10(n=P.cnn_n_train)
     cnn_params0 = models.by_name("cnn-relu", key=jax.random.key(P.seeds[0]))
-    cnn_config = train.TrainConfig(steps=P.cnn_steps, probe_every=P.probe_every, top_k=1)
-    cnn_result = train.run(objective, lambda hp: optax.sgd(P.cnn_eta), cnn_params0, (cds.x, cds.onehot), cnn_config,
-                           key=jax.random.key(P.seeds[0] + 2000), hparams={"gamma": jnp.asarray(P.cnn_gammas, float)},
+    cnn_config = train.TrainConfig(steps=P.cnn_steps, probe_every=P.probe_every,
+                                   top_k=1)
+    cnn_result = train.run(objective, lambda hp: optax.sgd(P.cnn_eta), cnn_params0,
+                           (cds.x, cds.onehot), cnn_config,
+                           key=jax.random.key(P.seeds[0] + 2000),
+                           hparams={"gamma": jnp.asarray(P.cnn_gammas, float)},
                            probe_fn=probes.alignment("half_mse"))
-    cnn_meta = {"provenance": provenance(start_time, eta=P.cnn_eta, n_train=len(cds), gammas=list(P.cnn_gammas),
-                                         data_source=cds.source)}
+    cnn_meta = {"provenance": provenance(
+        start_time, eta=P.cnn_eta, n_train=len(cds), gammas=list(P.cnn_gammas),
+        data_source=cds.source)}
     cnn_run = cnn_result.history
     if scale == "paper":
         train.save(stored_cnn, cnn_result, cnn_meta["provenance"])
@@ -404,18 +626,31 @@ cnn_rows = []
 if cnn_run is not None:
     c_gam = np.asarray(cnn_meta["provenance"]["gammas"], float)
     c_eta = float(cnn_meta["provenance"]["eta"])
-    c_tp = cnn_run.probe_step[0]
-    c_S = cnn_run.sharpness - c_gam[:, None]
-    cnn_rows = cnn_summary(cnn_run.step[0], c_tp, c_S, cnn_run.extra.c_y, cnn_run.extra.alpha, c_gam, c_eta)
-    print(f"CNN run ({'this run' if P.cnn_steps else 'stored'}): {cnn_meta['provenance'].get('n_train')} images, "
-          f"η = {c_eta}, device {cnn_meta['provenance'].get('device')}")
+    c_tp = np.asarray(cnn_run.probe_step[0])
+    c_S = np.asarray(cnn_run.sharpness) - c_gam[:, None]
+    for i, g in enumerate(c_gam):
+        c_edge = 2 / c_eta - g
+        reach = np.nonzero(c_S[i] >= 0.98 * c_edge)[0]
+        after = c_tp >= (c_tp[reach[0]] if reach.size else np.inf)
+        env = (edge_model.envelope_decay_rate(c_tp[after], c_S[i, after], 250.0)
+               if after.sum() >= 6 else None)
+        c_level = edge_model.plateau(c_tp, c_S[i], 2 / c_eta).level
+        c_stop = edge_model.stop_index(c_S[i], c_level)
+        c_aligned = None
+        if g > 0:
+            c_aligned = edge_model.aligned_before_stop(
+                cnn_run.extra.c_y[i], cnn_run.extra.alpha[i] / g, c_stop)
+        cnn_rows.append(dict(gamma=float(g), rate=env.rate if env else float("nan"),
+                             stopped=c_stop is not None, aligned=c_aligned))
+    print(f"CNN run ({'this run' if P.cnn_steps else 'stored'}): "
+          f"{cnn_meta['provenance'].get('n_train')} images, η = {c_eta}")
     for r in cnn_rows:
-        print(f"  γ = {r['gamma']:<5} reaches 2/η − γ at step {r['edge_step']}; envelope decay rate {r['rate']:+.2e}/step "
-              f"(R² {r['r2']:.2f}); c_y crosses α/γ at step {r['crossing_step']}")
+        print(f"  γ = {r['gamma']:<5} envelope decay rate {r['rate']:+.2e}/step; "
+              f"aligned before S stops: {r['aligned']}")
 else:
     print(f"no CNN run here (cnn_steps = 0) and no stored one at {stored_cnn}.npz")
 
-# %% mystnb={"figure": {"caption": "CNN (`cnn-relu`), full-batch GD at $\\eta = 0.01$: sharpness without and with weight decay (stored paper-scale GPU run, or this run). Dashed: $2/\\eta$.", "name": "fig-wd-cnn"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "CNN (`cnn-relu`), full-batch GD at $\\eta = 0.01$: sharpness without and with weight decay (stored paper-scale GPU run, or this run). Dashed: $2/\\eta$.", "name": "fig-wd-cnn"}}
 fig, ax = plt.subplots(figsize=(6, 3.2))
 if cnn_run is not None:
     for i, g in enumerate(c_gam):
@@ -423,7 +658,8 @@ if cnn_run is not None:
     ax.axhline(2 / c_eta, color="k", ls="--", lw=0.8)
     ax.legend(fontsize=8)
 else:
-    ax.text(0.5, 0.5, "no CNN run at this scale and none stored", ha="center", va="center", transform=ax.transAxes)
+    ax.text(0.5, 0.5, "no CNN run at this scale and none stored", ha="center",
+            va="center", transform=ax.transAxes)
 ax.set(xlabel="step", ylabel="sharpness $S$")
 fig.tight_layout()
 plt.show()
@@ -433,209 +669,181 @@ plt.show()
 #
 # The reviewers' open question: is the alignment the *cause* of the sub-edge plateau? We keep
 # $\gamma$ and remove only the channel the model says matters: the decay step is projected off
-# $\nabla S$ at every step ({func}`eoslib.engine.optim.decay_off_sharpness_gradient`: three warm-started power
-# iterations for $u$, one gradient of an HVP for $\nabla S$), so it shrinks every direction except
-# the one that lowers the sharpness (refreshed every `intervention_every` steps and held in between,
-# to keep the CPU cost near that of a plain run). If the alignment drives the transition, this run should sharpen
-# to the edge $2/\eta - \gamma$; if the plateau survives, something else holds the sharpness down.
-# Same data, seed and $\eta$ as the plain run at the phase-transition $\gamma$.
+# $\nabla S$ ({func}`eoslib.engine.optim.decay_off_sharpness_gradient`: three warm-started power
+# iterations for $u$, one gradient of an HVP for $\nabla S$, refreshed every
+# `intervention_every` steps and held in between to keep the CPU cost near that of a plain run),
+# so it shrinks every direction except the one that lowers the sharpness. If the alignment
+# drives the transition, this run should sharpen to the edge $2/\eta - \gamma$; if the plateau
+# survives, something else holds the sharpness down. Same data, seed and $\eta$ as the plain
+# run at $\gamma$.
+#
+# The optimizer's direction is an estimate, so the run also measures, at each probe and along
+# the *true* $\nabla S$ (from the loop's Lanczos eigenvector), the alignment the projected decay
+# still acts through, $\langle P\theta, \nabla S\rangle$, against $c_y = \langle\theta, \nabla
+# S\rangle$ ({func}`eoslib.engine.probes.decay_channel`): the reader sees whether the channel was
+# removed. The intervention claim is tested only if it was.
 
 # %%
 half_mse = lambda p, batch: losses.half_mse(p(batch[0]), batch[1])
+decay_off = optim.decay_off_sharpness_gradient(half_mse, P.gamma,
+                                               every=P.intervention_every)
 no_decay = train.supervised("half_mse")  # the decay is the optimizer's job here
-intervened = train.run(no_decay,
-                       lambda hp: optax.chain(optim.decay_off_sharpness_gradient(half_mse, hp["decay"], every=P.intervention_every), optax.sgd(P.eta)),
+intervened = train.run(no_decay, lambda hp: optax.chain(decay_off, optax.sgd(P.eta)),
                        init(jax.random.key(P.seeds[0])), (ds.x, ds.onehot), config,
-                       # named "decay", not "gamma": train.supervised adds γ/2‖θ‖² to the objective
-                       # whenever hp has "gamma", which would decay θ twice
-                       key=jax.random.key(P.seeds[0] + 1000), hparams={"decay": P.gamma})
-hi = intervened.history
-S_int = hi.sharpness  # the objective has no decay term: this is λmax(H) of L
-plateau_int = float(np.nanmean(np.where(late, S_int, np.nan)))
-plain_star = float(plateau[i_star]) if i_star is not None else float(np.mean(plateau[seed_members]))
-print(f"γ = {P.gamma}: plateau with plain decay {plain_star:.1f}; with the decay projected off ∇S {plateau_int:.1f}; "
-      f"2/η − γ = {edge - P.gamma:.2f}; diverged: {bool(intervened.diverged)}")
+                       key=jax.random.key(P.seeds[0] + 1000),
+                       probe_fn=probes.decay_channel("half_mse"))
 
-# %% mystnb={"figure": {"caption": "Breaking the alignment at fixed $\\gamma$: sharpness with plain coupled weight decay and with the decay step projected off $\\nabla S$ (same seed, data and $\\eta$), and without decay. Dashed: $2/\\eta - \\gamma$.", "name": "fig-wd-intervention"}}
-fig, ax = plt.subplots(figsize=(6, 3.2))
+# %% tags=["hide-input"]
+hi = intervened.history
+S_int = np.asarray(hi.sharpness)  # the objective has no decay term: λmax(H) of L
+plateau_int = edge_model.plateau(tp, S_int, edge)
+channel = hi.extra
+residual = np.abs(np.asarray(channel.c_y_applied)) / np.abs(np.asarray(channel.c_y))
+channel_residual = (float(np.nanmedian(residual)) if np.isfinite(residual).any()
+                    else float("nan"))
+print(f"γ = {P.gamma}: plateau with plain decay {level[i_star]:.1f}; with the decay "
+      f"projected off ∇S {plateau_int.level:.1f}; 2/η − γ = {edge - P.gamma:.2f}; "
+      f"diverged: {bool(intervened.diverged)}")
+print(f"along the true ∇S the projected decay keeps a median {channel_residual:.1%} of "
+      f"c_y (|cos| between the optimizer's direction and ∇S: median "
+      f"{np.nanmedian(np.asarray(channel.cosine)):.3f})")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Breaking the alignment at fixed $\\gamma$. Left: sharpness with plain coupled weight decay, with the decay step projected off $\\nabla S$ (same seed, data and $\\eta$), and without decay; dashed: $2/\\eta - \\gamma$. Right: along the true $\\nabla S$, the alignment $c_y = \\langle\\theta, \\nabla S\\rangle$ of the intervened run and the part $\\langle P\\theta, \\nabla S\\rangle$ its projected decay still acts through; the channel is removed when the second stays near zero.", "name": "fig-wd-intervention"}}
+fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.4))
 ax.plot(tp, S_mlp[i0], lw=0.8, color="0.6", label="γ = 0")
-if i_star is not None:
-    ax.plot(tp, S_mlp[i_star], lw=0.8, label=f"γ = {P.gamma}, plain decay")
-ax.plot(hi.probe_step, S_int, lw=0.8, label=f"γ = {P.gamma}, decay projected off ∇S")
+ax.plot(tp, S_mlp[i_star], lw=0.8, label=f"γ = {P.gamma}, plain decay")
+ax.plot(tp, S_int, lw=0.8, label=f"γ = {P.gamma}, decay projected off ∇S")
 ax.axhline(edge - P.gamma, color="k", ls="--", lw=0.8)
 ax.set(xlabel="step", ylabel="sharpness $S$", ylim=(0, 1.3 * edge))
 ax.legend(fontsize=8)
+ax2.plot(tp, np.asarray(channel.c_y), lw=0.8,
+         label="$c_y = \\langle\\theta, \\nabla S\\rangle$")
+ax2.plot(tp, np.asarray(channel.c_y_applied), lw=0.8,
+         label="$\\langle P\\theta, \\nabla S\\rangle$ (what the decay acts through)")
+ax2.set(xlabel="step", ylabel="alignment along the true $\\nabla S$")
+ax2.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## Paper vs ours
 #
-# Each row's rule was fixed before the runs and is stated in its "why" column.
+# Every row is graded by the rule declared above, from the numbers measured here.
+
+# %% tags=["hide-input"]
+nan = float("nan")
+# slows-sharpening: the rise of S over its initial value, before the γ = 0 run nears the edge
+reach0 = np.nonzero(S_mlp[i0] >= 0.95 * edge)[0]
+window = tp < (tp[reach0[0]] if reach0.size else np.inf)
+rise = np.array([np.mean(S_mlp[i, window] - S_mlp[i, 0])
+                 if not diverged[i] and np.isfinite(S_mlp[i, window]).all() else np.inf
+                 for i in in_grid])
+order = np.argsort(gammas_mlp[in_grid])
+falls = np.diff(rise[order]) < 0
+# the phase transition over the seeds at γ
+ratio_seeds = level[seed_members] / (edge - P.gamma)
+drift_seeds = np.where(diverged[seed_members], np.inf, drift[seed_members])
+aligned_seeds = [aligned(i) for i in seed_members]
+measured_aligned = [a for a in aligned_seeds if not np.isnan(a)]
+ntk_spread = lambda i: float(np.ptp(ntk_top[i, tp >= 3 * tp[-1] / 4])
+                             / np.mean(ntk_top[i, tp >= 3 * tp[-1] / 4]))
+cnn_decayed = [r for r in cnn_rows if r["gamma"] > 0]
+cnn_rate0 = next((r["rate"] for r in cnn_rows if r["gamma"] == 0), nan)
+cnn_stopped = [r for r in cnn_decayed if r["stopped"] and r["aligned"] is not None]
+metrics = {
+    "eta": P.eta, "gamma": P.gamma, "control_gamma": P.control_gamma, "edge": edge,
+    "edge_minus_gamma": edge - P.gamma,
+    # slows-sharpening
+    "sharpening_gamma0": float((np.max(S_mlp[i0, window]) - S_mlp[i0, 0]) / edge)
+    if window.any() else nan,
+    "sharpening_rise": rise.tolist(),  # in the order of the gammas parameter
+    "sharpening_order_fraction": float(np.mean(falls)) if falls.size else nan,
+    "sharpening_rise_ratio": float(rise[order[-1]] / rise[order[0]])
+    if rise[order[0]] > 0 else nan,
+    # mlp-phase-transition
+    "plateau_gamma0": float(level[i0]),
+    "plateau_gamma0_edge_err": float(abs(level[i0] / edge - 1)),
+    "plateau_seeds": level[seed_members].tolist(),
+    "plateau_ratio_seeds": ratio_seeds.tolist(),
+    "plateau_ratio_max_seeds": float(np.max(ratio_seeds)),
+    "late_drift_seeds": drift_seeds.tolist(),
+    "late_drift_max_seeds": float(np.max(np.abs(drift_seeds))),
+    "plateau_by_gamma": level[in_grid].tolist(),
+    # alignment-mechanism
+    "control_plateau_edge_ratio": float(level[i_ctrl] / (edge - P.control_gamma)),
+    "control_aligned": 1.0 if diverged[i_ctrl] else aligned(i_ctrl),  # diverged: fails
+    "control_stop_step": int(tp[stops[i_ctrl]]) if stops[i_ctrl] is not None else -1,
+    "treated_aligned": aligned_seeds,
+    "treated_aligned_fraction": float(np.mean(measured_aligned))
+    if measured_aligned else nan,
+    "treated_stop_steps": [int(tp[stops[i]]) if stops[i] is not None else -1
+                           for i in seed_members],
+    "cy_over_s_median": float(np.nanmedian(ratio_cy_s)),
+    # CNN (stored or this run)
+    "cnn_runs": len(cnn_rows),
+    "cnn_rates": [r["rate"] for r in cnn_rows],
+    "cnn_damping_rate": float(np.mean([r["rate"] for r in cnn_decayed]))
+    if cnn_decayed else nan,
+    "cnn_damping_excess": float(np.mean([r["rate"] for r in cnn_decayed]) - cnn_rate0)
+    if cnn_decayed else nan,
+    "cnn_decayed_stopped": len(cnn_stopped),
+    "cnn_aligned_fraction": float(np.mean([r["aligned"] for r in cnn_stopped]))
+    if cnn_stopped else nan,
+    # ntk-stabilises
+    "ntk_spread_gamma": ntk_spread(i_star) if not diverged[i_star] else np.inf,
+    "ntk_spread_gamma0": ntk_spread(i0),
+    "ntk_late_probes": int(np.sum(tp >= 3 * tp[-1] / 4)),
+    # alignment-intervention
+    "plain_plateau": float(level[i_star]),
+    "plateau_ratio_plain": float(level[i_star] / (edge - P.gamma)),
+    "intervention_plateau": plateau_int.level,
+    "intervention_channel_residual": channel_residual,
+    # paper scale (stored)
+    "paper_n_seeds": len(paper_ratio_seeds),
+    "paper_plateau_ratio_seeds": paper_ratio_seeds,
+    "paper_plateau_ratio_max_seeds": max(paper_ratio_seeds)
+    if paper_ratio_seeds else nan,
+    # toy (consistency)
+    "toy_model_gap": toy_model_gap,
+    "toy_gamma": toy_main["gamma"] if toy_main else nan,
+    "toy_shift": toy_main["plateau"] - toy_edge if toy_main else nan,
+    "toy_shift_rel_err": abs(toy_main["plateau"] - toy_edge + toy_main["gamma"])
+    / toy_main["gamma"] if toy_main else nan,
+    "toy_damping_measured": [r["measured_rate"] for r in toy_damped],
+    "toy_damping_predicted": [r["predicted_rate"] for r in toy_damped],
+    "toy_damping_rel_err_max": max((abs(r["measured_rate"] / r["predicted_rate"] - 1)
+                                    for r in toy_damped), default=nan),
+    "toy_stop": [r["plateau"] for r in toy_trans],
+    "toy_stop_predicted": [r["stop"] for r in toy_trans],
+    "toy_stop_rel_err_max": max((abs(r["plateau"] / r["stop"] - 1) for r in toy_trans),
+                                default=nan),
+}
 
 # %%
-toy_main = next((r for r in toy_rows if np.isclose(r["gamma"], 0.1)), toy_rows[-1])
-threshold_shift = toy_main["plateau"] - toy_edge
-toy_damped = [r for r in toy_rows if r["gamma"] > 0 and r["predicted_rate"] > 0 and r["predicted_stop"] > r["predicted_edge"]]
-toy_trans = [r for r in toy_rows if r["gamma"] > 0 and r["predicted_stop"] < r["predicted_edge"]]
-toy_ok = (abs(threshold_shift + toy_main["gamma"]) <= 0.05 * toy_main["gamma"]
-          and all(abs(r["measured_rate"] / r["predicted_rate"] - 1) <= 0.2 for r in toy_damped)
-          and all(abs(r["plateau"] - r["predicted_stop"]) <= 0.01 * r["predicted_stop"] for r in toy_trans))
-
-monotone = bool(np.all(np.diff(pre_mean[grid][np.argsort(P.gammas)]) < 0)) if pre_edge.any() else False
-seed_plateaus = plateau[seed_members]
-settled = bool(np.all(np.abs(late_drift[seed_members]) <= 0.05))
-transition = bool(np.all(seed_plateaus <= 0.9 * (edge - P.gamma)) and settled)
-some_transition = bool(np.any(seed_plateaus <= 0.9 * (edge - P.gamma)))
-baseline_at_edge = bool(abs(plateau[i0] / edge - 1) <= 0.1)
-
-c_small, e_small = alignment_story(small)
-small_ok = c_small is None or (e_small is not None and c_small >= e_small)
-if i_star is not None:
-    c_star, e_star = alignment_story(i_star)
-    star_ok = c_star is not None and (e_star is None or c_star < e_star)
-else:
-    star_ok = False
-cnn_align_ok = all(r["crossing_step"] < 0 or (r["edge_step"] >= 0 and r["crossing_step"] >= r["edge_step"])
-                   for r in cnn_rows if r["gamma"] > 0)
-
-ntk_spread = lambda i: float(np.ptp(ntk_top[i, late]) / np.mean(ntk_top[i, late]))
-ntk_star = ntk_spread(i_star) if i_star is not None else float("nan")
-ntk_zero = ntk_spread(i0)
-ntk_ok = bool(ntk_star <= 0.1 and ntk_star < ntk_zero)
-
-cnn_rate = {r["gamma"]: r["rate"] for r in cnn_rows}
-cnn_decay = next((r for r in cnn_rows if r["gamma"] > 0), None)
-cnn_ok = bool(cnn_decay is not None and cnn_decay["rate"] > 0 and cnn_decay["rate"] > cnn_rate.get(0.0, np.inf))
-intervention_reaches = bool(abs(plateau_int / (edge - P.gamma) - 1) <= 0.1)
-
-claims = [
-    Claim("slows-sharpening",
-          "weight decay slows progressive sharpening",
-          "sharpness rises more slowly for larger γ (Fig. 1)",
-          "mean S before the γ = 0 run reaches the edge: " + ", ".join(f"γ={g}: {m:.1f}" for g, m in zip(P.gammas, pre_mean[grid])),
-          "reproduced" if monotone else "not reproduced",
-          "strictly decreasing in γ over the pre-edge window" if monotone else
-          "not strictly decreasing in γ over the pre-edge window (or the γ = 0 run never got near the edge)"),
-    Claim("toy-threshold-and-damping",
-          "in the toy model the threshold shifts to 2/η − γ and the oscillations are damped",
-          "γ = 0.1 shifts the threshold by −0.1 and damps the cycles (Figs. 2 left, 5)",
-          f"shift {threshold_shift:+.4f} at γ = {toy_main['gamma']}; damping rates "
-          + ", ".join(f"γ={r['gamma']}: {r['measured_rate']:.2e} (model {r['predicted_rate']:.2e})" for r in toy_damped)
-          + "; transition plateaus " + ", ".join(f"γ={r['gamma']}: {r['plateau']:.1f} (model {r['predicted_stop']:.1f})" for r in toy_trans),
-          "reproduced" if toy_ok else "not reproduced",
-          "in our reconstruction of the toy: shift within 5% of −γ, damping rates within 20% of the linearised "
-          "model, transition plateaus within 1% of s0 + α/γ" if toy_ok else
-          "the toy's shift, damping or transition departs from the model beyond the stated tolerances"),
-    Claim("cnn-damping",
-          "in a CNN, weight decay damps the sharpness oscillations at the edge like a damped oscillator",
-          "γ = 0.01, η = 0.01, CIFAR-10 5k: damped oscillation (Fig. 2 right); no rate given",
-          ("envelope decay rates " + ", ".join(f"γ={r['gamma']}: {r['rate']:+.1e}/step" for r in cnn_rows))
-          if cnn_rows else "not run at this scale; no stored run",
-          ("reproduced" if cnn_ok else ("partly reproduced" if cnn_decay is not None and cnn_decay["rate"] > 0
-                                         else "not reproduced")) if cnn_rows else "not tested",
-          ("the envelope decays with γ > 0 and faster than without" if cnn_ok else
-           "the envelope with γ > 0 does not decay faster than without decay") if cnn_rows else
-          "the CNN is not run on the CPU at this scale (cost) and no paper-scale run is stored"),
-    Claim("mlp-phase-transition",
-          "past a critical γ the MLP's sharpness settles well below 2/η − γ, consistently over seeds",
-          "ReLU MLP, η = γ = 0.02: plateau ≈ 80 vs 2/η = 100, over 5 seeds (Figs. 9, 11, 16)",
-          f"γ = {P.gamma}: plateaus " + ", ".join(f"{v:.1f}" for v in seed_plateaus) + f" over {len(seed_members)} seeds "
-          f"(late drift " + ", ".join(f"{100 * d:+.0f}%" for d in late_drift[seed_members]) + ") "
-          f"vs 2/η − γ = {edge - P.gamma:.2f}; γ = 0 plateau {plateau[i0]:.1f}"
-          + (f"; paper scale: " + ", ".join(f"{v:.1f}" for v in p_plateau[p_seed_rows]) if paper_mlp is not None else ""),
-          ("reproduced" if transition else "partly reproduced" if some_transition else "not reproduced")
-          if baseline_at_edge else "not reproduced",
-          ("every seed's plateau ≤ 0.9 (2/η − γ) and settled (drift within ±5% of 2/η) while γ = 0 sits within "
-           "10% of 2/η" if transition else
-           "plateaus ≤ 0.9 (2/η − γ) " + ("but not every seed's has settled (drift beyond ±5%)" if not settled
-                                           else "for only some seeds") if some_transition else
-           "no seed's plateau is below 0.9 (2/η − γ): the decayed runs reach the edge too")
-          if baseline_at_edge else "the γ = 0 run did not settle within 10% of 2/η in the steps run, so a low plateau "
-          "with decay cannot be told from slower sharpening"),
-    Claim("alignment-mechanism",
-          "c_y = ⟨θ, ∇S⟩ crosses c_y^crit ∝ 1/γ before S reaches 2/η − γ for the MLP at large γ, not at small γ, "
-          "and not for the CNN",
-          "Figs. 7, 13 (MLP), 14 (CNN)",
-          f"γ = {gammas_mlp[small]}: crossing {'never' if c_small is None else 'step ' + str(int(tp[c_small]))}, "
-          f"edge {'never' if e_small is None else 'step ' + str(int(tp[e_small]))}; "
-          + (f"γ = {P.gamma}: crossing {'never' if c_star is None else 'step ' + str(int(tp[c_star]))}, "
-             f"edge {'never' if e_star is None else 'step ' + str(int(tp[e_star]))}" if i_star is not None else "")
-          + (f"; CNN crossings " + ", ".join(str(r['crossing_step']) for r in cnn_rows if r['gamma'] > 0) if cnn_rows else ""),
-          "reproduced" if small_ok and star_ok and cnn_align_ok else ("partly reproduced" if star_ok or small_ok else "not reproduced"),
-          "large γ crosses first, small γ reaches the edge first" + ("" if cnn_rows else " (CNN not available here)")
-          if small_ok and star_ok and cnn_align_ok else "the ordering of crossing and edge differs from the paper's for "
-          + ", ".join(n for n, ok in (("small γ", small_ok), ("large γ", star_ok), ("the CNN", cnn_align_ok)) if not ok)),
-    Claim("ntk-stabilises",
-          "under weight decay the NTK's top eigenvalue stabilises",
-          "normalised NTK top eigenvalue converges (Figs. 8, 15; normalisation not in our copy)",
-          f"last-quarter spread (max − min)/mean: γ = {P.gamma}: {ntk_star:.3f}; γ = 0: {ntk_zero:.3f}",
-          "reproduced" if ntk_ok else "not reproduced",
-          "spread ≤ 10% and below the γ = 0 run's" if ntk_ok else "the spread is above 10% or not below the γ = 0 run's"),
-    Claim("alignment-intervention",
-          "(beyond the paper) removing the decay's component along ∇S removes the sub-edge plateau",
-          "open question of the reviewers; the paper's mechanism predicts yes",
-          f"γ = {P.gamma}: plain plateau {plain_star:.1f}, projected-decay plateau {plateau_int:.1f}, "
-          f"2/η − γ = {edge - P.gamma:.2f}",
-          "reproduced" if (intervention_reaches and transition and baseline_at_edge) else "not reproduced",
-          ("with the channel removed the run sharpens to the edge: the alignment carries the plateau" if intervention_reaches
-           else "the plateau survives without the alignment channel: something else holds S down")
-          if transition and baseline_at_edge else
-          "untested: the plain run showed no sub-edge plateau against a γ = 0 run at the edge"),
-]
+claims = grade_all(CLAIMS, metrics, scale=scale)
 display(claims_table(claims))
 
 # %% [markdown]
 # ## Verdict
 #
-# The table is the verdict; its rows were judged by the rules stated in them, and what follows is
-# what they mean at `book` scale (500 images, 3,000 steps; the numbers are in the table and record).
-#
-# - **The framework holds up quantitatively where it can be checked.** In the MLP, $c_y/S$ is
-#   4.0 to two digits, as the homogeneity argument predicts for a depth-3 ReLU network, so the decay
-#   term $-\eta\gamma c_y$ grows with the sharpness. The toy model is our reconstruction and agrees
-#   with the paper's three qualitative predictions by construction; our own finding there is that the
-#   discrete GD map anti-damps at $\eta^2\beta x_*^2/2$ per step, so weight decay damps the cycles
-#   only above a threshold (here $\gamma \approx 0.08$); below it they shrink but persist.
-# - **The MLP phase transition reproduces**, with plateaus close to the paper's ≈ 80 at
-#   $\gamma = 0.02$ on a tenth of its data. At this scale even $\gamma = 0.01$ settles below the edge, so the
-#   grid has no "small γ" that reaches $2/\eta - \gamma$: that is why the alignment row is only partly
-#   reproduced. Every decayed run crosses $c_y = \alpha/\gamma$, and none reaches the edge.
-# - **The intervention supports the mechanism.** Projecting the decay step off $\nabla S$, and
-#   changing nothing else, lifts the plateau most of the way back to the edge. This is the causal test
-#   the reviewers asked for, at this one setting.
-# - **Not reproduced here:** the NTK's top eigenvalue is no steadier with decay than without it at
-#   this scale. The CNN damping could not be tested: the CPU cannot run the CNN, and no GPU was
-#   available in this session to produce the stored run.
+# Generated from the graded claims above: a rerun with other parameters rewrites it. What the
+# scale-down changes: at `book` scale the MLP trains on a tenth of the paper's images for a
+# fixed number of steps, with two seeds instead of five, and the CNN is not run; the `paper`
+# scale repeats the runs on a GPU, and its stored run, when present, grades the paper-scale
+# claims. To probe the claims away from the default setting, rerun with, e.g.,
+# `python -m eoslib run weight-decay -p control_gamma 0.01` (a control that may itself stop
+# below the edge) or `-p gamma 0.05`.
+
+# %% tags=["remove-input"]
+display(verdict_section(claims, scale=scale))
 
 # %% tags=["hide-input"]
 # Invariants of the machinery, true at every scale (not the paper's claims):
-assert model_gap < 1e-6  # GD on the toy is the (x, y) model exactly
-assert not bool(mlp.diverged[i0])  # the γ = 0 baseline does not diverge at η = 0.02
-assert np.all(np.isfinite(S_mlp[~mlp.diverged])) and np.all(np.isfinite(cy[~mlp.diverged]))
-assert np.allclose(h.top_eigenvalues[..., 0] - G, S_mlp)  # reported S is the probe's λ minus γ
-
-# %% tags=["hide-input"]
-metrics = {
-    "eta": P.eta,
-    "gamma": P.gamma,
-    "sharpness_plateau": plain_star,
-    "sharpness_plateau_seeds": [float(v) for v in seed_plateaus],
-    "sharpness_plateau_gamma0": float(plateau[i0]),
-    "sharpness_late_drift_seeds": [float(v) for v in late_drift[seed_members]],
-    "plateau_by_gamma": [float(v) for v in plateau[grid]],  # in the order of the gammas parameter
-    "threshold_shift": float(threshold_shift),
-    "toy_gamma": float(toy_main["gamma"]),
-    "toy_damped_gammas": [r["gamma"] for r in toy_damped],
-    "toy_damping_rate_measured": [r["measured_rate"] for r in toy_damped],
-    "toy_damping_rate_predicted": [r["predicted_rate"] for r in toy_damped],
-    "cnn_gammas_run": [r["gamma"] for r in cnn_rows],
-    "cnn_damping_rates": [r["rate"] for r in cnn_rows],
-    "ntk_spread_gamma": ntk_star,
-    "ntk_spread_gamma0": ntk_zero,
-    "intervention_plateau": plateau_int,
-    "paper_scale_plateau_seeds": [float(v) for v in p_plateau[p_seed_rows]] if paper_mlp is not None else [],
-}
+assert toy_model_gap < 1e-6  # GD on the toy is the (x, y) model exactly
+assert not diverged[i0]  # the γ = 0 baseline does not diverge at η = 0.02
+assert np.all(np.isfinite(S_mlp[~diverged])) and np.all(np.isfinite(cy[~diverged]))
+# the reported S is the probe's λ of the regularised objective minus γ
+assert np.allclose(np.asarray(h.top_eigenvalues[..., 0]) - gammas_mlp[:, None], S_mlp)
 record = make_record("weight-decay", scale, P.as_dict(), claims, metrics,
                      provenance(start_time, data_source=ds.source, n_train=len(ds)))
 print("record written to", write_record(record, results_dir))

@@ -98,3 +98,23 @@ def test_bad_steps():
         edge_model.xy_recursion(0.0, 0.0, eta=0.1, alpha=1.0, beta=1.0, steps=0)
     with pytest.raises(ValueError, match="eta"):
         edge_model.predicted_threshold(0.0, 0.1)
+
+
+def test_plateau_stop_and_the_crossing_that_counts():
+    t = np.arange(0, 100, 10.0)
+    s = np.array([10, 30, 50, 70, 78, 80, 80, 80, 80, 80.0])
+    pl = edge_model.plateau(t, s, 100.0)
+    assert pl.level == pytest.approx(80.0) and pl.drift == pytest.approx(0.0, abs=1e-12)
+    assert edge_model.plateau(t, np.where(t > 80, np.nan, s), 100.0) == (np.inf, np.inf)
+    stop = edge_model.stop_index(s, pl.level)  # 0.95 · 80 = 76: probe 4
+    assert stop == 4 and edge_model.stop_index(s, np.inf) is None
+    assert edge_model.stop_index(s[::-1], 40.0) is None  # falling from the start: never rose
+    crit = np.array([0.0, 5, 5, 5, 1, 0, 0, 0, 0, 0])
+    # c_y ≥ α/γ at init (α ≈ 0) is no crossing; crossing at probe 4, before the stop: aligned
+    assert edge_model.aligned_before_stop(np.full(10, 2.0), crit, stop) is True
+    # the crossing only once α → 0 after the stop does not count
+    late_crit = np.array([0.0, 5, 5, 5, 5, 5, 0, 0, 0, 0])
+    assert edge_model.aligned_before_stop(np.full(10, 2.0), late_crit, stop) is False
+    assert edge_model.aligned_before_stop(np.full(10, 2.0), crit, None) is None
+    with pytest.raises(ValueError, match="fraction"):
+        edge_model.stop_index(s, 80.0, fraction=0.0)

@@ -216,3 +216,27 @@ def test_bad_probe_settings_are_named():
         probes.combine()
     with pytest.raises(TypeError, match="not probes"):
         probes.combine(a=3)
+
+
+def test_decay_channel_measures_the_projected_decay_along_the_true_sharpness_gradient(getkey):
+    """In a run whose decay is projected off ∇S with many power iterations, the alignment the
+    decay still acts through is ~0 while ⟨θ, ∇S⟩ is not; with plain decay the probe refuses."""
+    x = jax.random.normal(getkey(), (16, 3))
+    y = jax.nn.one_hot(jnp.arange(16) % 2, 2)
+    model = models.MLP(3, (8,), 2, "tanh", key=getkey())
+    half_mse = lambda p, batch: _half_mse(*batch)(p)
+    config = train.TrainConfig(steps=4, probe_every=2, top_k=1, eig_tol=1e-8, eig_max_restarts=20)
+    tx = lambda hp: optax.chain(optim.decay_off_sharpness_gradient(half_mse, 0.1, power_iters=100),
+                                optax.sgd(0.05))
+    res = train.run(train.supervised("half_mse"), tx, model, (x, y), config, key=getkey(),
+                    probe_fn=probes.decay_channel("half_mse"), progress=False)
+    rec = res.history.extra
+    assert isinstance(rec, probes.DecayChannelRecord)
+    c_y, applied, cosine = (np.asarray(a) for a in rec)
+    assert np.isnan(applied[0]) and np.isnan(cosine[0])  # step 0: no direction applied yet
+    assert np.all(np.abs(c_y) > 1e-3)
+    assert np.all(np.abs(applied[1:]) < 2e-2 * np.abs(c_y[1:]))
+    assert np.all(cosine[1:] > 0.98)
+    with pytest.raises(ValueError, match="DecayOffSharpnessGradientState"):
+        train.run(train.supervised("half_mse"), lambda hp: optax.sgd(0.05), model, (x, y), config,
+                  key=getkey(), probe_fn=probes.decay_channel("half_mse"), progress=False)

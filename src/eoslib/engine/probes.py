@@ -38,7 +38,9 @@ its record is :class:`eoslib.engine.train.ProbeRecord` (``sharpness``, ``top_eig
 - :func:`preconditioned_sharpness` → :class:`PreconditionedRecord`: λ₁(P^{-1/2} H P^{-1/2}) of
   Adam / RMSprop / Clipped-Ada;
 - :func:`rotation` → :class:`RotationRecord`: eigenvector cosines and subspace similarity to a baseline;
-- :func:`ntk_top` → :class:`NTKRecord`: the empirical NTK's top eigenvalue.
+- :func:`ntk_top` → :class:`NTKRecord`: the empirical NTK's top eigenvalue;
+- :func:`decay_channel` → :class:`DecayChannelRecord`: the alignment a projected decay
+  (:func:`eoslib.engine.optim.decay_off_sharpness_gradient`) still acts through, along the true ∇S.
 
 The losses the probes differentiate are the *unregularised* ``model_loss`` of the parameters
 (an Equinox module mapping ``x`` to outputs) on all the data (:func:`eoslib.engine.losses.of_model`).
@@ -57,8 +59,8 @@ from jaxtyping import Array, Bool, Float, PyTree, Scalar
 from eoslib.engine import hessian, linalg, losses, ntk, optim
 
 __all__ = ["Probe", "EdgeCoefficients", "CurvatureRecord", "PreconditionedRecord", "RotationRecord",
-           "NTKRecord", "edge_coefficients", "clipped_fraction", "alignment", "curvature",
-           "preconditioned_sharpness", "rotation", "ntk_top", "combine", "is_record", "RECORDS"]
+           "NTKRecord", "DecayChannelRecord", "edge_coefficients", "clipped_fraction", "alignment", "curvature",
+           "preconditioned_sharpness", "rotation", "ntk_top", "decay_channel", "combine", "is_record", "RECORDS"]
 
 
 class Probe(Protocol):
@@ -156,9 +158,31 @@ class NTKRecord(NamedTuple):
     converged: Bool[Array, ""]
 
 
+class DecayChannelRecord(NamedTuple):
+    """The sharpness channel of a run whose decay is projected off ∇S (scalars).
+
+    Attributes:
+      c_y: ``⟨θ, ∇S⟩`` with the true ∇S (from the loop's top eigenvector): the alignment plain
+        coupled decay would act through.
+      c_y_applied: ``⟨Pθ, ∇S⟩``, with ``P = I − nnᵀ`` the projection the optimizer applied (``n``
+        its own, possibly stale, estimate of ``∇S/‖∇S‖``): the alignment the projected decay still
+        acts through. 0 when ``n`` is exactly the unit ∇S.
+      cosine: ``|cos(n, ∇S)|``, how well the optimizer's direction matches the true one.
+
+    A probe runs before its step's update, so ``n`` is the direction the optimizer held over the
+    steps before the probe (evaluated at the probe's θ: the end of its hold); before the first
+    update there is none, and ``c_y_applied`` and ``cosine`` are NaN.
+    """
+
+    c_y: Scalar
+    c_y_applied: Scalar
+    cosine: Scalar
+
+
 #: The record types of this module by name (what :func:`eoslib.engine.train.load` rebuilds).
 RECORDS: dict[str, type] = {cls.__name__: cls for cls in
-                            (EdgeCoefficients, CurvatureRecord, PreconditionedRecord, RotationRecord, NTKRecord)}
+                            (EdgeCoefficients, CurvatureRecord, PreconditionedRecord, RotationRecord, NTKRecord,
+                             DecayChannelRecord)}
 
 
 # ----------------------------------------------------------------------------- the math
@@ -284,6 +308,40 @@ def rotation(baseline: str = "baseline") -> Probe:
                              f"eigenvectors have shape {U.shape} (n, top_k)")
         cosines = jax.vmap(linalg.abs_cosine, in_axes=(1, 1))(U, B)
         return RotationRecord(cosines, linalg.cosine_grassmann_similarity(U, B))
+
+    return probe
+
+
+def decay_channel(model_loss: str = "half_mse") -> Probe:
+    """A probe for runs whose decay is :func:`eoslib.engine.optim.decay_off_sharpness_gradient`:
+    :class:`DecayChannelRecord`, measured along the *true* ∇S of the unregularised ``model_loss``
+    (its top eigenvector is the loop's Lanczos one), so a reader can see whether the channel the
+    intervention means to remove was removed. Costs one gradient of an HVP.
+
+    Raises:
+      ValueError: (when traced) the optimizer state holds no
+        :class:`eoslib.engine.optim.DecayOffSharpnessGradientState`.
+    """
+    loss_on = losses.of_model(model_loss)
+    is_state = lambda s: isinstance(s, optim.DecayOffSharpnessGradientState)
+
+    def probe(params, opt_state, eigenpairs, hp, data):
+        found = [s for s in jax.tree.leaves(opt_state, is_leaf=is_state) if is_state(s)]
+        if len(found) != 1:
+            raise ValueError(f"decay_channel: the optimizer state holds {len(found)} "
+                             "DecayOffSharpnessGradientState; exactly one is needed")
+        n = found[0].n
+        x, y = data
+        grad_s = hessian.sharpness_gradient(loss_on(x, y), params, eigenpairs.vectors[:, 0])
+        flat_s, _ = ravel_pytree(grad_s)
+        flat_p, _ = ravel_pytree(params)
+        c_y = jnp.vdot(flat_p, flat_s)
+        applied = c_y - jnp.vdot(flat_p, n) * jnp.vdot(n, flat_s)
+        cosine = jnp.abs(jnp.vdot(n, flat_s)) / jnp.linalg.norm(flat_s)
+        refreshed = jnp.vdot(n, n) > 0  # before the optimizer's first update n is 0: not measured
+        nan = jnp.full_like(c_y, jnp.nan)
+        return DecayChannelRecord(c_y, jnp.where(refreshed, applied, nan),
+                                  jnp.where(refreshed, cosine, nan))
 
     return probe
 

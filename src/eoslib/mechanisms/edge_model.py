@@ -52,6 +52,10 @@ __all__ = [
     "ToyTrajectory",
     "EnvelopeFit",
     "envelope_decay_rate",
+    "Plateau",
+    "plateau",
+    "stop_index",
+    "aligned_before_stop",
 ]
 
 
@@ -255,3 +259,62 @@ def envelope_decay_rate(t: np.ndarray, s: np.ndarray, window: float) -> Envelope
     total = np.sum((np.log(amps) - np.mean(np.log(amps))) ** 2)
     r2 = 1.0 - float(np.sum(resid**2) / total) if total > 0 else float("nan")
     return EnvelopeFit(float(-slope), float(intercept), r2, centres, amps)
+
+
+class Plateau(NamedTuple):
+    """Where a sharpness series settles: ``level``, the mean over the last quarter of the probes
+    (at least the last one), and ``drift``, the least-squares change over that quarter in units of
+    ``scale`` (NaN with fewer than 3 points or any non-finite one)."""
+
+    level: float
+    drift: float
+
+
+def plateau(t: np.ndarray, s: np.ndarray, scale: float) -> Plateau:
+    """The plateau of ``s(t)`` (probe steps ``t``, shape ``(P,)``): see :class:`Plateau`.
+
+    A series that diverged (non-finite in the last quarter) has level ``inf`` and drift ``inf``:
+    a measurement that went wrong, which a rule must reject, never NaN.
+    """
+    t, s = np.asarray(t, float), np.asarray(s, float)
+    if t.shape != s.shape or t.ndim != 1 or t.size == 0:
+        raise ValueError(f"t and s must be non-empty 1-d arrays of one shape; got {t.shape}, {s.shape}")
+    if not scale > 0:
+        raise ValueError(f"scale={scale!r} must be positive")
+    late = t >= min(t[0] + 3 * (t[-1] - t[0]) / 4, t[-1])
+    if not np.all(np.isfinite(s[late])):
+        return Plateau(float("inf"), float("inf"))
+    if late.sum() < 3:
+        return Plateau(float(np.mean(s[late])), float("nan"))
+    slope = np.polyfit(t[late], s[late], 1)[0]
+    return Plateau(float(np.mean(s[late])), float(slope * (t[late][-1] - t[late][0]) / scale))
+
+
+def stop_index(s: np.ndarray, level: float, fraction: float = 0.95) -> int | None:
+    """The first probe at which ``s`` reaches ``fraction`` of its plateau ``level``: where the
+    sharpness stops rising. ``None`` when it never does, when it already does at the first probe
+    (it never rose, so it cannot have stopped rising), or when the level is not finite."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction={fraction!r} must be in (0, 1]")
+    if not np.isfinite(level):
+        return None
+    idx = np.nonzero(np.asarray(s, float) >= fraction * level)[0]
+    return int(idx[0]) if idx.size and idx[0] > 0 else None
+
+
+def aligned_before_stop(c_y: np.ndarray, c_crit: np.ndarray, stop: int | None) -> bool | None:
+    """Whether the alignment ``c_y`` crosses ``c_crit = α/γ`` *from below* at or before probe
+    ``stop`` (where the sharpness stops rising): the crossing the model says stops sharpening.
+
+    A crossing counts only after a probe with ``c_y < c_crit`` (at initialisation ``α ≈ 0``, so
+    ``c_y ≥ α/γ`` holds trivially before sharpening starts), and only up to ``stop``: once the
+    sharpness has stopped, ``α → 0`` and ``c_y ≥ α/γ`` again holds for any run, so a later crossing
+    says nothing. ``None`` when ``stop`` is ``None`` (the run never stopped rising: not measured).
+    """
+    if stop is None:
+        return None
+    c_y, c_crit = np.asarray(c_y, float)[: stop + 1], np.asarray(c_crit, float)[: stop + 1]
+    below = np.nonzero(c_y < c_crit)[0]
+    if below.size == 0:
+        return False
+    return bool(np.any(c_y[below[0]:] >= c_crit[below[0]:]))
