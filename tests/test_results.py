@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from eoslib.book import results
+from eoslib.book.verdicts import metric_value
 from eoslib.book.results import Claim
 
 
@@ -14,7 +15,8 @@ def a_record(**overrides):
     fields = dict(
         chapter="demo", scale="smoke", parameters={"eta": 0.01, "theta0": (1.0, 2.0)},
         claims=[Claim("c1", "a claim", "1.0", "1.01", "reproduced", "within 1%")],
-        metrics={"eta": np.float32(0.01), "nan_metric": float("nan"), "series": np.arange(3)},
+        metrics={"eta": np.float32(0.01), "nan_metric": float("nan"), "series": np.arange(3),
+                 "diverged_error": np.float32("inf"), "floor": -math.inf},
         provenance=results.provenance(0.0),
     )
     fields.update(overrides)
@@ -29,6 +31,11 @@ def test_record_round_trip(tmp_path):
     assert back["parameters"]["theta0"] == [1.0, 2.0]
     assert back["metrics"]["nan_metric"] is None  # JSON has no NaN
     assert back["metrics"]["series"] == [0, 1, 2]
+    # an infinity (a diverged run's error) stays one, so regrading the record still rejects it
+    assert back["metrics"]["diverged_error"] == "inf" and back["metrics"]["floor"] == "-inf"
+    assert metric_value(back["metrics"], "diverged_error") == math.inf
+    assert metric_value(back["metrics"], "floor") == -math.inf
+    assert math.isnan(metric_value(back["metrics"], "nan_metric"))
     assert math.isclose(back["metrics"]["eta"], 0.01, rel_tol=1e-6)
     assert json.loads(path.read_text())["claims"][0]["verdict"] == "reproduced"
     assert results.read_records(tmp_path)[0]["chapter"] == "demo"

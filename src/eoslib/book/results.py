@@ -117,7 +117,13 @@ def tally(claims: Sequence[Mapping[str, Any] | Claim]) -> tuple[dict[str, int], 
 
 
 def _jsonable(value: Any) -> Any:
-    """Turn numpy / JAX scalars and arrays, tuples and non-finite floats into plain JSON."""
+    """Turn numpy / JAX scalars and arrays, tuples and non-finite floats into plain JSON.
+
+    JSON has no infinities: ±inf is stored as the string ``"inf"`` / ``"-inf"`` (a measurement that
+    went wrong, e.g. the error of a diverged run, which a rule must still reject when a record is
+    graded again), NaN as ``null`` (not measured). :func:`eoslib.book.verdicts.metric_value` reads
+    both back.
+    """
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -127,7 +133,9 @@ def _jsonable(value: Any) -> Any:
         if arr.ndim == 0:
             return _jsonable(arr.item())
         return [_jsonable(v) for v in arr.tolist()]
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
@@ -221,8 +229,9 @@ def validate_record(record: Mapping[str, Any]) -> None:
             if key in claim and not isinstance(claim[key], str):
                 raise ValueError(f"claims[{i}] {key}={claim[key]!r} is not a string")
     for name, value in record["metrics"].items():
-        if value is not None and not isinstance(value, (int, float, list)):
-            raise ValueError(f"metrics[{name!r}]={value!r} is not a number (or list of numbers)")
+        if value is not None and value not in ("inf", "-inf") and not isinstance(value, (int, float, list)):
+            raise ValueError(f"metrics[{name!r}]={value!r} is not a number (or list of numbers, "
+                             "or 'inf' / '-inf')")
     for key in ("eoslib_version", "git_hash", "jax_version", "device"):
         if key not in record["provenance"]:
             raise ValueError(f"provenance is missing {key!r}")

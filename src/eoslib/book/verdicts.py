@@ -80,6 +80,8 @@ _RANK = {NOT_REPRODUCED: 0, PARTLY: 1, REPRODUCED: 2}
 def metric_value(metrics: Mapping[str, Any], name: str) -> float:
     """The metric ``name`` as a float; NaN when it is absent or ``None`` (not measured).
 
+    The strings ``"inf"`` and ``"-inf"`` are infinities (how a results record stores them).
+
     Raises:
       TypeError: the metric is present but not a number (e.g. a list or a string).
     """
@@ -89,6 +91,8 @@ def metric_value(metrics: Mapping[str, Any], name: str) -> float:
     if hasattr(value, "__array__") and getattr(value, "ndim", 0) == 0:
         value = value.item()
     if isinstance(value, bool):
+        return float(value)
+    if value in ("inf", "-inf"):
         return float(value)
     if not isinstance(value, (int, float)):
         raise TypeError(f"metric {name!r}={value!r} is not a number; a rule grades one number "
