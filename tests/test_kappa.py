@@ -134,3 +134,27 @@ def test_distribution_summary_on_a_known_skewed_law():
     np.testing.assert_allclose(s.median, 1.0, rtol=1e-2)
     np.testing.assert_allclose(s.mode, np.exp(-0.25), rtol=5e-2)
     assert s.skewness > 1.0 and s.mode < s.median < s.mean
+
+
+def test_absorption_is_reachable_in_exact_arithmetic_only_with_a_floor():
+    """Review finding (issue 16): with g ∝ s/(1+s) and s = e^X − 1 ≥ X, a step from X > 0 is
+    0.1(1 − e^{−X}) < X, so the walk never reaches the exit; the exits seen in float32 were
+    round-off in exp(X) − 1. With expm1 in float64 such a walk is never absorbed; our cases'
+    floor (Prop. F.11) makes absorption reachable, and every absorbed state has s ≤ 0 exactly."""
+    no_floor = kappa.CoupledModel("no floor", g=lambda s: 0.1 * s / (1.0 + s), f=lambda k: k,
+                                  log_surplus=jnp.expm1)
+    x0 = jnp.full(2000, 0.05)
+    sim = kappa.simulate(no_floor, x0, 400, key=jax.random.key(0), record_every=400)
+    assert sim.log_kappa.dtype == np.float64
+    assert np.all(sim.exit_time < 0) and np.all(sim.log_kappa[-1] > 0)
+    case = kappa.CASES["I"]
+    assert float(case.g(0.0)) == pytest.approx(kappa.G_FLOOR)
+    sim = kappa.simulate(case, x0, 400, key=jax.random.key(0), record_every=400)
+    exited = sim.exit_time >= 0
+    assert exited.mean() > 0.5
+    assert np.all(np.expm1(sim.log_kappa[-1][exited]) <= 0)
+    assert np.all(sim.log_kappa[-1][exited] > -0.1)  # one step (≤ 0.1) past the exit at most
+    # the cancellation-free surplus agrees with the naive one away from the exit
+    x = jnp.linspace(-1.0, 2.0, 7)
+    naive = kappa.CoupledModel("naive", g=case.g, f=case.f)
+    np.testing.assert_allclose(case.surplus(x), naive.surplus(x), rtol=1e-6, atol=1e-6)

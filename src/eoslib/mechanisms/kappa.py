@@ -23,6 +23,13 @@ of κ becomes right-skewed — the flatness bias.
 :data:`CASES` holds our concrete instances of the paper's three simulated cases (App. F.11), whose
 functions were not in our copy: I (g Lipschitz in X, unimodal start), II (g not Lipschitz at the
 exit, unimodal start) and III (Case I's g, bimodal start).
+
+**Absorption must be reachable.** If ``g(s) → 0`` as ``s → 0`` fast enough (e.g. ``g ∝ s`` with
+``s = e^X − 1 ≥ X``), a walk next to the exit takes steps smaller than its distance to it and, in
+exact arithmetic, is never absorbed; the "exits" of such a simulation are round-off in
+``exp(X) − c``. Our g therefore have a positive floor ``g ≥ G_FLOOR`` on ``s > 0`` (the positive
+floor of Prop. F.11), the surplus is computed without cancellation (``expm1``) and
+:func:`simulate` runs in float64.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["CoupledModel", "CASES", "Simulation", "simulate", "initial_log_kappa", "two_step_branches",
+__all__ = ["CoupledModel", "CASES", "G_FLOOR", "Simulation", "simulate", "initial_log_kappa", "two_step_branches",
            "distribution_summary", "DistributionSummary"]
 
 
@@ -71,6 +78,9 @@ class CoupledModel:
       noise_std: standard deviation of the zero-mean sharpness noise ε (0: none).
       init: ``(weights, means, stds)`` of the normal mixture of ``log κ₀`` (truncated to s > 0):
         three equal-length tuples of finite numbers, weights ≥ 0 with a positive sum, stds ≥ 0.
+      log_surplus: optional noise-free surplus ``s(X) = η f(e^X) − c`` as a function of
+        ``X = log κ``, written without cancellation near the exit (``jnp.expm1`` for
+        ``η f(κ) − c = κ − 1``); ``None``: computed as ``η f(exp X) − c``.
 
     A malformed ``init``, a non-positive ``eta`` or a negative ``noise_std`` is a ValueError
     when the model is built.
@@ -83,6 +93,7 @@ class CoupledModel:
     c: float = 1.0
     noise_std: float = 0.0
     init: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((1.0,), (1.0,), (0.1,))
+    log_surplus: Callable[[Array], Array] | None = None
 
     def __post_init__(self):
         if isinstance(self.eta, numbers.Real) and not self.eta > 0:
@@ -92,7 +103,9 @@ class CoupledModel:
         _mixture(self.init)
 
     def surplus(self, log_kappa: Array, noise: Array | float = 0.0) -> Array:
-        """``s = η (f(κ) + ε) − c`` at ``log κ``."""
+        """``s = η (f(κ) + ε) − c`` at ``log κ`` (through ``log_surplus`` when the model has it)."""
+        if self.log_surplus is not None:
+            return self.log_surplus(log_kappa) + self.eta * noise
         return self.eta * (self.f(jnp.exp(log_kappa)) + noise) - self.c
 
     def step_size(self, log_kappa: Array) -> Array:
@@ -101,14 +114,30 @@ class CoupledModel:
         return jnp.where(s > 0, self.g(jnp.maximum(s, 0.0)), 0.0)
 
 
+#: The positive floor of our g on s > 0 (Prop. F.11's "positive floor"): a walk within G_FLOOR of
+#: the exit crosses it with one left step, so absorption is reachable in exact arithmetic.
+G_FLOOR = 0.02
+
+
+def _g_lipschitz(s: Array) -> Array:
+    """``0.02 + 0.08 s/(1+s)``: strictly increasing, Lipschitz, in [0.02, 0.1)."""
+    return G_FLOOR + 0.08 * s / (1.0 + s)
+
+
+def _g_sqrt(s: Array) -> Array:
+    """``0.02 + 0.08 √(s/(1+s))``: strictly increasing, not Lipschitz at s = 0, in [0.02, 0.1)."""
+    return G_FLOOR + 0.08 * jnp.sqrt(s / (1.0 + s))
+
+
 #: Our instances of the three cases of App. F.11, with λ = f(κ) = κ, η = 1 and c = 1 (so the exit
-#: is κ ≤ 1, i.e. log κ ≤ 0), fluctuation scale 0.1 and a bounded g (an unbounded g such as 0.1√s
-#: makes the walk explode, since s = κ − 1 grows exponentially in log κ).
+#: is κ ≤ 1, i.e. log κ ≤ 0, and s = expm1(log κ)), fluctuation scale 0.1, the floor G_FLOOR, and a
+#: bounded g (an unbounded g such as 0.1√s makes the walk explode, since s = κ − 1 grows
+#: exponentially in log κ).
 CASES: dict[str, CoupledModel] = {
-    "I": CoupledModel("I: unimodal, Lipschitz g", g=lambda s: 0.1 * s / (1.0 + s), f=lambda k: k),
-    "II": CoupledModel("II: unimodal, non-Lipschitz g", g=lambda s: 0.1 * jnp.sqrt(s / (1.0 + s)), f=lambda k: k),
-    "III": CoupledModel("III: bimodal start, Lipschitz g", g=lambda s: 0.1 * s / (1.0 + s), f=lambda k: k,
-                        init=((0.5, 0.5), (0.6, 1.6), (0.08, 0.08))),
+    "I": CoupledModel("I: unimodal, Lipschitz g", g=_g_lipschitz, f=lambda k: k, log_surplus=jnp.expm1),
+    "II": CoupledModel("II: unimodal, non-Lipschitz g", g=_g_sqrt, f=lambda k: k, log_surplus=jnp.expm1),
+    "III": CoupledModel("III: bimodal start, Lipschitz g", g=_g_lipschitz, f=lambda k: k,
+                        log_surplus=jnp.expm1, init=((0.5, 0.5), (0.6, 1.6), (0.08, 0.08))),
 }
 
 
@@ -208,7 +237,12 @@ class Simulation(NamedTuple):
 def simulate(model: CoupledModel, log_kappa0: Float[Array, " n"], steps: int, *, key: PRNGKeyArray,
              record_every: int = 1) -> Simulation:
     """Iterate the model from ``log_kappa0`` for ``steps`` steps (one ``lax.scan``, all
-    trajectories at once), recording every ``record_every`` steps (and step 0)."""
+    trajectories at once, in float64), recording every ``record_every`` steps (and step 0).
+
+    A trajectory is absorbed at the first step where ``s ≤ 0`` and keeps that ``log κ``; its
+    ``exit_time`` is that step (−1: never). Float64 and a cancellation-free ``log_surplus`` keep
+    the exit test from being decided by round-off.
+    """
     steps = _positive_int("steps", steps)
     given = record_every
     try:
@@ -217,13 +251,17 @@ def simulate(model: CoupledModel, log_kappa0: Float[Array, " n"], steps: int, *,
         record_every = 0
     if not 1 <= record_every <= steps or steps % record_every:
         raise ValueError(f"record_every={given!r} must be a positive integer dividing steps={steps}")
-    n = log_kappa0.shape[0]
+    n = np.shape(log_kappa0)[0]
+    with jax.enable_x64(True):
+        return _simulate64(model, np.asarray(log_kappa0, np.float64), steps, key, record_every, n)
 
+
+def _simulate64(model, log_kappa0, steps, key, record_every, n):
     def step(carry, k):
         x, exited, exit_time, t = carry
         k1, k2 = jax.random.split(k)
         xi = jnp.where(jax.random.bernoulli(k1, 0.5, (n,)), 1.0, -1.0)
-        eps = model.noise_std * jax.random.normal(k2, (n,))
+        eps = model.noise_std * jax.random.normal(k2, (n,), jnp.float64)
         s = model.surplus(x, eps)
         now_exit = ~exited & (s <= 0)
         exited = exited | now_exit
@@ -235,7 +273,7 @@ def simulate(model: CoupledModel, log_kappa0: Float[Array, " n"], steps: int, *,
         carry, _ = jax.lax.scan(step, carry, jax.random.split(k, record_every))
         return carry, (carry[0], carry[1])
 
-    start = (jnp.asarray(log_kappa0, float), jnp.zeros(n, bool), jnp.full(n, -1), jnp.array(0))
+    start = (jnp.asarray(log_kappa0, jnp.float64), jnp.zeros(n, bool), jnp.full(n, -1), jnp.array(0))
     final, (xs, ex) = jax.lax.scan(block, start, jax.random.split(key, steps // record_every))
     times = np.arange(0, steps + 1, record_every)
     xs = np.concatenate([np.asarray(log_kappa0)[None], np.asarray(xs)])
