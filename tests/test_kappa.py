@@ -158,3 +158,46 @@ def test_absorption_is_reachable_in_exact_arithmetic_only_with_a_floor():
     x = jnp.linspace(-1.0, 2.0, 7)
     naive = kappa.CoupledModel("naive", g=case.g, f=case.f)
     np.testing.assert_allclose(case.surplus(x), naive.surplus(x), rtol=1e-6, atol=1e-6)
+
+
+def test_instabilities_are_maximal_runs_above_the_edge():
+    s = np.array([1, 25, 30, 10, np.nan, 21, 22, 23])
+    assert kappa.instabilities(s, 20.0) == [(1, 2), (5, 7)]
+    assert kappa.instabilities(np.array([1.0, 2.0]), 20.0) == []
+
+
+def test_relative_change_keeps_signed_kappa():
+    """Review finding (issue 16): κ ≤ 0 used to be dropped by log κ; the change metric keeps it."""
+    change = kappa.relative_change(np.array([2.0, 4.0, -4.0, 0.0, 0.0]))
+    np.testing.assert_allclose(change[:3], [np.tanh(np.log(2) / 2), 1.0, 1.0])
+    assert np.isnan(change[3])
+
+
+def test_variability_correlation_uses_only_unstable_probes():
+    s = np.array([10.0, 21, 22, 23, 24, 5])
+    k = np.array([1.0, 1.0, 1.1, 1.0, 1.5, 1.0])  # change grows with S inside the instability
+    r, pairs = kappa.variability_correlation(s, k, 20.0)
+    assert pairs == 4 and r > 0.5
+    assert np.isnan(kappa.variability_correlation(s[:3], k[:3], 20.0)[0])
+
+
+def test_stable_peak_excludes_the_reduction_step_and_needs_an_interior_peak():
+    """Review finding (issue 16): the probe at the reduction step still has the unstable phase's
+    sharpness; S_max must not be read there, and a still-rising phase has not peaked."""
+    steps = np.arange(0, 100, 10)
+    s = np.array([50.0, 9, 10, 12, 15, 14, 13, 12, 11, 10])  # the reduction at step 0
+    assert kappa.stable_peak(steps, s, 0, 90) == (15.0, True)
+    rising = np.array([50.0, 9, 10, 11, 12, 13, 14, 15, 16, 17])
+    assert kappa.stable_peak(steps, rising, 0, 90) == (17.0, False)
+    decaying = np.array([50.0, 19, 18, 17, 16, 15, 14, 13, 12, 11])
+    assert kappa.stable_peak(steps, decaying, 0, 90) == (19.0, False)
+    assert np.isnan(kappa.stable_peak(steps, s, 80, 90)[0])
+
+
+def test_reversal_gain_against_the_kept_eta_control():
+    steps = np.array([0, 2, 4, 6, 8])
+    sim = np.array([[1.0, 0.9, 0.8, 0.7, 0.6],    # kept η: keeps rotating away
+                    [1.0, 0.9, 0.8, 0.9, 0.95],   # lowered at 4: rises 0.15
+                    [1.0, 0.9, 0.85, 0.9, 0.95]])  # lowered at 2: rises 0.05
+    gain, control = kappa.reversal_gain(sim, steps, np.array([4, 2]))
+    assert gain == pytest.approx(0.10) and control == 0.0

@@ -45,7 +45,8 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 __all__ = ["CoupledModel", "CASES", "G_FLOOR", "Simulation", "simulate", "initial_log_kappa", "two_step_branches",
-           "distribution_summary", "DistributionSummary"]
+           "distribution_summary", "DistributionSummary", "instabilities", "relative_change",
+           "variability_correlation", "stable_peak", "reversal_gain"]
 
 
 def _mixture(init) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -317,3 +318,81 @@ def distribution_summary(samples: np.ndarray, grid_points: int = 512) -> Distrib
     mode = float(grid[np.argmax(stats.gaussian_kde(x)(grid))])
     q05, q95 = np.percentile(x, [5, 95])
     return DistributionSummary(float(np.median(x)), mode, float(np.mean(x)), float(stats.skew(x)), float(q95 - q05))
+
+
+# ----------------------------------------------------------------------------- network measurements
+
+
+def instabilities(sharpness: np.ndarray, edge: float) -> list[tuple[int, int]]:
+    """Maximal runs of probes with ``sharpness > edge`` as ``(first, last)`` probe indices
+    (inclusive); NaN (a diverged probe) is not above the edge."""
+    above = np.asarray(sharpness, float) > edge
+    padded = np.concatenate([[False], above, [False]])
+    changes = np.flatnonzero(padded[1:] != padded[:-1])
+    return [(int(a), int(b) - 1) for a, b in zip(changes[::2], changes[1::2])]
+
+
+def relative_change(kappa: np.ndarray) -> np.ndarray:
+    """``|κ_{t+1} − κ_t| / (|κ_t| + |κ_{t+1}|)`` between consecutive entries, shape ``(T − 1,)``.
+
+    Defined for signed κ (a sign change gives 1, the largest value; two zeros give NaN), and
+    equal to ``tanh(|Δ log κ| / 2)`` when both are positive: a change in κ that keeps the
+    measurements with ``κ ≤ 0`` instead of dropping them. Our stand-in for the paper's κ-change
+    metric of App. F.2, whose formula our copy lost.
+    """
+    k = np.asarray(kappa, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs(np.diff(k)) / (np.abs(k[:-1]) + np.abs(k[1:]))
+
+
+def variability_correlation(sharpness: np.ndarray, kappa: np.ndarray, edge: float) -> tuple[float, int]:
+    """Pearson correlation of the sharpness at probe t with :func:`relative_change` of κ from
+    t to t + 1, over the probes t inside an instability (``sharpness > edge``) whose change is
+    finite; returns ``(pearson, pairs)``, pearson NaN (not measured) for fewer than 3 pairs or
+    a constant series."""
+    s = np.asarray(sharpness, float)
+    change = relative_change(kappa)
+    keep = (s[:-1] > edge) & np.isfinite(change) & np.isfinite(s[:-1])
+    pairs = int(keep.sum())
+    if pairs < 3 or np.ptp(s[:-1][keep]) == 0 or np.ptp(change[keep]) == 0:
+        return float("nan"), pairs
+    return float(np.corrcoef(s[:-1][keep], change[keep])[0, 1]), pairs
+
+
+def stable_peak(probe_step: np.ndarray, sharpness: np.ndarray, at: float,
+                length: float) -> tuple[float, bool]:
+    """The largest sharpness of the stable phase after a step-size reduction at step ``at``:
+    over the probes with ``at < step ≤ at + length``, **excluding the reduction step itself**
+    (whose sharpness is still the unstable phase's). Returns ``(S_max, peaked)``: ``peaked`` is
+    whether the maximum lies strictly inside the window (neither its first probe, where S is
+    still the unstable phase's level decaying, nor its last, where S may still be rising);
+    ``(NaN, False)`` for a window with fewer than 3 finite probes."""
+    step, s = np.asarray(probe_step, float), np.asarray(sharpness, float)
+    inside = (step > at) & (step <= at + length) & np.isfinite(s)
+    if inside.sum() < 3:
+        return float("nan"), False
+    window = s[inside]
+    top = int(np.argmax(window))
+    return float(window[top]), 0 < top < window.size - 1
+
+
+def reversal_gain(similarity: np.ndarray, steps: np.ndarray, switches: np.ndarray) -> tuple[float, float]:
+    """How much the top-k subspace similarity to the baseline rises after η is lowered, against
+    the kept-η control over the same steps.
+
+    Args:
+      similarity: ``(M, T)``: member 0 keeps η (the control), member m ≥ 1 lowers it at
+        ``switches[m − 1]``.
+      steps: ``(T,)`` the probe steps.
+      switches: ``(M − 1,)`` the switch steps.
+
+    Returns:
+      ``(gain, control)``: the mean over the switched members of ``sim_m(end) − sim_m(switch)``
+      and of the control's ``sim_0(end) − sim_0(switch)``, each clipped at 0 (a fall is no rise).
+    """
+    sim, steps = np.asarray(similarity, float), np.asarray(steps)
+    at = [int(np.searchsorted(steps, s)) for s in np.asarray(switches)]
+    at = [min(a, steps.size - 1) for a in at]
+    gains = [sim[m + 1, -1] - sim[m + 1, a] for m, a in enumerate(at)]
+    control = [sim[0, -1] - sim[0, a] for a in at]
+    return max(0.0, float(np.mean(gains))), max(0.0, float(np.mean(control)))
