@@ -201,3 +201,16 @@ def test_reversal_gain_against_the_kept_eta_control():
                     [1.0, 0.9, 0.85, 0.9, 0.95]])  # lowered at 2: rises 0.05
     gain, control = kappa.reversal_gain(sim, steps, np.array([4, 2]))
     assert gain == pytest.approx(0.10) and control == 0.0
+
+
+def test_median_standard_error_of_a_normal_sample():
+    x = np.random.default_rng(1).normal(0.0, 2.0, 40000)
+    # the sample median of N(0, σ²) has standard error √(π/2) σ/√n
+    np.testing.assert_allclose(kappa.median_standard_error(x), np.sqrt(np.pi / 2) * 2 / 200,
+                               rtol=0.05)
+    assert np.isnan(kappa.median_standard_error(np.array([1.0, np.nan])))
+
+
+def test_two_step_branches_are_float64_and_mean_zero_to_round_off():
+    d = kappa.two_step_branches(kappa.CASES["II"], np.linspace(0.05, 3.0, 100))
+    assert d.dtype == np.float64 and np.max(np.abs(d.mean(axis=1))) < 1e-15

@@ -45,7 +45,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 __all__ = ["CoupledModel", "CASES", "G_FLOOR", "Simulation", "simulate", "initial_log_kappa", "two_step_branches",
-           "distribution_summary", "DistributionSummary", "instabilities", "relative_change",
+           "distribution_summary", "DistributionSummary", "median_standard_error", "instabilities", "relative_change",
            "variability_correlation", "stable_peak", "reversal_gain"]
 
 
@@ -282,16 +282,31 @@ def _simulate64(model, log_kappa0, steps, key, record_every, n):
     return Simulation(times, xs, ex, np.asarray(final[2]))
 
 
-def two_step_branches(model: CoupledModel, log_kappa: Float[Array, " m"]) -> Float[Array, "m 4"]:
+def two_step_branches(model: CoupledModel, log_kappa: Float[Array, " m"]) -> Float[np.ndarray, "m 4"]:
     """Two-step displacements from point masses at ``log_kappa`` for the sign strings
-    ``(+,+), (+,−), (−,+), (−,−)`` (noise-free; a branch that exits stops there)."""
-    x = jnp.asarray(log_kappa, float)
-    out = []
-    for a, b in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
-        x1 = x + a * model.step_size(x)
-        x2 = x1 + b * model.step_size(x1)
-        out.append(x2 - x)
-    return jnp.stack(out, axis=-1)
+    ``(+,+), (+,−), (−,+), (−,−)`` (noise-free, in float64 as :func:`simulate`; a branch that
+    exits stops there). Returned as a float64 NumPy array."""
+    with jax.enable_x64(True):
+        x = jnp.asarray(np.asarray(log_kappa, np.float64))
+        out = []
+        for a, b in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+            x1 = x + a * model.step_size(x)
+            x2 = x1 + b * model.step_size(x1)
+            out.append(x2 - x)
+        return np.asarray(jnp.stack(out, axis=-1))
+
+
+def median_standard_error(samples: np.ndarray) -> float:
+    """Distribution-free standard error of the sample median of ``n`` draws: half the distance
+    between the empirical quantiles at ``1/2 ± 1/(2√n)`` (the median's order statistic moves by
+    about √n/2 ranks per standard error). NaN for fewer than 3 finite draws."""
+    x = np.asarray(samples, float)
+    x = x[np.isfinite(x)]
+    if x.size < 3:
+        return float("nan")
+    d = 0.5 / np.sqrt(x.size)
+    lo, hi = np.quantile(x, [0.5 - d, 0.5 + d])
+    return float((hi - lo) / 2)
 
 
 class DistributionSummary(NamedTuple):
