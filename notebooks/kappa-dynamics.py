@@ -262,11 +262,12 @@ display(declared_claims(CLAIMS))
 # | II | 0.02 + 0.08 √(s/(1+s)) | N(1, 0.1²) | g not Lipschitz at the exit |
 # | III | as I | ½N(0.6, 0.08²) + ½N(1.6, 0.08²) | a bimodal start |
 #
-# **Absorption has to be reachable.** The previous version used $g = 0.1\,s/(1+s)$: a walk at
-# $\log\kappa = x > 0$ then steps by $0.1(1 - e^{-x}) < x$ and in exact arithmetic never
-# reaches the exit; the exits it showed were float32 round-off in $e^x - 1$. The paper's
-# uniform-drift result (Prop. F.11) assumes $g$ has a *positive floor*; ours is
-# $g \ge 0.02$ on $s > 0$, so a walk next to the exit crosses it in one step.
+# **Absorption has to be reachable.** With a $g$ that vanishes at the exit, such as
+# $g = 0.1\,s/(1+s)$, a walk at $\log\kappa = x > 0$ steps by $0.1(1 - e^{-x}) < x$ and in
+# exact arithmetic never reaches the exit; the exits a float32 simulation shows are round-off
+# in $e^x - 1$. The paper's uniform-drift result (Prop. F.11) assumes $g$ has a *positive
+# floor*; ours is $g \ge 0.02$ on $s > 0$, so a walk next to the exit crosses it in one step,
+# and every absorbed walk is counted with its exact surplus.
 
 # %%
 key = jax.random.key(P.seed)
