@@ -13,36 +13,36 @@
 # %% [markdown]
 # # κ dynamics: training instabilities induce a flatness bias
 #
-# **Claim** ({cite:t}`wang2025flatness`, Sec. 5 and App. F; {cite:t}`wang2024stability`, Figs. 2, 4, 8).
-# During an instability of gradient descent the top Hessian eigenvectors rotate, and a
-# higher-order curvature measure κ fluctuates with a size that grows with the *instability surplus*
-# $s = \eta\lambda - c$. A mean-zero walk in $\log\kappa$ whose step grows with κ drifts to the left in
-# median and becomes right-skewed: GD spends more and more time where κ is small — a bias towards
-# flatter regions ("progressive flattening").
+# **Claim** ({cite:t}`wang2025flatness`, Sec. 5 and App. F; {cite:t}`wang2024stability`,
+# Figs. 2, 4, 8). During an instability of gradient descent the top Hessian eigenvectors
+# rotate, and a higher-order curvature measure κ fluctuates with a size that grows with the
+# *instability surplus* $s = \eta\lambda - c$. A mean-zero walk in $\log\kappa$ whose step
+# grows with κ drifts to the left in median and becomes right-skewed: GD spends more and more
+# time where κ is small — a bias towards flatter regions ("progressive flattening").
 #
-# Our copy of the journal paper lost its math symbols. The model we simulate, reconstructed from the
-# surrounding text (and stated in {mod}`eoslib.mechanisms.kappa`), is
+# Our copy of the journal paper lost its math symbols. The model we simulate, reconstructed
+# from the surrounding text (and stated in {mod}`eoslib.mechanisms.kappa`), is
 #
-# $$\log\kappa_{t+1} = \log\kappa_t + \xi_t\, g(s_t), \qquad s_t = \eta\,(f(\kappa_t) + \varepsilon_t) - c,$$
+# $$\log\kappa_{t+1} = \log\kappa_t + \xi_t\, g(s_t), \qquad
+#   s_t = \eta\,(f(\kappa_t) + \varepsilon_t) - c,$$
 #
-# with Rademacher signs $\xi_t$, $g$ increasing, $f$ non-decreasing, and absorption the first time
-# $s \le 0$. The concrete $f$, $g$ and initial laws of the paper's three simulated cases were not in our
-# copy either; ours are listed below. On networks, κ is measured as the fourth directional derivative
-# $D^4L[u,u,u,u]$ along the top eigenvector $u$, exactly (nested `jvp`) and by the finite-difference
-# proxy $12[L(\theta+ru)+L(\theta-ru)-2L(\theta)-r^2u^\top Hu]/r^4$ (our reading of the paper's Eq. 26).
+# with Rademacher signs $\xi_t$, $g$ increasing, $f$ non-decreasing, and absorption the first
+# time $s \le 0$ (Asp. 5.2). On networks, κ is the fourth directional derivative
+# $D^4L[d,d,d,d]$, measured exactly (nested `jvp`) **along the unit gradient** $d = \hat g$, as
+# App. F.2 does, and, as a second column, along the top Hessian eigenvector $d = u$.
 #
 # ## Setup
 #
 # | | paper | `book` scale (2-core CPU) | `paper` scale |
 # |---|---|---|---|
-# | simulation | App. F.11, one-dimensional model, Cases I–III | 20,000 trajectories × 4,000 steps per case | 100,000 × 10,000 |
-# | data | fMNIST, first 4 classes, 1,000 training images | same | same |
-# | model | MLP, 4 hidden layers of 32, ReLU | same (`fmnist_mlp(width=32)`) | same |
-# | training | full-batch GD, fixed η (λ > 20 marks an instability) | ½MSE, η = 0.1 (2/η = 20), 3,000 steps | 6,000 steps |
-# | interventions | η_low = 0.2η at several steps of an instability; η reduced to 0.01 at several epochs from several η₀ | same, 3 switch times; η₀ ∈ {0.1, 0.2}, 4 reduction steps | 6 reduction steps |
+# | simulation | App. F.11, Cases I–III | 20,000 walks × 4,000 steps | 100,000 × 10,000 |
+# | data | fMNIST, 4 classes, 1,000 images | same | same |
+# | model | MLP, 4 hidden layers, ReLU | width 32 | width 32 |
+# | κ–sharpness runs | 15 seeds, η = 0.1 (λ > 20 is unstable) | 3 seeds × 2,000 steps | 15 × 6,000 |
+# | interventions | η_low = 0.2η in an instability; η → 0.01 after η₀ | 3 switches; 2 η₀ × 4 | 3 η₀ × 6 |
 #
 # The paper does not say which loss its fMNIST MLPs use for these figures; we use ½MSE (with
-# cross-entropy the fMNIST runs reach 100% training accuracy within a few hundred steps and the
+# cross-entropy the runs reach 100% training accuracy within a few hundred steps and the
 # sharpness then decays, leaving no sustained instability to study).
 
 # %% tags=["hide-input"]
@@ -54,381 +54,541 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from IPython.display import display
+from IPython.display import Markdown, display
 from scipy import stats
 
+from eoslib.book.display import claims_table, use_book_style, verdict_section
+from eoslib.book.results import make_record, provenance, write_record
+from eoslib.book.scales import settings
+from eoslib.book.verdicts import grade_all
 from eoslib.engine import data, hessian, models, optim, probes, train
 from eoslib.mechanisms import kappa
-from eoslib.book.display import claims_table, use_book_style
-from eoslib.book.scales import settings
-from eoslib.book.results import Claim, make_record, provenance, write_record
 
 use_book_style()
 start_time = time.time()
 
 # %% tags=["parameters"]
 scale = os.environ.get("EOSLIB_SCALE", "book")  # smoke | book | paper
-cases = None  # which simulated cases to run, a subset of I, II, III
-n_trajectories = None  # trajectories per simulated case
-sim_steps = None  # steps of the simulated model
-eta = None  # GD step size of the fMNIST MLP (claims 2 and 3)
-steps = None  # GD steps of the fMNIST MLP run
-probe_every = None  # steps between curvature probes of that run
+cases = None  # simulated cases, a subset of I, II, III
+n_trajectories = None  # walks per simulated case
+sim_steps = None  # steps of the simulated walk
+seeds = None  # initialisation seeds of the κ–sharpness runs (claim 3)
+eta = None  # GD step size of the fMNIST MLP
+steps = None  # GD steps of the κ–sharpness runs
+probe_every = None  # steps between curvature probes
 kappa_radius = None  # radius r of the finite-difference κ proxy
 n_train = None  # fMNIST training images (first 4 classes, balanced)
 width = None  # hidden width of the MLP
-low_factor = None  # η_low / η of the stability intervention
-window = None  # steps of eigenvector tracking after the start of the studied instability
-eta0s = None  # initial step sizes of the progressive-flattening runs (claim 4)
-reduce_at = None  # steps at which η drops to eta_small (claim 4)
+low_factor = None  # η_low / η of the rotation intervention
+window = None  # steps followed after the start of the studied instability
+eta0s = None  # initial step sizes of the flattening runs
+reduce_at = None  # steps at which η drops to eta_small
 eta_small = None  # step size after the reduction
-stable_steps = None  # steps of the stable phase over which S_max is taken
-seed = None  # PRNG seed (initialisation and simulation)
-results_dir = None  # where the results record goes (default: the book's _build/records)
+stable_steps = None  # steps of the stable phase searched for S_max
+seed = None  # PRNG seed (first initialisation and the simulation)
+results_dir = None  # where the results record goes (default: _build/records)
 
-# %%
-RANGES = {"cases": "list[kappa-case], non-empty", "n_trajectories": "int >= 10", "sim_steps": "int >= 4, multiple of 4",
-          "eta": "float > 0", "steps": "int >= 1, multiple of probe_every", "probe_every": "int >= 1",
-          "kappa_radius": "float > 0", "n_train": "int in [1, 24000]", "width": "int >= 1",
-          "low_factor": "float in (0, 1)", "window": "int >= 4, multiple of 2", "eta0s": "list[float > 0], non-empty",
-          "reduce_at": "list[int >= 0], non-empty", "eta_small": "float > 0", "stable_steps": "int >= 1",
-          "seed": "int >= 0"}
-SCALES = {
-    "smoke": {"cases": ["I", "II", "III"], "n_trajectories": 500, "sim_steps": 200, "eta": 0.1, "steps": 200,
-              "probe_every": 10, "kappa_radius": 0.05, "n_train": 200, "width": 32, "low_factor": 0.2,
-              "window": 20, "eta0s": [0.1, 0.2], "reduce_at": [40, 80], "eta_small": 0.01, "stable_steps": 100,
-              "seed": 0},
-    "book": {"cases": ["I", "II", "III"], "n_trajectories": 20000, "sim_steps": 4000, "eta": 0.1, "steps": 3000,
-             "probe_every": 5, "kappa_radius": 0.05, "n_train": 1000, "width": 32, "low_factor": 0.2,
-             "window": 120, "eta0s": [0.1, 0.2], "reduce_at": [250, 750, 1500, 2500], "eta_small": 0.01,
-             "stable_steps": 3000, "seed": 0},
-    "paper": {"cases": ["I", "II", "III"], "n_trajectories": 100000, "sim_steps": 10000, "eta": 0.1,
-              "steps": 6000, "probe_every": 5, "kappa_radius": 0.05, "n_train": 1000, "width": 32,
-              "low_factor": 0.2, "window": 200, "eta0s": [0.1, 0.15, 0.2],
-              "reduce_at": [250, 750, 1500, 2500, 3500, 5000], "eta_small": 0.01, "stable_steps": 6000, "seed": 0},
+# %% tags=["hide-input"]
+RANGES = {
+    "cases": "list[kappa-case], non-empty", "n_trajectories": "int >= 10",
+    "sim_steps": "int >= 8, multiple of 8", "seeds": "int >= 1", "eta": "float > 0",
+    "steps": "int >= 1, multiple of probe_every", "probe_every": "int >= 1",
+    "kappa_radius": "float > 0", "n_train": "int in [1, 24000]", "width": "int >= 1",
+    "low_factor": "float in (0, 1)", "window": "int >= 4, multiple of 2",
+    "eta0s": "list[float > 0], non-empty", "reduce_at": "list[int >= 0], non-empty",
+    "eta_small": "float > 0", "stable_steps": "int >= 1", "seed": "int >= 0",
 }
-P = settings(SCALES, scale, RANGES, cases=cases, n_trajectories=n_trajectories, sim_steps=sim_steps, eta=eta, steps=steps,
-             probe_every=probe_every, kappa_radius=kappa_radius, n_train=n_train, width=width,
-             low_factor=low_factor, window=window, eta0s=eta0s, reduce_at=reduce_at, eta_small=eta_small,
-             stable_steps=stable_steps, seed=seed)
+SCALES = {  # a literal: the book's tooling reads it without running the notebook
+    "smoke": {"cases": ["I", "II", "III"], "n_trajectories": 500, "sim_steps": 200,
+              "seeds": 2, "eta": 0.1, "steps": 200, "probe_every": 10,
+              "kappa_radius": 0.05, "n_train": 200, "width": 32, "low_factor": 0.2,
+              "window": 20,
+              "eta0s": [0.1, 0.2], "reduce_at": [40, 80], "eta_small": 0.01,
+              "stable_steps": 100, "seed": 0},
+    "book": {"cases": ["I", "II", "III"], "n_trajectories": 20000, "sim_steps": 4000,
+             "seeds": 3, "eta": 0.1, "steps": 2000, "probe_every": 5,
+             "kappa_radius": 0.05, "n_train": 1000, "width": 32, "low_factor": 0.2,
+             "window": 120, "eta0s": [0.1, 0.2], "reduce_at": [250, 750, 1500, 2500],
+             "eta_small": 0.01, "stable_steps": 3000, "seed": 0},
+    "paper": {"cases": ["I", "II", "III"], "n_trajectories": 100000, "sim_steps": 10000,
+              "seeds": 15, "eta": 0.1, "steps": 6000, "probe_every": 5,
+              "kappa_radius": 0.05, "n_train": 1000, "width": 32, "low_factor": 0.2,
+              "window": 200, "eta0s": [0.1, 0.15, 0.2],
+              "reduce_at": [250, 750, 1500, 2500, 3500, 5000], "eta_small": 0.01,
+              "stable_steps": 6000, "seed": 0},
+}
+P = settings(SCALES, scale, RANGES, cases=cases, n_trajectories=n_trajectories,
+             sim_steps=sim_steps, seeds=seeds, eta=eta, steps=steps,
+             probe_every=probe_every, kappa_radius=kappa_radius, n_train=n_train,
+             width=width, low_factor=low_factor, window=window, eta0s=eta0s,
+             reduce_at=reduce_at, eta_small=eta_small, stable_steps=stable_steps,
+             seed=seed)
 P.as_dict()
+
+# %% [markdown]
+# ## Claims, declared before the run
+#
+# Each claim is graded after the run by the rule stated with it, fixed here before any number
+# exists; `not tested` means this run never entered the regime the claim needs (no walk was
+# absorbed, too few instabilities, a stable phase too short to peak). The simulated model in
+# the theorems' own setting (Case I) realises the theorems exactly, so it is recorded as a
+# consistency check, not scored.
+
+# %% tags=["claims", "hide-input"]
+from IPython.display import display
+
+from eoslib.book.display import declared_claims
+from eoslib.book.verdicts import (AllOf, AtLeast, AtMost, ClaimSpec, Exceeds, Given,
+                                  Within)
+
+NAMES = {
+    "exit_fraction_min": "the smallest fraction of walks absorbed (s ≤ 0) in a case",
+    "roundoff_exits": "absorbed walks whose exact surplus expm1(log κ) is > 0",
+    "case1_median_drift": "Case I's change of median log κ",
+    "case1_median_rise_max": ("the largest rise of Case I's even-time median, in "
+                              "standard errors of the sample median"),
+    "case1_skewness": "Case I's final skewness of log κ",
+    "case1_mode_minus_median": "Case I's final mode − median",
+    "branch_violations": "grid points breaking the 1-right/3-left two-step pattern",
+    "branch_mean_max": "the largest |mean two-step displacement|",
+    "n_relaxed_cases": "the number of Cases II and III simulated",
+    "relaxed_median_drift_max": "the largest change of median log κ in Cases II, III",
+    "relaxed_mode_minus_median_max": "the largest final mode − median in Cases II, III",
+    "relaxed_skewness_min": "the smallest final skewness in Cases II, III",
+    "seeds_measured": "seeds with ≥ 3 probe pairs inside instabilities",
+    "variability_pearson_mean": "the mean over seeds of Pearson(λ, κ change along ĝ)",
+    "rotation_instabilities": "instabilities of the first seed",
+    "rotation_start_ratio": "λ/(2/η) where the rotation study starts",
+    "rotation_drop": "how far the kept-η subspace similarity falls (1 − min)",
+    "reversal_gain": "the rise of similarity after lowering η",
+    "reversal_gain_control": "the kept-η run's rise over the same steps",
+    "smax_peak_reached_fraction": "the fraction of stable phases peaked in their window",
+    "flattening_diverged": "diverged flattening runs",
+    "smax_later_change": "the relative change of S_max, first to last reduction",
+    "smax_eta0_change": "the relative change of S_max, smallest to largest η₀",
+}
+
+
+def names(rule):
+    return {m: NAMES[m] for m in rule.metrics()}
+
+
+ABSORBS = AtLeast("exit_fraction_min", 0.01, fmt=".1%")
+THEOREMS = Given(ABSORBS, AllOf((
+    AtMost("roundoff_exits", 0), AtMost("case1_median_drift", -0.01),
+    AtMost("case1_median_rise_max", 3.0, fmt=".2f"), AtLeast("case1_skewness", 0.0),
+    AtMost("case1_mode_minus_median", 0.0), AtMost("branch_violations", 0),
+    AtMost("branch_mean_max", 1e-9, fmt=".1e"))))
+RELAXED = Given(AllOf((ABSORBS, AtLeast("n_relaxed_cases", 1))), AllOf((
+    AtMost("roundoff_exits", 0), AtMost("relaxed_median_drift_max", -0.01),
+    AtMost("relaxed_mode_minus_median_max", 0.0),
+    AtLeast("relaxed_skewness_min", 0.0))))
+VARIABILITY = Given(
+    AtLeast("seeds_measured", 2),
+    Within("variability_pearson_mean", 0.59, good=0.25, fair=0.5, fmt=".2f"))
+ROTATION = Given(
+    AllOf((AtLeast("rotation_instabilities", 1), AtLeast("rotation_start_ratio", 1.0))),
+    AllOf((AtLeast("rotation_drop", 0.05, fair=0.02),
+           Exceeds("reversal_gain", "reversal_gain_control", good=2.0, fair=1.5),
+           AtLeast("reversal_gain", 0.02))))
+FLATTENING = Given(AtLeast("smax_peak_reached_fraction", 1.0, fmt=".0%"), AllOf((
+    AtMost("flattening_diverged", 0),
+    AtMost("smax_later_change", -0.05, fair=0.0, fmt=".1%"),
+    AtMost("smax_eta0_change", -0.05, fair=0.0, fmt=".1%"))))
+
+CLAIMS = [
+    ClaimSpec(
+        "model-theorems",
+        "in the theorems' setting (Case I: unimodal start, Lipschitz g) the even-time "
+        "median of log κ falls, mode ≤ median, the law is right-skewed; of the four "
+        "two-step sign strings one moves right and three left, with mean displacement "
+        "0 (Thm. 5.4, 5.12)",
+        "App. F.11 Case I (figure only); Thm. 5.4, Prop. 5.11, Thm. 5.12",
+        rule=THEOREMS, names=names(THEOREMS),
+        ours="median drift {case1_median_drift:+.3f}, skew {case1_skewness:+.2f}, "
+             "mode − median {case1_mode_minus_median:+.3f}; absorbed {exit_fractions}",
+        control="the same walk's mean, which a martingale keeps", kind="consistency"),
+    ClaimSpec(
+        "model-beyond-theorems",
+        "outside the theorems (Case II: g not Lipschitz; Case III: bimodal start) the "
+        "median still drifts left, mode ≤ median and the law stays right-skewed",
+        "App. F.11 Cases II, III (figure only)",
+        rule=RELAXED, names=names(RELAXED),
+        ours="largest median drift {relaxed_median_drift_max:+.3f}, largest mode − "
+             "median {relaxed_mode_minus_median_max:+.3f}, smallest skew "
+             "{relaxed_skewness_min:+.2f}"),
+    ClaimSpec(
+        "kappa-variability",
+        "during instabilities the change of κ grows with the sharpness λ",
+        "Pearson(λ, κ change) = 0.59 pooled over 15 seeds (0.30–0.84 per seed; "
+        "App. F.2, Table 2)",
+        rule=VARIABILITY, names=names(VARIABILITY),
+        ours="along ĝ: {variability_pearson_mean:.2f} ± {variability_pearson_std:.2f} "
+             "over {seeds_measured} seeds ({variability_pearsons:.2f}); along u: "
+             "{variability_pearson_eig_mean:.2f}",
+        control="no correlation (0), and the seed-to-seed spread"),
+    ClaimSpec(
+        "rotation-and-reversal",
+        "during an instability the top eigenvectors rotate away from their start; "
+        "lowering η to 0.2η reverses the rotation",
+        "companion paper Figs. 2 and 8 (fMNIST MLP)",
+        rule=ROTATION, names=names(ROTATION),
+        ours="kept η: similarity falls to {rotation_similarity_min:.3f}; rise after "
+             "the switch {reversal_gain:.3f} vs kept η {reversal_gain_control:.3f}; "
+             "end gap to kept η {reversal_end_gap:+.3f} (not graded)",
+        control="the kept-η run over the same steps"),
+    ClaimSpec(
+        "progressive-flattening",
+        "S_max of the stable phase after η drops to η_small falls with a later "
+        "reduction and with a larger η₀",
+        "companion paper Fig. 4 (fMNIST MLP, η_small = 0.01)",
+        rule=FLATTENING, names=names(FLATTENING),
+        ours="S_max change, first → last reduction {smax_later_change:+.1%}; "
+             "smallest → largest η₀ {smax_eta0_change:+.1%}; peaked "
+             "{smax_peak_reached_fraction:.0%}"),
+]
+display(declared_claims(CLAIMS))
 
 # %% [markdown]
 # ## 1. The coupled instability model
 #
-# Our instances (λ = f(κ) = κ, η = 1, c = 1, so the exit is κ ≤ 1; fluctuation scale 0.1):
+# Our instances of the paper's three cases (its $f$, $g$ and initial laws were not in our copy):
+# $\lambda = f(\kappa) = \kappa$, $\eta = c = 1$, so the exit is $\log\kappa \le 0$ and
+# $s = \operatorname{expm1}(\log\kappa)$, computed without cancellation, in float64.
 #
-# | case | g(s) | log κ₀ | what it tests |
+# | case | g(s) | log κ₀ | tests |
 # |---|---|---|---|
-# | I | 0.1 s/(1+s): Lipschitz in log κ | N(1, 0.1²) | the theorems' setting (unimodal, Lipschitz) |
-# | II | 0.1 √(s/(1+s)): not Lipschitz at the exit | N(1, 0.1²) | relaxed regularity |
+# | I | 0.02 + 0.08 s/(1+s) | N(1, 0.1²) | the theorems' setting |
+# | II | 0.02 + 0.08 √(s/(1+s)) | N(1, 0.1²) | g not Lipschitz at the exit |
 # | III | as I | ½N(0.6, 0.08²) + ½N(1.6, 0.08²) | a bimodal start |
 #
-# **The theorems, checked numerically.** (a) *Point-mass contraction* (Thm. 5.4): from any point, of
-# the four two-step sign strings, $(+,+)$ moves right and $(+,-)$, $(-,+)$, $(-,-)$ move left, while
-# the mean displacement is zero (a martingale). (b) *Median drift* (Thm. 5.12): the median of
-# $\log\kappa$ at even times does not increase. (c) *Mode ≤ median* and right skew (Prop. 5.11,
-# Cor. 5.13) for Case I.
+# **Absorption has to be reachable.** With a $g$ that vanishes at the exit, such as
+# $g = 0.1\,s/(1+s)$, a walk at $\log\kappa = x > 0$ steps by $0.1(1 - e^{-x}) < x$ and in
+# exact arithmetic never reaches the exit; the exits a float32 simulation shows are round-off
+# in $e^x - 1$. The paper's uniform-drift result (Prop. F.11) assumes $g$ has a *positive
+# floor*; ours is $g \ge 0.02$ on $s > 0$, so a walk next to the exit crosses it in one step,
+# and every absorbed walk is counted with its exact surplus.
 
 # %%
-sim_key = jax.random.key(P.seed)
-record_every = P.sim_steps // 4
+key = jax.random.key(P.seed)
 sims, summaries = {}, {}
-grid = jnp.linspace(0.05, 3.0, 200)
-branch_checks = {}
 for name in P.cases:
-    model = kappa.CASES[name]
-    k_init, k_run, sim_key = jax.random.split(sim_key, 3)
-    x0 = kappa.initial_log_kappa(model, P.n_trajectories, k_init)
-    sims[name] = kappa.simulate(model, x0, P.sim_steps, key=k_run, record_every=record_every)
+    key, k_init, k_run = jax.random.split(key, 3)
+    x0 = kappa.initial_log_kappa(kappa.CASES[name], P.n_trajectories, k_init)
+    sims[name] = kappa.simulate(kappa.CASES[name], x0, P.sim_steps, key=k_run,
+                                record_every=P.sim_steps // 4)
     summaries[name] = [kappa.distribution_summary(row) for row in sims[name].log_kappa]
-    d = np.asarray(kappa.two_step_branches(model, grid))
-    branch_checks[name] = dict(left=bool(np.all(d[:, 1:] < 0)), right=bool(np.all(d[:, 0] > 0)),
-                               mean=float(np.max(np.abs(d.mean(axis=1)))))
-print(" case  time   median   mode     mean    skew   spread  exited")
+
+# %% tags=["hide-input"]
+rows = []
 for name in P.cases:
     sim = sims[name]
-    for t, s, ex in zip(sim.times, summaries[name], sim.exited):
-        print(f" {name:<4} {t:>5} {s.median:8.3f} {s.mode:8.3f} {s.mean:8.3f} {s.skewness:7.3f} {s.spread:7.3f} {ex.mean():6.1%}")
-for name, c in branch_checks.items():
-    print(f"case {name}: (+,+) right everywhere {c['right']}; the other three left everywhere {c['left']}; "
-          f"max |mean two-step displacement| {c['mean']:.1e}")
+    for t, x, s, ex in zip(sim.times, sim.log_kappa, summaries[name], sim.exited):
+        live = f"{np.median(x[~ex]):.3f}" if (~ex).any() else "–"
+        rows.append(f"| {name} | {t} | {s.median:.3f} | {s.mode:.3f} | {s.mean:.3f} "
+                    f"| {s.skewness:+.2f} | {ex.mean():.1%} | {live} |")
+display(Markdown(
+    "Statistics of all walks, absorbed ones at their exit value (what the claims grade); "
+    "the last column is the median of the walks not yet absorbed. Once most walks are "
+    "absorbed, median and mode describe the pile of exits just below $\\log\\kappa = 0$."
+    "\n\n| case | step | median | mode | mean | skewness | absorbed | median, unabsorbed |"
+    "\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)))
 
-# %% mystnb={"figure": {"caption": "The coupled model, Cases I–III: the density of $\\log\\kappa$ (Gaussian KDE over all trajectories, absorbed ones at their exit value) at four times; the median drifts left and the law grows a right tail.", "name": "fig-kappa-sim"}}
-fig, axes = plt.subplots(1, len(P.cases), figsize=(4 * len(P.cases), 3.2), squeeze=False)
+# %% mystnb={"figure": {"caption": "The coupled model: density of $\\log\\kappa$ (Gaussian KDE over all walks, absorbed ones at their exit value) at five times; dotted lines are the medians. Watch the medians move left while a right tail grows.", "name": "fig-kappa-sim"}}
+fig, axes = plt.subplots(1, len(P.cases), figsize=(3.6 * len(P.cases), 3.0),
+                         squeeze=False, sharey=True)
 for ax, name in zip(axes[0], P.cases):
     sim = sims[name]
-    xs = np.linspace(np.percentile(sim.log_kappa, 0.5), np.percentile(sim.log_kappa, 99.5), 400)
+    xs = np.linspace(*np.percentile(sim.log_kappa, [0.5, 99.5]), 400)
     colors = plt.cm.viridis(np.linspace(0, 0.85, len(sim.times)))
     for row, t, c, s in zip(sim.log_kappa, sim.times, colors, summaries[name]):
         ax.plot(xs, stats.gaussian_kde(row)(xs), color=c, lw=1, label=f"t = {t}")
         ax.axvline(s.median, color=c, ls=":", lw=0.8)
-    ax.set(title=kappa.CASES[name].name, xlabel="$\\log\\kappa$", ylabel="density")
-axes[0, 0].legend(fontsize=7)
+    ax.set(title=kappa.CASES[name].name, xlabel="$\\log\\kappa$")
+axes[0, 0].set(ylabel="density")
+axes[0, 0].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% mystnb={"figure": {"caption": "Where the absorbed walks left: $\\log\\kappa$ at the exit step ($s \\le 0$ exactly). With the floor on $g$ every exit overshoots $\\log\\kappa = 0$ by at most one step; exits piled at $0^-$ would be round-off.", "name": "fig-kappa-exits"}}
+fig, ax = plt.subplots(figsize=(5.5, 2.8))
+for name in P.cases:
+    sim = sims[name]
+    gone = sim.log_kappa[-1][sim.exit_time >= 0]
+    ax.hist(gone, bins=40, range=(-0.1, 0.0), histtype="step", lw=1.2,
+            label=f"case {name}: {gone.size} of {sim.exit_time.size}")
+ax.set(xlabel="$\\log\\kappa$ at the exit", ylabel="walks")
+ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 2. κ on a real network
+# ## 2. κ on a real network, over several seeds
 #
-# Full-batch GD on the fMNIST MLP. Every `probe_every` steps the loop measures the top Hessian
-# eigenpair (warm-started Lanczos) and κ along $u$ both ways ({func}`eoslib.engine.probes.curvature`).
-# An *instability* is a maximal run of probes with $S > 2/\eta$ (surplus $s = \eta S - 2 > 0$).
+# Full-batch GD on the fMNIST MLP, one `vmap`-ped run over `seeds` initialisations. Every
+# `probe_every` steps the loop measures the top Hessian eigenpair (warm-started Lanczos) and κ
+# along the unit gradient and along $u$ ({func}`eoslib.engine.probes.curvature`). An
+# *instability* is a maximal run of probes with $\lambda > 2/\eta$. The paper's κ-change
+# metric of App. F.2 was lost from our copy; we use the symmetric relative change
+# $|\kappa_{t+1}-\kappa_t|/(|\kappa_t|+|\kappa_{t+1}|)$ ({func}`eoslib.mechanisms.kappa.relative_change`),
+# which keeps the probes where $D^4L \le 0$ (a sign flip scores 1) instead of dropping them.
 
 # %%
 ds = data.load_fashion_mnist(n=P.n_train, classes=(0, 1, 2, 3))
-params0 = models.fmnist_mlp(key=jax.random.key(P.seed), width=P.width)
 objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples
-config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
-run = train.run(objective, lambda hp: optax.sgd(P.eta), params0, (ds.x, ds.onehot), config,
-                key=jax.random.key(P.seed + 1), probe_fn=probes.curvature("half_mse", radius=P.kappa_radius))
-h = run.history
-S, tp = h.sharpness, h.probe_step
-k_exact, k_proxy = h.extra.kappa_exact, h.extra.kappa_proxy
-edge = 2 / P.eta
-unstable = S > edge
-starts = np.nonzero(unstable & ~np.concatenate([[False], unstable[:-1]]))[0]
-ends = np.nonzero(unstable & ~np.concatenate([unstable[1:], [False]]))[0]
-episodes = list(zip(starts, ends))
-print(f"{P.width}-wide MLP on {len(ds)} fMNIST images ({ds.source}); η = {P.eta}; diverged: {bool(run.diverged)}")
-print(f"{len(episodes)} instabilities (runs of probes with S > {edge:.0f}); κ exact > 0 at {np.mean(k_exact > 0):.0%} of probes")
+inits = [models.fmnist_mlp(key=jax.random.key(P.seed + i), width=P.width)
+         for i in range(P.seeds)]
+params0 = inits[0]
+net = train.run(objective, lambda hp: optax.sgd(P.eta),
+                jax.tree.map(lambda *a: jnp.stack(a), *inits), (ds.x, ds.onehot),
+                train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1),
+                key=jax.random.key(P.seed + 1), batched_params=True,
+                probe_fn=probes.curvature("half_mse", radius=P.kappa_radius))
 
-finite = np.isfinite(k_exact) & np.isfinite(k_proxy)
-kappa_proxy_pearson = float(stats.pearsonr(k_proxy[finite], k_exact[finite])[0]) if finite.sum() > 2 else float("nan")
-# the paper's App. F.2 statistic: |Δ log κ| between consecutive probes against λ, during instabilities
-pos = (k_exact > 0) & np.isfinite(k_exact)
-dlog = np.abs(np.diff(np.log(np.where(pos, k_exact, np.nan))))
-pair = unstable[:-1] & np.isfinite(dlog)
-variability_pearson = float(stats.pearsonr(S[:-1][pair], dlog[pair])[0]) if pair.sum() > 2 else float("nan")
-# progressive flattening across cycles: κ at each instability's first probe, against its index
-entry_kappa = np.array([k_exact[a] for a, _ in episodes])
-flattening_rho = (float(stats.spearmanr(np.arange(len(entry_kappa)), entry_kappa)[0])
-                  if len(entry_kappa) >= 3 else float("nan"))
-flattening_p = (float(stats.spearmanr(np.arange(len(entry_kappa)), entry_kappa)[1])
-                if len(entry_kappa) >= 3 else float("nan"))
-print(f"Pearson(proxy, exact) over all probes: {kappa_proxy_pearson:.3f}")
-print(f"Pearson(λ, |Δ log κ|) during instabilities ({pair.sum()} pairs): {variability_pearson:.3f}  (paper, App. F.2: 0.59)")
-print(f"Spearman(episode index, κ at episode entry) over {len(entry_kappa)} episodes: {flattening_rho:.3f} (p = {flattening_p:.2g})")
+# %% tags=["hide-input"]
+h, edge = net.history, 2 / P.eta
+tp, S = h.probe_step[0], h.sharpness  # S: (seeds, probes)
+k_grad, k_eig = h.extra.kappa_gradient, h.extra.kappa_exact
+k_proxy = h.extra.kappa_proxy
+episodes = [kappa.instabilities(S[i], edge) for i in range(P.seeds)]
+corr_g = [kappa.variability_correlation(S[i], k_grad[i], edge) for i in range(P.seeds)]
+corr_u = [kappa.variability_correlation(S[i], k_eig[i], edge) for i in range(P.seeds)]
+measured = [r for r, n in corr_g if np.isfinite(r) and n >= 3]
+measured_u = [r for r, n in corr_u if np.isfinite(r) and n >= 3]
+finite = np.isfinite(k_eig) & np.isfinite(k_proxy)
+nonpos_g = int(np.sum(np.isfinite(k_grad) & (k_grad <= 0)))
+nonpos_u = int(np.sum(np.isfinite(k_eig) & (k_eig <= 0)))
+n_probes = int(np.isfinite(S).sum())
+proxy_pearson = float(np.corrcoef(k_proxy[finite], k_eig[finite])[0, 1])
+lines = [f"| {P.seed + i} | {len(episodes[i])} | {corr_g[i][1]} | {corr_g[i][0]:.2f} "
+         f"| {corr_u[i][0]:.2f} | {bool(net.diverged[i])} |" for i in range(P.seeds)]
+display(Markdown(
+    "| seed | instabilities | probe pairs in them | Pearson along ĝ | Pearson along u "
+    "| diverged |\n|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
+    f"$D^4L \\le 0$ at **{nonpos_g}** of {n_probes} probes along ĝ and **{nonpos_u}** "
+    "along u: kept in every statistic, and drawn below on a symmetric-log axis. The "
+    "finite-difference proxy along u correlates with the exact value at Pearson "
+    f"{proxy_pearson:.2f} over {int(finite.sum())} probes."))
 
-# %% mystnb={"figure": {"caption": "fMNIST MLP, full-batch GD at $\\eta = 0.1$. Top: sharpness with $2/\\eta$ dashed; instabilities shaded. Bottom: κ along the top eigenvector, exact (nested jvp) and finite-difference proxy.", "name": "fig-kappa-network"}}
+# %% mystnb={"figure": {"caption": "First seed, full-batch GD at fixed $\\eta$. Top: sharpness with $2/\\eta$ dashed, instabilities shaded. Bottom: $D^4L$ along the unit gradient and along the top eigenvector (symmetric-log axis: values $\\le 0$ are shown, not dropped). See how κ jumps inside the shaded instabilities.", "name": "fig-kappa-network"}}
 fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 4.6), sharex=True)
-ax1.plot(tp, S, lw=0.7)
+ax1.plot(tp, S[0], lw=0.7)
 ax1.axhline(edge, color="k", ls="--", lw=0.8)
-for a, b in episodes:
+for a, b in episodes[0]:
     for ax in (ax1, ax2):
         ax.axvspan(tp[a], tp[b], color="C3", alpha=0.12, lw=0)
-ax2.plot(tp, k_exact, lw=0.7, label="exact $D^4L[u,u,u,u]$")
-ax2.plot(tp, k_proxy, lw=0.5, alpha=0.7, label=f"proxy, r = {P.kappa_radius}")
+ax2.plot(tp, k_grad[0], lw=0.8, label="along the gradient $\\hat g$ (App. F.2)")
+ax2.plot(tp, k_eig[0], lw=0.6, alpha=0.8, label="along the top eigenvector $u$")
 ax2.set_yscale("symlog", linthresh=1.0)
-ax1.set(ylabel="sharpness $S$")
-ax2.set(xlabel="step", ylabel="κ")
-ax2.legend(fontsize=7)
+ax1.set(ylabel="sharpness $\\lambda$")
+ax2.set(xlabel="step", ylabel="$D^4L[d,d,d,d]$")
+ax2.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## 3. Eigenvector rotation during an instability, and its reversal
 #
-# We take the longest instability of the run above, define the baseline as the top-3 eigenvectors at
-# its first probe $t_0$, and follow for `window` steps (at even steps: the ReLU network's oscillation
-# has period 2, companion paper Fig. 8) the |cos| of each eigenvector with its baseline and the
-# cosine-Grassmannian similarity of the top-3 subspaces ({func}`eoslib.engine.probes.rotation`). One
-# `vmap`-ed sweep replays the run from step 0 for each member: one keeps η, the others drop to
-# $\eta_{\text{low}} = 0.2\eta$ at three steps inside the window.
+# For the first seed we take its longest instability, define the baseline as the top-3
+# eigenvectors at its first (even) step $t_0$, and follow for `window` steps the similarity of
+# the top-3 subspace with the baseline ({func}`eoslib.engine.probes.rotation`; even steps, as
+# the ReLU network's oscillation has period 2). One `vmap`-ed replay from $t_0$: member 0
+# keeps η (the **control**), the others drop to $\eta_{\rm low} = 0.2\eta$ at three steps
+# inside the window. A reversal is a rise of the similarity after the switch that exceeds
+# the control's rise over the same steps ({func}`eoslib.mechanisms.kappa.reversal_gain`).
 
 # %%
-long = max(episodes, key=lambda e: e[1] - e[0]) if episodes else (len(tp) // 2, len(tp) // 2)
-t0 = int(tp[long[0]]) // 2 * 2
+longest = max(episodes[0], key=lambda e: e[1] - e[0], default=None)
+t0 = int(tp[longest[0]]) // 2 * 2 if longest else P.steps // 2 * 2
 pre = train.run(objective, lambda hp: optax.sgd(P.eta), params0, (ds.x, ds.onehot),
-                train.TrainConfig(steps=max(t0, 2), probe_every=0, chunks=1), key=jax.random.key(P.seed + 1),
-                progress=False)
+                train.TrainConfig(steps=max(t0, 2), probe_every=0, chunks=1),
+                key=jax.random.key(P.seed + 1), progress=False)
 theta0 = pre.state.params
 loss_fn = lambda p: objective(p, ds.x, ds.onehot, {})[0]
-_, base = hessian.top_eigenpairs(loss_fn, theta0, 3, key=jax.random.key(7), tol=1e-5, max_restarts=10)
-switch = [np.inf] + [t0 + max(2, int(f * P.window)) // 2 * 2 for f in (0.15, 0.35, 0.6)]
-members = len(switch)
-sched = lambda hp: optax.sgd(optim.step_decay(P.eta, at=hp["switch"] - t0, factor=P.low_factor))  # this run starts at t0
-rot = train.run(objective, sched, jax.tree.map(lambda a: jnp.broadcast_to(a, (members,) + a.shape), theta0),
-                (ds.x, ds.onehot), train.TrainConfig(steps=P.window, probe_every=2, top_k=3, chunks=2),
+lam0, base = hessian.top_eigenpairs(loss_fn, theta0, 3, key=jax.random.key(7), tol=1e-5,
+                                    max_restarts=10)
+switch = [t0 + max(2, int(f * P.window)) // 2 * 2 for f in (0.15, 0.35, 0.6)]
+M = len(switch) + 1
+stack = lambda a: jnp.broadcast_to(a, (M,) + a.shape)
+sched = lambda hp: optax.sgd(  # the replay counts its steps from t0
+    optim.step_decay(P.eta, at=hp["switch"] - t0, factor=P.low_factor))
+rot = train.run(objective, sched, jax.tree.map(stack, theta0), (ds.x, ds.onehot),
+                train.TrainConfig(steps=P.window, probe_every=2, top_k=3, chunks=2),
                 key=jax.random.key(P.seed + 3), batched_params=True,
-                hparams={"switch": jnp.asarray(switch, jnp.float32), "baseline": jnp.broadcast_to(base, (members,) + base.shape)},
+                hparams={"switch": jnp.asarray([np.inf] + switch, jnp.float32),
+                         "baseline": stack(base)},
                 probe_fn=probes.rotation())
-rt = t0 + rot.history.probe_step[0]
-sub, cos_k = rot.history.extra.subspace, rot.history.extra.cosines
-after = {}
-for m in range(1, members):
-    at = np.searchsorted(rt, switch[m])
-    after[m] = (float(sub[m, at]), float(sub[m, -1]), float(sub[0, -1]))
-print(f"studied instability: probes {long[0]}–{long[1]} (steps {tp[long[0]]}–{tp[long[1]]}); baseline at step {t0}")
-print(f"keeping η: top-3 subspace similarity {sub[0, 0]:.3f} → {sub[0, -1]:.3f}; "
-      f"per-eigenvector |cos| at the end {np.round(cos_k[0, -1], 3)}")
-for m, (s_at, s_end, s_keep) in after.items():
-    print(f"η → {P.low_factor}η at step {int(switch[m])}: subspace similarity {s_at:.3f} at the switch → {s_end:.3f} at the end "
-          f"(kept-η run ends at {s_keep:.3f})")
+rt, sub = t0 + rot.history.probe_step[0], rot.history.extra.subspace
+gain, gain_control = kappa.reversal_gain(sub, rt, np.asarray(switch))
 
-# %% mystnb={"figure": {"caption": "Eigenvector rotation across the longest instability. Left: |cos| of each of the top-3 eigenvectors with its baseline, and the top-3 subspace similarity (black), keeping η. Right: subspace similarity when η drops to $0.2\\eta$ at the marked steps.", "name": "fig-kappa-rotation"}}
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.3), sharey=True)
-for k in range(3):
-    ax1.plot(rt, cos_k[0, :, k], lw=0.8, label=f"eigenvector {k + 1}")
-ax1.plot(rt, sub[0], "k", lw=1.2, label="top-3 subspace")
-ax2.plot(rt, sub[0], "k", lw=1.2, label="keep η")
-for m in range(1, members):
-    ax2.plot(rt, sub[m], lw=0.9, color=f"C{m}", label=f"0.2η from step {int(switch[m])}")
-    ax2.axvline(switch[m], color=f"C{m}", ls=":", lw=0.8)
-ax1.set(xlabel="step", ylabel="similarity to baseline")
-ax2.set(xlabel="step")
-ax1.legend(fontsize=7)
-ax2.legend(fontsize=7)
+# %% mystnb={"figure": {"caption": "Top-3 subspace similarity to the baseline across the first seed's longest instability: keeping η (black, the control) and with η lowered to $0.2\\eta$ at the dotted steps. A reversal is a coloured curve climbing back after its switch faster than the black one.", "name": "fig-kappa-rotation"}}
+fig, ax = plt.subplots(figsize=(6.5, 3.2))
+ax.plot(rt, sub[0], "k", lw=1.4, label="keep η (control)")
+for m, at in enumerate(switch, start=1):
+    ax.plot(rt, sub[m], lw=1.0, color=f"C{m}",
+            label=f"{P.low_factor:g}η from step {at}")
+    ax.axvline(at, color=f"C{m}", ls=":", lw=0.8)
+ax.set(xlabel="step", ylabel="similarity to baseline")
+ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## 4. Progressive flattening: $S_{\max}$ after a step-size reduction
 #
-# Each member trains at $\eta_0$ until `reduce_at`, then at $\eta_{\text{small}} = 0.01$ (stable: the
-# sharpness is far below $2/\eta_{\text{small}} = 200$), where progressive sharpening reveals the
-# landscape's sharpness ceiling. $S_{\max}$ is the largest sharpness over the `stable_steps` after the
-# reduction. The claim: $S_{\max}$ falls with a later reduction and a larger $\eta_0$. `smax_trend` is
-# the least-squares slope of $S_{\max}$ against the reduction step, averaged over $\eta_0$.
+# Each member trains at $\eta_0$ until `reduce_at`, then at $\eta_{\rm small}$ (far below its
+# stability limit), where progressive sharpening reveals the landscape's sharpness ceiling.
+# $S_{\max}$ is the largest sharpness of the stable phase, over the probes **after** the
+# reduction step (the probe at that step still has the unstable phase's sharpness), and counts
+# only if the phase *peaked* inside its window ({func}`eoslib.mechanisms.kappa.stable_peak`).
 
 # %%
 grid_eta0, grid_at = np.meshgrid(P.eta0s, P.reduce_at, indexing="ij")
-flat_eta0, flat_at = grid_eta0.ravel(), grid_at.ravel()
-total = int(max(P.reduce_at) + P.stable_steps)
 probe_c = max(10, P.stable_steps // 60)
-total = -(-total // probe_c) * probe_c
-flat_sched = lambda hp: optax.sgd(optim.step_decay(hp["eta0"], at=hp["reduce_at"], to=P.eta_small))
-flat_run = train.run(objective, flat_sched, params0, (ds.x, ds.onehot),
-                     train.TrainConfig(steps=total, probe_every=probe_c, top_k=1),
-                     key=jax.random.key(P.seed + 4),
-                     hparams={"eta0": jnp.asarray(flat_eta0, jnp.float32), "reduce_at": jnp.asarray(flat_at, jnp.float32)})
-fp, fS = flat_run.history.probe_step[0], flat_run.history.sharpness
-smax = np.array([np.nanmax(np.where((fp >= a) & (fp < a + P.stable_steps), fS[i], np.nan))
-                 for i, a in enumerate(flat_at)]).reshape(grid_eta0.shape)
-slopes = [float(np.polyfit(P.reduce_at, smax[j], 1)[0]) if len(P.reduce_at) > 1 else float("nan")
-          for j in range(len(P.eta0s))]
-smax_trend = float(np.mean(slopes))
-print("S_max (rows: η0, columns: reduction step " + ", ".join(map(str, P.reduce_at)) + ")")
-for e0, row, sl in zip(P.eta0s, smax, slopes):
-    print(f"  η0 = {e0:<5} " + "  ".join(f"{v:7.2f}" for v in row) + f"   slope {sl:+.2e} per step")
-print(f"diverged members: {int(flat_run.diverged.sum())}")
+total = -(-int(max(P.reduce_at) + P.stable_steps) // probe_c) * probe_c
+flat_sched = lambda hp: optax.sgd(
+    optim.step_decay(hp["eta0"], at=hp["reduce_at"], to=P.eta_small))
+flat = train.run(objective, flat_sched, params0, (ds.x, ds.onehot),
+                 train.TrainConfig(steps=total, probe_every=probe_c, top_k=1),
+                 key=jax.random.key(P.seed + 4),
+                 hparams={"eta0": jnp.asarray(grid_eta0.ravel(), jnp.float32),
+                          "reduce_at": jnp.asarray(grid_at.ravel(), jnp.float32)})
+fp, fS = flat.history.probe_step[0], flat.history.sharpness
+peaks = [kappa.stable_peak(fp, fS[i], a, P.stable_steps)
+         for i, a in enumerate(grid_at.ravel())]
+smax = np.array([p for p, _ in peaks]).reshape(grid_eta0.shape)
+peaked = np.array([ok for _, ok in peaks]).reshape(grid_eta0.shape)
 
-# %% mystnb={"figure": {"caption": "Progressive flattening on fMNIST: the largest sharpness $S_{\\max}$ reached in the stable phase at $\\eta = 0.01$, against the step at which $\\eta_0$ was reduced, for each $\\eta_0$ (companion paper Fig. 4).", "name": "fig-kappa-flattening"}}
-fig, ax = plt.subplots(figsize=(5.5, 3.2))
+# %% mystnb={"figure": {"caption": "Left: sharpness of the flattening runs (one line per member, shade by reduction step; dotted: the reduction steps). Right: $S_{\\max}$ of the stable phase against the reduction step for each $\\eta_0$; hollow markers did not peak inside their window. Flattening shows as lines that fall to the right and lie lower for larger $\\eta_0$.", "name": "fig-kappa-flattening"}}
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2))
+for i, (e0, a) in enumerate(zip(grid_eta0.ravel(), grid_at.ravel())):
+    j = list(P.eta0s).index(e0)
+    ax1.plot(fp, fS[i], lw=0.7, color=f"C{j}", alpha=0.4 + 0.6 * a / max(P.reduce_at))
+for a in P.reduce_at:
+    ax1.axvline(a, color="0.5", ls=":", lw=0.7)
+ax1.set(xlabel="step", ylabel="sharpness $\\lambda$", yscale="log")
 for j, e0 in enumerate(P.eta0s):
-    ax.plot(P.reduce_at, smax[j], "o-", ms=4, label=f"η₀ = {e0}")
-ax.set(xlabel="reduction step", ylabel="$S_{\\max}$ after reduction")
-ax.legend(fontsize=8)
+    ax2.plot(P.reduce_at, smax[j], "-", color=f"C{j}", label=f"η₀ = {e0}")
+    for a, v, ok in zip(P.reduce_at, smax[j], peaked[j]):
+        ax2.plot(a, v, "o", ms=5, color=f"C{j}", mfc=f"C{j}" if ok else "none")
+ax2.set(xlabel="reduction step", ylabel="$S_{\\max}$ after the reduction")
+ax2.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## Paper vs ours
 #
-# Each row's rule was fixed before the runs and is stated in its "why" column.
+# Every row is graded by the rule declared above, from the numbers measured here.
 
-# %%
-case_rows = {}
-for name in P.cases:
-    first, last = summaries[name][0], summaries[name][-1]
-    even_medians = [s.median for t, s in zip(sims[name].times, summaries[name]) if t % 2 == 0]
-    case_rows[name] = dict(drift=last.median - first.median, skew=last.skewness, mode_le_median=last.mode <= last.median,
-                           monotone=bool(np.all(np.diff(even_medians) <= 1e-9)), branches=branch_checks[name])
-c1 = case_rows.get("I")
-case1_median_drift = c1["drift"] if c1 else float("nan")
-case1_skewness = c1["skew"] if c1 else float("nan")
-theorems_ok = all(r["branches"]["left"] and r["branches"]["right"] and r["branches"]["mean"] < 1e-5 for r in case_rows.values())
-case_i_ok = bool(c1 and c1["drift"] < 0 and c1["monotone"] and c1["skew"] > 0 and c1["mode_le_median"])
-others_ok = all(r["drift"] < 0 and r["skew"] > 0 for n, r in case_rows.items() if n != "I")
+# %% tags=["hide-input"]
+def final(name):
+    return summaries[name][-1]
 
-variability_ok = bool(np.isfinite(variability_pearson) and variability_pearson > 0
-                      and pair.sum() > 2 and stats.pearsonr(S[:-1][pair], dlog[pair])[1] < 0.05)
-flattening_ok = bool(np.isfinite(flattening_rho) and flattening_rho < 0 and flattening_p < 0.05)
 
-rotated = bool(sub[0, -1] < sub[0, 0] - 0.02)
-reversals = [s_end > s_at for s_at, s_end, _ in after.values()]
-reversed_ok = bool(rotated and all(reversals))
+def drift(name):
+    return final(name).median - summaries[name][0].median
 
-flatten_ok = bool(smax_trend < 0 and (len(P.eta0s) < 2 or np.mean(smax[-1]) < np.mean(smax[0])))
 
-claims = [
-    Claim("coupled-model",
-          "in the coupled instability model the median of log κ drifts left, mode ≤ median, and the law is right-skewed",
-          "App. F.11: median and mode drift left, mode ≤ median, right skew, in Cases I–III (figure only)",
-          "; ".join(f"case {n}: median drift {r['drift']:+.3f}, skew {r['skew']:+.2f}, mode ≤ median {r['mode_le_median']}"
-                    for n, r in case_rows.items())
-          + f"; two-step branches 3 left / 1 right everywhere: {theorems_ok}",
-          "reproduced" if case_i_ok and others_ok and theorems_ok else
-          ("partly reproduced" if case_i_ok and theorems_ok else "not reproduced"),
-          "Case I: even-time medians non-increasing, drift < 0, skew > 0, mode ≤ median; Cases II–III drift left and skew "
-          "right; Thm. 5.4's branch pattern holds on a grid" if case_i_ok and others_ok and theorems_ok else
-          "Case I and the branch pattern hold, but " + ", ".join(n for n, r in case_rows.items() if n != "I" and not (r["drift"] < 0 and r["skew"] > 0)) + " does not"
-          if case_i_ok and theorems_ok else "Case I's median drift, skew or mode ordering, or the branch pattern, fails"),
-    Claim("kappa-on-networks",
-          "κ fluctuates more when the sharpness is higher during instabilities, and falls across instability cycles",
-          "Pearson(λ, |Δκ|) = 0.59 over 15 runs (App. F.2); progressive flattening",
-          f"Pearson(λ, |Δ log κ|) = {variability_pearson:.2f} over {int(pair.sum())} probe pairs in instabilities; "
-          f"Pearson(proxy, exact κ) = {kappa_proxy_pearson:.2f}; Spearman(cycle, entry κ) = {flattening_rho:.2f} over "
-          f"{len(entry_kappa)} cycles",
-          "reproduced" if variability_ok and flattening_ok else ("partly reproduced" if variability_ok or flattening_ok else "not reproduced"),
-          ("positive, significant (p < 0.05) λ–variability correlation and a significant fall of κ across cycles" if variability_ok and flattening_ok else
-           "only " + ("the λ–variability correlation" if variability_ok else "the fall of κ across cycles") + " holds (p < 0.05)"
-           if variability_ok or flattening_ok else "neither a significant positive λ–variability correlation nor a fall of κ across cycles")
-          + " (the paper's 0.59 correlates λ with its own κ-change metric, whose formula our copy lost)"),
-    Claim("rotation-and-reversal",
-          "during an instability the top eigenvectors rotate away from their start; reducing η to 0.2η reverses the rotation",
-          "companion paper Figs. 2 and 8 (fMNIST MLP)",
-          f"subspace similarity {sub[0, 0]:.3f} → {sub[0, -1]:.3f} keeping η; after a switch: "
-          + ", ".join(f"{a:.3f} → {b:.3f}" for a, b, _ in after.values()),
-          "reproduced" if reversed_ok else ("partly reproduced" if rotated or any(reversals) else "not reproduced"),
-          "the kept-η similarity falls by more than 0.02 and every switched run's similarity rises after its switch"
-          if reversed_ok else "the rotation is under 0.02 of similarity, or not every switch is followed by a rise"),
-    Claim("progressive-flattening",
-          "S_max in a stable phase after η reduction decreases with a later reduction and a larger η₀",
-          "companion paper Fig. 4 (fMNIST MLP, η_small = 0.01)",
-          f"slope of S_max vs reduction step {smax_trend:+.2e}/step; mean S_max by η₀: "
-          + ", ".join(f"{e}: {np.mean(r):.1f}" for e, r in zip(P.eta0s, smax)),
-          "reproduced" if flatten_ok else ("partly reproduced" if smax_trend < 0 else "not reproduced"),
-          "negative mean slope and lower S_max for the largest η₀" if flatten_ok else
-          ("the slope is negative but the larger η₀ does not give a lower S_max" if smax_trend < 0 else
-           "S_max does not fall with a later reduction")),
-]
+def median_rise_max(sim):
+    """The largest rise of the even-time sample median, in its standard errors."""
+    rows = [(np.median(x), kappa.median_standard_error(x))
+            for t, x in zip(sim.times, sim.log_kappa) if t % 2 == 0]
+    return max((b[0] - a[0]) / b[1] for a, b in zip(rows, rows[1:]))
+
+exit_fractions = {n: float(np.mean(sims[n].exit_time >= 0)) for n in P.cases}
+exit_states = np.concatenate([sims[n].log_kappa[-1][sims[n].exit_time >= 0]
+                              for n in P.cases])
+grid = np.linspace(0.05, 3.0, 200)
+branch = np.concatenate([np.asarray(kappa.two_step_branches(kappa.CASES[n], grid))
+                         for n in P.cases])
+relaxed = [n for n in P.cases if n != "I"]
+nan = float("nan")
+
+
+def slope_change(row):
+    """Relative change of S_max across the reduction steps (least-squares line)."""
+    if len(P.reduce_at) < 2 or not np.all(np.isfinite(row)):
+        return nan
+    span = max(P.reduce_at) - min(P.reduce_at)
+    return float(np.polyfit(P.reduce_at, row, 1)[0] * span / np.mean(row))
+
+
+lo, hi = int(np.argmin(P.eta0s)), int(np.argmax(P.eta0s))
+alive = ~np.asarray(flat.diverged)
+metrics = {
+    # the coupled model
+    "exit_fractions": [exit_fractions[n] for n in P.cases],
+    "exit_fraction_min": min(exit_fractions.values()),
+    "roundoff_exits": int(np.sum(np.expm1(exit_states) > 0)),
+    "case1_median_drift": drift("I") if "I" in sims else nan,
+    "case1_median_rise_max": median_rise_max(sims["I"]) if "I" in sims else nan,
+    "case1_skewness": final("I").skewness if "I" in sims else nan,
+    "case1_mode_minus_median": (final("I").mode - final("I").median
+                                if "I" in sims else nan),
+    "branch_violations": int(np.sum((branch[:, 0] <= 0)
+                                    | np.any(branch[:, 1:] >= 0, axis=1))),
+    "branch_mean_max": float(np.max(np.abs(branch.mean(axis=1)))),
+    "n_relaxed_cases": len(relaxed),
+    "relaxed_median_drift_max": max((drift(n) for n in relaxed), default=nan),
+    "relaxed_mode_minus_median_max": max(
+        (final(n).mode - final(n).median for n in relaxed), default=nan),
+    "relaxed_skewness_min": min((final(n).skewness for n in relaxed), default=nan),
+    # κ on the network
+    "seeds_measured": len(measured),
+    "variability_pearsons": measured,
+    "variability_pearson_mean": float(np.mean(measured)) if measured else nan,
+    "variability_pearson_std": float(np.std(measured)) if measured else nan,
+    "variability_pearson_eig_mean": float(np.mean(measured_u)) if measured_u else nan,
+    "kappa_gradient_nonpositive": nonpos_g,
+    "kappa_eigvec_nonpositive": nonpos_u,
+    "probes": n_probes,
+    "instabilities": [len(e) for e in episodes],
+    "kappa_proxy_pearson": proxy_pearson,
+    # rotation and reversal
+    "rotation_instabilities": len(episodes[0]),
+    "rotation_start_ratio": float(lam0[0]) / edge,
+    "rotation_similarity_min": float(np.min(sub[0])),
+    "rotation_drop": float(1 - np.min(sub[0])),
+    "reversal_gain": gain,
+    "reversal_gain_control": gain_control,
+    "reversal_end_gap": float(np.mean(sub[1:, -1] - sub[0, -1])),  # shown, not graded
+    # progressive flattening
+    "smax": [[float(v) for v in row] for row in smax],
+    "smax_peak_reached_fraction": float(np.mean(peaked[alive.reshape(peaked.shape)]))
+    if alive.any() else nan,
+    "flattening_diverged": int((~alive).sum()),
+    "smax_later_change": float(np.mean([slope_change(r) for r in smax])),
+    "smax_eta0_change": (float(np.mean(smax[hi]) / np.mean(smax[lo]) - 1)
+                         if hi != lo else nan),
+    "eta": P.eta,
+}
+claims = grade_all(CLAIMS, metrics, scale=scale)
 display(claims_table(claims))
 
 # %% [markdown]
 # ## Verdict
-#
-# The table is the verdict. The simulated model's qualitative predictions follow from its
-# construction (a martingale with a step that grows with the state), and our checks confirm the
-# algebra and the statistics in our instances of the three cases — the paper's own instances were
-# not in our copy, so the agreement is with the theorems, not with its figure's numbers. On the
-# network, the quantities are measured exactly (nested `jvp`) and by the proxy; the correlation the
-# paper reports (0.59) is of the sharpness with a κ-variability metric whose formula our copy lost, so
-# ours uses $|\Delta\log\kappa|$ between consecutive probes. The book scale uses the paper's model and
-# data size; only the lengths of the runs are shortened.
+
+# %% tags=["remove-input"]
+display(verdict_section(claims, scale=scale))
+
+# %% [markdown]
+# The simulated model's predictions follow from its construction (a martingale whose step
+# grows with the state); our instances are not the paper's, whose functions our copy lost,
+# so the agreement is with the theorems, not with its figure's numbers. The network
+# correlation uses our stand-in for the paper's κ-change metric, and its spread over seeds
+# is part of the result: on one seed a rounding-level change of the run moved it by about
+# as much as the difference between the paper's per-seed values.
 
 # %% tags=["hide-input"]
 # Invariants of the machinery, true at every scale (not the paper's claims):
 for name in P.cases:
     sim = sims[name]
-    assert np.all(np.diff(sim.exited.astype(int), axis=0) >= 0)  # absorption is permanent
-    assert np.all(np.asarray(kappa.CASES[name].surplus(sim.log_kappa[-1][sim.exited[-1]])) <= 0)  # exited at s ≤ 0
-assert np.all(np.isfinite(S[: (int(h.diverged_at) // P.probe_every if run.diverged else None)]))
-assert np.allclose(rot.history.extra.subspace[:, 0], 1.0, atol=1e-3)  # baseline probe matches itself
+    assert np.all(np.diff(sim.exited.astype(int), axis=0) >= 0)  # absorption stays
+assert metrics["roundoff_exits"] == 0  # every absorbed walk has s ≤ 0 exactly
+assert np.allclose(sub[:, 0], 1.0, atol=1e-3)  # the baseline against itself
 
 # %% tags=["hide-input"]
-metrics = {
-    "case1_median_drift": float(case1_median_drift),
-    "case1_skewness": float(case1_skewness),
-    "kappa_proxy_pearson": kappa_proxy_pearson,
-    "kappa_variability_sharpness_pearson": variability_pearson,
-    "kappa_entry_spearman": flattening_rho,
-    "smax_trend": smax_trend,
-    "smax": [[float(v) for v in row] for row in smax],
-    "rotation_subspace_end": float(sub[0, -1]),
-    "instabilities": len(episodes),
-    "eta": P.eta,
-}
 record = make_record("kappa-dynamics", scale, P.as_dict(), claims, metrics,
                      provenance(start_time, data_source=ds.source, n_train=len(ds)))
 print("record written to", write_record(record, results_dir))

@@ -134,3 +134,83 @@ def test_distribution_summary_on_a_known_skewed_law():
     np.testing.assert_allclose(s.median, 1.0, rtol=1e-2)
     np.testing.assert_allclose(s.mode, np.exp(-0.25), rtol=5e-2)
     assert s.skewness > 1.0 and s.mode < s.median < s.mean
+
+
+def test_absorption_is_reachable_in_exact_arithmetic_only_with_a_floor():
+    """Review finding (issue 16): with g ∝ s/(1+s) and s = e^X − 1 ≥ X, a step from X > 0 is
+    0.1(1 − e^{−X}) < X, so the walk never reaches the exit; the exits seen in float32 were
+    round-off in exp(X) − 1. With expm1 in float64 such a walk is never absorbed; our cases'
+    floor (Prop. F.11) makes absorption reachable, and every absorbed state has s ≤ 0 exactly."""
+    no_floor = kappa.CoupledModel("no floor", g=lambda s: 0.1 * s / (1.0 + s), f=lambda k: k,
+                                  log_surplus=jnp.expm1)
+    x0 = jnp.full(2000, 0.05)
+    sim = kappa.simulate(no_floor, x0, 400, key=jax.random.key(0), record_every=400)
+    assert sim.log_kappa.dtype == np.float64
+    assert np.all(sim.exit_time < 0) and np.all(sim.log_kappa[-1] > 0)
+    case = kappa.CASES["I"]
+    assert float(case.g(0.0)) == pytest.approx(kappa.G_FLOOR)
+    sim = kappa.simulate(case, x0, 400, key=jax.random.key(0), record_every=400)
+    exited = sim.exit_time >= 0
+    assert exited.mean() > 0.5
+    assert np.all(np.expm1(sim.log_kappa[-1][exited]) <= 0)
+    assert np.all(sim.log_kappa[-1][exited] > -0.1)  # one step (≤ 0.1) past the exit at most
+    # the cancellation-free surplus agrees with the naive one away from the exit
+    x = jnp.linspace(-1.0, 2.0, 7)
+    naive = kappa.CoupledModel("naive", g=case.g, f=case.f)
+    np.testing.assert_allclose(case.surplus(x), naive.surplus(x), rtol=1e-6, atol=1e-6)
+
+
+def test_instabilities_are_maximal_runs_above_the_edge():
+    s = np.array([1, 25, 30, 10, np.nan, 21, 22, 23])
+    assert kappa.instabilities(s, 20.0) == [(1, 2), (5, 7)]
+    assert kappa.instabilities(np.array([1.0, 2.0]), 20.0) == []
+
+
+def test_relative_change_keeps_signed_kappa():
+    """Review finding (issue 16): κ ≤ 0 used to be dropped by log κ; the change metric keeps it."""
+    change = kappa.relative_change(np.array([2.0, 4.0, -4.0, 0.0, 0.0]))
+    np.testing.assert_allclose(change[:3], [np.tanh(np.log(2) / 2), 1.0, 1.0])
+    assert np.isnan(change[3])
+
+
+def test_variability_correlation_uses_only_unstable_probes():
+    s = np.array([10.0, 21, 22, 23, 24, 5])
+    k = np.array([1.0, 1.0, 1.1, 1.0, 1.5, 1.0])  # change grows with S inside the instability
+    r, pairs = kappa.variability_correlation(s, k, 20.0)
+    assert pairs == 4 and r > 0.5
+    assert np.isnan(kappa.variability_correlation(s[:3], k[:3], 20.0)[0])
+
+
+def test_stable_peak_excludes_the_reduction_step_and_needs_an_interior_peak():
+    """Review finding (issue 16): the probe at the reduction step still has the unstable phase's
+    sharpness; S_max must not be read there, and a still-rising phase has not peaked."""
+    steps = np.arange(0, 100, 10)
+    s = np.array([50.0, 9, 10, 12, 15, 14, 13, 12, 11, 10])  # the reduction at step 0
+    assert kappa.stable_peak(steps, s, 0, 90) == (15.0, True)
+    rising = np.array([50.0, 9, 10, 11, 12, 13, 14, 15, 16, 17])
+    assert kappa.stable_peak(steps, rising, 0, 90) == (17.0, False)
+    decaying = np.array([50.0, 19, 18, 17, 16, 15, 14, 13, 12, 11])
+    assert kappa.stable_peak(steps, decaying, 0, 90) == (19.0, False)
+    assert np.isnan(kappa.stable_peak(steps, s, 80, 90)[0])
+
+
+def test_reversal_gain_against_the_kept_eta_control():
+    steps = np.array([0, 2, 4, 6, 8])
+    sim = np.array([[1.0, 0.9, 0.8, 0.7, 0.6],    # kept η: keeps rotating away
+                    [1.0, 0.9, 0.8, 0.9, 0.95],   # lowered at 4: rises 0.15
+                    [1.0, 0.9, 0.85, 0.9, 0.95]])  # lowered at 2: rises 0.05
+    gain, control = kappa.reversal_gain(sim, steps, np.array([4, 2]))
+    assert gain == pytest.approx(0.10) and control == 0.0
+
+
+def test_median_standard_error_of_a_normal_sample():
+    x = np.random.default_rng(1).normal(0.0, 2.0, 40000)
+    # the sample median of N(0, σ²) has standard error √(π/2) σ/√n
+    np.testing.assert_allclose(kappa.median_standard_error(x), np.sqrt(np.pi / 2) * 2 / 200,
+                               rtol=0.05)
+    assert np.isnan(kappa.median_standard_error(np.array([1.0, np.nan])))
+
+
+def test_two_step_branches_are_float64_and_mean_zero_to_round_off():
+    d = kappa.two_step_branches(kappa.CASES["II"], np.linspace(0.05, 3.0, 100))
+    assert d.dtype == np.float64 and np.max(np.abs(d.mean(axis=1))) < 1e-15

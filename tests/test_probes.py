@@ -72,6 +72,12 @@ def test_curvature_probe_on_an_mlp_against_reverse_mode(getkey):
     np.testing.assert_allclose(rec.kappa_exact, d4, rtol=1e-9)
     # the proxy's error is O(r²) (the sixth derivative): small at r = 1e-2
     np.testing.assert_allclose(rec.kappa_proxy, d4, rtol=1e-2, atol=1e-3 * abs(float(d4)))
+    # along the unit gradient (the flatness-bias paper's App. F.2 direction), by reverse mode too
+    grad = jax.grad(lambda f: _half_mse(x, y)(unravel(f)))(flat)
+    g = grad / jnp.linalg.norm(grad)
+    psi = lambda t: _half_mse(x, y)(unravel(flat + t * g))
+    np.testing.assert_allclose(rec.kappa_gradient, jax.grad(jax.grad(jax.grad(jax.grad(psi))))(0.0),
+                               rtol=1e-9)
 
 
 @pytest.fixture

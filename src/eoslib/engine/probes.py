@@ -34,7 +34,8 @@ its record is :class:`eoslib.engine.train.ProbeRecord` (``sharpness``, ``top_eig
 **The probes.** Each is a factory that checks its settings when built and returns a :class:`Probe`:
 
 - :func:`alignment` → :class:`EdgeCoefficients`: α, β, c_y of the (x, y) edge model;
-- :func:`curvature` → :class:`CurvatureRecord`: κ = D⁴L[u, u, u, u], exact and by finite difference;
+- :func:`curvature` → :class:`CurvatureRecord`: κ = D⁴L[u, u, u, u], exact and by finite difference,
+  and D⁴L[ĝ, ĝ, ĝ, ĝ] along the unit gradient ĝ;
 - :func:`preconditioned_sharpness` → :class:`PreconditionedRecord`: λ₁(P^{-1/2} H P^{-1/2}) of
   Adam / RMSprop / Clipped-Ada;
 - :func:`rotation` → :class:`RotationRecord`: eigenvector cosines and subspace similarity to a baseline;
@@ -102,15 +103,18 @@ class EdgeCoefficients(NamedTuple):
 
 
 class CurvatureRecord(NamedTuple):
-    """κ along the top Hessian eigenvector u (scalars).
+    """κ along the top Hessian eigenvector u and along the gradient (scalars, signed).
 
     Attributes:
       kappa_exact: ``D⁴L(θ)[u, u, u, u]`` by nested ``jvp``.
-      kappa_proxy: the finite-difference estimator at the probe's radius.
+      kappa_proxy: the finite-difference estimator along u at the probe's radius.
+      kappa_gradient: ``D⁴L(θ)[ĝ, ĝ, ĝ, ĝ]`` by nested ``jvp``, ĝ = ∇L/‖∇L‖ the unit gradient
+        of the same loss (the flatness-bias paper's App. F.2 direction); NaN where ∇L = 0.
     """
 
     kappa_exact: Scalar
     kappa_proxy: Scalar
+    kappa_gradient: Scalar
 
 
 class PreconditionedRecord(NamedTuple):
@@ -234,13 +238,16 @@ def alignment(model_loss: str = "half_mse") -> Probe:
 
 
 def curvature(model_loss: str = "half_mse", *, radius: float = 0.05) -> Probe:
-    """A probe recording κ along the top Hessian eigenvector u (:class:`CurvatureRecord`).
+    """A probe recording κ along the top Hessian eigenvector u and along the gradient
+    (:class:`CurvatureRecord`).
 
     ``kappa_exact = D⁴L(θ)[u, u, u, u]`` by nested ``jvp``
-    (:func:`eoslib.engine.hessian.directional_derivative`) and ``kappa_proxy``, the
+    (:func:`eoslib.engine.hessian.directional_derivative`), ``kappa_proxy``, the
     finite-difference estimator :func:`eoslib.engine.hessian.kappa_finite_difference` at
-    ``radius`` (our reconstruction of the flatness-bias paper's Eq. 26), both of the unregularised
-    ``model_loss`` on all the training data.
+    ``radius`` (our reconstruction of the flatness-bias paper's Eq. 26), and ``kappa_gradient
+    = D⁴L(θ)[ĝ, ĝ, ĝ, ĝ]`` along the unit gradient ĝ (the paper's App. F.2 measures κ "along
+    the gradient direction"), all of the unregularised ``model_loss`` on all the training data.
+    All three are signed: a non-positive value is recorded as it is.
     """
     loss_on = losses.of_model(model_loss)
     _check_positive("radius", radius)
@@ -252,7 +259,11 @@ def curvature(model_loss: str = "half_mse", *, radius: float = 0.05) -> Probe:
         _, unravel = ravel_pytree(params)
         exact = hessian.directional_derivative(loss_fn, params, unravel(v), 4)
         proxy = hessian.kappa_finite_difference(loss_fn, params, v, radius)
-        return CurvatureRecord(exact, proxy)
+        grad = ravel_pytree(jax.grad(loss_fn)(params))[0]
+        norm = jnp.linalg.norm(grad)
+        unit = grad / jnp.where(norm > 0, norm, 1.0)
+        along_grad = hessian.directional_derivative(loss_fn, params, unravel(unit), 4)
+        return CurvatureRecord(exact, proxy, jnp.where(norm > 0, along_grad, jnp.nan))
 
     return probe
 

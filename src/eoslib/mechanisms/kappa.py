@@ -23,6 +23,13 @@ of κ becomes right-skewed — the flatness bias.
 :data:`CASES` holds our concrete instances of the paper's three simulated cases (App. F.11), whose
 functions were not in our copy: I (g Lipschitz in X, unimodal start), II (g not Lipschitz at the
 exit, unimodal start) and III (Case I's g, bimodal start).
+
+**Absorption must be reachable.** If ``g(s) → 0`` as ``s → 0`` fast enough (e.g. ``g ∝ s`` with
+``s = e^X − 1 ≥ X``), a walk next to the exit takes steps smaller than its distance to it and, in
+exact arithmetic, is never absorbed; the "exits" of such a simulation are round-off in
+``exp(X) − c``. Our g therefore have a positive floor ``g ≥ G_FLOOR`` on ``s > 0`` (the positive
+floor of Prop. F.11), the surplus is computed without cancellation (``expm1``) and
+:func:`simulate` runs in float64.
 """
 
 from __future__ import annotations
@@ -37,8 +44,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["CoupledModel", "CASES", "Simulation", "simulate", "initial_log_kappa", "two_step_branches",
-           "distribution_summary", "DistributionSummary"]
+__all__ = ["CoupledModel", "CASES", "G_FLOOR", "Simulation", "simulate", "initial_log_kappa", "two_step_branches",
+           "distribution_summary", "DistributionSummary", "median_standard_error", "instabilities", "relative_change",
+           "variability_correlation", "stable_peak", "reversal_gain"]
 
 
 def _mixture(init) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,6 +79,9 @@ class CoupledModel:
       noise_std: standard deviation of the zero-mean sharpness noise ε (0: none).
       init: ``(weights, means, stds)`` of the normal mixture of ``log κ₀`` (truncated to s > 0):
         three equal-length tuples of finite numbers, weights ≥ 0 with a positive sum, stds ≥ 0.
+      log_surplus: optional noise-free surplus ``s(X) = η f(e^X) − c`` as a function of
+        ``X = log κ``, written without cancellation near the exit (``jnp.expm1`` for
+        ``η f(κ) − c = κ − 1``); ``None``: computed as ``η f(exp X) − c``.
 
     A malformed ``init``, a non-positive ``eta`` or a negative ``noise_std`` is a ValueError
     when the model is built.
@@ -83,6 +94,7 @@ class CoupledModel:
     c: float = 1.0
     noise_std: float = 0.0
     init: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((1.0,), (1.0,), (0.1,))
+    log_surplus: Callable[[Array], Array] | None = None
 
     def __post_init__(self):
         if isinstance(self.eta, numbers.Real) and not self.eta > 0:
@@ -92,7 +104,9 @@ class CoupledModel:
         _mixture(self.init)
 
     def surplus(self, log_kappa: Array, noise: Array | float = 0.0) -> Array:
-        """``s = η (f(κ) + ε) − c`` at ``log κ``."""
+        """``s = η (f(κ) + ε) − c`` at ``log κ`` (through ``log_surplus`` when the model has it)."""
+        if self.log_surplus is not None:
+            return self.log_surplus(log_kappa) + self.eta * noise
         return self.eta * (self.f(jnp.exp(log_kappa)) + noise) - self.c
 
     def step_size(self, log_kappa: Array) -> Array:
@@ -101,14 +115,30 @@ class CoupledModel:
         return jnp.where(s > 0, self.g(jnp.maximum(s, 0.0)), 0.0)
 
 
+#: The positive floor of our g on s > 0 (Prop. F.11's "positive floor"): a walk within G_FLOOR of
+#: the exit crosses it with one left step, so absorption is reachable in exact arithmetic.
+G_FLOOR = 0.02
+
+
+def _g_lipschitz(s: Array) -> Array:
+    """``0.02 + 0.08 s/(1+s)``: strictly increasing, Lipschitz, in [0.02, 0.1)."""
+    return G_FLOOR + 0.08 * s / (1.0 + s)
+
+
+def _g_sqrt(s: Array) -> Array:
+    """``0.02 + 0.08 √(s/(1+s))``: strictly increasing, not Lipschitz at s = 0, in [0.02, 0.1)."""
+    return G_FLOOR + 0.08 * jnp.sqrt(s / (1.0 + s))
+
+
 #: Our instances of the three cases of App. F.11, with λ = f(κ) = κ, η = 1 and c = 1 (so the exit
-#: is κ ≤ 1, i.e. log κ ≤ 0), fluctuation scale 0.1 and a bounded g (an unbounded g such as 0.1√s
-#: makes the walk explode, since s = κ − 1 grows exponentially in log κ).
+#: is κ ≤ 1, i.e. log κ ≤ 0, and s = expm1(log κ)), fluctuation scale 0.1, the floor G_FLOOR, and a
+#: bounded g (an unbounded g such as 0.1√s makes the walk explode, since s = κ − 1 grows
+#: exponentially in log κ).
 CASES: dict[str, CoupledModel] = {
-    "I": CoupledModel("I: unimodal, Lipschitz g", g=lambda s: 0.1 * s / (1.0 + s), f=lambda k: k),
-    "II": CoupledModel("II: unimodal, non-Lipschitz g", g=lambda s: 0.1 * jnp.sqrt(s / (1.0 + s)), f=lambda k: k),
-    "III": CoupledModel("III: bimodal start, Lipschitz g", g=lambda s: 0.1 * s / (1.0 + s), f=lambda k: k,
-                        init=((0.5, 0.5), (0.6, 1.6), (0.08, 0.08))),
+    "I": CoupledModel("I: unimodal, Lipschitz g", g=_g_lipschitz, f=lambda k: k, log_surplus=jnp.expm1),
+    "II": CoupledModel("II: unimodal, non-Lipschitz g", g=_g_sqrt, f=lambda k: k, log_surplus=jnp.expm1),
+    "III": CoupledModel("III: bimodal start, Lipschitz g", g=_g_lipschitz, f=lambda k: k,
+                        log_surplus=jnp.expm1, init=((0.5, 0.5), (0.6, 1.6), (0.08, 0.08))),
 }
 
 
@@ -208,7 +238,12 @@ class Simulation(NamedTuple):
 def simulate(model: CoupledModel, log_kappa0: Float[Array, " n"], steps: int, *, key: PRNGKeyArray,
              record_every: int = 1) -> Simulation:
     """Iterate the model from ``log_kappa0`` for ``steps`` steps (one ``lax.scan``, all
-    trajectories at once), recording every ``record_every`` steps (and step 0)."""
+    trajectories at once, in float64), recording every ``record_every`` steps (and step 0).
+
+    A trajectory is absorbed at the first step where ``s ≤ 0`` and keeps that ``log κ``; its
+    ``exit_time`` is that step (−1: never). Float64 and a cancellation-free ``log_surplus`` keep
+    the exit test from being decided by round-off.
+    """
     steps = _positive_int("steps", steps)
     given = record_every
     try:
@@ -217,13 +252,17 @@ def simulate(model: CoupledModel, log_kappa0: Float[Array, " n"], steps: int, *,
         record_every = 0
     if not 1 <= record_every <= steps or steps % record_every:
         raise ValueError(f"record_every={given!r} must be a positive integer dividing steps={steps}")
-    n = log_kappa0.shape[0]
+    n = np.shape(log_kappa0)[0]
+    with jax.enable_x64(True):
+        return _simulate64(model, np.asarray(log_kappa0, np.float64), steps, key, record_every, n)
 
+
+def _simulate64(model, log_kappa0, steps, key, record_every, n):
     def step(carry, k):
         x, exited, exit_time, t = carry
         k1, k2 = jax.random.split(k)
         xi = jnp.where(jax.random.bernoulli(k1, 0.5, (n,)), 1.0, -1.0)
-        eps = model.noise_std * jax.random.normal(k2, (n,))
+        eps = model.noise_std * jax.random.normal(k2, (n,), jnp.float64)
         s = model.surplus(x, eps)
         now_exit = ~exited & (s <= 0)
         exited = exited | now_exit
@@ -235,7 +274,7 @@ def simulate(model: CoupledModel, log_kappa0: Float[Array, " n"], steps: int, *,
         carry, _ = jax.lax.scan(step, carry, jax.random.split(k, record_every))
         return carry, (carry[0], carry[1])
 
-    start = (jnp.asarray(log_kappa0, float), jnp.zeros(n, bool), jnp.full(n, -1), jnp.array(0))
+    start = (jnp.asarray(log_kappa0, jnp.float64), jnp.zeros(n, bool), jnp.full(n, -1), jnp.array(0))
     final, (xs, ex) = jax.lax.scan(block, start, jax.random.split(key, steps // record_every))
     times = np.arange(0, steps + 1, record_every)
     xs = np.concatenate([np.asarray(log_kappa0)[None], np.asarray(xs)])
@@ -243,16 +282,31 @@ def simulate(model: CoupledModel, log_kappa0: Float[Array, " n"], steps: int, *,
     return Simulation(times, xs, ex, np.asarray(final[2]))
 
 
-def two_step_branches(model: CoupledModel, log_kappa: Float[Array, " m"]) -> Float[Array, "m 4"]:
+def two_step_branches(model: CoupledModel, log_kappa: Float[Array, " m"]) -> Float[np.ndarray, "m 4"]:
     """Two-step displacements from point masses at ``log_kappa`` for the sign strings
-    ``(+,+), (+,−), (−,+), (−,−)`` (noise-free; a branch that exits stops there)."""
-    x = jnp.asarray(log_kappa, float)
-    out = []
-    for a, b in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
-        x1 = x + a * model.step_size(x)
-        x2 = x1 + b * model.step_size(x1)
-        out.append(x2 - x)
-    return jnp.stack(out, axis=-1)
+    ``(+,+), (+,−), (−,+), (−,−)`` (noise-free, in float64 as :func:`simulate`; a branch that
+    exits stops there). Returned as a float64 NumPy array."""
+    with jax.enable_x64(True):
+        x = jnp.asarray(np.asarray(log_kappa, np.float64))
+        out = []
+        for a, b in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+            x1 = x + a * model.step_size(x)
+            x2 = x1 + b * model.step_size(x1)
+            out.append(x2 - x)
+        return np.asarray(jnp.stack(out, axis=-1))
+
+
+def median_standard_error(samples: np.ndarray) -> float:
+    """Distribution-free standard error of the sample median of ``n`` draws: half the distance
+    between the empirical quantiles at ``1/2 ± 1/(2√n)`` (the median's order statistic moves by
+    about √n/2 ranks per standard error). NaN for fewer than 3 finite draws."""
+    x = np.asarray(samples, float)
+    x = x[np.isfinite(x)]
+    if x.size < 3:
+        return float("nan")
+    d = 0.5 / np.sqrt(x.size)
+    lo, hi = np.quantile(x, [0.5 - d, 0.5 + d])
+    return float((hi - lo) / 2)
 
 
 class DistributionSummary(NamedTuple):
@@ -279,3 +333,81 @@ def distribution_summary(samples: np.ndarray, grid_points: int = 512) -> Distrib
     mode = float(grid[np.argmax(stats.gaussian_kde(x)(grid))])
     q05, q95 = np.percentile(x, [5, 95])
     return DistributionSummary(float(np.median(x)), mode, float(np.mean(x)), float(stats.skew(x)), float(q95 - q05))
+
+
+# ----------------------------------------------------------------------------- network measurements
+
+
+def instabilities(sharpness: np.ndarray, edge: float) -> list[tuple[int, int]]:
+    """Maximal runs of probes with ``sharpness > edge`` as ``(first, last)`` probe indices
+    (inclusive); NaN (a diverged probe) is not above the edge."""
+    above = np.asarray(sharpness, float) > edge
+    padded = np.concatenate([[False], above, [False]])
+    changes = np.flatnonzero(padded[1:] != padded[:-1])
+    return [(int(a), int(b) - 1) for a, b in zip(changes[::2], changes[1::2])]
+
+
+def relative_change(kappa: np.ndarray) -> np.ndarray:
+    """``|κ_{t+1} − κ_t| / (|κ_t| + |κ_{t+1}|)`` between consecutive entries, shape ``(T − 1,)``.
+
+    Defined for signed κ (a sign change gives 1, the largest value; two zeros give NaN), and
+    equal to ``tanh(|Δ log κ| / 2)`` when both are positive: a change in κ that keeps the
+    measurements with ``κ ≤ 0`` instead of dropping them. Our stand-in for the paper's κ-change
+    metric of App. F.2, whose formula our copy lost.
+    """
+    k = np.asarray(kappa, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs(np.diff(k)) / (np.abs(k[:-1]) + np.abs(k[1:]))
+
+
+def variability_correlation(sharpness: np.ndarray, kappa: np.ndarray, edge: float) -> tuple[float, int]:
+    """Pearson correlation of the sharpness at probe t with :func:`relative_change` of κ from
+    t to t + 1, over the probes t inside an instability (``sharpness > edge``) whose change is
+    finite; returns ``(pearson, pairs)``, pearson NaN (not measured) for fewer than 3 pairs or
+    a constant series."""
+    s = np.asarray(sharpness, float)
+    change = relative_change(kappa)
+    keep = (s[:-1] > edge) & np.isfinite(change) & np.isfinite(s[:-1])
+    pairs = int(keep.sum())
+    if pairs < 3 or np.ptp(s[:-1][keep]) == 0 or np.ptp(change[keep]) == 0:
+        return float("nan"), pairs
+    return float(np.corrcoef(s[:-1][keep], change[keep])[0, 1]), pairs
+
+
+def stable_peak(probe_step: np.ndarray, sharpness: np.ndarray, at: float,
+                length: float) -> tuple[float, bool]:
+    """The largest sharpness of the stable phase after a step-size reduction at step ``at``:
+    over the probes with ``at < step ≤ at + length``, **excluding the reduction step itself**
+    (whose sharpness is still the unstable phase's). Returns ``(S_max, peaked)``: ``peaked`` is
+    whether the maximum lies strictly inside the window (neither its first probe, where S is
+    still the unstable phase's level decaying, nor its last, where S may still be rising);
+    ``(NaN, False)`` for a window with fewer than 3 finite probes."""
+    step, s = np.asarray(probe_step, float), np.asarray(sharpness, float)
+    inside = (step > at) & (step <= at + length) & np.isfinite(s)
+    if inside.sum() < 3:
+        return float("nan"), False
+    window = s[inside]
+    top = int(np.argmax(window))
+    return float(window[top]), 0 < top < window.size - 1
+
+
+def reversal_gain(similarity: np.ndarray, steps: np.ndarray, switches: np.ndarray) -> tuple[float, float]:
+    """How much the top-k subspace similarity to the baseline rises after η is lowered, against
+    the kept-η control over the same steps.
+
+    Args:
+      similarity: ``(M, T)``: member 0 keeps η (the control), member m ≥ 1 lowers it at
+        ``switches[m − 1]``.
+      steps: ``(T,)`` the probe steps.
+      switches: ``(M − 1,)`` the switch steps.
+
+    Returns:
+      ``(gain, control)``: the mean over the switched members of ``sim_m(end) − sim_m(switch)``
+      and of the control's ``sim_0(end) − sim_0(switch)``, each clipped at 0 (a fall is no rise).
+    """
+    sim, steps = np.asarray(similarity, float), np.asarray(steps)
+    at = [int(np.searchsorted(steps, s)) for s in np.asarray(switches)]
+    at = [min(a, steps.size - 1) for a in at]
+    gains = [sim[m + 1, -1] - sim[m + 1, a] for m, a in enumerate(at)]
+    control = [sim[0, -1] - sim[0, a] for a in at]
+    return max(0.0, float(np.mean(gains))), max(0.0, float(np.mean(control)))
