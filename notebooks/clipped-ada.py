@@ -52,6 +52,7 @@
 # %% tags=["hide-input"]
 import os
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -237,8 +238,9 @@ CLAIMS = [
         rule=Given(SETTLED, AllOf((
             AtLeast("toy_cap_amplitude_rmsprop", 0.1),
             AtLeast("toy_cap_amplitude_adam", 0.1)))),
-        ours="|w₀| at τ = {toy_cap_tau_rmsprop:g}: RMSprop {toy_cap_amplitude_rmsprop:.3f}, "
-             "Adam {toy_cap_amplitude_adam:.3f}; floor λ_eff / edge: RMSprop "
+        ours="|w₀| at τ = {toy_cap_tau_rmsprop:g}: RMSprop "
+             "{toy_cap_amplitude_rmsprop:.3f}, Adam {toy_cap_amplitude_adam:.3f}; "
+             "floor λ_eff / edge: RMSprop "
              "{toy_cap_floor_ratio_rmsprop:.3g}, Adam {toy_cap_floor_ratio_adam:.3g}",
         names=names("toy_memory_spans", "toy_cap_amplitude_rmsprop",
                     "toy_cap_amplitude_adam"),
@@ -371,25 +373,25 @@ print(f"  {'run':<22}{'mean |w0|':>12}{'floor λ_eff / edge':>22}")
 for n in runs:
     print(f"  {n:<22}{amplitude[n]:12.2e}{floor_ratio[n]:22.3g}")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The 2-D toy. Left: the oscillation across the valley, |w₀| against the step (log scale; points at the bottom edge sit exactly on the floor). Right: the effective curvature at the floor, λ_eff(0) over the optimizer's edge (2/η; for Adam (2+2β₁)/((1−β₁)η)); above the dotted line the floor is an unstable fixed point. The grey band is the first v̂-memory, 1/(1−β₂) steps.", "name": "fig-ca-toy"}}
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-shown = ["GD", "RMSprop", "Adam"] + [n for n in runs if "τ" in n]
-styles = {"GD": "-", "RMSprop": "-", "Adam": "--"}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The 2-D toy (colour: optimizer; line style: cap τ). Left: the oscillation across the valley, |w₀| against the step (log scales; a line on the bottom edge sits exactly on the floor). Right: the effective curvature at the floor, λ_eff(0) over the optimizer's edge (2/η; for Adam (2+2β₁)/((1−β₁)η)); above the dotted line the floor is an unstable fixed point. The grey band is the first v̂-memory, 1/(1−β₂) steps.", "name": "fig-ca-toy"}}
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+colour = {"GD": "k", "RMSprop": "C0", "Adam": "C3"}  # by optimizer; line style by cap
+caps = sorted({tau for _, tau, _ in runs.values() if tau is not None}, reverse=True)
+style = dict(zip(caps, ["-", "--", ":", "-.", (0, (1, 3))] * 4))
 t = np.arange(P.toy_steps + 1)
-for k, n in enumerate(shown):
-    style = styles.get(n.split(",")[0], "-") if "τ" not in n else ":"
-    kw = dict(lw=0.9, ls=style, color=f"C{k % 8}", label=n)
+for n, (_, tau, _) in runs.items():
+    kw = dict(lw=1.0, color=colour[n.split(",")[0]], ls=style.get(tau, "-"), label=n)
     ax1.plot(t, np.maximum(np.abs(np.asarray(toy_runs[n].w)[:, 0]), 1e-12), **kw)
-    if n != "GD":
-        ax2.plot(t, np.asarray(toy_runs[n].lam_eff) / toy_edge[n], **kw)
+    ax2.plot(t, np.asarray(toy_runs[n].lam_eff) / toy_edge[n], **kw)
 for ax in (ax1, ax2):
-    ax.axvspan(0, MEMORY, color="0.9", zorder=0)
+    ax.axvspan(0, MEMORY, color="0.92", zorder=0)
     ax.set(xscale="symlog", yscale="log", xlabel="step")
-ax1.set(ylabel="|w₀|", ylim=(1e-12, 20))
+ax1.set(ylabel="|w₀| (oscillation across the valley)", ylim=(1e-12, 50))
 ax2.axhline(1.0, color="k", ls=":", lw=0.8)
 ax2.set(ylabel="λ_eff at the floor / edge")
-ax1.legend(fontsize=8, ncol=2)
-fig.tight_layout()
+handles, labels = ax1.get_legend_handles_labels()
+fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
+fig.tight_layout(rect=(0, 0.12, 1, 1))
 plt.show()
 
 # %% tags=["remove-input"]
@@ -407,9 +409,10 @@ elif unstable_floor:
             "transient.")
     resting = [n for n in unstable_floor if amplitude[n] < 1e-3]
     if resting:
-        text += (f" {' and '.join(resting)} still show |w₀| ≈ 0: the iterate sits on the "
-                 "floor with no perturbation left to grow (float32 rounds it onto the "
-                 "minimum), not stably.")
+        verb = "shows" if len(resting) == 1 else "show"
+        text += (f" {' and '.join(resting)} still {verb} |w₀| ≈ 0: the iterate "
+                 "sits on the floor with no perturbation left to grow (float32 rounds "
+                 "it onto the minimum), not stably.")
 else:
     worst = max(floor_ratio["RMSprop"], floor_ratio["Adam"])
     text = (f"After {spans:.0f} v̂-memories the floor stays stable for plain RMSprop "
@@ -433,7 +436,7 @@ adam = lambda hp: optim.clipped_adam(P.eta, tau=hp["tau"], b1=hp["b1"], b2=P.b2,
                                      eps=P.eps)
 probe = probes.preconditioned_sharpness("half_mse", b2=P.b2, eps=P.eps)
 edge_run = train.run(objective, adam, params0, (ds.x, ds.onehot), config,
-                     key=jax.random.key(P.seed + 1), probe_fn=probe,
+                     key=jax.random.key(P.seed + 1), probe_fn=probe, progress=False,
                      hparams={"b1": jnp.asarray([P.b1, 0.0]),
                               "tau": jnp.full(2, jnp.inf)})
 
@@ -492,7 +495,7 @@ plt.show()
 
 # %%
 tau_run = train.run(objective, adam, params0, (ds.x, ds.onehot), config,
-                    key=jax.random.key(P.seed + 2), probe_fn=probe,
+                    key=jax.random.key(P.seed + 2), probe_fn=probe, progress=False,
                     hparams={"b1": jnp.full(len(TAUS), P.b1), "tau": jnp.asarray(TAUS)})
 
 # %% tags=["hide-input"]
@@ -536,6 +539,9 @@ tau_metrics = {
 print(f"{'τ':>8}{'binds on':>11}{'λ_eff / edge':>14}{'S':>8}{'loss rises':>12}"
       "   regime")
 for i, tau in enumerate(TAUS):
+    if diverged_tau[i]:
+        print(f"{tau:8.0e}{'—':>11}{'∞':>14}{'—':>8}{'—':>12}   diverged")
+        continue
     print(f"{tau:8.0e}{bound[i]:11.2%}{lam_ratio[i]:14.2f}{s_tau[i]:8.2f}"
           f"{loss_rise[i]:12.1%}   {regime[i]}")
 
@@ -608,7 +614,7 @@ for opt_name, beta1 in (("Adam", P.b1), ("RMSprop", 0.0)):
         config_g = train.TrainConfig(steps=P.gen_steps, batch_size=batch, chunks=4)
         result = train.run(objective, make, init, (train_set.x, train_set.onehot),
                            config_g, key=jax.random.key(P.seed + 3),
-                           batched_params=True, hparams=hp)
+                           batched_params=True, hparams=hp, progress=False)
         final = result.state.params
         div = np.asarray(result.diverged).reshape(shape)
         val_acc[opt_name, batching] = np.array(
@@ -643,7 +649,8 @@ pos = np.arange(len(GEN_TAUS))
 for ax, key in zip(axes[0], gen):
     for j, e in enumerate(P.gen_etas):
         acc = test_acc[key][j]
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # an η × τ cell whose seeds all diverged
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean, lo, hi = np.nanmean(acc, 1), np.nanmin(acc, 1), np.nanmax(acc, 1)
         ax.errorbar(pos + 0.06 * j, mean, yerr=[mean - lo, hi - mean], fmt="o-", ms=3,
                     lw=0.8, label=f"η = {e:g}")
