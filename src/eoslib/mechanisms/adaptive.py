@@ -18,6 +18,12 @@ Regimes of τ, read off the bias-corrected second moment v̂ (:func:`eoslib.engi
 every v̂ is plain Adam (no coordinate capped); τ between the smallest and largest v̂ caps some
 coordinates (mild suppression); τ below every v̂ caps all of them, ``P = √τ + ε`` everywhere, and
 Clipped-Ada is momentum GD with step ``η/√τ`` (GD-like; the smaller τ, the larger that step).
+Which coordinates a cap binds on is τ against v̂; whether it makes a run *unstable* is measured:
+:func:`trajectory` records λ_eff along a toy's path (or at a fixed point, to ask whether a
+settled run rests on a stable minimum), and the in-loop probe records it on a network.
+
+:func:`clipping_gain` reads a generalization grid (η × τ × seed): the cap chosen on validation
+data, its gain over no cap on test data, and the seed range to compare the gain with.
 """
 
 from __future__ import annotations
