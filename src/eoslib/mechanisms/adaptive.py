@@ -18,6 +18,12 @@ Regimes of τ, read off the bias-corrected second moment v̂ (:func:`eoslib.engi
 every v̂ is plain Adam (no coordinate capped); τ between the smallest and largest v̂ caps some
 coordinates (mild suppression); τ below every v̂ caps all of them, ``P = √τ + ε`` everywhere, and
 Clipped-Ada is momentum GD with step ``η/√τ`` (GD-like; the smaller τ, the larger that step).
+Which coordinates a cap binds on is τ against v̂; whether it makes a run *unstable* is measured:
+:func:`trajectory` records λ_eff along a toy's path (or at a fixed point, to ask whether a
+settled run rests on a stable minimum), and the in-loop probe records it on a network.
+
+:func:`clipping_gain` reads a generalization grid (η × τ × seed): the cap chosen on validation
+data, its gain over no cap on test data, and the seed range to compare the gain with.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, Scalar
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int, Scalar
 
 from eoslib.engine import divergence
 
@@ -63,17 +70,30 @@ class Trajectory(NamedTuple):
       w: ``(steps + 1, d)`` iterates; row t is ``w_t``.
       loss: ``(steps + 1,)`` ``loss_fn(w_t)``.
       diverged_at: first step whose loss was non-finite or above ``max_loss``; −1 if none.
+      lam_eff: ``(steps + 1,)`` the effective curvature ``λ₁(P^{-1/2} H(w_t) P^{-1/2})`` with the
+        preconditioner P of the step taken from ``w_t`` (P = 1: the sharpness of H); NaN at and
+        after ``diverged_at``.
     """
 
     w: Float[Array, "T d"]
     loss: Float[Array, " T"]
     diverged_at: Int[Array, ""]
+    lam_eff: Float[Array, " T"]
 
 
-def trajectory(loss_fn, optimizer, w0: Float[Array, " d"], steps: int, *, max_loss: float = 1e8) -> Trajectory:
+def trajectory(loss_fn, optimizer, w0: Float[Array, " d"], steps: int, *, max_loss: float = 1e8,
+               preconditioner=None, hessian_at: Float[Array, " d"] | None = None) -> Trajectory:
     """The iterates ``w_0, …, w_steps`` of ``optimizer`` (an optax transformation) on a loss of a
     flat parameter vector, as one ``lax.scan``. For low-dimensional toys, where the whole path is
     the object of study (:func:`eoslib.engine.train.run` records losses, not paths).
+
+    ``preconditioner``: ``None`` (GD: P = 1) or a function of the optimizer state after the
+    step's moment update, returning the diagonal ``P`` (shape ``(d,)``) by which that step divides
+    the (averaged) gradient, e.g. ``lambda s: optim.preconditioner(s, tau, b2, eps)``; it gives
+    the recorded ``lam_eff`` (dense Hessian: meant for a few coordinates). ``hessian_at``: the
+    point whose Hessian enters ``lam_eff`` (default: the iterate ``w_t``); give a minimum ``w*`` to
+    ask whether it is a stable fixed point under the current preconditioner (``η·lam_eff`` against
+    the optimizer's edge), which the curvature along an orbit that avoids it does not say.
 
     Divergence as everywhere in eoslib (:mod:`eoslib.engine.divergence`): the first step whose
     loss is non-finite or above ``max_loss`` is ``diverged_at``; the iterate stops there and that
@@ -81,8 +101,21 @@ def trajectory(loss_fn, optimizer, w0: Float[Array, " d"], steps: int, *, max_lo
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a positive integer")
+    if preconditioner is not None and not callable(preconditioner):
+        raise TypeError(f"preconditioner={preconditioner!r} must be None or a function of the "
+                        "optimizer state")
     max_loss = divergence.check_max("max_loss", max_loss)
     w0 = jnp.asarray(w0)
+    if hessian_at is not None and jnp.shape(hessian_at) != w0.shape:
+        raise ValueError(f"hessian_at has shape {jnp.shape(hessian_at)}; it must be a point like "
+                         f"w0, shape {w0.shape}")
+
+    def curvature(w, new_state):
+        h = jax.hessian(loss_fn)(w if hessian_at is None else jnp.asarray(hessian_at, w0.dtype))
+        if preconditioner is None:
+            return jnp.linalg.eigvalsh(h)[-1]
+        root = 1 / jnp.sqrt(jnp.reshape(preconditioner(new_state), (-1,)))
+        return jnp.linalg.eigvalsh(root[:, None] * h * root[None, :])[-1]
 
     def step(carry, t):
         w, state, diverged_at = carry
@@ -90,9 +123,65 @@ def trajectory(loss_fn, optimizer, w0: Float[Array, " d"], steps: int, *, max_lo
         diverged_at = divergence.update(diverged_at, t, loss, max_loss)
         alive = divergence.alive(diverged_at)
         updates, new_state = optimizer.update(grad, state, w)
+        lam = curvature(w, new_state)
         new = divergence.hold(alive, (w + updates, new_state), (w, state))
-        return (*new, diverged_at), divergence.mask(alive, (w, loss))
+        return (*new, diverged_at), divergence.mask(alive, (w, loss, lam))
 
     init = (w0, optimizer.init(w0), divergence.start())
-    (_, _, diverged_at), (path, losses) = jax.lax.scan(step, init, jnp.arange(steps + 1, dtype=jnp.int32))
-    return Trajectory(path, losses, diverged_at)
+    (_, _, diverged_at), (path, losses, lam_eff) = jax.lax.scan(
+        step, init, jnp.arange(steps + 1, dtype=jnp.int32))
+    return Trajectory(path, losses, diverged_at, lam_eff)
+
+
+class ClippingGain(NamedTuple):
+    """What :func:`clipping_gain` reads off a grid of runs (NaN where nothing was measured).
+
+    Attributes:
+      eta: the step size judged: the largest whose uncapped runs all trained.
+      tau: the finite cap with the best mean validation accuracy at that step size.
+      gain: mean test accuracy at ``tau`` minus mean test accuracy without a cap (over seeds).
+      spread: the larger of the two seed ranges (max − min over seeds) of those test accuracies.
+    """
+
+    eta: float
+    tau: float
+    gain: float
+    spread: float
+
+
+def clipping_gain(val_acc: Float[Array, "E T S"], test_acc: Float[Array, "E T S"],
+                  diverged: Bool[Array, "E T S"], etas, taus, *, chance: float) -> ClippingGain:
+    """Choose the cap τ on validation data and report its gain over no cap on test data.
+
+    The grid is ``etas × taus × seeds`` (axes in that order); ``taus`` holds ``inf`` (no cap,
+    the baseline) once. The step size judged is the largest whose uncapped runs trained for
+    every seed (the "large η" of the claim; a baseline that diverged has nothing to improve on).
+    A diverged run scores ``chance`` on both splits: a cap that makes runs diverge loses. The
+    cap is the finite τ with the best mean validation accuracy there; its test gain over the
+    baseline is compared by the caller with ``spread``. All NaN when no step size qualifies.
+
+    Raises:
+      ValueError: shapes that do not match ``(len(etas), len(taus), seeds)``, or ``taus``
+        without exactly one ``inf``, or without a finite cap.
+    """
+    val, test = np.asarray(val_acc, float), np.asarray(test_acc, float)
+    div = np.asarray(diverged, bool)
+    taus = np.asarray(taus, float)
+    shape = (len(etas), len(taus))
+    if val.ndim != 3 or val.shape[:2] != shape or test.shape != val.shape or div.shape != val.shape:
+        raise ValueError(f"val_acc {val.shape}, test_acc {test.shape} and diverged {div.shape} "
+                         f"must all be (len(etas), len(taus), seeds) = {shape + ('S',)}")
+    if np.isinf(taus).sum() != 1 or np.isfinite(taus).sum() < 1:
+        raise ValueError(f"taus={taus.tolist()} must hold inf (no cap) once and a finite cap")
+    val, test = np.where(div, chance, val), np.where(div, chance, test)
+    base = int(np.flatnonzero(np.isinf(taus))[0])
+    trained = np.flatnonzero(~div[:, base].any(axis=1))
+    nan = float("nan")
+    if trained.size == 0:
+        return ClippingGain(nan, nan, nan, nan)
+    e = int(trained[np.argmax(np.asarray(etas, float)[trained])])
+    finite = np.flatnonzero(np.isfinite(taus))
+    t = int(finite[np.argmax(val[e, finite].mean(axis=1))])
+    gain = float(test[e, t].mean() - test[e, base].mean())
+    spread = float(max(np.ptp(test[e, t]), np.ptp(test[e, base])))
+    return ClippingGain(float(etas[e]), float(taus[t]), gain, spread)

@@ -1,0 +1,192 @@
+"""Issue 16's findings on the clipped-ada chapter, as inputs its declared rules must grade
+right, and the measurements behind them (:func:`eoslib.mechanisms.adaptive.clipping_gain`,
+the toy's effective curvature at the floor)."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from eoslib.engine import optim
+from eoslib.mechanisms import adaptive
+from test_verdicts import NOTEBOOKS, claims_cell
+
+NAN, INF = float("nan"), float("inf")
+R, P, N, T = "reproduced", "partly reproduced", "not reproduced", "not tested"
+
+
+@pytest.fixture(scope="module")
+def specs():
+    namespace: dict = {}
+    exec(compile(claims_cell(NOTEBOOKS / "clipped-ada.py"), "clipped-ada", "exec"), namespace)
+    return {s.id: s for s in namespace["CLAIMS"]}
+
+
+@pytest.fixture(scope="module")
+def rules(specs):
+    return {k: s.rule for k, s in specs.items()}
+
+
+SETTLED_TOY = {"toy_memory_spans": 10.0, "toy_amplitude_gd": 0.89,
+               "toy_amplitude_rmsprop": 0.0, "toy_amplitude_adam": 0.0,
+               "toy_floor_ratio_rmsprop": 0.5, "toy_floor_ratio_adam": 0.3}
+
+
+def test_toy_run_shorter_than_the_second_moment_memory_is_not_tested(rules):
+    # the reviewed defect: 400 steps at β₂ = 0.999 is 0.4 memories; v̂ still holds step 0
+    short = {**SETTLED_TOY, "toy_memory_spans": 0.4}
+    assert rules["toy-suppression"].grade(short) == T
+    assert rules["toy-restoration"].grade({**short, "toy_cap_amplitude_rmsprop": 1.0,
+                                           "toy_cap_amplitude_adam": 1.0}) == T
+    assert rules["toy-suppression"].grade(SETTLED_TOY) == R
+
+
+def test_settling_on_an_unstable_floor_is_not_suppression(rules):
+    # |w₀| = 0 but λ_eff at the floor 94× the edge: an unperturbed unstable fixed point
+    assert rules["toy-suppression"].grade({**SETTLED_TOY, "toy_floor_ratio_rmsprop": 94}) == N
+    # and the control must oscillate: GD settling too means the toy shows nothing
+    assert rules["toy-suppression"].grade({**SETTLED_TOY, "toy_amplitude_gd": 0.0}) == N
+
+
+def test_restoration_needs_oscillation_for_both_optimizers(rules):
+    restored = {"toy_memory_spans": 10.0, "toy_cap_amplitude_rmsprop": 0.9,
+                "toy_cap_amplitude_adam": 3.8}
+    assert rules["toy-restoration"].grade(restored) == R
+    # Adam settling under the cap (as it does at τ = 1) restores nothing for Adam
+    assert rules["toy-restoration"].grade({**restored, "toy_cap_amplitude_adam": 0.0}) == N
+    assert rules["toy-restoration"].grade({**restored, "toy_cap_amplitude_rmsprop": 0.01}) == N
+
+
+def test_thresholds_are_graded_only_on_settled_runs_that_reach_them(rules):
+    book = {"edge_memory_spans": 2.0, "adam_reach_paper": 20.0, "adam_plateau_paper": 18.5,
+            "adam_reach_cohen": 1.05, "adam_plateau_cohen": 0.97,
+            "rmsprop_reach_paper": 1.3, "rmsprop_plateau_paper": 1.10}
+    assert rules["adam-threshold"].grade(book) == N  # 18.5 × 2/η is not "at 2/η"
+    assert rules["adam-adaptive-edge"].grade(book) == R
+    assert rules["rmsprop-threshold"].grade(book) == R
+    smoke = {**book, "edge_memory_spans": 0.1}  # 100 steps: v̂ has not settled
+    for claim in ("adam-threshold", "adam-adaptive-edge", "rmsprop-threshold"):
+        assert rules[claim].grade(smoke) == T
+    # never reaching Cohen's edge is not evidence against it
+    assert rules["adam-adaptive-edge"].grade({**book, "adam_reach_cohen": 0.3,
+                                              "adam_plateau_cohen": 0.22}) == T
+    # a run that diverged has no plateau: ∞, rejected
+    assert rules["rmsprop-threshold"].grade({**book, "rmsprop_reach_paper": INF,
+                                             "rmsprop_plateau_paper": INF}) == N
+
+
+TAU = {"edge_memory_spans": 2.0, "n_tau_binding": 2, "tau_no_cap_edge_ratio": 0.5,
+       "tau_tight_edge_ratio": 1.0, "tau_tight_loss_rise": 0.3, "tau_no_cap_loss_rise": 0.05}
+
+
+def test_a_cap_whose_lam_eff_stays_under_the_edge_is_not_the_unstable_regime(rules):
+    assert rules["tau-instability"].grade(TAU) == R
+    assert rules["tau-instability"].grade({**TAU, "tau_tight_edge_ratio": 0.3}) == N
+
+
+def test_no_cap_already_at_its_edge_is_not_suppressed(rules):
+    # plain Adam at Cohen et al.'s edge: there is no suppression for the cap to lift
+    assert rules["tau-instability"].grade({**TAU, "tau_no_cap_edge_ratio": 0.97}) == N
+
+
+def test_tau_regimes_need_oscillation_and_a_binding_cap(rules):
+    # λ_eff at the edge but the loss no more oscillating than without a cap
+    assert rules["tau-instability"].grade({**TAU, "tau_tight_loss_rise": 0.05}) == N
+    # every capped run diverged (or no cap binds): the controlled regime was never entered
+    assert rules["tau-instability"].grade({**TAU, "n_tau_binding": 0}) == T
+
+
+def test_clipped_fraction_is_a_consistency_check(specs):
+    spec = specs["tau-clipping"]
+    assert spec.kind == "consistency"
+    assert spec.rule.grade({"clipped_fraction_monotone": 1.0,
+                            "no_cap_clipped_fraction": 0.0}) == R
+    assert spec.rule.grade({"clipped_fraction_monotone": 0.0,
+                            "no_cap_clipped_fraction": 0.0}) == N
+    assert all(s.kind == "claim" for k, s in specs.items() if k != "tau-clipping")
+
+
+def test_generalization_rules_and_evidence(specs, rules):
+    assert rules["generalization"].grade({"gen_won_fraction": 1.0}) == R
+    assert rules["generalization"].grade({"gen_won_fraction": 0.5}) == P
+    assert rules["generalization"].grade({"gen_won_fraction": 0.0}) == N
+    assert rules["generalization"].grade({"gen_won_fraction": NAN}) == T
+    # no stored VGG10 run: not tested, never failed
+    assert rules["generalization-vgg10"].grade({"paper_gen_won_fraction": None}) == T
+    assert specs["generalization-vgg10"].evidence == "stored"
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def grid(val, test, diverged=None):
+    val, test = np.asarray(val, float), np.asarray(test, float)
+    return val, test, np.zeros(val.shape, bool) if diverged is None else np.asarray(diverged)
+
+
+def test_a_test_gain_within_the_seed_spread_does_not_win(specs):
+    # one η, τ ∈ {∞, 1e-6}, three seeds: +0.01 on average, seeds spread over 0.04
+    val, test, div = grid([[[0.90, 0.91, 0.92], [0.92, 0.93, 0.94]]],
+                          [[[0.88, 0.90, 0.92], [0.89, 0.91, 0.93]]])
+    g = adaptive.clipping_gain(val, test, div, [1e-3], [INF, 1e-6], chance=0.25)
+    assert g.tau == 1e-6 and g.gain == pytest.approx(0.01) and g.spread == pytest.approx(0.04)
+    assert not g.gain > g.spread  # the chapter counts this setting as not won
+    won_fraction = float(np.mean([g.gain > g.spread]))
+    assert specs["generalization"].rule.grade({"gen_won_fraction": won_fraction}) == N
+
+
+def test_tau_is_chosen_on_validation_not_on_test():
+    # τ = 1e-5 is best on validation, τ = 1e-6 on test: the validation choice is reported
+    val = [[[0.80] * 3, [0.90] * 3, [0.85] * 3]]
+    test = [[[0.80] * 3, [0.81] * 3, [0.95] * 3]]
+    g = adaptive.clipping_gain(*grid(val, test), [1e-3], [INF, 1e-5, 1e-6], chance=0.25)
+    assert g.tau == 1e-5 and g.gain == pytest.approx(0.01)
+
+
+def test_the_largest_eta_whose_baseline_trains_is_judged_and_divergence_scores_chance():
+    val = test = [[[0.8] * 2, [0.9] * 2], [[0.7] * 2, [0.95] * 2]]
+    diverged = [[[False] * 2, [False] * 2], [[True, False], [False] * 2]]
+    g = adaptive.clipping_gain(*grid(val, test, diverged), [1e-3, 3e-3], [INF, 1e-6],
+                               chance=0.25)
+    assert g.eta == 1e-3  # at 3e-3 the uncapped run diverged for one seed
+    # a cap whose runs diverge scores chance and loses to the baseline
+    diverged = [[[False] * 2, [True] * 2]]
+    g = adaptive.clipping_gain(*grid([[[0.8] * 2, [0.9] * 2]], [[[0.8] * 2, [0.9] * 2]],
+                                     diverged), [1e-3], [INF, 1e-6], chance=0.25)
+    assert g.gain == pytest.approx(0.25 - 0.8)
+    # no step size whose baseline trains: nothing measured
+    all_div = np.ones((1, 2, 2), bool)
+    g = adaptive.clipping_gain(np.ones((1, 2, 2)), np.ones((1, 2, 2)), all_div, [1e-3],
+                               [INF, 1e-6], chance=0.25)
+    assert math.isnan(g.gain)
+
+
+@pytest.mark.parametrize("taus, fragment", [([1e-6, 1e-5], "must hold inf"),
+                                            ([INF], "must hold inf")])
+def test_clipping_gain_rejects_a_grid_without_baseline_or_cap(taus, fragment):
+    shape = (1, len(taus), 2)
+    with pytest.raises(ValueError, match=fragment):
+        adaptive.clipping_gain(np.ones(shape), np.ones(shape), np.zeros(shape, bool), [1e-3],
+                               taus, chance=0.25)
+
+
+def test_clipping_gain_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="must all be"):
+        adaptive.clipping_gain(np.ones((1, 2, 3)), np.ones((1, 2, 2)), np.zeros((1, 2, 3), bool),
+                               [1e-3], [INF, 1e-6], chance=0.25)
+
+
+def test_toy_lam_eff_at_the_floor_closed_forms():
+    toy = lambda w: adaptive.toy_loss(w, 20.0, 1.0)
+    start, floor = jnp.array([1.5, 2.0]), jnp.zeros(2)
+    gd = adaptive.trajectory(toy, optax.sgd(0.125), start, 5, hessian_at=floor)
+    np.testing.assert_allclose(gd.lam_eff, 20.0, rtol=1e-6)  # H(0) = diag(20, 1), P = 1
+    # RMSprop's first step: v̂₁ = g₀², so P = |g₀| + ε and λ_eff(0) = max(20/|g₀₀|, 1/|g₀₁|)
+    run = adaptive.trajectory(toy, optim.clipped_rmsprop(0.125), start, 1, hessian_at=floor,
+                              preconditioner=lambda s: optim.preconditioner(s))
+    g0 = np.abs(np.array([20 * np.tanh(1.5), 2.0]))
+    np.testing.assert_allclose(run.lam_eff[0], max(20 / g0[0], 1 / g0[1]), rtol=1e-5)
+    with pytest.raises(ValueError, match="hessian_at has shape"):
+        adaptive.trajectory(toy, optax.sgd(0.1), start, 2, hessian_at=jnp.zeros(3))
