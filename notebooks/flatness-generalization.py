@@ -71,7 +71,7 @@ n_etas = None  # grid size (the divergence stop may end it earlier)
 seeds = None  # initialisations per step size
 steps = None  # GD steps per run
 eval_every = None  # steps between evaluations (train / val / test)
-eta0_factors = None  # LR reduction: large step sizes, in units of the measured threshold
+eta0_factors = None  # LR reduction: large step sizes, in units of the threshold
 eta_small_factor = None  # LR reduction: the small step size, in units of the threshold
 switch_fractions = None  # LR reduction: switch points, fractions of `steps`
 seed = None  # PRNG seed
@@ -210,19 +210,22 @@ display(declared_claims(CLAIMS))
 # ## Run: the Goldilocks sweep
 #
 # Every step size of the grid trains `seeds` MLPs side by side; each block of step sizes is one
-# compiled, vmapped program ({func}`eoslib.mechanisms.flatness.sweep`). Every `eval_every` steps
+# compiled, vmapped program (`eoslib.mechanisms.flatness.sweep`). Every `eval_every` steps
 # the models are evaluated on train, validation and test
-# ({func}`eoslib.engine.stopping.run_evaluated`); a run is *complete* once its train accuracy
+# (`eoslib.engine.stopping.run_evaluated`); a run is *complete* once its train accuracy
 # reaches 99.99 %, and its stopping point is the smallest validation loss from then on. The grid
 # stops after the first block whose largest step size diverged for every seed.
 
 # %%
-sp = flatness.splits("fashion-mnist", P.n_train, P.n_val, P.n_test, classes=[0, 1, 2, 3])
+sp = flatness.splits("fashion-mnist", P.n_train, P.n_val, P.n_test,
+                     classes=[0, 1, 2, 3])
 etas = optim.exponential_grid(P.eta_start, P.eta_factor, P.n_etas)
 block = max(2, P.n_etas // 2)
-run = flatness.sweep(sp, "fmnist-mlp", etas, seeds=P.seeds, seed=P.seed, steps=P.steps,
-                     eval_every=P.eval_every, arch_options={"width": P.width}, block=block)
-first = jax.tree.map(lambda a: a[0], run.params)  # smallest η, first seed: stable training
+mlp = {"width": P.width}
+run = flatness.sweep(sp, "fmnist-mlp", etas, seeds=P.seeds, seed=P.seed,
+                     steps=P.steps, eval_every=P.eval_every, arch_options=mlp,
+                     block=block)
+first = jax.tree.map(lambda a: a[0], run.params)  # smallest η, seed 0: stable
 stability_eta = flatness.stability_eta(sp, first, key=jax.random.key(P.seed + 7))
 gl = flatness.goldilocks(run.etas, run.test_acc, run.val_acc, stability_eta)
 
@@ -279,7 +282,7 @@ switch = np.asarray(P.switch_fractions) * P.steps
 grid_eta, grid_switch = (a.ravel() for a in np.meshgrid(eta0, switch, indexing="ij"))
 red = flatness.sweep(sp, "fmnist-mlp", grid_eta, seeds=P.seeds, seed=P.seed,
                      steps=2 * P.steps, eval_every=P.eval_every,
-                     arch_options={"width": P.width}, switch_at=grid_switch,
+                     arch_options=mlp, switch_at=grid_switch,
                      eta_small=eta_small, probe_every=P.eval_every)
 
 # %% tags=["hide-input"]
@@ -327,7 +330,7 @@ plt.show()
 #
 # The full CIFAR-10 benchmark (Table 1: VGG19 and ResNet20, registry names `vgg19` and
 # `resnet20`), and the SGD experiments (Figs. 8–9: the noise-scale update
-# {func}`eoslib.engine.optim.noise_scaled_gradient`, α = 0 being GD and α = 1 SGD) are `paper`
+# `eoslib.engine.optim.noise_scaled_gradient`, α = 0 being GD and α = 1 SGD) are `paper`
 # scale only. When the results store holds such a run, its metrics grade those claims here.
 
 # %% tags=["hide-input"]

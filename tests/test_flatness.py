@@ -117,8 +117,8 @@ def test_completion_and_early_stopping():
 def test_run_evaluated_matches_a_plain_run_and_masks_divergence():
     params, x, y = _problem()
     objective = train.supervised("cross_entropy")
-    config = train.TrainConfig(steps=8, chunks=1)
-    etas = np.array([0.1, 1e6])  # the second diverges
+    config = train.TrainConfig(steps=8, chunks=1, max_loss=5.0)
+    etas = np.array([0.1, 1e4])  # the second diverges (its loss passes max_loss)
     ev = stopping.run_evaluated(objective, lambda hp: optax.sgd(hp["eta"]), params, (x, y),
                                 config, eval_every=4, held_out={"val": (x[:5], y[:5])},
                                 key=jax.random.key(0), hparams={"eta": etas}, progress=False)
