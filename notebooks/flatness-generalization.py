@@ -317,6 +317,7 @@ def summary(rows):  # the switch summary of the (seed, η₀) rows selected
 
 unstable = np.arange(len(eta0)) > 0
 reduction = summary(unstable)
+reduction["switch_n_diverged"] = reduction.pop("n_diverged")  # the grid's is n_diverged
 control = {f"control_{k}": val for k, val in summary(~unstable).items()}
 
 
