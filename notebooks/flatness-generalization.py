@@ -276,6 +276,7 @@ ax.axvline(stability_eta, ls="--", color="k", lw=1, label="threshold 2/S")
 if np.isfinite(gl.goldilocks_eta):
     ax.axvline(gl.goldilocks_eta, ls=":", color="C2", lw=1.5, label="chosen on validation")
 ax.set(xscale="log", xlabel="step size η", ylabel="test accuracy")
+ax.xaxis.set_minor_formatter(plt.NullFormatter())  # decade labels only: no overlap
 ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
