@@ -12,4 +12,5 @@ nothing about any particular paper and import nothing from :mod:`eoslib.mechanis
 - :mod:`eoslib.engine.train`   — scanned GD / SGD with in-loop probes, divergence, sweeps, save / load.
 - :mod:`eoslib.engine.divergence` — one definition of a diverged run, shared by every GD loop.
 - :mod:`eoslib.engine.data`    — CIFAR-10 / Fashion-MNIST loaders (local copies or checksummed downloads).
+- ``eoslib.engine.stopping``   — training to completion with held-out evaluation and early stopping.
 """

@@ -12,17 +12,22 @@ has one meaning at every step: the effective curvature is λ₁(H / (√min(v̂,
 capped entry above τ.) The stored moment v is never capped: the running average is Adam's own.
 τ = ∞ gives exactly ``optax.adam``; β₁ = 0 gives RMSprop in the paper's sense (Adam with β₁ = 0,
 bias-corrected); small τ makes the step larger than Adam's along directions whose v̂ > τ.
+
+**Noise-scaled gradients** (:func:`noise_scaled_gradient`, the same paper's Sec. 7): the
+full-batch gradient plus α times the minibatch noise, α = 0 being GD and α = 1 SGD exactly; and
+the papers' exponential step-size grids (:func:`exponential_grid`).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, PyTree
+from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from eoslib.engine import hessian
 
@@ -199,3 +204,80 @@ def decay_off_sharpness_gradient(loss_fn, gamma, *, power_iters: int = 3, every:
         return updates, DecayOffSharpnessGradientState(v, n, c_y, state.count + 1)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class NoiseScaledState(NamedTuple):
+    """State of :func:`noise_scaled_gradient`: the update count (it sets the minibatch)."""
+
+    count: Array
+
+
+def noise_scaled_gradient(loss_fn: Callable[[PyTree, Array, Array], Array], alpha: float | Array,
+                          batch_size: int, *, key: PRNGKeyArray
+                          ) -> optax.GradientTransformationExtraArgs:
+    """The flatness-bias paper's noise-scale update (its Sec. 7.1, Eq. 8): the full-batch gradient
+    plus ``alpha`` times the minibatch noise,
+
+        g = (1 − α) ∇L_full(θ) + α ∇L_B(θ) = ∇L_full + α (∇L_B − ∇L_full),
+
+    so that ``alpha = 0`` is full-batch GD and ``alpha = 1`` minibatch SGD, both **exactly** (the
+    convex-combination form adds an exact zero at either end). Chain it before ``optax.sgd``'s
+    scaling, e.g. ``optax.chain(noise_scaled_gradient(...), optax.sgd(eta))``.
+
+    It is meant for a *full-batch* run of :func:`eoslib.engine.train.run` (``batch_size=None``):
+    the incoming ``updates`` are the full-batch gradient, ``batch=(x, y)`` is all the training
+    data, and the transformation draws the minibatch itself, with the sampling of
+    :func:`eoslib.engine.train.run`'s SGD (a fresh permutation of the n examples per epoch from
+    ``fold_in(key, epoch)``, consecutive slices of ``batch_size``; the last ``n mod batch_size``
+    examples of a permutation are unused). With the ``key`` given to ``train.run`` it therefore
+    draws the same minibatches as ``train.run(..., batch_size=batch_size)``.
+
+    Args:
+      loss_fn: ``(params, x, y) -> scalar`` the training loss on a batch.
+      alpha: the noise scale α ≥ 0 (may be a traced hyperparameter).
+      batch_size: minibatch size B, ``1 ≤ B ≤ n``.
+      key: the PRNG key given to :func:`eoslib.engine.train.run` (its minibatch order is
+        drawn from ``jax.random.split(key)[1]``, as ``train.run``'s own SGD does).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
+    order_key = jax.random.split(key)[1]  # the half of its key train.run shuffles minibatches with
+    if isinstance(alpha, (int, float)) and not alpha >= 0:
+        raise ValueError(f"alpha={alpha!r} is not allowed; the noise scale must be >= 0")
+
+    def init_fn(params):
+        del params
+        return NoiseScaledState(jnp.zeros((), jnp.int32))
+
+    def update_fn(updates, state, params=None, *, batch=None, **extra_args):
+        del extra_args
+        if params is None or batch is None:
+            raise ValueError("noise_scaled_gradient needs params and batch=(x, y) (all the "
+                             "training data) in update(); run it through eoslib.engine.train.run")
+        x, y = batch
+        n = x.shape[0]
+        if batch_size > n:
+            raise ValueError(f"batch_size={batch_size} exceeds the {n} examples")
+        per_epoch = n // batch_size
+        epoch, within = state.count // per_epoch, state.count % per_epoch
+        perm = jax.random.permutation(jax.random.fold_in(order_key, epoch), n)
+        idx = jax.lax.dynamic_slice(perm, (within * batch_size,), (batch_size,))
+        minibatch = jax.grad(loss_fn)(params, x[idx], y[idx])
+        a = jnp.asarray(alpha)
+        mixed = jax.tree.map(lambda g, gb: (1 - a).astype(g.dtype) * g + a.astype(g.dtype) * gb,
+                             updates, minibatch)
+        return mixed, NoiseScaledState(state.count + 1)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def exponential_grid(start: float, factor: float, count: int) -> np.ndarray:
+    """``count`` step sizes ``start · factorᵏ``, k = 0 … count−1 (the papers' η grids: fMNIST from
+    0.01 by ×1.1, CIFAR-10 5k from 0.0005 by ×1.6). Raises for ``start ≤ 0``, ``factor ≤ 1`` or
+    ``count < 1``."""
+    for name, value, ok, allowed in (("start", start, start > 0, "> 0"),
+                                     ("factor", factor, factor > 1, "> 1"),
+                                     ("count", count, count >= 1, "an int >= 1")):
+        if not ok:
+            raise ValueError(f"exponential_grid: {name}={value!r} is not allowed; allowed: {allowed}")
+    return start * float(factor) ** np.arange(int(count))

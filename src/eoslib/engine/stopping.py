@@ -1,0 +1,143 @@
+"""Training to completion with held-out evaluation: the completion criterion, early stopping.
+
+The flatness-bias papers compare models *after training completion*, which they define as train
+accuracy above 99.99 % (:data:`COMPLETE`), and pick the stopping point on validation loss
+(App. K.3: "the first reversal in validation loss after the global minimum"). Here:
+
+- :func:`run_evaluated` trains with :func:`eoslib.engine.train.run` in segments of ``eval_every``
+  steps (each segment one compiled, possibly ``vmap``-ed program; no Python loop per step) and
+  evaluates every named held-out set (``{"val": (x, y), "test": (x, y)}``) on the parameters at
+  each segment boundary, vmapped over the sweep. Evaluations of a member after it diverged are NaN.
+- :func:`completion_index`: the first evaluation at which train accuracy reaches the threshold.
+- :func:`early_stop_index`: among the evaluations from completion on, the one with the smallest
+  validation loss (the global minimum after which the loss first turns up); chosen on validation
+  only, so the test numbers read at that index are an honest estimate.
+
+Index arrays use −1 for "never" (not completed, or diverged before completion).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+
+from eoslib.engine import train
+
+#: Train accuracy that counts as a completed run (the papers' "> 99.99 %").
+COMPLETE = 0.9999
+
+
+def completion_index(train_accuracy: Float[np.ndarray, "*S E"], threshold: float = COMPLETE
+                     ) -> Int[np.ndarray, "*S"]:
+    """First evaluation index ``e`` with ``train_accuracy[..., e] ≥ threshold``; −1 if none.
+
+    NaN (a diverged member) never counts as complete."""
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold={threshold!r} must be in (0, 1]")
+    acc = np.asarray(train_accuracy, float)
+    done = np.nan_to_num(acc, nan=-1.0) >= threshold
+    return np.where(done.any(-1), done.argmax(-1), -1)
+
+
+def early_stop_index(val_loss: Float[np.ndarray, "*S E"], start: Int[np.ndarray, "*S"]
+                     ) -> Int[np.ndarray, "*S"]:
+    """The evaluation index, at or after ``start``, of the smallest validation loss; −1 where
+    ``start`` is −1. NaN losses (after divergence) are never chosen; a member whose losses from
+    ``start`` on are all NaN gets −1."""
+    loss = np.asarray(val_loss, float)
+    start = np.asarray(start)
+    if loss.shape[:-1] != start.shape:
+        raise ValueError(f"val_loss {loss.shape} and start {start.shape} disagree on the sweep axes")
+    e = np.arange(loss.shape[-1])
+    masked = np.where((e >= start[..., None]) & (start[..., None] >= 0) & ~np.isnan(loss),
+                      loss, np.inf)
+    best = masked.argmin(-1)
+    return np.where(np.isfinite(masked.min(-1)), best, -1)
+
+
+def take(values: Float[np.ndarray, "*S E"], index: Int[np.ndarray, "*S"]) -> Float[np.ndarray, "*S"]:
+    """``values[..., index]`` per member, NaN where ``index`` is −1."""
+    values = np.asarray(values, float)
+    index = np.asarray(index)
+    got = np.take_along_axis(values, np.maximum(index, 0)[..., None], -1)[..., 0]
+    return np.where(index >= 0, got, np.nan)
+
+
+@dataclasses.dataclass
+class Evaluated:
+    """A run with held-out evaluations.
+
+    Attributes:
+      result: the :class:`eoslib.engine.train.TrainResult` of the whole run.
+      steps: ``(E,)`` the step of each evaluation (0, eval_every, …, steps).
+      metrics: ``{set: {"loss": (*S, E), "accuracy": (*S, E)}}``, including ``"train"``
+        (all training data, full batch); NaN after a member diverged.
+    """
+
+    result: train.TrainResult
+    steps: np.ndarray
+    metrics: dict[str, dict[str, np.ndarray]]
+
+
+def run_evaluated(objective: train.Objective,
+                  make_optimizer: Callable[[Mapping[str, Array]], optax.GradientTransformation],
+                  params: PyTree, data: tuple[Array, Array], config: train.TrainConfig, *,
+                  eval_every: int, held_out: Mapping[str, tuple[Array, Array]],
+                  key: PRNGKeyArray, hparams: Mapping[str, Any] | None = None,
+                  batched_params: bool = False, **run_options: Any) -> Evaluated:
+    """Train as :func:`eoslib.engine.train.run` does, evaluating ``objective`` (its loss and its
+    aux ``accuracy``) on the training data and each ``held_out`` set every ``eval_every`` steps.
+
+    ``config.steps`` must be a multiple of ``eval_every`` (and ``eval_every`` of
+    ``config.probe_every`` when probing). Other keyword arguments go to ``train.run``.
+    """
+    if eval_every < 1 or config.steps % eval_every:
+        raise ValueError(f"eval_every={eval_every} must be >= 1 and divide steps={config.steps}")
+    if config.probe_every and eval_every % config.probe_every:
+        raise ValueError(f"eval_every={eval_every} must be a multiple of probe_every={config.probe_every}")
+    if "train" in held_out:
+        raise ValueError("held_out may not be called 'train' (the training data is evaluated as 'train')")
+    segment = dataclasses.replace(config, steps=eval_every,
+                                  chunks=max(1, min(config.chunks, eval_every)))
+    if eval_every % segment.chunks:
+        segment = dataclasses.replace(segment, chunks=1)
+    sets = {"train": data, **held_out}
+    sets = {k: (jnp.asarray(x), jnp.asarray(y)) for k, (x, y) in sets.items()}
+    hp_given = dict(hparams or {})
+    sweep = batched_params or any(np.ndim(v) > 0 for v in hp_given.values())
+
+    def one(p, h, x, y):
+        loss, aux = objective(p, x, y, h)
+        return loss, aux["accuracy"]
+
+    # one compiled evaluator for the whole run (a fresh jit per call would recompile every time)
+    evaluator = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)) if sweep else one)
+
+    def evaluate(params_now, hp, diverged_at):
+        out = {}
+        for name, (x, y) in sets.items():
+            loss, acc = (np.asarray(a, float) for a in evaluator(params_now, hp, x, y))
+            dead = np.asarray(diverged_at) >= 0
+            out[name] = {"loss": np.where(dead, np.nan, loss), "accuracy": np.where(dead, np.nan, acc)}
+        return out
+
+    result, evals = None, []
+    for _ in range(config.steps // eval_every):
+        result = train.run(objective, make_optimizer, None if result else params, data, segment,
+                           key=key, hparams=hp_given, batched_params=batched_params,
+                           resume=result, **run_options)
+        if not evals:  # the initial parameters, evaluated once the first segment fixed the shapes
+            first = result.history
+            p0 = params if (batched_params or not sweep) else jax.tree.map(
+                lambda a: jnp.broadcast_to(a, (len(first.diverged_at),) + jnp.shape(a)), params)
+            evals.append(evaluate(p0, result.hparams, np.full(np.shape(first.diverged_at), -1)))
+        evals.append(evaluate(result.state.params, result.hparams, result.state.diverged_at))
+    metrics = {name: {m: np.stack([e[name][m] for e in evals], -1) for m in ("loss", "accuracy")}
+               for name in sets}
+    return Evaluated(result, np.arange(0, config.steps + 1, eval_every), metrics)

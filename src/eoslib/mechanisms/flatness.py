@@ -1,0 +1,300 @@
+"""Instabilities and generalization (Wang & Roberts): the Goldilocks sweep and LR reduction.
+
+Both papers' payoff claim: GD past its stability limit 2/S finds flatter minima that generalize
+better. This module runs and summarises the two experiments of the ``flatness-generalization``
+chapter on top of :mod:`eoslib.engine`:
+
+- :func:`splits`: explicit train / validation / test sets (validation is held out of the
+  training split; the test split is never used to choose anything).
+- :func:`goldilocks` summarises a sweep over an exponential η grid × seeds (one vmapped program,
+  trained to completion and early-stopped on validation with :mod:`eoslib.engine.stopping`):
+  per-η test accuracy at the early-stopping point, the η chosen on validation, the accuracy gain
+  past the measured stability threshold against the seed spread, the fall before divergence.
+- :func:`switch_summary` summarises learning-rate reduction runs: S_max after the switch against
+  the switch point, with a slope and its confidence interval over seeds.
+
+Conventions: accuracies are fractions in [0, 1]; losses are cross-entropy averaged over examples;
+a diverged or incomplete run has NaN accuracy and is counted, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Bool, Float
+
+from eoslib.engine import data, hessian, models, optim, stopping, train
+
+__all__ = ["Splits", "splits", "Sweep", "sweep", "stability_eta", "Goldilocks", "goldilocks",
+           "slope_ci", "switch_summary"]
+
+
+class Splits(NamedTuple):
+    """Train / validation / test datasets (:class:`eoslib.engine.data.Dataset`), standardised
+    with the training set's per-channel statistics."""
+
+    train: data.Dataset
+    val: data.Dataset
+    test: data.Dataset
+
+
+def splits(dataset: str, n_train: int, n_val: int, n_test: int,
+           classes: Sequence[int] | None = None, **options) -> Splits:
+    """The first ``n_train`` examples of the training split for training, the next ``n_val`` for
+    validation, the first ``n_test`` of the test split for testing.
+
+    ``dataset`` is ``"fashion-mnist"`` or ``"cifar10"``; ``options`` go to the loader
+    (``data_dir``, ``download``)."""
+    loaders = {"fashion-mnist": data.load_fashion_mnist, "cifar10": data.load_cifar10}
+    if dataset not in loaders:
+        raise ValueError(f"dataset={dataset!r} is not one of {sorted(loaders)}")
+    for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if int(value) < 1:
+            raise ValueError(f"{name}={value!r} must be an int >= 1")
+    load = loaders[dataset]
+    raw = load("train", n=n_train + n_val, classes=classes, standardize=False, **options)
+    x = raw.x
+    stats = (x[:n_train].mean(axis=(0, 1, 2), dtype=np.float64),
+             x[:n_train].std(axis=(0, 1, 2), dtype=np.float64))
+    mean, std = (np.asarray(s, np.float32) for s in stats)
+
+    def part(ds, lo, hi):
+        return data.Dataset(x=(ds.x[lo:hi] - mean) / np.where(std > 0, std, 1), y=ds.y[lo:hi],
+                            classes=ds.classes, source=ds.source, mean=mean, std=std)
+
+    test = load("test", n=n_test, classes=classes, stats=stats, **options)
+    return Splits(part(raw, 0, n_train), part(raw, n_train, n_train + n_val), test)
+
+
+class Goldilocks(NamedTuple):
+    """Summary of a Goldilocks sweep (η grid of size G, seeds R).
+
+    Attributes:
+      test_acc: ``(G, R)`` test accuracy at the early-stopping point; NaN if diverged/incomplete.
+      val_acc: ``(G, R)`` validation accuracy there.
+      mean_test: ``(G,)`` seed mean of ``test_acc`` over the runs that have one.
+      usable: ``(G,)`` whether η has at least one completed, non-diverged run.
+      goldilocks_eta: the η past the threshold with the best mean *validation* accuracy.
+      acc_gain: mean test accuracy at ``goldilocks_eta`` minus that of the η below threshold.
+      gain_se: the standard error of that difference from the pooled seed spread.
+      acc_fall: mean test accuracy at ``goldilocks_eta`` minus that of the largest usable η.
+      fall_se: its standard error.
+      seed_sd: the pooled standard deviation of test accuracy over seeds.
+    """
+
+    test_acc: np.ndarray
+    val_acc: np.ndarray
+    mean_test: np.ndarray
+    usable: np.ndarray
+    goldilocks_eta: float
+    acc_gain: float
+    gain_se: float
+    acc_fall: float
+    fall_se: float
+    seed_sd: float
+
+
+def _pooled_sd(acc: np.ndarray) -> float:
+    """Pooled within-η standard deviation over seeds (NaN with fewer than 2 runs per η)."""
+    ss, dof = 0.0, 0
+    for row in acc:
+        row = row[~np.isnan(row)]
+        if row.size >= 2:
+            ss += float(np.sum((row - row.mean()) ** 2))
+            dof += row.size - 1
+    return float(np.sqrt(ss / dof)) if dof else float("nan")
+
+
+def goldilocks(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"],
+               val_acc: Float[np.ndarray, "G R"], stability_eta: float) -> Goldilocks:
+    """Summarise a sweep: ``test_acc``/``val_acc`` are per (η, seed) at the early-stopping point
+    (NaN for diverged or incomplete runs). η < ``stability_eta`` is "below the threshold"; the
+    Goldilocks η is chosen on validation among the η at or past it. Every derived number is NaN
+    when its ingredients are missing (no usable η below or past the threshold, one seed)."""
+    etas = np.asarray(etas, float)
+    test_acc, val_acc = np.asarray(test_acc, float), np.asarray(val_acc, float)
+    if test_acc.shape != val_acc.shape or test_acc.shape[0] != etas.size:
+        raise ValueError(f"etas {etas.shape}, test_acc {test_acc.shape} and val_acc "
+                         f"{val_acc.shape} must be (G,), (G, R), (G, R)")
+    usable = (~np.isnan(test_acc)).any(1)
+    with warnings.catch_warnings():  # an η whose runs all diverged has an all-NaN row
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean_test = np.nanmean(test_acc, 1)
+        mean_val = np.nanmean(val_acc, 1)
+    below = usable & (etas < stability_eta)
+    past = usable & (etas >= stability_eta)
+    sd = _pooled_sd(test_acc)
+    nan = float("nan")
+    g_eta = gain = gain_se = fall = fall_se = nan
+    if past.any():
+        g = int(np.flatnonzero(past)[np.nanargmax(mean_val[past])])
+        g_eta = float(etas[g])
+        n_g = int((~np.isnan(test_acc[g])).sum())
+        if below.any():
+            pooled = test_acc[below][~np.isnan(test_acc[below])]
+            gain = float(mean_test[g] - pooled.mean())
+            gain_se = float(sd * np.sqrt(1 / n_g + 1 / pooled.size))
+        last = int(np.flatnonzero(usable)[-1])
+        if last > g:
+            n_l = int((~np.isnan(test_acc[last])).sum())
+            fall = float(mean_test[g] - mean_test[last])
+            fall_se = float(sd * np.sqrt(1 / n_g + 1 / n_l))
+    return Goldilocks(test_acc, val_acc, mean_test, usable, g_eta, gain, gain_se, fall, fall_se, sd)
+
+
+def slope_ci(x: Float[np.ndarray, " K"], y: Float[np.ndarray, "R K"], z: float = 1.96
+             ) -> tuple[float, float, float]:
+    """Least-squares slope of ``y`` against ``x`` for each seed (row) and its mean with a normal
+    confidence interval ``mean ± z·sd/√R`` over seeds: ``(slope, low, high)``. Rows with NaN are
+    left out; fewer than two usable rows give a NaN interval (one row: its slope)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if y.ndim != 2 or y.shape[1] != x.size:
+        raise ValueError(f"y {y.shape} must be (R, K) with K = len(x) = {x.size}")
+    if x.size < 2:
+        return float("nan"), float("nan"), float("nan")
+    rows = y[~np.isnan(y).any(1)]
+    if rows.shape[0] == 0:
+        return float("nan"), float("nan"), float("nan")
+    xc = x - x.mean()
+    slopes = (rows - rows.mean(1, keepdims=True)) @ xc / (xc @ xc)
+    m = float(slopes.mean())
+    if slopes.size < 2:
+        return m, float("nan"), float("nan")
+    half = z * float(slopes.std(ddof=1)) / np.sqrt(slopes.size)
+    return m, m - half, m + half
+
+
+def switch_summary(switch_fraction: Float[np.ndarray, " K"],
+                   s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "R K"],
+                   diverged: Bool[np.ndarray, "R K"]) -> dict[str, float]:
+    """LR-reduction summary: the slope of log S_max against the switch point (fraction of the
+    large-η phase, per seed, mean and CI over seeds) and the Spearman correlation of test
+    accuracy with S_max over all runs. A diverged run makes its seed's row unusable (it is
+    counted in ``n_diverged``)."""
+    s_max = np.where(np.asarray(diverged), np.nan, np.asarray(s_max, float))
+    acc = np.where(np.asarray(diverged), np.nan, np.asarray(test_acc, float))
+    with np.errstate(all="ignore"):
+        slope, lo, hi = slope_ci(switch_fraction, np.log(s_max))
+    ok = ~np.isnan(s_max) & ~np.isnan(acc)
+    rho = float("nan")
+    if ok.sum() >= 3:
+        ra = np.argsort(np.argsort(s_max[ok])).astype(float)
+        rb = np.argsort(np.argsort(acc[ok])).astype(float)
+        if ra.std() > 0 and rb.std() > 0:
+            rho = float(np.corrcoef(ra, rb)[0, 1])
+    return {"smax_vs_switch_slope": slope, "smax_slope_ci_low": lo, "smax_slope_ci_high": hi,
+            "acc_smax_rank_corr": rho, "n_diverged": int(np.asarray(diverged).sum())}
+
+
+class Sweep(NamedTuple):
+    """Runs over step-size schedules × seeds, trained, evaluated and early-stopped.
+
+    Attributes:
+      etas: ``(G,)`` the run's (initial) step sizes; only the blocks that ran.
+      diverged: ``(G, R)`` whether each run diverged.
+      completed: ``(G, R)`` whether it reached :data:`eoslib.engine.stopping.COMPLETE` train
+        accuracy before diverging.
+      test_acc, val_acc: ``(G, R)`` accuracies at the early-stopping point (chosen on validation
+        loss from completion on); NaN for diverged or incomplete runs.
+      final_train_acc: ``(G, R)`` train accuracy at the end (NaN if diverged).
+      s_max: ``(G, R)`` the largest probed sharpness after ``window_start`` (NaN without probes).
+      params: the final parameters, leaves ``(G·R, …)`` (η-major).
+    """
+
+    etas: np.ndarray
+    diverged: np.ndarray
+    completed: np.ndarray
+    test_acc: np.ndarray
+    val_acc: np.ndarray
+    final_train_acc: np.ndarray
+    s_max: np.ndarray
+    params: object
+
+
+def _init(arch: str, seeds: int, seed: int, options: dict):
+    keys = jax.random.split(jax.random.key(seed), seeds)
+    return jax.vmap(lambda k: models.by_name(arch, key=k, **options))(keys)
+
+
+def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, seed: int,
+          steps: int, eval_every: int, arch_options: dict | None = None,
+          block: int | None = None, switch_at: Float[np.ndarray, " G"] | None = None,
+          eta_small: float | None = None, probe_every: int = 0,
+          window_start: Float[np.ndarray, " G"] | None = None) -> Sweep:
+    """Full-batch GD with cross-entropy on ``sp.train`` for every η of ``etas`` and ``seeds``
+    initialisations (the same ``seeds`` for every η), each block of ``block`` step sizes one
+    vmapped program. With ``block`` set, the grid stops after the first block whose largest η
+    diverged for every seed (the divergence stop: larger η would diverge too).
+
+    ``switch_at`` (per η, in steps) and ``eta_small`` turn each run into a learning-rate
+    reduction: η until step ``switch_at``, then ``eta_small``. With ``probe_every`` the
+    sharpness is probed in the loop and ``s_max`` is its largest value at probe steps
+    strictly after ``window_start`` (per η; default the switch step, so the switch step itself
+    is excluded).
+    """
+    etas = np.asarray(etas, float)
+    g_all = etas.size
+    switch = None if switch_at is None else np.asarray(switch_at, float)
+    if switch is not None and (switch.shape != etas.shape or eta_small is None):
+        raise ValueError("switch_at must have one entry per eta, and eta_small must be given")
+    window = switch if window_start is None else np.asarray(window_start, float)
+    block = block or g_all
+    objective = train.supervised("cross_entropy")  # mean over examples of −log softmax_y
+    params = _init(arch, seeds, seed, dict(arch_options or {}))
+    config = train.TrainConfig(steps=steps, probe_every=probe_every, top_k=1,
+                               chunks=max(1, steps // eval_every))
+    held_out = {"val": (sp.val.x, sp.val.onehot), "test": (sp.test.x, sp.test.onehot)}
+    if switch is None:
+        def make_optimizer(hp):
+            return optax.sgd(hp["eta"])
+    else:
+        def make_optimizer(hp):
+            return optax.sgd(optim.step_decay(hp["eta"], hp["switch"], to=hp["eta_small"]))
+    parts = []
+    for lo in range(0, g_all, block):
+        idx = np.arange(lo, min(lo + block, g_all))
+        g = idx.size
+        p = jax.tree.map(lambda a: jnp.broadcast_to(a[None], (g,) + a.shape).reshape(
+            (g * seeds,) + a.shape[1:]), params)
+        hp = {"eta": np.repeat(etas[idx], seeds)}
+        if switch is not None:
+            hp["switch"] = np.repeat(switch[idx], seeds)
+            hp["eta_small"] = np.full(g * seeds, float(eta_small))
+        ev = stopping.run_evaluated(objective, make_optimizer, p, (sp.train.x, sp.train.onehot),
+                                    config, eval_every=eval_every, held_out=held_out,
+                                    key=jax.random.key(seed + 1), hparams=hp,
+                                    batched_params=True, progress=False)
+        done = stopping.completion_index(ev.metrics["train"]["accuracy"])
+        stop = stopping.early_stop_index(ev.metrics["val"]["loss"], done)
+        h = ev.result.history
+        s_max = np.full(g * seeds, np.nan)
+        if probe_every:
+            after = h.probe_step > np.repeat(window[idx], seeds)[:, None]
+            s_max = np.where(after.any(1), np.max(np.where(after, h.sharpness, -np.inf), 1), np.nan)
+        shape = (g, seeds)
+        parts.append(dict(
+            diverged=ev.result.diverged.reshape(shape), completed=(done >= 0).reshape(shape),
+            test_acc=stopping.take(ev.metrics["test"]["accuracy"], stop).reshape(shape),
+            val_acc=stopping.take(ev.metrics["val"]["accuracy"], stop).reshape(shape),
+            final_train_acc=ev.metrics["train"]["accuracy"][:, -1].reshape(shape),
+            s_max=np.where(ev.result.diverged, np.inf, s_max).reshape(shape),
+            params=ev.result.state.params, etas=etas[idx]))
+        if block < g_all and parts[-1]["diverged"][-1].all():
+            break
+    cat = {k: np.concatenate([q[k] for q in parts]) for k in parts[0] if k != "params"}
+    params_out = jax.tree.map(lambda *a: jnp.concatenate(a), *[q["params"] for q in parts])
+    return Sweep(params=params_out, **cat)
+
+
+def stability_eta(sp: Splits, params, *, key: jax.Array) -> float:
+    """2/S of ``params`` on the training objective (cross-entropy, full batch): the step size
+    above which GD at those parameters is unstable (the descent-lemma threshold)."""
+    objective = train.supervised("cross_entropy")
+    s = float(hessian.sharpness(lambda p: objective(p, sp.train.x, sp.train.onehot, {})[0],
+                                params, key=key, tol=1e-3))
+    return 2.0 / s

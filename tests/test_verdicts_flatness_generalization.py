@@ -1,0 +1,81 @@
+"""The flatness-generalization chapter's declared rules, on synthetic metrics: the inputs they
+must reject, those outside their regime (not tested), and those they must pass."""
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from eoslib.book import verdicts as v
+
+R, P, N, T = "reproduced", "partly reproduced", "not reproduced", "not tested"
+NAN = float("nan")
+CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "flatness-generalization.py"
+
+
+@pytest.fixture(scope="module")
+def rules():
+    cells = re.split(r"^# %%", CHAPTER.read_text(), flags=re.M)
+    cell = [c for c in cells if re.match(r'[^\n]*tags=\[[^\]]*"claims"', c)][0].split("\n", 1)[1]
+    namespace: dict = {}
+    exec(compile(cell, str(CHAPTER), "exec"), namespace)
+    specs = namespace["CLAIMS"]
+    v.assert_claims_can_fail(specs)
+    return {s.id: s.rule for s in specs}
+
+
+def test_a_gain_within_the_seed_noise_is_not_a_jump(rules):
+    regime = {"n_eta_below": 3, "n_eta_past": 4}
+    assert rules["instability-helps"].grade({**regime, "acc_gain_z": 0.5}) == N
+    assert rules["instability-helps"].grade({**regime, "acc_gain_z": -3.0}) == N  # worse past
+    assert rules["instability-helps"].grade({**regime, "acc_gain_z": 1.5}) == P
+    assert rules["instability-helps"].grade({**regime, "acc_gain_z": 4.0}) == R
+
+
+def test_no_stable_or_no_unstable_runs_or_one_seed_is_not_tested(rules):
+    rule = rules["instability-helps"]
+    assert rule.grade({"n_eta_below": 0, "n_eta_past": 5, "acc_gain_z": 9.0}) == T
+    assert rule.grade({"n_eta_below": 3, "n_eta_past": 0, "acc_gain_z": 9.0}) == T
+    assert rule.grade({"n_eta_below": 3, "n_eta_past": 3, "acc_gain_z": NAN}) == T  # one seed
+
+
+def test_goldilocks_fall(rules):
+    rule = rules["goldilocks-fall"]
+    assert rule.grade({"n_eta_beyond_goldilocks": 0, "acc_fall_z": 5.0}) == T
+    assert rule.grade({"n_eta_beyond_goldilocks": 2, "acc_fall_z": 0.3}) == N
+    assert rule.grade({"n_eta_beyond_goldilocks": 2, "acc_fall_z": 3.0}) == R
+    # every large η diverged: a fall measured as infinite loss of accuracy still needs a
+    # usable η beyond the Goldilocks one; a rising curve (negative fall) fails
+    assert rule.grade({"n_eta_beyond_goldilocks": 1, "acc_fall_z": -2.0}) == N
+
+
+def test_lr_reduction_needs_a_negative_slope_and_a_faster_fall_than_the_stable_control(rules):
+    rule = rules["lr-reduction-flattening"]
+    fast = {"smax_fall_rate": 3.0, "control_smax_fall_rate": 0.5}
+    assert rule.grade({"n_switch_rows": 4, "smax_slope_ci_high": 0.2, **fast}) == N  # CI straddles 0
+    assert rule.grade({"n_switch_rows": 4, "smax_slope_ci_high": 1.5, **fast}) == N  # S rises
+    assert rule.grade({"n_switch_rows": 4, "smax_slope_ci_high": -0.4, **fast}) == R
+    assert rule.grade({"n_switch_rows": 1, "smax_slope_ci_high": -0.4, **fast}) == T
+    assert rule.grade({"n_switch_rows": 4, "smax_slope_ci_high": math.inf, **fast}) == N
+    # the reviewed confound: with cross-entropy S falls as the loss does, so a stable η₀
+    # switched at the same points falling as fast is no flattening by instabilities
+    same = {"smax_fall_rate": 3.0, "control_smax_fall_rate": 2.9}
+    assert rule.grade({"n_switch_rows": 4, "smax_slope_ci_high": -0.4, **same}) == N
+    partly = {"smax_fall_rate": 3.0, "control_smax_fall_rate": 2.0}
+    assert rule.grade({"n_switch_rows": 4, "smax_slope_ci_high": -0.4, **partly}) == P
+
+
+def test_flatter_generalizes(rules):
+    rule = rules["flatter-generalizes"]
+    assert rule.grade({"n_switch_rows": 4, "acc_smax_rank_corr": 0.3}) == N
+    assert rule.grade({"n_switch_rows": 4, "acc_smax_rank_corr": -0.3}) == P
+    assert rule.grade({"n_switch_rows": 4, "acc_smax_rank_corr": -0.8}) == R
+
+
+def test_stored_claims_are_not_tested_without_a_stored_run(rules):
+    for claim in ("full-cifar10", "sde-equal-temperature", "sgd-flattening"):
+        assert rules[claim].grade({}) == T
+    assert rules["full-cifar10"].grade({"paper_table_rank_corr": 0.1}) == N
+    assert rules["sde-equal-temperature"].grade({"sde_gap_z": -1.0}) == N
+    assert rules["sgd-flattening"].grade({"sgd_smax_slope_ci_high": 0.3}) == N
