@@ -169,7 +169,7 @@ P.as_dict()
 # when its loss rises more often than without a cap. Which coordinates a cap binds on is
 # τ-against-v̂ arithmetic, recorded as a consistency check only.
 
-# %% tags=["claims", "hide-input"]
+# %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
 
 from eoslib.book.display import declared_claims

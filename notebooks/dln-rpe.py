@@ -120,7 +120,7 @@ P.as_dict()
 # nor a success. The closed forms hold by algebra and are recorded as a consistency check, not
 # scored.
 
-# %% tags=["claims", "hide-input"]
+# %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
 
 from eoslib.book.display import declared_claims

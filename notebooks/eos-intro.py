@@ -95,7 +95,7 @@ P.as_dict()
 # tested` means the run never entered the claim's regime (e.g. no step size reached its edge in
 # the steps run): neither a failure nor a success.
 
-# %% tags=["claims", "hide-input"]
+# %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
 
 from eoslib.book.display import declared_claims

@@ -121,7 +121,7 @@ P.as_dict()
 # after its progressive sharpening). `not tested` means the evidence is absent at this scale: no
 # completed run below or past the threshold, a single seed, or no stored GPU run.
 
-# %% tags=["claims", "hide-input"]
+# %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
 
 from eoslib.book.display import declared_claims

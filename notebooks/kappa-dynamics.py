@@ -134,7 +134,7 @@ P.as_dict()
 # the theorems' own setting (Case I) realises the theorems exactly, so it is recorded as a
 # consistency check, not scored.
 
-# %% tags=["claims", "hide-input"]
+# %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
 
 from eoslib.book.display import declared_claims

@@ -165,7 +165,7 @@ P.as_dict()
 # A GD run that diverges fails the claims; a prediction that overflows counts as an infinite
 # error.
 
-# %% tags=["claims", "hide-input"]
+# %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
 
 from eoslib.book.display import declared_claims

@@ -174,7 +174,7 @@ P.as_dict()
 # the claim's regime (nothing reached the edge, no decay run, fewer than two depths): neither a
 # failure nor a success. "partly: …" marks a weaker form whose holding is partial evidence.
 
-# %% tags=["claims", "hide-input"]
+# %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
 
 from eoslib.book.display import declared_claims

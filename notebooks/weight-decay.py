@@ -181,7 +181,7 @@ P.as_dict()
 # measured $\alpha$ swing, and $c_y \ge \alpha/\gamma$ can then hold for a step at any
 # $\gamma$. The alignment figure shows both series, so the reader can see where that happens.
 
-# %% tags=["claims", "hide-input"]
+# %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
 
 from eoslib.book.display import declared_claims
