@@ -119,7 +119,8 @@ def one_line_error(proc):
     ("eos-intro", "eta", "1e999", "error: eta=inf is not allowed (it is not finite); allowed: float > 0"),
     ("eos-intro", "eta", "fast", "error: eta='fast' is not allowed (it is not a number); allowed: float > 0"),
     ("eos-intro", "arch", "resnet", "error: arch='resnet' is not allowed (it is not one of ['fc-tanh', 'fc-relu', "
-                                    "'fc-elu', 'cnn-relu', 'cnn-tanh', 'vgg']); allowed: cifar10-model"),
+                                    "'fc-elu', 'cnn-relu', 'cnn-tanh', 'vgg', 'vgg10', 'vgg19', 'resnet20']); "
+                                    "allowed: cifar10-model"),
     ("weight-decay", "seeds", "2", "error: seeds=2 is not allowed (it is not a list); "
                                    "allowed: list[int >= 0], non-empty"),
     ("weight-decay", "gammas", "[0.01, 0.02]", "error: gammas=[0.01, 0.02] is not allowed (it does not contain 0); "
