@@ -92,7 +92,7 @@ class TrainConfig:
       step_precision: matmul precision of the training steps; ``None`` (default) uses
         ``precision``. ``"tensorfloat32"`` or ``"default"`` trades accuracy for speed on a GPU.
       keep_states: keep the training state at every probe step (inside the compiled loop), as
-        :attr:`TrainResult.snapshots`, so that :func:`at_probe` can resume the run from any
+        ``TrainResult.snapshots``, so that :func:`at_probe` can resume the run from any
         probe (e.g. to branch off with a decayed learning rate); costs one copy of the
         parameters, optimizer state and probe vectors per probe. Needs ``probe_every > 0``.
     """

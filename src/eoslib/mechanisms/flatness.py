@@ -199,8 +199,9 @@ class Sweep(NamedTuple):
       diverged: ``(G, R)`` whether each run diverged.
       completed: ``(G, R)`` whether it reached :data:`eoslib.engine.stopping.COMPLETE` train
         accuracy before diverging.
-      test_acc, val_acc: ``(G, R)`` accuracies at the early-stopping point (chosen on validation
+      test_acc: ``(G, R)`` test accuracy at the early-stopping point (chosen on validation
         loss from completion on); NaN for diverged or incomplete runs.
+      val_acc: ``(G, R)`` validation accuracy at the same point.
       final_train_acc: ``(G, R)`` train accuracy at the end (NaN if diverged).
       s_max: ``(G, R)`` the largest probed sharpness after ``window_start`` (NaN without probes).
       params: the final parameters, leaves ``(G·R, …)`` (η-major).

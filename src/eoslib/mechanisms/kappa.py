@@ -115,7 +115,7 @@ class CoupledModel:
         return jnp.where(s > 0, self.g(jnp.maximum(s, 0.0)), 0.0)
 
 
-#: The positive floor of our g on s > 0 (Prop. F.11's "positive floor"): a walk within G_FLOOR of
+#: The positive floor of our g on s > 0, Prop. F.11's "positive floor". A walk within G_FLOOR of
 #: the exit crosses it with one left step, so absorption is reachable in exact arithmetic.
 G_FLOOR = 0.02
 

@@ -468,10 +468,10 @@ def analyse_edge(record: PairRecord, eta: float, *, margin: float) -> EdgeAnalys
     - ``deviation_err``: ``median |√(x̂² + ŷ²/β) − ‖θ − θ†‖|`` (to leading order θ − θ† lies in
       the plane of u and ∇S⊥); ``deviation_null_err``: the null that the deviation stays at its
       value at the start of the edge phase.
-    - stages: ``stage_x`` is the fraction of steps where |x| grows exactly when y > 0,
+    - stages: ``stage_x`` is the fraction of steps where ``|x|`` grows exactly when y > 0,
       ``stage_y`` where y rises exactly when x² < 2α/β; ``*_miss`` is one minus it and
       ``*_null_miss`` the miss rate of the base-rate null that always guesses the more frequent
-      outcome (|x| grows, or y rises). ``cycles``: downward crossings of y = 0.
+      outcome (``|x|`` grows, or y rises). ``cycles``: downward crossings of y = 0.
     - ``x2_ratio``: ``⟨x²⟩ / ⟨2α/β⟩``; ``sharpness_eos_mean``: GD's mean sharpness;
       ``grad_s_along_u_share``: ``median |∇S·u| / ‖∇S‖`` (how much of ∇S y leaves out).
 
