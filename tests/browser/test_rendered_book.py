@@ -1,8 +1,8 @@
 """The rendered book as a reader sees it offline: Debian's Chromium loads every page of a built book
 with the network cut off and checks, from the rendered DOM, that MathJax typeset every formula and every
 figure image loaded, and that nothing is wider than the content column at 1280 and 800 pixels (tables,
-code blocks, the scorecard's elements, or the page itself scrolling sideways) — enforced on the book's
-own pages, an expected failure on chapter pages until they are reflowed. The status page must list
+code blocks, the scorecard's elements, or the page itself scrolling sideways) — on every page,
+chapters included (their code cells wrap inside the column). The status page must list
 every chapter with download links that resolve to files in the build. Screenshots of the scorecard,
 the status page and one chapter, at both widths, are kept beside the build (``<html>/../screenshots``).
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not HTML, reason="EOSLIB_BOOK_HTML is not set (r
 SKIP = {"genindex.html", "search.html", "py-modindex.html"}
 #: Window widths a reader commonly has: a laptop, and a half screen (the theme's narrow layout).
 WIDTHS = (1280, 800)
-#: Chapter pages: their column overflow is an expected failure until issue 21's reflow is merged.
+#: The folder of the chapter pages (the status page must list each of them).
 CHAPTERS = "notebooks"
 
 
@@ -98,14 +98,11 @@ def test_page_renders_offline(browser, page):
 
 
 def _fit_cases():
-    """(page, width) pairs; chapter pages are expected failures (not strict) for now."""
+    """(page, width) pairs: every page of the book, chapters included, at every width."""
     cases = []
     for page in _pages() if HTML else []:
         rel = page.relative_to(HTML)
-        marks = ([pytest.mark.xfail(reason="issue 21: chapters' code cells and tables are not yet "
-                                           "reflowed to the content column", strict=False)]
-                 if rel.parts[0] == CHAPTERS else [])
-        cases += [pytest.param(page, width, marks=marks, id=f"{rel}@{width}") for width in WIDTHS]
+        cases += [pytest.param(page, width, id=f"{rel}@{width}") for width in WIDTHS]
     return cases
 
 
