@@ -207,9 +207,6 @@ NAMES = {
 }
 
 
-def names(*metrics):
-    return {m: NAMES[m] for m in metrics}
-
 
 SETTLED = AtLeast("toy_memory_spans", SETTLED_MEMORIES)
 EDGE_RUN = AtLeast("edge_memory_spans", 1)
@@ -227,9 +224,7 @@ CLAIMS = [
         ours="|w₀|: GD {toy_amplitude_gd:.3f}, RMSprop {toy_amplitude_rmsprop:.1e}, "
              "Adam {toy_amplitude_adam:.1e}; floor λ_eff / edge at the end: RMSprop "
              "{toy_floor_ratio_rmsprop:.3g}, Adam {toy_floor_ratio_adam:.3g}",
-        names=names("toy_memory_spans", "toy_amplitude_gd", "toy_amplitude_rmsprop",
-                    "toy_amplitude_adam", "toy_floor_ratio_rmsprop",
-                    "toy_floor_ratio_adam"),
+        glossary=NAMES,
         control="GD on the same toy (must oscillate: |w₀| ≥ 0.1)"),
     ClaimSpec(
         "toy-restoration",
@@ -242,8 +237,7 @@ CLAIMS = [
              "{toy_cap_amplitude_rmsprop:.3f}, Adam {toy_cap_amplitude_adam:.3f}; "
              "floor λ_eff / edge: RMSprop "
              "{toy_cap_floor_ratio_rmsprop:.3g}, Adam {toy_cap_floor_ratio_adam:.3g}",
-        names=names("toy_memory_spans", "toy_cap_amplitude_rmsprop",
-                    "toy_cap_amplitude_adam"),
+        glossary=NAMES,
         control="the uncapped runs of toy-suppression"),
     ClaimSpec(
         "rmsprop-threshold",
@@ -252,8 +246,7 @@ CLAIMS = [
         rule=Given(AllOf((EDGE_RUN, AtLeast("rmsprop_reach_paper", 0.9))),
                    Within("rmsprop_plateau_paper", 1.0, 0.2, fair=0.5)),
         ours="plateau {rmsprop_plateau_paper:.2f} × 2/η",
-        names=names("edge_memory_spans", "rmsprop_reach_paper",
-                    "rmsprop_plateau_paper")),
+        glossary=NAMES),
     ClaimSpec(
         "adam-threshold",
         "full-batch Adam's instability threshold is η λ_eff = 2: λ_eff hovers at 2/η",
@@ -262,7 +255,7 @@ CLAIMS = [
                    Within("adam_plateau_paper", 1.0, 0.2, fair=0.5)),
         ours="plateau {adam_plateau_paper:.2f} × 2/η = {adam_plateau_cohen:.2f} × "
              "(2+2β₁)/((1−β₁)η)",
-        names=names("edge_memory_spans", "adam_reach_paper", "adam_plateau_paper"),
+        glossary=NAMES,
         control="Cohen et al.'s adaptive edge (2+2β₁)/((1−β₁)η), the claim below"),
     ClaimSpec(
         "adam-adaptive-edge",
@@ -271,7 +264,7 @@ CLAIMS = [
         rule=Given(AllOf((EDGE_RUN, AtLeast("adam_reach_cohen", 0.9))),
                    Within("adam_plateau_cohen", 1.0, 0.2, fair=0.5)),
         ours="plateau {adam_plateau_cohen:.2f} × (2+2β₁)/((1−β₁)η)",
-        names=names("edge_memory_spans", "adam_reach_cohen", "adam_plateau_cohen")),
+        glossary=NAMES),
     ClaimSpec(
         "tau-instability",
         "without a cap Adam is suppressed (λ_eff below its edge); a tight cap restores "
@@ -286,9 +279,7 @@ CLAIMS = [
              "{tau_no_cap_loss_rise:.1%} of steps; τ = {tau_tight:g}: "
              "{tau_tight_edge_ratio:.2f} × edge, {tau_tight_loss_rise:.1%}; "
              "diverged at τ ≤ {tau_first_diverged:g}",
-        names=names("edge_memory_spans", "n_tau_binding", "tau_no_cap_edge_ratio",
-                    "tau_tight_edge_ratio", "tau_tight_loss_rise",
-                    "tau_no_cap_loss_rise"),
+        glossary=NAMES,
         control="the uncapped run of the same sweep"),
     ClaimSpec(
         "generalization",
@@ -299,7 +290,7 @@ CLAIMS = [
         rule=AtLeast("gen_won_fraction", 1.0, fair=0.5, fmt=".0%"),
         ours="test gain − seed range (Adam full batch, minibatch; RMSprop full batch, "
              "minibatch): {gen_gain_minus_spread:+.3f}",
-        names=names("gen_won_fraction"),
+        glossary=NAMES,
         control="no cap at the same η and seeds; the seed range of the test accuracy"),
     ClaimSpec(
         "generalization-vgg10",
@@ -307,7 +298,7 @@ CLAIMS = [
         "Fig. 10: VGG10 (8-16-32), CIFAR-10 5k, 5 seeds",
         rule=AtLeast("paper_gen_won_fraction", 1.0, fair=0.5, fmt=".0%"),
         ours="won in {paper_gen_won_fraction:.0%} of settings",
-        names=names("paper_gen_won_fraction"),
+        glossary=NAMES,
         control="no cap at the same η and seeds", evidence="stored"),
     ClaimSpec(
         "tau-clipping",
@@ -316,7 +307,7 @@ CLAIMS = [
         rule=AllOf((AtLeast("clipped_fraction_monotone", 1.0),
                     AtMost("no_cap_clipped_fraction", 0.0))),
         ours="capped fraction {tau_clipped_fraction:.1%} for τ = {tau_values:g}",
-        names=names("clipped_fraction_monotone", "no_cap_clipped_fraction"),
+        glossary=NAMES,
         kind="consistency"),
 ]
 display(declared_claims(CLAIMS))

@@ -144,9 +144,6 @@ NAMES = {
 }
 
 
-def names(*metrics):
-    return {m: NAMES[m] for m in metrics}
-
 
 STABLE, UNSTABLE = AtLeast("n_stable", 1), AtLeast("n_unstable", 1)
 CLAIMS = [
@@ -161,8 +158,7 @@ CLAIMS = [
                                             fmt=".0%")))),
         ours="stable: {stable_directions}; unstable: {unstable_directions}; "
              "diverged: {diverged_etas}",
-        names=names("n_stable", "n_unstable", "stable_toward_fraction",
-                    "unstable_away_fraction"),
+        glossary=NAMES,
         control="the other regime of the same sweep from the same θ0: the direction "
                 "must differ across 2/λmax(θ0)"),
     ClaimSpec(
@@ -177,8 +173,7 @@ CLAIMS = [
         ours="R2 monotone over all steps for {stable_monotone_fraction:.0%} of "
              "stable η; unstable η keep turning away for {unstable_monotone_steps} "
              "steps, and {unstable_away_then_stable_fraction:.0%} end below 2/η",
-        names=names("n_stable", "n_unstable", "stable_monotone_fraction",
-                     "unstable_away_then_stable_fraction")),
+        glossary=NAMES),
     ClaimSpec(
         "threshold",
         "the regime boundary γβ = 1 (measured on the first step) sits at the edge of "
@@ -190,7 +185,7 @@ CLAIMS = [
              "2/λmax = {eta_2_over_lambda_max:.5g}, 2/tr H = {eta_2_over_trH:.5g}, "
              "the paper's η_eos = 2/H11 = {eta_eos_paper_2_over_H11:.5g} "
              "(ξ = {xi:.1e})",
-        names=names("boundary_gap_2_over_lambda_max")),
+        glossary=NAMES),
     ClaimSpec(
         "closed-forms",
         "R2 = β + √(β²+1) and the closed-form Hessian (Eqs. 1, 4; App. B) match the "
@@ -204,8 +199,7 @@ CLAIMS = [
              "{eigenvector_angle_max_err:.0e} rad; γβ rel. err "
              "{gamma_beta_max_rel_err:.0e}, direction right on "
              "{gamma_beta_direction_agreement:.0%} of steps",
-        names=names("hessian_max_rel_err", "eigenvector_angle_max_err", "quadratic_z",
-                     "gamma_beta_max_rel_err"),
+        glossary=NAMES,
         kind="consistency"),
 ]
 display(declared_claims(CLAIMS))

@@ -127,9 +127,6 @@ FIXED_LEVEL = ("a fixed level: one constant plateau for every η (a null model w
                "error is the spread of log plateau over the step sizes)")
 
 
-def names(*metrics):
-    return {m: NAMES[m] for m in metrics}
-
 
 CLAIMS = [
     ClaimSpec(
@@ -141,7 +138,7 @@ CLAIMS = [
         ours="S₀ = {sharpness_init:.1f}, i.e. S₀/(2/η) = "
              "{sharpness_init_fraction:.2f}; 2/η first reached at step {edge_step} "
              "(−1: never)",
-        names=names("sharpening_rise_max", "edge_reached_fraction")),
+        glossary=NAMES),
     ClaimSpec(
         "edge-of-stability",
         "after reaching 2/η the sharpness hovers at, or just above, 2/η instead of "
@@ -152,7 +149,7 @@ CLAIMS = [
                           AtMost("eos_drift_fraction", 0.10, fmt=".1%")))),
         ours="plateau/(2/η) = {sharpness_eos_ratio:.3f}; "
              "drift/(2/η) = {eos_drift:+.3f}",
-        names=names(N_AT_EDGE, "eos_ratio_err_max", "eos_drift_fraction")),
+        glossary=NAMES),
     ClaimSpec(
         "tracks-2/eta",
         "the level the sharpness settles at is set by the step size (2/η), not a "
@@ -162,7 +159,7 @@ CLAIMS = [
                    BeatsNull("eos_tracking_spread", "eos_constant_spread", 3,
                              fair=1.5)),
         ours="plateau = {sharpness_eos_mean:.1f} at 2/η = {edge:.1f}",
-        names=names("n_plateaus", "eos_tracking_spread", "eos_constant_spread"),
+        glossary=NAMES,
         control=FIXED_LEVEL),
     ClaimSpec(
         "non-monotone-loss",
@@ -176,8 +173,7 @@ CLAIMS = [
         ours="the loss rose on {loss_increase_fraction:.1%} of edge-phase steps and on "
              "{loss_increase_fraction_stable:.1%} of stable-phase steps; edge-phase "
              "end/start loss {edge_loss_ratio:.2f}",
-        names=names(N_AT_EDGE, "loss_increase_fraction",
-                    "loss_increase_fraction_stable", "edge_loss_ratio_max"),
+        glossary=NAMES,
         control="the stable phase of the same runs (before the sharpness first reaches "
                 "90% of 2/η), where GD is expected to descend monotonically"),
     ClaimSpec(
@@ -189,8 +185,7 @@ CLAIMS = [
                           BeatsNull("paper_eos_tracking_spread",
                                     "paper_eos_constant_spread", 3, fair=1.5)))),
         ours="plateau/(2/η) = {paper_sharpness_eos_ratio:.3f}",
-        names=names("paper_n_at_edge", "paper_eos_ratio_err_max",
-                    "paper_eos_tracking_spread", "paper_eos_constant_spread"),
+        glossary=NAMES,
         control=FIXED_LEVEL, evidence="stored"),
     ClaimSpec(
         "probe-at-init",
@@ -198,7 +193,7 @@ CLAIMS = [
         "the same number from a direct Lanczos solve",
         rule=AtMost("probe_init_rel_error", 1e-3, fmt=".1e"),
         ours="relative difference {probe_init_rel_error:.1e}",
-        names=names("probe_init_rel_error"), kind="consistency"),
+        glossary=NAMES, kind="consistency"),
 ]
 display(declared_claims(CLAIMS))
 

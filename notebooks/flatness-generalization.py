@@ -146,9 +146,6 @@ NAMES = {
 }
 
 
-def names(*metrics):
-    return {m: NAMES[m] for m in metrics}
-
 
 CLAIMS = [
     ClaimSpec(
@@ -159,7 +156,7 @@ CLAIMS = [
                    AtLeast("acc_gain_z", 2.0, fair=1.0, fmt=".2f")),
         ours="{acc_gain_past_edge:+.3f} at η = {goldilocks_eta:.3g} (threshold "
              "{stability_eta:.3g}), {acc_gain_z:.1f} s.e.",
-        names=names("n_eta_below", "n_eta_past", "acc_gain_z"), control=SEED_SPREAD),
+        glossary=NAMES, control=SEED_SPREAD),
     ClaimSpec(
         "goldilocks-fall",
         "past the best step size, accuracy falls again before divergence",
@@ -168,7 +165,7 @@ CLAIMS = [
                    AtLeast("acc_fall_z", 2.0, fair=1.0, fmt=".2f")),
         ours="{acc_fall_before_divergence:+.3f} from η = {goldilocks_eta:.3g} to "
              "η = {largest_usable_eta:.3g}, {acc_fall_z:.1f} s.e.",
-        names=names("n_eta_beyond_goldilocks", "acc_fall_z"), control=SEED_SPREAD),
+        glossary=NAMES, control=SEED_SPREAD),
     ClaimSpec(
         "lr-reduction-flattening",
         "after a switch to a small η, the final sharpness S_max is lower the later the switch",
@@ -180,8 +177,7 @@ CLAIMS = [
         ours="slope of log S_max {smax_vs_switch_slope:+.2f} per unit switch fraction "
              "(95% CI {smax_slope_ci_low:+.2f} to {smax_slope_ci_high:+.2f}); stable "
              "control {control_smax_vs_switch_slope:+.2f}",
-        names=names("n_switch_rows", "smax_slope_ci_high", "smax_fall_rate",
-                    "control_smax_fall_rate"),
+        glossary=NAMES,
         control="a stable η₀ switched at the same points: with cross-entropy the sharpness "
                 "also falls as the loss does, instabilities or not; only a faster fall after "
                 "unstable η₀ is their flattening"),
@@ -192,7 +188,7 @@ CLAIMS = [
         rule=Given(AtLeast("n_switch_rows", 2),
                    AtMost("acc_smax_rank_corr", -0.5, fair=-0.2, fmt=".2f")),
         ours="rank correlation {acc_smax_rank_corr:+.2f}",
-        names=names("n_switch_rows", "acc_smax_rank_corr"),
+        glossary=NAMES,
         control="no association (rank correlation 0)"),
     ClaimSpec(
         "full-cifar10",
@@ -201,14 +197,14 @@ CLAIMS = [
         "for η = 0.1 … 3.2",
         rule=AtLeast("paper_table_rank_corr", 0.8, fair=0.5, fmt=".2f"),
         ours="rank correlation {paper_table_rank_corr:.2f}",
-        names=names("paper_table_rank_corr"), evidence="stored"),
+        glossary=NAMES, evidence="stored"),
     ClaimSpec(
         "sde-equal-temperature",
         "at equal SDE temperature η·α², the run with the larger η generalizes better",
         "VGG on CIFAR-10 5k: larger η wins at conserved temperature (Fig. 8)",
         rule=AtLeast("sde_gap_z", 2.0, fair=1.0, fmt=".2f"),
         ours="{sde_equal_temperature_gap:+.3f} ({sde_gap_z:.1f} s.e.)",
-        names=names("sde_gap_z"), evidence="stored",
+        glossary=NAMES, evidence="stored",
         control="the SDE view: equal temperature, equal accuracy"),
     ClaimSpec(
         "sgd-flattening",
@@ -216,7 +212,7 @@ CLAIMS = [
         "Fig. 9: longer large-η SGD phases give flatter minima and higher accuracy",
         rule=AtMost("sgd_smax_slope_ci_high", 0.0, fmt=".3f"),
         ours="upper bound {sgd_smax_slope_ci_high:+.2f}",
-        names=names("sgd_smax_slope_ci_high"), evidence="stored"),
+        glossary=NAMES, evidence="stored"),
 ]
 display(declared_claims(CLAIMS))
 

@@ -169,9 +169,6 @@ NAMES = {
 }
 
 
-def names(rule):
-    return {m: NAMES[m] for m in rule.metrics()}
-
 
 ABSORBS = AtLeast("exit_fraction_min", 0.01, fmt=".1%")
 THEOREMS = Given(ABSORBS, AllOf((
@@ -204,7 +201,7 @@ CLAIMS = [
         "two-step sign strings one moves right and three left, with mean displacement "
         "0 (Thm. 5.4, 5.12)",
         "App. F.11 Case I (figure only); Thm. 5.4, Prop. 5.11, Thm. 5.12",
-        rule=THEOREMS, names=names(THEOREMS),
+        rule=THEOREMS, glossary=NAMES,
         ours="median drift {case1_median_drift:+.3f}, skew {case1_skewness:+.2f}, "
              "mode − median {case1_mode_minus_median:+.3f}; absorbed {exit_fractions}",
         control="the same walk's mean, which a martingale keeps", kind="consistency"),
@@ -213,7 +210,7 @@ CLAIMS = [
         "outside the theorems (Case II: g not Lipschitz; Case III: bimodal start) the "
         "median still drifts left, mode ≤ median and the law stays right-skewed",
         "App. F.11 Cases II, III (figure only)",
-        rule=RELAXED, names=names(RELAXED),
+        rule=RELAXED, glossary=NAMES,
         ours="largest median drift {relaxed_median_drift_max:+.3f}, largest mode − "
              "median {relaxed_mode_minus_median_max:+.3f}, smallest skew "
              "{relaxed_skewness_min:+.2f}"),
@@ -222,7 +219,7 @@ CLAIMS = [
         "during instabilities the change of κ grows with the sharpness λ",
         "Pearson(λ, κ change) = 0.59 pooled over 15 seeds (0.30–0.84 per seed; "
         "App. F.2, Table 2)",
-        rule=VARIABILITY, names=names(VARIABILITY),
+        rule=VARIABILITY, glossary=NAMES,
         ours="along ĝ: {variability_pearson_mean:.2f} ± {variability_pearson_std:.2f} "
              "over {seeds_measured} seeds ({variability_pearsons:.2f}); along u: "
              "{variability_pearson_eig_mean:.2f}",
@@ -232,7 +229,7 @@ CLAIMS = [
         "during an instability the top eigenvectors rotate away from their start; "
         "lowering η to 0.2η reverses the rotation",
         "companion paper Figs. 2 and 8 (fMNIST MLP)",
-        rule=ROTATION, names=names(ROTATION),
+        rule=ROTATION, glossary=NAMES,
         ours="kept η: similarity falls to {rotation_similarity_min:.3f}; rise after "
              "the switch {reversal_gain:.3f} vs kept η {reversal_gain_control:.3f}; "
              "end gap to kept η {reversal_end_gap:+.3f} (not graded)",
@@ -242,7 +239,7 @@ CLAIMS = [
         "S_max of the stable phase after η drops to η_small falls with a later "
         "reduction and with a larger η₀",
         "companion paper Fig. 4 (fMNIST MLP, η_small = 0.01)",
-        rule=FLATTENING, names=names(FLATTENING),
+        rule=FLATTENING, glossary=NAMES,
         ours="S_max change, first → last reduction {smax_later_change:+.1%}; "
              "smallest → largest η₀ {smax_eta0_change:+.1%}; peaked "
              "{smax_peak_reached_fraction:.0%}"),

@@ -207,9 +207,6 @@ NAMES = {
 }
 
 
-def names(*metrics):
-    return {m: NAMES[m] for m in metrics}
-
 
 AT_EDGE = AtLeast("edge_steps", MIN_EDGE_STEPS)
 ALIVE = AtMost("gd_diverged", 0)
@@ -235,9 +232,7 @@ CLAIMS = [
             beats("stage_y_miss", "stage_y_null_miss")))),
         ours="{arch}: y falls through 0 {cycles} times; |x| grows iff y > 0 on "
              "{stage_x:.0%} of steps, y rises iff x² < 2α/β on {stage_y:.0%}",
-        names=names("edge_steps", "gd_diverged", "cycles", "stage_x", "stage_y",
-                    "stage_x_miss", "stage_x_null_miss", "stage_y_miss",
-                    "stage_y_null_miss"),
+        glossary=NAMES,
         control="the base rate: always guessing the more frequent outcome"),
     ClaimSpec(
         "constrained-trajectory",
@@ -249,8 +244,7 @@ CLAIMS = [
         ours="|S − S(θ†) − y| = {sharpness_coordinate_err:.3g} vs |S − 2/η| = "
              "{sharpness_null_err:.3g}; max ‖θ−θ†‖ = {deviation_max:.3g} "
              "({dev_over_travel:.2f} of the distance θ† travels)",
-        names=names("edge_steps", "gd_diverged", "sharpness_coordinate_err",
-                    "sharpness_null_err", "dev_over_travel"),
+        glossary=NAMES,
         control="Ŝ = 2/η"),
     ClaimSpec(
         "predicted-dynamics",
@@ -264,8 +258,7 @@ CLAIMS = [
              "{excess_loss_null_err:.3g}; quadratic model with GD's x "
              "{quadratic_excess_err:.3g}); sharpness {sharpness_err:.3g} (null "
              "{sharpness_null_err:.3g})",
-        names=names("edge_steps", "gd_diverged", "excess_loss_err",
-                    "excess_loss_null_err", "sharpness_err", "sharpness_null_err"),
+        glossary=NAMES,
         control=PREDICTION_NULLS),
     ClaimSpec(
         "deviation",
@@ -275,7 +268,7 @@ CLAIMS = [
                                    beats("deviation_err", "deviation_null_err")))),
         ours="median error {deviation_err:.3g} (null {deviation_null_err:.3g}); "
              "max ‖θ−θ†‖ = {deviation_max:.3g}",
-        names=names("edge_steps", "gd_diverged", "deviation_err", "deviation_null_err"),
+        glossary=NAMES,
         control="‖θ − θ†‖ frozen at its value where the edge phase starts"),
     ClaimSpec(
         "fixed-point",
@@ -283,7 +276,7 @@ CLAIMS = [
         "x² ≈ 2α/β",
         rule=Given(AT_EDGE, Factor("x2_ratio", 1.0, 1.5, fair=3.0)),
         ours="⟨x²⟩/⟨2α/β⟩ = {x2_ratio:.2f}",
-        names=names("edge_steps", "x2_ratio")),
+        glossary=NAMES),
     ClaimSpec(
         "central-flow",
         "the central flow predicts GD's time-averaged loss and sharpness (beyond the "
@@ -295,8 +288,7 @@ CLAIMS = [
             beats("flow_loss_err", "flow_plain_err")))),
         ours="loss {flow_loss_err:.2%} (without σ²: {flow_plain_err:.2%}), sharpness "
              "{flow_sharp_err:.2%} of 2/η; max λ₂ = {flow_second_frac:.2f}·2/η",
-        names=names("flow_compared_steps", "flow_loss_err", "flow_plain_err",
-                    "flow_sharp_err"),
+        glossary=NAMES,
         control="the flow's own loss L, without the σ²/η term"),
     ClaimSpec(
         "eta-sweep",
@@ -307,9 +299,7 @@ CLAIMS = [
             beats("sweep_excess_err_worst", "sweep_excess_null_worst"),
             beats("sweep_sharp_err_worst", "sweep_sharp_null_worst")))),
         ours="{sweep_summary}",
-        names=names("sweep_n_at_edge", "sweep_n_diverged", "sweep_excess_err_worst",
-                    "sweep_excess_null_worst", "sweep_sharp_err_worst",
-                    "sweep_sharp_null_worst"),
+        glossary=NAMES,
         control=PREDICTION_NULLS + ", per step size"),
     ClaimSpec(
         "projection-on-M",
@@ -319,7 +309,7 @@ CLAIMS = [
                     AtLeast("projection_converged_fraction", 0.99, fmt=".0%"))),
         ours="max S(θ†) = {pgd_sharpness_ratio:.4f}·2/η; converged on "
              "{projection_converged_fraction:.0%} of steps",
-        names=names("pgd_edge_excess_in_tol", "projection_converged_fraction"),
+        glossary=NAMES,
         kind="consistency"),
 ]
 display(declared_claims(CLAIMS))

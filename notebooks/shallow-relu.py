@@ -214,9 +214,6 @@ for act in ("", "_tanh"):
               f"edge_growth_rate_cv{act}": "the CV of their growth rates before entry"}
 
 
-def names(rule):
-    return {m: NAMES[m] for m in rule.metrics()}
-
 
 def one_or_both(a, b):
     """Reproduced if ``a`` and ``b`` hold; partly if only one of them does."""
@@ -224,7 +221,7 @@ def one_or_both(a, b):
 
 
 def claim(id, statement, paper, rule, ours, **kw):
-    return ClaimSpec(id, statement, paper, rule=rule, ours=ours, names=names(rule),
+    return ClaimSpec(id, statement, paper, rule=rule, ours=ours, glossary=NAMES,
                      **kw)
 
 

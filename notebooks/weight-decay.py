@@ -221,9 +221,6 @@ NAMES = {
 }
 
 
-def names(*metrics):
-    return {m: NAMES[m] for m in metrics}
-
 
 BASELINE_AT_EDGE = AtMost("plateau_gamma0_edge_err", 0.10, fmt=".1%")
 CLAIMS = [
@@ -237,8 +234,7 @@ CLAIMS = [
                           AtMost("sharpening_rise_ratio", 0.8, fair=0.95, fmt=".2f")))),
         ours="mean rise of S before the γ = 0 run reaches 2/η, by γ: "
              "{sharpening_rise:.1f}",
-        names=names("sharpening_gamma0", "sharpening_order_fraction",
-                    "sharpening_rise_ratio"),
+        glossary=NAMES,
         control="the γ = 0 run from the same initialisation, over the same steps"),
     ClaimSpec(
         "mlp-phase-transition",
@@ -250,8 +246,7 @@ CLAIMS = [
         ours="plateau/(2/η − γ) per seed: {plateau_ratio_seeds:.3f} (plateaus "
              "{plateau_seeds:.1f}; drift {late_drift_seeds:+.1%}); γ = 0 plateau "
              "{plateau_gamma0:.1f} at 2/η = {edge:.1f}",
-        names=names("plateau_gamma0_edge_err", "plateau_ratio_max_seeds",
-                    "late_drift_max_seeds"),
+        glossary=NAMES,
         control="the γ = 0 run from the same initialisation, which must settle at 2/η"),
     ClaimSpec(
         "alignment-mechanism",
@@ -266,8 +261,7 @@ CLAIMS = [
              "{treated_aligned:.0f}); control γc = {control_gamma}: plateau/(2/η − γc) "
              "{control_plateau_edge_ratio:.3f}, stops at step {control_stop_step} "
              "(aligned first: {control_aligned:.0f}); −1: S never stopped rising",
-        names=names("control_plateau_edge_ratio", "treated_aligned_fraction",
-                    "control_aligned"),
+        glossary=NAMES,
         control="a small γc (control_gamma) from the same initialisation, which must "
                 "reach its edge 2/η − γc without aligning first"),
     ClaimSpec(
@@ -279,7 +273,7 @@ CLAIMS = [
                    AllOf((AtLeast("cnn_damping_rate", 2e-4, fmt=".1e"),
                           AtLeast("cnn_damping_excess", 1e-4, fair=0.0, fmt=".1e")))),
         ours="envelope decay rates per step, by γ: {cnn_rates:+.1e}",
-        names=names("cnn_runs", "cnn_damping_rate", "cnn_damping_excess"),
+        glossary=NAMES,
         control="the CNN at γ = 0, same initialisation", evidence="stored"),
     ClaimSpec(
         "cnn-no-alignment",
@@ -288,7 +282,7 @@ CLAIMS = [
         rule=Given(AtLeast("cnn_decayed_stopped", 1),
                    AtMost("cnn_aligned_fraction", 0.0, fair=0.5, fmt=".0%")),
         ours="decayed CNN runs aligned before S stops: {cnn_aligned_fraction:.0%}",
-        names=names("cnn_decayed_stopped", "cnn_aligned_fraction"),
+        glossary=NAMES,
         control="the MLP at the same γ, which does align", evidence="stored"),
     ClaimSpec(
         "ntk-stabilises",
@@ -301,8 +295,7 @@ CLAIMS = [
                                     fair=1.2)))),
         ours="last-quarter (max − min)/mean: {ntk_spread_gamma:.3f} at γ, "
              "{ntk_spread_gamma0:.3f} at γ = 0",
-        names=names("ntk_late_probes", "plateau_gamma0_edge_err", "ntk_spread_gamma",
-                    "ntk_spread_gamma0"),
+        glossary=NAMES,
         control="the γ = 0 run's NTK over the same steps, which must be at the edge"),
     ClaimSpec(
         "alignment-intervention",
@@ -316,9 +309,7 @@ CLAIMS = [
         ours="plateau {plain_plateau:.1f} with plain decay, {intervention_plateau:.1f} "
              "with the decay projected off ∇S (c_y left: "
              "{intervention_channel_residual:.1%}); 2/η − γ = {edge_minus_gamma:.2f}",
-        names=names("plateau_gamma0_edge_err", "plateau_ratio_plain",
-                    "intervention_channel_residual", "intervention_plateau",
-                    "edge_minus_gamma"),
+        glossary=NAMES,
         control="the plain-decay run at the same γ, seed, data and η"),
     ClaimSpec(
         "paper-scale-phase-transition",
@@ -327,7 +318,7 @@ CLAIMS = [
         rule=Given(AtLeast("paper_n_seeds", 1),
                    AtMost("paper_plateau_ratio_max_seeds", 0.9, fair=0.95, fmt=".3f")),
         ours="plateau/(2/η − γ) per seed: {paper_plateau_ratio_seeds:.3f}",
-        names=names("paper_n_seeds", "paper_plateau_ratio_max_seeds"),
+        glossary=NAMES,
         control="the stored run's own γ = 0 member", evidence="stored"),
     ClaimSpec(
         "toy-threshold-and-damping",
@@ -341,8 +332,7 @@ CLAIMS = [
         ours="shift {toy_shift:+.4f} at γ = {toy_gamma}; damping "
              "{toy_damping_measured:.2e} (model {toy_damping_predicted:.2e}); stops "
              "{toy_stop:.1f} (model {toy_stop_predicted:.1f})",
-        names=names("toy_model_gap", "toy_shift_rel_err", "toy_damping_rel_err_max",
-                    "toy_stop_rel_err_max"),
+        glossary=NAMES,
         kind="consistency"),
 ]
 display(declared_claims(CLAIMS))

@@ -227,6 +227,15 @@ def test_bad_declarations_name_the_field(kw, fragment):
         spec(**kw)
 
 
+def test_a_glossary_gives_the_names_the_rule_reads():
+    glossary = {"err": "the error", "n": "runs", "other": "a metric of another claim"}
+    declared = spec(names={}, glossary=glossary)
+    assert dict(declared.names) == {"n": "runs", "err": "the error"}
+    assert declared == spec(names={"n": "runs", "err": "the error"})
+    with pytest.raises(ValueError, match="names or glossary, not both"):
+        spec(glossary=glossary)
+
+
 def test_grade_all_rejects_duplicates_and_missing_template_metrics():
     with pytest.raises(ValueError, match="declared more than once"):
         v.grade_all([spec(), spec()], {"n": 1, "err": 0, "ratio": 1}, scale="smoke")

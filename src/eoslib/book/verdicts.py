@@ -695,7 +695,10 @@ class ClaimSpec:
       rule: the :class:`Rule` that grades the measured metrics.
       ours: template of the "ours" cell, formatted with the metrics (``"{sharpness_init:.1f}"``;
         a list metric formats element-wise; a missing or NaN value shows as "n/a").
-      names: how the rule text calls each metric (``{"init_fraction": "S₀/(2/η)"}``).
+      names: how the rule text calls each metric (``{"init_fraction": "S₀/(2/η)"}``); every key
+        is a metric of the rule.
+      glossary: instead of ``names``, the chapter's glossary of every metric it grades; the spec
+        keeps, as its ``names``, the entries its rule reads (the glossary itself is not kept).
       control: the control or null model the result is compared with ("" if none).
       evidence: ``"run"`` (this run, at its scale) or ``"stored"`` (a stored paper-scale run).
       kind: ``"claim"`` (a paper claim, scored) or ``"consistency"`` (holds by construction:
@@ -711,6 +714,7 @@ class ClaimSpec:
     control: str = ""
     evidence: str = "run"
     kind: str = "claim"
+    glossary: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         if not isinstance(self.id, str) or not self.id:
@@ -722,6 +726,12 @@ class ClaimSpec:
                              f"{list(EVIDENCE)}")
         if self.kind not in KINDS:
             raise ValueError(f"ClaimSpec {self.id!r}: kind={self.kind!r} is not one of {list(KINDS)}")
+        if self.glossary:
+            if self.names:
+                raise ValueError(f"ClaimSpec {self.id!r}: give names or glossary, not both")
+            picked = {m: self.glossary[m] for m in self.rule.metrics() if m in self.glossary}
+            object.__setattr__(self, "names", picked)
+            object.__setattr__(self, "glossary", {})
         unknown = sorted(set(self.names) - set(self.rule.metrics()))
         if unknown:
             raise ValueError(f"ClaimSpec {self.id!r}: names {unknown} are not metrics of its rule "
