@@ -110,9 +110,10 @@ def test_edge_one_by_one(rules, suffix, act):
     n, distinct, cv = (f"n_eigs_at_edge{suffix}", f"edge_distinct_entry_steps{suffix}",
                        f"edge_growth_rate_cv{suffix}")
     assert rule.grade({n: 3, distinct: 3, cv: 0.4}) == R
-    assert rule.grade({n: 1, distinct: 1, cv: NAN}) == P  # only λ₁ reached the edge
-    assert rule.grade({n: 3, distinct: 1, cv: 0.4}) == P  # all at once: not one by one
-    assert rule.grade({n: 3, distinct: 3, cv: 0.01}) == P  # one common rate
+    assert rule.grade({n: 1, distinct: 1, cv: NAN}) == T  # only λ₁ at the edge: one by one untested
+    assert rule.grade({n: 3, distinct: 1, cv: 0.4}) == P  # all at once, at distinct rates
+    assert rule.grade({n: 3, distinct: 3, cv: 0.01}) == P  # one by one, at one common rate
+    assert rule.grade({n: 3, distinct: 1, cv: 0.01}) == N  # all at once, at one rate
     assert rule.grade({n: 0, distinct: 0, cv: NAN}) == T  # the edge never reached
     assert rule.grade({n: NAN, distinct: NAN, cv: NAN}) == T  # not run
 
