@@ -179,6 +179,19 @@ def test_a_rule_no_input_can_fail_is_reported():
     assert v.assert_claims_can_fail(specs[:1])["ok"] == {"x": 2.0}
 
 
+def test_a_rule_that_is_at_worst_partly_is_reported():
+    # shallow-relu's old edge-one-by-one rule: once tested, its Partly branch always held
+    at_worst_partly = v.Given(v.AtLeast("n", 1), v.AnyOf((
+        v.AllOf((v.AtLeast("n", 2), v.AtLeast("cv", 0.1))), v.Partly(v.AtLeast("n", 1)))))
+    assert v.failing_input(at_worst_partly) is not None  # partly counts as failing ...
+    assert v.refuting_input(at_worst_partly) is None  # ... but nothing gives not reproduced
+    with pytest.raises(AssertionError, match="'weak': no input gives not reproduced"):
+        v.assert_claims_can_fail([v.ClaimSpec("weak", "c", "p", at_worst_partly)])
+    refutable = v.Given(v.AtLeast("n", 2), v.AtLeast("cv", 0.1))
+    refuting = v.refuting_input(refutable)
+    assert refuting is not None and refutable.grade(refuting) == N
+
+
 def test_a_rule_no_input_can_pass_is_reported():
     impossible = v.AllOf((v.AtMost("x", 0), v.AtLeast("x", 1)))
     with pytest.raises(AssertionError, match="no input passes its rule"):

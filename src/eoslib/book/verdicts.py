@@ -808,10 +808,13 @@ SEARCH_LIMIT = 50_000
 
 def _search(rule: Rule, outcome: str, limit: int = SEARCH_LIMIT) -> dict[str, float] | None:
     """An input under which ``rule`` gives ``outcome`` (``"fail"``: a tested verdict other than
-    reproduced; ``"pass"``: reproduced), checked by grading: first the rule's own witnesses,
+    reproduced; ``"refute"``: not reproduced; ``"pass"``: reproduced), checked by grading: first the rule's own witnesses,
     then every combination of the values that any part's witnesses give each metric (at most
     ``limit`` of them)."""
-    wanted = (NOT_REPRODUCED, PARTLY) if outcome == "fail" else (REPRODUCED,)
+    wanted = {"fail": (NOT_REPRODUCED, PARTLY), "refute": (NOT_REPRODUCED,),
+              "pass": (REPRODUCED,)}[outcome]
+    if outcome == "refute":
+        outcome = "fail"
     for candidate in rule.witnesses(outcome):
         if rule.grade(candidate) in wanted:
             return candidate
@@ -844,14 +847,21 @@ def failing_input(rule: Rule | ClaimSpec) -> dict[str, float] | None:
     return _search(rule.rule if isinstance(rule, ClaimSpec) else rule, "fail")
 
 
+def refuting_input(rule: Rule | ClaimSpec) -> dict[str, float] | None:
+    """An input under which ``rule`` gives ``not reproduced`` (checked), or ``None``: a rule whose
+    worst verdict is ``partly reproduced`` cannot refute its claim."""
+    return _search(rule.rule if isinstance(rule, ClaimSpec) else rule, "refute")
+
+
 def passing_input(rule: Rule | ClaimSpec) -> dict[str, float] | None:
     """An input under which ``rule`` gives ``reproduced`` (checked), or ``None``."""
     return _search(rule.rule if isinstance(rule, ClaimSpec) else rule, "pass")
 
 
 def assert_claims_can_fail(specs: Sequence[ClaimSpec]) -> dict[str, dict[str, float]]:
-    """The mutation test of a chapter: every declared claim has an input that fails its rule and
-    one that passes it (a rule nothing can pass is as empty as one nothing can fail).
+    """The mutation test of a chapter: every declared claim has an input that fails its rule, one
+    that refutes it (``not reproduced``, not only ``partly``) and one that passes it (a rule
+    nothing can pass is as empty as one nothing can fail).
 
     Returns:
       ``{claim id: failing input}``.
@@ -866,6 +876,9 @@ def assert_claims_can_fail(specs: Sequence[ClaimSpec]) -> dict[str, dict[str, fl
             defects.append(f"{spec.id!r}: no input fails its rule ({spec.rule_text()})")
         else:
             failing[spec.id] = bad
+        if bad is not None and refuting_input(spec) is None:
+            defects.append(f"{spec.id!r}: no input gives not reproduced, at worst partly "
+                           f"({spec.rule_text()})")
         if good is None:
             defects.append(f"{spec.id!r}: no input passes its rule ({spec.rule_text()})")
     if defects:
