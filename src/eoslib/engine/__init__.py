@@ -2,7 +2,7 @@
 nothing about any particular paper and import nothing from :mod:`eoslib.mechanisms` or
 :mod:`eoslib.book`.
 
-- :mod:`eoslib.engine.linalg`  — matrix-free symmetric eigensolvers (block Lanczos) and subspace distances.
+- :mod:`eoslib.engine.linalg`  — matrix-free symmetric eigensolvers (block and thick-restart Lanczos), subspace distances.
 - :mod:`eoslib.engine.hessian` — HVPs, Hessian spectra and curvature quantities of a loss.
 - :mod:`eoslib.engine.ntk`     — the empirical NTK / Gauss–Newton top eigenvalue.
 - :mod:`eoslib.engine.models`  — the papers' architectures (Equinox modules) and their registry.
@@ -12,5 +12,5 @@ nothing about any particular paper and import nothing from :mod:`eoslib.mechanis
 - :mod:`eoslib.engine.train`   — scanned GD / SGD with in-loop probes, divergence, sweeps, save / load.
 - :mod:`eoslib.engine.divergence` — one definition of a diverged run, shared by every GD loop.
 - :mod:`eoslib.engine.data`    — CIFAR-10 / Fashion-MNIST loaders (local copies or checksummed downloads).
-- ``eoslib.engine.stopping``   — training to completion with held-out evaluation and early stopping.
+- :mod:`eoslib.engine.stopping` — training to completion with held-out evaluation and early stopping.
 """

@@ -9,7 +9,7 @@ against closed forms and dense references, built on :mod:`eoslib.engine`.
   predictor, the central flow.
 - :mod:`eoslib.mechanisms.shallow_relu` — GD on a two-layer ReLU network with orthonormal inputs:
   λ₊ and λ₋ along the paper's v₊, v₋, the balance identity, logistic phase fits.
-- ``eoslib.mechanisms.flatness``  — instabilities and generalization: explicit splits, η × seed
+- :mod:`eoslib.mechanisms.flatness` — instabilities and generalization: explicit splits, η × seed
   sweeps to completion with early stopping, the Goldilocks and LR-reduction summaries.
 
 Imports flow one way: mechanisms import :mod:`eoslib.engine`, never :mod:`eoslib.book`.
