@@ -207,7 +207,6 @@ NAMES = {
 }
 
 
-
 SETTLED = AtLeast("toy_memory_spans", SETTLED_MEMORIES)
 EDGE_RUN = AtLeast("edge_memory_spans", 1)
 CLAIMS = [

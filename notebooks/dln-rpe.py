@@ -144,7 +144,6 @@ NAMES = {
 }
 
 
-
 STABLE, UNSTABLE = AtLeast("n_stable", 1), AtLeast("n_unstable", 1)
 CLAIMS = [
     ClaimSpec(

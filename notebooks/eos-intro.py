@@ -127,7 +127,6 @@ FIXED_LEVEL = ("a fixed level: one constant plateau for every η (a null model w
                "error is the spread of log plateau over the step sizes)")
 
 
-
 CLAIMS = [
     ClaimSpec(
         "progressive-sharpening",

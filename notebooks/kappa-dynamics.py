@@ -169,7 +169,6 @@ NAMES = {
 }
 
 
-
 ABSORBS = AtLeast("exit_fraction_min", 0.01, fmt=".1%")
 THEOREMS = Given(ABSORBS, AllOf((
     AtMost("roundoff_exits", 0), AtMost("case1_median_drift", -0.01),

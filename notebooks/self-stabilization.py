@@ -207,7 +207,6 @@ NAMES = {
 }
 
 
-
 AT_EDGE = AtLeast("edge_steps", MIN_EDGE_STEPS)
 ALIVE = AtMost("gd_diverged", 0)
 

@@ -221,7 +221,6 @@ NAMES = {
 }
 
 
-
 BASELINE_AT_EDGE = AtMost("plateau_gamma0_edge_err", 0.10, fmt=".1%")
 CLAIMS = [
     ClaimSpec(
