@@ -9,21 +9,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from eoslib.engine import hessian, linalg
-
-
-def _spectrum(kind, n, rng):
-    if kind == "decay":
-        return 100 * 0.97 ** np.arange(n)
-    if kind == "cluster":  # three eigenvalues within 0.2% of each other at the top
-        return np.concatenate([[10, 9.99, 9.98, 9.5], rng.uniform(-1, 5, n - 4)])
-    if kind == "negative-dominant":  # the largest |λ| are negative; the wanted ones are algebraic
-        return np.concatenate([[-50, -40], [3, 2.9, 2.5], rng.uniform(-1, 2, n - 5)])
-    if kind == "hessian-like":  # a few outliers over a bulk near 0, as a network Hessian
-        return np.concatenate([100 / (1 + np.arange(20)) ** 1.2, rng.normal(0, 0.05, n - 20)])
-    raise ValueError(kind)
-
-
-KINDS = ["decay", "cluster", "negative-dominant", "hessian-like"]
+from test_thick_restart import KINDS, _spectrum  # the same four reference spectra
 
 
 @pytest.fixture(scope="module")
