@@ -87,7 +87,9 @@ def eigsh(
     """Top-k eigenpairs of the Hessian with residuals and the HVP count (:class:`eoslib.engine.linalg.Eigenpairs`).
 
     Start from ``v0`` (e.g. the previous probe's eigenvectors, to warm-start) or from a random
-    vector drawn with ``key``. ``options`` go to :func:`eoslib.engine.linalg.eigsh`. The
+    vector drawn with ``key``. ``options`` go to :func:`eoslib.engine.linalg.operator_eigsh`
+    (``method="block"`` (default), ``"thick"`` or ``"lobpcg"``; ``stop=`` the stopping rule), and
+    from there to the solver. The
     arguments (``v0``'s shape against the number of parameters, ``k`` and the options) are
     checked first, then that ``loss_fn`` is scalar, and only then is the HVP built.
     """
