@@ -35,12 +35,20 @@ def claims_table_markdown(claims: Sequence[Claim]) -> str:
     return "\n".join(lines)
 
 
+def _markdown(text: str):
+    """A Markdown display object: IPython's, else :class:`eoslib.book.script.Markdown` (a chapter
+    run as a plain program on a machine without IPython)."""
+    try:
+        from IPython.display import Markdown
+    except ImportError:
+        from eoslib.book.script import Markdown
+    return Markdown(text)
+
+
 def claims_table(claims: Sequence[Claim]):
     """The paper-vs-ours table of a chapter as a Markdown display object (see
     :func:`claims_table_markdown`)."""
-    from IPython.display import Markdown
-
-    return Markdown(claims_table_markdown(claims))
+    return _markdown(claims_table_markdown(claims))
 
 
 def declared_claims_markdown(specs: Sequence[ClaimSpec]) -> str:
@@ -57,18 +65,14 @@ def declared_claims_markdown(specs: Sequence[ClaimSpec]) -> str:
 
 def declared_claims(specs: Sequence[ClaimSpec]):
     """:func:`declared_claims_markdown` as a Markdown display object (for the cell before Run)."""
-    from IPython.display import Markdown
-
-    return Markdown(declared_claims_markdown(specs))
+    return _markdown(declared_claims_markdown(specs))
 
 
 def verdict_section(claims: Sequence[Claim], *, scale: str):
     """The chapter's Verdict section, generated from its graded claims
     (:func:`eoslib.book.verdicts.verdict_markdown`), as a Markdown display object; show it in a
     ``remove-input`` cell."""
-    from IPython.display import Markdown
-
-    return Markdown(verdict_markdown(claims, scale=scale))
+    return _markdown(verdict_markdown(claims, scale=scale))
 
 
 def use_book_style() -> None:
