@@ -51,6 +51,15 @@ def claims_table(claims: Sequence[Claim]):
     return _markdown(claims_table_markdown(claims))
 
 
+def verdicts_by_scale(claims: Sequence[Claim], evidence):
+    """Per paper claim its verdict in this run beside the stored paper-scale run's
+    (:func:`eoslib.book.store.verdicts_by_scale_markdown`; ``evidence`` from
+    :func:`eoslib.book.store.paper_evidence`), as a Markdown display object."""
+    from eoslib.book.store import verdicts_by_scale_markdown
+
+    return _markdown(verdicts_by_scale_markdown(claims, evidence))
+
+
 def declared_claims_markdown(specs: Sequence[ClaimSpec]) -> str:
     """The claims as declared before the run, as Markdown: id, statement, the paper's number,
     the rule, the control and where the evidence will come from."""

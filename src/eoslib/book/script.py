@@ -9,9 +9,9 @@ a jupytext percent-format file, so it can still run there::
 tags, markdown cells skipped), and :func:`execute` runs the code cells one after another in one
 namespace, in the chapter's folder, with the given parameters assigned right after the cell tagged
 ``parameters`` (as papermill injects them). Figures are drawn with matplotlib's ``Agg`` backend and
-closed after each cell; where IPython is not installed, a cell's ``from IPython.display import``
-reads :func:`display` and :class:`Markdown` of this module instead (they print; Markdown as its
-text). The chapter writes its record and traces into ``results_dir``
+closed after each cell; a cell's ``from IPython.display import`` reads :func:`display` and
+:class:`Markdown` of this module instead, which print (a Markdown object as its text), so the run's
+log reads like the notebook and IPython need not be installed. The chapter writes its record and traces into ``results_dir``
 exactly as under papermill; nothing else differs, so the record's verdicts and metrics are the ones
 the notebook would compute. There is no executed notebook (``.ipynb``) from such a run.
 """
@@ -105,14 +105,6 @@ def display(*objects: Any, **_: Any) -> None:
 _IPYTHON_IMPORT = re.compile(r"^(\s*)from IPython\.display import ", re.MULTILINE)
 
 
-def _has_ipython() -> bool:
-    try:
-        import IPython.display  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def execute(path: str | os.PathLike, out_dir: str | os.PathLike, *, scale: str,
             parameters: Mapping[str, Any], log=sys.stderr) -> Path:
     """Run the chapter ``path`` as a program at ``scale`` with ``parameters``; return ``out_dir``.
@@ -132,7 +124,6 @@ def execute(path: str | os.PathLike, out_dir: str | os.PathLike, *, scale: str,
     if not any("parameters" in c.metadata.get("tags", []) for c in cells):
         raise ValueError(f"{path} has no cell tagged 'parameters'")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    ipython = _has_ipython()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,8 +137,7 @@ def execute(path: str | os.PathLike, out_dir: str | os.PathLike, *, scale: str,
     try:
         for i, cell in enumerate(cells, 1):
             t0 = time.time()
-            source = cell.source if ipython else _IPYTHON_IMPORT.sub(
-                r"\1from eoslib.book.script import ", cell.source)
+            source = _IPYTHON_IMPORT.sub(r"\1from eoslib.book.script import ", cell.source)
             code = compile(source, f"{path.name}[cell {i}]", "exec")
             try:
                 exec(code, namespace)  # noqa: S102 (the chapter is this repository's own code)

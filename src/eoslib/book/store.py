@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
 from eoslib.book.results import (SOURCE_DIGEST_PATHS, claim_from_dict, digest_of_blobs,
-                                 find_repo_root, read_record)
+                                 find_repo_root, read_record, records_dir)
 
 #: The largest file the store accepts, in bytes (traces are downsampled before they are stored).
 MAX_FILE_BYTES = 1_000_000
@@ -361,6 +361,36 @@ def check(root: str | os.PathLike | None = None, *, allow_dirty: bool = False) -
 
 
 # --- what a chapter shows: its paper-scale evidence ----------------------------------------------
+
+def trace_path(results_dir: str | os.PathLike | None, name: str) -> Path:
+    """Where a chapter's trace ``name`` goes: beside its record (``results_dir``, else
+    :func:`eoslib.book.results.records_dir`), where :func:`add` picks it up."""
+    return records_dir(results_dir) / name
+
+
+def save_trace(results_dir: str | os.PathLike | None, name: str, **arrays: Any) -> Path:
+    """Write the arrays to ``<results_dir>/<name>`` (compressed ``.npz``) for the store to keep.
+
+    ``name`` must start with the chapter's name and end in ``.npz`` (what :func:`add` takes). A file
+    over :data:`MAX_FILE_BYTES` is still written (a long run is never lost) and a line says so:
+    downsample the traces, or :func:`add` refuses it.
+
+    Raises:
+      ValueError: ``name`` does not end in ``.npz``.
+    """
+    if not name.endswith(".npz"):
+        raise ValueError(f"name={name!r}: a trace is a .npz file named <chapter>-<what>.npz")
+    import numpy as np
+
+    path = trace_path(results_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
+    size = path.stat().st_size
+    print(f"trace written to {path} ({size} bytes)"
+          + (f"; over the store's {MAX_FILE_BYTES}-byte limit: downsample it" if size > MAX_FILE_BYTES
+             else ""))
+    return path
+
 
 class PaperEvidence(NamedTuple):
     """A chapter's paper-scale evidence, as :func:`paper_evidence` found it.
