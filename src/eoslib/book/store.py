@@ -401,17 +401,19 @@ class PaperEvidence(NamedTuple):
       stored: the stored paper-scale run matching the chapter's parameters, ``None`` if there is
         none (or when this run is itself the paper-scale run).
       line: the visible line the chapter prints: where its paper-scale evidence comes from.
+      own: whether this run is itself the paper-scale evidence.
     """
 
     chapter: str
     scale: str
     stored: StoredRun | None
     line: str
+    own: bool = False
 
     @property
     def available(self) -> bool:
-        """Whether paper-scale evidence exists here: this run is at paper scale, or one is stored."""
-        return self.scale == "paper" or self.stored is not None
+        """Whether paper-scale evidence exists here: this run is it, or one is stored."""
+        return self.own or self.stored is not None
 
     def record(self) -> dict[str, Any] | None:
         """The stored run's record (sha256 checked), ``None`` without a stored run."""
@@ -427,11 +429,12 @@ class PaperEvidence(NamedTuple):
 
 
 def paper_evidence(chapter: str, scale: str, match: Mapping[str, Any] | None = None, *,
-                   root: str | os.PathLike | None = None) -> PaperEvidence:
+                   own: bool | None = None, root: str | os.PathLike | None = None) -> PaperEvidence:
     """Where ``chapter``'s paper-scale evidence comes from, with the line to print.
 
     At ``scale="paper"`` the run itself is that evidence (its record and the traces it writes are
-    what ``python -m eoslib store`` keeps). Otherwise the stored paper-scale run whose parameters
+    what ``python -m eoslib store`` keeps), unless ``own=False`` (a paper-scale run of another
+    setting than the one the claims need). Otherwise the stored paper-scale run whose parameters
     include every item of ``match`` (:func:`find`; typically the chapter's paper-scale defaults, or
     the settings that define the experiment), or none: then the claims that need it are
     ``not tested``. A store that cannot be read counts as none, and the line says why.
@@ -440,12 +443,14 @@ def paper_evidence(chapter: str, scale: str, match: Mapping[str, Any] | None = N
       chapter: the chapter's name.
       scale: the scale of the chapter's own run (``smoke``, ``book`` or ``paper``).
       match: parameters the stored run must have (JSON-comparable values).
+      own: whether this run is itself the paper-scale evidence (default: ``scale == "paper"``).
       root: the store's folder (default :func:`store_dir`).
     """
-    if scale == "paper":
+    if (scale == "paper") if own is None else own:
         return PaperEvidence(chapter, scale, None,
                              f"This is a paper-scale run of {chapter}: it is its own paper-scale "
-                             f"evidence (keep it with `python -m eoslib store {chapter} --source DIR`).")
+                             f"evidence (keep it with `python -m eoslib store {chapter} --source DIR`).",
+                             own=True)
     try:
         stored = find(chapter, "paper", match, root=root)
     except (StoreError, OSError, KeyError, TypeError, ValueError) as err:
@@ -505,8 +510,8 @@ def verdicts_by_scale(claims: Any, paper_record: Mapping[str, Any] | None) -> li
 def verdicts_by_scale_markdown(claims: Any, evidence: PaperEvidence) -> str:
     """The table a chapter shows under its claims: per paper claim its verdict in this run and in
     the stored paper-scale run (``not tested`` there when none is stored), and whether it changed.
-    Nothing to compare when this run is itself at paper scale (one line says so)."""
-    if evidence.scale == "paper":
+    Nothing to compare when this run is itself the paper-scale evidence (one line says so)."""
+    if evidence.own:
         return "This run is at paper scale: its verdicts above are the paper-scale verdicts."
     record = evidence.record()
     rows = verdicts_by_scale(claims, record)
