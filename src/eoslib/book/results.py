@@ -165,7 +165,7 @@ def git_hash(start: Path | None = None) -> str:
     return head + ("+dirty" if dirty else "")
 
 
-#: The folders whose ``.py`` files make up "the code that ran" (:func:`source_digest`).
+#: The folders whose .py files make up the code that ran, as source_digest reads them.
 SOURCE_DIGEST_PATHS = ("src/eoslib", "notebooks")
 
 
