@@ -458,13 +458,20 @@ def paper_evidence(chapter: str, scale: str, match: Mapping[str, Any] | None = N
                              f"The results store could not be read ({err}); " + describe(chapter, None))
     line = describe(chapter, stored)
     if stored is not None and match:
-        line += " It matches " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in match.items()) + "."
+        line += f" It matches {_settings_text(match)}."
     elif stored is None and match:
-        line = (f"No stored paper-scale run of {chapter} with "
-                + ", ".join(f"{k} = {json.dumps(v)}" for k, v in match.items())
-                + ": the claims whose evidence is a paper-scale run are not tested here "
+        line = (f"No stored paper-scale run of {chapter} with {_settings_text(match)}: the claims "
+                "whose evidence is a paper-scale run are not tested here "
                 f"(store one with `python -m eoslib store {chapter}`).")
     return PaperEvidence(chapter, scale, stored, line)
+
+
+def _settings_text(match: Mapping[str, Any], most: int = 4) -> str:
+    items = [f"{k} = {json.dumps(v)}" for k, v in match.items()]
+    if len(items) > most:
+        rest = len(items) - most
+        return ", ".join(items[:most]) + f" and {rest} more setting{'s' if rest > 1 else ''}"
+    return ", ".join(items)
 
 
 class ScaleRow(NamedTuple):
