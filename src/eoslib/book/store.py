@@ -412,7 +412,7 @@ class PaperEvidence(NamedTuple):
 
     @property
     def available(self) -> bool:
-        """Whether paper-scale evidence exists here: this run is it, or one is stored."""
+        """Whether paper-scale evidence exists here (this run is it, or one is stored)."""
         return self.own or self.stored is not None
 
     def record(self) -> dict[str, Any] | None:
