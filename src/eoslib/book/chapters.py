@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from eoslib.book import scales as scale_settings
+from eoslib.book import script
 from eoslib.book.results import SCALES, find_repo_root
 
 #: Parameters every chapter has that are not experiment settings.
@@ -70,9 +71,7 @@ def _read_notebook(path: Path):
     try:
         import jupytext
     except ImportError:  # a machine without the Jupyter stack (a GPU machine): the plain reader
-        from eoslib.book.script import read_percent
-
-        return read_percent(path)
+        return script.read_percent(path)
     return jupytext.read(path, fmt="py:percent")
 
 
@@ -199,8 +198,6 @@ def execute(
     if not kernel:
         if prepare_only:
             raise ValueError("prepare_only=True needs kernel=True (papermill writes the notebook)")
-        from eoslib.book import script
-
         script.execute(chapter.path, out_dir, scale=scale, parameters=parameters)
         return Path(out_dir).resolve() / f"{chapter.name}.json"
     import papermill

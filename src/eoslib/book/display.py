@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from eoslib.book.results import Claim
+from eoslib.book.script import Markdown as PlainMarkdown
+from eoslib.book.store import verdicts_by_scale_markdown
 from eoslib.book.verdicts import ClaimSpec, verdict_markdown
 
 
@@ -41,7 +43,7 @@ def _markdown(text: str):
     try:
         from IPython.display import Markdown
     except ImportError:
-        from eoslib.book.script import Markdown
+        Markdown = PlainMarkdown
     return Markdown(text)
 
 
@@ -55,8 +57,6 @@ def verdicts_by_scale(claims: Sequence[Claim], evidence):
     """Per paper claim its verdict in this run beside the stored paper-scale run's
     (:func:`eoslib.book.store.verdicts_by_scale_markdown`; ``evidence`` from
     :func:`eoslib.book.store.paper_evidence`), as a Markdown display object."""
-    from eoslib.book.store import verdicts_by_scale_markdown
-
     return _markdown(verdicts_by_scale_markdown(claims, evidence))
 
 
