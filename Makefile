@@ -40,7 +40,9 @@ book: $(STAMP)
 
 test: unit nbval book-smoke browser
 
+# The results store first (book/results: manifest, sha256, clean commits), then the unit tests.
 unit: $(STAMP)
+	$(PY) -m eoslib store --check
 	$(PY) -m pytest tests -q
 
 # Every chapter, parameterised by papermill at scale=smoke, executed and checked by nbval.

@@ -478,6 +478,21 @@ claims = grade_all(CLAIMS, {**metrics, **texts}, scale=scale)
 display(claims_table(claims))
 
 # %% [markdown]
+# ### At paper scale
+#
+# The same claims in the stored `paper`-scale run of this chapter ({mod}`eoslib.book.store`), when
+# the store holds one at the chapter's paper-scale settings; without one each claim is `not tested`
+# at paper scale. {doc}`../book/rerun` says how such a run is made on a GPU and stored.
+
+# %% tags=["hide-input"]
+from eoslib.book import store
+from eoslib.book.display import verdicts_by_scale
+
+paper = store.paper_evidence("dln-rpe", scale, SCALES["paper"])
+print(paper.line)
+display(verdicts_by_scale(claims, paper))
+
+# %% [markdown]
 # ## Verdict
 #
 # Generated from the graded claims above (a rerun with other parameters rewrites it). Nothing in

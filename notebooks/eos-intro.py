@@ -231,8 +231,11 @@ print(f"HVPs per probe: first (cold) {int(h.matvecs[0, 0])}, median of the warm 
 
 # %% tags=["hide-input"]
 TRACE = "eos-intro-trace.npz"
-if scale == "paper":  # this run is the paper-scale one: it is its own evidence
-    stored = None
+evidence = store.paper_evidence("eos-intro", scale,
+                                {"arch": P.arch, "n_train": SCALES["paper"]["n_train"]})
+print(evidence.line)
+stored = evidence.stored  # None at paper scale: this run is its own evidence
+if scale == "paper":
     every = max(1, P.steps // 2000)  # the stored trace keeps at most ~2,000 steps per η
     folder = records_dir(results_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -240,16 +243,8 @@ if scale == "paper":  # this run is the paper-scale one: it is its own evidence
                         loss=h.loss[:, ::every], probe_step=h.probe_step[0],
                         sharpness=h.sharpness)
     print(f"paper scale: trace written to {folder / TRACE} for the store")
-else:
-    try:
-        stored = store.find("eos-intro", "paper",
-                            {"arch": P.arch, "n_train": SCALES["paper"]["n_train"]})
-    except store.StoreError as err:
-        print(f"results store not readable ({err})")
-        stored = None
-    print(store.describe("eos-intro", stored))
 try:
-    trace = np.load(stored.path(TRACE)) if stored is not None else None
+    trace = np.load(evidence.path(TRACE)) if stored is not None else None
 except store.StoreError as err:  # a stored run without a trace still grades its claim
     print(f"stored trace not shown: {err}")
     trace = None
@@ -428,6 +423,18 @@ metrics = {
 # %%
 claims = grade_all(CLAIMS, metrics, scale=scale)
 display(claims_table(claims))
+
+# %% [markdown]
+# ### At paper scale
+#
+# The same claims in the stored `paper`-scale run of this chapter ({mod}`eoslib.book.store`), when
+# the store holds one at the settings named above; without one each claim is `not tested` at paper
+# scale. {doc}`../book/rerun` says how such a run is made on a GPU and stored.
+
+# %% tags=["hide-input"]
+from eoslib.book.display import verdicts_by_scale
+
+display(verdicts_by_scale(claims, evidence))
 
 # %% [markdown]
 # ## Verdict

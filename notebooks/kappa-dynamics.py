@@ -563,6 +563,21 @@ claims = grade_all(CLAIMS, metrics, scale=scale)
 display(claims_table(claims))
 
 # %% [markdown]
+# ### At paper scale
+#
+# The same claims in the stored `paper`-scale run of this chapter ({mod}`eoslib.book.store`), when
+# the store holds one at the chapter's paper-scale settings; without one each claim is `not tested`
+# at paper scale. {doc}`../book/rerun` says how such a run is made on a GPU and stored.
+
+# %% tags=["hide-input"]
+from eoslib.book import store
+from eoslib.book.display import verdicts_by_scale
+
+paper = store.paper_evidence("kappa-dynamics", scale, SCALES["paper"])
+print(paper.line)
+display(verdicts_by_scale(claims, paper))
+
+# %% [markdown]
 # ## Verdict
 
 # %% tags=["remove-input"]

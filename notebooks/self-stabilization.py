@@ -547,6 +547,21 @@ texts = {"arch": P.arch,
 claims = grade_all(CLAIMS, {**metrics, **texts}, scale=scale)
 display(claims_table(claims))
 
+# %% [markdown]
+# ### At paper scale
+#
+# The same claims in the stored `paper`-scale run of this chapter ({mod}`eoslib.book.store`), when
+# the store holds one at the chapter's paper-scale settings; without one each claim is `not tested`
+# at paper scale. {doc}`../book/rerun` says how such a run is made on a GPU and stored.
+
+# %% tags=["hide-input"]
+from eoslib.book import store
+from eoslib.book.display import verdicts_by_scale
+
+paper = store.paper_evidence("self-stabilization", scale, SCALES["paper"])
+print(paper.line)
+display(verdicts_by_scale(claims, paper))
+
 # %% tags=["hide-input"]
 # Invariants of the machinery, true at every scale (not the paper's claims)
 assert np.all(np.isfinite(pair.sharpness_dagger[alive_mask]))

@@ -74,7 +74,6 @@
 # %% tags=["hide-input"]
 import os
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -87,7 +86,8 @@ from eoslib.engine import data, losses, models, optim, probes, train
 from eoslib.mechanisms import edge_model
 from eoslib.book.display import claims_table, use_book_style, verdict_section
 from eoslib.book.scales import settings
-from eoslib.book.results import find_repo_root, make_record, provenance, write_record
+from eoslib.book import store
+from eoslib.book.results import make_record, provenance, write_record
 from eoslib.book.verdicts import grade_all
 
 use_book_style()
@@ -504,34 +504,39 @@ for i, (g, s) in enumerate(members):
           f"{level[i] / (edge - g):14.3f} {drift[i]:+7.3f} {stop:>11}  {a:>7}")
 
 # %% [markdown]
-# A paper-scale run (5,000 images, 8,000 steps, 9 $\gamma$, 5 seeds), computed on a GPU with
-# `python -m eoslib run weight-decay --scale paper` and stored under `book/results/`, is drawn
-# beside ours and grades the paper-scale claim when present.
+# A paper-scale run (5,000 images, 8,000 steps, 9 $\gamma$, 5 seeds), computed on a GPU and kept
+# in the results store ({mod}`eoslib.book.store`; `python -m eoslib store weight-decay`), is drawn
+# beside ours and grades the paper-scale claim when the store holds one for this MLP and $\eta$.
+# Its sharpness traces are read back with their sha256 checked against the store's manifest.
 
 # %% tags=["hide-input"]
-root = find_repo_root() or Path.cwd()
-stored_mlp = root / "book" / "results" / f"weight-decay-paper-{P.arch}"
-if scale == "paper":
-    train.save(stored_mlp, mlp, provenance(
-        start_time, eta=P.eta, n_train=len(ds), gammas=gammas_mlp.tolist(),
-        seeds=member_seeds, data_source=ds.source))
-paper_mlp = train.load(stored_mlp) if stored_mlp.with_suffix(".npz").exists() else None
+MLP_TRACE = "weight-decay-mlp.npz"  # the paper-scale MLP sharpness traces the store keeps
+CNN_TRACE = "weight-decay-cnn.npz"  # the paper-scale CNN traces
+evidence = store.paper_evidence(
+    "weight-decay", scale, {"arch": P.arch, "eta": P.eta, "n_train": SCALES["paper"]["n_train"],
+                            "steps": SCALES["paper"]["steps"]})
+print(evidence.line)
+if scale == "paper":  # this run is the paper-scale evidence: write its traces for the store
+    store.save_trace(results_dir, MLP_TRACE, probe_step=tp, sharpness=np.asarray(h.sharpness),
+                     gammas=gammas_mlp, seeds=np.asarray(member_seeds), eta=P.eta,
+                     n_train=len(ds))
+try:
+    paper_mlp = (np.load(store.trace_path(results_dir, MLP_TRACE)) if scale == "paper"
+                 else np.load(evidence.path(MLP_TRACE)) if evidence.stored is not None else None)
+except store.StoreError as err:  # a stored run without this trace cannot grade the claim
+    print(f"stored MLP trace not used: {err}")
+    paper_mlp = None
 paper_ratio_seeds = []
 if paper_mlp is not None:
-    ph, pmeta = paper_mlp
-    p_gam = np.asarray(pmeta["provenance"]["gammas"])
-    p_edge = 2 / pmeta["provenance"]["eta"]
-    p_tp = np.asarray(ph.probe_step[0])
-    p_S = np.asarray(ph.sharpness) - p_gam[:, None]
+    p_gam = np.asarray(paper_mlp["gammas"], float)
+    p_edge = 2 / float(paper_mlp["eta"])
+    p_tp = np.asarray(paper_mlp["probe_step"])
+    p_S = np.asarray(paper_mlp["sharpness"]) - p_gam[:, None]
     p_level = np.array([edge_model.plateau(p_tp, s, p_edge).level for s in p_S])
     paper_ratio_seeds = [float(p_level[i] / (p_edge - p_gam[i]))
                          for i in np.nonzero(np.isclose(p_gam, P.gamma))[0]]
-    prov = pmeta["provenance"]
-    print(f"stored paper-scale run: {prov.get('n_train')} images, device "
-          f"{prov.get('device')}; plateau/(2/η − γ) at γ = {P.gamma}: "
-          + ", ".join(f"{r:.3f}" for r in paper_ratio_seeds))
-else:
-    print(f"no stored paper-scale run at {stored_mlp}.npz")
+    print(f"paper-scale MLP run: {int(paper_mlp['n_train'])} images; plateau/(2/η − γ) at "
+          f"γ = {P.gamma}: " + (", ".join(f"{r:.3f}" for r in paper_ratio_seeds) or "no run"))
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "MLP, full-batch GD at $\\eta = 0.02$ on a CIFAR-10 subset. Left: sharpness $S = \\lambda_{\\max}(H)$ for each $\\gamma$ of the grid (first seed); dashed: $2/\\eta$. Middle: the plateau (mean $S$ over the last quarter) against $\\gamma$, every seed of the phase-transition $\\gamma$ as a dot, with the edge $2/\\eta - \\gamma$ dashed; grey: the stored paper-scale run when present. Right: the normalised NTK top eigenvalue $\\lambda_{\\max}(JJ^\\top)/N$.", "name": "fig-wd-mlp"}}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
@@ -591,8 +596,7 @@ plt.show()
 # windows of 250 steps, log-linear fit).
 
 # %% tags=["hide-input"]
-stored_cnn = root / "book" / "results" / "weight-decay-paper-cnn-relu"
-cnn_run, cnn_meta = None, None
+cnn_run = None
 if P.cnn_steps:
     cds = data.load_cifar10(n=P.cnn_n_train)
     cnn_params0 = models.by_name("cnn-relu", key=jax.random.key(P.seeds[0]))
@@ -603,20 +607,23 @@ if P.cnn_steps:
                            key=jax.random.key(P.seeds[0] + 2000),
                            hparams={"gamma": jnp.asarray(P.cnn_gammas, float)},
                            probe_fn=probes.alignment("half_mse"))
-    cnn_meta = {"provenance": provenance(
-        start_time, eta=P.cnn_eta, n_train=len(cds), gammas=list(P.cnn_gammas),
-        data_source=cds.source)}
-    cnn_run = cnn_result.history
-    if scale == "paper":
-        train.save(stored_cnn, cnn_result, cnn_meta["provenance"])
-elif stored_cnn.with_suffix(".npz").exists():
-    cnn_run, cnn_meta = train.load(stored_cnn)
+    ch = cnn_result.history
+    cnn_run = dict(probe_step=np.asarray(ch.probe_step[0]), sharpness=np.asarray(ch.sharpness),
+                   c_y=np.asarray(ch.extra.c_y), alpha=np.asarray(ch.extra.alpha),
+                   gammas=np.asarray(P.cnn_gammas, float), eta=P.cnn_eta, n_train=len(cds))
+    if scale == "paper":  # kept by the store with the record
+        store.save_trace(results_dir, CNN_TRACE, **cnn_run)
+elif evidence.stored is not None:
+    try:
+        cnn_run = dict(np.load(evidence.path(CNN_TRACE)))
+    except store.StoreError as err:  # the stored run has no CNN trace (it ran cnn_steps = 0)
+        print(f"stored CNN trace not used: {err}")
 cnn_rows = []
 if cnn_run is not None:
-    c_gam = np.asarray(cnn_meta["provenance"]["gammas"], float)
-    c_eta = float(cnn_meta["provenance"]["eta"])
-    c_tp = np.asarray(cnn_run.probe_step[0])
-    c_S = np.asarray(cnn_run.sharpness) - c_gam[:, None]
+    c_gam = np.asarray(cnn_run["gammas"], float)
+    c_eta = float(cnn_run["eta"])
+    c_tp = np.asarray(cnn_run["probe_step"])
+    c_S = np.asarray(cnn_run["sharpness"]) - c_gam[:, None]
     for i, g in enumerate(c_gam):
         c_edge = 2 / c_eta - g
         reach = np.nonzero(c_S[i] >= 0.98 * c_edge)[0]
@@ -628,16 +635,17 @@ if cnn_run is not None:
         c_aligned = None
         if g > 0:
             c_aligned = edge_model.aligned_before_stop(
-                cnn_run.extra.c_y[i], cnn_run.extra.alpha[i] / g, c_stop)
+                cnn_run["c_y"][i], cnn_run["alpha"][i] / g, c_stop)
         cnn_rows.append(dict(gamma=float(g), rate=env.rate if env else float("nan"),
                              stopped=c_stop is not None, aligned=c_aligned))
-    print(f"CNN run ({'this run' if P.cnn_steps else 'stored'}): "
-          f"{cnn_meta['provenance'].get('n_train')} images, η = {c_eta}")
+    print(f"CNN run ({'this run' if P.cnn_steps else 'stored paper-scale run'}): "
+          f"{int(cnn_run['n_train'])} images, η = {c_eta}")
     for r in cnn_rows:
         print(f"  γ = {r['gamma']:<5} envelope decay rate {r['rate']:+.2e}/step; "
               f"aligned before S stops: {r['aligned']}")
 else:
-    print(f"no CNN run here (cnn_steps = 0) and no stored one at {stored_cnn}.npz")
+    print("no CNN run here (cnn_steps = 0) and no stored paper-scale one: the CNN claims are "
+          "not tested")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "CNN (`cnn-relu`), full-batch GD at $\\eta = 0.01$: sharpness without and with weight decay (stored paper-scale GPU run, or this run). Dashed: $2/\\eta$.", "name": "fig-wd-cnn"}}
 fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -811,6 +819,18 @@ metrics = {
 # %%
 claims = grade_all(CLAIMS, metrics, scale=scale)
 display(claims_table(claims))
+
+# %% [markdown]
+# ### At paper scale
+#
+# The same claims in the stored `paper`-scale run of this chapter ({mod}`eoslib.book.store`), when
+# the store holds one for this MLP and $\eta$; without one each claim is `not tested` at paper
+# scale. {doc}`../book/rerun` says how such a run is made on a GPU and stored.
+
+# %% tags=["hide-input"]
+from eoslib.book.display import verdicts_by_scale
+
+display(verdicts_by_scale(claims, evidence))
 
 # %% [markdown]
 # ## Verdict

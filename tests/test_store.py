@@ -10,13 +10,36 @@ import pytest
 from eoslib.book import store
 from eoslib.book.results import Claim, make_record, write_record
 
+from eoslib.book.results import source_digest
+
 ROOT = Path(__file__).resolve().parents[1]
-CLEAN = "0123456789abcdef0123456789abcdef01234567"
 
 
-def _run_folder(tmp_path, git_hash=CLEAN, chapter="demo", extra_bytes=10, params=None):
-    src = tmp_path / f"src-{git_hash[:6]}-{extra_bytes}"
-    prov = {"eoslib_version": "0.2.0", "git_hash": git_hash, "jax_version": "0.10.2",
+def _git(repo, *args):
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture()
+def repo(tmp_path):
+    """A tiny checkout with one module and one chapter, committed: the code a stored run ran."""
+    root = tmp_path / "repo"
+    (root / "src" / "eoslib").mkdir(parents=True)
+    (root / "notebooks").mkdir()
+    (root / "src" / "eoslib" / "core.py").write_text("X = 1\n")
+    (root / "notebooks" / "demo.py").write_text("# %%\nprint(1)\n")
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "demo")
+    return root
+
+
+def _clean(repo):
+    return {"git_hash": _git(repo, "rev-parse", "HEAD"), "source_digest": source_digest(repo)}
+
+
+def _run_folder(tmp_path, prov_code, chapter="demo", extra_bytes=10, params=None):
+    src = tmp_path / f"src-{prov_code['git_hash'][:6]}-{extra_bytes}-{len(list(tmp_path.iterdir()))}"
+    prov = {"eoslib_version": "0.2.0", **prov_code, "jax_version": "0.10.2",
             "device": "gpu:NVIDIA H200", "wall_time_s": 12.5}
     record = make_record(chapter, "paper", params or {"eta": 0.02},
                          [Claim("c1", "a claim", "paper", "ours", "reproduced")], {"m": 1.0}, prov)
@@ -26,12 +49,13 @@ def _run_folder(tmp_path, git_hash=CLEAN, chapter="demo", extra_bytes=10, params
     return src
 
 
-def test_add_find_load_roundtrip(tmp_path):
+def test_add_find_load_roundtrip(tmp_path, repo):
     root = tmp_path / "store"
-    run = store.add("demo", _run_folder(tmp_path), root=root)
+    run = store.add("demo", _run_folder(tmp_path, _clean(repo)), root=root, repo=repo)
     assert sorted(f.name for f in run.files) == ["demo-trace.npz", "demo.json"]
     found = store.find("demo", "paper", {"eta": 0.02}, root=root)
-    assert found is not None and found.git_hash == CLEAN and found.device == "gpu:NVIDIA H200"
+    assert found is not None and found.git_hash == _clean(repo)["git_hash"]
+    assert found.device == "gpu:NVIDIA H200" and found.source_digest == source_digest(repo)
     assert found.record()["metrics"] == {"m": 1.0}
     assert found.path("demo-trace.npz").read_bytes() == b"x" * 10
     assert store.find("demo", "paper", {"eta": 0.04}, root=root) is None  # other parameters
@@ -40,15 +64,18 @@ def test_add_find_load_roundtrip(tmp_path):
     assert store.check(root) == []
 
 
-def test_dirty_or_unknown_runs_are_refused(tmp_path):
-    for bad in (CLEAN + "+dirty", "4d86bae393aab3c581224f64d21edaef34396bd0+eos-intro-wip", "unknown"):
+def test_dirty_or_unknown_runs_are_refused(tmp_path, repo):
+    clean = _clean(repo)
+    for bad in (clean["git_hash"] + "+dirty", "4d86bae393aab3c581224f64d21edaef34396bd0+eos-intro-wip",
+                "unknown"):
         with pytest.raises(store.StoreError, match="clean"):
-            store.add("demo", _run_folder(tmp_path, git_hash=bad), root=tmp_path / "store")
+            store.add("demo", _run_folder(tmp_path, {**clean, "git_hash": bad}),
+                      root=tmp_path / "store", repo=repo)
 
 
-def test_tampered_file_fails_the_check_and_the_load(tmp_path):
+def test_tampered_file_fails_the_check_and_the_load(tmp_path, repo):
     root = tmp_path / "store"
-    run = store.add("demo", _run_folder(tmp_path), root=root)
+    run = store.add("demo", _run_folder(tmp_path, _clean(repo)), root=root, repo=repo)
     (run.folder / "demo-trace.npz").write_bytes(b"y" * 10)
     assert any("sha256" in p for p in store.check(root))
     with pytest.raises(store.StoreError, match="sha256"):
@@ -57,16 +84,18 @@ def test_tampered_file_fails_the_check_and_the_load(tmp_path):
     assert any("not listed" in p for p in store.check(root))
 
 
-def test_size_limits(tmp_path, monkeypatch):
+def test_size_limits(tmp_path, monkeypatch, repo):
     monkeypatch.setattr(store, "MAX_FILE_BYTES", 100)
     with pytest.raises(store.StoreError, match="at most 100"):
-        store.add("demo", _run_folder(tmp_path, extra_bytes=101), root=tmp_path / "store")
+        store.add("demo", _run_folder(tmp_path, _clean(repo), extra_bytes=101),
+                  root=tmp_path / "store", repo=repo)
 
 
-def test_a_new_run_replaces_the_old_one(tmp_path):
+def test_a_new_run_replaces_the_old_one(tmp_path, repo):
     root = tmp_path / "store"
-    store.add("demo", _run_folder(tmp_path, params={"eta": 0.02}), root=root)
-    store.add("demo", _run_folder(tmp_path, params={"eta": 0.04}, extra_bytes=20), root=root)
+    store.add("demo", _run_folder(tmp_path, _clean(repo), params={"eta": 0.02}), root=root, repo=repo)
+    store.add("demo", _run_folder(tmp_path, _clean(repo), params={"eta": 0.04}, extra_bytes=20),
+              root=root, repo=repo)
     assert [r.parameters for r in store.runs(root)] == [{"eta": 0.04}]
     assert store.check(root) == []
 

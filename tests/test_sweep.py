@@ -41,6 +41,10 @@ def test_local_sweep_two_workers_keeps_failed_points(tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [p["point"] for p in summary["points"]] == [r["point"] for r in rows]
     assert "2 points, 2 ok, 0 failed" in sweep.summary_table(rows)
+    # two workers: the two points ran at the same time, in two processes of submitit's executor
+    (a, b) = rows
+    assert a["started"] < b["finished"] and b["started"] < a["finished"], rows
+    assert len(list((tmp_path / "submitit").glob("*_0_log.out"))) == 2
 
     failing = sweep.run_point("dln-rpe", "smoke", {"theta0": [0.0, 0.0]}, str(tmp_path))
     assert failing["status"] == "failed" and failing["error"], failing

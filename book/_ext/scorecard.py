@@ -13,7 +13,9 @@ that silently stopped writing its record fails the build.
     evidence and its run time; then per claim a compact row (verdict badge, id, claim) that opens on
     a click (HTML ``<details>``) to the paper's number and ours, the rule, control, note and
     evidence. ``:part:`` shows one piece: ``summary`` (the one-line totals with a link to the
-    scorecard, for the intro page), ``overview`` (totals and the per-chapter lines) or ``claims``.
+    scorecard, for the intro page), ``overview`` (totals and the per-chapter lines), ``claims`` or
+    ``scales`` (:func:`scales_html`: per chapter and claim the verdict of this build's run beside
+    the stored paper-scale run's, and which changed; a line for each chapter with none stored).
 ``{chapter-status}``
     One row per chapter: how long its notebook ran, when, at which scale, whether it ran in this
     build or came from the execution cache, and links to download it as ``.ipynb`` (the executed
@@ -21,7 +23,9 @@ that silently stopped writing its record fails the build.
     are copied into ``<html>/downloads/`` when the build finishes.
 
 Every badge carries its verdict as text (and a symbol), never colour alone. Records are read from
-``$EOSLIB_RECORDS``, else ``<book>/_build/records``. The HTML is produced by plain functions of the
+``$EOSLIB_RECORDS``, else ``<book>/_build/records``; stored paper-scale records from the results
+store ``<book>/book/results`` (:mod:`eoslib.book.store`, each file's sha256 checked: a store that
+fails its check is a warning, an error under ``-W``). The HTML is produced by plain functions of the
 records (:func:`dashboard_html`, :func:`summary_html`, :func:`status_html`), tested without Sphinx.
 """
 
@@ -41,6 +45,7 @@ from docutils.parsers.rst import directives
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
+from eoslib.book import store
 from eoslib.book.results import CHECK_OUTCOMES, VERDICTS, claim_from_dict, read_records, tally
 
 logger = logging.getLogger(__name__)
@@ -212,6 +217,69 @@ def dashboard_html(chapters: Sequence[Chapter], records_from: str = "") -> str:
     return overview_html(chapters) + claims_html(chapters, records_from)
 
 
+def scales_html(chapters: Sequence[Chapter], paper: Mapping[str, Mapping[str, Any]]) -> str:
+    """Verdicts that change with scale: per chapter, per paper claim, its verdict in this build's
+    run (``book`` scale in the rendered book) beside its verdict in the stored paper-scale run
+    (``paper[chapter name]``, a record), and whether it changed. A chapter with no stored
+    paper-scale run gets one line saying so (its claims are ``not tested`` at paper scale); a
+    chapter whose own run is at paper scale has nothing to compare."""
+    with_paper = [c for c in chapters if c.name in paper and c.record["scale"] != "paper"]
+    rows_by_chapter = {c.name: store.verdicts_by_scale(c.record["claims"], paper[c.name])
+                       for c in with_paper}
+    changed = sum(bool(r.changed) for rows in rows_by_chapter.values() for r in rows)
+    compared = sum(len(rows) for rows in rows_by_chapter.values())
+    out = ['<div class="eoslib-scorecard eoslib-scales">',
+           f'<p class="eoslib-summary"><strong>{_plural(len(with_paper), "chapter")} of '
+           f'{len(chapters)}</strong> with a stored paper-scale run: '
+           f'{_plural(changed, "paper claim")} of {compared} compared changed verdict between '
+           "this build's run and the paper-scale run.</p>"]
+    for chapter in chapters:
+        title = f'<a href="{_e(chapter.href)}">{_e(chapter.title)}</a>'
+        if chapter.record["scale"] == "paper":
+            out.append(f'<p class="eoslib-meta">{title}: this build ran it at paper scale; its '
+                       "verdicts above are the paper-scale verdicts.</p>")
+            continue
+        if chapter.name not in paper:
+            out.append(f'<p class="eoslib-meta">{title}: no paper-scale run stored; its paper '
+                       f'claims are {badge("not tested")} at paper scale.</p>')
+            continue
+        prov = paper[chapter.name].get("provenance", {})
+        out.append(f'<p class="eoslib-chapter-title">{title} <span class="eoslib-meta">'
+                   f'{_e(chapter.record["scale"])} run of this build vs the stored paper-scale run '
+                   f'({_e(prov.get("device", "?"))}, {_e(run_time(paper[chapter.name]))}, '
+                   f'commit {_e(str(prov.get("git_hash", "?"))[:10])})</span></p>')
+        out.append(f'<table class="eoslib-overview"><thead><tr><th>claim</th>'
+                   f'<th>{_e(chapter.record["scale"])} run</th><th>paper-scale run</th>'
+                   "<th>changed</th></tr></thead><tbody>")
+        for row in rows_by_chapter[chapter.name]:
+            mark = "<strong>changed</strong>" if row.changed else "same"
+            out.append(f'<tr><td><code>{_e(row.id)}</code> {_e(row.claim)}</td>'
+                       f"<td>{badge(row.here)}</td><td>{badge(row.paper)}</td><td>{mark}</td></tr>")
+        out.append("</tbody></table>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def stored_paper_records(root: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The paper-scale records in the results store at ``root``, by chapter (each file's sha256
+    checked against the manifest), and the problems found (:func:`eoslib.book.store.check`, and any
+    record that could not be read)."""
+    problems = store.check(root)
+    records: dict[str, dict[str, Any]] = {}
+    try:
+        stored = store.runs(root)
+    except (store.StoreError, KeyError, TypeError, ValueError) as err:
+        return records, problems or [str(err)]
+    for run in stored:
+        if run.scale != "paper":
+            continue
+        try:
+            records[run.chapter] = run.record()
+        except (store.StoreError, ValueError) as err:
+            problems.append(f"{run.chapter}: {err}")
+    return records, problems
+
+
 @dataclass(frozen=True)
 class Execution:
     """How a chapter's notebook was executed in the build (from myst-nb's execution data)."""
@@ -267,7 +335,7 @@ def _register(env, docname: str) -> None:
     env.eoslib_scorecard_docs = docs
 
 
-PARTS = ("all", "summary", "overview", "claims")
+PARTS = ("all", "summary", "overview", "claims", "scales")
 
 
 def _part(argument: str | None) -> str:
@@ -295,6 +363,11 @@ class StatusDirective(SphinxDirective):
 
 def records_folder(app) -> Path:
     return Path(os.environ.get("EOSLIB_RECORDS") or Path(app.srcdir) / "_build" / "records")
+
+
+def store_folder(app) -> Path:
+    """The results store of the book being built: ``$EOSLIB_STORE``, else ``<book>/book/results``."""
+    return Path(os.environ.get("EOSLIB_STORE") or Path(app.srcdir) / "book" / "results")
 
 
 def chapter_docs(env) -> list[str]:
@@ -363,6 +436,11 @@ def fill_placeholders(app, doctree, docname):
             text = overview_html(chapters)
         elif part == "claims":
             text = claims_html(chapters, records_folder(app).name + "/")
+        elif part == "scales":
+            paper, problems = stored_paper_records(store_folder(app))
+            for problem in problems:
+                logger.warning(f"scorecard: results store: {problem}", location=docname)
+            text = scales_html(chapters, paper)
         else:
             text = dashboard_html(chapters, records_folder(app).name + "/")
         node.replace_self(nodes.raw("", text, format="html"))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from eoslib.book import scales as scale_settings
+from eoslib.book import script
 from eoslib.book.results import SCALES, find_repo_root
 
 #: Parameters every chapter has that are not experiment settings.
@@ -67,8 +68,10 @@ def notebooks_dir() -> Path:
 
 
 def _read_notebook(path: Path):
-    import jupytext
-
+    try:
+        import jupytext
+    except ImportError:  # a machine without the Jupyter stack (a GPU machine): the plain reader
+        return script.read_percent(path)
     return jupytext.read(path, fmt="py:percent")
 
 
@@ -182,15 +185,23 @@ def execute(
     parameters: Mapping[str, Any],
     prepare_only: bool = False,
     progress_bar: bool = True,
+    kernel: bool = True,
 ) -> Path:
     """Run (or with ``prepare_only`` just parameterise) ``chapter`` through papermill.
 
     Writes ``out_dir/<name>.ipynb``; the chapter itself writes ``out_dir/<name>.json``.
-    Returns the notebook's path.
+    Returns the notebook's path. With ``kernel=False`` the chapter runs as a plain Python program
+    (:func:`eoslib.book.script.execute`: no Jupyter needed, no notebook written) and the record's
+    path is returned instead.
     """
+    check_parameters(chapter, scale, parameters)
+    if not kernel:
+        if prepare_only:
+            raise ValueError("prepare_only=True needs kernel=True (papermill writes the notebook)")
+        script.execute(chapter.path, out_dir, scale=scale, parameters=parameters)
+        return Path(out_dir).resolve() / f"{chapter.name}.json"
     import papermill
 
-    check_parameters(chapter, scale, parameters)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{chapter.name}.ipynb"

@@ -2,9 +2,11 @@
 
     python -m eoslib list
     python -m eoslib run dln-rpe --scale smoke -p theta0 "[-0.2, 5.0]" --out /tmp/x
+    python -m eoslib run eos-intro --scale paper --no-kernel --out DIR   # no Jupyter (a GPU machine)
     python -m eoslib prepare --scale smoke --out _build/nbval
     python -m eoslib sweep dln-rpe --scale smoke -p steps "[40, 60]" --workers 2 --out /tmp/sweep
     python -m eoslib store eos-intro          # run at paper scale (a GPU) and store the results
+    python -m eoslib store eos-intro --source DIR   # store a run brought back from a GPU machine
     python -m eoslib store --check            # verify book/results/manifest.json
 """
 
@@ -71,6 +73,14 @@ def _cmd_run(args) -> int:
     chapters.check_parameters(chapter, args.scale, params)  # before papermill starts
     print(f"Running {chapter.name} at scale={args.scale} with {params or 'the scale defaults'}",
           file=sys.stderr)
+    if args.no_kernel:
+        try:
+            notebook = chapters.execute(chapter, out, scale=args.scale, parameters=params,
+                                        kernel=False)
+        except RuntimeError as err:
+            print(f"error: {err}\n(what it wrote is in {out})", file=sys.stderr)
+            return 1
+        return _report(chapter, out, "(none: --no-kernel)")
     import papermill
 
     try:
@@ -80,6 +90,10 @@ def _cmd_run(args) -> int:
               f"{err.ename}: {err.evalue}\n(the partly executed notebook is in {out})",
               file=sys.stderr)
         return 1
+    return _report(chapter, out, notebook)
+
+
+def _report(chapter, out: Path, notebook) -> int:
     record_path = Path(out) / f"{chapter.name}.json"
     if not record_path.is_file():
         print(f"error: {chapter.name} ran but wrote no record at {record_path}", file=sys.stderr)
@@ -136,7 +150,8 @@ def _cmd_store(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(args.source) if args.source else Path(tmp)
         if not args.source:
-            chapters.execute(chapter, source, scale=args.scale, parameters=params)
+            chapters.execute(chapter, source, scale=args.scale, parameters=params,
+                             kernel=not args.no_kernel)
         run = store.add(chapter.name, source)
     print(run.describe())
     return 0
@@ -157,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar=("NAME", "VALUE"), help="set a parameter (Python/JSON literal)")
     run.add_argument("--out", help="folder for CHAPTER.ipynb and CHAPTER.json "
                                    "(default _build/runs/CHAPTER)")
+    run.add_argument("--no-kernel", action="store_true",
+                     help="run the chapter as a plain Python program (no Jupyter, papermill or "
+                          "jupytext needed; no .ipynb written): what a GPU machine runs")
 
     prep = sub.add_parser("prepare", help="parameterise chapters without running them (for nbval)")
     prep.add_argument("chapters", nargs="*", help="chapter names (default: all)")
@@ -180,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     sto.add_argument("--check", action="store_true", help="verify the store's manifest and checksums")
     sto.add_argument("--scale", default="paper", choices=SCALES)
     sto.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
-    sto.add_argument("--source", help="store this already executed --out folder instead of running")
+    sto.add_argument("--source", help="store this already executed --out folder instead of running "
+                                      "(e.g. a paper-scale run brought back from a GPU machine)")
+    sto.add_argument("--no-kernel", action="store_true",
+                     help="run the chapter as a plain Python program (see run --no-kernel)")
     return parser
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from eoslib.book.results import Claim
+from eoslib.book.script import Markdown as PlainMarkdown
+from eoslib.book.store import verdicts_by_scale_markdown
 from eoslib.book.verdicts import ClaimSpec, verdict_markdown
 
 
@@ -35,12 +37,27 @@ def claims_table_markdown(claims: Sequence[Claim]) -> str:
     return "\n".join(lines)
 
 
+def _markdown(text: str):
+    """A Markdown display object: IPython's, else :class:`eoslib.book.script.Markdown` (a chapter
+    run as a plain program on a machine without IPython)."""
+    try:
+        from IPython.display import Markdown
+    except ImportError:
+        Markdown = PlainMarkdown
+    return Markdown(text)
+
+
 def claims_table(claims: Sequence[Claim]):
     """The paper-vs-ours table of a chapter as a Markdown display object (see
     :func:`claims_table_markdown`)."""
-    from IPython.display import Markdown
+    return _markdown(claims_table_markdown(claims))
 
-    return Markdown(claims_table_markdown(claims))
+
+def verdicts_by_scale(claims: Sequence[Claim], evidence):
+    """Per paper claim its verdict in this run beside the stored paper-scale run's
+    (:func:`eoslib.book.store.verdicts_by_scale_markdown`; ``evidence`` from
+    :func:`eoslib.book.store.paper_evidence`), as a Markdown display object."""
+    return _markdown(verdicts_by_scale_markdown(claims, evidence))
 
 
 def declared_claims_markdown(specs: Sequence[ClaimSpec]) -> str:
@@ -57,18 +74,14 @@ def declared_claims_markdown(specs: Sequence[ClaimSpec]) -> str:
 
 def declared_claims(specs: Sequence[ClaimSpec]):
     """:func:`declared_claims_markdown` as a Markdown display object (for the cell before Run)."""
-    from IPython.display import Markdown
-
-    return Markdown(declared_claims_markdown(specs))
+    return _markdown(declared_claims_markdown(specs))
 
 
 def verdict_section(claims: Sequence[Claim], *, scale: str):
     """The chapter's Verdict section, generated from its graded claims
     (:func:`eoslib.book.verdicts.verdict_markdown`), as a Markdown display object; show it in a
     ``remove-input`` cell."""
-    from IPython.display import Markdown
-
-    return Markdown(verdict_markdown(claims, scale=scale))
+    return _markdown(verdict_markdown(claims, scale=scale))
 
 
 def use_book_style() -> None:

@@ -24,6 +24,7 @@ stored as ``null`` (JSON has no NaN) and read back as ``nan``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -164,8 +165,49 @@ def git_hash(start: Path | None = None) -> str:
     return head + ("+dirty" if dirty else "")
 
 
+#: The folders whose .py files make up the code that ran, as source_digest reads them.
+SOURCE_DIGEST_PATHS = ("src/eoslib", "notebooks")
+
+
+def digest_of_blobs(blobs: Mapping[str, str]) -> str:
+    """The sha256 of ``{path: git blob id}``, one ``"<path> <blob>"`` line per file in path order."""
+    text = "".join(f"{path} {blob}\n" for path, blob in sorted(blobs.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives a file with contents ``data`` (sha1 of ``b"blob <size>\\0" + data``)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def source_digest(root: Path | None = None) -> str | None:
+    """A digest of the code in the checkout ``root``, as it is on disk now: the git blob id of every
+    ``.py`` file under :data:`SOURCE_DIGEST_PATHS`, tracked or not, through :func:`digest_of_blobs`.
+
+    Needs no git, so a copy of the tree without ``.git`` (a GPU machine) gives the digest of the
+    commit it was copied from only when nothing in it was changed or added;
+    :func:`eoslib.book.store.commit_digest` computes the same from a commit. ``root`` defaults to
+    the checkout this eoslib was imported from (``src/eoslib``'s grandparent); ``None`` when eoslib
+    is not imported from a checkout (an installed wheel).
+    """
+    if root is None:
+        package = Path(__file__).resolve().parents[1]
+        if package.parent.name != "src":
+            return None
+        root = package.parents[1]
+    root = Path(root)
+    blobs = {}
+    for folder in SOURCE_DIGEST_PATHS:
+        for path in sorted((root / folder).rglob("*.py")):
+            if "__pycache__" in path.parts or ".ipynb_checkpoints" in path.parts:
+                continue
+            blobs[path.relative_to(root).as_posix()] = git_blob_id(path.read_bytes())
+    return digest_of_blobs(blobs)
+
+
 def provenance(start_time: float | None = None, **extra: Any) -> dict[str, Any]:
-    """Where and how a result was computed: versions, git hash, device, wall time.
+    """Where and how a result was computed: versions, git hash, the digest of the code that ran
+    (:func:`source_digest`), device, wall time.
 
     Args:
       start_time: ``time.time()`` when the computation began; gives ``wall_time_s``.
@@ -177,6 +219,7 @@ def provenance(start_time: float | None = None, **extra: Any) -> dict[str, Any]:
     info = {
         "eoslib_version": __version__,
         "git_hash": git_hash(),
+        "source_digest": source_digest(),
         "jax_version": jax.__version__,
         "device": f"{device.platform}:{getattr(device, 'device_kind', '')}".rstrip(":"),
         "x64": bool(jax.config.read("jax_enable_x64")),

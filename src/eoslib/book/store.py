@@ -7,10 +7,23 @@ a run of it; otherwise its paper-scale claims are ``not tested``. Layout::
     book/results/<chapter>-<scale>/<chapter>.json  # the run's results record
     book/results/<chapter>-<scale>/<chapter>-*     # downsampled traces it wrote (.npz / .json)
 
-A manifest entry holds the chapter, scale, parameters, eoslib version, **clean** git hash, JAX
-version, device, wall time, and per file its size and sha256. The store refuses a run whose git hash
-is dirty or unknown (its code could not be recovered), files over :data:`MAX_FILE_BYTES` and a store
-over :data:`MAX_TOTAL_BYTES`. Loading a file checks its sha256 against the manifest.
+A manifest entry holds the chapter, scale, parameters, eoslib version, **clean** git hash, the
+source digest, JAX version, device, wall time, and per file its size and sha256. The store refuses a
+run whose git hash is dirty or unknown (its code could not be recovered), files over
+:data:`MAX_FILE_BYTES` and a store over :data:`MAX_TOTAL_BYTES`. Loading a file checks its sha256
+against the manifest.
+
+**The code that ran.** A record's provenance carries ``source_digest``
+(:func:`eoslib.book.results.source_digest`): a digest of the git blob ids of every ``.py`` file under
+``src/eoslib/`` and ``notebooks/`` *as they were on disk when the chapter ran*. A run on a machine
+without ``.git`` (a GPU machine that received a copy of the tree) names its commit in
+``$EOSLIB_GIT_HASH``; :func:`add` accepts the run only if that commit exists in this repository and
+its tree gives the same digest (:func:`commit_digest`). A copy with an uncommitted change, an
+untracked module or a notebook edited after the commit therefore cannot be stored under that commit.
+
+A chapter asks for its paper-scale evidence with :func:`paper_evidence` (one visible line, the
+stored run when one matches, checked loads of its files) and shows :func:`verdicts_by_scale_markdown`:
+per claim its verdict here beside the stored paper-scale verdict, ``not tested`` when none is stored.
 
 ``python -m eoslib store CHAPTER`` runs a chapter at ``paper`` scale and stores it;
 ``python -m eoslib store --check`` verifies the manifest (``make test`` does too).
@@ -22,19 +35,21 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
-from eoslib.book.results import find_repo_root, read_record
+from eoslib.book.results import (SOURCE_DIGEST_PATHS, claim_from_dict, digest_of_blobs,
+                                 find_repo_root, read_record, records_dir)
 
 #: The largest file the store accepts, in bytes (traces are downsampled before they are stored).
 MAX_FILE_BYTES = 1_000_000
 #: The largest store, in bytes, every file together.
 MAX_TOTAL_BYTES = 20_000_000
 MANIFEST = "manifest.json"
-_ENTRY_KEYS = ("chapter", "scale", "parameters", "eoslib_version", "git_hash", "jax_version",
-               "device", "wall_time_s", "stored_utc", "files")
+_ENTRY_KEYS = ("chapter", "scale", "parameters", "eoslib_version", "git_hash", "source_digest",
+               "jax_version", "device", "wall_time_s", "stored_utc", "files")
 
 
 class StoreError(ValueError):
@@ -58,6 +73,8 @@ class StoredRun(NamedTuple):
       parameters: the chapter's resolved settings, as its record states them.
       eoslib_version: eoslib's version when it ran.
       git_hash: the clean commit it ran from.
+      source_digest: the digest of the code that ran, equal to the commit's own
+        (:func:`commit_digest`, checked when the run was stored).
       jax_version: JAX's version when it ran.
       device: the device it ran on (e.g. ``gpu:NVIDIA H200``).
       wall_time_s: the chapter's own wall time.
@@ -71,6 +88,7 @@ class StoredRun(NamedTuple):
     parameters: dict
     eoslib_version: str
     git_hash: str
+    source_digest: str
     jax_version: str
     device: str
     wall_time_s: float | None
@@ -165,6 +183,64 @@ def is_clean(git_hash: str) -> bool:
     return len(git_hash) == 40 and all(c in "0123456789abcdef" for c in git_hash)
 
 
+def _default_repo() -> Path:
+    """The checkout the store belongs to: the book found from the working directory, else the one
+    this eoslib was imported from."""
+    return find_repo_root() or Path(__file__).resolve().parents[3]
+
+
+def commit_digest(commit: str, repo: str | os.PathLike | None = None) -> str:
+    """The source digest of ``commit`` of the git repository ``repo`` (default: this checkout):
+    :func:`eoslib.book.results.digest_of_blobs` of the blob ids ``git ls-tree`` lists for the
+    ``.py`` files under :data:`eoslib.book.results.SOURCE_DIGEST_PATHS`.
+
+    Raises:
+      StoreError: ``commit`` is not a commit of ``repo`` (or ``repo`` is not a git repository).
+    """
+    repo = Path(repo) if repo is not None else _default_repo()
+    try:
+        listing = subprocess.run(
+            ["git", "ls-tree", "-r", "--full-tree", f"{commit}^{{commit}}", "--", *SOURCE_DIGEST_PATHS],
+            cwd=repo, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = getattr(err, "stderr", "") or str(err)
+        raise StoreError(f"commit {commit!r} is not in the git repository at {repo} "
+                         f"({detail.strip()}); push or fetch it before storing the run") from None
+    blobs = {}
+    for line in listing.splitlines():
+        meta, path = line.split("\t", 1)
+        mode, kind, blob = meta.split()
+        if kind == "blob" and path.endswith(".py"):
+            blobs[path] = blob
+    return digest_of_blobs(blobs)
+
+
+def verify_source(provenance: Mapping[str, Any], repo: str | os.PathLike | None = None) -> None:
+    """Check that a record's code is a clean commit of ``repo``: its ``git_hash`` is a full commit
+    hash with no ``+dirty`` suffix, and its ``source_digest`` (the code as it was on disk when the
+    chapter ran) equals that commit's own (:func:`commit_digest`).
+
+    Raises:
+      StoreError: the hash is dirty or unknown, the digest is missing, the commit is not in
+        ``repo``, or the code that ran differs from the commit.
+    """
+    git_hash = str(provenance.get("git_hash"))
+    if not is_clean(git_hash):
+        raise StoreError(f"refusing a run from git_hash={git_hash!r}: only runs from a clean "
+                         "commit can be stored (commit, then rerun; on a machine without .git set "
+                         "EOSLIB_GIT_HASH to the commit the tree was copied from)")
+    digest = provenance.get("source_digest")
+    if not digest:
+        raise StoreError(f"refusing a run without provenance.source_digest (git_hash {git_hash}): "
+                         "the code that ran cannot be compared with its commit (rerun with this eoslib)")
+    expected = commit_digest(git_hash, repo)
+    if digest != expected:
+        raise StoreError(f"refusing a run whose code differs from commit {git_hash[:10]}: its "
+                         f"source_digest {digest[:12]}… is not the commit's {expected[:12]}… (the tree "
+                         "that ran had uncommitted or untracked changes under "
+                         f"{', '.join(SOURCE_DIGEST_PATHS)}; commit them, then rerun)")
+
+
 def find(chapter: str, scale: str = "paper", parameters: Mapping[str, Any] | None = None,
          root: str | os.PathLike | None = None) -> StoredRun | None:
     """The stored run of ``chapter`` at ``scale`` whose parameters include every item of
@@ -184,26 +260,30 @@ def describe(chapter: str, stored: StoredRun | None, scale: str = "paper") -> st
 
 
 def add(chapter: str, source: str | os.PathLike, *, root: str | os.PathLike | None = None,
-        allow_dirty: bool = False) -> StoredRun:
+        repo: str | os.PathLike | None = None, allow_dirty: bool = False) -> StoredRun:
     """Store the run in folder ``source`` (as ``python -m eoslib run CHAPTER --out source`` wrote it).
 
     Takes the record ``source/<chapter>.json`` and every other ``.json`` / ``.npz`` file of ``source``
     whose name starts with the chapter's name (never the executed notebook). The store keeps one run
-    per chapter and scale: an earlier one is replaced.
+    per chapter and scale: an earlier one is replaced. ``source`` may come from another machine
+    (a GPU run brought back): what is checked is the record's provenance, against ``repo`` (default:
+    this checkout) with :func:`verify_source`.
 
     Raises:
-      StoreError: the record's git hash is dirty or unknown (unless ``allow_dirty``, for tests), a
-        file is larger than :data:`MAX_FILE_BYTES`, or the store would exceed :data:`MAX_TOTAL_BYTES`.
+      StoreError: the record's code is not a clean commit of ``repo`` (:func:`verify_source`;
+        skipped with ``allow_dirty``, for tests), the record is not of ``chapter``, a file is larger
+        than :data:`MAX_FILE_BYTES`, or the store would exceed :data:`MAX_TOTAL_BYTES`.
     """
     source = Path(source)
     record_path = source / f"{chapter}.json"
     if not record_path.is_file():
         raise StoreError(f"no record at {record_path}: run the chapter with --out {source} first")
     record = read_record(record_path)
+    if record["chapter"] != chapter:
+        raise StoreError(f"{record_path} is a record of {record['chapter']!r}, not of {chapter!r}")
     prov = record["provenance"]
-    if not (allow_dirty or is_clean(str(prov["git_hash"]))):
-        raise StoreError(f"refusing a run from git_hash={prov['git_hash']!r}: only runs from a clean "
-                         "commit can be stored (commit, then rerun)")
+    if not allow_dirty:
+        verify_source(prov, repo)
     names = sorted(p.name for p in source.iterdir()
                    if p.is_file() and p.name.startswith(chapter) and p.suffix in (".json", ".npz"))
     for name in names:
@@ -228,6 +308,7 @@ def add(chapter: str, source: str | os.PathLike, *, root: str | os.PathLike | No
         files.append({"name": name, "bytes": (target / name).stat().st_size, "sha256": sha256(target / name)})
     entry = {"chapter": chapter, "scale": record["scale"], "parameters": record["parameters"],
              "eoslib_version": prov["eoslib_version"], "git_hash": prov["git_hash"],
+             "source_digest": prov.get("source_digest") or "",
              "jax_version": prov["jax_version"], "device": prov["device"],
              "wall_time_s": prov.get("wall_time_s"),
              "stored_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files}
@@ -251,6 +332,15 @@ def check(root: str | os.PathLike | None = None, *, allow_dirty: bool = False) -
     for run in stored:
         if not (allow_dirty or is_clean(run.git_hash)):
             problems.append(f"{run.chapter}: git_hash {run.git_hash!r} is not a clean commit")
+        if not (allow_dirty or run.source_digest):
+            problems.append(f"{run.chapter}: no source_digest (the code that ran is unverified)")
+        if not allow_dirty and run.source_digest and is_clean(run.git_hash):
+            try:  # a clone without the commit (a shallow CI checkout) cannot compare: skipped
+                expected = commit_digest(run.git_hash)
+            except StoreError:
+                expected = run.source_digest
+            if expected != run.source_digest:
+                problems.append(f"{run.chapter}: source_digest differs from commit {run.git_hash[:10]}'s")
         for f in run.files:
             path = run.folder / f.name
             listed.add(str(path.relative_to(folder)))
@@ -268,3 +358,175 @@ def check(root: str | os.PathLike | None = None, *, allow_dirty: bool = False) -
     if total > MAX_TOTAL_BYTES:
         problems.append(f"the store holds {total} bytes, over the {MAX_TOTAL_BYTES}-byte limit")
     return problems
+
+
+# --- what a chapter shows: its paper-scale evidence ----------------------------------------------
+
+def trace_path(results_dir: str | os.PathLike | None, name: str) -> Path:
+    """Where a chapter's trace ``name`` goes: beside its record (``results_dir``, else
+    :func:`eoslib.book.results.records_dir`), where :func:`add` picks it up."""
+    return records_dir(results_dir) / name
+
+
+def save_trace(results_dir: str | os.PathLike | None, name: str, **arrays: Any) -> Path:
+    """Write the arrays to ``<results_dir>/<name>`` (compressed ``.npz``) for the store to keep.
+
+    ``name`` must start with the chapter's name and end in ``.npz`` (what :func:`add` takes). A file
+    over :data:`MAX_FILE_BYTES` is still written (a long run is never lost) and a line says so:
+    downsample the traces, or :func:`add` refuses it.
+
+    Raises:
+      ValueError: ``name`` does not end in ``.npz``.
+    """
+    if not name.endswith(".npz"):
+        raise ValueError(f"name={name!r}: a trace is a .npz file named <chapter>-<what>.npz")
+    import numpy as np
+
+    path = trace_path(results_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
+    size = path.stat().st_size
+    print(f"trace written to {path} ({size} bytes)"
+          + (f"; over the store's {MAX_FILE_BYTES}-byte limit: downsample it" if size > MAX_FILE_BYTES
+             else ""))
+    return path
+
+
+class PaperEvidence(NamedTuple):
+    """A chapter's paper-scale evidence, as :func:`paper_evidence` found it.
+
+    Attributes:
+      chapter: the chapter's name.
+      scale: the scale of the chapter's own run.
+      stored: the stored paper-scale run matching the chapter's parameters, ``None`` if there is
+        none (or when this run is itself the paper-scale run).
+      line: the visible line the chapter prints: where its paper-scale evidence comes from.
+      own: whether this run is itself the paper-scale evidence.
+    """
+
+    chapter: str
+    scale: str
+    stored: StoredRun | None
+    line: str
+    own: bool = False
+
+    @property
+    def available(self) -> bool:
+        """Whether paper-scale evidence exists here (this run is it, or one is stored)."""
+        return self.own or self.stored is not None
+
+    def record(self) -> dict[str, Any] | None:
+        """The stored run's record (sha256 checked), ``None`` without a stored run."""
+        return self.stored.record() if self.stored is not None else None
+
+    def path(self, name: str) -> Path | None:
+        """The stored file ``name`` (sha256 checked), ``None`` without a stored run.
+
+        Raises:
+          StoreError: the stored run has no such file, or its checksum differs from the manifest.
+        """
+        return self.stored.path(name) if self.stored is not None else None
+
+
+def paper_evidence(chapter: str, scale: str, match: Mapping[str, Any] | None = None, *,
+                   own: bool | None = None, root: str | os.PathLike | None = None) -> PaperEvidence:
+    """Where ``chapter``'s paper-scale evidence comes from, with the line to print.
+
+    At ``scale="paper"`` the run itself is that evidence (its record and the traces it writes are
+    what ``python -m eoslib store`` keeps), unless ``own=False`` (a paper-scale run of another
+    setting than the one the claims need). Otherwise the stored paper-scale run whose parameters
+    include every item of ``match`` (:func:`find`; typically the chapter's paper-scale defaults, or
+    the settings that define the experiment), or none: then the claims that need it are
+    ``not tested``. A store that cannot be read counts as none, and the line says why.
+
+    Args:
+      chapter: the chapter's name.
+      scale: the scale of the chapter's own run (``smoke``, ``book`` or ``paper``).
+      match: parameters the stored run must have (JSON-comparable values).
+      own: whether this run is itself the paper-scale evidence (default: ``scale == "paper"``).
+      root: the store's folder (default :func:`store_dir`).
+    """
+    if (scale == "paper") if own is None else own:
+        return PaperEvidence(chapter, scale, None,
+                             f"This is a paper-scale run of {chapter}: it is its own paper-scale "
+                             f"evidence (keep it with `python -m eoslib store {chapter} --source DIR`).",
+                             own=True)
+    try:
+        stored = find(chapter, "paper", match, root=root)
+    except (StoreError, OSError, KeyError, TypeError, ValueError) as err:
+        return PaperEvidence(chapter, scale, None,
+                             f"The results store could not be read ({err}); " + describe(chapter, None))
+    line = describe(chapter, stored)
+    if stored is not None and match:
+        line += f" It matches {_settings_text(match)}."
+    elif stored is None and match:
+        line = (f"No stored paper-scale run of {chapter} with {_settings_text(match)}: the claims "
+                "whose evidence is a paper-scale run are not tested here "
+                f"(store one with `python -m eoslib store {chapter}`).")
+    return PaperEvidence(chapter, scale, stored, line)
+
+
+def _settings_text(match: Mapping[str, Any], most: int = 4) -> str:
+    items = [f"{k} = {json.dumps(v)}" for k, v in match.items()]
+    if len(items) > most:
+        rest = len(items) - most
+        return ", ".join(items[:most]) + f" and {rest} more setting{'s' if rest > 1 else ''}"
+    return ", ".join(items)
+
+
+class ScaleRow(NamedTuple):
+    """One paper claim's verdict at the chapter's own scale and in the stored paper-scale run.
+
+    Attributes:
+      id: the claim's id.
+      claim: the claim's text.
+      here: its verdict in the chapter's own run (``scale`` of that record).
+      paper: its verdict in the stored paper-scale run; ``not tested`` without one, or when the
+        stored record lacks the claim.
+      changed: whether the two verdicts differ; ``None`` when no paper-scale run was compared.
+    """
+
+    id: str
+    claim: str
+    here: str
+    paper: str
+    changed: bool | None
+
+
+def verdicts_by_scale(claims: Any, paper_record: Mapping[str, Any] | None) -> list[ScaleRow]:
+    """Per paper claim of ``claims`` (a record's claim dicts or :class:`~eoslib.book.results.Claim`
+    objects; consistency checks are left out), its verdict here and in ``paper_record``.
+
+    A claim the paper-scale record does not have is ``not tested`` there and counts as a change
+    only when its verdict here is not ``not tested`` too.
+    """
+    paper = {}
+    if paper_record is not None:
+        paper = {c["id"]: claim_from_dict(c).verdict for c in paper_record["claims"]}
+    rows = []
+    for entry in claims:
+        c = entry if not isinstance(entry, Mapping) else claim_from_dict(entry)
+        if c.kind != "claim":
+            continue
+        there = paper.get(c.id, "not tested")
+        rows.append(ScaleRow(c.id, c.claim, c.verdict, there,
+                             None if paper_record is None else there != c.verdict))
+    return rows
+
+
+def verdicts_by_scale_markdown(claims: Any, evidence: PaperEvidence) -> str:
+    """The table a chapter shows under its claims: per paper claim its verdict in this run and in
+    the stored paper-scale run (``not tested`` there when none is stored), and whether it changed.
+    Nothing to compare when this run is itself the paper-scale evidence (one line says so)."""
+    if evidence.own:
+        return "This run is at paper scale: its verdicts above are the paper-scale verdicts."
+    record = evidence.record()
+    rows = verdicts_by_scale(claims, record)
+    head = [f"| claim | {evidence.scale} run (this page) | stored paper-scale run | changed |",
+            "|---|---|---|---|"]
+    body = [f"| {r.id} | {r.here} | {r.paper} | "
+            f"{'—' if r.changed is None else ('**yes**' if r.changed else 'no')} |" for r in rows]
+    note = ("" if record is not None else
+            "\n\nNo paper-scale run of this chapter is stored, so every claim is not tested at "
+            "paper scale.")
+    return "\n".join(head + body) + note

@@ -15,7 +15,7 @@ Executors (submitit's; no scheduler of our own):
   run side by side, each executing its points one after another.
 - ``slurm``: submitit's ``SlurmExecutor``, one array task per point and at most ``workers`` running
   at once (``slurm_array_parallelism``); pass scheduler settings with ``--slurm KEY=VALUE`` (e.g.
-  ``--slurm partition=gpu --slurm gpus_per_node=1 --slurm cpus_per_task=8 --slurm timeout_min=60``,
+  ``--slurm partition=gpu --slurm gpus_per_node=1 --slurm cpus_per_task=8 --slurm time=60``,
   submitit's own parameter names without the ``slurm_`` prefix).
 
 Several points on one GPU: JAX preallocates 75% of GPU memory per process; set
@@ -68,6 +68,7 @@ def run_point(chapter: str, scale: str, parameters: Mapping[str, Any], out: str)
         {"chapter": chapter, "scale": scale, "parameters": dict(parameters)}, indent=2, default=str))
     row: dict[str, Any] = {"point": folder.name, "parameters": dict(parameters), "folder": str(folder)}
     start = time.time()
+    row["started"] = start  # POSIX times: the summary shows which points ran side by side
     try:
         chapters.execute(chapters.get_chapter(chapter), folder, scale=scale, parameters=parameters,
                          progress_bar=False)
@@ -75,7 +76,8 @@ def run_point(chapter: str, scale: str, parameters: Mapping[str, Any], out: str)
         row.update(status="ok", verdicts={c["id"]: c["verdict"] for c in record["claims"]})
     except Exception as err:  # a failed point is a row of the summary, not a lost job
         row.update(status="failed", error=_one_line(err), traceback=traceback.format_exc(limit=5))
-    row["wall_time_s"] = round(time.time() - start, 1)
+    row["finished"] = time.time()
+    row["wall_time_s"] = round(row["finished"] - start, 1)
     return row
 
 

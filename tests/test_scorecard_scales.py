@@ -1,0 +1,83 @@
+"""The scorecard's "verdicts that change with scale" table, from book-scale records and a synthetic
+results store (issue 19 part 2's table, generated, never written by hand)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from eoslib.book import store
+from eoslib.book.results import Claim, make_record, source_digest, write_record
+
+EXT = Path(__file__).resolve().parents[1] / "book" / "_ext"
+sys.path.insert(0, str(EXT))
+import scorecard as sc  # noqa: E402  (the extension lives beside the book, not in eoslib)
+
+
+def _record(name, scale, verdicts, prov=None):
+    claims = [Claim(cid, f"claim {cid}", "p", "o", v) for cid, v in verdicts.items()]
+    claims.append(Claim("check", "an identity", "exact", "0", "holds", kind="consistency"))
+    prov = prov or {"eoslib_version": "0", "git_hash": "abc", "jax_version": "0",
+                    "device": "cpu", "wall_time_s": 75.0}
+    return make_record(name, scale, {"n": 1}, claims, {}, prov)
+
+
+def _chapter(name, scale, verdicts):
+    return sc.Chapter(name, f"The {name} chapter", f"../notebooks/{name}.html",
+                      _record(name, scale, verdicts))
+
+
+def _git(repo, *args):
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_changed_and_unchanged_claims_and_chapters_without_a_stored_run():
+    chapters = [_chapter("alpha", "book", {"a1": "reproduced", "a2": "not tested"}),
+                _chapter("beta", "book", {"b1": "partly reproduced"})]
+    paper = {"alpha": _record("alpha", "paper", {"a1": "reproduced", "a2": "not reproduced"},
+                              {"eoslib_version": "0", "git_hash": "f" * 40, "jax_version": "0",
+                               "device": "gpu:NVIDIA H200", "wall_time_s": 420.0})}
+    html = sc.scales_html(chapters, paper)
+    assert "1 chapter of 2</strong> with a stored paper-scale run" in html
+    assert "1 paper claim of 2 compared changed verdict" in html
+    a1 = html[html.index("<code>a1</code>"):html.index("</tr>", html.index("<code>a1</code>"))]
+    a2 = html[html.index("<code>a2</code>"):html.index("</tr>", html.index("<code>a2</code>"))]
+    assert "same" in a1 and "changed" not in a1
+    assert "<strong>changed</strong>" in a2 and "not reproduced" in a2 and "not tested" in a2
+    assert "gpu:NVIDIA H200" in html and "7.0 min" in html and "ffffffffff" in html
+    assert "<code>check</code>" not in html  # consistency checks are not compared
+    beta = html[html.index("The beta chapter"):]
+    assert "no paper-scale run stored" in beta and "not tested" in beta
+
+
+def test_no_store_at_all_says_so_for_every_chapter():
+    chapters = [_chapter("alpha", "book", {"a1": "reproduced"})]
+    html = sc.scales_html(chapters, {})
+    assert "0 chapters of 1</strong>" in html and "no paper-scale run stored" in html
+    paper_build = sc.scales_html([_chapter("alpha", "paper", {"a1": "reproduced"})], {})
+    assert "ran it at paper scale" in paper_build
+
+
+def test_stored_paper_records_reads_a_synthetic_store_and_reports_tampering(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "src" / "eoslib").mkdir(parents=True)
+    (repo / "notebooks").mkdir()
+    (repo / "src" / "eoslib" / "core.py").write_text("X = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "demo")
+    prov = {"eoslib_version": "0", "git_hash": _git(repo, "rev-parse", "HEAD"),
+            "source_digest": source_digest(repo), "jax_version": "0", "device": "gpu:NVIDIA H200",
+            "wall_time_s": 60.0}
+    source = tmp_path / "run"
+    write_record(_record("alpha", "paper", {"a1": "not reproduced"}, prov), source)
+    root = tmp_path / "store"
+    store.add("alpha", source, root=root, repo=repo)
+    records, problems = sc.stored_paper_records(root)
+    assert problems == [] and list(records) == ["alpha"]
+    html = sc.scales_html([_chapter("alpha", "book", {"a1": "reproduced"})], records)
+    assert "<strong>changed</strong>" in html
+    (root / "alpha-paper" / "alpha.json").write_text("{}")
+    records, problems = sc.stored_paper_records(root)
+    assert records == {} and any("sha256" in p for p in problems)
+    assert sc.stored_paper_records(tmp_path / "none") == ({}, [])
