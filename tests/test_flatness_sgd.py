@@ -148,7 +148,8 @@ def test_end_to_end_gain():
     acc = np.array([[0.30, 0.32], [0.33, 0.35], [0.36, 0.38], [np.nan, np.nan]])
     out = flatness.end_to_end_gain(etas, acc)
     assert out["gain"] == pytest.approx(0.06) and out["n_usable"] == 3
-    assert out["largest_usable_eta"] == 0.04 and out["rank_corr"] == pytest.approx(1.0)
+    assert out["largest_usable_eta"] == 0.04 and out["smallest_usable_eta"] == 0.01
+    assert out["rank_corr"] == pytest.approx(1.0)
     assert out["gain_se"] > 0
     one = flatness.end_to_end_gain(etas, np.full_like(acc, np.nan))
     assert one["n_usable"] == 0 and np.isnan(one["gain"])

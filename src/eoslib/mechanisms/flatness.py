@@ -403,13 +403,15 @@ def end_to_end_gain(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "
                     ) -> dict[str, float]:
     """Table 1's trend on a grid of η: mean test accuracy at the largest usable η (one with a
     completed, non-diverged run) minus that at the smallest usable η, with its standard error
-    from the pooled seed spread, and the rank correlation of the per-η mean with η."""
+    from the pooled seed spread, the rank correlation of the per-η mean with η (three usable
+    η or more), the number of usable η and the smallest and largest of them."""
     etas, acc = np.asarray(etas, float), np.asarray(test_acc, float)
     if acc.shape[0] != etas.size:
         raise ValueError(f"etas {etas.shape} and test_acc {acc.shape} must be (G,) and (G, R)")
     usable = np.flatnonzero((~np.isnan(acc)).any(1))
     nan = float("nan")
     out = {"gain": nan, "gain_se": nan, "rank_corr": nan, "n_usable": int(usable.size),
+           "smallest_usable_eta": float(etas[usable[0]]) if usable.size else nan,
            "largest_usable_eta": float(etas[usable[-1]]) if usable.size else nan}
     if usable.size < 2:
         return out
