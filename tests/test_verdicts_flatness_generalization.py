@@ -74,8 +74,41 @@ def test_flatter_generalizes(rules):
 
 
 def test_stored_claims_are_not_tested_without_a_stored_run(rules):
-    for claim in ("full-cifar10", "sde-equal-temperature", "sgd-flattening"):
+    for claim in ("full-cifar10", "sde-equal-temperature-vgg", "sgd-flattening-vgg"):
         assert rules[claim].grade({}) == T
     assert rules["full-cifar10"].grade({"paper_table_rank_corr": 0.1}) == N
-    assert rules["sde-equal-temperature"].grade({"sde_gap_z": -1.0}) == N
-    assert rules["sgd-flattening"].grade({"sgd_smax_slope_ci_high": 0.3}) == N
+    assert rules["sde-equal-temperature-vgg"].grade({"vgg_sde_gap_z": -1.0}) == N
+    assert rules["sgd-flattening-vgg"].grade({"vgg_sgd_smax_slope_ci_high": 0.3}) == N
+    assert rules["sgd-flattening-vgg"].grade({"vgg_sgd_smax_slope_ci_high": -0.3}) == R
+
+
+def test_cifar_subset_trend_against_the_seed_spread(rules):
+    rule = rules["cifar-subset-trend"]
+    assert rule.grade({"n_cifar_usable": 1, "cifar_gain_z": 9.0}) == T  # one usable η
+    assert rule.grade({"n_cifar_usable": 4, "cifar_gain_z": NAN}) == T  # one seed: no spread
+    assert rule.grade({"n_cifar_usable": 4, "cifar_gain_z": 0.4}) == N  # within the noise
+    assert rule.grade({"n_cifar_usable": 4, "cifar_gain_z": -3.0}) == N  # larger η worse
+    assert rule.grade({"n_cifar_usable": 4, "cifar_gain_z": 1.4}) == P
+    assert rule.grade({"n_cifar_usable": 4, "cifar_gain_z": 3.0}) == R
+
+
+def test_sde_null_equal_temperature_equal_accuracy(rules):
+    rule = rules["sde-equal-temperature"]
+    assert rule.grade({"n_sde_lines": 0, "sde_gap_z": 5.0}) == T  # every line lost an end
+    assert rule.grade({"n_sde_lines": 2, "sde_gap_z": NAN}) == T
+    assert rule.grade({"n_sde_lines": 2, "sde_gap_z": 0.3}) == N  # the SDE view holds
+    assert rule.grade({"n_sde_lines": 2, "sde_gap_z": -2.5}) == N  # the smaller η wins
+    assert rule.grade({"n_sde_lines": 2, "sde_gap_z": 1.5}) == P
+    assert rule.grade({"n_sde_lines": 1, "sde_gap_z": 2.5}) == R
+
+
+def test_sgd_flattening_needs_a_faster_fall_than_stable_gd(rules):
+    rule = rules["sgd-flattening"]
+    fast = {"sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 0.4}
+    assert rule.grade({"n_sgd_switch_rows": 1, "sgd_smax_slope_ci_high": -1.0, **fast}) == T
+    assert rule.grade({"n_sgd_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **fast}) == R
+    assert rule.grade({"n_sgd_switch_rows": 4, "sgd_smax_slope_ci_high": 0.1, **fast}) == N
+    same = {"sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 1.9}
+    assert rule.grade({"n_sgd_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **same}) == N
+    partly = {"sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 1.2}
+    assert rule.grade({"n_sgd_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **partly}) == P

@@ -12,6 +12,11 @@ chapter on top of :mod:`eoslib.engine`:
   past the measured stability threshold against the seed spread, the fall before divergence.
 - :func:`switch_summary` summarises learning-rate reduction runs: S_max after the switch against
   the switch point, with a slope and its confidence interval over seeds.
+- :func:`sweep` also runs the SGD experiments (flatness-bias paper, Sec. 7): with ``alpha`` and
+  ``batch_size`` each step is the noise-scaled gradient of
+  :func:`eoslib.engine.optim.noise_scaled_gradient` (α = 0 full-batch GD, α = 1 SGD), and with a
+  switch the noise is turned off there (large-η SGD, then low-η GD). :func:`noise_until` is that
+  update; :func:`equal_temperature_gap` summarises the noise-scale grid against the SDE view.
 
 Conventions: accuracies are fractions in [0, 1]; losses are cross-entropy averaged over examples;
 a diverged or incomplete run has NaN accuracy and is counted, never silently dropped.
@@ -31,7 +36,8 @@ from jaxtyping import Bool, Float
 from eoslib.engine import data, hessian, models, optim, stopping, train
 
 __all__ = ["Splits", "splits", "Sweep", "sweep", "stability_eta", "Goldilocks", "goldilocks",
-           "slope_ci", "switch_summary"]
+           "slope_ci", "switch_summary", "noise_until", "sde_temperature", "equal_temperature_gap",
+           "end_to_end_gain"]
 
 
 class Splits(NamedTuple):
@@ -226,7 +232,8 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
           steps: int, eval_every: int, arch_options: dict | None = None,
           block: int | None = None, switch_at: Float[np.ndarray, " G"] | None = None,
           eta_small: float | None = None, probe_every: int = 0,
-          window_start: Float[np.ndarray, " G"] | None = None) -> Sweep:
+          window_start: Float[np.ndarray, " G"] | None = None,
+          alpha: Float[np.ndarray, " G"] | None = None, batch_size: int | None = None) -> Sweep:
     """Full-batch GD with cross-entropy on ``sp.train`` for every η of ``etas`` and ``seeds``
     initialisations (the same ``seeds`` for every η), each block of ``block`` step sizes one
     vmapped program. With ``block`` set, the grid stops after the first block whose largest η
@@ -237,12 +244,25 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
     sharpness is probed in the loop and ``s_max`` is its largest value at probe steps
     strictly after ``window_start`` (per η; default the switch step, so the switch step itself
     is excluded).
+
+    ``alpha`` (per η) and ``batch_size`` make every step the noise-scaled gradient (the
+    flatness-bias paper's Eq. 8): the full-batch gradient plus α times the noise of a minibatch
+    of ``batch_size`` (α = 0 GD, α = 1 SGD, exactly), each seed drawing its own minibatch order;
+    with ``switch_at`` the noise is off from the switch on (SGD, then GD at ``eta_small``). The
+    evaluations (train / validation / test) are full batch.
     """
     etas = np.asarray(etas, float)
     g_all = etas.size
     switch = None if switch_at is None else np.asarray(switch_at, float)
     if switch is not None and (switch.shape != etas.shape or eta_small is None):
         raise ValueError("switch_at must have one entry per eta, and eta_small must be given")
+    noise = None if alpha is None else np.asarray(alpha, float)
+    if noise is not None:
+        if noise.shape != etas.shape or not np.all(noise >= 0):
+            raise ValueError(f"alpha={alpha!r} must have one entry >= 0 per eta ({etas.size})")
+        if batch_size is None or not 1 <= int(batch_size) <= len(sp.train):
+            raise ValueError(f"batch_size={batch_size!r} must be an int in [1, "
+                             f"{len(sp.train)}] (the training examples) when alpha is given")
     window = switch if window_start is None else np.asarray(window_start, float)
     block = block or g_all
     objective = train.supervised("cross_entropy")  # mean over examples of −log softmax_y
@@ -251,11 +271,22 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
                                chunks=max(1, steps // eval_every))
     held_out = {"val": (sp.val.x, sp.val.onehot), "test": (sp.test.x, sp.test.onehot)}
     if switch is None:
-        def make_optimizer(hp):
+        def step_size(hp):
             return optax.sgd(hp["eta"])
     else:
-        def make_optimizer(hp):
+        def step_size(hp):
             return optax.sgd(optim.step_decay(hp["eta"], hp["switch"], to=hp["eta_small"]))
+    if noise is None:
+        make_optimizer = step_size
+    else:
+        def loss_fn(p, x, y):
+            return objective(p, x, y, {})[0]
+
+        def make_optimizer(hp):  # each seed its own minibatch order
+            key = jax.random.fold_in(jax.random.key(seed + 2), hp["noise_seed"].astype(jnp.int32))
+            until = hp["switch"] if switch is not None else jnp.inf
+            return optax.chain(noise_until(loss_fn, hp["alpha"], until, int(batch_size), key=key),
+                               step_size(hp))
     parts = []
     for lo in range(0, g_all, block):
         idx = np.arange(lo, min(lo + block, g_all))
@@ -266,6 +297,9 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
         if switch is not None:
             hp["switch"] = np.repeat(switch[idx], seeds)
             hp["eta_small"] = np.full(g * seeds, float(eta_small))
+        if noise is not None:
+            hp["alpha"] = np.repeat(noise[idx], seeds)
+            hp["noise_seed"] = np.tile(np.arange(seeds, dtype=float), g)
         ev = stopping.run_evaluated(objective, make_optimizer, p, (sp.train.x, sp.train.onehot),
                                     config, eval_every=eval_every, held_out=held_out,
                                     key=jax.random.key(seed + 1), hparams=hp,
@@ -299,3 +333,94 @@ def stability_eta(sp: Splits, params, *, key: jax.Array) -> float:
     s = float(hessian.sharpness(lambda p: objective(p, sp.train.x, sp.train.onehot, {})[0],
                                 params, key=key, tol=1e-3))
     return 2.0 / s
+
+
+def noise_until(loss_fn, alpha, until, batch_size: int, *, key: jax.Array
+                ) -> optax.GradientTransformationExtraArgs:
+    """:func:`eoslib.engine.optim.noise_scaled_gradient` with noise scale ``alpha`` for the
+    updates ``count < until`` and 0 (full-batch GD) from then on: ``(1 − a)·g + a·g_B`` with
+    ``a = alpha`` before and ``a = 0`` after, ``g`` the full-batch and ``g_B`` the minibatch
+    gradient. ``alpha`` and ``until`` may be traced (``until = inf``: never switch); the minibatch
+    order is that of ``noise_scaled_gradient`` with the same ``key`` and ``batch_size``. Chain it
+    before the step size, as ``noise_scaled_gradient``."""
+    minibatch = optim.noise_scaled_gradient(loss_fn, 1.0, batch_size, key=key)  # α = 1: g_B
+
+    def update_fn(updates, state, params=None, *, batch=None, **extra_args):
+        del extra_args
+        g_b, new_state = minibatch.update(updates, state, params, batch=batch)
+        a = jnp.where(state.count < until, jnp.asarray(alpha), 0.0)
+        mixed = jax.tree.map(lambda g, gb: (1 - a).astype(g.dtype) * g + a.astype(g.dtype) * gb,
+                             updates, g_b)
+        return mixed, new_state
+
+    return optax.GradientTransformationExtraArgs(minibatch.init, update_fn)
+
+
+def sde_temperature(eta: Float[np.ndarray, "..."], alpha: Float[np.ndarray, "..."]
+                    ) -> np.ndarray:
+    """The SDE view's effective temperature of the noise-scaled update, up to the factor
+    ``σ²/B`` that a grid at one batch size shares: ``T ∝ η α²`` (the paper's Eqs. 7 and 9 were
+    lost in our copy; the minibatch noise of covariance ``σ²/B`` scaled by α enters the SDE's
+    diffusion as ``η α² σ²/B``)."""
+    return np.asarray(eta, float) * np.asarray(alpha, float) ** 2
+
+
+def equal_temperature_gap(etas: Float[np.ndarray, " G"], alphas: Float[np.ndarray, " G"],
+                          line: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"]
+                          ) -> dict[str, float]:
+    """The noise-scale grid against the SDE view. ``line`` labels the runs that share one
+    temperature ``η α²``; on each line the gap is the mean test accuracy at its largest η minus
+    that at its smallest η (NaN accuracy: diverged or incomplete runs, left out). The SDE view
+    predicts 0. Returns the mean gap over the lines that have usable runs at both ends, its
+    standard error from the pooled within-configuration seed spread, the number of such lines,
+    and the largest relative spread of ``η α²`` within a line (0 when the grid conserves it).
+    """
+    etas, alphas = np.asarray(etas, float), np.asarray(alphas, float)
+    line, acc = np.asarray(line), np.asarray(test_acc, float)
+    if not (etas.shape == alphas.shape == line.shape) or acc.shape[0] != etas.size:
+        raise ValueError(f"etas {etas.shape}, alphas {alphas.shape}, line {line.shape} and "
+                         f"test_acc {acc.shape} must be (G,), (G,), (G,), (G, R)")
+    sd = _pooled_sd(acc)
+    gaps, var, spread = [], [], 0.0
+    for label in np.unique(line):
+        on = np.flatnonzero(line == label)
+        t = sde_temperature(etas[on], alphas[on])
+        spread = max(spread, float((t.max() - t.min()) / t.max()) if t.max() > 0 else 0.0)
+        lo, hi = on[np.argmin(etas[on])], on[np.argmax(etas[on])]
+        a_lo, a_hi = acc[lo][~np.isnan(acc[lo])], acc[hi][~np.isnan(acc[hi])]
+        if lo == hi or a_lo.size == 0 or a_hi.size == 0:
+            continue
+        gaps.append(a_hi.mean() - a_lo.mean())
+        var.append(sd ** 2 * (1 / a_hi.size + 1 / a_lo.size))
+    n = len(gaps)
+    gap = float(np.mean(gaps)) if n else float("nan")
+    se = float(np.sqrt(np.sum(var)) / n) if n else float("nan")
+    return {"sde_equal_temperature_gap": gap, "sde_gap_se": se, "n_sde_lines": n,
+            "sde_temperature_spread": spread}
+
+
+def end_to_end_gain(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"]
+                    ) -> dict[str, float]:
+    """Table 1's trend on a grid of η: mean test accuracy at the largest usable η (one with a
+    completed, non-diverged run) minus that at the smallest usable η, with its standard error
+    from the pooled seed spread, the rank correlation of the per-η mean with η (three usable
+    η or more), the number of usable η and the smallest and largest of them."""
+    etas, acc = np.asarray(etas, float), np.asarray(test_acc, float)
+    if acc.shape[0] != etas.size:
+        raise ValueError(f"etas {etas.shape} and test_acc {acc.shape} must be (G,) and (G, R)")
+    usable = np.flatnonzero((~np.isnan(acc)).any(1))
+    nan = float("nan")
+    out = {"gain": nan, "gain_se": nan, "rank_corr": nan, "n_usable": int(usable.size),
+           "smallest_usable_eta": float(etas[usable[0]]) if usable.size else nan,
+           "largest_usable_eta": float(etas[usable[-1]]) if usable.size else nan}
+    if usable.size < 2:
+        return out
+    lo, hi = acc[usable[0]], acc[usable[-1]]
+    lo, hi = lo[~np.isnan(lo)], hi[~np.isnan(hi)]
+    out["gain"] = float(hi.mean() - lo.mean())
+    out["gain_se"] = float(_pooled_sd(acc) * np.sqrt(1 / hi.size + 1 / lo.size))
+    means = np.array([np.nanmean(acc[i]) for i in usable])
+    if usable.size >= 3 and means.std() > 0:
+        ranks = np.argsort(np.argsort(means)).astype(float)
+        out["rank_corr"] = float(np.corrcoef(np.arange(usable.size, dtype=float), ranks)[0, 1])
+    return out
