@@ -78,30 +78,32 @@ PROBE_FIELDS = ("sharpness", "top_eigenvalues", "eig_residuals")
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
-@pytest.mark.parametrize("probe_every,chunks", [(0, 3), (4, 6), (4, 1), (12, 2)])
-def test_in_loop_evaluations_equal_the_segmented_driver_bit_for_bit(dtype, probe_every, chunks):
+@pytest.mark.parametrize("probe_every,eval_every,chunks,exact_probes", [
+    (0, 4, 3, True), (4, 4, 6, True), (4, 4, 1, False), (12, 12, 2, True), (4, 12, 2, False)])
+def test_in_loop_evaluations_equal_the_segmented_driver_bit_for_bit(dtype, probe_every, eval_every,
+                                                                    chunks, exact_probes):
     """Everything is bit for bit, with one exception that is the engine's and not the
     evaluations': the segmented driver ran every probe interval as a compiled chunk of one
     interval, and XLA compiles a length-1 scan of the eigensolve differently from a longer one
     (its rounding, not its steps). When the new run also has one probe interval per chunk
-    (``chunks`` = 6 here, as in the chapter, whose ``chunks = steps // eval_every``) the probes
-    are bit for bit too; otherwise they agree to rounding (the same happens between two plain
+    (``chunks = steps // probe_every``, as in the chapter, whose ``chunks = steps // eval_every``
+    and ``probe_every = eval_every``) the probes are bit for bit too; otherwise they agree to
+    rounding (the same happens between two plain
     ``train.run`` calls with different ``chunks``)."""
     params, x, y = _problem(dtype)
     config = train.TrainConfig(steps=24, probe_every=probe_every, chunks=chunks, max_loss=5.0)
     held_out = {"val": (x[:7], y[:7]), "test": (x[7:], y[7:])}
     hp = {"eta": np.array([0.1, 0.7, 1e4])}  # the last diverges (its loss passes max_loss)
-    common = dict(eval_every=12 if probe_every == 12 else 4, held_out=held_out,
+    common = dict(eval_every=eval_every, held_out=held_out,
                   key=jax.random.key(3), hparams=hp)
     old, old_metrics = _segmented(OBJECTIVE, MAKE_SGD, params, (x, y), config, **common)
     new = stopping.run_evaluated(OBJECTIVE, MAKE_SGD, params, (x, y), config, progress=False,
                                  **common)
     assert sorted(new.metrics) == ["test", "train", "val"]
     _equal(new.metrics, old_metrics)
-    np.testing.assert_array_equal(new.steps, np.arange(0, 25, common["eval_every"]))
+    np.testing.assert_array_equal(new.steps, np.arange(0, 25, eval_every))
     _equal(new.result.state.params, old.state.params)
-    one_interval_per_chunk = probe_every == 0 or config.steps // chunks == probe_every
-    if one_interval_per_chunk:
+    if exact_probes:
         _equal(new.result.history, old.history)
     else:
         _equal(new.result.history._replace(**{f: None for f in PROBE_FIELDS}),
@@ -177,3 +179,16 @@ def test_bad_schedules_and_sets_are_named():
         stopping.run_evaluated(OBJECTIVE, MAKE_SGD, params, (x, y),
                                train.TrainConfig(steps=12, probe_every=6), eval_every=4,
                                held_out={}, key=jax.random.key(0), hparams={"eta": 0.1})
+
+
+def test_sweep_batches_evaluate_like_the_vmapped_sweep():
+    """``sweep_batch`` (members in sequential ``lax.map`` batches) gives the same evaluations."""
+    params, x, y = _problem(jnp.float64)
+    config = train.TrainConfig(steps=8, probe_every=4, chunks=2)
+    go = lambda **kw: stopping.run_evaluated(
+        OBJECTIVE, MAKE_SGD, params, (x, y), config, eval_every=2, held_out={"val": (x[:6], y[:6])},
+        key=jax.random.key(0), hparams={"eta": np.array([0.1, 0.3, 0.9])}, progress=False, **kw)
+    whole, batched = go(), go(sweep_batch=2)
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-12), batched.metrics,
+                 whole.metrics)
+    assert batched.metrics["val"]["loss"].shape == (3, 5)

@@ -443,14 +443,7 @@ def _compiled_chunk(objective, make_optimizer, config, probe_fn, intervals, inne
     """The jitted chunk program, cached across calls of :func:`run` with the same functions and
     settings (``jax.jit`` caches by function identity, and the chunk is a fresh closure)."""
     single = _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner)
-    if not sweep:
-        fn = single
-    elif sweep_batch is None:
-        fn = jax.vmap(single, in_axes=(0, 0, None, None, None))
-    else:
-        def fn(s, hp, x, y, sets):
-            return jax.lax.map(lambda a: single(a[0], a[1], x, y, sets), (s, hp), batch_size=sweep_batch)
-    return jax.jit(fn)
+    return jax.jit(_over_members(single, 3, sweep, sweep_batch))
 
 
 @functools.lru_cache(maxsize=64)
@@ -462,14 +455,22 @@ def _compiled_evaluation(objective, precision, sweep, sweep_batch):
                         divergence.alive(state.diverged_at))
         return jax.tree.map(lambda a: a[None], row)
 
+    return jax.jit(_over_members(single, 1, sweep, sweep_batch))
+
+
+def _over_members(single, shared, sweep, sweep_batch):
+    """``single(state, hp, *rest)`` of one member, for a sweep over the leading axis of
+    ``state`` and ``hp`` (the ``shared`` arguments after them are the same for every member):
+    ``vmap``-ed, or ``lax.map``-ed in batches of ``sweep_batch`` members."""
     if not sweep:
-        fn = single
-    elif sweep_batch is None:
-        fn = jax.vmap(single, in_axes=(0, 0, None))
-    else:
-        def fn(s, hp, sets):
-            return jax.lax.map(lambda a: single(a[0], a[1], sets), (s, hp), batch_size=sweep_batch)
-    return jax.jit(fn)
+        return single
+    if sweep_batch is None:
+        return jax.vmap(single, in_axes=(0, 0) + (None,) * shared)
+
+    def fn(s, hp, *rest):
+        return jax.lax.map(lambda a: single(a[0], a[1], *rest), (s, hp), batch_size=sweep_batch)
+
+    return fn
 
 
 def init_state(params: PyTree, optimizer: optax.GradientTransformation, top_k: int, *,
