@@ -4,10 +4,11 @@ The flatness-bias papers compare models *after training completion*, which they 
 accuracy above 99.99 % (:data:`COMPLETE`), and pick the stopping point on validation loss
 (App. K.3: "the first reversal in validation loss after the global minimum"). Here:
 
-- :func:`run_evaluated` trains with :func:`eoslib.engine.train.run` in segments of ``eval_every``
-  steps (each segment one compiled, possibly ``vmap``-ed program; no Python loop per step) and
-  evaluates every named held-out set (``{"val": (x, y), "test": (x, y)}``) on the parameters at
-  each segment boundary, vmapped over the sweep. Evaluations of a member after it diverged are NaN.
+- :func:`run_evaluated` trains with :func:`eoslib.engine.train.run` as one compiled, possibly
+  ``vmap``-ed program that also evaluates the training data and every named held-out set
+  (``{"val": (x, y), "test": (x, y)}``) every ``eval_every`` steps inside its loop
+  (``TrainConfig.eval_every``, metrics only, no parameters kept). Evaluations of a member after
+  it diverged are NaN.
 - :func:`completion_index`: the first evaluation at which train accuracy reaches the threshold.
 - :func:`early_stop_index`: among the evaluations from completion on, the one with the smallest
   validation loss (the global minimum after which the loss first turns up); chosen on validation
@@ -21,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
@@ -94,50 +93,25 @@ def run_evaluated(objective: train.Objective,
     """Train as :func:`eoslib.engine.train.run` does, evaluating ``objective`` (its loss and its
     aux ``accuracy``) on the training data and each ``held_out`` set every ``eval_every`` steps.
 
-    ``config.steps`` must be a multiple of ``eval_every`` (and ``eval_every`` of
-    ``config.probe_every`` when probing). Other keyword arguments go to ``train.run``.
+    The evaluations run inside the compiled training loop (``TrainConfig.eval_every`` with
+    ``eval_sets={"train": data, **held_out}``), on θ_t for t = 0, eval_every, 2·eval_every, …,
+    ``config.steps``; ``config.eval_every`` is replaced by ``eval_every``. ``config.steps`` must
+    be a multiple of ``eval_every``, and with probes ``eval_every`` a multiple or a divisor of
+    ``config.probe_every``. Other keyword arguments go to ``train.run``.
     """
     if eval_every < 1 or config.steps % eval_every:
         raise ValueError(f"eval_every={eval_every} must be >= 1 and divide steps={config.steps}")
-    if config.probe_every and eval_every % config.probe_every:
-        raise ValueError(f"eval_every={eval_every} must be a multiple of probe_every={config.probe_every}")
+    pe = config.probe_every
+    if pe and eval_every % pe and pe % eval_every:
+        raise ValueError(f"eval_every={eval_every} must be a multiple or a divisor of "
+                         f"probe_every={pe}")
     if "train" in held_out:
         raise ValueError("held_out may not be called 'train' (the training data is evaluated as 'train')")
-    segment = dataclasses.replace(config, steps=eval_every,
-                                  chunks=max(1, min(config.chunks, eval_every)))
-    if eval_every % segment.chunks:
-        segment = dataclasses.replace(segment, chunks=1)
-    sets = {"train": data, **held_out}
-    sets = {k: (jnp.asarray(x), jnp.asarray(y)) for k, (x, y) in sets.items()}
-    hp_given = dict(hparams or {})
-    sweep = batched_params or any(np.ndim(v) > 0 for v in hp_given.values())
-
-    def one(p, h, x, y):
-        loss, aux = objective(p, x, y, h)
-        return loss, aux["accuracy"]
-
-    # one compiled evaluator for the whole run (a fresh jit per call would recompile every time)
-    evaluator = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)) if sweep else one)
-
-    def evaluate(params_now, hp, diverged_at):
-        out = {}
-        for name, (x, y) in sets.items():
-            loss, acc = (np.asarray(a, float) for a in evaluator(params_now, hp, x, y))
-            dead = np.asarray(diverged_at) >= 0
-            out[name] = {"loss": np.where(dead, np.nan, loss), "accuracy": np.where(dead, np.nan, acc)}
-        return out
-
-    result, evals = None, []
-    for _ in range(config.steps // eval_every):
-        result = train.run(objective, make_optimizer, None if result else params, data, segment,
-                           key=key, hparams=hp_given, batched_params=batched_params,
-                           resume=result, **run_options)
-        if not evals:  # the initial parameters, evaluated once the first segment fixed the shapes
-            first = result.history
-            p0 = params if (batched_params or not sweep) else jax.tree.map(
-                lambda a: jnp.broadcast_to(a, (len(first.diverged_at),) + jnp.shape(a)), params)
-            evals.append(evaluate(p0, result.hparams, np.full(np.shape(first.diverged_at), -1)))
-        evals.append(evaluate(result.state.params, result.hparams, result.state.diverged_at))
-    metrics = {name: {m: np.stack([e[name][m] for e in evals], -1) for m in ("loss", "accuracy")}
-               for name in sets}
+    result = train.run(objective, make_optimizer, params, data,
+                       dataclasses.replace(config, eval_every=eval_every), key=key,
+                       hparams=hparams, batched_params=batched_params,
+                       eval_sets={"train": data, **held_out}, **run_options)
+    ev = result.evaluations
+    metrics = {name: {m: np.asarray(ev.metrics[name][m], float) for m in ("loss", "accuracy")}
+               for name in ev.metrics}
     return Evaluated(result, np.arange(0, config.steps + 1, eval_every), metrics)

@@ -6,6 +6,15 @@ One run is a ``lax.scan`` over *probe intervals*; each interval is one probe fol
 ``cond`` would run both branches every step). The scan is called in chunks from Python so a
 progress bar advances and a run can be resumed from its returned state.
 
+**Evaluations** (``TrainConfig.eval_every`` with ``run(..., eval_sets=...)``) have their own
+schedule, nested with the probes' the same way: when ``eval_every`` is a multiple of
+``probe_every`` each evaluation interval is a scan over probe intervals followed by the
+evaluation; when it divides ``probe_every``, each probe interval is a probe followed by a scan
+over evaluation intervals. An evaluation computes the objective's loss and aux scalars on each
+named set (metrics only, no parameters kept) on the state at the end of its interval, and the
+run's first state is evaluated once before the loop: rows at steps 0, eval_every, …, steps
+(:class:`Evaluations`, ``TrainResult.evaluations``).
+
 **Records.** Every step emits a :class:`StepRecord` and every probe a :class:`ProbeRecord`
 (typed NamedTuples, stacked by the scan); :class:`History` is the two joined, plus
 ``diverged_at``.
@@ -95,6 +104,11 @@ class TrainConfig:
         ``TrainResult.snapshots``, so that :func:`at_probe` can resume the run from any
         probe (e.g. to branch off with a decayed learning rate); costs one copy of the
         parameters, optimizer state and probe vectors per probe. Needs ``probe_every > 0``.
+      eval_every: steps between evaluations of the objective on the sets passed to :func:`run`
+        as ``eval_sets`` (inside the compiled loop, metrics only); 0 disables them. A run
+        evaluates θ_t for t = t₀, t₀ + eval_every, t₀ + 2·eval_every, …, t₀ + steps (t₀ its
+        first step), see :class:`Evaluations`. A divisor of ``steps``; with probes, a divisor
+        or a multiple of ``probe_every`` (the two schedules nest).
     """
 
     steps: int
@@ -110,6 +124,7 @@ class TrainConfig:
     precision: str = "highest"
     step_precision: str | None = None
     keep_states: bool = False
+    eval_every: int = 0
 
     def __post_init__(self):
         if self.steps < 1:
@@ -120,6 +135,13 @@ class TrainConfig:
             raise ValueError(f"steps={self.steps} must be a multiple of probe_every={self.probe_every}")
         if self.top_k < 1:
             raise ValueError(f"top_k={self.top_k} must be ≥ 1")
+        if self.eval_every < 0 or (self.eval_every and self.steps % self.eval_every):
+            raise ValueError(f"eval_every={self.eval_every} must be 0 (no evaluations) or a "
+                             f"divisor of steps={self.steps}")
+        pe, ee = self.probe_every, self.eval_every
+        if pe and ee and pe % ee and ee % pe:
+            raise ValueError(f"eval_every={ee} must divide probe_every={pe} or be a multiple of "
+                             "it (the two schedules nest in the compiled loop)")
         if self.keep_states and not self.probe_every:
             raise ValueError("keep_states=True keeps the state at each probe step; it needs "
                              f"probe_every > 0 (got probe_every={self.probe_every})")
@@ -226,6 +248,25 @@ class History(NamedTuple):
     diverged_at: Array
 
 
+class Evaluations(NamedTuple):
+    """The objective evaluated on named data sets on the ``TrainConfig.eval_every`` schedule
+    (under a sweep every leaf has a leading axis S).
+
+    Row ``e`` holds θ_t for ``t = step[e]``: the parameters after t updates (before update t),
+    i.e. the run's first step t₀ and then ``t₀ + eval_every, t₀ + 2·eval_every, …`` up to the
+    last step, E = ``steps / eval_every + 1`` rows for a fresh run. Evaluations after a member
+    diverged are NaN (integers and booleans are kept, as in :func:`eoslib.engine.divergence.mask`).
+
+    Attributes:
+      step: ``(E,)`` the step t of each evaluation.
+      metrics: ``{set: {"loss": (E,), **aux}}``: the objective's loss and its aux scalars (e.g.
+        ``accuracy``) on each whole set, one full batch, at the training steps' precision.
+    """
+
+    step: Array
+    metrics: dict
+
+
 @dataclass
 class TrainResult:
     """A finished (or paused) run: its history, final state, settings and hyperparameters.
@@ -234,6 +275,9 @@ class TrainResult:
     have a probe axis (after the sweep axis, if any): entry ``i`` is the state at
     ``history.probe_step[i]``, before that probe ran; its ``key`` is ``None`` (the key never
     changes during a run; :func:`at_probe` takes it from ``state``). Not written by :func:`save`.
+
+    ``evaluations`` (only with ``TrainConfig.eval_every`` and ``eval_sets``) is an
+    :class:`Evaluations`, with those of a resumed run before its own. Not written by :func:`save`.
     """
 
     history: History
@@ -241,6 +285,7 @@ class TrainResult:
     config: TrainConfig
     hparams: dict
     snapshots: TrainState | None = None
+    evaluations: Evaluations | None = None
 
     @property
     def diverged(self) -> np.ndarray:
@@ -284,9 +329,13 @@ def _restart_block(state: TrainState) -> Array:
 
 
 def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_steps):
-    """A pure function ``(state, hp, x, y) -> (state, (ProbeRecord | None, StepRecord))``."""
+    """A pure function ``(state, hp, x, y, sets) -> (state, (ProbeRecord | None, StepRecord,
+    TrainState | None, Evaluations | None))`` running ``intervals`` periods of ``inner_steps``
+    steps, each laid out by :func:`_schedule`; ``sets`` is the mapping of evaluation sets
+    (``None`` without evaluations)."""
+    levels = _schedule(config, inner_steps)
 
-    def run_chunk(state: TrainState, hp, x, y):
+    def run_chunk(state: TrainState, hp, x, y, sets=None):
         optimizer = optax.with_extra_args_support(make_optimizer(hp))
         n = x.shape[0]
 
@@ -325,20 +374,68 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
             eigvecs = jnp.where(alive, result.vectors, state.eigvecs)
             return state._replace(eigvecs=eigvecs), record
 
-        def interval(state, _):
-            probe_record = None
-            kept = state._replace(key=None) if config.keep_states else None
-            if config.probe_every:
-                state, probe_record = probe(state)
-            state, step_records = jax.lax.scan(step, state, None, length=inner_steps)
-            return state, (probe_record, step_records, kept)
+        def evaluate(state):
+            alive = divergence.alive(state.diverged_at)
+            return _evaluate(objective, config.training_precision, state.params, hp, sets,
+                             state.step, alive)
 
-        state, (probe_records, step_records, kept) = jax.lax.scan(interval, state, None,
-                                                                  length=intervals)
-        flat = lambda a: a.reshape((-1,) + a.shape[2:])
-        return state, (probe_records, jax.tree.map(flat, step_records), kept)
+        def block(level):
+            """One block of ``levels[level]``: its before-events, the blocks (or steps) inside
+            it, its after-events."""
+            length, before, after = levels[level]
+
+            def body(state, _):
+                out = {}
+                if "keep" in before:
+                    out["keep"] = state._replace(key=None)
+                if "probe" in before:
+                    state, out["probe"] = probe(state)
+                if level + 1 < len(levels):
+                    state, inner = jax.lax.scan(block(level + 1), state, None,
+                                                length=length // levels[level + 1][0])
+                    out.update(inner)
+                else:
+                    state, out["steps"] = jax.lax.scan(step, state, None, length=length)
+                if "eval" in after:
+                    out["eval"] = evaluate(state)
+                return state, out
+
+            return body
+
+        state, out = jax.lax.scan(block(0), state, None, length=intervals)
+        # a record made at level i has i + 1 scan axes in front (the chunk's and the blocks');
+        # the steps have one more (their own scan)
+        depth = {kind: i + 1 for i, (_, before, after) in enumerate(levels) for kind in before + after}
+        depth["steps"] = len(levels) + 1
+        flat = {kind: jax.tree.map(lambda a, d=depth[kind]: a.reshape((-1,) + a.shape[d:]), rec)
+                for kind, rec in out.items()}
+        return state, (flat.get("probe"), flat["steps"], flat.get("keep"), flat.get("eval"))
 
     return run_chunk
+
+
+def _schedule(config: TrainConfig, inner: int) -> tuple[tuple[int, tuple[str, ...], tuple[str, ...]], ...]:
+    """The nested blocks of one compiled period of ``inner`` steps, outermost first:
+    ``(length, before, after)`` per level, each length a multiple of the next. ``before`` events
+    (``"keep"``, then ``"probe"``) act on the state at the block's start, ``after`` events
+    (``"eval"``) on the state at its end; the innermost level scans the steps themselves."""
+    every = {"keep": config.probe_every if config.keep_states else 0,
+             "probe": config.probe_every, "eval": config.eval_every}
+    lengths = sorted({inner} | {v for v in every.values() if v}, reverse=True)
+    if lengths[0] != inner or any(a % b for a, b in zip(lengths, lengths[1:])):
+        raise AssertionError(f"schedule lengths {lengths} do not nest in a period of {inner}")
+    return tuple((n, tuple(k for k in ("keep", "probe") if every[k] == n),
+                  ("eval",) if every["eval"] == n else ()) for n in lengths)
+
+
+def _evaluate(objective, precision, params, hp, sets, step, alive):
+    """``Evaluations`` row of one member: the objective on each set (NaN once dead)."""
+    metrics = {}
+    with jax.default_matmul_precision(precision):
+        for name, (xs, ys) in sets.items():
+            loss, aux = objective(params, xs, ys, hp)
+            metrics[name] = divergence.mask(alive, {"loss": loss, **aux})
+    return Evaluations(step, metrics)
 
 
 @functools.lru_cache(maxsize=64)
@@ -346,14 +443,34 @@ def _compiled_chunk(objective, make_optimizer, config, probe_fn, intervals, inne
     """The jitted chunk program, cached across calls of :func:`run` with the same functions and
     settings (``jax.jit`` caches by function identity, and the chunk is a fresh closure)."""
     single = _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner)
+    return jax.jit(_over_members(single, 3, sweep, sweep_batch))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_evaluation(objective, precision, sweep, sweep_batch):
+    """The jitted evaluation of a run's first state, ``(state, hp, sets) -> Evaluations`` with
+    one row (the program the loop runs at its later evaluations, on its own)."""
+    def single(state, hp, sets):
+        row = _evaluate(objective, precision, state.params, hp, sets, state.step,
+                        divergence.alive(state.diverged_at))
+        return jax.tree.map(lambda a: a[None], row)
+
+    return jax.jit(_over_members(single, 1, sweep, sweep_batch))
+
+
+def _over_members(single, shared, sweep, sweep_batch):
+    """``single(state, hp, *rest)`` of one member, for a sweep over the leading axis of
+    ``state`` and ``hp`` (the ``shared`` arguments after them are the same for every member):
+    ``vmap``-ed, or ``lax.map``-ed in batches of ``sweep_batch`` members."""
     if not sweep:
-        fn = single
-    elif sweep_batch is None:
-        fn = jax.vmap(single, in_axes=(0, 0, None, None))
-    else:
-        def fn(s, hp, x, y):
-            return jax.lax.map(lambda a: single(a[0], a[1], x, y), (s, hp), batch_size=sweep_batch)
-    return jax.jit(fn)
+        return single
+    if sweep_batch is None:
+        return jax.vmap(single, in_axes=(0, 0) + (None,) * shared)
+
+    def fn(s, hp, *rest):
+        return jax.lax.map(lambda a: single(a[0], a[1], *rest), (s, hp), batch_size=sweep_batch)
+
+    return fn
 
 
 def init_state(params: PyTree, optimizer: optax.GradientTransformation, top_k: int, *,
@@ -473,6 +590,7 @@ def run(
     sweep_batch: int | None = None,
     progress: bool = True,
     resume: TrainResult | None = None,
+    eval_sets: Mapping[str, tuple[Array, Array]] | None = None,
 ) -> TrainResult:
     """Train; a sweep when any hyperparameter is an array with a leading axis S.
 
@@ -498,6 +616,11 @@ def run(
       progress: show a tqdm bar.
       resume: continue this earlier result for ``config.steps`` more steps from its state (then
         ``params`` must be ``None``; pass the same hyperparameters).
+      eval_sets: ``{name: (x, y)}``, the sets the objective is evaluated on every
+        ``config.eval_every`` steps inside the compiled loop (e.g. ``{"train": data, "val": …}``;
+        each set is one full batch; only the metrics are kept, see :class:`Evaluations`). Needed
+        exactly when ``config.eval_every > 0``. A resumed run evaluates its first state unless
+        ``resume.evaluations`` already ends at that step; the sets must have the same names.
 
     Returns:
       A :class:`TrainResult` whose :class:`History` holds the typed records.
@@ -531,13 +654,15 @@ def run(
 
     x, y = (jnp.asarray(a) for a in data)
     _check_data(x, y)
+    sets = _check_eval_sets(eval_sets, config, resume)
     if config.batch_size is not None and config.batch_size > x.shape[0]:
         raise ValueError(f"batch_size={config.batch_size} exceeds the {x.shape[0]} examples")
-    inner = config.probe_every or max(1, config.steps // max(1, config.chunks))
+    inner = (max(config.probe_every, config.eval_every)
+             or max(1, config.steps // max(1, config.chunks)))
     total_intervals = -(-config.steps // inner)
-    if not config.probe_every and config.steps % inner:
+    if not (config.probe_every or config.eval_every) and config.steps % inner:
         raise ValueError(f"steps={config.steps} must be a multiple of {inner} (steps // chunks) "
-                         "when probe_every=0; choose chunks dividing steps")
+                         "when probe_every=eval_every=0; choose chunks dividing steps")
     _check_hparams_and_probe(objective, make_optimizer, probe_fn if config.probe_every else None,
                              start_params, hparams, x, y, config, sweep, batched_params)
 
@@ -565,9 +690,13 @@ def run(
 
         bar = tqdm(total=config.steps, unit="step", leave=False)
     pieces, done = [], 0
+    first_eval = None
+    if sets is not None and not _evaluated_at_start(resume):
+        first_eval = jax.tree.map(np.asarray, _compiled_evaluation(
+            objective, config.training_precision, sweep, sweep_batch)(state, hparams, sets))
     while done < total_intervals:
         n_int = min(per_chunk, total_intervals - done)
-        state, piece = chunk_fn(n_int)(state, hparams, x, y)
+        state, piece = chunk_fn(n_int)(state, hparams, x, y, sets)
         pieces.append(jax.tree.map(np.asarray, piece))
         done += n_int
         if bar is not None:
@@ -584,6 +713,13 @@ def run(
         probe_records = _no_probes(state, config, size)
     history = History(**steps._asdict(), **probe_records._asdict(), diverged_at=np.asarray(state.diverged_at))
     snapshots = jax.tree.map(cat, *[p[2] for p in pieces]) if config.keep_states else None
+    evaluations = None
+    if sets is not None:
+        rows = ([first_eval] if first_eval is not None else []) + [p[3] for p in pieces]
+        evaluations = jax.tree.map(cat, *rows)
+    if resume is not None and resume.evaluations is not None:
+        evaluations = (resume.evaluations if evaluations is None
+                       else jax.tree.map(cat, resume.evaluations, evaluations))
     if resume is not None:
         history = _concat_histories(resume.history, history, axis)
         if snapshots is not None and resume.snapshots is not None:
@@ -591,13 +727,52 @@ def run(
         elif resume.config.probe_every and resume.history.probe_step.shape[axis]:
             snapshots = None  # the earlier part kept none: a partial list would misalign
     return TrainResult(history, state, config, {k: np.asarray(v) for k, v in hparams.items()},
-                       snapshots)
+                       snapshots, evaluations)
+
+
+def _check_eval_sets(eval_sets, config: TrainConfig, resume: TrainResult | None):
+    """The evaluation sets as ``{name: (x, y)}`` of JAX arrays (``None`` without evaluations);
+    raise a ``ValueError`` when they and ``config.eval_every`` disagree, a set is malformed, or
+    a resumed run evaluated other sets."""
+    if bool(config.eval_every) != bool(eval_sets):
+        raise ValueError(f"eval_sets ({'none' if not eval_sets else sorted(eval_sets)}) and "
+                         f"config.eval_every={config.eval_every}: give both (evaluations every "
+                         "eval_every steps on those sets) or neither")
+    if not eval_sets:
+        return None
+    sets = {}
+    for name, pair in eval_sets.items():
+        if not isinstance(name, str) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"eval_sets[{name!r}] must be a str name mapped to a pair (x, y); "
+                             f"got {type(pair).__name__}")
+        xs, ys = (jnp.asarray(a) for a in pair)
+        if xs.shape[:1] != ys.shape[:1] or xs.ndim == 0:
+            raise ValueError(f"eval_sets[{name!r}]: x {xs.shape} and y {ys.shape} must have the "
+                             "same number of examples (leading axis)")
+        _check_data(xs, ys)
+        sets[name] = (xs, ys)
+    if resume is not None and resume.evaluations is not None:
+        before = sorted(resume.evaluations.metrics)
+        if before != sorted(sets):
+            raise ValueError(f"eval_sets {sorted(sets)} differ from the sets {before} the resumed "
+                             "run evaluated; use the same names")
+    return sets
+
+
+def _evaluated_at_start(resume: TrainResult | None) -> bool:
+    """Whether ``resume`` already evaluated the state a run resumed from it starts at."""
+    if resume is None or resume.evaluations is None:
+        return False
+    steps = np.asarray(resume.evaluations.step)
+    if steps.shape[-1] == 0:
+        return False
+    return bool(np.all(steps[..., -1] == np.asarray(resume.state.step)))
 
 
 def at_probe(result: TrainResult, index: int) -> TrainResult:
     """The run as it stood at its probe ``index`` (``history.probe_step[index]``, before that
-    probe ran), to pass as ``resume=`` to :func:`run`: the history up to that step and the
-    state kept there. Needs a run with ``TrainConfig.keep_states``; for a sweep, every member
+    probe ran), to pass as ``resume=`` to :func:`run`: the history up to that step, the
+    evaluations up to that step (that step's included) and the state kept there. Needs a run with ``TrainConfig.keep_states``; for a sweep, every member
     is cut at the same probe.
 
     Raises:
@@ -631,7 +806,12 @@ def at_probe(result: TrainResult, index: int) -> TrainResult:
         extra=jax.tree.map(cut_probes, h.extra) if h.extra is not None else None,
         diverged_at=np.asarray(state.diverged_at))
     snapshots = jax.tree.map(cut_probes, result.snapshots)
-    return TrainResult(history, state, result.config, result.hparams, snapshots)
+    evaluations = result.evaluations
+    if evaluations is not None:  # those of the states up to the cut, that state included
+        e_steps = np.asarray(evaluations.step).reshape(-1, evaluations.step.shape[axis])[0]
+        evaluations = jax.tree.map(cut(int(np.searchsorted(e_steps, step, side="right"))),
+                                   evaluations)
+    return TrainResult(history, state, result.config, result.hparams, snapshots, evaluations)
 
 
 def _no_probes(state: TrainState, config: TrainConfig, size: int | None) -> ProbeRecord:
