@@ -84,12 +84,14 @@ def test_stored_claims_are_not_tested_without_a_stored_run(rules):
 
 def test_cifar_subset_trend_against_the_seed_spread(rules):
     rule = rules["cifar-subset-trend"]
-    assert rule.grade({"n_cifar_usable": 1, "cifar_gain_z": 9.0}) == T  # one usable η
-    assert rule.grade({"n_cifar_usable": 4, "cifar_gain_z": NAN}) == T  # one seed: no spread
-    assert rule.grade({"n_cifar_usable": 4, "cifar_gain_z": 0.4}) == N  # within the noise
-    assert rule.grade({"n_cifar_usable": 4, "cifar_gain_z": -3.0}) == N  # larger η worse
-    assert rule.grade({"n_cifar_usable": 4, "cifar_gain_z": 1.4}) == P
-    assert rule.grade({"n_cifar_usable": 4, "cifar_gain_z": 3.0}) == R
+    past = {"n_cifar_usable": 4, "cifar_largest_over_threshold": 1.5}
+    assert rule.grade({**past, "n_cifar_usable": 1, "cifar_gain_z": 9.0}) == T  # one usable η
+    assert rule.grade({**past, "cifar_largest_over_threshold": 0.98, "cifar_gain_z": 9.0}) == T
+    assert rule.grade({**past, "cifar_gain_z": NAN}) == T  # one seed: no spread
+    assert rule.grade({**past, "cifar_gain_z": 0.4}) == N  # within the noise
+    assert rule.grade({**past, "cifar_gain_z": -3.0}) == N  # larger η worse
+    assert rule.grade({**past, "cifar_gain_z": 1.4}) == P
+    assert rule.grade({**past, "cifar_gain_z": 3.0}) == R
 
 
 def test_sde_null_equal_temperature_equal_accuracy(rules):
