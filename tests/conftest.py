@@ -13,16 +13,15 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
     """Drop every compiled program after each test module. XLA keeps the machine code of each
-    program it compiled mapped in memory while a cache holds it (JAX's and ``train``'s own
-    ``_compiled_chunk`` caches); the whole suite compiles thousands of programs, and one process
-    holding all of them aborted inside an XLA compile (``Fatal Python error: Aborted``) once the
+    program it compiled mapped in memory while a cache holds it (JAX's caches and ``train``'s,
+    :func:`eoslib.engine.train.clear_compiled`); the whole suite compiles thousands of
+    programs, and one process holding all of them aborted inside an XLA compile (``Fatal Python error: Aborted``) once the
     suite grew past ~600 tests (the process had 2,274 memory maps after the first test module
     alone, and Linux allows 65,530; with the caches dropped per module it stays under ~2,000)."""
     yield
     from eoslib.engine import train
 
-    train._compiled_chunk.cache_clear()
-    train._compiled_evaluation.cache_clear()
+    train.clear_compiled()
     jax.clear_caches()
 
 

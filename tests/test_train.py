@@ -378,3 +378,17 @@ def test_load_reads_files_written_before_typed_records(getkey, tmp_path):
     history, _ = train.load(path)
     assert type(history.extra).__name__ == "Extra" and history.extra._fields == ("top_vector_norm",)
     np.testing.assert_array_equal(history.eig_converged, res.history.eig_converged)
+
+
+def test_clear_compiled_drops_the_cached_programs_and_changes_no_result(getkey):
+    model = models.MLP(5, (7,), 2, "tanh", key=getkey())
+    x, y = jax.random.normal(getkey(), (16, 5)), jax.random.normal(getkey(), (16, 2))
+    objective, make_opt = train.supervised("half_mse"), lambda hp: optax.sgd(0.1)
+    cfg = train.TrainConfig(steps=10, chunks=1)
+    first = train.run(objective, make_opt, model, (x, y), cfg, key=jax.random.key(0), progress=False)
+    assert train._compiled_chunk.cache_info().currsize >= 1
+    train.clear_compiled()
+    assert train._compiled_chunk.cache_info().currsize == 0
+    assert train._compiled_evaluation.cache_info().currsize == 0
+    again = train.run(objective, make_opt, model, (x, y), cfg, key=jax.random.key(0), progress=False)
+    np.testing.assert_array_equal(first.history.loss, again.history.loss)

@@ -458,6 +458,17 @@ def _compiled_evaluation(objective, precision, sweep, sweep_batch):
     return jax.jit(_over_members(single, 1, sweep, sweep_batch))
 
 
+def clear_compiled() -> None:
+    """Drop the compiled chunk and evaluation programs :func:`run` keeps between calls.
+
+    A long-lived process (a test session, a notebook kernel sweeping many settings) that
+    compiles many distinct programs keeps each one's machine code mapped while a cache holds it;
+    call this (with ``jax.clear_caches()`` for JAX's own caches) to release them. The next
+    :func:`run` recompiles what it needs; results do not change."""
+    _compiled_chunk.cache_clear()
+    _compiled_evaluation.cache_clear()
+
+
 def _over_members(single, shared, sweep, sweep_batch):
     """``single(state, hp, *rest)`` of one member, for a sweep over the leading axis of
     ``state`` and ``hp`` (the ``shared`` arguments after them are the same for every member):
