@@ -171,8 +171,8 @@ NAMES = {
                                     "errors √(12/n) of a normal sample's (Cases II, III, no exit)"),
     "seeds_measured": "seeds with ≥ 3 probe pairs inside instabilities",
     "variability_pearson_mean": "the mean over seeds of Pearson(λ, κ change along ĝ)",
-    "variability_pearson_t": ("that mean over its standard error across seeds (sample std "
-                              "/ √seeds): its distance from no correlation"),
+    "variability_pearson_t": ("the seed mean of Pearson along ĝ over its standard error "
+                              "(sample std / √seeds): its distance from no correlation"),
     "rotation_instabilities": "instabilities of the first seed",
     "rotation_start_ratio": "λ/(2/η) where the rotation study starts",
     "rotation_drop": "how far the kept-η subspace similarity falls (1 − min)",
