@@ -33,19 +33,23 @@
 #
 # ## Setup
 #
-# | | paper | `book` scale (2-core CPU) | `paper` scale |
-# |---|---|---|---|
-# | simulation | App. F.11, Cases I–III | 20,000 walks × 4,000 steps | 100,000 × 10,000 |
-# | data | fMNIST, 4 classes, 1,000 images | same | same |
-# | model | MLP, 4 hidden layers, ReLU | width 32 | width 32 |
-# | κ–sharpness runs | 15 seeds, η = 0.1 (λ > 20 is unstable) | 3 seeds × 2,000 steps | 15 × 6,000 |
-# | interventions | η_low = 0.2η in an instability; η → 0.01 after η₀ | 3 switches; 2 η₀ × 4 | 3 η₀ × 6 |
+# | | paper | this chapter |
+# |---|---|---|
+# | simulation | App. F.11, Cases I–III | `cases`: `n_trajectories` walks × `sim_steps` steps |
+# | data | fMNIST, 4 classes, 1,000 images | fMNIST, 4 classes, `n_train` images |
+# | model | MLP, 4 hidden layers, ReLU | the same, hidden width `width` |
+# | κ–sharpness runs | 15 seeds, η = 0.1 (λ > 20 is unstable) | `seeds` seeds × `steps` steps at `eta` |
+# | interventions | η_low = 0.2η in an instability; η → 0.01 after η₀ | η_low = `low_factor`·η at `switch_fractions` of `window`; η → `eta_small` after each of `eta0s` at each of `reduce_at` |
+#
+# `book` scale is sized for a 2-core CPU and `paper` scale for a GPU; the values this run
+# used are printed below the parameters.
 #
 # The paper does not say which loss its fMNIST MLPs use for these figures; we use ½MSE (with
 # cross-entropy the runs reach 100% training accuracy within a few hundred steps and the
 # sharpness then decays, leaving no sustained instability to study).
 
 # %% tags=["hide-input"]
+import dataclasses
 import os
 import time
 
@@ -81,10 +85,12 @@ n_train = None  # fMNIST training images (first 4 classes, balanced)
 width = None  # hidden width of the MLP
 low_factor = None  # η_low / η of the rotation intervention
 window = None  # steps followed after the start of the studied instability
+switch_fractions = None  # where in the window η is lowered (one replay member each)
 eta0s = None  # initial step sizes of the flattening runs
 reduce_at = None  # steps at which η drops to eta_small
 eta_small = None  # step size after the reduction
 stable_steps = None  # steps of the stable phase searched for S_max
+flat_probe_every = None  # steps between sharpness probes of the flattening runs
 seed = None  # PRNG seed (first initialisation and the simulation)
 results_dir = None  # where the results record goes (default: _build/records)
 
@@ -95,6 +101,7 @@ RANGES = {
     "steps": "int >= 1, multiple of probe_every", "probe_every": "int >= 1",
     "kappa_radius": "float > 0", "n_train": "int in [1, 24000]", "width": "int >= 1",
     "low_factor": "float in (0, 1)", "window": "int >= 4, multiple of 2",
+    "switch_fractions": "list[float in (0, 1)], non-empty", "flat_probe_every": "int >= 1",
     "eta0s": "list[float > 0], non-empty", "reduce_at": "list[int >= 0], non-empty",
     "eta_small": "float > 0", "stable_steps": "int >= 1", "seed": "int >= 0",
 }
@@ -102,27 +109,29 @@ SCALES = {  # a literal: the book's tooling reads it without running the noteboo
     "smoke": {"cases": ["I", "II", "III"], "n_trajectories": 500, "sim_steps": 200,
               "seeds": 2, "eta": 0.1, "steps": 200, "probe_every": 10,
               "kappa_radius": 0.05, "n_train": 200, "width": 32, "low_factor": 0.2,
-              "window": 20,
+              "window": 20, "switch_fractions": [0.15, 0.35, 0.6],
               "eta0s": [0.1, 0.2], "reduce_at": [40, 80], "eta_small": 0.01,
-              "stable_steps": 100, "seed": 0},
+              "stable_steps": 100, "flat_probe_every": 10, "seed": 0},
     "book": {"cases": ["I", "II", "III"], "n_trajectories": 20000, "sim_steps": 4000,
              "seeds": 3, "eta": 0.1, "steps": 2000, "probe_every": 5,
              "kappa_radius": 0.05, "n_train": 1000, "width": 32, "low_factor": 0.2,
-             "window": 120, "eta0s": [0.1, 0.2], "reduce_at": [250, 750, 1500, 2500],
-             "eta_small": 0.01, "stable_steps": 3000, "seed": 0},
+             "window": 120, "switch_fractions": [0.15, 0.35, 0.6], "eta0s": [0.1, 0.2],
+             "reduce_at": [250, 750, 1500, 2500], "eta_small": 0.01, "stable_steps": 3000,
+             "flat_probe_every": 50, "seed": 0},
     "paper": {"cases": ["I", "II", "III"], "n_trajectories": 100000, "sim_steps": 10000,
               "seeds": 15, "eta": 0.1, "steps": 6000, "probe_every": 5,
               "kappa_radius": 0.05, "n_train": 1000, "width": 32, "low_factor": 0.2,
-              "window": 200, "eta0s": [0.1, 0.15, 0.2],
-              "reduce_at": [250, 750, 1500, 2500, 3500, 5000], "eta_small": 0.01,
-              "stable_steps": 6000, "seed": 0},
+              "window": 200, "switch_fractions": [0.15, 0.35, 0.6],
+              "eta0s": [0.1, 0.15, 0.2], "reduce_at": [250, 750, 1500, 2500, 3500, 5000],
+              "eta_small": 0.01, "stable_steps": 6000, "flat_probe_every": 100, "seed": 0},
 }
 P = settings(SCALES, scale, RANGES, cases=cases, n_trajectories=n_trajectories,
              sim_steps=sim_steps, seeds=seeds, eta=eta, steps=steps,
              probe_every=probe_every, kappa_radius=kappa_radius, n_train=n_train,
-             width=width, low_factor=low_factor, window=window, eta0s=eta0s,
-             reduce_at=reduce_at, eta_small=eta_small, stable_steps=stable_steps,
-             seed=seed)
+             width=width, low_factor=low_factor, window=window,
+             switch_fractions=switch_fractions, eta0s=eta0s, reduce_at=reduce_at,
+             eta_small=eta_small, stable_steps=stable_steps,
+             flat_probe_every=flat_probe_every, seed=seed)
 P.as_dict()
 
 # %% [markdown]
@@ -130,7 +139,7 @@ P.as_dict()
 #
 # Each claim is graded after the run by the rule stated with it, fixed here before any number
 # exists; `not tested` means this run never entered the regime the claim needs (no walk was
-# absorbed, too few instabilities, a stable phase too short to peak). The simulated model in
+# absorbed, walks that barely spread, too few instabilities, a stable phase too short to peak). The simulated model in
 # the theorems' own setting (Case I) realises the theorems exactly, so it is recorded as a
 # consistency check, not scored.
 
@@ -152,11 +161,18 @@ NAMES = {
     "branch_violations": "grid points breaking the 1-right/3-left two-step pattern",
     "branch_mean_max": "the largest |mean two-step displacement|",
     "n_relaxed_cases": "the number of Cases II and III simulated",
-    "relaxed_median_drift_max": "the largest change of median log κ in Cases II, III",
-    "relaxed_mode_minus_median_max": "the largest final mode − median in Cases II, III",
-    "relaxed_skewness_min": "the smallest final skewness in Cases II, III",
+    "relaxed_null_spread_growth_min": ("the smallest growth of the null walks' 5–95% spread "
+                                       "(final / initial) in Cases II, III"),
+    "relaxed_median_excess_max": ("the largest final median of log κ minus the null's, in "
+                                  "standard errors of the two medians (Cases II, III, no exit)"),
+    "relaxed_mode_minus_median_max": ("the largest final mode − median in Cases II, III "
+                                      "(no exit)"),
+    "relaxed_skewness_excess_min": ("the smallest final skewness minus the null's, in standard "
+                                    "errors √(12/n) of a normal sample's (Cases II, III, no exit)"),
     "seeds_measured": "seeds with ≥ 3 probe pairs inside instabilities",
     "variability_pearson_mean": "the mean over seeds of Pearson(λ, κ change along ĝ)",
+    "variability_pearson_t": ("the seed mean of Pearson along ĝ over its standard error "
+                              "(sample std / √seeds): its distance from no correlation"),
     "rotation_instabilities": "instabilities of the first seed",
     "rotation_start_ratio": "λ/(2/η) where the rotation study starts",
     "rotation_drop": "how far the kept-η subspace similarity falls (1 − min)",
@@ -175,13 +191,19 @@ THEOREMS = Given(ABSORBS, AllOf((
     AtMost("case1_median_rise_max", 3.0, fmt=".2f"), AtLeast("case1_skewness", 0.0),
     AtMost("case1_mode_minus_median", 0.0), AtMost("branch_violations", 0),
     AtMost("branch_mean_max", 1e-9, fmt=".1e"))))
-RELAXED = Given(AllOf((ABSORBS, AtLeast("n_relaxed_cases", 1))), AllOf((
-    AtMost("roundoff_exits", 0), AtMost("relaxed_median_drift_max", -0.01),
-    AtMost("relaxed_mode_minus_median_max", 0.0),
-    AtLeast("relaxed_skewness_min", 0.0))))
+# Graded on the walks with the exit switched off, against the same walks with a constant step:
+# with the exit on, a pile of absorbed walks makes the median fall and the law right-skewed by
+# itself (a constant-step walk with the same exit does both), whatever the step's state-dependence.
+RELAXED = Given(
+    AllOf((AtLeast("n_relaxed_cases", 1),
+           AtLeast("relaxed_null_spread_growth_min", 2.0, fmt=".1f"))),
+    AllOf((AtMost("relaxed_median_excess_max", -3.0, fmt=".1f"),
+           AtMost("relaxed_mode_minus_median_max", 0.0),
+           AtLeast("relaxed_skewness_excess_min", 3.0, fmt=".1f"))))
 VARIABILITY = Given(
     AtLeast("seeds_measured", 2),
-    Within("variability_pearson_mean", 0.59, good=0.25, fair=0.5, fmt=".2f"))
+    AllOf((AtLeast("variability_pearson_t", 2.0, fmt=".1f"),
+           Within("variability_pearson_mean", 0.59, good=0.25, fair=0.5, fmt=".2f"))))
 ROTATION = Given(
     AllOf((AtLeast("rotation_instabilities", 1), AtLeast("rotation_start_ratio", 1.0))),
     AllOf((AtLeast("rotation_drop", 0.05, fair=0.02),
@@ -210,9 +232,11 @@ CLAIMS = [
         "median still drifts left, mode ≤ median and the law stays right-skewed",
         "App. F.11 Cases II, III (figure only)",
         rule=RELAXED, glossary=NAMES,
-        ours="largest median drift {relaxed_median_drift_max:+.3f}, largest mode − "
-             "median {relaxed_mode_minus_median_max:+.3f}, smallest skew "
-             "{relaxed_skewness_min:+.2f}"),
+        ours="exit off: final median vs the null's {relaxed_median_excess_max:+.1f} "
+             "standard errors, largest mode − median {relaxed_mode_minus_median_max:+.3f}, "
+             "skewness above the null's {relaxed_skewness_excess_min:+.1f} standard errors",
+        control="the same walks (same start, same signs) with a constant step h̄, the "
+                "model's mean initial step: a martingale whose median does not drift"),
     ClaimSpec(
         "kappa-variability",
         "during instabilities the change of κ grows with the sharpness λ",
@@ -222,7 +246,8 @@ CLAIMS = [
         ours="along ĝ: {variability_pearson_mean:.2f} ± {variability_pearson_std:.2f} "
              "over {seeds_measured} seeds ({variability_pearsons:.2f}); along u: "
              "{variability_pearson_eig_mean:.2f}",
-        control="no correlation (0), and the seed-to-seed spread"),
+        control="no correlation (0): the seed mean must lie at least 2 of its standard "
+                "errors (the seed-to-seed spread / √seeds) above it"),
     ClaimSpec(
         "rotation-and-reversal",
         "during an instability the top eigenvectors rotate away from their start; "
@@ -264,16 +289,30 @@ display(declared_claims(CLAIMS))
 # in $e^x - 1$. The paper's uniform-drift result (Prop. F.11) assumes $g$ has a *positive
 # floor*; ours is $g \ge 0.02$ on $s > 0$, so a walk next to the exit crosses it in one step,
 # and every absorbed walk is counted with its exact surplus.
+#
+# **Absorption alone moves the median.** Absorbed walks stay at their exit value, below every
+# live walk, so once half the walks are absorbed the median sits in the pile of exits whatever
+# the step did, and the pile with the live walks' right tail is a right-skewed law. A walk with
+# a *constant* step and the same exit shows the same median fall and skew. The claim about
+# Cases II and III is therefore graded on the same walks with the exit switched off
+# (`absorbing=False`: past the exit they step by the floor $g(0)$), against a **null**: the
+# same start and the same signs with the constant step $\bar h$, the model's mean initial step
+# ({func}`eoslib.mechanisms.kappa.constant_step`), a martingale whose median does not drift.
 
 # %%
 key = jax.random.key(P.seed)
-sims, summaries = {}, {}
+sims, summaries, unabsorbed = {}, {}, {}
 for name in P.cases:
     key, k_init, k_run = jax.random.split(key, 3)
     x0 = kappa.initial_log_kappa(kappa.CASES[name], P.n_trajectories, k_init)
     sims[name] = kappa.simulate(kappa.CASES[name], x0, P.sim_steps, key=k_run,
                                 record_every=P.sim_steps // 4)
     summaries[name] = [kappa.distribution_summary(row) for row in sims[name].log_kappa]
+    if name != "I":  # the claim beyond the theorems: the exit off, and its constant-step null
+        free = dataclasses.replace(kappa.CASES[name], absorbing=False)
+        for label, model in (("free", free), ("null", kappa.constant_step(free, x0))):
+            unabsorbed[name, label] = kappa.simulate(model, x0, P.sim_steps, key=k_run,
+                                                     record_every=P.sim_steps // 4)
 
 # %% tags=["hide-input"]
 rows = []
@@ -284,13 +323,14 @@ for name in P.cases:
         rows.append(f"| {name} | {t} | {s.median:.3f} | {s.mode:.3f} | {s.mean:.3f} "
                     f"| {s.skewness:+.2f} | {ex.mean():.1%} | {live} |")
 display(Markdown(
-    "Statistics of all walks, absorbed ones at their exit value (what the claims grade); "
+    "Statistics of all walks, absorbed ones at their exit value (what the Case I check "
+    "grades); "
     "the last column is the median of the walks not yet absorbed. Once most walks are "
     "absorbed, median and mode describe the pile of exits just below $\\log\\kappa = 0$."
     "\n\n| case | step | median | mode | mean | skewness | absorbed | median, unabsorbed |"
     "\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)))
 
-# %% mystnb={"figure": {"caption": "The coupled model: density of $\\log\\kappa$ (Gaussian KDE over all walks, absorbed ones at their exit value) at five times; dotted lines are the medians. Watch the medians move left while a right tail grows.", "name": "fig-kappa-sim"}}
+# %% mystnb={"figure": {"caption": "The coupled model: density of $\\log\\kappa$ (Gaussian KDE over all walks, absorbed ones at their exit value) at five times; dotted lines are the medians.", "name": "fig-kappa-sim"}}
 fig, axes = plt.subplots(1, len(P.cases), figsize=(3.6 * len(P.cases), 3.0),
                          squeeze=False, sharey=True)
 for ax, name in zip(axes[0], P.cases):
@@ -317,6 +357,28 @@ ax.set(xlabel="$\\log\\kappa$ at the exit", ylabel="walks")
 ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+
+# %% tags=["remove-input"]
+versus = {}  # Cases II, III, exit off: final (summary, median SE) of model and null
+for name in [n for n in P.cases if n != "I"]:
+    first, last = (kappa.distribution_summary(unabsorbed[name, "null"].log_kappa[i])
+                   for i in (0, -1))
+    versus[name] = {
+        k: (kappa.distribution_summary(unabsorbed[name, k].log_kappa[-1]),
+            kappa.median_standard_error(unabsorbed[name, k].log_kappa[-1]))
+        for k in ("free", "null")} | {"growth": last.spread / first.spread}
+rows = [f"| {name} | {label} | {v[k][0].median - summaries[name][0].median:+.3f} "
+        f"| {v[k][1]:.3f} | {v[k][0].mode - v[k][0].median:+.3f} | {v[k][0].skewness:+.2f} |"
+        for name, v in versus.items()
+        for k, label in (("free", "state-dependent step"), ("null", "constant step h̄"))]
+if versus:
+    display(Markdown(
+        f"Cases II and III with the exit off, after {P.sim_steps} steps: the model against "
+        "its constant-step null (same start, same signs). The null walks' 5–95% spread grew "
+        "by a factor of " + ", ".join(f"{v['growth']:.1f} (case {n})"
+                                      for n, v in versus.items()) + "."
+        "\n\n| case | step | change of median | its standard error | mode − median "
+        "| skewness |\n|---|---|---|---|---|---|\n" + "\n".join(rows)))
 
 # %% [markdown]
 # ## 2. κ on a real network, over several seeds
@@ -366,7 +428,7 @@ display(Markdown(
     "finite-difference proxy along u correlates with the exact value at Pearson "
     f"{proxy_pearson:.2f} over {int(finite.sum())} probes."))
 
-# %% mystnb={"figure": {"caption": "First seed, full-batch GD at fixed $\\eta$. Top: sharpness with $2/\\eta$ dashed, instabilities shaded. Bottom: $D^4L$ along the unit gradient and along the top eigenvector (symmetric-log axis: values $\\le 0$ are shown, not dropped). See how κ jumps inside the shaded instabilities.", "name": "fig-kappa-network"}}
+# %% mystnb={"figure": {"caption": "First seed, full-batch GD at fixed $\\eta$. Top: sharpness with $2/\\eta$ dashed, instabilities shaded. Bottom: $D^4L$ along the unit gradient and along the top eigenvector (symmetric-log axis: values $\\le 0$ are shown, not dropped).", "name": "fig-kappa-network"}}
 fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 4.6), sharex=True)
 ax1.plot(tp, S[0], lw=0.7)
 ax1.axhline(edge, color="k", ls="--", lw=0.8)
@@ -389,8 +451,9 @@ plt.show()
 # eigenvectors at its first (even) step $t_0$, and follow for `window` steps the similarity of
 # the top-3 subspace with the baseline ({func}`eoslib.engine.probes.rotation`; even steps, as
 # the ReLU network's oscillation has period 2). One `vmap`-ed replay from $t_0$: member 0
-# keeps η (the **control**), the others drop to $\eta_{\rm low} = 0.2\eta$ at three steps
-# inside the window. A reversal is a rise of the similarity after the switch that exceeds
+# keeps η (the **control**), the others drop to $\eta_{\rm low}$ = `low_factor`·η (the paper
+# lowers it to 0.2η), one at each of the steps placed at the fractions `switch_fractions` of
+# the window. A reversal is a rise of the similarity after the switch that exceeds
 # the control's rise over the same steps ({func}`eoslib.mechanisms.kappa.reversal_gain`).
 
 # %%
@@ -403,7 +466,7 @@ theta0 = pre.state.params
 loss_fn = lambda p: objective(p, ds.x, ds.onehot, {})[0]
 lam0, base = hessian.top_eigenpairs(loss_fn, theta0, 3, key=jax.random.key(7), tol=1e-5,
                                     max_restarts=10)
-switch = [t0 + max(2, int(f * P.window)) // 2 * 2 for f in (0.15, 0.35, 0.6)]
+switch = [t0 + max(2, int(f * P.window)) // 2 * 2 for f in P.switch_fractions]
 M = len(switch) + 1
 stack = lambda a: jnp.broadcast_to(a, (M,) + a.shape)
 sched = lambda hp: optax.sgd(  # the replay counts its steps from t0
@@ -417,7 +480,7 @@ rot = train.run(objective, sched, jax.tree.map(stack, theta0), (ds.x, ds.onehot)
 rt, sub = t0 + rot.history.probe_step[0], rot.history.extra.subspace
 gain, gain_control = kappa.reversal_gain(sub, rt, np.asarray(switch))
 
-# %% mystnb={"figure": {"caption": "Top-3 subspace similarity to the baseline across the first seed's longest instability: keeping η (black, the control) and with η lowered to $0.2\\eta$ at the dotted steps. A reversal is a coloured curve climbing back after its switch faster than the black one.", "name": "fig-kappa-rotation"}}
+# %% mystnb={"figure": {"caption": "Top-3 subspace similarity to the baseline across the first seed's longest instability: keeping η (black, the control) and with η lowered to `low_factor`·η at the dotted steps. A reversal is a coloured curve climbing back after its switch faster than the black one.", "name": "fig-kappa-rotation"}}
 fig, ax = plt.subplots(figsize=(6.5, 3.2))
 ax.plot(rt, sub[0], "k", lw=1.4, label="keep η (control)")
 for m, at in enumerate(switch, start=1):
@@ -440,7 +503,7 @@ plt.show()
 
 # %%
 grid_eta0, grid_at = np.meshgrid(P.eta0s, P.reduce_at, indexing="ij")
-probe_c = max(10, P.stable_steps // 60)
+probe_c = P.flat_probe_every
 total = -(-int(max(P.reduce_at) + P.stable_steps) // probe_c) * probe_c
 flat_sched = lambda hp: optax.sgd(
     optim.step_decay(hp["eta0"], at=hp["reduce_at"], to=P.eta_small))
@@ -526,15 +589,24 @@ metrics = {
                                     | np.any(branch[:, 1:] >= 0, axis=1))),
     "branch_mean_max": float(np.max(np.abs(branch.mean(axis=1)))),
     "n_relaxed_cases": len(relaxed),
-    "relaxed_median_drift_max": max((drift(n) for n in relaxed), default=nan),
+    "relaxed_null_spread_growth_min": min((v["growth"] for v in versus.values()), default=nan),
+    "relaxed_median_excess_max": max(
+        ((v["free"][0].median - v["null"][0].median) / np.hypot(v["free"][1], v["null"][1])
+         for v in versus.values()), default=nan),
     "relaxed_mode_minus_median_max": max(
-        (final(n).mode - final(n).median for n in relaxed), default=nan),
-    "relaxed_skewness_min": min((final(n).skewness for n in relaxed), default=nan),
+        (v["free"][0].mode - v["free"][0].median for v in versus.values()), default=nan),
+    "relaxed_skewness_excess_min": min(
+        ((v["free"][0].skewness - v["null"][0].skewness) / np.sqrt(12 / P.n_trajectories)
+         for v in versus.values()), default=nan),
+    "relaxed_median_drift_absorbing_max": max((drift(n) for n in relaxed), default=nan),
     # κ on the network
     "seeds_measured": len(measured),
     "variability_pearsons": measured,
     "variability_pearson_mean": float(np.mean(measured)) if measured else nan,
     "variability_pearson_std": float(np.std(measured)) if measured else nan,
+    "variability_pearson_t": (float(np.mean(measured) / (np.std(measured, ddof=1)
+                                                         / np.sqrt(len(measured))))
+                              if len(measured) >= 2 else nan),
     "variability_pearson_eig_mean": float(np.mean(measured_u)) if measured_u else nan,
     "kappa_gradient_nonpositive": nonpos_g,
     "kappa_eigvec_nonpositive": nonpos_u,
@@ -584,12 +656,11 @@ display(verdicts_by_scale(claims, paper))
 display(verdict_section(claims, scale=scale))
 
 # %% [markdown]
-# The simulated model's predictions follow from its construction (a martingale whose step
-# grows with the state); our instances are not the paper's, whose functions our copy lost,
-# so the agreement is with the theorems, not with its figure's numbers. The network
-# correlation uses our stand-in for the paper's κ-change metric, and its spread over seeds
-# is part of the result: on one seed a rounding-level change of the run moved it by about
-# as much as the difference between the paper's per-seed values.
+# Our instances of the simulated model are not the paper's, whose $f$, $g$ and initial laws
+# our copy lost: a verdict on the model is about the paper's qualitative statements for these
+# instances, not about its figure's numbers. The network correlation uses our stand-in for the
+# paper's κ-change metric, and its rule measures the distance from no correlation in units of
+# the seed-to-seed spread, so few seeds make a weak test.
 
 # %% tags=["hide-input"]
 # Invariants of the machinery, true at every scale (not the paper's claims):

@@ -1,5 +1,7 @@
 """The coupled instability model: branches, absorption, median drift, statistics."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -214,3 +216,37 @@ def test_median_standard_error_of_a_normal_sample():
 def test_two_step_branches_are_float64_and_mean_zero_to_round_off():
     d = kappa.two_step_branches(kappa.CASES["II"], np.linspace(0.05, 3.0, 100))
     assert d.dtype == np.float64 and np.max(np.abs(d.mean(axis=1))) < 1e-15
+
+
+def test_absorption_alone_moves_the_median_so_the_null_keeps_the_exit_off():
+    """Why the claim beyond the theorems is graded with the exit off: with the exit on, a walk
+    with a constant step (no state dependence at all) also ends with its median fallen by about
+    the initial median and a right-skewed law; with the exit off the constant-step null's median
+    stays put while the state-dependent walk's falls."""
+    case = kappa.CASES["II"]
+    x0 = kappa.initial_log_kappa(case, 4000, jax.random.key(5))
+    key = jax.random.key(6)
+    null_exit = kappa.constant_step(case, x0)
+    sim = kappa.simulate(null_exit, x0, 1500, key=key, record_every=1500)
+    end = kappa.distribution_summary(sim.log_kappa[-1])
+    assert (sim.exit_time >= 0).mean() > 0.5
+    assert end.median - np.median(x0) < -0.9 and end.skewness > 0.5  # absorption did it
+    free = dataclasses.replace(case, absorbing=False)
+    null = kappa.constant_step(free, x0)
+    walks = {m: kappa.simulate(m, x0, 1500, key=key, record_every=1500) for m in (free, null)}
+    assert all(np.all(w.exit_time == -1) for w in walks.values())  # nothing absorbed
+    drift = {m: np.median(w.log_kappa[-1]) - np.median(x0) for m, w in walks.items()}
+    se = kappa.median_standard_error(walks[null].log_kappa[-1])
+    assert abs(drift[null]) < 3 * se  # a constant-step martingale: no median drift
+    assert drift[free] < drift[null] - 10 * se  # the state-dependent step: the flatness bias
+
+
+def test_constant_step_is_the_mean_initial_step_and_the_free_walk_steps_past_the_exit():
+    case = kappa.CASES["I"]
+    x0 = jnp.asarray([0.5, 1.0, 1.5])
+    null = kappa.constant_step(case, x0)
+    expected = float(np.mean(np.asarray(case.step_size(x0))))
+    np.testing.assert_allclose(np.asarray(null.step_size(jnp.asarray([0.2, 2.0]))), expected)
+    assert null.absorbing and float(null.step_size(jnp.asarray(-0.5))) == 0.0
+    free = dataclasses.replace(case, absorbing=False)
+    assert float(free.step_size(jnp.asarray(-0.5))) == pytest.approx(kappa.G_FLOOR)

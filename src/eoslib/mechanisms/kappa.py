@@ -34,6 +34,7 @@ floor of Prop. F.11), the surplus is computed without cancellation (``expm1``) a
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import operator
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["CoupledModel", "CASES", "G_FLOOR", "Simulation", "simulate", "initial_log_kappa", "two_step_branches",
+__all__ = ["CoupledModel", "CASES", "G_FLOOR", "Simulation", "simulate", "initial_log_kappa", "constant_step", "two_step_branches",
            "distribution_summary", "DistributionSummary", "median_standard_error", "instabilities", "relative_change",
            "variability_correlation", "stable_peak", "reversal_gain"]
 
@@ -82,6 +83,9 @@ class CoupledModel:
       log_surplus: optional noise-free surplus ``s(X) = η f(e^X) − c`` as a function of
         ``X = log κ``, written without cancellation near the exit (``jnp.expm1`` for
         ``η f(κ) − c = κ − 1``); ``None``: computed as ``η f(exp X) − c``.
+      absorbing: whether the walk is absorbed the first time ``s ≤ 0`` (Asp. 5.2). ``False``
+        switches the exit off: past it the walk keeps stepping by ``g(0)`` (the floor), so the
+        law of ``log κ`` is not shaped by a pile of absorbed walks (see :func:`constant_step`).
 
     A malformed ``init``, a non-positive ``eta`` or a negative ``noise_std`` is a ValueError
     when the model is built.
@@ -95,6 +99,7 @@ class CoupledModel:
     noise_std: float = 0.0
     init: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((1.0,), (1.0,), (0.1,))
     log_surplus: Callable[[Array], Array] | None = None
+    absorbing: bool = True
 
     def __post_init__(self):
         if isinstance(self.eta, numbers.Real) and not self.eta > 0:
@@ -110,9 +115,10 @@ class CoupledModel:
         return self.eta * (self.f(jnp.exp(log_kappa)) + noise) - self.c
 
     def step_size(self, log_kappa: Array) -> Array:
-        """``h(X) = g(s(X))`` without noise (0 where ``s ≤ 0``)."""
+        """``h(X) = g(s(X))`` without noise (0 where ``s ≤ 0`` if the model is absorbing, else
+        ``g(0)`` there)."""
         s = self.surplus(log_kappa)
-        return jnp.where(s > 0, self.g(jnp.maximum(s, 0.0)), 0.0)
+        return jnp.where((s > 0) | (not self.absorbing), self.g(jnp.maximum(s, 0.0)), 0.0)
 
 
 #: The positive floor of our g on s > 0, Prop. F.11's "positive floor". A walk within G_FLOOR of
@@ -241,8 +247,8 @@ def simulate(model: CoupledModel, log_kappa0: Float[Array, " n"], steps: int, *,
     trajectories at once, in float64), recording every ``record_every`` steps (and step 0).
 
     A trajectory is absorbed at the first step where ``s ≤ 0`` and keeps that ``log κ``; its
-    ``exit_time`` is that step (−1: never). Float64 and a cancellation-free ``log_surplus`` keep
-    the exit test from being decided by round-off.
+    ``exit_time`` is that step (−1: never; always for a model with ``absorbing=False``). Float64
+    and a cancellation-free ``log_surplus`` keep the exit test from being decided by round-off.
     """
     steps = _positive_int("steps", steps)
     given = record_every
@@ -264,7 +270,7 @@ def _simulate64(model, log_kappa0, steps, key, record_every, n):
         xi = jnp.where(jax.random.bernoulli(k1, 0.5, (n,)), 1.0, -1.0)
         eps = model.noise_std * jax.random.normal(k2, (n,), jnp.float64)
         s = model.surplus(x, eps)
-        now_exit = ~exited & (s <= 0)
+        now_exit = ~exited & (s <= 0) & model.absorbing
         exited = exited | now_exit
         exit_time = jnp.where(now_exit, t, exit_time)
         x = jnp.where(exited, x, x + xi * model.g(jnp.maximum(s, 0.0)))
@@ -280,6 +286,17 @@ def _simulate64(model, log_kappa0, steps, key, record_every, n):
     xs = np.concatenate([np.asarray(log_kappa0)[None], np.asarray(xs)])
     ex = np.concatenate([np.zeros((1, n), bool), np.asarray(ex)])
     return Simulation(times, xs, ex, np.asarray(final[2]))
+
+
+def constant_step(model: CoupledModel, log_kappa0: Float[Array, " n"]) -> CoupledModel:
+    """The null model of the flatness bias: ``model`` with its state-dependent step replaced by
+    the constant ``h̄``, the mean of its step ``h(X₀)`` over the draws ``log_kappa0`` (same f, exit,
+    initial law and noise). A symmetric walk with a constant step is a martingale whose median
+    does not drift by itself; whatever it shows comes from the initial law and the exit."""
+    with jax.enable_x64(True):
+        h = float(np.mean(np.asarray(model.step_size(jnp.asarray(np.asarray(log_kappa0, np.float64))))))
+    return dataclasses.replace(model, name=f"{model.name} (constant step {h:.3g})",
+                               g=lambda s: jnp.full_like(s, h))
 
 
 def two_step_branches(model: CoupledModel, log_kappa: Float[Array, " m"]) -> Float[np.ndarray, "m 4"]:
