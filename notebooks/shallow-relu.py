@@ -101,13 +101,14 @@ sweep_width = None  # neurons in the sweep
 sweep_steps = None  # GD steps of each sweep member
 cifar_n = None  # CIFAR-10 images (two classes); 0 skips the CIFAR-10 claims
 cifar_edges = None  # the paper's step sizes as edges 2/η (one picked per network)
+cifar_width = None  # hidden width of the CIFAR-10 networks and the depth grid (paper: 128)
 cifar_steps = None  # GD steps of the main CIFAR-10 run
 cifar_probe_every = None  # steps between top-k probes
 top_k = None  # Hessian eigenvalues tracked in the loop
 decay_ks = None  # decay to η/4 once this many eigenvalues reached the edge
 decay_offsets = None  # ... and also this many steps after that
 decay_steps = None  # steps run after the decay
-depths = None  # hidden layers of the App. C depth grid (width 128); [] skips it
+depths = None  # hidden layers of the App. C depth grid (width cifar_width); [] skips it
 depth_steps = None  # GD steps of each depth-grid run
 seed = None  # PRNG seed
 results_dir = None  # where the results record goes (default: _build/records)
@@ -121,6 +122,7 @@ RANGES = {
     "sweep_ns": "list[int >= 2, multiple of 2], non-empty",
     "sweep_seeds": "int >= 1", "sweep_width": "int >= 1", "sweep_steps": "int >= 1",
     "cifar_n": "int in [0, 10000]", "cifar_edges": "list[float > 0], non-empty",
+    "cifar_width": "int >= 1",
     "cifar_steps": "int >= 1, multiple of cifar_probe_every",
     "cifar_probe_every": "int >= 1", "top_k": "int >= 1", "decay_ks": "list[int >= 1]",
     "decay_offsets": "list[int >= 0]",
@@ -131,8 +133,8 @@ SCALES = {  # a literal: `python -m eoslib` reads it without running the noteboo
     "smoke": {"n_data": 6, "width": 64, "init_scale": 1e-3, "y_neg": 0.6, "eta": 0.2,
               "steps": 500, "probe_every": 100, "sweep_scales": [1e-2, 1e-3],
               "sweep_ns": [4], "sweep_seeds": 2, "sweep_width": 64, "sweep_steps": 500,
-              "cifar_n": 40, "cifar_edges": [30, 50, 150, 200], "cifar_steps": 20,
-              "cifar_probe_every": 10, "top_k": 3, "decay_ks": [1],
+              "cifar_n": 40, "cifar_edges": [30, 50, 150, 200], "cifar_width": 128,
+              "cifar_steps": 20, "cifar_probe_every": 10, "top_k": 3, "decay_ks": [1],
               "decay_offsets": [0, 10], "decay_steps": 10, "depths": [],
               "depth_steps": 20, "seed": 0},
     "book": {"n_data": 6, "width": 64, "init_scale": 1e-3, "y_neg": 0.6, "eta": 0.2,
@@ -140,7 +142,7 @@ SCALES = {  # a literal: `python -m eoslib` reads it without running the noteboo
              "sweep_scales": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
              "sweep_ns": [4, 6, 8], "sweep_seeds": 4, "sweep_width": 128,
              "sweep_steps": 1000, "cifar_n": 250, "cifar_edges": [30, 50, 150, 200],
-             "cifar_steps": 1000, "cifar_probe_every": 50, "top_k": 5,
+             "cifar_width": 128, "cifar_steps": 1000, "cifar_probe_every": 50, "top_k": 5,
              "decay_ks": [1, 2], "decay_offsets": [0, 300], "decay_steps": 250,
              "depths": [1, 2, 3], "depth_steps": 400, "seed": 0},
     "paper": {"n_data": 6, "width": 64, "init_scale": 1e-3, "y_neg": 0.6, "eta": 0.2,
@@ -148,7 +150,7 @@ SCALES = {  # a literal: `python -m eoslib` reads it without running the noteboo
               "sweep_scales": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
               "sweep_ns": [4, 6, 8], "sweep_seeds": 8, "sweep_width": 128,
               "sweep_steps": 1000, "cifar_n": 5000, "cifar_edges": [30, 50, 150, 200],
-              "cifar_steps": 10000, "cifar_probe_every": 20, "top_k": 20,
+              "cifar_width": 128, "cifar_steps": 10000, "cifar_probe_every": 20, "top_k": 20,
               "decay_ks": [1, 3, 5], "decay_offsets": [0, 1000], "decay_steps": 1000,
               "depths": [1, 2, 3, 4], "depth_steps": 4000, "seed": 0},
 }
@@ -156,7 +158,7 @@ P = settings(SCALES, scale, RANGES, n_data=n_data, width=width, init_scale=init_
              y_neg=y_neg, eta=eta, steps=steps, probe_every=probe_every,
              sweep_scales=sweep_scales, sweep_ns=sweep_ns, sweep_seeds=sweep_seeds,
              sweep_width=sweep_width, sweep_steps=sweep_steps, cifar_n=cifar_n,
-             cifar_edges=cifar_edges, cifar_steps=cifar_steps,
+             cifar_edges=cifar_edges, cifar_width=cifar_width, cifar_steps=cifar_steps,
              cifar_probe_every=cifar_probe_every, top_k=top_k, decay_ks=decay_ks,
              decay_offsets=decay_offsets, decay_steps=decay_steps, depths=depths,
              depth_steps=depth_steps, seed=seed)
@@ -343,6 +345,7 @@ display(declared_claims(CLAIMS))
 # %% tags=["hide-input"]
 # Measurements shared by the sections below (pure functions of the recorded curves).
 EDGE_TOL = 0.05  # an eigenvalue is at the edge once λᵢ ≥ (1 − EDGE_TOL) · 2/η
+TOY_TOP_K = 4  # top eigenvalues of the dense eigh kept per probe (drawn, not graded)
 
 
 def rise_fraction(values, fit):
@@ -412,10 +415,10 @@ with jax.enable_x64(True):
     d_plus, d_minus = (float(jnp.linalg.norm(v)) for v in sr.data_vectors(x_toy, y_toy))
     t0 = time.time()
     toy = sr.simulate(net0, x_toy, y_toy, P.eta, steps=P.steps,
-                      probe_every=P.probe_every, top_k=4)
+                      probe_every=P.probe_every, top_k=TOY_TOP_K)
     y_balanced = jnp.concatenate([jnp.ones(P.n_data // 2), -jnp.ones(P.n_data // 2)])
     ctrl = sr.simulate(net0, x_toy, y_balanced, P.eta, steps=P.steps,
-                       probe_every=P.probe_every, top_k=4)
+                       probe_every=P.probe_every, top_k=TOY_TOP_K)
     toy, ctrl = jax.tree.map(np.asarray, (toy, ctrl))
     time_toy = time.time() - t0
 if not (s_plus.any() and s_minus.any()):
@@ -630,9 +633,9 @@ plt.show()
 # %% [markdown]
 # ## 3. Eigenvalues entering the edge one by one (CIFAR-10, Figs. 1, 2, 4)
 #
-# FC 3072-128-1 with ReLU and with tanh (PyTorch-default initialisation, biases), ½MSE on ±1
-# targets, full-batch GD. The top-k Hessian eigenvalues are tracked inside the compiled
-# training loop by block Lanczos, warm-started from the previous probe
+# FC 3072-`cifar_width`-1 (the paper's is 3072-128-1) with ReLU and with tanh (PyTorch-default
+# initialisation, biases), ½MSE on ±1 targets, full-batch GD. The top-k Hessian eigenvalues are
+# tracked inside the compiled training loop by block Lanczos, warm-started from the previous probe
 # ({mod}`eoslib.engine.train`). The loop also keeps the training state at every probe
 # (`TrainConfig(keep_states=True)`), so that the decays of section 4 can branch off any probe
 # step ({func}`eoslib.engine.train.at_probe`).
@@ -674,7 +677,8 @@ if P.cifar_n:
     y_c = jnp.asarray(2.0 * ds.y - 1.0, dtype=jnp.float32)[:, None]  # airplane −1
     for act in ("relu", "tanh"):
         t0 = time.time()
-        params_c = models.MLP(3072, (128,), 1, act, key=jax.random.key(P.seed + 3))
+        params_c = models.MLP(3072, (P.cifar_width,), 1, act,
+                              key=jax.random.key(P.seed + 3))
         s0 = initial_sharpness(params_c, x_c, y_c)
         edge = pick_edge(s0, P.cifar_edges)
         if edge is None:
@@ -716,7 +720,7 @@ for act, suffix in (("relu", ""), ("tanh", "_tanh")):
         texts[f"edge_text{suffix}"] = ("not run (cifar_n = 0, or no step size of the "
                                        "paper starts below the edge)")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "FC 3072-128-1 on two CIFAR-10 classes, full-batch GD: the top-k Hessian eigenvalues tracked in the loop (one panel per activation), with 2/η dashed and the 5 % entry tolerance dotted; last panel: the training losses.", "name": "fig-shallow-relu-cifar"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "FC 3072-`cifar_width`-1 on two CIFAR-10 classes, full-batch GD: the top-k Hessian eigenvalues tracked in the loop (one panel per activation), with 2/η dashed and the 5 % entry tolerance dotted; last panel: the training losses.", "name": "fig-shallow-relu-cifar"}}
 if cifar:
     fig, axes = plt.subplots(1, len(cifar) + 1, figsize=(4 * len(cifar) + 4, 3.6))
     for ax, (act, c) in zip(axes, cifar.items()):
@@ -850,7 +854,7 @@ if P.cifar_n and P.depths and "relu" in cifar:
     eta_depth = cifar["relu"]["eta"]
     t0 = time.time()
     for depth in P.depths:
-        net_d = models.MLP(3072, (128,) * depth, 1, "relu",
+        net_d = models.MLP(3072, (P.cifar_width,) * depth, 1, "relu",
                            key=jax.random.key(P.seed + 3))
         hd = train.run(OBJECTIVE, MAKE_SGD, net_d, (x_c, y_c), cfg_depth,
                        key=jax.random.key(P.seed + 9), hparams={"eta": eta_depth},
@@ -885,7 +889,7 @@ depth_metrics = {
 }
 texts["depths_run"] = ", ".join(str(r[0]) for r in depth_rows) or "none"
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "App. C depth grid: sharpness λ₁ of FC-ReLU networks with 1, 2, … hidden layers of width 128 on the same images and step size; 2/η dashed.", "name": "fig-shallow-relu-depth"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "App. C depth grid: sharpness λ₁ of FC-ReLU networks with 1, 2, … hidden layers of width `cifar_width` on the same images and step size; 2/η dashed.", "name": "fig-shallow-relu-depth"}}
 if depth_rows:
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     for depth, hd in depth_hist.items():
