@@ -65,15 +65,29 @@ def test_logistic_rates_partly_when_one_part_holds(rules):
     assert rule.grade({"logistic_r2_min": 0.80, "rate_split": 0.02}) == N
 
 
+BOUNDS = ("phase1_lambda_plus_over_bound", "phase1_lambda_minus_over_bound",
+          "phase2_lambda_minus_over_bound", "plateau_over_asymptote_min")
+
+
 def test_bounds_partly_when_some_fail_and_not_when_all_do(rules):
     rule = rules["thm3.1-bounds"]
-    ok = {"phase1_lambda_plus_over_bound": -0.5, "phase1_lambda_minus_over_bound": -0.3,
-          "phase2_lambda_minus_over_bound": 0.2, "plateau_over_asymptote_min": 16.0}
+    ok = dict(zip(BOUNDS, (0.5, 0.3, 0.2, 16.0)))  # every maximum > 0: all four tested
     assert rule.grade(ok) == R
     assert rule.grade({**ok, "plateau_over_asymptote_min": 0.5}) == P
-    bad = {"phase1_lambda_plus_over_bound": 3.0, "phase1_lambda_minus_over_bound": 3.0,
-           "phase2_lambda_minus_over_bound": 3.0, "plateau_over_asymptote_min": 0.5}
-    assert rule.grade(bad) == N
+    assert rule.grade(dict(zip(BOUNDS, (3.0, 3.0, 3.0, 0.5)))) == N
+
+
+def test_bounds_that_hold_by_sign_alone_are_not_evidence(rules):
+    rule = rules["thm3.1-bounds"]
+    # the book run before this fix: the three upper bounds' maxima were < 0 (ratios −21.6,
+    # −28.7, −0.85), which the old rule counted as holding (reproduced). The notebook now
+    # records such a ratio as NaN (not tested), so only the asymptote is evidence: partly
+    book = dict(zip(BOUNDS, (NAN, NAN, NAN, 16.1)))
+    assert rule.grade(book) == P
+    # ... and a run whose only testable bound fails is not reproduced, not partly
+    assert rule.grade({**book, "plateau_over_asymptote_min": 0.5}) == N
+    assert rule.grade(dict(zip(BOUNDS, (NAN, NAN, 3.0, 0.5)))) == N
+    assert rule.grade(dict(zip(BOUNDS, (NAN,) * 4))) == T
 
 
 def test_rate_prediction_is_a_relative_error_of_20_percent(rules):
