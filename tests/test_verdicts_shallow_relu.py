@@ -58,11 +58,19 @@ def test_phase_order_needs_the_separation_and_a_control_without_it(rules):
     assert rule.grade({done: NAN, ctrl: 0.85}) == T  # λ₊ never completed its rise
 
 
-def test_logistic_rates_partly_when_one_part_holds(rules):
+def test_logistic_rates_compares_the_split_with_the_data(rules):
     rule = rules["thm3.1-logistic-rates"]
-    assert rule.grade({"logistic_r2_min": 0.9999, "rate_split": 0.74}) == R
-    assert rule.grade({"logistic_r2_min": 0.9999, "rate_split": 0.02}) == P  # equal rates
-    assert rule.grade({"logistic_r2_min": 0.80, "rate_split": 0.02}) == N
+    r2, split, data = "logistic_r2_min", "rate_split", "rate_split_data"
+    # y_neg = 0.6: the data predict |‖d₊‖/‖d₋‖ − 1| = 0.67 (the book run measured 0.74)
+    assert rule.grade({r2: 0.9999, split: 0.74, data: 0.667}) == R
+    assert rule.grade({r2: 0.9999, split: 0.02, data: 0.667}) == P  # equal rates
+    assert rule.grade({r2: 0.9999, split: 0.30, data: 0.667}) == P  # split, not as predicted
+    # the old rule's defect: a split that follows from the unbalanced targets alone gave
+    # "partly" whatever the shape; a curve that is not logistic now fails
+    assert rule.grade({r2: 0.80, split: 0.74, data: 0.667}) == N
+    assert rule.grade({r2: 0.80, split: 0.02, data: 0.667}) == N
+    # balanced targets (y_neg = 1): the theorem predicts no split, the claim is not tested
+    assert rule.grade({r2: 0.9999, split: 0.01, data: 0.0}) == T
 
 
 BOUNDS = ("phase1_lambda_plus_over_bound", "phase1_lambda_minus_over_bound",
