@@ -291,13 +291,15 @@ LOGISTIC_RATES = Given(
     AtLeast("rate_split_data", 0.10, fmt=".2f"),
     AnyOf((AllOf((R2_MIN, Within("rate_split", "rate_split_data", 0.20))),
            Partly(R2_MIN))))
+# monotone loss and sharpness after the decay decide; a growth rate that varies across decay
+# steps (or one decay step, so no CV) leaves it partly
+MONOTONE = AllOf((AtMost("post_decay_loss_up_max", 0.01, fmt=".1%"),
+                  AtMost("post_decay_sharpness_down_max", 0.10, fmt=".0%")))
 DECAY = Given(
     AllOf((AtLeast("decay_runs", 1),
            AtLeast("decay_control_loss_up_min", 0.01, fmt=".1%"))),
-    AllOf((AtMost("post_decay_loss_up_max", 0.01, fmt=".1%"),
-           AtMost("post_decay_sharpness_down_max", 0.10, fmt=".0%"),
-           AnyOf((AtMost("post_decay_rate_cv_max", 0.25, fmt=".2f"),
-                  Partly(AtLeast("post_decay_rate_cv_max", 0.25, fmt=".2f")))))))
+    AnyOf((AllOf((MONOTONE, AtMost("post_decay_rate_cv_max", 0.25, fmt=".2f"))),
+           Partly(MONOTONE))))
 DEPTH = Given(AtLeast("n_depths_measured", 2),
               AnyOf((AtMost("depth_rate_non_decreases", 0),
                      Partly(AtMost("depth_rate_deepest_minus_shallowest", 0.0,

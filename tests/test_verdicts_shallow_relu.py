@@ -146,6 +146,10 @@ def test_decay_needs_an_oscillating_control(rules):
             "post_decay_sharpness_down_max": 0.0, "post_decay_rate_cv_max": 0.1}
     assert rule.grade(good) == R
     assert rule.grade({**good, "post_decay_rate_cv_max": 0.52}) == P  # rate not constant
+    # one decay step per activation: no CV, but the monotone part was measured
+    assert rule.grade({**good, "post_decay_rate_cv_max": NAN}) == P
+    assert rule.grade({**good, "post_decay_rate_cv_max": NAN,
+                       "post_decay_loss_up_max": 0.2}) == N
     assert rule.grade({**good, "post_decay_loss_up_max": 0.2}) == N  # still oscillating
     assert rule.grade({**good, "post_decay_sharpness_down_max": math.inf}) == N  # diverged
     # the main run at η did not oscillate either: nothing for the decay to stop
