@@ -185,3 +185,11 @@ def test_fit_logistic_recovers_parameters():
     assert np.isnan(sr.fit_logistic(t, np.zeros_like(t)).rate)
     assert sr.first_crossing(t, v, 0.3) == pytest.approx(140, abs=5)
     assert np.isnan(sr.first_crossing(t, v, 5.0))
+
+
+def test_upper_bound_ratio_counts_a_non_positive_maximum_as_untested():
+    assert sr.upper_bound_ratio(0.5, 2.0) == 0.25
+    assert sr.upper_bound_ratio(3.0, 2.0) == 1.5  # the bound fails: tested
+    assert np.isnan(sr.upper_bound_ratio(-0.3, 2.0))  # λ± below 0: holds by sign alone
+    assert np.isnan(sr.upper_bound_ratio(0.0, 2.0))
+    assert np.isnan(sr.upper_bound_ratio(float("nan"), 2.0))  # an empty phase

@@ -58,22 +58,44 @@ def test_phase_order_needs_the_separation_and_a_control_without_it(rules):
     assert rule.grade({done: NAN, ctrl: 0.85}) == T  # λ₊ never completed its rise
 
 
-def test_logistic_rates_partly_when_one_part_holds(rules):
+def test_logistic_rates_compares_the_split_with_the_data(rules):
     rule = rules["thm3.1-logistic-rates"]
-    assert rule.grade({"logistic_r2_min": 0.9999, "rate_split": 0.74}) == R
-    assert rule.grade({"logistic_r2_min": 0.9999, "rate_split": 0.02}) == P  # equal rates
-    assert rule.grade({"logistic_r2_min": 0.80, "rate_split": 0.02}) == N
+    r2, split, data = "logistic_r2_min", "rate_split", "rate_split_data"
+    # y_neg = 0.6: the data predict |‖d₊‖/‖d₋‖ − 1| = 0.67 (the book run measured 0.74)
+    assert rule.grade({r2: 0.9999, split: 0.74, data: 0.667}) == R
+    assert rule.grade({r2: 0.9999, split: 0.02, data: 0.667}) == P  # equal rates
+    assert rule.grade({r2: 0.9999, split: 0.30, data: 0.667}) == P  # split, not as predicted
+    # the old rule's defect: a split that follows from the unbalanced targets alone gave
+    # "partly" whatever the shape; a curve that is not logistic now fails
+    assert rule.grade({r2: 0.80, split: 0.74, data: 0.667}) == N
+    assert rule.grade({r2: 0.80, split: 0.02, data: 0.667}) == N
+    # balanced targets (y_neg = 1): the theorem predicts no split, the claim is not tested
+    assert rule.grade({r2: 0.9999, split: 0.01, data: 0.0}) == T
+
+
+BOUNDS = ("phase1_lambda_plus_over_bound", "phase1_lambda_minus_over_bound",
+          "phase2_lambda_minus_over_bound", "plateau_over_asymptote_min")
 
 
 def test_bounds_partly_when_some_fail_and_not_when_all_do(rules):
     rule = rules["thm3.1-bounds"]
-    ok = {"phase1_lambda_plus_over_bound": -0.5, "phase1_lambda_minus_over_bound": -0.3,
-          "phase2_lambda_minus_over_bound": 0.2, "plateau_over_asymptote_min": 16.0}
+    ok = dict(zip(BOUNDS, (0.5, 0.3, 0.2, 16.0)))  # every maximum > 0: all four tested
     assert rule.grade(ok) == R
     assert rule.grade({**ok, "plateau_over_asymptote_min": 0.5}) == P
-    bad = {"phase1_lambda_plus_over_bound": 3.0, "phase1_lambda_minus_over_bound": 3.0,
-           "phase2_lambda_minus_over_bound": 3.0, "plateau_over_asymptote_min": 0.5}
-    assert rule.grade(bad) == N
+    assert rule.grade(dict(zip(BOUNDS, (3.0, 3.0, 3.0, 0.5)))) == N
+
+
+def test_bounds_that_hold_by_sign_alone_are_not_evidence(rules):
+    rule = rules["thm3.1-bounds"]
+    # the book run before this fix: the three upper bounds' maxima were < 0 (ratios −21.6,
+    # −28.7, −0.85), which the old rule counted as holding (reproduced). The notebook now
+    # records such a ratio as NaN (not tested), so only the asymptote is evidence: partly
+    book = dict(zip(BOUNDS, (NAN, NAN, NAN, 16.1)))
+    assert rule.grade(book) == P
+    # ... and a run whose only testable bound fails is not reproduced, not partly
+    assert rule.grade({**book, "plateau_over_asymptote_min": 0.5}) == N
+    assert rule.grade(dict(zip(BOUNDS, (NAN, NAN, 3.0, 0.5)))) == N
+    assert rule.grade(dict(zip(BOUNDS, (NAN,) * 4))) == T
 
 
 def test_rate_prediction_is_a_relative_error_of_20_percent(rules):
@@ -124,6 +146,10 @@ def test_decay_needs_an_oscillating_control(rules):
             "post_decay_sharpness_down_max": 0.0, "post_decay_rate_cv_max": 0.1}
     assert rule.grade(good) == R
     assert rule.grade({**good, "post_decay_rate_cv_max": 0.52}) == P  # rate not constant
+    # one decay step per activation: no CV, but the monotone part was measured
+    assert rule.grade({**good, "post_decay_rate_cv_max": NAN}) == P
+    assert rule.grade({**good, "post_decay_rate_cv_max": NAN,
+                       "post_decay_loss_up_max": 0.2}) == N
     assert rule.grade({**good, "post_decay_loss_up_max": 0.2}) == N  # still oscillating
     assert rule.grade({**good, "post_decay_sharpness_down_max": math.inf}) == N  # diverged
     # the main run at η did not oscillate either: nothing for the decay to stop
@@ -145,6 +171,7 @@ def test_depth(rules):
                        "depth_rate_deepest_minus_shallowest": NAN}) == T
 
 
-def test_unrun_grid_is_not_tested(rules):
-    assert rules["appendix-c-grid"].grade({"grid_shallower_first_fraction": None}) == T
-    assert rules["appendix-c-grid"].grade({"grid_shallower_first_fraction": 0.2}) == N
+def test_no_claim_that_no_run_can_grade(rules):
+    # App. C's width/activation/loss grid is not run by the chapter, so it declares no claim
+    # on it (a claim hard-wired to "not tested" at every scale)
+    assert "appendix-c-grid" not in rules

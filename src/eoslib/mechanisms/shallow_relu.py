@@ -343,3 +343,11 @@ def first_crossing(t: np.ndarray, values: np.ndarray, level: float) -> float:
     """The first ``t`` with ``values ≥ level`` (NaN if never)."""
     hit = np.nonzero(np.asarray(values) >= level)[0]
     return float(np.asarray(t)[hit[0]]) if hit.size else float("nan")
+
+
+def upper_bound_ratio(maximum: float, bound: float) -> float:
+    """``maximum / bound`` for an upper bound ``bound > 0`` on a quantity whose largest value is
+    ``maximum`` (≤ 1: the bound holds). NaN (not tested) when ``maximum`` is ≤ 0 or NaN: then any
+    positive bound holds by sign alone and the comparison is no evidence. λ± start at −‖d±‖ < 0,
+    so Theorem 3.1's phase-1/2 upper bounds are vacuous until λ± turn positive."""
+    return float(maximum / bound) if maximum > 0 else float("nan")
