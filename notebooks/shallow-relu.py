@@ -245,7 +245,8 @@ NAMES = {
 for act in ("", "_tanh"):
     NAMES |= {f"n_eigs_at_edge{act}": "the number of top-k eigenvalues at the edge",
               f"edge_distinct_entry_steps{act}": "the number of distinct entry steps",
-              f"edge_growth_rate_cv{act}": "the CV of their growth rates before entry"}
+              f"edge_growth_rate_cv{act}": "the CV of their growth rates before entry",
+              f"edge_final_loss_ratio{act}": "the run's final training loss over its first"}
 
 
 def one_or_both(a, b):
@@ -261,9 +262,13 @@ def claim(id, statement, paper, rule, ours, **kw):
 def edge_one_by_one(act, suffix):
     n, distinct, cv = (f"n_eigs_at_edge{suffix}", f"edge_distinct_entry_steps{suffix}",
                        f"edge_growth_rate_cv{suffix}")
-    # "one by one" needs two eigenvalues at the edge to be judged; two or more that enter at
-    # one step and one rate are the counter-example
-    rule = Given(AtLeast(n, 2), one_or_both(AtLeast(distinct, 2), AtLeast(cv, 0.1)))
+    # The evidence exists once λ₁ has reached the edge and the run has trained (its loss fell
+    # to 1% of the first): the other eigenvalues then had their chance to follow. Fewer than two
+    # at the edge is then a counter-example ("all follow λ₁"), and so are two or more that
+    # enter at one step and one rate.
+    trained = AllOf((AtLeast(n, 1), AtMost(f"edge_final_loss_ratio{suffix}", 0.01, fmt=".1e")))
+    rule = Given(trained, AllOf((AtLeast(n, 2),
+                                 one_or_both(AtLeast(distinct, 2), AtLeast(cv, 0.1)))))
     return claim(f"edge-one-by-one-{act}",
                  "the top eigenvalues reach 2/η one by one, at distinct rates",
                  f"FC-{act}, 5,000 images, top 20: all follow λ₁ to 2/η "
@@ -754,6 +759,9 @@ for act, suffix in (("relu", ""), ("tanh", "_tanh")):
         f"edge_growth_rate_cv{suffix}": cv(c["rates"]) if c else float("nan"),
         f"edge_entry_steps{suffix}": c["entry"].tolist() if c else float("nan"),
         f"edge_growth_rates{suffix}": c["rates"].tolist() if c else float("nan"),
+        f"edge_final_loss_ratio{suffix}": (
+            float(c["result"].history.loss[-1] / c["result"].history.loss[0])
+            if c and not c["result"].diverged else float("nan")),
     }
     if c:
         rate_cv = cv(c["rates"])
@@ -761,7 +769,8 @@ for act, suffix in (("relu", ""), ("tanh", "_tanh")):
         texts[f"edge_text{suffix}"] = (
             f"η = 2/{c['edge']:g} (λ₁(θ₀) = {c['s0']:.0f}): {int(reached.sum())} "
             f"of the top {P.top_k} reached 0.95·2/η, at steps {steps_in}; rate CV "
-            f"{f'{rate_cv:.2f}' if np.isfinite(rate_cv) else 'n/a'} ({len(ds)} images)")
+            f"{f'{rate_cv:.2f}' if np.isfinite(rate_cv) else 'n/a'} ({len(ds)} images; "
+            f"final loss {edge_metrics[f'edge_final_loss_ratio{suffix}']:.1e} of the first)")
     else:
         texts[f"edge_text{suffix}"] = ("not run (cifar_n = 0, or no step size of the "
                                        "paper starts below the edge)")

@@ -131,13 +131,18 @@ def test_edge_one_by_one(rules, suffix, act):
     rule = rules[f"edge-one-by-one-{act}"]
     n, distinct, cv = (f"n_eigs_at_edge{suffix}", f"edge_distinct_entry_steps{suffix}",
                        f"edge_growth_rate_cv{suffix}")
-    assert rule.grade({n: 3, distinct: 3, cv: 0.4}) == R
-    assert rule.grade({n: 1, distinct: 1, cv: NAN}) == T  # only λ₁ at the edge: one by one untested
-    assert rule.grade({n: 3, distinct: 1, cv: 0.4}) == P  # all at once, at distinct rates
-    assert rule.grade({n: 3, distinct: 3, cv: 0.01}) == P  # one by one, at one common rate
-    assert rule.grade({n: 3, distinct: 1, cv: 0.01}) == N  # all at once, at one rate
-    assert rule.grade({n: 0, distinct: 0, cv: NAN}) == T  # the edge never reached
-    assert rule.grade({n: NAN, distinct: NAN, cv: NAN}) == T  # not run
+    loss = f"edge_final_loss_ratio{suffix}"
+    trained = {loss: 2e-4}
+    assert rule.grade({n: 3, distinct: 3, cv: 0.4, **trained}) == R
+    # only λ₁ at the edge of a run that trained: the others did not follow (the book run's shape)
+    assert rule.grade({n: 1, distinct: 1, cv: NAN, **trained}) == N
+    # ... of a run stopped while the loss was still high: the others had no chance yet
+    assert rule.grade({n: 1, distinct: 1, cv: NAN, loss: 0.3}) == T
+    assert rule.grade({n: 3, distinct: 1, cv: 0.4, **trained}) == P  # all at once, distinct rates
+    assert rule.grade({n: 3, distinct: 3, cv: 0.01, **trained}) == P  # one by one, one rate
+    assert rule.grade({n: 3, distinct: 1, cv: 0.01, **trained}) == N  # all at once, at one rate
+    assert rule.grade({n: 0, distinct: 0, cv: NAN, **trained}) == T  # the edge never reached
+    assert rule.grade({n: NAN, distinct: NAN, cv: NAN, loss: NAN}) == T  # not run
 
 
 def test_decay_needs_an_oscillating_control(rules):
