@@ -1,5 +1,7 @@
 """The (x, y) edge model with weight decay: algebra against the toy, fixed points, fits."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -118,3 +120,23 @@ def test_plateau_stop_and_the_crossing_that_counts():
     assert edge_model.aligned_before_stop(np.full(10, 2.0), crit, None) is None
     with pytest.raises(ValueError, match="fraction"):
         edge_model.stop_index(s, 80.0, fraction=0.0)
+
+
+def test_damping_onset_and_transition_of_the_chapter_toy():
+    """Review: the chapter typed 0.08 and 0.121 for η = 0.01, s₀ = 100, α = 12; the transition
+    s₀ + α/γ = 2/η − γ is at γ ≈ 0.1201 (not 0.121). Both now come from these functions."""
+    eta, s0, alpha = 0.01, 100.0, 12.0
+    c = 2 / eta - s0
+    onset = edge_model.damping_onset(eta, alpha=alpha, cy_edge=c, cy_slope=1.0)
+    assert onset == pytest.approx(0.08, abs=1e-4)  # first order: 2ηα/(1 + 2ηc) = 0.08
+    rate = lambda g: edge_model.predicted_damping_rate(eta, g, alpha=alpha, cy_edge=c,
+                                                       cy_slope=1.0)
+    assert rate(onset) == pytest.approx(0.0, abs=1e-12)
+    assert rate(0.99 * onset) < 0 < rate(1.01 * onset)
+    gt = edge_model.transition_gamma(alpha=alpha, cy_edge=c, cy_slope=1.0)
+    assert gt == pytest.approx(0.12015, abs=1e-5)
+    assert s0 + alpha / gt == pytest.approx(2 / eta - gt)  # S stops exactly at the edge
+    assert s0 + alpha / (1.01 * gt) < 2 / eta - 1.01 * gt  # past it: below the edge
+    # no transition when α is too large for the room c below the edge, nor when s₀ ≥ 2/η
+    assert math.isnan(edge_model.transition_gamma(alpha=3000.0, cy_edge=c, cy_slope=1.0))
+    assert math.isnan(edge_model.transition_gamma(alpha=alpha, cy_edge=-5.0, cy_slope=1.0))

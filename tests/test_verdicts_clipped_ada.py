@@ -52,14 +52,15 @@ def test_settling_on_an_unstable_floor_is_not_suppression(rules):
 
 def test_restoration_needs_oscillation_for_both_optimizers(rules):
     restored = {"toy_memory_spans": 10.0, "toy_cap_amplitude_rmsprop": 0.9,
-                "toy_cap_amplitude_adam": 3.8}
+                "toy_cap_amplitude_adam": 3.8, "toy_amplitude_rmsprop": 0.0,
+                "toy_amplitude_adam": 0.0}
     assert rules["toy-restoration"].grade(restored) == R
     # Adam settling under the cap (as it does at τ = 1) restores nothing for Adam
     assert rules["toy-restoration"].grade({**restored, "toy_cap_amplitude_adam": 0.0}) == N
     assert rules["toy-restoration"].grade({**restored, "toy_cap_amplitude_rmsprop": 0.01}) == N
 
 
-def test_thresholds_are_graded_only_on_settled_runs_that_reach_them(rules):
+def test_thresholds_are_graded_only_on_settled_runs(rules):
     book = {"edge_memory_spans": 2.0, "adam_reach_paper": 20.0, "adam_plateau_paper": 18.5,
             "adam_reach_cohen": 1.05, "adam_plateau_cohen": 0.97,
             "rmsprop_reach_paper": 1.3, "rmsprop_plateau_paper": 1.10}
@@ -69,12 +70,40 @@ def test_thresholds_are_graded_only_on_settled_runs_that_reach_them(rules):
     smoke = {**book, "edge_memory_spans": 0.1}  # 100 steps: v̂ has not settled
     for claim in ("adam-threshold", "adam-adaptive-edge", "rmsprop-threshold"):
         assert rules[claim].grade(smoke) == T
-    # never reaching Cohen's edge is not evidence against it
+    # a run that never reaches a threshold is evidence against "rises to it and hovers":
+    # review finding — it used to be `not tested` (the reach was the precondition)
     assert rules["adam-adaptive-edge"].grade({**book, "adam_reach_cohen": 0.3,
-                                              "adam_plateau_cohen": 0.22}) == T
+                                              "adam_plateau_cohen": 0.22}) == N
     # a run that diverged has no plateau: ∞, rejected
     assert rules["rmsprop-threshold"].grade({**book, "rmsprop_reach_paper": INF,
                                              "rmsprop_plateau_paper": INF}) == N
+
+
+def test_adam_settling_at_2_over_eta_refutes_the_adaptive_edge(rules):
+    # Adam hovering at 2/η (the paper's threshold) is 1/19 of Cohen et al.'s edge at β₁ = 0.9
+    at_gd = {"edge_memory_spans": 2.0, "adam_reach_paper": 1.1, "adam_plateau_paper": 1.0,
+             "adam_reach_cohen": 1.1 / 19, "adam_plateau_cohen": 1 / 19}
+    assert rules["adam-adaptive-edge"].grade(at_gd) == N
+    assert rules["adam-threshold"].grade(at_gd) == R
+
+
+def test_rmsprop_that_never_rises_does_not_reproduce_the_threshold(rules):
+    flat = {"edge_memory_spans": 2.0, "rmsprop_reach_paper": 0.05,
+            "rmsprop_plateau_paper": 0.04}
+    assert rules["rmsprop-threshold"].grade(flat) == N
+    # rising only part of the way: partly (the declared fair band), not "not tested"
+    assert rules["rmsprop-threshold"].grade({**flat, "rmsprop_reach_paper": 0.7,
+                                             "rmsprop_plateau_paper": 0.6}) == P
+
+
+def test_restoration_reads_its_control_the_uncapped_runs(rules):
+    # the cap "brings the oscillation back" only if the uncapped runs rest on the floor
+    both_oscillate = {"toy_memory_spans": 10.0, "toy_cap_amplitude_rmsprop": 0.9,
+                      "toy_cap_amplitude_adam": 3.8, "toy_amplitude_rmsprop": 0.5,
+                      "toy_amplitude_adam": 0.4}
+    assert rules["toy-restoration"].grade(both_oscillate) == N
+    assert rules["toy-restoration"].grade({**both_oscillate, "toy_amplitude_rmsprop": 0.0,
+                                           "toy_amplitude_adam": 0.0}) == R
 
 
 TAU = {"edge_memory_spans": 2.0, "n_tau_binding": 2, "tau_no_cap_edge_ratio": 0.5,

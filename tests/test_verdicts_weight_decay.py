@@ -50,8 +50,8 @@ def test_no_cnn_is_not_tested(rules):
     assert rules["cnn-no-alignment"].grade({**stopped, "cnn_aligned_fraction": 1.0}) == N
 
 
-ALIGNED = {"control_plateau_edge_ratio": 0.99, "treated_aligned_fraction": 1.0,
-           "control_aligned": 0.0}
+ALIGNED = {"plateau_gamma0_edge_err": 0.002, "control_plateau_edge_ratio": 0.99,
+           "treated_aligned_fraction": 1.0, "control_aligned": 0.0}
 
 
 def test_alignment_needs_a_control_that_reaches_the_edge_without_aligning(rules):
@@ -59,8 +59,14 @@ def test_alignment_needs_a_control_that_reaches_the_edge_without_aligning(rules)
     assert rule.grade(ALIGNED) == R
     # the control also aligns before S stops: alignment does not tell the regimes apart
     assert rule.grade({**ALIGNED, "control_aligned": 1.0}) == N
-    # the control never reached its edge: there is no control, so the claim is not tested
-    assert rule.grade({**ALIGNED, "control_plateau_edge_ratio": 0.88}) == T
+    # review finding: "at small γ S reaches 2/η − γ" is half the claim, so a control that
+    # stops below its edge refutes it (it was the precondition, and read not tested)
+    assert rule.grade({**ALIGNED, "control_plateau_edge_ratio": 0.88}) == N
+    # the evidence is missing only when the run is too short for even γ = 0 to reach 2/η
+    assert rule.grade({**ALIGNED, "control_plateau_edge_ratio": 0.88,
+                       "plateau_gamma0_edge_err": 0.4}) == T
+    # ... or when γ = 0 diverged (recorded as ∞, no crash)
+    assert rule.grade({**ALIGNED, "plateau_gamma0_edge_err": math.inf}) == T
     # a control that diverged is recorded as aligned (a value the rule rejects)
     assert rule.grade({**ALIGNED, "control_plateau_edge_ratio": math.inf,
                        "control_aligned": 1.0}) == N
@@ -93,6 +99,8 @@ def test_phase_transition_against_its_gamma_zero_control(rules):
     assert rule.grade({**good, "plateau_ratio_max_seeds": math.inf}) == N  # a seed diverged
     # γ = 0 never reached 2/η: a low plateau cannot be told from slower sharpening
     assert rule.grade({**good, "plateau_gamma0_edge_err": 0.77}) == T
+    # a diverged γ = 0 run is recorded as ∞ (it used to crash the chapter's invariant cell)
+    assert rule.grade({**good, "plateau_gamma0_edge_err": math.inf}) == T
 
 
 def test_slows_sharpening_rejects_a_negligible_slowdown(rules):

@@ -32,6 +32,7 @@ which the discrete map itself anti-damps at ``η²βx*²/2`` (:func:`predicted_d
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import equinox as eqx
@@ -131,6 +132,31 @@ def predicted_damping_rate(eta: float, gamma: float, *, alpha: float, cy_edge: f
     _check_positive("eta", eta)
     beta_x2 = 2.0 * (alpha - gamma * (cy_edge - gamma * cy_slope))
     return 0.5 * eta * (gamma * cy_slope - eta * beta_x2)
+
+
+def _smaller_root(a: float, b: float, c: float) -> float:
+    """The smaller real root of ``a x² + b x + c`` (``a > 0``); NaN when there is none."""
+    disc = b * b - 4.0 * a * c
+    return float((-b - math.sqrt(disc)) / (2.0 * a)) if disc >= 0 else float("nan")
+
+
+def damping_onset(eta: float, *, alpha: float, cy_edge: float, cy_slope: float) -> float:
+    """The smallest γ at which :func:`predicted_damping_rate` turns positive (weight decay beats
+    the map's anti-damping): the smaller root of ``2η·slope γ² − (slope + 2η c_edge) γ + 2ηα``.
+    To first order in γ it is ``2ηα / (slope + 2η c_edge)``. NaN when no γ damps."""
+    _check_positive("eta", eta)
+    _check_positive("cy_slope", cy_slope)
+    return _smaller_root(2.0 * eta * cy_slope, -(cy_slope + 2.0 * eta * cy_edge), 2.0 * eta * alpha)
+
+
+def transition_gamma(*, alpha: float, cy_edge: float, cy_slope: float) -> float:
+    """The smallest γ past which sharpening stops below the edge: ``γ c_y(S) = α`` at an
+    ``S < 2/η − γ``, with ``c_y(S) = c_edge + slope (S − 2/η)``; the smaller root of
+    ``slope γ² − c_edge γ + α`` (for the toy, ``s₀ + α/γ = 2/η − γ``). NaN when there is none."""
+    _check_positive("cy_slope", cy_slope)
+    if cy_edge <= 0:
+        return float("nan")
+    return _smaller_root(cy_slope, -cy_edge, alpha)
 
 
 def sub_edge_plateau(alpha: float, gamma: float, cy_at, s_grid: np.ndarray) -> float:
