@@ -30,6 +30,12 @@ restarts from the block's Ritz vectors alone, spends several times more. The blo
 the one for repeated eigenvalues (a single start vector sees one direction of each eigenspace) and
 for warm starts from a block of previous eigenvectors.
 
+**Warm starts from the probe history.** :func:`history_eigsh` starts a single-vector probe from the
+top Ritz vector of the span of the last few probes' eigenvectors (Rayleigh–Ritz, one product per
+vector, the first Lanczos product reused): an extrapolation whose step the current operator picks.
+Measured along an EoS run it is the start that brought the warm probe under 5 HVPs at the edge
+(``benchmarks/README.md``); the training loop's probe does not use it.
+
 **LOBPCG.** :func:`lobpcg` (Rayleigh–Ritz on the block, its residuals and its previous update;
 k operator applications per iteration) is the warm probe of other EoS code; it is here so that the
 two can be compared by measured cost (``benchmarks/README.md``).
@@ -775,8 +781,10 @@ def history_eigsh(
     With ``[v_k, v_{k−1}]`` this is the extrapolation ``v_k + β (v_k − v_{k−1})`` with β chosen by
     the current operator's Rayleigh quotient instead of fixed in advance. Along an edge-of-stability
     run (``benchmarks/README.md``, issue 20) the best β in hindsight moved between 0.2 and 3.6 from
-    probe to probe; a fixed β = 0.5 or 1 brought the start 3–4× closer to the new eigenvector,
-    Rayleigh–Ritz 9× closer, which saved more Lanczos steps than its one extra product costs.
+    probe to probe; at the edge a fixed β = 0.5 or 1 brought the start 4× or 1.7× closer to the new
+    eigenvector (sin² of the angle), Rayleigh–Ritz 9× closer, which saved more Lanczos steps than its
+    one extra product costs (median 4 products at the edge against 7). Where the top eigenvector
+    swaps with the next one between probes (a 200-image run of the same setting) it saved nothing.
 
     Columns that are zero or (numerically) dependent on the others are left out of the Rayleigh–Ritz
     step (a first probe with no ``v_{k−1}`` yet passes a zero column), but their products are still
