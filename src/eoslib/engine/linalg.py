@@ -685,7 +685,8 @@ def _thick_restart(matvec, v0, k, *, num_vectors, keep, tol, stop, max_restarts,
             if image0 is None:
                 w = column_matvec(q[:, None])[:, 0]
                 spent = 1
-            else:  # the first step's product is known (j = 0 only before any restart)
+            else:  # the first step's product is known (j = 0 only before any restart); under vmap
+                # the cond becomes a select and the product is made anyway, uncounted
                 w = jax.lax.cond(j == 0, lambda q: image0 / jnp.linalg.norm(v0),
                                  lambda q: column_matvec(q[:, None])[:, 0], q)
                 spent = jnp.where(j == 0, 0, 1)
