@@ -13,7 +13,10 @@
    same tolerance, and the Lanczos solvers stopped on the eigenvalue error bound instead
    (``stop="eigenvalue"``), each warm-started from its own previous eigenvector (target: median ≤ 5
    at the edge, at the same eigenvalue accuracy). LOBPCG's HVPs also in the published convention
-   ``k·(4·iters + 1) + 1``.
+   ``k·(4·iters + 1) + 1``. Then starts built from the probe history (issue 20): extrapolated
+   vectors, 2-column blocks, and :func:`eoslib.engine.linalg.history_eigsh` (Rayleigh–Ritz on the
+   last two eigenvectors), with how close each start is to the new eigenvector and the oracle
+   (fewest HVPs to 1e-5 / 1e-6 knowing λ₁) from each. ``--warm-methods`` runs a subset.
 """
 
 from __future__ import annotations
@@ -76,27 +79,105 @@ def cold(model, loss, x, y, k, repeat):
     return row
 
 
-# the warm probes compared along the EoS run: (name, solver, stopping rule, tol); each starts from
-# its own previous eigenvector. "block" at residual 1e-3 is train.run's probe (TrainConfig defaults).
+# the warm probes compared along the EoS run: (name, solver, stopping rule, tol, start); "block" at
+# residual 1e-3 from the previous eigenvector is train.run's probe (TrainConfig defaults). Starts
+# (issue 20, the extrapolated warm start), built from each method's own probe history, v_k its last
+# eigenvector and v_{k-1} the one before, sign-aligned so that <v_k, v_{k-1}> > 0:
+#   "previous"       v_k
+#   "extrap<beta>"   normalize(v_k + beta (v_k - v_{k-1})), beta = 0.5, 1 (and -0.5: damped)
+#   "span2"          the block [v_k, v_k - v_{k-1}] (block Lanczos, 2 HVPs per block step)
+#   "ritz2"          the previous top-2 Ritz vectors [v_k, y2_k] (block Lanczos, k = 2: its probe
+#                    also waits for the second pair's residual, the price of carrying y2)
+#   "history"        linalg.history_eigsh on [v_k, v_{k-1}]: Rayleigh-Ritz on their span (2 HVPs),
+#                    then thick-restart Lanczos from the top Ritz vector w, reusing A w (a
+#                    combination of the two products), so it counts 2 + (Lanczos steps - 1)
 WARM_METHODS = (
-    ("block", "block", "residual", 1e-3),
-    ("thick", "thick", "residual", 1e-3),
-    ("lobpcg", "lobpcg", "residual", 1e-3),
-    ("block_eig1e-5", "block", "eigenvalue", 1e-5),
-    ("thick_eig1e-5", "thick", "eigenvalue", 1e-5),
-    ("thick_eig1e-6", "thick", "eigenvalue", 1e-6),
+    ("block", "block", "residual", 1e-3, "previous"),
+    ("thick", "thick", "residual", 1e-3, "previous"),
+    ("lobpcg", "lobpcg", "residual", 1e-3, "previous"),
+    ("block_eig1e-5", "block", "eigenvalue", 1e-5, "previous"),
+    ("thick_eig1e-5", "thick", "eigenvalue", 1e-5, "previous"),
+    ("thick_eig1e-6", "thick", "eigenvalue", 1e-6, "previous"),
+    ("block_extrap0.5", "block", "residual", 1e-3, "extrap0.5"),
+    ("block_extrap1", "block", "residual", 1e-3, "extrap1"),
+    ("block_extrap-0.5", "block", "residual", 1e-3, "extrap-0.5"),
+    ("block_span2", "block", "residual", 1e-3, "span2"),
+    ("block_ritz2", "block", "residual", 1e-3, "ritz2"),
+    ("history", "history", "residual", 1e-3, "history"),
 )
 
 
 ORACLE_STEPS = 12
 
 
-def _probe(method, matvec, v, stop, tol):
+def _probe(method, matvec, v, stop, tol, k=1):
     if method == "block":
-        return linalg.eigsh(matvec, v[:, None], 1, tol=tol, stop=stop, num_iters=20, max_restarts=2)
+        v = v[:, None] if v.ndim == 1 else v
+        return linalg.eigsh(matvec, v, k, tol=tol, stop=stop, num_iters=20 if v.shape[1] == 1 else 10,
+                            max_restarts=2)
     if method == "thick":
         return linalg.thick_restart_eigsh(matvec, v, 1, tol=tol, stop=stop, max_restarts=10)
+    if method == "history":
+        return linalg.history_eigsh(matvec, v, 1, tol=tol, stop=stop, max_restarts=10)
     return linalg.lobpcg(matvec, v, 1, tol=tol, stop=stop, max_iters=40)
+
+
+def _columnwise_dot(a, b, precision):
+    """``linalg._dot`` for the block-2 probes: a product whose right factor has several columns
+    along the long (parameter) axis is made as column-wise reductions (as ``linalg._gram``). On XLA
+    CPU in float32 a ``dot`` contracting the 656,810 parameters of two (n, 2) blocks was off by
+    ~3e-4 relative (a Gram diagonal 655,570 against 655,750 from reductions; one ``dot`` per column
+    still 655,742), and block Lanczos with b = 2 then returned λ₁ 1.2e-4 too high (86.4318 against
+    86.4214 from b = 1 and from thick restart; 86.4214 with this product), which would charge a
+    2-column start with an error that is the product's, not the start's. Products with one column
+    (every single-vector probe) are unchanged."""
+    if a.ndim == 2 and b.ndim == 2 and b.shape[1] > 1 and b.shape[0] > 10_000:
+        return jnp.stack([jnp.sum(a * b[:, i][None, :], axis=1) for i in range(b.shape[1])], axis=1)
+    return jnp.matmul(a, b, precision=precision)
+
+
+def _unit(v):
+    return v / jnp.linalg.norm(v)
+
+
+def _difference(v, prev):
+    """v_k - v_{k-1} with v_{k-1} sign-aligned to v_k; zero where there is no history (prev = 0)."""
+    sign = jnp.where(jnp.vdot(v, prev) < 0, -1.0, 1.0)
+    return jnp.where(jnp.linalg.norm(prev) > 0, v - sign * prev, 0.0)
+
+
+def _second_column(v, d):
+    """d as the second start column; a fixed random direction where d is zero (no history yet)."""
+    fallback = jax.random.normal(jax.random.key(11), v.shape, v.dtype)
+    norm = jnp.linalg.norm(d)
+    return jnp.where(norm > 1e-6, d / jnp.where(norm > 0, norm, 1.0), _unit(fallback))
+
+
+def _rayleigh_ritz_start(matvec, v, d):
+    """The top Ritz vector of span{v, d} (2 HVPs; v alone where d is zero): the vector that
+    ``linalg.history_eigsh`` starts its Lanczos steps from, for the oracle and the closeness."""
+    basis = jnp.stack([v, _second_column(v, d)], axis=1)
+    basis = linalg._qr(basis)
+    image = jax.vmap(matvec, in_axes=1, out_axes=1)(basis)
+    small = linalg._gram(basis, image)
+    _, vecs = jnp.linalg.eigh((small + small.T) / 2)
+    w = basis @ vecs[:, -1]
+    return jnp.where(jnp.linalg.norm(d) > 1e-6, w, v)
+
+
+def _start(kind, matvec, state):
+    """The start vector (or block) of a warm probe from its history ``state = (v_k, v_{k-1}, y2_k)``."""
+    v, prev, second = state
+    d = _difference(v, prev)
+    if kind.startswith("extrap"):
+        return _unit(v + float(kind[len("extrap"):]) * d)
+    if kind == "span2":
+        return jnp.stack([v, _second_column(v, d)], axis=1)
+    if kind == "ritz2":
+        return jnp.stack([v, second], axis=1)
+    if kind == "history":
+        return jnp.stack([v, prev], axis=1)
+    return v
 
 
 def lobpcg_convention(k, native):
@@ -106,67 +187,116 @@ def lobpcg_convention(k, native):
     return k * (4 * iters + 1) + 1
 
 
-def warm(eos_n, steps, probe_every):
+def _fewest(ritz, ref, target, offset=0, per_step=1):
+    """Per probe: the fewest HVPs after which the Ritz values ``ritz`` (probes × steps) come within
+    a relative error ``target`` of ``ref`` (ORACLE_STEPS·per_step + 1 + offset if never)."""
+    err = np.abs(ritz - ref[:, None]) / np.abs(ref[:, None])
+    reached = err <= target
+    steps = np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, ritz.shape[1] + 1)
+    return steps * per_step + offset
+
+
+def warm(eos_n, steps, probe_every, names=None):
     """GD at η = 2/100 with warm λ₁ probes every ``probe_every`` steps (:data:`WARM_METHODS`, each
-    started from its own previous eigenvector) and a tight reference (thick restart, residual
-    1e-6·λ, warm from the previous reference vector) on the same parameters."""
+    started from its own probe history) and a tight reference (thick restart, residual 1e-6·λ, warm
+    from the previous reference vector) on the same parameters."""
+    methods = [m for m in WARM_METHODS if names is None or m[0] in names]
     model, objective, x, y, source = problem(eos_n, real=True)
     flat0, unravel = ravel_pytree(model)
     loss = lambda f: objective(unravel(f), x, y, {})[0]
     grad = jax.grad(loss)
+    oracle_kinds = ("previous", "extrap0.5", "extrap1", "history", "span2")
 
-    def interval(carry, _):
-        f, vectors, u_ref = carry
+    def interval(carry, index):
+        f, states, u_ref = carry
         with jax.default_matmul_precision("highest"):
             matvec = hessian.flat_hvp(lambda q: objective(q, x, y, {})[0], unravel(f))[0]
-            results = [_probe(method, matvec, v, stop, tol)
-                       for (_, method, stop, tol), v in zip(WARM_METHODS, vectors)]
+            starts = [_start(start, matvec, state) for (_, _, _, _, start), state in zip(methods, states)]
+            results = [_probe(method, matvec, v0, stop, tol, k=2 if start == "ritz2" else 1)
+                       for (_, method, stop, tol, start), v0 in zip(methods, starts)]
             ref = linalg.thick_restart_eigsh(matvec, u_ref, 2, tol=1e-6, max_restarts=20)
-            # the oracle: ORACLE_STEPS Lanczos steps from the block probe's start, no stopping rule
-            oracle = linalg.lanczos(ORACLE_STEPS)(matvec, vectors[0]).tridiagonal
+            # what Lanczos starts from: for "history", the top Ritz vector of span{v_k, v_{k-1}}
+            # (made again here, outside the probe's count, for the oracle and the closeness only)
+            starts = [_rayleigh_ritz_start(matvec, state[0], _difference(state[0], state[1]))
+                      if start == "history" else v0
+                      for (_, _, _, _, start), state, v0 in zip(methods, states, starts)]
+            # the oracle: ORACLE_STEPS Lanczos (block) steps from each start, no stopping rule
+            oracles = [linalg.lanczos(ORACLE_STEPS // (2 if v0.ndim == 2 else 1))(matvec, v0).tridiagonal
+                       if start in oracle_kinds else None
+                       for (_, _, _, _, start), v0 in zip(methods, starts)]
+        # how close each start is: sin² of the angle between the reference eigenvector and the
+        # vector Lanczos starts from (for a block, the start's span)
+        u = ref.vectors[:, 0]
+        closeness = [1.0 - jnp.sum(linalg._gram(linalg._qr(v0[:, None] if v0.ndim == 1 else v0), u[:, None]) ** 2)
+                     for v0 in starts]
+        # the best beta in hindsight: v_k + beta (v_k - v_{k-1}) closest to the reference vector
+        best_beta = []
+        for v, prev, _ in states:
+            basis = jnp.stack([v, _difference(v, prev)], axis=1)
+            gram = linalg._gram(basis, basis)
+            a, c = jnp.linalg.solve(gram + 1e-12 * jnp.eye(2), linalg._gram(basis, u[:, None])[:, 0])
+            best_beta.append(c / a)
         f = jax.lax.fori_loop(0, probe_every, lambda i, g: g - 0.02 * grad(g), f)
         out = [(r.values[0], r.matvecs, r.error_bounds[0]) for r in results]
-        return (f, [r.vectors[:, 0] for r in results], ref.vectors[:, 0]), (out, ref.values, ref.converged, oracle)
+        # the history: v_{k-1} only from probe 1 on (the first probe's start is the random u)
+        states = [(r.vectors[:, 0], jnp.where(index >= 1, v, 0.0),
+                   r.vectors[:, 1] if r.vectors.shape[1] > 1 else second)
+                  for r, (v, _, second) in zip(results, states)]
+        return (f, states, ref.vectors[:, 0]), (out, ref.values, ref.converged, oracles, closeness, best_beta)
 
     u = jax.random.normal(jax.random.key(5), flat0.shape)
     u = u / jnp.linalg.norm(u)
-    run = jax.jit(lambda f, u: jax.lax.scan(interval, (f, [u] * len(WARM_METHODS), u), None,
-                                            length=steps // probe_every)[1])
-    out, ref_values, ref_converged, oracle = jax.tree.map(np.asarray, run(flat0, u))
+    second = _unit(jax.random.normal(jax.random.key(6), flat0.shape))
+    second = _unit(second - jnp.vdot(second, u) * u)
+    init = [(u, jnp.zeros_like(u), second) for _ in methods]
+    run = jax.jit(lambda f, u: jax.lax.scan(interval, (f, init, u), jnp.arange(steps // probe_every))[1])
+    dot, linalg._dot = linalg._dot, _columnwise_dot  # traced with it (see _columnwise_dot)
+    try:
+        out, ref_values, ref_converged, oracles, closeness, best_beta = jax.tree.map(np.asarray, run(flat0, u))
+    finally:
+        linalg._dot = dot
     ref = ref_values[:, 0]
     at_edge = ref[1:] >= 0.9 * 2 / 0.02  # the first probe has nothing to warm-start from
     row = dict(data=source, n=eos_n, steps=steps, probe_every=probe_every, probes=int(ref.size),
                probes_at_edge=int(at_edge.sum()), reference_converged=float(np.mean(ref_converged)),
                reference_gap_over_lambda_median=float(np.median((ref_values[:, 0] - ref_values[:, 1]) / ref)),
                methods={})
-    for (name, method, stop, tol), (values, hvps, bounds) in zip(WARM_METHODS, out):
+    med_edge = lambda a: float(np.median(a[at_edge])) if at_edge.any() else None
+    for (name, method, stop, tol, start), (values, hvps, bounds), oracle, close, beta in zip(
+            methods, out, oracles, closeness, best_beta):
         err = (np.abs(values - ref) / np.abs(ref))[1:]
         hvps = hvps[1:]
-        entry = dict(solver=method, stop=stop, tol=tol, hvps_median=float(np.median(hvps)),
-                     hvps_median_at_edge=float(np.median(hvps[at_edge])) if at_edge.any() else None,
+        entry = dict(solver=method, stop=stop, tol=tol, start=start, hvps_median=float(np.median(hvps)),
+                     hvps_median_at_edge=med_edge(hvps),
                      hvps_max=int(hvps.max()), rel_err_median=float(np.median(err)), rel_err_max=float(np.max(err)),
-                     rel_err_median_at_edge=float(np.median(err[at_edge])) if at_edge.any() else None,
+                     rel_err_median_at_edge=med_edge(err),
                      rel_err_max_at_edge=float(np.max(err[at_edge])) if at_edge.any() else None,
                      # the a-posteriori bound against the error measured (float32: the reference's
                      # own error, ~1e-7·λ, is below the smallest bounds compared here)
                      bound_holds_fraction=float(np.mean(np.abs(values - ref)[1:] <= bounds[1:])),
+                     start_sin2_median=float(np.median(close[1:])), start_sin2_median_at_edge=med_edge(close[1:]),
+                     # from the third probe on (the first two have no v_{k-1})
+                     best_beta=beta[2:].tolist(), best_beta_median=float(np.median(beta[2:])),
                      hvps=hvps.tolist())
         if method == "lobpcg":
             conv = np.array([lobpcg_convention(1, int(h)) for h in hvps])
             entry.update(convention_hvps_median=float(np.median(conv)),
                          convention_hvps_median_at_edge=float(np.median(conv[at_edge])) if at_edge.any() else None)
+        if oracle is not None:
+            # the fewest HVPs after which the warm Lanczos Ritz value from this start is within a
+            # relative error of the reference: what an ideal stopping rule could reach from it
+            per_step = 2 if start == "span2" else 1
+            ritz = np.array([[np.linalg.eigvalsh(T[:j, :j].astype(np.float64)).max()
+                              for j in range(per_step, T.shape[0] + 1, per_step)] for T in oracle])
+            for target in (1e-5, 1e-6):
+                # history: 2 Rayleigh-Ritz products, the first Lanczos step's reused
+                fewest = _fewest(ritz, ref, target, offset=1 if start == "history" else 0, per_step=per_step)[1:]
+                entry[f"oracle_hvps_to_{target:g}"] = dict(median=float(np.median(fewest)),
+                                                           median_at_edge=med_edge(fewest),
+                                                           max=int(fewest.max()), hvps=fewest.tolist())
+                if name == "block":  # the key the first table's oracle row was read from
+                    row[f"oracle_hvps_to_{target:g}"] = entry[f"oracle_hvps_to_{target:g}"]
         row["methods"][name] = entry
-    # the fewest HVPs after which the warm Lanczos Ritz value is within a relative error of the
-    # reference: what an ideal stopping rule could reach from the training loop's warm start
-    ritz = np.array([[np.linalg.eigvalsh(T[:j, :j].astype(np.float64)).max() for j in range(1, ORACLE_STEPS + 1)]
-                     for T in oracle])
-    oracle_err = np.abs(ritz - ref[:, None]) / np.abs(ref[:, None])
-    for target in (1e-5, 1e-6):
-        reached = oracle_err <= target
-        fewest = np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, ORACLE_STEPS + 1)[1:]
-        row[f"oracle_hvps_to_{target:g}"] = dict(median=float(np.median(fewest)),
-                                                   median_at_edge=float(np.median(fewest[at_edge])) if at_edge.any() else None,
-                                                   hvps=fewest.tolist())
     return row
 
 
@@ -177,6 +307,8 @@ def main():
     parser.add_argument("--eos-n", type=int, default=1000)
     parser.add_argument("--eos-steps", type=int, default=400)
     parser.add_argument("--probe-every", type=int, default=20)
+    parser.add_argument("--warm-methods", nargs="*", default=None,
+                        help="names from WARM_METHODS to run (default all; for quick iteration)")
     parser.add_argument("--skip-cold", action="store_true",
                         help="only the warm probes (written to eigsolvers-warm-<platform>.json)")
     args = parser.parse_args()
@@ -186,7 +318,7 @@ def main():
     if not args.skip_cold:
         out["cold"] = [cold(model, loss, x, y, k, args.repeat) for k in (1, 10)]
     if args.eos_steps:
-        out["warm"] = warm(args.eos_n, args.eos_steps, args.probe_every)
+        out["warm"] = warm(args.eos_n, args.eos_steps, args.probe_every, args.warm_methods)
     write("eigsolvers-warm" if args.skip_cold else "eigsolvers", out)
 
 

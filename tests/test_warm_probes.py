@@ -249,3 +249,94 @@ def test_lobpcg_bad_options(mlp_problem):
         hessian.eigsh(loss, params, 1, key=key, method="lobpcg", num_vectors=5)
     with pytest.raises(ValueError, match=r"stop='both'.*\['residual', 'eigenvalue'\]"):
         hessian.eigsh(loss, params, 1, key=key, method="thick", stop="both")
+
+
+# ------------------------------------------------------------------ a start from the probe history
+
+
+def _drifting(kind, n=120, probes=8, angle=0.06, seed=3):
+    """A drifting matrix sequence A_t = R_t A_0 R_tᵀ (fixed spectrum ``kind``, eigenvectors turned by
+    ``exp(t·angle·S)`` for a fixed skew S of unit norm): what the Hessian does between probes of a
+    GD run, smoothly. Returns the matrices and their dense float64 ``eigh``."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a0 = (q * _spectrum(kind, n, rng)) @ q.T
+    g = rng.standard_normal((n, n))
+    skew = (g - g.T) / np.linalg.norm(g - g.T, 2)
+    lam_s, vec_s = np.linalg.eig(skew)
+    out = []
+    for t in range(probes):
+        rot = np.real((vec_s * np.exp(t * angle * lam_s)) @ np.linalg.inv(vec_s))
+        a = rot @ a0 @ rot.T
+        a = (a + a.T) / 2
+        out.append((a, *np.linalg.eigh(a)))
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_history_start_matches_dense_eigh_along_a_drifting_sequence(kind):
+    """Every probe of the sequence, started from [v_k, v_{k−1}] (a zero column before there is a
+    v_{k−1}), meets its residual tolerance and finds λ₁ of dense float64 ``eigh``."""
+    sequence = _drifting(kind)
+    v, prev = sequence[0][2][:, -1], np.zeros(sequence[0][0].shape[0])
+    for a, lam, _ in sequence[1:]:
+        res = linalg.history_eigsh(lambda x: jnp.asarray(a) @ x, jnp.asarray(np.stack([v, prev], 1)), 1,
+                                   tol=1e-8)
+        assert bool(res.converged), kind
+        assert abs(float(res.values[0]) - lam[-1]) <= 1e-9 * np.abs(lam).max(), kind
+        vec = np.asarray(res.vectors[:, 0])
+        assert np.linalg.norm(a @ vec - float(res.values[0]) * vec) <= 1.01e-8 * abs(float(res.values[0]))
+        v, prev = vec, v
+
+
+def test_history_start_reuses_its_first_product():
+    """``matvecs`` = p Rayleigh–Ritz products + the Lanczos steps from the top Ritz vector − 1 (its
+    product is a combination of the p made): checked against thick restart from the same vector,
+    built densely here; a zero column is left out of the Rayleigh–Ritz step but still counted."""
+    (a0, _, vec0), (a, lam, _) = _drifting("hessian-like", probes=2, angle=0.2)
+    rng = np.random.default_rng(4)
+    history = np.stack([vec0[:, -1], vec0[:, -1] + 0.3 * rng.standard_normal(a.shape[0]) / np.sqrt(a.shape[0])], 1)
+    matvec = lambda x: jnp.asarray(a) @ x
+    res = linalg.history_eigsh(matvec, jnp.asarray(history), 1, tol=1e-8)
+    q, _ = np.linalg.qr(history)
+    theta, s = np.linalg.eigh(q.T @ a @ q)
+    ref = linalg.thick_restart_eigsh(matvec, jnp.asarray(q @ s[:, -1]), 1, tol=1e-8)
+    assert int(res.matvecs) == 2 + int(ref.matvecs) - 1
+    assert abs(float(res.values[0]) - float(ref.values[0])) <= 1e-12 * lam[-1]
+    alone = linalg.history_eigsh(matvec, jnp.asarray(np.stack([history[:, 0], 0 * history[:, 0]], 1)), 1, tol=1e-8)
+    plain = linalg.thick_restart_eigsh(matvec, jnp.asarray(history[:, 0]), 1, tol=1e-8)
+    assert int(alone.matvecs) == int(plain.matvecs) + 1
+    assert abs(float(alone.values[0]) - float(plain.values[0])) <= 1e-12 * lam[-1]
+    jitted = jax.jit(lambda h: linalg.history_eigsh(matvec, h, 1, tol=1e-8))(jnp.asarray(history))
+    assert int(jitted.matvecs) == int(res.matvecs)
+
+
+def test_history_start_is_cheaper_on_a_smooth_drift():
+    """On a smooth drift the top Ritz vector of span{v_k, v_{k−1}} is an extrapolation with the
+    step chosen by the current matrix, much closer to v₁ than v_k: fewer products in all, although
+    each probe pays one more (measured on a GD run: ``benchmarks/README.md``)."""
+    sequence = _drifting("decay", probes=10, angle=0.1)
+    spent = {"history": 0, "previous": 0}
+    v = {name: sequence[0][2][:, -1] for name in spent}
+    prev = np.zeros_like(v["history"])
+    for a, lam, _ in sequence[1:]:
+        matvec = lambda x: jnp.asarray(a) @ x
+        res = linalg.history_eigsh(matvec, jnp.asarray(np.stack([v["history"], prev], 1)), 1, tol=1e-6)
+        plain = linalg.thick_restart_eigsh(matvec, jnp.asarray(v["previous"]), 1, tol=1e-6)
+        for name, r in (("history", res), ("previous", plain)):
+            assert abs(float(r.values[0]) - lam[-1]) <= 1e-9 * lam[-1]
+            spent[name] += int(r.matvecs)
+        prev = v["history"]
+        v = {"history": np.asarray(res.vectors[:, 0]), "previous": np.asarray(plain.vectors[:, 0])}
+    assert spent["history"] < spent["previous"], spent
+
+
+def test_history_start_bad_arguments():
+    with pytest.raises(ValueError, match=r"history must be an \(n, p\) block.*got shape \(30,\)"):
+        linalg.history_eigsh(lambda x: x, jnp.ones(30), 1)
+    with pytest.raises(ValueError, match=r"got shape \(3, 3\)"):
+        linalg.history_eigsh(lambda x: x, jnp.ones((3, 3)), 1)
+    with pytest.raises(TypeError, match=r"history must be a floating array"):
+        linalg.history_eigsh(lambda x: x, jnp.ones((30, 2), int), 1)
+    with pytest.raises(ValueError, match=r"stop='value'"):
+        linalg.history_eigsh(lambda x: x, jnp.ones((30, 2)), 1, stop="value")

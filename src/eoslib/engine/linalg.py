@@ -30,6 +30,12 @@ restarts from the block's Ritz vectors alone, spends several times more. The blo
 the one for repeated eigenvalues (a single start vector sees one direction of each eigenspace) and
 for warm starts from a block of previous eigenvectors.
 
+**Warm starts from the probe history.** :func:`history_eigsh` starts a single-vector probe from the
+top Ritz vector of the span of the last few probes' eigenvectors (Rayleigh–Ritz, one product per
+vector, the first Lanczos product reused): an extrapolation whose step the current operator picks.
+Measured along an EoS run it is the start that brought the warm probe under 5 HVPs at the edge
+(``benchmarks/README.md``); the training loop's probe does not use it.
+
 **LOBPCG.** :func:`lobpcg` (Rayleigh–Ritz on the block, its residuals and its previous update;
 k operator applications per iteration) is the warm probe of other EoS code; it is here so that the
 two can be compared by measured cost (``benchmarks/README.md``).
@@ -634,6 +640,15 @@ def thick_restart_eigsh(
       ValueError: ``v0`` not one vector; an integer option out of range; an unknown ``stop``.
       TypeError: a non-integer option; a non-floating ``v0``.
     """
+    return _thick_restart(matvec, v0, k, num_vectors=num_vectors, keep=keep, tol=tol, stop=stop,
+                          max_restarts=max_restarts, precision=precision, seed=seed)
+
+
+def _thick_restart(matvec, v0, k, *, num_vectors, keep, tol, stop, max_restarts, precision, seed,
+                   image0=None, start_matvecs=0):
+    """:func:`thick_restart_eigsh`; with ``image0`` (``A v0`` for a unit ``v0``) the first Lanczos
+    step uses it instead of applying the operator, and ``matvecs`` starts at ``start_matvecs``
+    (what the caller spent making ``v0`` and ``image0``)."""
     _check_stop(stop)
     v0 = jnp.asarray(v0)
     if v0.ndim != 1:
@@ -667,7 +682,14 @@ def thick_restart_eigsh(
         def step(s):
             j, V, T, beta, matvecs, _, _, _, _ = s
             q = jax.lax.dynamic_slice(V, (j, 0), (1, n))[0]
-            w = column_matvec(q[:, None])[:, 0]
+            if image0 is None:
+                w = column_matvec(q[:, None])[:, 0]
+                spent = 1
+            else:  # the first step's product is known (j = 0 only before any restart); under vmap
+                # the cond becomes a select and the product is made anyway, uncounted
+                w = jax.lax.cond(j == 0, lambda q: image0 / jnp.linalg.norm(v0),
+                                 lambda q: column_matvec(q[:, None])[:, 0], q)
+                spent = jnp.where(j == 0, 0, 1)
             filled = (jnp.arange(m + 1) <= j).astype(dtype)
             h = _dot(V, w, precision) * filled
             w = w - _dot(h, V, precision)
@@ -697,7 +719,7 @@ def thick_restart_eigsh(
             measure = _stopping_measure(stop, theta, all_residuals, valid)[:k]
             done = (j + 1 >= k) & jnp.all(measure <= tol * jnp.max(jnp.abs(theta[:k])))
             bounds = eigenvalue_error_bounds(theta, all_residuals, valid)[:k]
-            return j + 1, V, T, b, matvecs + 1, done, theta, all_residuals[:k], bounds
+            return j + 1, V, T, b, matvecs + spent, done, theta, all_residuals[:k], bounds
 
         def cond(s):
             j, *_, done, _, _, _ = s
@@ -727,7 +749,7 @@ def thick_restart_eigsh(
         return ~state[5] & (restarts <= max_restarts)
 
     V0 = jnp.zeros((m + 1, n), dtype).at[0].set(v0 / jnp.linalg.norm(v0))  # rows: the basis
-    state = (jnp.array(0), V0, jnp.zeros((m, m), dtype), jnp.zeros((), dtype), jnp.array(0),
+    state = (jnp.array(0), V0, jnp.zeros((m, m), dtype), jnp.zeros((), dtype), jnp.asarray(start_matvecs),
              jnp.array(False), jnp.zeros(m, dtype), jnp.full(k, jnp.inf, dtype), jnp.full(k, jnp.inf, dtype))
     _, (j, V, T, beta, matvecs, done, theta, residuals, bounds) = jax.lax.while_loop(
         more, cycle, (jnp.array(0), state))
@@ -735,6 +757,85 @@ def thick_restart_eigsh(
     vectors = _dot(V[:m].T, S[:, :k], precision)
     nan = jnp.where(finite, 0.0, jnp.nan)
     return Eigenpairs(theta[:k] + nan, vectors + nan, residuals + nan, matvecs, done & finite, bounds + nan)
+
+
+def history_eigsh(
+    matvec: Matvec,
+    history: Float[Array, "n p"],
+    k: int = 1,
+    *,
+    num_vectors: int | None = None,
+    keep: int | None = None,
+    tol: float = 1e-6,
+    stop: str = "residual",
+    max_restarts: int = 50,
+    precision: str = "highest",
+    seed: int = 0,
+) -> Eigenpairs:
+    """A warm probe started from the last few probes' eigenvectors instead of the last one alone.
+
+    Rayleigh–Ritz on the span of ``history`` (its p columns, e.g. ``[v_k, v_{k−1}]``, the top
+    eigenvectors of the last two probes; p operator applications), then :func:`thick_restart_eigsh`
+    from the top Ritz vector w, whose first Lanczos step reuses ``A w`` (a combination of the p
+    products already made). ``matvecs`` counts all of them: p + (Lanczos steps − 1).
+
+    With ``[v_k, v_{k−1}]`` this is the extrapolation ``v_k + β (v_k − v_{k−1})`` with β chosen by
+    the current operator's Rayleigh quotient instead of fixed in advance. Along an edge-of-stability
+    run (``benchmarks/README.md``, issue 20) the best β in hindsight moved between 0.2 and 3.6 from
+    probe to probe; at the edge a fixed β = 0.5 or 1 brought the start 4× or 1.7× closer to the new
+    eigenvector (sin² of the angle), Rayleigh–Ritz 9× closer, which saved more Lanczos steps than its
+    one extra product costs (median 4 products at the edge against 7). Where the top eigenvector
+    swaps with the next one between probes (a 200-image run of the same setting) it saved nothing.
+
+    Columns that are zero or (numerically) dependent on the others are left out of the Rayleigh–Ritz
+    step (a first probe with no ``v_{k−1}`` yet passes a zero column), but their products are still
+    made and counted: the shapes are static. The Gram matrices are column-wise reductions
+    (:func:`_gram`): on XLA CPU in float32 a ``dot`` of two (n, 2) blocks over a long n was off by
+    3e-4 relative.
+
+    Args:
+      matvec: ``v -> A v`` on ``(n,)`` arrays; ``A`` symmetric.
+      history: ``(n, p)``, the first column nonzero (the last eigenvector).
+      k, num_vectors, keep, tol, stop, max_restarts, precision, seed: as in
+        :func:`thick_restart_eigsh`.
+
+    Returns:
+      :class:`Eigenpairs`, values descending; ``matvecs`` includes the p Rayleigh–Ritz products.
+
+    Raises:
+      ValueError: ``history`` not ``(n, p)`` with ``1 ≤ p < n``; the options as in
+        :func:`thick_restart_eigsh`.
+      TypeError: a non-floating ``history``; the options as in :func:`thick_restart_eigsh`.
+    """
+    history = jnp.asarray(history)
+    if history.ndim != 2 or not 1 <= history.shape[1] < history.shape[0]:
+        raise ValueError(f"history must be an (n, p) block of previous eigenvectors with 1 ≤ p < n; "
+                         f"got shape {history.shape}")
+    if not jnp.issubdtype(history.dtype, jnp.floating):
+        raise TypeError(f"history must be a floating array; got dtype {history.dtype}")
+    _check_stop(stop)
+    p = history.shape[1]
+    eps = jnp.finfo(history.dtype).eps
+    norms = jnp.linalg.norm(history, axis=0)
+    W = history / jnp.where(norms > 0, norms, 1.0)[None, :]
+    alive = jnp.ones(p, bool)
+    for _ in range(2):  # orthonormal columns through the Gram matrix, twice ("twice is enough")
+        lam, Z = _eigh(_symmetric(_gram(W, W)))
+        sigma = jnp.sqrt(jnp.maximum(lam, 0.0))
+        alive = sigma > 1e3 * eps * jnp.max(sigma)  # dependent directions (a zero column included)
+        W = jnp.where(alive[None, :], _dot(W, Z, precision) / jnp.where(alive, sigma, 1.0)[None, :], 0.0)
+    AW = jax.vmap(matvec, in_axes=1, out_axes=1)(W)
+    theta, S = _masked_ritz(_symmetric(_gram(W, AW)), alive, 1)
+    w = _dot(W, S[:, 0], precision)
+    image = _dot(AW, S[:, 0], precision)
+    scale = jnp.linalg.norm(w)
+    return _thick_restart(matvec, w / scale, k, num_vectors=num_vectors, keep=keep, tol=tol, stop=stop,
+                          max_restarts=max_restarts, precision=precision, seed=seed,
+                          image0=image / scale, start_matvecs=p)
+
+
+def _symmetric(a):
+    return (a + a.T) / 2
 
 
 def _gram(S: Float[Array, "n p"], T: Float[Array, "n q"]) -> Float[Array, "p q"]:
