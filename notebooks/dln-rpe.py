@@ -30,13 +30,15 @@
 #
 # ## Setup
 #
-# | | |
-# |---|---|
-# | model | $\Theta = \theta_1\theta_2$, loss $L = z(\Theta)$, default $z = \Theta^2$ |
-# | initialisation | $\theta_0 = (-0.1, 10)$, so $\theta_1$ is the sharper parameter ($\theta_2^2 > \theta_1^2$) |
-# | optimiser | full-batch gradient descent, fixed $\eta \in \{0.001, 0.0095, 0.011, 0.013\}$ |
-# | measured | $R_2 = \lvert u_{1,1}/u_{1,2}\rvert$ of the top eigenvector of the exact Hessian, sharpness $\lambda_{\max}$ |
-# | precision | float64 (this model has two parameters; nothing is scaled down) |
+# | | paper (Fig. 1) | this chapter (parameters) |
+# |---|---|---|
+# | model | $\Theta = \theta_1\theta_2$, loss $L = z(\Theta)$, $z = \Theta^2$ | $z$ from `z_coeffs` (default $\Theta^2$) |
+# | initialisation | $\theta_0 = (-0.1, 10)$ | $\theta_0$ = `theta0` |
+# | optimiser | full-batch GD, fixed $\eta \in \{0.001, 0.0095, 0.011, 0.013\}$ | full-batch GD, fixed $\eta$ from `etas`, `steps` steps |
+# | measured | $v_1$'s orientation | $R_2 = \lvert u_{1,1}/u_{1,2}\rvert$ of the top eigenvector of the exact Hessian, sharpness $\lambda_{\max}$ |
+# | precision | | float64 (this model has two parameters; nothing is scaled down) |
+#
+# The values this run used are printed below its parameters.
 #
 # The paper's closed forms, all in {mod}`eoslib.mechanisms.dln`, are
 #
@@ -69,7 +71,7 @@ jax.config.update("jax_enable_x64", True)  # two parameters: float64 costs nothi
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from eoslib.mechanisms import dln
 from eoslib.book.display import claims_table, use_book_style, verdict_section
@@ -109,6 +111,18 @@ eta_list = jnp.asarray(P.etas, dtype=jnp.float64)
 quadratic_z = P.z_coeffs[2:] and all(c == 0 for i, c in enumerate(P.z_coeffs)
                                      if i != 2)
 P.as_dict()
+
+# %% tags=["remove-input"]
+t1, t2 = (float(v) for v in P.theta0)
+z_text = " + ".join(("" if c == 1 else f"{c:g}") + (f"\\Theta^{{{k}}}" if k else "" if c != 1 else "1")
+                    for k, c in enumerate(P.z_coeffs) if c) or "0"
+sharper = ("$\\theta_1$ is the sharper parameter ($\\theta_2^2 > \\theta_1^2$)" if t2**2 > t1**2
+           else "$\\theta_1$ is not the sharper parameter ($\\theta_2^2 \\le \\theta_1^2$), "
+                "against the paper's setting")
+display(Markdown(
+    f"This run ({scale} scale): $\\theta_0 = ({t1:g}, {t2:g})$, so {sharper}; "
+    f"$z(\\Theta) = {z_text}$; $\\eta \\in \\{{{', '.join(f'{e:g}' for e in P.etas)}\\}}$, "
+    f"{P.steps} steps each."))
 
 # %% [markdown]
 # ## Claims, declared before the run

@@ -33,7 +33,7 @@
 # | data | CIFAR-10, first 5,000 training images | CIFAR-10, first `n_train` (class-balanced JPEG copy) |
 # | model | `fc-tanh`: 3072-200-200-10, PyTorch-default init | `arch` (default the same) |
 # | loss | ½MSE on one-hot targets | same (½‖f−y‖², mean over examples) |
-# | optimiser | full-batch GD at a range of step sizes | full-batch GD at $\eta$, $\tfrac34\eta$, $\tfrac35\eta$ (`eta` is the largest), one vmapped sweep |
+# | optimiser | full-batch GD at a range of step sizes | full-batch GD at `eta` times each of `eta_fractions` (`eta` is the largest), one vmapped sweep |
 # | length | until 99% train accuracy | `steps` steps |
 #
 # Scaled down for the 2-core CPU at `book` scale: fewer examples and a fixed number of steps. The
@@ -63,7 +63,8 @@ start_time = time.time()
 
 # %% tags=["parameters"]
 scale = os.environ.get("EOSLIB_SCALE", "book")  # smoke | book | paper
-eta = None  # the largest step size of the sweep (GD runs at eta, ¾·eta and ⅗·eta)
+eta = None  # the largest step size of the sweep
+eta_fractions = None  # the sweep's step sizes as fractions of eta (1 among them: eta runs)
 n_train = None  # first n CIFAR-10 training images
 steps = None  # gradient-descent steps
 probe_every = None  # steps between sharpness probes
@@ -72,19 +73,20 @@ seed = None  # PRNG seed of the initialisation
 results_dir = None  # where the results record goes (default: the book's _build/records)
 
 # %% tags=["hide-input"]
-RANGES = {"eta": "float > 0", "n_train": "int in [1, 50000]",
+RANGES = {"eta": "float > 0", "eta_fractions": "list[float in (0, 1]], contains 1",
+          "n_train": "int in [1, 50000]",
           "steps": "int >= 1, multiple of probe_every", "probe_every": "int >= 1",
           "arch": "cifar10-model", "seed": "int >= 0"}
 SCALES = {
-    "smoke": {"eta": 0.02, "n_train": 200, "steps": 120, "probe_every": 40,
-              "arch": "fc-tanh", "seed": 0},
-    "book": {"eta": 0.02, "n_train": 1000, "steps": 2400, "probe_every": 40,
-             "arch": "fc-tanh", "seed": 0},
-    "paper": {"eta": 0.02, "n_train": 5000, "steps": 8000, "probe_every": 20,
-              "arch": "fc-tanh", "seed": 0},
+    "smoke": {"eta": 0.02, "eta_fractions": [1.0, 0.75, 0.6], "n_train": 200,
+              "steps": 120, "probe_every": 40, "arch": "fc-tanh", "seed": 0},
+    "book": {"eta": 0.02, "eta_fractions": [1.0, 0.75, 0.6], "n_train": 1000,
+             "steps": 2400, "probe_every": 40, "arch": "fc-tanh", "seed": 0},
+    "paper": {"eta": 0.02, "eta_fractions": [1.0, 0.75, 0.6], "n_train": 5000,
+              "steps": 8000, "probe_every": 20, "arch": "fc-tanh", "seed": 0},
 }
-P = settings(SCALES, scale, RANGES, eta=eta, n_train=n_train, steps=steps,
-             probe_every=probe_every, arch=arch, seed=seed)
+P = settings(SCALES, scale, RANGES, eta=eta, eta_fractions=eta_fractions, n_train=n_train,
+             steps=steps, probe_every=probe_every, arch=arch, seed=seed)
 P.as_dict()
 
 # %% [markdown]
@@ -199,12 +201,11 @@ display(declared_claims(CLAIMS))
 # %% [markdown]
 # ## Run
 #
-# One program trains the three step sizes side by side (`train.run` sweeps when a hyperparameter
+# One program trains the step sizes side by side (`train.run` sweeps when a hyperparameter
 # is an array), probing the sharpness every `probe_every` steps.
 
 # %%
-ETA_FRACTIONS = (1.0, 0.75, 0.6)  # eta, ¾·eta, ⅗·eta: 2/η spread over a factor 5/3
-etas = P.eta * np.asarray(ETA_FRACTIONS)
+etas = P.eta * np.asarray(P.eta_fractions)
 ds = data.load_cifar10(n=P.n_train)
 params0 = models.by_name(P.arch, key=jax.random.key(P.seed))
 config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
@@ -249,7 +250,7 @@ except store.StoreError as err:  # a stored run without a trace still grades its
     print(f"stored trace not shown: {err}")
     trace = None
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Full-batch GD on the CIFAR-10 subset (½MSE) at three step sizes, one colour each. Left: training loss. Right: the sharpness measured inside the training loop, with each step size's stability limit $2/\\eta$ dashed in its colour. A stored paper-scale run (5,000 images, GPU) is drawn in grey when the results store holds one.", "name": "fig-eos-intro"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Full-batch GD on the CIFAR-10 subset (½MSE) at the sweep's step sizes, one colour each. Left: training loss. Right: the sharpness measured inside the training loop, with each step size's stability limit $2/\\eta$ dashed in its colour. A stored paper-scale run (5,000 images, GPU) is drawn in grey when the results store holds one.", "name": "fig-eos-intro"}}
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
 colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 for i, e in enumerate(etas):
@@ -287,6 +288,9 @@ plt.show()
 # $\log(\text{plateau})$ and of $\log(\text{plateau}/(2/\eta))$.
 
 # %% tags=["hide-input"]
+# A measurement definition, not a tuning knob: the plateau averages the edge phase's second
+# half and the drift compares the two halves of that; with 6 probes the plateau has at least 3
+# and each side of the drift at least 1 (with fewer, one probe's oscillation would be the level).
 MIN_EDGE_PROBES = 6
 
 

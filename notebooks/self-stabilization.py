@@ -25,13 +25,16 @@
 #
 # ## Setup
 #
-# | | paper | `book` scale (2-core CPU) | `paper` scale (GPU) |
-# |---|---|---|---|
-# | data | CIFAR-10, 5,000 images (as in Cohen et al. 2021) | first 250 images | 5,000 images |
-# | network | fc-tanh / ELU MLPs, small CNNs | tanh MLP 3072-32-32-10 | fc-tanh 3072-200-200-10 |
-# | loss, optimizer | ½MSE, full-batch GD | same | same |
-# | coupled run | from initialisation | from where $S$ first reaches 97% of $2/\eta$ | same |
-# | step sizes | several | η = 0.012; sweep 0.01, 0.012, 0.014 | 0.01, 0.02, 0.04 |
+# | | paper | this chapter (parameters) |
+# |---|---|---|
+# | data | CIFAR-10, 5,000 images (as in Cohen et al. 2021) | the first `n_train` CIFAR-10 images |
+# | network | fc-tanh / ELU MLPs, small CNNs | `arch` (an MLP 3072-`width`-`width`-10 by default) |
+# | loss, optimizer | ½MSE, full-batch GD | same |
+# | coupled run | from initialisation | from where $S$ first reaches `start_fraction`$\cdot 2/\eta$ |
+# | step sizes | several | `eta` for the main run; the sweep `etas` |
+#
+# The `book` scale fits a 2-core CPU; the `paper` scale (wider network, all 5,000 images) is
+# meant for a GPU. The values this run used are printed below its parameters.
 #
 # The coupled run (GD beside the constrained trajectory) costs one projection and three
 # eigensolves per step, so it starts just before the edge, where GD is still stable and
@@ -116,6 +119,14 @@ MAIN = ETAS.index(float(P.eta))
 # proj_tol of 2/η there)
 EDGE_MARGIN = 2 * P.proj_tol
 P.as_dict()
+
+# %% tags=["remove-input"]
+display(Markdown(
+    f"This run ({scale} scale): {P.arch}"
+    + (f" of width {P.width}" if "width" in models.options(P.arch) else "")
+    + f" on the first {P.n_train:,} CIFAR-10 images; main step size η = {P.eta:g}, "
+    f"sweep η ∈ {{{', '.join(f'{e:g}' for e in ETAS)}}}; each coupled run starts where $S$ "
+    f"first reaches {100 * P.start_fraction:g}% of $2/\\eta$ and runs {P.steps} steps."))
 
 # %% [markdown]
 # ## The local model
@@ -316,8 +327,8 @@ display(declared_claims(CLAIMS))
 # %% [markdown]
 # ## Run
 #
-# All step sizes run in one `vmap`: each runs GD from the same initialisation to 97% of its
-# own edge, then GD and the constrained trajectory side by side
+# All step sizes run in one `vmap`: each runs GD from the same initialisation until its
+# sharpness reaches `start_fraction` of its own edge $2/\eta$, then GD and the constrained trajectory side by side
 # ({func}`eoslib.mechanisms.selfstab.edge_sweep`). The central flow starts from the main
 # run's start point.
 
@@ -358,7 +369,7 @@ for e, w_, s_, ru in zip(ETAS, warmup_steps, start_sharpness, runs):
 # %% [markdown]
 # ## The four-stage cycle
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Main run. Left: sharpness of GD and of the constrained trajectory; dashed: $2/\\eta$. Middle: $(-1)^t x_t$ (blue) and $y_t$ (red); the stages show as $|x|$ growing while $y > 0$ and $y$ falling once $|x|$ is large. Right: phase portrait $(|x_t|, y_t)$ in the edge phase, coloured by step; dashed: $|x| = \\sqrt{2\\alpha/\\beta}$ (mean over the edge phase) and $y = 0$.", "name": "fig-ss-cycle"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Main run. Left: sharpness of GD and of the constrained trajectory; dashed: $2/\\eta$. Middle: $(-1)^t x_t$ (blue) and $y_t$ (red); in the paper's cycle $|x|$ grows while $y > 0$ and $y$ falls once $|x|$ is large (the text below the figure says how often this run does so). Right: phase portrait $(|x_t|, y_t)$ in the edge phase, coloured by step; dashed: $|x| = \\sqrt{2\\alpha/\\beta}$ (mean over the edge phase) and $y = 0$.", "name": "fig-ss-cycle"}}
 t = np.arange(P.steps)
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
 axes[0].plot(t, r.sharpness, lw=1, label="GD $S(\\theta_t)$")
@@ -431,6 +442,17 @@ for ax, label in zip(axes, labels):
 plt.tight_layout()
 plt.show()
 
+# %% tags=["remove-input"]
+if main.prediction is not None:
+    with np.errstate(over="ignore", invalid="ignore"):
+        x_hat = np.abs(np.asarray(main.prediction.x, np.float64))
+    x_gd = np.abs(r.x[te:])
+    display(Markdown(
+        f"The prediction starts from GD's $x = {r.x[te]:.3g}$, $y = {r.y[te]:.3g}$ at step "
+        f"{te}. Predicted $|\\hat x|$ peaks at {np.nanmax(x_hat):.3g} at step "
+        f"{te + int(np.nanargmax(x_hat))}; GD's $|x|$ peaks at {np.max(x_gd):.3g} at step "
+        f"{te + int(np.argmax(x_gd))}."))
+
 # %% [markdown]
 # ## The central flow
 #
@@ -456,6 +478,22 @@ for ax, label in zip(axes, ("loss", "sharpness")):
     ax.legend()
 plt.tight_layout()
 plt.show()
+
+# %% tags=["remove-input"]
+on_edge = flow.sigma2 > 0
+if not on_edge.any():
+    display(Markdown("Along the flow $\\sigma^2$ stays 0: the flow never reaches the edge in "
+                     f"{P.steps} units of time and equals plain gradient flow here, so its "
+                     "prediction is its own $L$."))
+else:
+    fixed_flow = 2 * flow.alpha[on_edge] / flow.beta[on_edge]
+    display(Markdown(
+        f"Along the flow $\\sigma^2 > 0$ (the flow at the edge) on {int(on_edge.sum())} of "
+        f"{P.steps} units of time, from time {int(np.argmax(on_edge))}; there its median is "
+        f"{np.median(flow.sigma2[on_edge]):.3g} against $2\\alpha/\\|\\nabla S\\|^2$ = "
+        f"{np.median(fixed_flow):.3g}, and the term $\\tfrac12\\sigma^2 S$ adds a median "
+        f"{np.median(0.5 * flow.sigma2[on_edge] * flow.sharpness[on_edge]):.3g} to the flow's "
+        f"loss {np.median(flow.loss[on_edge]):.3g}."))
 
 # %% [markdown]
 # ## Across step sizes

@@ -55,6 +55,23 @@ def test_below_the_edge_only_the_gradient_along_u_is_removed(problem, getkey):
     assert s < 2 / eta  # still below the edge: no step along ∇S was needed
 
 
+def test_a_point_within_the_tolerances_still_loses_its_gradient_along_u(problem, getkey):
+    """Far below the edge and with a loose tolerance the start already meets both constraints;
+    the projection still makes one round, θ† = θ − (∇L·u/S) u, so x = u·(θ − θ†) is not 0
+    (x = 0 would be a fixed point of the recursion: its prediction could never leave it)."""
+    params, loss = problem
+    s0, u0, g0 = dense(loss, params)
+    eta = 2.0 / (2.0 * s0)
+    tol = 0.99
+    assert abs(g0 @ u0) <= tol * np.linalg.norm(g0)  # the start is within the tolerances
+    flat, _ = ravel_pytree(params)
+    proj = selfstab.project(loss, params, eta, v0=jnp.asarray(u0), tol=tol, eig_tol=1e-11)
+    assert int(proj.iterations) == 1 and bool(proj.converged)
+    moved = np.asarray(flat - ravel_pytree(proj.params)[0])
+    np.testing.assert_allclose(moved, (g0 @ u0) / s0 * u0, rtol=1e-6, atol=1e-12)
+    assert abs(g0 @ u0) / s0 > 1e-3  # so x = u·(θ − θ†) at θ† is far from 0
+
+
 def test_coordinates(problem):
     params, loss = problem
     flat, unravel = ravel_pytree(params)
@@ -181,6 +198,21 @@ def test_central_flow_holds_the_edge_with_the_predicted_variance():
     h = -eta * C / 4
     assert float(final[2]) == pytest.approx((1 + h + h**2 / 2) ** 240, rel=1e-9)
     assert float(final[2]) == pytest.approx(np.exp(-eta * C * 60), rel=1e-2)
+
+
+def test_central_flow_records_the_variance_it_applied():
+    """On the cubic loss b moves only by the flow's drift, db/dt = η(g − ½ k σ²), so over each
+    unit of time S = λ + k b changes by η k (g − ½ k σ̄²) with σ̄² the σ² the integrator applied
+    there: the recorded σ² must be that one, also in the unit where S crosses 2/η (the formula at
+    the unit's start, below the edge, gives 0 there)."""
+    eta = 2.0 / 3.0
+    rec, _ = selfstab.central_flow(cubic, jnp.array([0.0, 0.9, 1.0]), eta, 40, v0=jnp.array([1.0, 0.0, 0.0]),
+                                   substeps=2, eig_tol=1e-12)
+    s, sigma2 = np.asarray(rec.sharpness), np.asarray(rec.sigma2)
+    np.testing.assert_allclose(np.diff(s), eta * K * (G - 0.5 * K * sigma2[:-1]), rtol=1e-9, atol=1e-14)
+    entry = int(np.argmax(s[1:] >= 3.0))  # the unit from below the edge to above it
+    assert s[entry] < 3.0 and 0 < sigma2[entry] < 2 * G / K
+    assert np.all(sigma2[entry + 1:] > 0)
 
 
 def test_central_flow_converges_with_the_step(problem, getkey):

@@ -58,7 +58,8 @@ def project(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float | Sc
     """Project ``params`` onto the stable set M of GD with step ``eta`` (module docstring).
 
     Stops when ``|∇L·u| ≤ tol · max(‖∇L‖, 1e-30)`` and ``S ≤ (2/η)(1 + tol)``, or after
-    ``max_iters`` rounds. The first eigenpair is warm-started from ``v0``, each later one from
+    ``max_iters`` rounds; it always makes at least one round, so a point that already meets the
+    tolerances still has its gradient along u removed (θ† ≠ θ unless ``∇L·u = 0``). The first eigenpair is warm-started from ``v0``, each later one from
     the last u; a round costs one eigensolve, one gradient and, when S is above the edge, one
     gradient of an HVP. ``eta`` may be traced (e.g. under ``vmap`` over step sizes).
     """
@@ -95,8 +96,11 @@ def project(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float | Sc
         return flat, u, s, g, i + 1, done(u, s, g)
 
     u, s, g = measure(flat0, v0)
+    # At least one round, even where θ already meets the tolerances: otherwise θ† = θ exactly
+    # while GD stays within them, x = u·(θ − θ†) is exactly 0, and x = 0 is a fixed point of
+    # the (x, y) recursion (its open-loop prediction from there never leaves 0).
     flat, u, s, g, iters, ok = jax.lax.while_loop(lambda c: (~c[5]) & (c[4] < max_iters), body,
-                                                  (flat0, u, s, g, jnp.array(0), done(u, s, g)))
+                                                  (flat0, u, s, g, jnp.array(0), jnp.array(False)))
     return Projection(unravel(flat), s, jnp.vdot(g, u), u, iters, ok)
 
 
@@ -232,7 +236,11 @@ class FlowRecord(NamedTuple):
     Attributes:
       loss: L at the flow's point.
       sharpness: S there.
-      sigma2: σ², the predicted variance of GD's oscillation along u (0 off the edge).
+      sigma2: σ², the predicted variance of GD's oscillation along u (0 off the edge): the
+        σ² the integrator applied over the unit of time from t to t + 1 (its integral there).
+        Not the formula at the row's point alone: that switches σ² off wherever S is below
+        2/η, and the discretised flow holds S within an eigensolve's error of 2/η, on either
+        side of it.
       predicted_loss: the predicted time-averaged GD loss ``L + ½ σ² S`` (``= L + σ²/η`` at the edge).
       alpha: ``−∇L·∇S`` there.
       beta: ``‖∇S‖²`` there.
@@ -290,11 +298,15 @@ def central_flow(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float
         drift = -eta * (ravel_pytree(grad_l)[0] + 0.5 * sigma2 * ravel_pytree(grad_s)[0])
         return drift, FlowRecord(loss, s, sigma2, loss + 0.5 * sigma2 * s, alpha, beta, jnp.nan)
 
-    def field(flat, v):
+    def field(state, v):
+        """The drift of θ and, as a second state variable, σ², whose integral over a unit of
+        time is the σ² the integrator applied there."""
+        flat, _ = state
         pairs = hessian.eigsh(loss_fn, unravel(flat), 1, v0=v, tol=eig_tol, max_restarts=10)
-        return at(flat, pairs.vectors[:, 0], pairs.values[0])[0]
+        drift, rec = at(flat, pairs.vectors[:, 0], pairs.values[0])
+        return drift, rec.sigma2
 
-    term = diffrax.ODETerm(lambda t, flat, v: field(flat, v))
+    term = diffrax.ODETerm(lambda t, state, v: field(state, v))
     solver = diffrax.Heun()
     dt = 1.0 / substeps
 
@@ -302,14 +314,17 @@ def central_flow(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float
         flat, block = carry
         top2 = hessian.eigsh(loss_fn, unravel(flat), 2, v0=block, tol=eig_tol, max_restarts=10)
         u = top2.vectors[:, 0]
-        rec = at(flat, u, top2.values[0])[1]._replace(second=top2.values[1])
+        rec = at(flat, u, top2.values[0])[1]
 
-        def sub(i, flat):
+        def sub(i, state):
             t0 = t + i * dt
-            state = solver.init(term, t0, t0 + dt, flat, u)
-            return solver.step(term, t0, t0 + dt, flat, u, state, made_jump=False)[0]
+            solver_state = solver.init(term, t0, t0 + dt, state, u)
+            return solver.step(term, t0, t0 + dt, state, u, solver_state, made_jump=False)[0]
 
-        return (jax.lax.fori_loop(0, substeps, sub, flat), top2.vectors), rec
+        flat, applied = jax.lax.fori_loop(0, substeps, sub, (flat, jnp.zeros((), flat.dtype)))
+        rec = rec._replace(sigma2=applied, predicted_loss=rec.loss + 0.5 * applied * rec.sharpness,
+                           second=top2.values[1])
+        return (flat, top2.vectors), rec
 
     if v0.ndim == 1:  # a second start vector for λ₂, orthogonal to the first
         other = jnp.roll(v0, 1)
