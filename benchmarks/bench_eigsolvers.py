@@ -236,8 +236,8 @@ def warm(eos_n, steps, probe_every, names=None):
     second = _unit(second - jnp.vdot(second, u) * u)
     init = [(u, jnp.zeros_like(u), second) for _ in methods]
     run = jax.jit(lambda f, u: jax.lax.scan(interval, (f, init, u), jnp.arange(steps // probe_every))[1])
-    # every product over the parameters is a column-wise reduction (linalg._inner): a float32 dot of
-    # two (n, 2) blocks on XLA CPU was off by 3e-4 and charged the 2-column start with its error
+    # products of 2-column blocks over the parameters are column-wise reductions in linalg._inner: a
+    # float32 dot of two (n, 2) blocks on XLA CPU was off by 3e-4 and charged the 2-column start
     out, ref_values, ref_converged, oracles, closeness, best_beta = jax.tree.map(np.asarray, run(flat0, u))
     ref = ref_values[:, 0]
     at_edge = ref[1:] >= 0.9 * 2 / 0.02  # the first probe has nothing to warm-start from

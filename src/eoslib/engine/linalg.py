@@ -822,8 +822,8 @@ def history_eigsh(
     Columns that are zero or (numerically) dependent on the others are left out of the Rayleigh–Ritz
     step (a first probe with no ``v_{k−1}`` yet passes a zero column), but their products are still
     made and counted: the shapes are static. The Gram matrices are column-wise reductions
-    (:func:`_inner`, as every product over n here): on XLA CPU in float32 a ``dot`` of two (n, 2)
-    blocks over a long n was off by 3e-4 relative.
+    (:func:`_inner`): on XLA CPU in float32 a ``dot`` of two (n, 2) blocks over a long n was off by
+    3e-4 relative.
 
     Args:
       matvec: ``v -> A v`` on ``(n,)`` arrays; ``A`` symmetric.
