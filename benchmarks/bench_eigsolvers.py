@@ -122,20 +122,6 @@ def _probe(method, matvec, v, stop, tol, k=1):
     return linalg.lobpcg(matvec, v, 1, tol=tol, stop=stop, max_iters=40)
 
 
-def _columnwise_dot(a, b, precision):
-    """``linalg._dot`` for the block-2 probes: a product whose right factor has several columns
-    along the long (parameter) axis is made as column-wise reductions (as ``linalg._gram``). On XLA
-    CPU in float32 a ``dot`` contracting the 656,810 parameters of two (n, 2) blocks was off by
-    ~3e-4 relative (a Gram diagonal 655,570 against 655,750 from reductions; one ``dot`` per column
-    still 655,742), and block Lanczos with b = 2 then returned λ₁ 1.2e-4 too high (86.4318 against
-    86.4214 from b = 1 and from thick restart; 86.4214 with this product), which would charge a
-    2-column start with an error that is the product's, not the start's. Products with one column
-    (every single-vector probe) are unchanged."""
-    if a.ndim == 2 and b.ndim == 2 and b.shape[1] > 1 and b.shape[0] > 10_000:
-        return jnp.stack([jnp.sum(a * b[:, i][None, :], axis=1) for i in range(b.shape[1])], axis=1)
-    return jnp.matmul(a, b, precision=precision)
-
-
 def _unit(v):
     return v / jnp.linalg.norm(v)
 
@@ -159,7 +145,7 @@ def _rayleigh_ritz_start(matvec, v, d):
     basis = jnp.stack([v, _second_column(v, d)], axis=1)
     basis = linalg._qr(basis)
     image = jax.vmap(matvec, in_axes=1, out_axes=1)(basis)
-    small = linalg._gram(basis, image)
+    small = linalg._inner(basis, image, "highest")
     _, vecs = jnp.linalg.eigh((small + small.T) / 2)
     w = basis @ vecs[:, -1]
     return jnp.where(jnp.linalg.norm(d) > 1e-6, w, v)
@@ -227,14 +213,14 @@ def warm(eos_n, steps, probe_every, names=None):
         # how close each start is: sin² of the angle between the reference eigenvector and the
         # vector Lanczos starts from (for a block, the start's span)
         u = ref.vectors[:, 0]
-        closeness = [1.0 - jnp.sum(linalg._gram(linalg._qr(v0[:, None] if v0.ndim == 1 else v0), u[:, None]) ** 2)
+        closeness = [1.0 - jnp.sum(linalg._inner(linalg._qr(v0[:, None] if v0.ndim == 1 else v0), u[:, None], "highest") ** 2)
                      for v0 in starts]
         # the best beta in hindsight: v_k + beta (v_k - v_{k-1}) closest to the reference vector
         best_beta = []
         for v, prev, _ in states:
             basis = jnp.stack([v, _difference(v, prev)], axis=1)
-            gram = linalg._gram(basis, basis)
-            a, c = jnp.linalg.solve(gram + 1e-12 * jnp.eye(2), linalg._gram(basis, u[:, None])[:, 0])
+            gram = linalg._inner(basis, basis, "highest")
+            a, c = jnp.linalg.solve(gram + 1e-12 * jnp.eye(2), linalg._inner(basis, u[:, None], "highest")[:, 0])
             best_beta.append(c / a)
         f = jax.lax.fori_loop(0, probe_every, lambda i, g: g - 0.02 * grad(g), f)
         out = [(r.values[0], r.matvecs, r.error_bounds[0]) for r in results]
@@ -250,11 +236,9 @@ def warm(eos_n, steps, probe_every, names=None):
     second = _unit(second - jnp.vdot(second, u) * u)
     init = [(u, jnp.zeros_like(u), second) for _ in methods]
     run = jax.jit(lambda f, u: jax.lax.scan(interval, (f, init, u), jnp.arange(steps // probe_every))[1])
-    dot, linalg._dot = linalg._dot, _columnwise_dot  # traced with it (see _columnwise_dot)
-    try:
-        out, ref_values, ref_converged, oracles, closeness, best_beta = jax.tree.map(np.asarray, run(flat0, u))
-    finally:
-        linalg._dot = dot
+    # products of 2-column blocks over the parameters are column-wise reductions in linalg._inner: a
+    # float32 dot of two (n, 2) blocks on XLA CPU was off by 3e-4 and charged the 2-column start
+    out, ref_values, ref_converged, oracles, closeness, best_beta = jax.tree.map(np.asarray, run(flat0, u))
     ref = ref_values[:, 0]
     at_edge = ref[1:] >= 0.9 * 2 / 0.02  # the first probe has nothing to warm-start from
     row = dict(data=source, n=eos_n, steps=steps, probe_every=probe_every, probes=int(ref.size),

@@ -159,7 +159,39 @@ class KrylovDecomposition(NamedTuple):
 
 
 def _dot(a, b, precision):
+    """A product over a short axis (a basis index, a block column); products over the long axis n
+    go through :func:`_inner`."""
     return jnp.matmul(a, b, precision=precision)
+
+
+BLOCK_COLUMNS = 8  # _inner: products over n of two blocks this narrow are column-wise reductions
+
+
+def _inner(S: Float[Array, "n *p"], T: Float[Array, "n *q"], precision) -> Float[Array, "*p *q"]:
+    """``Sᵀ T`` contracted over the long leading axis n (the operator's dimension): the one way the
+    solvers here contract over n. S and T are ``(n, p)`` blocks or ``(n,)`` vectors (a basis stored
+    as rows V ``(M, n)`` is passed as ``V.T``).
+
+    The rule: when both sides have at most :data:`BLOCK_COLUMNS` columns (a block's Gram matrix,
+    a Rayleigh quotient, a vector against a block) the product is made as column-wise reductions,
+    at the precision of the dtype whatever ``precision`` (a reduction is never TF32); against a
+    wider basis it is a ``dot`` at ``precision``. On XLA CPU in float32, inside ``jit``, a ``dot``
+    contracting the long leading axis of two (n, 2) or (n, 3) blocks was off by 2e-4 relative at
+    n = 656,810 (1.4e-5 at n = 1e5; a unit vector's squared norm came out 0.99966), which made
+    block Lanczos with b = 2 or 3 return eigenvalues 1.2e-4 too high and stalled LOBPCG's
+    Rayleigh–Ritz step; with 1 or 4-10 columns, or outside ``jit``, it was ~1e-7. The reductions
+    are accurate to rounding at every width, but against a basis of ~40 vectors they took twice
+    the dot's time, which made a top-1 block-Lanczos probe 3.6x slower; the basis products were
+    not the ones that went wrong (``benchmarks/check_block_dot.py``, ``benchmarks/README.md``)."""
+    S2 = S[:, None] if S.ndim == 1 else S
+    T2 = T[:, None] if T.ndim == 1 else T
+    if max(S2.shape[1], T2.shape[1]) > BLOCK_COLUMNS:
+        out = jnp.matmul(S2.T, T2, precision=precision)
+    else:
+        out = jnp.stack([jnp.sum(S2[:, i:i + 1] * T2, axis=0) for i in range(S2.shape[1])])
+    if T.ndim == 1:
+        out = out[:, 0]
+    return out[0] if S.ndim == 1 else out
 
 
 def _check_reortho(reortho):
@@ -253,7 +285,7 @@ def _start_block(v0, b, seed):
 
 def _orthogonalize(W, V, precision):
     """One classical Gram–Schmidt pass of the columns of W (n, b) against the rows of V (M, n)."""
-    return W - _dot(V.T, _dot(V, W, precision), precision)
+    return W - _dot(V.T, _inner(V.T, W, precision), precision)
 
 
 def _reorthogonalize(W, V, reortho, precision):
@@ -286,7 +318,7 @@ def _orthonormal_columns(W, precision):
     if W.shape[1] == 1:  # a single vector: its norm, without a (GPU-latency-bound) eigensolver call
         sigma = jnp.linalg.norm(W, axis=0)
         return W / jnp.where(sigma > 0, sigma, 1.0)[None, :], sigma, jnp.ones((1, 1), W.dtype)
-    gram = _dot(W.T, W, precision)
+    gram = _inner(W, W, precision)
     lam, Z = _eigh((gram + gram.T) / 2)
     sigma = jnp.sqrt(jnp.maximum(lam, 0.0))
     U = _dot(W, Z, precision) / jnp.where(sigma > 0, sigma, 1.0)[None, :]
@@ -316,7 +348,7 @@ def _next_block(W, dependent, V, floor, key, precision):
         fresh = jax.random.normal(key, W.shape, W.dtype)
         for _ in range(2):
             fresh = _orthogonalize(fresh, V, precision)
-            fresh = fresh - _dot(keep, _dot(keep.T, fresh, precision), precision)
+            fresh = fresh - _dot(keep, _inner(keep, fresh, precision), precision)
         fresh = _qr(fresh)
         return jnp.where(dead2[None, :], fresh, U)
 
@@ -354,7 +386,7 @@ def _krylov_cycle(matvec, Q0, k, num_steps, reortho, tol, precision, early_stop,
         j, V, T, Q, Q_prev, B, _, _, _ = state
         AQ = block_matvec(Q)
         scale = jnp.linalg.norm(AQ) + jnp.finfo(dtype).tiny
-        A_j = _dot(Q.T, AQ, precision)
+        A_j = _inner(Q, AQ, precision)
         A_j = (A_j + A_j.T) / 2
         W = AQ - _dot(Q, A_j, precision) - _dot(Q_prev, B.T, precision)
         V = jax.lax.dynamic_update_slice(V, Q.T, (j * b, 0))
@@ -691,9 +723,9 @@ def _thick_restart(matvec, v0, k, *, num_vectors, keep, tol, stop, max_restarts,
                                  lambda q: column_matvec(q[:, None])[:, 0], q)
                 spent = jnp.where(j == 0, 0, 1)
             filled = (jnp.arange(m + 1) <= j).astype(dtype)
-            h = _dot(V, w, precision) * filled
+            h = _inner(V.T, w, precision) * filled
             w = w - _dot(h, V, precision)
-            h2 = _dot(V, w, precision) * filled  # "twice is enough"
+            h2 = _inner(V.T, w, precision) * filled  # "twice is enough"
             w = w - _dot(h2, V, precision)
             h = h + h2
             b = jnp.linalg.norm(w)
@@ -702,8 +734,8 @@ def _thick_restart(matvec, v0, k, *, num_vectors, keep, tol, stop, max_restarts,
 
             def replacement(_):  # an exact breakdown (invariant subspace): continue orthogonally
                 fresh = jax.random.normal(jax.random.fold_in(jax.random.key(seed), matvecs), (n,), dtype)
-                fresh = fresh - _dot(_dot(V, fresh, precision) * filled, V, precision)
-                fresh = fresh - _dot(_dot(V, fresh, precision) * filled, V, precision)
+                fresh = fresh - _dot(_inner(V.T, fresh, precision) * filled, V, precision)
+                fresh = fresh - _dot(_inner(V.T, fresh, precision) * filled, V, precision)
                 return fresh / jnp.linalg.norm(fresh)
 
             nxt = jax.lax.cond(broken, replacement, lambda _: w / b, None)
@@ -790,7 +822,7 @@ def history_eigsh(
     Columns that are zero or (numerically) dependent on the others are left out of the Rayleigh–Ritz
     step (a first probe with no ``v_{k−1}`` yet passes a zero column), but their products are still
     made and counted: the shapes are static. The Gram matrices are column-wise reductions
-    (:func:`_gram`): on XLA CPU in float32 a ``dot`` of two (n, 2) blocks over a long n was off by
+    (:func:`_inner`): on XLA CPU in float32 a ``dot`` of two (n, 2) blocks over a long n was off by
     3e-4 relative.
 
     Args:
@@ -820,12 +852,12 @@ def history_eigsh(
     W = history / jnp.where(norms > 0, norms, 1.0)[None, :]
     alive = jnp.ones(p, bool)
     for _ in range(2):  # orthonormal columns through the Gram matrix, twice ("twice is enough")
-        lam, Z = _eigh(_symmetric(_gram(W, W)))
+        lam, Z = _eigh(_symmetric(_inner(W, W, precision)))
         sigma = jnp.sqrt(jnp.maximum(lam, 0.0))
         alive = sigma > 1e3 * eps * jnp.max(sigma)  # dependent directions (a zero column included)
         W = jnp.where(alive[None, :], _dot(W, Z, precision) / jnp.where(alive, sigma, 1.0)[None, :], 0.0)
     AW = jax.vmap(matvec, in_axes=1, out_axes=1)(W)
-    theta, S = _masked_ritz(_symmetric(_gram(W, AW)), alive, 1)
+    theta, S = _masked_ritz(_symmetric(_inner(W, AW, precision)), alive, 1)
     w = _dot(W, S[:, 0], precision)
     image = _dot(AW, S[:, 0], precision)
     scale = jnp.linalg.norm(w)
@@ -836,14 +868,6 @@ def history_eigsh(
 
 def _symmetric(a):
     return (a + a.T) / 2
-
-
-def _gram(S: Float[Array, "n p"], T: Float[Array, "n q"]) -> Float[Array, "p q"]:
-    """``Sᵀ T`` as column-by-column reductions. Measured on XLA CPU in float32 with n = 656,810: a
-    ``dot`` contracting the long leading axis of both operands came out with relative errors of
-    3e-4 (a unit vector's squared norm as 0.99966), enough to stall LOBPCG's Rayleigh–Ritz step,
-    where the reductions are accurate to rounding."""
-    return jax.lax.map(lambda column: jnp.sum(column[:, None] * T, axis=0), S.T)
 
 
 def lobpcg(
@@ -908,7 +932,7 @@ def lobpcg(
 
     def project_out(W, basis):  # two classical Gram–Schmidt passes against orthonormal columns
         for _ in range(2):
-            W = W - _dot(basis, _gram(basis, W), precision)
+            W = W - _dot(basis, _inner(basis, W, precision), precision)
         return W
 
     def orthonormal(W, AW, scale):
@@ -924,7 +948,7 @@ def lobpcg(
 
     def rayleigh_ritz(S, AS, alive):
         p = S.shape[1]
-        G = _gram(S, AS)
+        G = _inner(S, AS, precision)
         theta, C = _masked_ritz((G + G.T) / 2, alive, p)
         Y, AY = _dot(S, C, precision), _dot(AS, C, precision)
         residuals = jnp.linalg.norm(AY - Y * theta[None, :], axis=0)
@@ -939,9 +963,9 @@ def lobpcg(
         it, X, AX, P, AP, theta, residuals, bounds, done = state
         scale = jnp.max(jnp.abs(theta[:k])) + jnp.finfo(dtype).tiny
         # P: orthonormal against X (its image follows linearly: no operator application)
-        coef = _gram(X, P)
+        coef = _inner(X, P, precision)
         P1, AP1 = P - _dot(X, coef, precision), AP - _dot(AX, coef, precision)
-        coef = _gram(X, P1)
+        coef = _inner(X, P1, precision)
         P1, AP1 = P1 - _dot(X, coef, precision), AP1 - _dot(AX, coef, precision)
         P1, AP1, p_alive = orthonormal(P1, AP1, jnp.linalg.norm(P, axis=0).max() + jnp.finfo(dtype).tiny)
         # W: the residuals, unit columns, orthonormal against X and P, then the operator applied
@@ -979,12 +1003,12 @@ def lobpcg(
 
 def abs_cosine(u: Float[Array, " n"], v: Float[Array, " n"]) -> Float[Array, ""]:
     """``|⟨u, v⟩| / (‖u‖ ‖v‖)``: eigenvector similarity, blind to the sign of either vector."""
-    return jnp.abs(jnp.vdot(u, v)) / (jnp.linalg.norm(u) * jnp.linalg.norm(v))
+    return jnp.abs(_inner(u, v, "highest")) / (jnp.linalg.norm(u) * jnp.linalg.norm(v))
 
 
 def principal_angles(U: Float[Array, "n k"], V: Float[Array, "n k"]) -> Float[Array, " k"]:
     """Principal angles (radians, ascending) between the column spans of orthonormal U and V."""
-    sigma = _singular_values(jnp.matmul(U.T, V, precision="highest"))
+    sigma = _singular_values(_inner(U, V, "highest"))
     return jnp.arccos(jnp.clip(sigma, -1.0, 1.0))
 
 
