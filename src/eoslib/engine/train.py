@@ -341,7 +341,6 @@ def microbatched(objective: Objective, microbatch: int | None) -> Objective:
         raise ValueError(f"microbatch={microbatch!r} is not allowed; allowed: an int >= 1, or "
                          "None (the whole set at once)")
     size = int(microbatch)
-    piece = jax.checkpoint(objective)
 
     def chunked(params, x, y, hp):
         ghost = sorted({m.ghost_size for m in jax.tree.leaves(
@@ -358,7 +357,9 @@ def microbatched(objective: Objective, microbatch: int | None) -> Objective:
             return objective(params, x, y, hp)
         xs = x[:k * size].reshape((k, size) + x.shape[1:])
         ys = y[:k * size].reshape((k, size) + y.shape[1:])
-        _, (loss_k, aux_k) = jax.lax.scan(lambda c, xy: (c, piece(params, xy[0], xy[1], hp)),
+        # hp is closed over (it may be a mapping that is no pytree, as run's key check passes)
+        piece = jax.checkpoint(lambda p, xb, yb: objective(p, xb, yb, hp))
+        _, (loss_k, aux_k) = jax.lax.scan(lambda c, xy: (c, piece(params, xy[0], xy[1])),
                                           None, (xs, ys))
         total = jax.tree.map(lambda a: size * jnp.sum(a, 0), (loss_k, aux_k))
         if r:

@@ -233,7 +233,9 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
           block: int | None = None, switch_at: Float[np.ndarray, " G"] | None = None,
           eta_small: float | None = None, probe_every: int = 0,
           window_start: Float[np.ndarray, " G"] | None = None,
-          alpha: Float[np.ndarray, " G"] | None = None, batch_size: int | None = None) -> Sweep:
+          alpha: Float[np.ndarray, " G"] | None = None, batch_size: int | None = None,
+          warmup_steps: int | Float[np.ndarray, " G"] = 0, microbatch: int | None = None
+          ) -> Sweep:
     """Full-batch GD with cross-entropy on ``sp.train`` for every η of ``etas`` and ``seeds``
     initialisations (the same ``seeds`` for every η), each block of ``block`` step sizes one
     vmapped program. With ``block`` set, the grid stops after the first block whose largest η
@@ -250,6 +252,13 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
     of ``batch_size`` (α = 0 GD, α = 1 SGD, exactly), each seed drawing its own minibatch order;
     with ``switch_at`` the noise is off from the switch on (SGD, then GD at ``eta_small``). The
     evaluations (train / validation / test) are full batch.
+
+    ``warmup_steps`` (one for all, or per η) ramps the step size linearly over the first updates
+    (:func:`eoslib.engine.optim.warmup`: η·(t + 1)/W for t < W), multiplying the schedule, so
+    a later switch to ``eta_small`` is unchanged. ``microbatch`` computes every full-batch
+    objective (steps, probes, evaluations) as a mean over micro-batches of that many examples
+    (:func:`eoslib.engine.train.microbatched`; a multiple of the model's GhostBatchNorm ghost
+    size), for sets too large for one batch's activations.
     """
     etas = np.asarray(etas, float)
     g_all = etas.size
@@ -265,17 +274,19 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
                              f"{len(sp.train)}] (the training examples) when alpha is given")
     window = switch if window_start is None else np.asarray(window_start, float)
     block = block or g_all
-    objective = train.supervised("cross_entropy")  # mean over examples of −log softmax_y
+    warm = np.broadcast_to(np.asarray(warmup_steps, float), etas.shape)
+    if not np.all(warm >= 0):
+        raise ValueError(f"warmup_steps={warmup_steps!r} must be >= 0 (one value, or one per eta)")
+    # mean over examples of −log softmax_y, over micro-batches when asked
+    objective = train.microbatched(train.supervised("cross_entropy"), microbatch)
     params = _init(arch, seeds, seed, dict(arch_options or {}))
     config = train.TrainConfig(steps=steps, probe_every=probe_every, top_k=1,
                                chunks=max(1, steps // eval_every))
     held_out = {"val": (sp.val.x, sp.val.onehot), "test": (sp.test.x, sp.test.onehot)}
-    if switch is None:
-        def step_size(hp):
-            return optax.sgd(hp["eta"])
-    else:
-        def step_size(hp):
-            return optax.sgd(optim.step_decay(hp["eta"], hp["switch"], to=hp["eta_small"]))
+    def step_size(hp):
+        base = hp["eta"] if switch is None else optim.step_decay(hp["eta"], hp["switch"],
+                                                                 to=hp["eta_small"])
+        return optax.sgd(optim.warmup(base, hp["warmup"]))
     if noise is None:
         make_optimizer = step_size
     else:
@@ -293,7 +304,7 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
         g = idx.size
         p = jax.tree.map(lambda a: jnp.broadcast_to(a[None], (g,) + a.shape).reshape(
             (g * seeds,) + a.shape[1:]), params)
-        hp = {"eta": np.repeat(etas[idx], seeds)}
+        hp = {"eta": np.repeat(etas[idx], seeds), "warmup": np.repeat(warm[idx], seeds)}
         if switch is not None:
             hp["switch"] = np.repeat(switch[idx], seeds)
             hp["eta_small"] = np.full(g * seeds, float(eta_small))
@@ -326,10 +337,11 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
     return Sweep(params=params_out, **cat)
 
 
-def stability_eta(sp: Splits, params, *, key: jax.Array) -> float:
-    """2/S of ``params`` on the training objective (cross-entropy, full batch): the step size
-    above which GD at those parameters is unstable (the descent-lemma threshold)."""
-    objective = train.supervised("cross_entropy")
+def stability_eta(sp: Splits, params, *, key: jax.Array, microbatch: int | None = None) -> float:
+    """2/S of ``params`` on the training objective (cross-entropy, full batch, over micro-batches
+    of ``microbatch`` examples when given): the step size above which GD at those parameters is
+    unstable (the descent-lemma threshold)."""
+    objective = train.microbatched(train.supervised("cross_entropy"), microbatch)
     s = float(hessian.sharpness(lambda p: objective(p, sp.train.x, sp.train.onehot, {})[0],
                                 params, key=key, tol=1e-3))
     return 2.0 / s

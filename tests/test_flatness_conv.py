@@ -1,0 +1,69 @@
+"""The pieces the convolutional experiments of ``flatness-generalization`` add to the sweep: the
+two-epoch warm-up composed with the LR-reduction switch, micro-batched full-batch objectives,
+and the experiment functions the chapter shares between the MLP and the VGG."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from eoslib.engine import data, optim, stopping, train
+from eoslib.mechanisms import flatness
+
+
+def test_warmup_ramps_then_keeps_the_schedule_and_its_switch():
+    sched = optim.warmup(optim.step_decay(0.4, 5, to=0.021), 2)
+    got = [float(sched(jnp.asarray(t))) for t in (0, 1, 2, 4, 5, 9)]
+    np.testing.assert_allclose(got, [0.2, 0.4, 0.4, 0.4, 0.021, 0.021], rtol=1e-6)
+    assert float(optim.warmup(0.3, 0)(jnp.asarray(0))) == pytest.approx(0.3)  # 0: none
+    traced = jax.vmap(lambda w: optim.warmup(0.4, w)(jnp.asarray(0)))(jnp.array([0.0, 4.0]))
+    np.testing.assert_allclose(traced, [0.4, 0.1], rtol=1e-6)
+    with pytest.raises(ValueError, match="steps=-1"):
+        optim.warmup(0.1, -1)
+
+
+def _splits(n_train=24, n_val=10, n_test=8):
+    rng = np.random.default_rng(0)
+
+    def ds(n):
+        return data.Dataset(x=rng.normal(size=(n, 28, 28, 1)).astype(np.float32),
+                            y=rng.integers(0, 4, n).astype(np.int32),
+                            classes=("a", "b", "c", "d"), source="synthetic")
+
+    return flatness.Splits(ds(n_train), ds(n_val), ds(n_test))
+
+
+KW = dict(seeds=2, seed=0, steps=4, eval_every=2, arch_options={"width": 4})
+
+
+def test_sweep_warmup_is_the_ramped_schedule_and_checks_its_input():
+    sp = _splits()
+    eta = 0.3
+    warm = flatness.sweep(sp, "fmnist-mlp", np.array([eta]), warmup_steps=2, **KW)
+    params = flatness._init("fmnist-mlp", 2, 0, {"width": 4})
+    first = jax.tree.map(lambda a: a[0], params)
+    etas = jnp.array([eta / 2, eta, eta, eta])
+    ref = train.run(train.supervised("cross_entropy"),
+                    lambda hp: optax.sgd(lambda c: etas[c]), first,
+                    (sp.train.x, sp.train.onehot), train.TrainConfig(steps=4),
+                    key=jax.random.key(1), progress=False)
+    for a, b in zip(jax.tree.leaves(warm.params), jax.tree.leaves(ref.state.params)):
+        np.testing.assert_allclose(np.asarray(a)[0], np.asarray(b), rtol=1e-5, atol=1e-6)
+    plain = flatness.sweep(sp, "fmnist-mlp", np.array([eta]), **KW)
+    assert not np.allclose(jax.tree.leaves(plain.params)[0], jax.tree.leaves(warm.params)[0])
+    with pytest.raises(ValueError, match="warmup_steps"):
+        flatness.sweep(sp, "fmnist-mlp", np.array([eta]), warmup_steps=-2, **KW)
+
+
+def test_sweep_with_microbatches_is_the_full_batch_sweep():
+    sp = _splits()
+    etas = np.array([0.05, 0.2])
+    whole = flatness.sweep(sp, "fmnist-mlp", etas, probe_every=2,
+                           switch_at=np.array([2.0, 2.0]), eta_small=0.01, **KW)
+    parts = flatness.sweep(sp, "fmnist-mlp", etas, probe_every=2, microbatch=8,
+                           switch_at=np.array([2.0, 2.0]), eta_small=0.01, **KW)
+    np.testing.assert_allclose(parts.final_train_acc, whole.final_train_acc)
+    np.testing.assert_allclose(parts.s_max, whole.s_max, rtol=1e-3)
+    for a, b in zip(jax.tree.leaves(parts.params), jax.tree.leaves(whole.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
