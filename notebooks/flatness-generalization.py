@@ -779,6 +779,9 @@ if conv & {"reduction", "noise", "sgd"}:
     conv.add("goldilocks")  # they need the VGG10's measured threshold
 if "sgd" in conv:
     conv.add("reduction")  # its control is the reduction's stable η₀
+if conv != set(P.conv_experiments):
+    print(f"Also running {sorted(conv - set(P.conv_experiments))}: the experiments asked for "
+          "need them.")
 conv_metrics = {}  # the VGG10's metrics (prefixed vgg_) and Table 1's, from this run
 if conv - {"table"}:
     sp_vgg = flatness.splits("cifar10", P.vgg_n_train, P.vgg_n_val, P.vgg_n_test)
@@ -883,7 +886,8 @@ for name, sw in table_runs.items():
     cols = [by_eta.get(round(e, 6), float("nan")) for e in flatness.PAPER_TABLE_ETAS]
     rows.append(f"| ours: {model}, {P.table_n_train * int(copies):,} images | "
                 + " | ".join("—" if not np.isfinite(a) else f"{100 * a:.1f}" for a in cols)
-                + f" | {conv_metrics[f'table_{name}_rank_corr']:.2f} |")
+                + " | " + (f"{rho:.2f}" if np.isfinite(rho := conv_metrics[f"table_{name}_rank_corr"])
+                           else "—") + " |")
 if not table_runs:
     rows.append("| ours | not run here (`conv_experiments` does not name `table`) |"
                 + " |" * len(flatness.PAPER_TABLE_ETAS))

@@ -8,8 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from eoslib.engine import data, optim, stopping, train
+from eoslib.engine import data, optim, train
 from eoslib.mechanisms import flatness
+from test_flatness_sgd import _splits  # 24 / 8 / 8 synthetic fMNIST-shaped examples
 
 
 def test_warmup_ramps_then_keeps_the_schedule_and_its_switch():
@@ -21,17 +22,6 @@ def test_warmup_ramps_then_keeps_the_schedule_and_its_switch():
     np.testing.assert_allclose(traced, [0.4, 0.1], rtol=1e-6)
     with pytest.raises(ValueError, match="steps=-1"):
         optim.warmup(0.1, -1)
-
-
-def _splits(n_train=24, n_val=10, n_test=8):
-    rng = np.random.default_rng(0)
-
-    def ds(n):
-        return data.Dataset(x=rng.normal(size=(n, 28, 28, 1)).astype(np.float32),
-                            y=rng.integers(0, 4, n).astype(np.int32),
-                            classes=("a", "b", "c", "d"), source="synthetic")
-
-    return flatness.Splits(ds(n_train), ds(n_val), ds(n_test))
 
 
 KW = dict(seeds=2, seed=0, steps=4, eval_every=2, arch_options={"width": 4})
@@ -57,7 +47,7 @@ def test_sweep_warmup_is_the_ramped_schedule_and_checks_its_input():
 
 
 def test_sweep_with_microbatches_is_the_full_batch_sweep():
-    sp = _splits()
+    sp = _splits(n_val=10)  # 10: a remainder of 2 after a micro-batch of 8
     etas = np.array([0.05, 0.2])
     whole = flatness.sweep(sp, "fmnist-mlp", etas, probe_every=2,
                            switch_at=np.array([2.0, 2.0]), eta_small=0.01, **KW)
