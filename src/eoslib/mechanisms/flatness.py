@@ -598,9 +598,10 @@ def equal_temperature_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, 
     return sw, grid, metrics
 
 
-#: The flatness-bias paper's Table 1: test accuracy (%) of full-batch GD after completion at
-#: η = 0.1 … 3.2 (its Sec. 6.5).
+#: The step sizes of the flatness-bias paper's Table 1 (its Sec. 6.5).
 PAPER_TABLE_ETAS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+#: Table 1 itself, for each (network, training set) the test accuracy in percent at each η of
+#: :data:`PAPER_TABLE_ETAS`, full-batch GD after completion.
 PAPER_TABLE = {("vgg19", "50k"): (67.1, 68.4, 70.5, 73.4, 72.7, 73.6),
                ("vgg19", "500k"): (78.1, 80.6, 81.7, 82.9, 84.0, 84.1),
                ("resnet20", "500k"): (83.7, 85.6, 86.1, 86.5, 87.0, 87.3)}
