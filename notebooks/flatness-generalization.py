@@ -779,9 +779,9 @@ plt.show()
 # full batch), so 50,000 or 500,000 images never need one batch's activations.
 #
 # **Cost.** On this 2-core CPU one VGG10 gradient step on 256 CIFAR-10 images takes 0.16 s
-# jitted alone (0.6 ms per image) and about 3.4 s inside a compiled training loop (XLA's CPU
-# convolutions in loops; see the README; measured while other jobs shared the machine, so
-# roughly). The paper-scale Goldilocks sweep alone is
+# jitted alone (0.6 ms per image) and about 1.7 s inside the compiled training loop of
+# `eoslib.engine.train.run` (XLA's CPU convolutions in loops; see the README; 3.4 s while other
+# jobs shared the machine). The paper-scale Goldilocks sweep alone is
 # 18 step sizes × 5 seeds × 4,000 steps on 5,000 images, about 10⁶ CPU-seconds even at the
 # faster rate, before probes and evaluations; Table 1 is VGG19 and ResNet20 on 49,000 and
 # 490,000 images. Paper scale is a GPU job, stored in the results store
