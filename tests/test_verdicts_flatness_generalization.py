@@ -73,13 +73,36 @@ def test_flatter_generalizes(rules):
     assert rule.grade({"n_switch_rows": 4, "acc_smax_rank_corr": -0.8}) == R
 
 
-def test_stored_claims_are_not_tested_without_a_stored_run(rules):
-    for claim in ("full-cifar10", "sde-equal-temperature-vgg", "sgd-flattening-vgg"):
+def test_convolutional_claims_are_not_tested_without_their_metrics(rules):
+    for claim in ("full-cifar10", "sde-equal-temperature-vgg", "sgd-flattening-vgg",
+                  "vgg-instability-helps", "vgg-goldilocks-fall", "vgg-lr-reduction-flattening",
+                  "vgg-flatter-generalizes"):
         assert rules[claim].grade({}) == T
-    assert rules["full-cifar10"].grade({"paper_table_rank_corr": 0.1}) == N
-    assert rules["sde-equal-temperature-vgg"].grade({"vgg_sde_gap_z": -1.0}) == N
-    assert rules["sgd-flattening-vgg"].grade({"vgg_sgd_smax_slope_ci_high": 0.3}) == N
-    assert rules["sgd-flattening-vgg"].grade({"vgg_sgd_smax_slope_ci_high": -0.3}) == R
+    table = rules["full-cifar10"]
+    assert table.grade({"n_table_cells": 0, "table_rank_corr": 1.0}) == T  # no cell measured
+    assert table.grade({"n_table_cells": 3, "table_rank_corr": 0.1}) == N
+    assert table.grade({"n_table_cells": 3, "table_rank_corr": -0.9}) == N
+    assert table.grade({"n_table_cells": 3, "table_rank_corr": 0.6}) == P
+    assert table.grade({"n_table_cells": 3, "table_rank_corr": 0.95}) == R
+
+
+# the twins' metrics: the VGG10's are the MLP's prefixed "vgg_"
+TWINS = {"vgg-instability-helps": "instability-helps", "vgg-goldilocks-fall": "goldilocks-fall",
+         "vgg-lr-reduction-flattening": "lr-reduction-flattening",
+         "vgg-flatter-generalizes": "flatter-generalizes",
+         "sde-equal-temperature-vgg": "sde-equal-temperature",
+         "sgd-flattening-vgg": "sgd-flattening"}
+
+
+@pytest.mark.parametrize("vgg,mlp", sorted(TWINS.items()))
+def test_vgg_claims_grade_their_metrics_as_the_mlp_twins_do(rules, vgg, mlp):
+    assert set(rules[vgg].metrics()) == {f"vgg_{m}" for m in rules[mlp].metrics()}
+    names = list(rules[mlp].metrics())
+    for values in ([0, 0, 0, 0, 0], [1, 3, 2.5, -0.5, 0.1], [5, -0.4, 1.2, 3.0, 0.3],
+                   [4, 4, -3.0, 2.0, 1.9], [4, -0.4, 3.0, 0.5, 2.0], [2, 2, 9.0, 0.5, -1.0], [3, 1, NAN, 1.0, 0.2]):
+        given = {k: abs(v) if "rate" in k else v for k, v in zip(names, values)}  # rates ≥ 0
+        assert rules[vgg].grade({f"vgg_{k}": v for k, v in given.items()}) == \
+            rules[mlp].grade(given), given
 
 
 def test_cifar_subset_trend_against_the_seed_spread(rules):
@@ -107,10 +130,10 @@ def test_sde_null_equal_temperature_equal_accuracy(rules):
 def test_sgd_flattening_needs_a_faster_fall_than_stable_gd(rules):
     rule = rules["sgd-flattening"]
     fast = {"sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 0.4}
-    assert rule.grade({"n_sgd_switch_rows": 1, "sgd_smax_slope_ci_high": -1.0, **fast}) == T
-    assert rule.grade({"n_sgd_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **fast}) == R
-    assert rule.grade({"n_sgd_switch_rows": 4, "sgd_smax_slope_ci_high": 0.1, **fast}) == N
+    assert rule.grade({"sgd_n_switch_rows": 1, "sgd_smax_slope_ci_high": -1.0, **fast}) == T
+    assert rule.grade({"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **fast}) == R
+    assert rule.grade({"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": 0.1, **fast}) == N
     same = {"sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 1.9}
-    assert rule.grade({"n_sgd_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **same}) == N
+    assert rule.grade({"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **same}) == N
     partly = {"sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 1.2}
-    assert rule.grade({"n_sgd_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **partly}) == P
+    assert rule.grade({"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **partly}) == P

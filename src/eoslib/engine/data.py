@@ -447,3 +447,59 @@ def load_fashion_mnist(
     x, y, names = _select(x, y, FASHION_MNIST_CLASSES, n, per_class, classes, split)
     source = f"{files['images'][0].name} ({files['images'][1]})"
     return _finish(x, y, names, source, standardize, stats)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+def augment_static(ds: Dataset, copies: int, *, seed: int, pad: int = 4, block: int = 10_000
+                   ) -> Dataset:
+    """A fixed, augmented training set: ``copies`` random views of every image of ``ds``, as the
+    flatness-bias paper's "10× augmented" CIFAR-10 (500,000 images from 50,000; its Table 1).
+
+    Each view is the standard CIFAR pipeline's random crop and flip, drawn once: the image padded
+    by ``pad`` pixels of black on every side (pixel value 0 before standardising; for a
+    standardised ``ds`` that is ``−mean/std`` per channel), a random ``H × W`` window of the
+    padded image (offsets uniform in ``0 … 2·pad`` on each axis), mirrored left–right with
+    probability ½. Output example ``c·N + i`` is view ``c`` of image ``i`` (copy-major); labels
+    are repeated, ``classes``, ``source``, ``mean`` and ``std`` kept. The same ``seed`` gives the
+    same set.
+
+    Memory: the result is ``copies·N`` float32 images: 500,000 CIFAR-10 images are 6.1 GB, held
+    in host memory (and on the device when trained on). Views are cut ``block`` images at a time,
+    so the padded copy never exceeds that many.
+
+    Raises:
+      ValueError: ``copies`` not an int ≥ 1, ``pad`` not an int ≥ 0, ``block`` not an int ≥ 1,
+        or ``ds.x`` not ``(N, H, W, C)``.
+    """
+    for name, value, low in (("copies", copies, 1), ("pad", pad, 0), ("block", block, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"augment_static: {name}={value!r} is not allowed; allowed: an int "
+                             f">= {low}")
+    x = np.asarray(ds.x)
+    if x.ndim != 4:
+        raise ValueError(f"augment_static: ds.x must be images (N, H, W, C); got shape {x.shape}")
+    n, h, w, c = x.shape
+    black = np.zeros(c, np.float32)
+    if ds.mean is not None:
+        std = np.where(np.asarray(ds.std) > 0, ds.std, 1)
+        black = (-np.asarray(ds.mean, np.float32) / std).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    out = np.empty((copies * n, h, w, c), np.float32)
+    rows, cols = np.arange(h), np.arange(w)
+    for k in range(copies):
+        dy = rng.integers(0, 2 * pad + 1, n)
+        dx = rng.integers(0, 2 * pad + 1, n)
+        flip = rng.random(n) < 0.5
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            padded = np.broadcast_to(black, (hi - lo, h + 2 * pad, w + 2 * pad, c)).copy()
+            padded[:, pad:pad + h, pad:pad + w] = x[lo:hi]
+            r = dy[lo:hi, None] + rows  # (b, H)
+            q = dx[lo:hi, None] + cols  # (b, W)
+            q = np.where(flip[lo:hi, None], q[:, ::-1], q)
+            b = np.arange(hi - lo)[:, None, None]
+            out[k * n + lo:k * n + hi] = padded[b, r[:, :, None], q[:, None, :]]
+    return Dataset(x=out, y=np.tile(np.asarray(ds.y), copies), classes=ds.classes,
+                   source=ds.source, mean=ds.mean, std=ds.std)

@@ -134,6 +134,28 @@ def linear_warmup(learning_rate: float, warmup_steps: int) -> optax.Schedule:
     return optax.linear_schedule(0.0, learning_rate, warmup_steps)
 
 
+def warmup(schedule: optax.ScalarOrSchedule, steps: int | Array) -> optax.Schedule:
+    """``schedule`` with a linear warm-up over its first ``steps`` updates: η_t =
+    min(1, (t + 1)/steps) · schedule(t), so update 0 already moves (η/steps) and update
+    ``steps − 1`` on is the schedule's own (e.g. the papers' two-epoch warm-up: 2 updates for
+    full-batch GD, 2·N/B for SGD). It multiplies any schedule, so a later drop
+    (:func:`step_decay`) is kept. ``steps = 0`` is no warm-up; ``steps`` may be traced (a swept
+    hyperparameter). Unlike :func:`linear_warmup`, no update has step size 0.
+
+    Raises:
+      ValueError: a concrete ``steps`` < 0.
+    """
+    if isinstance(steps, (int, float, np.integer, np.floating)) and not steps >= 0:
+        raise ValueError(f"warmup: steps={steps!r} is not allowed; allowed: >= 0 (0: none)")
+
+    def scheduled(count):
+        base = schedule(count) if callable(schedule) else jnp.asarray(schedule)
+        s = jnp.asarray(steps)
+        return base * jnp.where(s > 0, jnp.minimum(1.0, (count + 1) / jnp.maximum(s, 1)), 1.0)
+
+    return scheduled
+
+
 def current_learning_rate(schedule: optax.ScalarOrSchedule, step: Array) -> Array:
     """η at ``step`` for a constant or a schedule (for the 2/η line of a sharpness plot)."""
     return schedule(step) if callable(schedule) else jnp.asarray(schedule)

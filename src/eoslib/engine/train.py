@@ -42,6 +42,10 @@ the same minibatch order and the same probe start vectors, so a member is exactl
 run with its hyperparameters and the same key, and an SGD sweep over step sizes compares like
 with like.
 
+**Large sets.** :func:`microbatched` turns an objective into the mean of its values over
+micro-batches (a checkpointed ``lax.scan``), so the full-batch gradient, the probes' HVPs and the
+evaluations over 50,000 images hold one micro-batch's activations at a time.
+
 **Hyperparameters.** The objective is ``objective(params, x, y, hp) -> (loss, aux)`` with
 ``aux`` a dict of scalars (:func:`supervised` builds the usual one); the optimizer comes from
 ``make_optimizer(hp)``, so both can depend on swept hyperparameters ``hp`` (a mapping of scalars
@@ -73,7 +77,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from eoslib.engine import divergence, hessian, linalg, losses, probes
+from eoslib.engine import divergence, hessian, linalg, losses, models, probes
 
 Objective = Callable[[PyTree, Array, Array, Mapping[str, Array]], tuple[Array, dict]]
 PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
@@ -306,6 +310,64 @@ def supervised(model_loss: str = "half_mse") -> Objective:
         return loss, {"accuracy": losses.accuracy(outputs, y)}
 
     return objective
+
+
+def microbatched(objective: Objective, microbatch: int | None) -> Objective:
+    """``objective`` over a large set as the size-weighted mean of its value on consecutive
+    micro-batches of ``microbatch`` examples (the last one, ``N mod microbatch`` examples, on its
+    own), so that a full-batch loss, gradient or Hessian-vector product over 50,000 images never
+    holds more than one micro-batch's activations.
+
+    The micro-batches run in a ``lax.scan`` with ``jax.checkpoint`` around each one's objective:
+    reverse mode (the gradient) and forward-over-reverse (:func:`eoslib.engine.hessian.hvp`, the
+    probes) recompute a micro-batch's activations instead of storing all of them. The loss and
+    every aux value must be **means over examples** (as :func:`supervised`'s loss, weight decay
+    and accuracy are); their size-weighted mean is then the full-batch value, up to rounding.
+    ``microbatch=None`` returns ``objective`` itself; a set of at most ``microbatch`` examples is
+    evaluated in one piece.
+
+    GhostBatchNorm (:class:`eoslib.engine.models.GhostBatchNorm`) normalises consecutive groups
+    of ``ghost_size`` examples; with ``microbatch`` a multiple of every ghost size in the model,
+    the micro-batches split the set at group boundaries, so the value is the unchunked one for
+    any N (the last group of the remainder is the last, smaller, group of the whole set).
+
+    Raises:
+      ValueError: ``microbatch`` is not an int ≥ 1 or ``None``; or (when traced) the model has
+        a GhostBatchNorm whose ``ghost_size`` does not divide ``microbatch``.
+    """
+    if microbatch is None:
+        return objective
+    if isinstance(microbatch, bool) or not isinstance(microbatch, (int, np.integer)) or microbatch < 1:
+        raise ValueError(f"microbatch={microbatch!r} is not allowed; allowed: an int >= 1, or "
+                         "None (the whole set at once)")
+    size = int(microbatch)
+
+    def chunked(params, x, y, hp):
+        ghost = sorted({m.ghost_size for m in jax.tree.leaves(
+            params, is_leaf=lambda m: isinstance(m, models.GhostBatchNorm))
+            if isinstance(m, models.GhostBatchNorm)})
+        bad = [g for g in ghost if size % g]
+        if bad:
+            raise ValueError(f"microbatch={size} is not allowed for this model: it must be a "
+                             f"multiple of its GhostBatchNorm ghost_size {bad} (else the "
+                             "micro-batches would cut ghost batches apart)")
+        n = x.shape[0]
+        k, r = divmod(n, size)
+        if k == 0 or (k == 1 and r == 0):
+            return objective(params, x, y, hp)
+        xs = x[:k * size].reshape((k, size) + x.shape[1:])
+        ys = y[:k * size].reshape((k, size) + y.shape[1:])
+        # hp is closed over (it may be a mapping that is no pytree, as run's key check passes)
+        piece = jax.checkpoint(lambda p, xb, yb: objective(p, xb, yb, hp))
+        _, (loss_k, aux_k) = jax.lax.scan(lambda c, xy: (c, piece(params, xy[0], xy[1])),
+                                          None, (xs, ys))
+        total = jax.tree.map(lambda a: size * jnp.sum(a, 0), (loss_k, aux_k))
+        if r:
+            rest = objective(params, x[k * size:], y[k * size:], hp)
+            total = jax.tree.map(lambda t, a: t + r * a, total, rest)
+        return jax.tree.map(lambda t: t / n, total)
+
+    return chunked
 
 
 def _norm(tree):

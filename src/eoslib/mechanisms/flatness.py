@@ -18,12 +18,21 @@ chapter on top of :mod:`eoslib.engine`:
   switch the noise is turned off there (large-η SGD, then low-η GD). :func:`noise_until` is that
   update; :func:`equal_temperature_gap` summarises the noise-scale grid against the SDE view.
 
+The experiments the chapter runs on both the fMNIST MLP and the paper's VGG10 (and Table 1's
+VGG19 / ResNet20) are functions here, returning the sweep and the record's metrics:
+:func:`goldilocks_experiment` (sweep, threshold, summary), :func:`switch_experiment` (LR
+reduction, or SGD → GD with ``alpha``), :func:`equal_temperature_experiment` (the noise-scale
+grid of :func:`noise_grid`) and :func:`table_summary` (Table 1's trend, beside
+:data:`PAPER_TABLE`). ``warmup_steps`` and ``microbatch`` of :func:`sweep` give the
+convolutional runs their two-epoch warm-up and full-batch objectives over 50k–500k images.
+
 Conventions: accuracies are fractions in [0, 1]; losses are cross-entropy averaged over examples;
 a diverged or incomplete run has NaN accuracy and is counted, never silently dropped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import NamedTuple, Sequence
 
@@ -37,7 +46,9 @@ from eoslib.engine import data, hessian, models, optim, stopping, train
 
 __all__ = ["Splits", "splits", "Sweep", "sweep", "stability_eta", "Goldilocks", "goldilocks",
            "slope_ci", "switch_summary", "noise_until", "sde_temperature", "equal_temperature_gap",
-           "end_to_end_gain"]
+           "end_to_end_gain", "z_score", "goldilocks_experiment", "switch_rows",
+           "switch_experiment", "NoiseGrid", "noise_grid", "equal_temperature_experiment",
+           "PAPER_TABLE_ETAS", "PAPER_TABLE", "rank_corr", "table_summary"]
 
 
 class Splits(NamedTuple):
@@ -186,15 +197,8 @@ def switch_summary(switch_fraction: Float[np.ndarray, " K"],
     acc = np.where(np.asarray(diverged), np.nan, np.asarray(test_acc, float))
     with np.errstate(all="ignore"):
         slope, lo, hi = slope_ci(switch_fraction, np.log(s_max))
-    ok = ~np.isnan(s_max) & ~np.isnan(acc)
-    rho = float("nan")
-    if ok.sum() >= 3:
-        ra = np.argsort(np.argsort(s_max[ok])).astype(float)
-        rb = np.argsort(np.argsort(acc[ok])).astype(float)
-        if ra.std() > 0 and rb.std() > 0:
-            rho = float(np.corrcoef(ra, rb)[0, 1])
     return {"smax_vs_switch_slope": slope, "smax_slope_ci_low": lo, "smax_slope_ci_high": hi,
-            "acc_smax_rank_corr": rho, "n_diverged": int(np.asarray(diverged).sum())}
+            "acc_smax_rank_corr": rank_corr(s_max.ravel(), acc.ravel()), "n_diverged": int(np.asarray(diverged).sum())}
 
 
 class Sweep(NamedTuple):
@@ -223,6 +227,15 @@ class Sweep(NamedTuple):
     params: object
 
 
+def _as_params(sp: Splits, params) -> Splits:
+    """``sp`` with images in the parameters' float dtype (float64 under ``jax_enable_x64``:
+    convolutions, unlike matmuls, do not promote a float32 input). Exact: float32 → float64."""
+    dtype = np.dtype(jax.tree.leaves(params)[0].dtype)
+    if sp.train.x.dtype == dtype:
+        return sp
+    return Splits(*(dataclasses.replace(ds, x=np.asarray(ds.x, dtype)) for ds in sp))
+
+
 def _init(arch: str, seeds: int, seed: int, options: dict):
     keys = jax.random.split(jax.random.key(seed), seeds)
     return jax.vmap(lambda k: models.by_name(arch, key=k, **options))(keys)
@@ -233,7 +246,9 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
           block: int | None = None, switch_at: Float[np.ndarray, " G"] | None = None,
           eta_small: float | None = None, probe_every: int = 0,
           window_start: Float[np.ndarray, " G"] | None = None,
-          alpha: Float[np.ndarray, " G"] | None = None, batch_size: int | None = None) -> Sweep:
+          alpha: Float[np.ndarray, " G"] | None = None, batch_size: int | None = None,
+          warmup_steps: int | Float[np.ndarray, " G"] = 0, microbatch: int | None = None
+          ) -> Sweep:
     """Full-batch GD with cross-entropy on ``sp.train`` for every η of ``etas`` and ``seeds``
     initialisations (the same ``seeds`` for every η), each block of ``block`` step sizes one
     vmapped program. With ``block`` set, the grid stops after the first block whose largest η
@@ -250,6 +265,13 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
     of ``batch_size`` (α = 0 GD, α = 1 SGD, exactly), each seed drawing its own minibatch order;
     with ``switch_at`` the noise is off from the switch on (SGD, then GD at ``eta_small``). The
     evaluations (train / validation / test) are full batch.
+
+    ``warmup_steps`` (one for all, or per η) ramps the step size linearly over the first updates
+    (:func:`eoslib.engine.optim.warmup`: η·(t + 1)/W for t < W), multiplying the schedule, so
+    a later switch to ``eta_small`` is unchanged. ``microbatch`` computes every full-batch
+    objective (steps, probes, evaluations) as a mean over micro-batches of that many examples
+    (:func:`eoslib.engine.train.microbatched`; a multiple of the model's GhostBatchNorm ghost
+    size), for sets too large for one batch's activations.
     """
     etas = np.asarray(etas, float)
     g_all = etas.size
@@ -265,17 +287,20 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
                              f"{len(sp.train)}] (the training examples) when alpha is given")
     window = switch if window_start is None else np.asarray(window_start, float)
     block = block or g_all
-    objective = train.supervised("cross_entropy")  # mean over examples of −log softmax_y
+    warm = np.broadcast_to(np.asarray(warmup_steps, float), etas.shape)
+    if not np.all(warm >= 0):
+        raise ValueError(f"warmup_steps={warmup_steps!r} must be >= 0 (one value, or one per eta)")
+    # mean over examples of −log softmax_y, over micro-batches when asked
+    objective = train.microbatched(train.supervised("cross_entropy"), microbatch)
     params = _init(arch, seeds, seed, dict(arch_options or {}))
+    sp = _as_params(sp, params)
     config = train.TrainConfig(steps=steps, probe_every=probe_every, top_k=1,
                                chunks=max(1, steps // eval_every))
     held_out = {"val": (sp.val.x, sp.val.onehot), "test": (sp.test.x, sp.test.onehot)}
-    if switch is None:
-        def step_size(hp):
-            return optax.sgd(hp["eta"])
-    else:
-        def step_size(hp):
-            return optax.sgd(optim.step_decay(hp["eta"], hp["switch"], to=hp["eta_small"]))
+    def step_size(hp):
+        base = hp["eta"] if switch is None else optim.step_decay(hp["eta"], hp["switch"],
+                                                                 to=hp["eta_small"])
+        return optax.sgd(optim.warmup(base, hp["warmup"]))
     if noise is None:
         make_optimizer = step_size
     else:
@@ -293,7 +318,7 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
         g = idx.size
         p = jax.tree.map(lambda a: jnp.broadcast_to(a[None], (g,) + a.shape).reshape(
             (g * seeds,) + a.shape[1:]), params)
-        hp = {"eta": np.repeat(etas[idx], seeds)}
+        hp = {"eta": np.repeat(etas[idx], seeds), "warmup": np.repeat(warm[idx], seeds)}
         if switch is not None:
             hp["switch"] = np.repeat(switch[idx], seeds)
             hp["eta_small"] = np.full(g * seeds, float(eta_small))
@@ -326,10 +351,12 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
     return Sweep(params=params_out, **cat)
 
 
-def stability_eta(sp: Splits, params, *, key: jax.Array) -> float:
-    """2/S of ``params`` on the training objective (cross-entropy, full batch): the step size
-    above which GD at those parameters is unstable (the descent-lemma threshold)."""
-    objective = train.supervised("cross_entropy")
+def stability_eta(sp: Splits, params, *, key: jax.Array, microbatch: int | None = None) -> float:
+    """2/S of ``params`` on the training objective (cross-entropy, full batch, over micro-batches
+    of ``microbatch`` examples when given): the step size above which GD at those parameters is
+    unstable (the descent-lemma threshold)."""
+    objective = train.microbatched(train.supervised("cross_entropy"), microbatch)
+    sp = _as_params(sp, params)
     s = float(hessian.sharpness(lambda p: objective(p, sp.train.x, sp.train.onehot, {})[0],
                                 params, key=key, tol=1e-3))
     return 2.0 / s
@@ -423,4 +450,199 @@ def end_to_end_gain(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "
     if usable.size >= 3 and means.std() > 0:
         ranks = np.argsort(np.argsort(means)).astype(float)
         out["rank_corr"] = float(np.corrcoef(np.arange(usable.size, dtype=float), ranks)[0, 1])
+    return out
+
+
+# ----------------------------------------------------------------------------- experiments
+#
+# The chapter runs each experiment twice, on the fMNIST MLP and on the paper's VGG10 on
+# CIFAR-10 5k: these functions are the experiments, returning the sweep and the record's metrics
+# (unprefixed; the chapter prefixes the VGG's with "vgg_").
+
+
+def z_score(diff: float, se: float) -> float:
+    """A difference in units of its standard error (NaN when either is not measured; ±inf for a
+    nonzero difference with a zero standard error)."""
+    if not (np.isfinite(diff) and np.isfinite(se)):
+        return float("nan")
+    return float(diff / se) if se > 0 else float(np.sign(diff) * np.inf)
+
+
+def _counts(sw: Sweep, prefix: str = "") -> dict[str, int]:
+    return {f"{prefix}n_diverged": int(sw.diverged.sum()),
+            f"{prefix}n_incomplete": int((~sw.completed & ~sw.diverged).sum())}
+
+
+def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *,
+                          key: jax.Array, microbatch: int | None = None, **sweep_options
+                          ) -> tuple[Sweep, Goldilocks, dict]:
+    """The Goldilocks sweep (Fig. 5): :func:`sweep` over ``etas`` (with ``block`` in
+    ``sweep_options``, up to divergence), the stability threshold 2/S measured at the end of the
+    smallest η's first seed (stable training, after its progressive sharpening; ``key`` starts
+    the eigensolver), and :func:`goldilocks`. Returns the sweep, the summary and the metrics:
+    ``stability_eta``, ``goldilocks_eta``, the gain past the threshold and the fall before
+    divergence with their z-scores against the seed spread, and the counts the claims' guards
+    read (usable η below / past the threshold / beyond the Goldilocks η; diverged, incomplete)."""
+    run = sweep(sp, arch, etas, microbatch=microbatch, **sweep_options)
+    first = jax.tree.map(lambda a: a[0], run.params)  # smallest η, seed 0: stable
+    s_eta = stability_eta(sp, first, key=key, microbatch=microbatch)
+    gl = goldilocks(run.etas, run.test_acc, run.val_acc, s_eta)
+    usable = run.etas[gl.usable]
+    metrics = {
+        "etas": run.etas.tolist(), "stability_eta": s_eta, "goldilocks_eta": gl.goldilocks_eta,
+        "acc_gain_past_edge": gl.acc_gain, "acc_gain_z": z_score(gl.acc_gain, gl.gain_se),
+        "acc_fall_before_divergence": gl.acc_fall, "acc_fall_z": z_score(gl.acc_fall, gl.fall_se),
+        "largest_usable_eta": float(usable[-1]) if usable.size else float("nan"),
+        "seed_sd": gl.seed_sd, "n_eta_below": int((usable < s_eta).sum()),
+        "n_eta_past": int((usable >= s_eta).sum()),
+        "n_eta_beyond_goldilocks": int((usable > gl.goldilocks_eta).sum()),
+        **_counts(run), "mean_test_acc": gl.mean_test.tolist()}
+    return run, gl, metrics
+
+
+def switch_rows(a: np.ndarray, n_eta0: int, switches: int, seeds: int) -> np.ndarray:
+    """A switch sweep's ``(η₀ × switch, seed)`` array as ``(seed × η₀ rows, switch)``."""
+    return np.asarray(a).reshape(n_eta0, switches, seeds).transpose(2, 0, 1).reshape(-1, switches)
+
+
+def _fall_rate(slope: float) -> float:
+    """How fast log S_max falls with the switch point (0 if it rises; NaN if not measured)."""
+    return max(-slope, 0.0) if np.isfinite(slope) else float("nan")
+
+
+def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_small: float,
+                      switch_fractions: Sequence[float], *, steps: int, seeds: int,
+                      eval_every: int, n_control: int = 0, alpha: float | None = None,
+                      **sweep_options) -> tuple[Sweep, dict]:
+    """Learning-rate reduction (Figs. 4, 6; with ``alpha`` and ``batch_size`` in
+    ``sweep_options``, large-η SGD switched to GD, Fig. 9): every η₀ × switch point
+    (``switch_fractions`` of ``steps``) × seed runs η₀ until the switch, then ``eta_small``
+    (with ``alpha`` the noise-scaled gradient at that α before the switch, GD after),
+    ``2·steps`` steps in all, probing the sharpness every ``eval_every`` steps; S_max is its
+    largest value after the switch. The first ``n_control`` η₀ are stable controls.
+
+    Metrics (:func:`switch_summary` of the other η₀'s (seed, η₀) rows): the slope of log S_max
+    against the switch fraction with its 95% CI, ``smax_fall_rate`` (−slope, 0 if it rises), the
+    rank correlation of accuracy with S_max, ``n_switch_rows`` (rows with every switch point
+    measured; 0 with fewer than two switch points), ``switch_n_diverged``, the raw
+    ``switch_s_max`` / ``switch_test_acc``, and with controls the same summary of theirs
+    prefixed ``control_`` (``control_smax_fall_rate``)."""
+    eta0 = np.asarray(eta0, float)
+    frac = np.asarray(switch_fractions, float)
+    k = frac.size
+    grid_eta, grid_switch = (a.ravel() for a in np.meshgrid(eta0, frac * steps, indexing="ij"))
+    noise = None if alpha is None else np.full(grid_eta.size, float(alpha))
+    sw = sweep(sp, arch, grid_eta, seeds=seeds, steps=2 * steps, eval_every=eval_every,
+               switch_at=grid_switch, eta_small=eta_small, probe_every=eval_every,
+               alpha=noise, **sweep_options)
+
+    def rows(a):
+        return switch_rows(a, eta0.size, k, seeds)
+
+    def summary(keep):
+        keep = np.tile(keep, seeds)
+        return switch_summary(frac, rows(sw.s_max)[keep], rows(sw.test_acc)[keep],
+                              rows(sw.diverged)[keep])
+
+    unstable = np.arange(eta0.size) >= n_control
+    metrics = summary(unstable)
+    metrics["switch_n_diverged"] = metrics.pop("n_diverged")
+    metrics["smax_fall_rate"] = _fall_rate(metrics["smax_vs_switch_slope"])
+    usable = rows(np.where(sw.diverged, np.nan, sw.s_max))[np.tile(unstable, seeds)]
+    metrics["n_switch_rows"] = int((~np.isnan(usable).any(1)).sum()) if k >= 2 else 0
+    if n_control:
+        control = summary(~unstable)
+        metrics.update({f"control_{key}": val for key, val in control.items()})
+        metrics["control_smax_fall_rate"] = _fall_rate(control["smax_vs_switch_slope"])
+    metrics["switch_s_max"] = sw.s_max.tolist()
+    metrics["switch_test_acc"] = sw.test_acc.tolist()
+    return sw, metrics
+
+
+class NoiseGrid(NamedTuple):
+    """The noise-scale grid of Fig. 8: per run its equal-temperature ``line`` (the last, number
+    ``len(alphas0)``, is full-batch GD at α = 0, for reference), ``eta`` and ``alpha``."""
+
+    line: np.ndarray
+    eta: np.ndarray
+    alpha: np.ndarray
+
+
+def noise_grid(etas: Float[np.ndarray, " G"], alphas0: Sequence[float]) -> NoiseGrid:
+    """One equal-temperature line per ``alphas0`` entry α₀: every η of ``etas`` with
+    ``α(η) = α₀·√(η_min/η)`` (η·α² conserved), then a GD line (α = 0) at the same η."""
+    etas = np.asarray(etas, float)
+    lines = np.asarray(alphas0, float)
+    if etas.ndim != 1 or etas.size < 1 or lines.ndim != 1 or lines.size < 1:
+        raise ValueError(f"etas={etas!r} and alphas0={alphas0!r} must be non-empty 1-d lists")
+    return NoiseGrid(np.repeat(np.arange(lines.size + 1), etas.size),
+                     np.tile(etas, lines.size + 1),
+                     np.concatenate([a0 * np.sqrt(etas.min() / etas) for a0 in lines]
+                                    + [np.zeros(etas.size)]))
+
+
+def equal_temperature_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"],
+                                 alphas0: Sequence[float], *, batch_size: int, **sweep_options
+                                 ) -> tuple[Sweep, NoiseGrid, dict]:
+    """The noise-scale experiment (Fig. 8): :func:`sweep` over :func:`noise_grid` with the
+    noise-scaled gradient at ``batch_size``, and :func:`equal_temperature_gap` over the
+    equal-temperature lines (the GD line is reference only). Metrics: the gap, its standard
+    error and z-score (``sde_gap_z``), ``n_sde_lines``, the grid, the accuracies and counts."""
+    grid = noise_grid(etas, alphas0)
+    sw = sweep(sp, arch, grid.eta, alpha=grid.alpha, batch_size=batch_size, **sweep_options)
+    on = grid.line < len(alphas0)
+    metrics = equal_temperature_gap(grid.eta[on], grid.alpha[on], grid.line[on], sw.test_acc[on])
+    metrics["sde_gap_z"] = z_score(metrics["sde_equal_temperature_gap"], metrics["sde_gap_se"])
+    metrics.update({"sde_etas": grid.eta.tolist(), "sde_alphas_used": grid.alpha.tolist(),
+                    "sde_test_acc": sw.test_acc.tolist(), **_counts(sw, "sde_")})
+    return sw, grid, metrics
+
+
+#: The step sizes of the flatness-bias paper's Table 1 (its Sec. 6.5).
+PAPER_TABLE_ETAS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+#: Table 1 itself, for each (network, training set) the test accuracy in percent at each η of
+#: :data:`PAPER_TABLE_ETAS`, full-batch GD after completion.
+PAPER_TABLE = {("vgg19", "50k"): (67.1, 68.4, 70.5, 73.4, 72.7, 73.6),
+               ("vgg19", "500k"): (78.1, 80.6, 81.7, 82.9, 84.0, 84.1),
+               ("resnet20", "500k"): (83.7, 85.6, 86.1, 86.5, 87.0, 87.3)}
+
+
+def rank_corr(x: Float[np.ndarray, " G"], y: Float[np.ndarray, " G"]) -> float:
+    """Spearman's rank correlation of ``x`` and ``y`` over the entries where both are finite
+    (NaN with fewer than three, or a constant one)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return float("nan")
+    rx = np.argsort(np.argsort(x[ok])).astype(float)
+    ry = np.argsort(np.argsort(y[ok])).astype(float)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def table_summary(etas: Float[np.ndarray, " G"], cells: dict[str, Float[np.ndarray, "G R"]]
+                  ) -> dict:
+    """Table 1's trend over its cells (a model on a training set, ``{name: test_acc (G, R)}``
+    at the same ``etas``; NaN for diverged or incomplete runs): per cell the seed-mean test
+    accuracy and its rank correlation with η (:func:`rank_corr`, the usable η only);
+    ``table_rank_corr`` is the mean of the cells' correlations that are measured and
+    ``n_table_cells`` how many those are. The paper's own (:data:`PAPER_TABLE`) is 0.94 –
+    1.0 per row."""
+    etas = np.asarray(etas, float)
+    out: dict = {"table_etas": etas.tolist(), "table_cells": list(cells)}
+    corrs = []
+    for name, acc in cells.items():
+        acc = np.asarray(acc, float)
+        if acc.shape[0] != etas.size:
+            raise ValueError(f"cells[{name!r}] {acc.shape} must be (G, R) with G = {etas.size}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(acc, 1)
+        out[f"table_{name}_mean_acc"] = mean.tolist()
+        out[f"table_{name}_rank_corr"] = rho = rank_corr(etas, mean)
+        if np.isfinite(rho):
+            corrs.append(rho)
+    out["table_rank_corr"] = float(np.mean(corrs)) if corrs else float("nan")
+    out["n_table_cells"] = len(corrs)
     return out
