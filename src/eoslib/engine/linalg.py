@@ -160,7 +160,7 @@ class KrylovDecomposition(NamedTuple):
 
 def _dot(a, b, precision):
     """A product over a short axis (a basis index, a block column); products over the long axis n
-    go through :func:`_inner`."""
+    go through ``_inner``."""
     return jnp.matmul(a, b, precision=precision)
 
 
@@ -822,7 +822,7 @@ def history_eigsh(
     Columns that are zero or (numerically) dependent on the others are left out of the Rayleigh–Ritz
     step (a first probe with no ``v_{k−1}`` yet passes a zero column), but their products are still
     made and counted: the shapes are static. The Gram matrices are column-wise reductions
-    (:func:`_inner`): on XLA CPU in float32 a ``dot`` of two (n, 2) blocks over a long n was off by
+    (``_inner``): on XLA CPU in float32 a ``dot`` of two (n, 2) blocks over a long n was off by
     3e-4 relative.
 
     Args:
