@@ -139,8 +139,8 @@ SCALES = {
              "gen_taus": ["inf", 1e-5, 1e-6, 1e-7], "gen_seeds": [0, 1, 2],
              "gen_steps": 1000, "gen_batch_size": 100, "gen_warmup_epochs": 0,
              "seed": 0},
-    # "vgg10": the paper's 8-16-32 layout as App. K describes it; that layout has
-    # 31,002 parameters, not the 47,892 the paper states (see eoslib.engine.models).
+    # "vgg10": the paper's 8-16-32 layout (App. K) with the dense head that gives its 47,892
+    # parameters as PyTorch counts them (eoslib.engine.models.vgg10).
     "paper": {"toy_eta": 0.125, "toy_sharp": 20.0, "toy_flat": 1.0,
               "toy_start": [1.5, 2.0], "toy_taus": ["inf", 1.0, 0.1, 0.01], "toy_steps": 10000,
               "b1": 0.9, "b2": 0.999, "eps": 1e-8, "eta": 1e-3,

@@ -104,6 +104,7 @@ vgg_n_val = None  # VGG: validation examples, held out of the training split
 vgg_n_test = None  # VGG: test examples
 vgg_widths = None  # VGG: channel widths of its blocks (VGG10: 8, 16, 32)
 vgg_depth = None  # VGG: 3×3 convs per block (VGG10: 3)
+vgg_hidden = None  # VGG: width of the dense layer of its head (VGG10: 32; 0: pooled linear head)
 vgg_ghost_size = None  # VGG and Table 1: GhostBatchNorm's ghost batch size
 vgg_eta_start = None  # VGG: smallest step size of the Goldilocks grid
 vgg_eta_factor = None  # VGG: ratio of neighbouring step sizes
@@ -141,7 +142,7 @@ RANGES = {
     "conv_experiments": "list[one of goldilocks, reduction, noise, sgd, table]",
     "vgg_n_train": "int in [10, 50000]", "vgg_n_val": "int in [10, 10000]",
     "vgg_n_test": "int in [10, 10000]", "vgg_widths": "list[int >= 1], non-empty",
-    "vgg_depth": "int >= 1", "vgg_ghost_size": "int >= 1", "vgg_eta_start": "float > 0",
+    "vgg_depth": "int >= 1", "vgg_hidden": "int >= 0", "vgg_ghost_size": "int >= 1", "vgg_eta_start": "float > 0",
     "vgg_eta_factor": "float > 1", "vgg_n_etas": "int >= 2", "vgg_seeds": "int >= 1",
     "vgg_steps": "int >= 1, multiple of vgg_eval_every", "vgg_eval_every": "int >= 1",
     "vgg_eta_small": "float > 0", "vgg_batch_size": "int >= 1, <= vgg_n_train",
@@ -162,7 +163,8 @@ SCALES = {
               "sgd_eta_factors": [1.5], "cifar_n_train": 100, "cifar_width": 16,
               "cifar_eta_start": 0.02, "cifar_eta_factor": 4.0, "cifar_n_etas": 2,
               "conv_experiments": [], "vgg_n_train": 64, "vgg_n_val": 32, "vgg_n_test": 64,
-              "vgg_widths": [8, 16, 32], "vgg_depth": 3, "vgg_ghost_size": 32,
+              "vgg_widths": [8, 16, 32], "vgg_depth": 3, "vgg_hidden": 32,
+              "vgg_ghost_size": 32,
               "vgg_eta_start": 0.0005, "vgg_eta_factor": 4.0, "vgg_n_etas": 4, "vgg_seeds": 2,
               "vgg_steps": 8, "vgg_eval_every": 4, "vgg_eta_small": 0.021, "vgg_batch_size": 16,
               "warmup_epochs": 2, "microbatch": 32, "table_models": ["vgg19", "resnet20"],
@@ -176,7 +178,8 @@ SCALES = {
              "sgd_eta_factors": [1.0, 2.0], "cifar_n_train": 500, "cifar_width": 32,
              "cifar_eta_start": 0.02, "cifar_eta_factor": 2.0, "cifar_n_etas": 6,
              "conv_experiments": [], "vgg_n_train": 64, "vgg_n_val": 32, "vgg_n_test": 64,
-             "vgg_widths": [8, 16, 32], "vgg_depth": 3, "vgg_ghost_size": 32,
+             "vgg_widths": [8, 16, 32], "vgg_depth": 3, "vgg_hidden": 32,
+              "vgg_ghost_size": 32,
              "vgg_eta_start": 0.0005, "vgg_eta_factor": 4.0, "vgg_n_etas": 4, "vgg_seeds": 2,
              "vgg_steps": 8, "vgg_eval_every": 4, "vgg_eta_small": 0.021, "vgg_batch_size": 16,
              "warmup_epochs": 2, "microbatch": 32, "table_models": ["vgg19", "resnet20"],
@@ -193,7 +196,8 @@ SCALES = {
               "cifar_eta_factor": 2.0, "cifar_n_etas": 7,
               "conv_experiments": ["goldilocks", "reduction", "noise", "sgd", "table"],
               "vgg_n_train": 5000, "vgg_n_val": 1000, "vgg_n_test": 10000,
-              "vgg_widths": [8, 16, 32], "vgg_depth": 3, "vgg_ghost_size": 1024,
+              "vgg_widths": [8, 16, 32], "vgg_depth": 3, "vgg_hidden": 32,
+              "vgg_ghost_size": 1024,
               "vgg_eta_start": 0.0005, "vgg_eta_factor": 1.6, "vgg_n_etas": 18, "vgg_seeds": 5,
               "vgg_steps": 4000, "vgg_eval_every": 100, "vgg_eta_small": 0.021,
               "vgg_batch_size": 500, "warmup_epochs": 2, "microbatch": 1024,
@@ -212,6 +216,7 @@ P = settings(SCALES, scale, RANGES, n_train=n_train, n_val=n_val, n_test=n_test,
              cifar_eta_factor=cifar_eta_factor, cifar_n_etas=cifar_n_etas,
              conv_experiments=conv_experiments, vgg_n_train=vgg_n_train, vgg_n_val=vgg_n_val,
              vgg_n_test=vgg_n_test, vgg_widths=vgg_widths, vgg_depth=vgg_depth,
+             vgg_hidden=vgg_hidden,
              vgg_ghost_size=vgg_ghost_size, vgg_eta_start=vgg_eta_start,
              vgg_eta_factor=vgg_eta_factor, vgg_n_etas=vgg_n_etas, vgg_seeds=vgg_seeds,
              vgg_steps=vgg_steps, vgg_eval_every=vgg_eval_every, vgg_eta_small=vgg_eta_small,
@@ -751,7 +756,9 @@ plt.show()
 # names them (all five at `paper` scale; none at `smoke` and `book`):
 #
 # - `goldilocks` (Fig. 5b): the small VGG10 (blocks of `vgg_depth` 3×3 convs of widths
-#   `vgg_widths`, GhostBatchNorm at `vgg_ghost_size`) on `vgg_n_train` CIFAR-10 images (the
+#   `vgg_widths`, GhostBatchNorm at `vgg_ghost_size`, the flattened map → a dense layer of
+#   `vgg_hidden` → GhostBatchNorm → 10, which makes the paper's 47,892 parameters as PyTorch
+#   counts them; see `eoslib.engine.models.vgg10`) on `vgg_n_train` CIFAR-10 images (the
 #   paper's 5k; `vgg_n_val` validation images held out of the training split, `vgg_n_test` test
 #   images), cross-entropy, full-batch GD over η = `vgg_eta_start` × `vgg_eta_factor`ᵏ up to
 #   divergence (the paper's 0.0005 × 1.6ᵏ), `vgg_seeds` seeds, a linear warm-up of
@@ -799,7 +806,8 @@ if conv != set(P.conv_experiments):
 conv_metrics = {}  # the VGG10's metrics (prefixed vgg_) and Table 1's, from this run
 if conv - {"table"}:
     sp_vgg = flatness.splits("cifar10", P.vgg_n_train, P.vgg_n_val, P.vgg_n_test)
-    vgg = {"blocks": [[w] * P.vgg_depth for w in P.vgg_widths], "ghost_size": P.vgg_ghost_size}
+    vgg = {"blocks": [[w] * P.vgg_depth for w in P.vgg_widths], "ghost_size": P.vgg_ghost_size,
+           "hidden": P.vgg_hidden or None, "image_size": 32}
     vgg_kw = dict(seeds=P.vgg_seeds, seed=P.seed, steps=P.vgg_steps,
                   eval_every=P.vgg_eval_every, arch_options=vgg, microbatch=P.microbatch)
     vgg_etas = optim.exponential_grid(P.vgg_eta_start, P.vgg_eta_factor, P.vgg_n_etas)

@@ -27,12 +27,14 @@ def _model(name):
     key = jax.random.key(0)
     if name == "vgg":
         m = models.VGG(((4, 4), (6,)), ghost_size=4, key=key)
+    elif name == "vgg-dense":  # VGG10's head: flatten -> dense -> GhostBN -> ReLU -> dense
+        m = models.VGG(((4, 4), (6,)), ghost_size=4, hidden=5, image_size=8, key=key)
     else:
         m = models.ResNet(1, ghost_size=4, key=key)
     return jax.tree.map(lambda a: a.astype(jnp.float64) if isinstance(a, jax.Array) else a, m)
 
 
-@pytest.mark.parametrize("name,n", [("vgg", 24), ("vgg", 26), ("resnet", 24)])
+@pytest.mark.parametrize("name,n", [("vgg", 24), ("vgg", 26), ("vgg-dense", 26), ("resnet", 24)])
 # n = 26: a remainder of 2 after three chunks of 8
 def test_chunks_of_a_multiple_of_the_ghost_size_give_the_unchunked_objective(name, n):
     params = _model(name)
@@ -43,7 +45,9 @@ def test_chunks_of_a_multiple_of_the_ghost_size_give_the_unchunked_objective(nam
     (l0, a0), g0 = jax.value_and_grad(whole, has_aux=True)(params, x, y, hp)
     (l1, a1), g1 = jax.value_and_grad(chunked, has_aux=True)(params, x, y, hp)
     np.testing.assert_allclose(l1, l0, rtol=1e-12)
-    np.testing.assert_allclose(a1["accuracy"], a0["accuracy"], rtol=1e-12)
+    # accuracy is a float32 mean of booleans even under x64 (JAX's mean of bool), so the
+    # size-weighted mean of the chunks' values agrees to float32 rounding, not to 1e-12
+    np.testing.assert_allclose(a1["accuracy"], a0["accuracy"], rtol=1e-6)
     for u, v in zip(jax.tree.leaves(g1), jax.tree.leaves(g0)):
         np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-12)
     t = jax.tree.map(lambda a: jnp.cos(jnp.arange(a.size, dtype=a.dtype)).reshape(a.shape), params)
