@@ -850,12 +850,10 @@ def history_eigsh(
     eps = jnp.finfo(history.dtype).eps
     norms = jnp.linalg.norm(history, axis=0)
     W = history / jnp.where(norms > 0, norms, 1.0)[None, :]
-    alive = jnp.ones(p, bool)
     for _ in range(2):  # orthonormal columns through the Gram matrix, twice ("twice is enough")
-        lam, Z = _eigh(_symmetric(_inner(W, W, precision)))
-        sigma = jnp.sqrt(jnp.maximum(lam, 0.0))
+        U, sigma, _ = _orthonormal_columns(W, precision)
         alive = sigma > 1e3 * eps * jnp.max(sigma)  # dependent directions (a zero column included)
-        W = jnp.where(alive[None, :], _dot(W, Z, precision) / jnp.where(alive, sigma, 1.0)[None, :], 0.0)
+        W = jnp.where(alive[None, :], U, 0.0)
     AW = jax.vmap(matvec, in_axes=1, out_axes=1)(W)
     theta, S = _masked_ritz(_symmetric(_inner(W, AW, precision)), alive, 1)
     w = _dot(W, S[:, 0], precision)

@@ -256,9 +256,13 @@ def state_count(model: eqx.Module) -> int:
     He et al.'s 269,722 trainable parameters + 2 × 688 + 19.
     """
     trainable = sum(int(a.size) for a in jax.tree.leaves(eqx.filter(model, eqx.is_array)))
-    norms = [m for m in jax.tree.leaves(model, is_leaf=lambda m: isinstance(m, GhostBatchNorm))
-             if isinstance(m, GhostBatchNorm)]
-    return trainable + sum(2 * int(m.scale.shape[0]) + 1 for m in norms)
+    return trainable + sum(2 * int(m.scale.shape[0]) + 1 for m in ghost_norms(model))
+
+
+def ghost_norms(model: eqx.Module) -> list[GhostBatchNorm]:
+    """The :class:`GhostBatchNorm` layers of ``model`` (any pytree), in tree order."""
+    return [m for m in jax.tree.leaves(model, is_leaf=lambda m: isinstance(m, GhostBatchNorm))
+            if isinstance(m, GhostBatchNorm)]
 
 
 class ResNet(eqx.Module):

@@ -343,9 +343,7 @@ def microbatched(objective: Objective, microbatch: int | None) -> Objective:
     size = int(microbatch)
 
     def chunked(params, x, y, hp):
-        ghost = sorted({m.ghost_size for m in jax.tree.leaves(
-            params, is_leaf=lambda m: isinstance(m, models.GhostBatchNorm))
-            if isinstance(m, models.GhostBatchNorm)})
+        ghost = sorted({m.ghost_size for m in models.ghost_norms(params)})
         bad = [g for g in ghost if size % g]
         if bad:
             raise ValueError(f"microbatch={size} is not allowed for this model: it must be a "

@@ -59,9 +59,9 @@ def project(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float | Sc
 
     Stops when ``|∇L·u| ≤ tol · max(‖∇L‖, 1e-30)`` and ``S ≤ (2/η)(1 + tol)``, or after
     ``max_iters`` rounds; it always makes at least one round, so a point that already meets the
-    tolerances still has its gradient along u removed (θ† ≠ θ unless ``∇L·u = 0``). The first eigenpair is warm-started from ``v0``, each later one from
-    the last u; a round costs one eigensolve, one gradient and, when S is above the edge, one
-    gradient of an HVP. ``eta`` may be traced (e.g. under ``vmap`` over step sizes).
+    tolerances still has its gradient along u removed (θ† ≠ θ unless ``∇L·u = 0``). The first
+    eigenpair is warm-started from ``v0``, each later one from the last u; a round costs one
+    eigensolve, one gradient and, when S is above the edge, one gradient of an HVP. ``eta`` may be traced (e.g. under ``vmap`` over step sizes).
     """
     if isinstance(eta, (int, float)) and not eta > 0:
         raise ValueError(f"eta={eta!r} must be positive")
