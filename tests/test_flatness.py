@@ -180,3 +180,27 @@ def test_slope_ci_and_switch_summary():
     diverged[:2, 0] = True
     out = flatness.switch_summary(x, s_max, acc, diverged)
     assert out["n_diverged"] == 2 and np.isnan(out["smax_slope_ci_low"])  # one usable row
+
+
+def test_rank_corr_is_spearman_with_ties_and_nan_when_constant():
+    """Ties share their mean rank (test accuracies tie often), a constant series has no rank
+    correlation (it once read +1 when one side was constant), non-finite pairs are left out."""
+    import scipy.stats
+
+    x = np.array([0.1, 0.2, 0.4, 0.8, 1.6, np.nan])
+    y = np.array([0.90, 0.90, 0.80, 0.95, 0.95, 0.99])
+    assert flatness.rank_corr(x, y) == pytest.approx(scipy.stats.spearmanr(x[:5], y[:5])[0])
+    assert np.isnan(flatness.rank_corr(x, np.full(6, 0.9)))
+    assert np.isnan(flatness.rank_corr(np.ones(4), [1.0, 2.0, 3.0, 4.0]))
+    assert np.isnan(flatness.rank_corr([1.0, 2.0, np.inf], [1.0, 2.0, 3.0]))  # two finite pairs
+    paper = flatness.PAPER_TABLE[("vgg19", "50k")]
+    assert flatness.rank_corr(flatness.PAPER_TABLE_ETAS, paper) == pytest.approx(1 - 6 * 2 / 210)
+
+
+def test_end_to_end_gain_rank_corr_is_rank_corr_over_the_usable_etas():
+    etas = np.array([0.1, 0.2, 0.4, 0.8])
+    acc = np.array([[0.5, 0.6], [0.7, 0.7], [0.6, np.nan], [np.nan, np.nan]])
+    out = flatness.end_to_end_gain(etas, acc)
+    assert out["n_usable"] == 3
+    assert out["rank_corr"] == pytest.approx(flatness.rank_corr(etas[:3], [0.55, 0.7, 0.6]))
+    assert np.isnan(flatness.end_to_end_gain(etas, np.full((4, 2), 0.5))["rank_corr"])

@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import scipy.stats
 from jaxtyping import Bool, Float
 
 from eoslib.engine import data, hessian, models, optim, stopping, train
@@ -446,10 +447,7 @@ def end_to_end_gain(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "
     lo, hi = lo[~np.isnan(lo)], hi[~np.isnan(hi)]
     out["gain"] = float(hi.mean() - lo.mean())
     out["gain_se"] = float(_pooled_sd(acc) * np.sqrt(1 / hi.size + 1 / lo.size))
-    means = np.array([np.nanmean(acc[i]) for i in usable])
-    if usable.size >= 3 and means.std() > 0:
-        ranks = np.argsort(np.argsort(means)).astype(float)
-        out["rank_corr"] = float(np.corrcoef(np.arange(usable.size, dtype=float), ranks)[0, 1])
+    out["rank_corr"] = rank_corr(etas[usable], [np.nanmean(acc[i]) for i in usable])
     return out
 
 
@@ -608,17 +606,14 @@ PAPER_TABLE = {("vgg19", "50k"): (67.1, 68.4, 70.5, 73.4, 72.7, 73.6),
 
 
 def rank_corr(x: Float[np.ndarray, " G"], y: Float[np.ndarray, " G"]) -> float:
-    """Spearman's rank correlation of ``x`` and ``y`` over the entries where both are finite
-    (NaN with fewer than three, or a constant one)."""
+    """Spearman's rank correlation of ``x`` and ``y`` over the entries where both are finite:
+    the Pearson correlation of their ranks, tied values sharing their mean rank (NaN with fewer
+    than three such entries, or when either is constant over them)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3:
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return float("nan")
-    rx = np.argsort(np.argsort(x[ok])).astype(float)
-    ry = np.argsort(np.argsort(y[ok])).astype(float)
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(np.corrcoef(scipy.stats.rankdata(x[ok]), scipy.stats.rankdata(y[ok]))[0, 1])
 
 
 def table_summary(etas: Float[np.ndarray, " G"], cells: dict[str, Float[np.ndarray, "G R"]]
