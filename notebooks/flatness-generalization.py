@@ -67,7 +67,7 @@ from eoslib.book.display import claims_table, use_book_style, verdict_section
 from eoslib.book.results import make_record, provenance, write_record
 from eoslib.book.scales import settings
 from eoslib.book.verdicts import grade
-from eoslib.engine import data, models, optim
+from eoslib.engine import optim
 from eoslib.mechanisms import flatness
 
 use_book_style()
@@ -881,20 +881,13 @@ if "sgd" in conv:
 # %% tags=["hide-input"]
 table_runs = {}
 if "table" in conv:
-    base = flatness.splits("cifar10", P.table_n_train, P.vgg_n_val, P.vgg_n_test)
-    cells = {}
-    for model, copies in zip(P.table_models, P.table_copies):
-        train_set = (base.train if copies == 1 else
-                     data.augment_static(base.train, copies, seed=P.seed + 11))
-        opts = {"ghost_size": P.vgg_ghost_size} if "ghost_size" in models.options(model) else {}
-        name = f"{model}_x{copies}"
-        table_runs[name] = flatness.sweep(
-            flatness.Splits(train_set, base.val, base.test), model, np.asarray(P.table_etas),
-            seeds=P.table_seeds, seed=P.seed, steps=P.table_steps, eval_every=P.table_eval_every,
-            arch_options=opts, warmup_steps=P.warmup_epochs, microbatch=P.microbatch, block=2)
-        cells[name] = np.full((len(P.table_etas), P.table_seeds), np.nan)
-        cells[name][:len(table_runs[name].etas)] = table_runs[name].test_acc
-    conv_metrics.update(flatness.table_summary(np.asarray(P.table_etas), cells))
+    table_runs, table_metrics = flatness.table_experiment(
+        flatness.splits("cifar10", P.table_n_train, P.vgg_n_val, P.vgg_n_test),
+        list(zip(P.table_models, P.table_copies)), P.table_etas, augment_seed=P.seed + 11,
+        options={"ghost_size": P.vgg_ghost_size}, seeds=P.table_seeds, seed=P.seed,
+        steps=P.table_steps, eval_every=P.table_eval_every, warmup_steps=P.warmup_epochs,
+        microbatch=P.microbatch, block=2)
+    conv_metrics.update(table_metrics)
 
 rows = ["| | " + " | ".join(f"{e:g}" for e in flatness.PAPER_TABLE_ETAS)
         + " | rank corr. |", "|---" * (len(flatness.PAPER_TABLE_ETAS) + 2) + "|"]

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from eoslib.engine import data, optim, train
+from eoslib.engine import optim, train
 from eoslib.mechanisms import flatness
 from test_flatness_sgd import _splits  # 24 / 8 / 8 synthetic fMNIST-shaped examples
 
@@ -83,15 +83,12 @@ def test_the_convolutional_experiments_end_to_end_on_a_tiny_vgg():
     _, grid, sde = flatness.equal_temperature_experiment(sp, "vgg", eta * np.array([0.5, 2.0]),
                                                          [1.0], batch_size=8, **kw)
     assert grid.alpha.tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0])
-    cells = {}
-    for copies in (1, 2):
-        train_set = sp.train if copies == 1 else data.augment_static(sp.train, copies, seed=1)
-        sw = flatness.sweep(flatness.Splits(train_set, sp.val, sp.test), "vgg",
-                            np.array([0.1, 0.4, 1.6]), seeds=1, seed=0, steps=2, eval_every=1,
-                            arch_options=vgg, warmup_steps=2, microbatch=8)
-        cells[f"vgg_x{copies}"] = np.full((3, 1), np.nan)
-        cells[f"vgg_x{copies}"][:len(sw.etas)] = sw.test_acc
-    table = flatness.table_summary(np.array([0.1, 0.4, 1.6]), cells)
+    table_runs, table = flatness.table_experiment(
+        sp, [("vgg", 1), ("vgg", 2)], [0.1, 0.4, 1.6], augment_seed=1,
+        options={**vgg, "width": 3}, seeds=1, seed=0, steps=2, eval_every=1, warmup_steps=2,
+        microbatch=8)  # "width" is no VGG option: options an architecture does not take are left out
+    assert sorted(table_runs) == ["vgg_x1", "vgg_x2"]
+    assert len(table_runs["vgg_x2"].test_acc) <= 3 and table["table_cells"] == ["vgg_x1", "vgg_x2"]
     metrics = {**{f"vgg_{k}": val for k, val in {**gold, **red, **sde}.items()},
                **{f"vgg_sgd_{k}": val for k, val in sgd.items()}, **table}
 

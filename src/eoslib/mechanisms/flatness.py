@@ -49,7 +49,7 @@ __all__ = ["Splits", "splits", "Sweep", "sweep", "stability_eta", "Goldilocks", 
            "slope_ci", "switch_summary", "noise_until", "sde_temperature", "equal_temperature_gap",
            "end_to_end_gain", "z_score", "goldilocks_experiment", "switch_rows",
            "switch_experiment", "NoiseGrid", "noise_grid", "equal_temperature_experiment",
-           "PAPER_TABLE_ETAS", "PAPER_TABLE", "rank_corr", "table_summary"]
+           "PAPER_TABLE_ETAS", "PAPER_TABLE", "rank_corr", "table_experiment", "table_summary"]
 
 
 class Splits(NamedTuple):
@@ -614,6 +614,31 @@ def rank_corr(x: Float[np.ndarray, " G"], y: Float[np.ndarray, " G"]) -> float:
     if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return float("nan")
     return float(np.corrcoef(scipy.stats.rankdata(x[ok]), scipy.stats.rankdata(y[ok]))[0, 1])
+
+
+def table_experiment(base: Splits, cells: Sequence[tuple[str, int]], etas: Float[np.ndarray, " G"],
+                     *, augment_seed: int, options: dict | None = None, **sweep_options
+                     ) -> tuple[dict[str, Sweep], dict]:
+    """Table 1 (Sec. 6.5): for each cell ``(arch, copies)`` a :func:`sweep` over ``etas`` on
+    ``base.train`` statically augmented ``copies`` times (:func:`eoslib.engine.data.augment_static`
+    with ``augment_seed``; 1: as it is), with ``base``'s validation and test sets, then
+    :func:`table_summary`. ``options`` are passed to each architecture that takes them (e.g.
+    ``ghost_size``; the ResNet and the VGG both do). Cells are named ``f"{arch}_x{copies}"``;
+    a grid cut short by the divergence stop is padded with NaN (diverged). Returns the sweeps by
+    name and the metrics."""
+    etas = np.asarray(etas, float)
+    runs, accs = {}, {}
+    for arch, copies in cells:
+        train_set = base.train if copies == 1 else data.augment_static(base.train, copies,
+                                                                         seed=augment_seed)
+        allowed = models.options(arch)
+        opts = {k: v for k, v in (options or {}).items() if k in allowed}
+        name = f"{arch}_x{copies}"
+        runs[name] = sweep(Splits(train_set, base.val, base.test), arch, etas,
+                           arch_options=opts, **sweep_options)
+        accs[name] = np.full((etas.size, runs[name].test_acc.shape[1]), np.nan)
+        accs[name][:len(runs[name].etas)] = runs[name].test_acc
+    return runs, table_summary(etas, accs)
 
 
 def table_summary(etas: Float[np.ndarray, " G"], cells: dict[str, Float[np.ndarray, "G R"]]
