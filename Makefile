@@ -16,7 +16,7 @@ export EOSLIB_DATA ?= $(SHARED_DATA)
 endif
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test install unit nbval book-smoke browser lock clean help
+.PHONY: book test install unit nbval book-smoke browser chromium lock clean help
 
 help:
 	@echo "make book   - execute every chapter at scale=book and render _build/html/index.html"
@@ -38,7 +38,8 @@ book: $(STAMP)
 	EOSLIB_RECORDS=$(abspath _build/records) $(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Book: $(abspath _build/html/index.html)"
 
-test: unit nbval book-smoke browser
+# chromium first: a machine that cannot get it learns so at once, not after the long steps.
+test: chromium unit nbval book-smoke browser
 
 # The results store first (book/results: manifest, sha256, clean commits), then the unit tests.
 unit: $(STAMP)
@@ -58,13 +59,33 @@ book-smoke: $(STAMP)
 	  $(VENV)/bin/jupyter-book build . --path-output _build/smoke -W -n --keep-going
 
 # The smoke-built book in Debian's Chromium with the network off: math typeset by the bundled
-# MathJax, every figure loaded, the book's own pages fit the column at 1280 and 800 px, the status
-# page's downloads exist; screenshots (1280 and 800 px) in _build/smoke/_build/screenshots.
-browser: $(STAMP)
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
-	  echo "make browser needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"; exit 1; }
+# MathJax (no formula left as raw TeX, no untypeset $…$ in the text), every figure loaded, the
+# book's own pages fit the column at 1280 and 800 px, the status page's downloads exist;
+# screenshots (1280 and 800 px) in _build/smoke/_build/screenshots.
+browser: $(STAMP) chromium
 	test -f _build/smoke/_build/html/index.html || $(MAKE) book-smoke
 	EOSLIB_BOOK_HTML=$(abspath _build/smoke/_build/html) $(PY) -m pytest -q -p no:cacheprovider tests/browser
+
+# What the browser check needs besides .venv: Debian's chromium and chromium-driver (registry
+# packages, not downloads). Installed with apt-get when missing and make runs as root; otherwise
+# make stops here, before the long steps of `make test`, saying what to run.
+BROWSER_DEBS := chromium chromium-driver
+chromium:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	echo "make: the browser check needs Chromium and its driver (\`chromium\` and \`chromedriver\` on PATH)."; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "make: installing Debian's $(BROWSER_DEBS) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_DEBS) >/dev/null \
+	    && command -v chromium >/dev/null && command -v chromedriver >/dev/null && exit 0; \
+	  echo "make: apt-get could not install them (its messages are above): fix that, then run make again."; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "make: installing them needs root. Run  sudo apt-get install $(BROWSER_DEBS)  then make again."; \
+	else \
+	  echo "make: this system has no apt-get: install Chromium and the chromedriver of the same version,"; \
+	  echo "      put both on PATH as \`chromium\` and \`chromedriver\`, then run make again."; \
+	fi; \
+	echo "make: the checks that need no browser run without them: make unit nbval book-smoke"; \
+	exit 1
 
 # Re-resolve the pinned lock file from requirements/book.in (needs uv).
 lock: $(STAMP)
