@@ -1,5 +1,6 @@
 """The rendered book as a reader sees it offline: Debian's Chromium loads every page of a built book
-with the network cut off and checks, from the rendered DOM, that MathJax typeset every formula and every
+with the network cut off and checks, from the rendered DOM, that MathJax typeset every formula, that no
+``$…$`` is left untypeset in the text (generated Markdown whose math was never parsed as math), that every
 figure image loaded, and that nothing is wider than the content column at 1280 and 800 pixels (tables,
 code blocks, the scorecard's elements, or the page itself scrolling sideways) — on every page,
 chapters included (their code cells wrap inside the column). The status page must list
@@ -72,7 +73,7 @@ def _load(browser, page: Path):
     assert typeset, f"{page}: MathJax did not load or failed"
 
 
-DOM_REPORT = """
+DOM_REPORT = r"""
 const math = [...document.querySelectorAll('span.math, div.math')];
 const raw = math.filter(el => !el.querySelector('mjx-container')).map(el => el.textContent.slice(0, 60));
 const imgs = [...document.querySelectorAll('article img, main img')];
@@ -83,9 +84,23 @@ const wide = [...column.querySelectorAll('table, pre, [class*="eoslib"]')].filte
   const box = el.getBoundingClientRect();
   return box.right > right || el.scrollWidth > el.clientWidth + 1;
 }).map(el => el.tagName.toLowerCase() + ': ' + el.textContent.trim().slice(0, 50));
+// Untypeset math: $…$ or $$…$$ left as text (outside code, inputs and typeset formulas), as a
+// Markdown output shows it when it was rendered without dollarmath. Text is joined per block, so a
+// span broken up by inline markup (an underscore in TeX read as emphasis) still counts once.
+const NOT_TEXT = 'pre, code, kbd, samp, script, style, textarea, .cell_input, .highlight, mjx-container, .math';
+const blocks = new Map();
+const walk = document.createTreeWalker(column, NodeFilter.SHOW_TEXT);
+for (let node = walk.nextNode(); node; node = walk.nextNode()) {
+  const parent = node.parentElement;
+  if (!parent || parent.closest(NOT_TEXT)) continue;
+  const block = parent.closest('p, li, td, th, dt, dd, h1, h2, h3, h4, h5, h6, caption, figcaption, summary') || parent;
+  blocks.set(block, (blocks.get(block) || '') + node.textContent);
+}
+const dollars = /\$\$[^$]+\$\$|\$(?![\s$])[^$]*?[^\s$\\]\$(?!\d)|\$[^\s$]\$(?!\d)/g;
+const untypeset = [...blocks.values()].flatMap(text => text.match(dollars) || []).map(m => m.slice(0, 60));
 if (document.documentElement.scrollWidth > window.innerWidth + 1)
   wide.push(`the page scrolls sideways: ${document.documentElement.scrollWidth} px > ${window.innerWidth} px`);
-return {raw_math: raw, n_math: math.length, broken_images: broken, n_images: imgs.length, overflowing: wide};
+return {raw_math: raw, untypeset_dollars: untypeset, n_math: math.length, broken_images: broken, n_images: imgs.length, overflowing: wide};
 """
 
 
@@ -94,6 +109,8 @@ def test_page_renders_offline(browser, page):
     _load(browser, page)
     report = browser.execute_script(DOM_REPORT)
     assert not report["raw_math"], f"{len(report['raw_math'])} formulas left as raw TeX: {report['raw_math'][:5]}"
+    assert not report["untypeset_dollars"], (f"{len(report['untypeset_dollars'])} $…$ spans left untypeset "
+                                              f"in the text: {report['untypeset_dollars'][:5]}")
     assert not report["broken_images"], f"images that did not load: {report['broken_images']}"
 
 
