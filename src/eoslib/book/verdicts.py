@@ -1065,8 +1065,9 @@ def verdict_markdown(claims: Sequence[Claim], *, scale: str) -> str:
     """A chapter's Verdict section as Markdown, from its graded claims (nothing typed by hand).
 
     One summary sentence with the four verdict counts of the paper claims, then one item per
-    paper claim (verdict, evidence, the rule, the measured values), then the consistency checks
-    apart, as checks that hold by construction and are not scored.
+    paper claim (verdict, evidence, the rule, the measured values, and beside a verdict that is
+    not ``reproduced`` how the experiment differs from the paper's, :func:`departure_line`), then
+    the consistency checks apart, as checks that hold by construction and are not scored.
     """
     paper = [c for c in claims if c.kind == "claim"]
     checks = [c for c in claims if c.kind == "consistency"]
@@ -1083,6 +1084,9 @@ def verdict_markdown(claims: Sequence[Claim], *, scale: str) -> str:
         if c.evidence:
             text += f" ({c.evidence})"
         text += f": {c.claim}."
+        departures = departure_line(c)
+        if departures:
+            text += f" {_sentence(departures[0].upper() + departures[1:])}"
         if c.rule:
             text += f" Rule: {c.rule}."
         if c.control:
