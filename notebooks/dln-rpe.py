@@ -183,7 +183,7 @@ CLAIMS = [
                 "must differ across 2/λmax(θ0)",
         departures=(SPLIT,
                     Departure("the direction read from the sign of R2's change over the first "
-                              "step; the paper reads it off Fig. 1's trajectories",
+                              "step (the paper reads it off Fig. 1's trajectories)",
                               "not stated in the paper"))),
     ClaimSpec(
         "monotonicity",

@@ -59,9 +59,10 @@ CLAIM_KEYS = ("id", "claim", "paper", "ours", "verdict", "note")
 #: Optional claim keys, with the value a record without them is read as.
 CLAIM_DEFAULTS = {"rule": "", "control": "", "evidence": "", "kind": "claim", "departures": [],
                   "follows_paper": False}
-#: Why an experiment departs from its paper's: the book runs on CPUs (fewer images, steps,
-#: step sizes), the paper does not say (a setting we had to choose), the paper's formula was lost
-#: or left implicit and we reconstructed it, or we chose otherwise on purpose.
+#: The reasons an experiment may depart from its paper's, in this order. The book runs on CPUs
+#: (fewer images, steps, step sizes), the paper does not say (a setting we had to choose), the
+#: paper's formula was lost or left implicit and we reconstructed it, or we chose otherwise on
+#: purpose.
 DEPARTURE_REASONS = ("CPU", "not stated in the paper", "reconstructed formula", "design choice")
 _DEPARTURE_KEYS = ("what", "reason")
 

@@ -84,10 +84,10 @@ from eoslib.book.results import CHECK_OUTCOMES, KINDS, SCALES, VERDICTS, Claim, 
 EVIDENCE = ("run", "stored")
 
 REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_TESTED = VERDICTS
-#: Why an experiment departs from its paper's (:class:`Departure`'s ``reason``): ``"CPU"`` (scaled
-#: down to run on CPUs), ``"not stated in the paper"`` (a setting we had to choose),
-#: ``"reconstructed formula"`` (the paper's formula lost or implicit, rebuilt by us),
-#: ``"design choice"`` (we chose otherwise on purpose).
+#: The reasons a :class:`Departure` may give. ``"CPU"`` is scaled down to run on CPUs,
+#: ``"not stated in the paper"`` a setting we had to choose, ``"reconstructed formula"`` the
+#: paper's formula lost or left implicit and rebuilt by us, ``"design choice"`` chosen otherwise
+#: on purpose.
 DEPARTURE_REASONS = results.DEPARTURE_REASONS
 #: Verdicts ordered from worst to best among those that were tested.
 _RANK = {NOT_REPRODUCED: 0, PARTLY: 1, REPRODUCED: 2}
@@ -726,7 +726,7 @@ class Departure:
     Attributes:
       what: the departure, in words, beside the paper's own setting where it helps ("250 CIFAR-10
         images instead of 5,000"); may hold ``{metric}`` format fields, filled from the run's
-        metrics as :attr:`ClaimSpec.ours` is (a literal brace is written ``{{`` or ``}}``).
+        metrics as ``ClaimSpec.ours`` is (a literal brace is written ``{{`` or ``}}``).
       reason: one of :data:`DEPARTURE_REASONS`.
       scales: the scales at which the departure holds (a tuple of ``"smoke"``, ``"book"``,
         ``"paper"``); ``None``: every scale. A departure the paper-scale run does not make (fewer
@@ -762,11 +762,11 @@ class Departure:
             object.__setattr__(self, "scales", tuple(scales))
 
     def applies(self, scale: str) -> bool:
-        """Whether the departure holds at ``scale`` (every scale when :attr:`scales` is ``None``)."""
+        """Whether the departure holds at ``scale`` (every scale when ``scales`` is ``None``)."""
         return self.scales is None or scale in self.scales
 
     def format(self, metrics: Mapping[str, Any]) -> str:
-        """:attr:`what` with its ``{metric}`` fields filled from ``metrics`` (like ``ours``: lists
+        """``what`` with its ``{metric}`` fields filled from ``metrics`` (like ``ours``: lists
         element-wise, NaN or ``None`` as "n/a").
 
         Raises:
