@@ -323,3 +323,18 @@ def test_the_check_catches_a_chapter_without_departures():
     specs = [spec(departures=()), spec(id="ok", departures=(), follows_paper=True),
              spec(id="cpu"), spec(id="identity", kind="consistency", departures=())]
     assert undeclared(specs) == ["edge"]
+
+
+def test_the_stored_records_load_and_show_a_line(monkeypatch):
+    """The results store's records (the dln-rpe paper-scale run was stored before departures
+    existed) still load, checksums and all, and every claim gets its line."""
+    from eoslib.book import store
+
+    root = NOTEBOOKS.parent
+    monkeypatch.chdir(root)
+    assert store.check(root / "book" / "results") == []
+    for run in store.runs(root / "book" / "results"):
+        for entry in run.record()["claims"]:
+            claim = results.claim_from_dict(entry)
+            assert isinstance(v.departure_line(claim), str)
+            assert v.departure_line(claim) or claim.verdict in ("reproduced", "holds")
