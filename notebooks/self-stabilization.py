@@ -255,11 +255,11 @@ NAMES = {
     "pgd_edge_excess_in_tol": "max (S(θ†)·η/2 − 1)/proj_tol on converged steps",
     "projection_converged_fraction": "the fraction of steps whose projection converged",
 }
-for w, where in WINDOWS.items():
-    for q, what in QUANTITY.items():
-        NAMES[f"pred_{q}_err_{w}"] = f"the prediction's median error on {what} {where}"
-        NAMES[f"scalar_{q}_err_{w}"] = f"the scalar model's median error on {what} {where}"
-        NAMES[f"null_{q}_err_{w}"] = f"the null's {where}"
+for _win, _where in WINDOWS.items():
+    for _q, _what in QUANTITY.items():
+        NAMES[f"pred_{_q}_err_{_win}"] = f"the prediction's median error on {_what} {_where}"
+        NAMES[f"scalar_{_q}_err_{_win}"] = f"the scalar model's median error on {_what} {_where}"
+        NAMES[f"null_{_q}_err_{_win}"] = f"the null's {_where}"
 
 
 IN_REGIME = AtMost("init_sharpness_frac", INIT_LIMIT, fmt=".2f")
@@ -274,8 +274,8 @@ def beats(error, null):
     return BeatsNull(error, null, 2, fair=1.25, fmt=".3g")
 
 
-def window(who, w, quantities):
-    return tuple(beats(f"{who}_{q}_err_{w}", f"null_{q}_err_{w}") for q in quantities)
+def window(who, win, quantities):
+    return tuple(beats(f"{who}_{q}_err_{win}", f"null_{q}_err_{win}") for q in quantities)
 
 
 # How each experiment differs from the paper's (and from the authors' code, taylor.py)
@@ -580,8 +580,8 @@ plt.tight_layout()
 plt.show()
 
 # %% tags=["remove-input"]
-def fmt_err(who, q, w):
-    v = pm[f"{who}_{q}_err_{w}"]
+def fmt_err(who, q, win):
+    v = pm[f"{who}_{q}_err_{win}"]
     return "not measured" if not np.isfinite(v) and not np.isinf(v) else (
         "∞ (prediction overflowed)" if np.isinf(v) else f"{v:.3g}")
 
@@ -598,11 +598,11 @@ else:
               f"$\\lambda_2(\\theta^\\dagger)$ stays below {SECOND_LIMIT}·2/η (at most "
               f"{pm['second_max_frac']:.2f}·2/η)")
     rows = ["| window | quantity | predicted dynamics | scalar model | null |", "|---|---|---|---|---|"]
-    for w, where in (("tracking", f"tracking ({pm['tracking_steps']} steps)"),
-                     ("rest", f"rest ({pm['rest_blocks']} × {BLOCK}-step means)")):
+    for win, where in (("tracking", f"tracking ({pm['tracking_steps']} steps)"),
+                       ("rest", f"rest ({pm['rest_blocks']} × {BLOCK}-step means)")):
         for q in ("loss", "sharpness", "deviation"):
-            rows.append(f"| {where} | {QUANTITY[q]} | {fmt_err('pred', q, w)} | "
-                        f"{fmt_err('scalar', q, w)} | {fmt_err('null', q, w)} |")
+            rows.append(f"| {where} | {QUANTITY[q]} | {fmt_err('pred', q, win)} | "
+                        f"{fmt_err('scalar', q, win)} | {fmt_err('null', q, win)} |")
     display(Markdown(
         f"The prediction starts from GD's displacement at the edge step {te} "
         f"($x = {r.x[te]:.3g}$, $y = {r.y[te]:.3g}$). {blow}, so the tracking window covers "
