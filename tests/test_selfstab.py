@@ -351,3 +351,107 @@ def test_moving_average_and_flow_errors():
     assert diverged["flow_loss_err"] == np.inf
     with pytest.raises(ValueError, match="window=0"):
         selfstab.moving_average(np.ones(3), 0)
+
+
+# ----------------------------------------------------------------------------- predicted dynamics
+
+
+def dense_predicted_step(loss, params, v, eta):
+    """Damian et al.'s update of v at θ† = params, from dense float64 derivatives: the Hessian,
+    its top eigenvector and ∇S_i = Σ_jk ∂³L/∂θ_i∂θ_j∂θ_k u_j u_k (the full third-derivative tensor)."""
+    flat, unravel = ravel_pytree(params)
+    f = lambda t: loss(unravel(t))
+    H = np.asarray(jax.hessian(f)(flat), np.float64)
+    T3 = np.asarray(jax.jacfwd(jax.hessian(f))(flat), np.float64)
+    g = np.asarray(jax.grad(f)(flat), np.float64)
+    w, V = np.linalg.eigh(H)
+    u = V[:, -1]
+    gs = np.einsum("ijk,j,k->i", T3, u, u)
+    perp = gs - (gs @ u) * u
+    alpha, beta = -g @ perp, perp @ perp
+    x, y = u @ v, perp @ v
+    return v - eta * (H @ v + 0.5 * (x**2 - 2 * alpha / beta) * perp + x * y * u), u, g, gs
+
+
+def test_predicted_step_against_dense_float64(problem, getkey):
+    params, loss = problem
+    flat, unravel = ravel_pytree(params)
+    s0, _, _ = dense(loss, params)
+    eta = 2.0 / s0
+    v = 1e-2 * np.asarray(jax.random.normal(getkey(), flat.shape), np.float64)
+    ref, u, g, gs = dense_predicted_step(loss, params, v, eta)
+    got = selfstab.predicted_step(loss, params, jnp.asarray(v), jnp.asarray(u), jnp.asarray(g), jnp.asarray(gs), eta)
+    np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-10, atol=1e-13)
+    # the same step in float32 (the book's precision) stays within float32 rounding of the reference
+    p32 = jax.tree.map(lambda a: a.astype(jnp.float32) if eqx_array(a) else a, params)
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
+    got32 = selfstab.predicted_step(loss, p32, f32(v), f32(u), f32(g), f32(gs), np.float32(eta))
+    assert got32.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got32, np.float64), ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+    # and the step differs from the scalar model's by the part of H v it drops
+    scalar = v - eta * (s0 * (u @ v) * u)
+    assert np.linalg.norm(ref - scalar) > 1e-3 * np.linalg.norm(v)
+
+
+def eqx_array(a):
+    return isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jnp.floating)
+
+
+def test_predicted_dynamics_is_gd_on_the_cubic_loss():
+    """On the cubic loss at the edge the predicted update is GD's own (H v = S† x e_a + C z e_z,
+    ½∇³L[v, v] = ½ k a² e_b + k a (b − b†) e_a and θ† sits at b = b_edge): the prediction,
+    started from GD's displacement at the edge step, follows GD to rounding. (The margin is
+    tiny: the update assumes θ† sits at the edge, so that the projection takes back the whole
+    sharpening step ηα; from a θ† that has not quite reached it, the first step is off by the
+    part it does not take back.)"""
+    eta = 2.0 / 3.0
+    theta0 = jnp.array([1e-3, 0.8, 1.0])
+    rec = selfstab.gd_and_constrained(cubic, theta0, eta, 150, v0=jnp.array([1.0, 0.1, 0.0]), tol=1e-12,
+                                      eig_tol=1e-12, record_eig_tol=1e-12, pred_margin=1e-10, second_every=5)
+    started = np.asarray(rec.pred_started)
+    t0 = int(np.argmax(started))
+    assert 0 < t0 < 100 and np.all(started[t0:]) and not np.any(started[:t0])
+    np.testing.assert_allclose(rec.pred_x, rec.x, atol=1e-9)
+    np.testing.assert_allclose(rec.pred_y, rec.y, atol=1e-9)
+    np.testing.assert_allclose(rec.pred_loss, rec.loss, atol=1e-12)
+    np.testing.assert_allclose(rec.pred_sharpness, rec.sharpness, atol=1e-8)
+    np.testing.assert_allclose(rec.pred_deviation, rec.deviation, atol=1e-9)
+    np.testing.assert_allclose(rec.alpha_perp, G * K, rtol=1e-9)
+    # λ₂(θ†) = C, checked every 5 steps
+    lam2 = np.asarray(rec.second_dagger)
+    np.testing.assert_allclose(lam2[::5], C, rtol=1e-8)
+    assert np.all(np.isnan(np.delete(lam2, np.arange(0, 150, 5))))
+    m = selfstab.analyse_prediction(rec, eta, margin=1e-10, scalar=selfstab.analyse_edge(rec, eta, margin=1e-10))
+    assert m["tracking_steps"] > 20 and m["blowup_step"] > t0 and m["second_step"] == -1
+    for q in selfstab.PREDICTION_QUANTITIES:
+        assert m[f"pred_{q}_err_tracking"] < 1e-8 < m[f"null_{q}_err_tracking"]
+    assert m["scalar_sharpness_err_tracking"] < 1e-6
+    # λ₂ above the limit: nothing compared past it, the step named
+    low = selfstab.analyse_prediction(rec, eta, margin=1e-10, second_limit=0.9 * C * eta / 2)
+    assert low["second_step"] == 0 and low["tracking_steps"] == 0
+    assert np.isnan(low["pred_sharpness_err_tracking"])
+
+
+def test_windows_of_analyse_prediction():
+    """The tracking window runs from the edge step to |x| > δ plus `extra`; the rest is scored on
+    block means, which a one-step slip of a period-2 oscillation leaves unchanged."""
+    T, eta = 100, 0.5
+    edge = 2 / eta
+    t = np.arange(T)
+    x = np.where(t < 30, 1e-3, 1.0) * (-1.0) ** t
+    nan = np.full(T, np.nan)
+    ones = np.ones(T)
+    osc = edge + (-1.0) ** t
+    rec = selfstab.PairRecord(
+        loss=ones, sharpness=osc, loss_dagger=0 * ones, sharpness_dagger=np.where(t >= 10, edge, 1.0),
+        x=x, y=0 * ones, alpha=ones, beta=8 * ones, grad_s_along_u=0 * ones, deviation=np.abs(x),
+        travelled=t * 1.0, converged=ones > 0, iterations=ones, alpha_perp=ones,
+        second_dagger=np.where(t % 10 == 0, 0.5 * edge, np.nan), pred_started=t >= 10, pred_loss=ones,
+        pred_sharpness=edge - (-1.0) ** t, pred_x=x, pred_y=0 * ones, pred_deviation=np.abs(x))
+    m = selfstab.analyse_prediction(rec, eta, margin=0.0, extra=5, block=10)
+    # δ = √(2·1/8) = 0.5: |x| first exceeds it at step 30; tracking = steps 10..35
+    assert m["blowup_step"] == 30 and m["tracking_steps"] == 26 and m["rest_blocks"] == 6
+    assert m["pred_sharpness_err_tracking"] == 2.0  # out of phase pointwise
+    assert m["pred_sharpness_err_rest"] == 0.0  # but equal on 10-step means
+    assert m["pred_loss_err_tracking"] == 0.0 and m["null_loss_err_tracking"] == 1.0
+    assert m["second_step"] == -1 and m["second_max_frac"] == 0.5

@@ -1,7 +1,8 @@
-"""Issue 16's findings on the self-stabilization chapter, as inputs its declared rules must
-grade as stated: predictions no better than their null predictors fail, the stage rules are
-not tested before S(θ†) reaches 2/η, a diverged run or an overflowing prediction fails, and the
-deviation claim has a rule and a null."""
+"""Issues 16 and 28's findings on the self-stabilization chapter, as inputs its declared rules
+must grade as stated: predictions no better than their null predictors fail, the stage rules are
+not tested before S(θ†) reaches 2/η or from a sharp initialisation, the prediction claims are not
+tested past λ₂(θ†) > 0.95·2/η (a tracking window cut short), a diverged run or an overflowing
+prediction fails, and the deviation claim has a rule and a null."""
 
 import math
 
@@ -23,18 +24,23 @@ def specs():
 
 # a run at the edge where every prediction beats its null by a factor 4
 GOOD = {
-    "edge_steps": 200, "gd_diverged": 0, "cycles": 5,
+    "edge_steps": 200, "gd_diverged": 0, "cycles": 5, "init_sharpness_frac": 0.5,
+    "tracking_steps": 150, "rest_blocks": 5,
     "stage_x": 0.95, "stage_x_miss": 0.05, "stage_x_null_miss": 0.4,
     "stage_y": 0.9, "stage_y_miss": 0.1, "stage_y_null_miss": 0.45,
     "sharpness_coordinate_err": 0.5, "sharpness_null_err": 2.0, "dev_over_travel": 0.1,
     "excess_loss_err": 1e-4, "excess_loss_null_err": 4e-4, "sharpness_err": 0.5,
     "deviation_err": 1e-3, "deviation_null_err": 4e-3, "x2_ratio": 1.2,
 }
+for _w in ("tracking", "rest"):
+    for _q, (_e, _n) in {"loss": (1e-4, 4e-4), "sharpness": (0.5, 2.0), "deviation": (1e-3, 4e-3)}.items():
+        GOOD |= {f"pred_{_q}_err_{_w}": _e, f"scalar_{_q}_err_{_w}": _e, f"null_{_q}_err_{_w}": _n}
+EDGE_CLAIMS = ("four-stage-cycle", "constrained-trajectory", "predicted-dynamics", "deviation",
+               "predicted-dynamics-rest", "scalar-model", "fixed-point")
 
 
 def test_the_good_run_reproduces_every_edge_claim(specs):
-    for claim in ("four-stage-cycle", "constrained-trajectory", "predicted-dynamics",
-                  "deviation", "fixed-point"):
+    for claim in EDGE_CLAIMS:
         assert specs[claim].rule.grade(GOOD) == R, claim
 
 
@@ -42,30 +48,46 @@ def test_predictions_are_judged_against_the_null_predictors(specs):
     """Claims 3 and 6: on the excess loss L − L(θ†) and on S − 2/η, against L̂ = L(θ†) and
     Ŝ = 2/η. A prediction no better than the null fails, however small its total-loss error."""
     rule = specs["predicted-dynamics"].rule
-    assert rule.grade({**GOOD, "excess_loss_err": 4e-4}) == N  # no better than L̂ = L(θ†)
-    assert rule.grade({**GOOD, "sharpness_err": 2.0}) == N  # no better than Ŝ = 2/η
-    assert rule.grade({**GOOD, "excess_loss_err": 2.5e-4}) == P  # 1.6× better: partly
-    assert set(rule.metrics()) >= {"excess_loss_null_err", "sharpness_null_err"}
+    assert rule.grade({**GOOD, "pred_loss_err_tracking": 4e-4}) == N  # no better than L̂ = L(θ†)
+    assert rule.grade({**GOOD, "pred_sharpness_err_tracking": 2.0}) == N  # no better than Ŝ = 2/η
+    assert rule.grade({**GOOD, "pred_loss_err_tracking": 2.5e-4}) == P  # 1.6× better: partly
+    assert set(rule.metrics()) >= {"null_loss_err_tracking", "null_sharpness_err_tracking"}
+    # the rest window and the scalar model are graded on their own metrics
+    assert specs["predicted-dynamics-rest"].rule.grade({**GOOD, "pred_sharpness_err_rest": 2.0}) == N
+    assert specs["predicted-dynamics"].rule.grade({**GOOD, "pred_sharpness_err_rest": 2.0}) == R
+    assert specs["scalar-model"].rule.grade({**GOOD, "scalar_sharpness_err_tracking": 12.9,
+                                             "null_sharpness_err_tracking": 3.37}) == N
     sweep = specs["eta-sweep"].rule
-    at_edge = {"sweep_n_at_edge": 3, "sweep_n_diverged": 0, "sweep_excess_err_worst": 1.0,
-               "sweep_excess_null_worst": 4.0, "sweep_sharp_err_worst": 1.0,
-               "sweep_sharp_null_worst": 4.0}
+    at_edge = {"sweep_n_at_edge": 3, "sweep_n_diverged": 0, "sweep_loss_err_worst": 1.0,
+               "sweep_loss_null_worst": 4.0, "sweep_sharp_err_worst": 1.0,
+               "sweep_sharp_null_worst": 4.0, "sweep_init_sharpness_frac": 0.6}
     assert sweep.grade(at_edge) == R
     assert sweep.grade({**at_edge, "sweep_sharp_err_worst": 4.0}) == N
     # a step size whose GD diverged fails the sweep; one whose prediction overflowed has an
     # infinite error, which fails too (the table says "prediction diverged", never "inf%")
     assert sweep.grade({**at_edge, "sweep_n_diverged": 1}) == N
-    assert sweep.grade({**at_edge, "sweep_excess_err_worst": math.inf}) == N
+    assert sweep.grade({**at_edge, "sweep_loss_err_worst": math.inf}) == N
     assert sweep.grade({**at_edge, "sweep_n_at_edge": 1}) == T
+    assert sweep.grade({**at_edge, "sweep_init_sharpness_frac": 0.97}) == T
 
 
 def test_stage_rules_apply_only_once_the_constrained_trajectory_is_at_the_edge(specs):
     before = {**GOOD, "edge_steps": 0}
-    for claim in ("four-stage-cycle", "constrained-trajectory", "predicted-dynamics",
-                  "deviation", "fixed-point"):
+    for claim in EDGE_CLAIMS:
         assert specs[claim].rule.grade(before) == T, claim
-        assert specs[claim].rule.grade({**GOOD, "edge_steps": 9}) == T, claim
+        assert specs[claim].rule.grade({**GOOD, "edge_steps": 9, "tracking_steps": 9,
+                                        "rest_blocks": 1}) == T, claim
+        # the paper's regime: sharpening from below the edge, not from a sharp initialisation
+        assert specs[claim].rule.grade({**GOOD, "init_sharpness_frac": 0.97}) == T, claim
 
+
+def test_prediction_claims_stop_where_lambda2_reaches_the_edge(specs):
+    """λ₂(θ†) > 0.95·2/η cuts both windows there: a tracking window cut to < 10 steps (or a
+    rest with < 2 blocks) leaves its claims not tested, whatever the errors."""
+    cut = {**GOOD, "tracking_steps": 4, "rest_blocks": 0}
+    for claim in ("predicted-dynamics", "deviation", "scalar-model", "predicted-dynamics-rest"):
+        assert specs[claim].rule.grade(cut) == T, claim
+    assert specs["four-stage-cycle"].rule.grade(cut) == R
 
 def test_stage_agreement_must_beat_the_base_rate(specs):
     """|x| growing on 90% of steps: 'y > 0 ⇔ |x| grows' right on 90% is the base rate."""
@@ -79,21 +101,21 @@ def test_stage_agreement_must_beat_the_base_rate(specs):
 
 def test_a_diverged_run_fails_the_edge_claims(specs):
     diverged = {**GOOD, "gd_diverged": 1, "excess_loss_err": math.inf,
+                **{k: math.inf for k in GOOD if k.endswith(("_tracking", "_rest"))},
                 "excess_loss_null_err": math.inf, "sharpness_err": math.inf,
                 "sharpness_null_err": math.inf, "sharpness_coordinate_err": math.inf,
                 "deviation_err": math.inf, "deviation_null_err": math.inf,
                 "x2_ratio": math.inf, "stage_x": 0.0, "stage_y": 0.0}
-    for claim in ("four-stage-cycle", "constrained-trajectory", "predicted-dynamics",
-                  "deviation", "fixed-point"):
+    for claim in EDGE_CLAIMS:
         assert specs[claim].rule.grade(diverged) == N, claim
 
 
 def test_the_deviation_is_a_claim_with_a_null(specs):
     spec = specs["deviation"]
     assert spec.kind == "claim" and spec.control
-    assert spec.rule.grade({**GOOD, "deviation_err": 4e-3}) == N
-    assert spec.rule.grade({**GOOD, "deviation_err": math.inf}) == N  # the prediction overflowed
-    assert spec.rule.grade({**GOOD, "deviation_err": NAN}) == T
+    assert spec.rule.grade({**GOOD, "pred_deviation_err_tracking": 4e-3}) == N
+    assert spec.rule.grade({**GOOD, "pred_deviation_err_tracking": math.inf}) == N  # overflowed
+    assert spec.rule.grade({**GOOD, "pred_deviation_err_tracking": NAN}) == T
 
 
 def test_central_flow_must_beat_its_own_loss(specs):

@@ -134,6 +134,16 @@ class PairRecord(NamedTuple):
       travelled: ``‖θ†_t − θ†_0‖``, how far the constrained trajectory has moved.
       converged: whether the projection that produced θ†_t met its tolerances.
       iterations: correction rounds that projection used.
+      alpha_perp: ``−∇L·∇S⊥`` at θ†_t, the α of the predicted dynamics (:func:`predicted_step`).
+      second_dagger: λ₂(θ†_t), the second Hessian eigenvalue at θ†_t, on the steps it is checked
+        (every ``second_every`` steps, from step 0); NaN on the others.
+      pred_started: whether the predicted dynamics run at step t (from the edge step on: the
+        first step where ``S(θ†) ≥ (1 − pred_margin)·2/η``); before it the prediction's fields
+        below hold GD's own displacement.
+      pred_loss: ``L(θ†_t + v̂_t)``, the exact loss at the predicted point.
+      pred_sharpness: ``S(θ†_t + v̂_t)``, the exact sharpness there (a warm-started eigensolve).
+      pred_x: ``u·v̂_t``; pred_y: ``∇S⊥·v̂_t`` (u, ∇S⊥ at θ†_t).
+      pred_deviation: ``‖v̂_t‖``, the predicted distance from θ†_t.
     """
 
     loss: Array
@@ -149,11 +159,45 @@ class PairRecord(NamedTuple):
     travelled: Array
     converged: Array
     iterations: Array
+    alpha_perp: Array
+    second_dagger: Array
+    pred_started: Array
+    pred_loss: Array
+    pred_sharpness: Array
+    pred_x: Array
+    pred_y: Array
+    pred_deviation: Array
+
+
+def predicted_step(loss_fn: Callable[[PyTree], Scalar], dagger: PyTree, v: Float[Array, " n"],
+                   u: Float[Array, " n"], grad_loss: Float[Array, " n"], grad_sharpness: Float[Array, " n"],
+                   eta: float | Scalar) -> Float[Array, " n"]:
+    """One step of Damian, Nichani & Lee's predicted dynamics of the displacement ``v = θ − θ†``
+    in parameter space (one Hessian-vector product at θ†):
+
+        v ← v − η [ H(θ†) v + ½ (x² − 2α/β) ∇S⊥ + x y u ],
+
+    with u, ``∇S⊥ = ∇S − (∇S·u)u``, ``α = −∇L·∇S⊥`` and ``β = ‖∇S⊥‖²`` at θ† (flat vectors:
+    ``u`` unit, ``grad_loss`` = ∇L(θ†), ``grad_sharpness`` = ∇S(θ†)), ``x = u·v`` and
+    ``y = ∇S⊥·v``. Derivation: GD's update ``θ − η∇L(θ)``, with ∇L expanded to second order
+    around θ† (``∇L(θ†) + Hv + ½∇³L[v, v]``, and ``½∇³L[v, v] ≈ ½x²∇S⊥ + xy u`` to leading
+    order), minus the constrained step ``θ† − η∇L(θ†)`` and its projection back onto M, which
+    removes the sharpening ηα along ∇S⊥ (``+η(α/β)∇S⊥``). With ``H v ≈ S x u`` this reduces to the
+    scalar (x, y) model of :func:`predict`; the full update keeps the rest of ``H v``, which that
+    model drops. Damian et al.'s code writes ``2α/β`` as δ² with ``δ = √(2α/β)``, which is NaN
+    where α < 0; here ``2α/β`` is used as it is (the same wherever α ≥ 0).
+    """
+    perp = orthogonal_part(grad_sharpness, u)
+    alpha, beta = -jnp.vdot(grad_loss, perp), jnp.vdot(perp, perp)
+    x, y = jnp.vdot(u, v), jnp.vdot(perp, v)
+    flat_dagger, unravel = ravel_pytree(dagger)
+    hv = ravel_pytree(hessian.hvp(loss_fn, dagger, unravel(v)))[0]
+    return v - eta * (hv + 0.5 * (x**2 - 2 * alpha / beta) * perp + x * y * u)
 
 
 def gd_and_constrained(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float | Scalar, steps: int, *,
                        v0: Float[Array, " n"], tol: float = 1e-6, max_iters: int = 20, eig_tol: float = 1e-5,
-                       record_eig_tol: float = 1e-3) -> PairRecord:
+                       record_eig_tol: float = 1e-3, pred_margin: float = 2e-3, second_every: int = 10) -> PairRecord:
     """Full-batch GD from ``params`` and the constrained trajectory (projected GD,
     ``θ†_{t+1} = proj_M(θ†_t − η∇L(θ†_t))``, ``θ†_0 = proj_M(θ_0)``) side by side, as one
     ``lax.scan``.
@@ -164,33 +208,65 @@ def gd_and_constrained(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta:
     error is about ``(tol·S)²/gap``). u keeps one orientation along the run, so the sign of x is
     meaningful from step to step. ``eta`` may be traced, so the function can be ``vmap``-ped over
     step sizes (and start points).
+
+    Alongside, the paper's predicted dynamics (:func:`predicted_step`, one more HVP per step):
+    from the edge step (the first where ``S(θ†) ≥ (1 − pred_margin)·2/η``) the displacement v̂
+    starts at GD's own ``θ − θ†`` and then evolves open-loop; the exact loss and sharpness at
+    ``θ† + v̂`` (one more warm-started eigensolve) and ``‖v̂‖`` are recorded. Every
+    ``second_every`` steps a top-2 eigensolve at θ† records λ₂(θ†) (Damian et al. stop tracking
+    once it is too close to 2/η: the one-direction analysis no longer holds there).
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a positive integer")
+    if not isinstance(second_every, int) or second_every < 1:
+        raise ValueError(f"second_every={second_every!r} must be a positive integer")
+    if not 0 <= pred_margin < 1:
+        raise ValueError(f"pred_margin={pred_margin!r} must be in [0, 1)")
     flat0, unravel = ravel_pytree(params)
     proj = functools.partial(project, loss_fn, eta=eta, tol=tol, max_iters=max_iters, eig_tol=eig_tol)
     first = proj(params, v0=v0)
     dagger0 = ravel_pytree(first.params)[0]
+    edge = 2.0 / eta
+    other = jnp.roll(v0, 1)
+    block0 = jnp.stack([v0, other - jnp.vdot(other, v0) / jnp.vdot(v0, v0) * v0], axis=1)
 
-    def step(carry, _):
-        theta, dagger, u_gd, pr = carry
+    def second(p_dag, block):
+        pairs = hessian.eigsh(loss_fn, p_dag, 2, v0=block, tol=record_eig_tol, max_restarts=10)
+        return pairs.values[1], pairs.vectors
+
+    def step(carry, i):
+        theta, dagger, u_gd, pr, v_hat, u_hat, started, block = carry
         p_gd, p_dag = unravel(theta), unravel(dagger)
         gd_pairs = hessian.eigsh(loss_fn, p_gd, 1, v0=u_gd, tol=record_eig_tol, max_restarts=10)
         u = pr.vector
         grad_s = hessian.sharpness_gradient(loss_fn, p_dag, u)
         loss_dag, grad_l = jax.value_and_grad(loss_fn)(p_dag)
         alpha = hessian.alpha_beta(grad_l, grad_s)[0]
-        perp = orthogonal_part(ravel_pytree(grad_s)[0], u)
+        flat_gs, flat_gl = ravel_pytree(grad_s)[0], ravel_pytree(grad_l)[0]
+        perp = orthogonal_part(flat_gs, u)
         x, y = coordinates(p_gd, p_dag, u, grad_s)
         loss_gd, grad_gd = jax.value_and_grad(loss_fn)(p_gd)
+        lam2, block = jax.lax.cond(i % second_every == 0, second,
+                                   lambda p, b: (jnp.asarray(jnp.nan, b.dtype), b), p_dag, block)
+        # the prediction: GD's own displacement until the edge step, open-loop from there
+        # (copied at the edge step itself: the carried v̂ is only a prediction once it has started)
+        v_hat = jnp.where(started, v_hat, theta - dagger)
+        started = started | (pr.sharpness >= (1 - pred_margin) * edge)
+        p_hat = unravel(dagger + v_hat)
+        hat_pairs = hessian.eigsh(loss_fn, p_hat, 1, v0=u_hat, tol=record_eig_tol, max_restarts=10)
         rec = PairRecord(loss_gd, gd_pairs.values[0], loss_dag, pr.sharpness, x, y, alpha, jnp.vdot(perp, perp),
-                         jnp.vdot(ravel_pytree(grad_s)[0], u), jnp.linalg.norm(theta - dagger),
-                         jnp.linalg.norm(dagger - dagger0), pr.converged, pr.iterations)
+                         jnp.vdot(flat_gs, u), jnp.linalg.norm(theta - dagger),
+                         jnp.linalg.norm(dagger - dagger0), pr.converged, pr.iterations,
+                         -jnp.vdot(flat_gl, perp), lam2, started, loss_fn(p_hat), hat_pairs.values[0],
+                         jnp.vdot(u, v_hat), jnp.vdot(perp, v_hat), jnp.linalg.norm(v_hat))
+        v_next = predicted_step(loss_fn, p_dag, v_hat, u, flat_gl, flat_gs, eta)
         theta_next = theta - eta * ravel_pytree(grad_gd)[0]
-        nxt = proj(unravel(dagger - eta * ravel_pytree(grad_l)[0]), v0=u)
-        return (theta_next, ravel_pytree(nxt.params)[0], gd_pairs.vectors[:, 0], nxt), rec
+        nxt = proj(unravel(dagger - eta * flat_gl), v0=u)
+        return (theta_next, ravel_pytree(nxt.params)[0], gd_pairs.vectors[:, 0], nxt, v_next,
+                hat_pairs.vectors[:, 0], started, block), rec
 
-    _, record = jax.lax.scan(step, (flat0, dagger0, v0, first), None, length=steps)
+    carry0 = (flat0, dagger0, v0, first, flat0 - dagger0, v0, jnp.array(False), block0)
+    _, record = jax.lax.scan(step, carry0, jnp.arange(steps))
     return record
 
 
@@ -387,14 +463,16 @@ class EdgeSweep(NamedTuple):
 
 def edge_sweep(loss_fn: Callable[[PyTree], Scalar], params: PyTree, etas: Float[Array, " E"], steps: int, *,
                start_fraction: float, max_warmup: int, key: PRNGKeyArray, proj_tol: float = 1e-3,
-               eig_tol: float = 1e-4, eig_max_restarts: int = 20) -> EdgeSweep:
+               eig_tol: float = 1e-4, eig_max_restarts: int = 20, pred_margin: float = 2e-3,
+               second_every: int = 10) -> EdgeSweep:
     """GD beside its constrained trajectory, for every step size at once (one compiled ``vmap``).
 
     For each η of ``etas``, from the same ``params``: :func:`gd_to_edge` runs GD until its
     sharpness first reaches ``start_fraction · 2/η`` (at most ``max_warmup`` steps); an eigensolve
     (relative tolerance ``eig_tol``) gives the top eigenvector there; :func:`gd_and_constrained`
     then runs ``steps`` steps of GD and of projected GD side by side (projection tolerance
-    ``proj_tol``, eigensolves at ``eig_tol``). ``key`` seeds the warm-up's first eigensolve;
+    ``proj_tol``, eigensolves at ``eig_tol``), with the predicted dynamics from the edge step
+    (``pred_margin``) and λ₂(θ†) every ``second_every`` steps. ``key`` seeds the warm-up's first eigensolve;
     ``jax.random.fold_in(key, 1)`` the start point's.
 
     Returns:
@@ -414,7 +492,8 @@ def edge_sweep(loss_fn: Callable[[PyTree], Scalar], params: PyTree, etas: Float[
         start, warm, s_start = gd_to_edge(loss_fn, params, eta, start_fraction, max_warmup, key=key)
         v0 = hessian.eigsh(loss_fn, start, 1, key=jax.random.fold_in(key, 1), tol=eig_tol,
                            max_restarts=eig_max_restarts).vectors[:, 0]
-        rec = gd_and_constrained(loss_fn, start, eta, steps, v0=v0, tol=proj_tol, eig_tol=eig_tol)
+        rec = gd_and_constrained(loss_fn, start, eta, steps, v0=v0, tol=proj_tol, eig_tol=eig_tol,
+                                 pred_margin=pred_margin, second_every=second_every)
         return EdgeSweep(rec, warm, s_start, start, v0)
 
     return jax.jit(jax.vmap(one))(etas)
@@ -589,3 +668,93 @@ def flow_errors(gd_loss: Float[np.ndarray, " T"], gd_sharpness: Float[np.ndarray
         "flow_plain_err": float(np.median(np.abs(fl["loss"][compared] - ref) / ref)),
         "flow_sharp_err": float(np.median(np.abs(fl["sharpness"][compared] - avg_sharp[compared])) / edge),
     }
+
+
+#: The metrics of :func:`analyse_prediction`; ``{m}`` is one of the three compared quantities.
+PREDICTION_QUANTITIES = ("loss", "sharpness", "deviation")
+
+
+def _block_means(a: np.ndarray, block: int) -> np.ndarray:
+    """Means over consecutive non-overlapping ``block``-step blocks (a partial last block dropped)."""
+    n = len(a) // block
+    return a[: n * block].reshape(n, block).mean(axis=1)
+
+
+def analyse_prediction(record: PairRecord, eta: float, *, margin: float, scalar: EdgeAnalysis | None = None,
+                       extra: int = 20, block: int = 20, second_limit: float = 0.95) -> dict:
+    """Score the predicted dynamics of one coupled run (:func:`gd_and_constrained`, as NumPy)
+    against GD in two windows fixed before the run:
+
+    - *tracking*: from the edge step t₀ (the first where ``S(θ†) ≥ (1 − margin)·2/η``) to the first
+      step t_b ≥ t₀ where GD's ``|x|`` exceeds the paper's ``δ = √(2α/β)`` (α = −∇L·∇S⊥ and β at
+      θ†), plus ``extra`` steps; errors are medians of pointwise absolute differences;
+    - *rest*: from there to the end, compared as means over consecutive ``block``-step blocks
+      (medians over blocks of the absolute differences), which a one-step slip of the period-2
+      oscillation does not change.
+
+    Both windows end before the first checked step where ``λ₂(θ†) > second_limit·2/η``
+    (``second_step``; −1 when it never is): past it the analysis, which follows one direction
+    at the edge, does not apply. Quantities: the exact loss ``L(θ† + v̂)`` against GD's ``L(θ)``,
+    the exact sharpness ``S(θ† + v̂)`` against ``S(θ)``, and ``‖v̂‖`` against ``‖θ − θ†‖``. Nulls:
+    ``L̂ = L(θ†)``, ``Ŝ = 2/η`` and ``‖θ − θ†‖`` frozen at its value at t₀. With ``scalar`` (the
+    :func:`analyse_edge` of the same run) the scalar (x, y) model's ``L(θ†) + ½S(θ†)x̂²``,
+    ``S(θ†) + ŷ`` and ``√(x̂² + ŷ²/β)`` are scored in the same windows (``scalar_*``).
+
+    Returns metrics ``pred_{q}_err_{w}``, ``null_{q}_err_{w}`` (and ``scalar_{q}_err_{w}``) for q in
+    loss, sharpness, deviation and w in tracking, rest; ``tracking_steps``, ``rest_blocks``,
+    ``blowup_step`` (t_b, −1 if never), ``second_step``, ``second_max_frac`` (the largest checked
+    λ₂(θ†) over 2/η in the run) and ``pred_diverged``. NaN where not
+    measured (no edge phase, an empty window); ∞ where GD or the prediction turned non-finite.
+    """
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin={margin!r} must be in [0, 1)")
+    if not isinstance(extra, int) or extra < 0 or not isinstance(block, int) or block < 1:
+        raise ValueError(f"extra={extra!r} must be an integer >= 0 and block={block!r} one >= 1")
+    r = jax.tree.map(lambda a: np.asarray(a, dtype=np.float64), record)
+    edge = 2.0 / eta
+    T = len(r.loss)
+    keys = [f"{who}_{q}_err_{w}" for who in ("pred", "null", "scalar") for q in PREDICTION_QUANTITIES
+            for w in ("tracking", "rest")]
+    m = {k: np.nan for k in keys} | {"tracking_steps": 0, "rest_blocks": 0, "blowup_step": -1,
+                                     "second_step": -1, "second_max_frac": np.nan, "pred_diverged": np.nan}
+    checked = np.nonzero(np.isfinite(r.second_dagger))[0]
+    over = checked[r.second_dagger[checked] > second_limit * edge]
+    stop = int(over[0]) if len(over) else T
+    m["second_step"] = int(over[0]) if len(over) else -1
+    m["second_max_frac"] = float(np.max(r.second_dagger[checked]) / edge) if len(checked) else np.nan
+    reached = np.nonzero(r.sharpness_dagger >= (1 - margin) * edge)[0]
+    if not len(reached) or reached[0] >= stop:
+        return m
+    t0 = int(reached[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = np.sqrt(np.maximum(2 * r.alpha_perp / r.beta, 0.0))
+    past = np.nonzero((np.arange(T) >= t0) & (np.abs(r.x) > delta))[0]
+    tb = int(past[0]) if len(past) else -1
+    end_track = min(T if tb < 0 else tb + extra + 1, stop)
+    track, rest = slice(t0, end_track), slice(end_track, stop)
+    m["tracking_steps"] = end_track - t0
+    m["blowup_step"] = tb
+    m["rest_blocks"] = max(stop - end_track, 0) // block
+    gd = {"loss": r.loss, "sharpness": r.sharpness, "deviation": r.deviation}
+    pred = {"loss": r.pred_loss, "sharpness": r.pred_sharpness, "deviation": r.pred_deviation}
+    null = {"loss": r.loss_dagger, "sharpness": np.full(T, edge), "deviation": np.full(T, r.deviation[t0])}
+    preds = {"pred": pred, "null": null}
+    if scalar is not None and scalar.prediction is not None:
+        pad = lambda a: np.concatenate([np.full(T - len(a), np.nan), np.asarray(a, np.float64)])
+        preds["scalar"] = {"loss": pad(scalar.loss_hat), "sharpness": pad(scalar.sharpness_hat),
+                           "deviation": pad(scalar.deviation_hat)}
+    gd_ok = all(np.all(np.isfinite(a[t0:stop])) for a in gd.values())
+    m["pred_diverged"] = float(not all(np.all(np.isfinite(a[t0:stop])) for a in pred.values()))
+    for who, p in preds.items():
+        for q in PREDICTION_QUANTITIES:
+            for w, sl in (("tracking", track), ("rest", rest)):
+                a, b = p[q][sl], gd[q][sl]
+                if len(b) == 0 or (w == "rest" and m["rest_blocks"] == 0):
+                    continue
+                if not gd_ok or not np.all(np.isfinite(a)):
+                    m[f"{who}_{q}_err_{w}"] = np.inf
+                    continue
+                if w == "rest":
+                    a, b = _block_means(a, block), _block_means(b, block)
+                m[f"{who}_{q}_err_{w}"] = float(np.median(np.abs(a - b)))
+    return m
