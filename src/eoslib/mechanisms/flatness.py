@@ -43,7 +43,7 @@ import optax
 import scipy.stats
 from jaxtyping import Bool, Float
 
-from eoslib.engine import data, models, optim, stopping, train
+from eoslib.engine import data, events, models, optim, stopping, train
 
 __all__ = ["Splits", "splits", "Sweep", "sweep", "stability_threshold", "Goldilocks", "goldilocks",
            "slope_ci", "switch_summary", "noise_until", "sde_temperature", "equal_temperature_gap",
@@ -404,16 +404,12 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
     # switch j fires at the first step with train accuracy ≥ levels[j]; a run whose own
     # threshold is levels[k] keeps its η (and α) at the switches j < k and takes η_small (α 0)
     # at j ≥ k, so each run drops once, at its own threshold
-    changes = ()
-    if levels.size:
-        from eoslib.engine import events  # TEMP until the events: commit lands
-        changes = tuple(events.Switch(events.AccuracyAbove(float(level)),
-                                      set={"eta": f"eta_after_{j}",
-                                           **({} if noise is None else {"alpha": f"alpha_after_{j}"})})
-                        for j, level in enumerate(levels))
+    changes = tuple(events.Switch(events.AccuracyAbove(float(level)),
+                                  set={"eta": f"eta_after_{j}",
+                                       **({} if noise is None else {"alpha": f"alpha_after_{j}"})})
+                    for j, level in enumerate(levels))
     config = train.TrainConfig(steps=steps, probe_every=probe_every, top_k=1,
-                               chunks=max(1, steps // eval_every),
-                               **({"switches": changes} if changes else {}))
+                               chunks=max(1, steps // eval_every), switches=changes)
     held_out = {"val": (sp.val.x, sp.val.onehot), "test": (sp.test.x, sp.test.onehot)}
 
     def step_size(hp):
