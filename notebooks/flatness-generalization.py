@@ -279,6 +279,8 @@ NAMES = {
                           "position (0: first accuracy threshold, 1: last)",
     "smax_fall_rate": "the fall rate −slope of log S_max after unstable η₀ (0 if it rises)",
     "control_smax_fall_rate": "the same after the stable control η₀",
+    "n_flatter_pairs": "pairs of runs of one (seed, η₀) whose S_max and test accuracy both "
+                       "differ (decided pairs)",
     "flatter_majority_pairs": "pairs of runs of one (seed, η₀) in which the flatter run has "
                               "the higher test accuracy, minus those in which it has the lower",
     "n_cifar_usable": "CIFAR-10 subset: step sizes with a completed run",
@@ -326,7 +328,8 @@ def flattening_rule(p, run=""):  # run: "" after large-η GD, "sgd_" after large
 
 
 def flatter_rule(p):  # "for the majority of models, being flatter improves generalization"
-    return Given(AtLeast(f"{p}n_switch_rows", 2), AtLeast(f"{p}flatter_majority_pairs", 1))
+    return Given(AllOf((AtLeast(f"{p}n_switch_rows", 2), AtLeast(f"{p}n_flatter_pairs", 3))),
+                 AtLeast(f"{p}flatter_majority_pairs", 1))
 
 
 def sde_rule(p):  # tested where η matters under GD: else there is no η effect to miss

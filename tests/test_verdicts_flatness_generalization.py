@@ -92,11 +92,14 @@ def test_a_stable_control_that_reached_the_edge_leaves_the_claim_not_tested(rule
 
 def test_flatter_generalizes_reads_the_majority_of_models(rules):
     rule = rules["flatter-generalizes"]
-    assert rule.grade({"n_switch_rows": 4, "flatter_majority_pairs": 3}) == R
-    assert rule.grade({"n_switch_rows": 4, "flatter_majority_pairs": 1}) == R  # a majority
-    assert rule.grade({"n_switch_rows": 4, "flatter_majority_pairs": 0}) == N  # half: none
-    assert rule.grade({"n_switch_rows": 4, "flatter_majority_pairs": -5}) == N
-    assert rule.grade({"n_switch_rows": 1, "flatter_majority_pairs": 5}) == T
+    ok = {"n_switch_rows": 4, "n_flatter_pairs": 9}
+    assert rule.grade({**ok, "flatter_majority_pairs": 3}) == R
+    assert rule.grade({**ok, "flatter_majority_pairs": 1}) == R  # a majority
+    assert rule.grade({**ok, "flatter_majority_pairs": 0}) == N  # half: none
+    assert rule.grade({**ok, "flatter_majority_pairs": -5}) == N
+    assert rule.grade({**ok, "n_switch_rows": 1, "flatter_majority_pairs": 5}) == T
+    # every run incomplete (no accuracy): no decided pair, no majority to read
+    assert rule.grade({"n_switch_rows": 4, "n_flatter_pairs": 0, "flatter_majority_pairs": 0}) == T
 
 
 def test_convolutional_claims_are_not_tested_without_their_metrics(rules):

@@ -8,10 +8,15 @@ chapter on top of :mod:`eoslib.engine`:
   training split; the test split is never used to choose anything).
 - :func:`goldilocks` summarises a sweep over an exponential η grid × seeds (one vmapped program,
   trained to completion and early-stopped on validation with :mod:`eoslib.engine.stopping`):
-  per-η test accuracy at the early-stopping point, the η chosen on validation, the accuracy gain
-  past the measured stability threshold against the seed spread, the fall before divergence.
-- :func:`switch_summary` summarises learning-rate reduction runs: S_max after the switch against
-  the switch point, with a slope and its confidence interval over seeds.
+  per-η test accuracy at the early-stopping point, each run labelled by whether it reached the
+  edge of stability itself; the slope below the edge and the rise at the first η past it
+  against the seed spread, the η chosen on validation, the fall before divergence.
+- :func:`stability_threshold`: 2 / the peak sharpness of the smallest η's run (under
+  cross-entropy the sharpness collapses after the fit, so 2/S at the end reads too high).
+- :func:`switch_summary` and :func:`flatter_pairs` summarise learning-rate reduction runs
+  (switched inside the compiled run when the training accuracy reaches a threshold): S_max after
+  the switch against the switch point, with a slope and its confidence interval over seeds, and
+  how often the flatter of two runs generalizes better.
 - :func:`sweep` also runs the SGD experiments (flatness-bias paper, Sec. 7): with ``alpha`` and
   ``batch_size`` each step is the noise-scaled gradient of
   :func:`eoslib.engine.optim.noise_scaled_gradient` (α = 0 full-batch GD, α = 1 SGD), and with a
