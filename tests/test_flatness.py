@@ -130,6 +130,21 @@ def test_completion_and_early_stopping():
         stopping.completion_index(acc, threshold=1.5)
 
 
+def test_reversal_stop_is_the_global_minimum_confirmed_by_a_later_rise():
+    """App. K.3: "the first reversal in validation loss after the global minimum". The minimum
+    from completion on, kept only where the loss rises after it; a curve still at its minimum at
+    the end (or whose later evaluations are NaN, diverged) has no stopping point."""
+    val = np.array([[3.0, 1.0, 2.0, 0.5, 0.7],   # min at 4th, then up: 3
+                    [3.0, 2.0, 1.5, 1.0, 0.9],   # still falling at the end: none
+                    [3.0, 0.5, 0.6, 0.4, np.nan],  # min at 3rd, then NaN only: none
+                    [3.0, 1.0, 1.0, 1.0, 1.0],   # flat from its minimum on: no rise, none
+                    [0.1, 2.0, 1.0, 1.2, 1.1]])  # the pre-completion minimum does not count
+    start = np.array([1, 0, 0, 1, 1])
+    np.testing.assert_array_equal(stopping.reversal_stop_index(val, start), [3, -1, -1, -1, 2])
+    np.testing.assert_array_equal(stopping.early_stop_index(val, start), [3, 4, 3, 1, 2])
+    np.testing.assert_array_equal(stopping.reversal_stop_index(val, np.full(5, -1)), [-1] * 5)
+
+
 def test_run_evaluated_matches_a_plain_run_and_masks_divergence():
     params, x, y = _problem()
     objective = train.supervised("cross_entropy")
@@ -151,20 +166,79 @@ def test_run_evaluated_matches_a_plain_run_and_masks_divergence():
                                eval_every=3, held_out={}, key=jax.random.key(0))
 
 
-def test_goldilocks_summary():
-    etas = np.array([0.01, 0.02, 0.04, 0.08, 0.16])
-    test = np.array([[0.80, 0.82], [0.81, 0.81], [0.90, 0.92], [0.85, 0.85], [np.nan, np.nan]])
+def test_goldilocks_summary_labels_runs_by_their_own_edge_flag():
+    """Flat below the edge (a slope against log η over the stable runs) and a rise at the first η
+    whose runs all reached the edge, against the pooled stable mean: no choosing on accuracy."""
+    etas = np.array([0.01, 0.02, 0.04, 0.08, 0.16, 0.32])
+    test = np.array([[0.80, 0.82], [0.81, 0.81], [0.80, 0.82], [0.90, 0.92], [0.85, 0.85],
+                     [np.nan, np.nan]])
     val = test + 0.001
-    gl = flatness.goldilocks(etas, test, val, stability_eta=0.03)
-    assert gl.goldilocks_eta == 0.04
-    assert gl.acc_gain == pytest.approx(0.91 - 0.81)
+    edge = np.array([[False, False], [False, False], [False, True], [True, True],
+                     [True, True], [True, True]])
+    gl = flatness.goldilocks(etas, test, val, edge)
+    assert gl.stable.tolist() == [True, True, False, False, False, False]  # 0.04 is mixed
+    assert gl.edge.tolist() == [False, False, False, True, True, False]  # 0.32 diverged
+    assert gl.first_edge_eta == 0.08 and gl.goldilocks_eta == 0.08
+    assert gl.acc_rise == pytest.approx(0.91 - 0.81)
+    assert gl.flat_slope == pytest.approx(0.0, abs=1e-12) and gl.flat_slope_se > 0
     assert gl.acc_fall == pytest.approx(0.91 - 0.85)
-    assert gl.usable.tolist() == [True, True, True, True, False]
-    assert gl.seed_sd > 0 and gl.gain_se > 0
-    one_seed = flatness.goldilocks(etas, test[:, :1], val[:, :1], 0.03)
-    assert np.isnan(one_seed.gain_se)  # one seed: no spread, so the claim is not tested
-    none_past = flatness.goldilocks(etas, test, val, 1.0)
-    assert np.isnan(none_past.goldilocks_eta) and np.isnan(none_past.acc_gain)
+    rising = test.copy()
+    rising[1] = [0.85, 0.85]  # accuracy rising among the stable runs: a nonzero slope
+    tilted = flatness.goldilocks(etas, rising, val, edge)
+    assert tilted.flat_slope == pytest.approx(0.04 / np.log(2))
+    none_at_edge = flatness.goldilocks(etas, test, val, np.zeros_like(edge))
+    assert np.isnan(none_at_edge.goldilocks_eta) and np.isnan(none_at_edge.acc_rise)
+    one_stable = flatness.goldilocks(etas, test, val, edge | (etas[:, None] > 0.015))
+    assert np.isnan(one_stable.flat_slope) and np.isfinite(one_stable.acc_rise)
+    with pytest.raises(ValueError, match="reached_edge"):
+        flatness.goldilocks(etas, test, val, edge[:3])
+
+
+def _sweep_with(peak, final, edge_ratio):
+    g, r = np.shape(peak)
+    nan = np.full((g, r), np.nan)
+    return flatness.Sweep(np.arange(1.0, g + 1), np.zeros((g, r), bool), np.ones((g, r), bool),
+                          np.ones((g, r), bool), nan, nan, nan, nan, np.asarray(edge_ratio, float),
+                          nan, np.asarray(peak, float), np.full((g, r), 700), np.asarray(final, float),
+                          np.full((g, r), -1), np.full((g, r), 900), np.full((g, r), 900), None)
+
+
+def test_stability_threshold_is_two_over_the_smallest_etas_peak():
+    """Cross-entropy: S peaks at 59.9 and collapses to 13.1; 2/peak, not 2/final."""
+    sw = _sweep_with([[50.0, 59.9], [80.0, 90.0]], [[12.0, 13.1], [9.0, 9.0]],
+                     [[0.5, 0.6], [1.2, 1.3]])
+    out = flatness.stability_threshold(sw)
+    assert out["threshold_eta"] == pytest.approx(2 / 59.9)
+    assert out["threshold_final_ratio"] == pytest.approx(59.9 / 13.1)
+    assert out["threshold_peak_step"] == 700 and out["threshold_seed"] == 1
+    assert out["threshold_run_stable"] == 1.0
+    at_edge = flatness.stability_threshold(_sweep_with([[50.0, 59.9]], [[1.0, 1.0]], [[1.0, 0.2]]))
+    assert at_edge["threshold_run_stable"] == 0.0  # the smallest η reached the edge itself
+    assert np.isnan(flatness.stability_threshold(
+        _sweep_with([[np.nan]], [[np.nan]], [[np.nan]]))["threshold_eta"])
+
+
+def test_probe_summary_splits_at_the_switch():
+    steps = np.array([0, 10, 20, 30])
+    sharp = np.array([[10.0, 40.0, 30.0, 50.0], [10.0, 20.0, np.nan, np.nan]])
+    out = flatness._probe_summary(steps, sharp, np.array([0.05, 0.05]), np.array([20.0, np.inf]),
+                                  np.array([0.01, 0.01]))
+    np.testing.assert_allclose(out["peak_sharpness"], [40.0, 20.0])
+    np.testing.assert_array_equal(out["peak_step"], [10, 10])
+    np.testing.assert_allclose(out["edge_ratio"], [1.0, 0.5])
+    np.testing.assert_allclose(out["small_edge_ratio"][0], 0.25)
+    assert np.isnan(out["small_edge_ratio"][1])
+    np.testing.assert_allclose(out["final_sharpness"], [50.0, 20.0])
+
+
+def test_flatter_pairs_counts_the_majority_of_models():
+    s_max = np.array([[30.0, 20.0, 10.0], [30.0, 20.0, np.nan]])
+    acc = np.array([[0.80, 0.82, 0.81], [0.80, 0.80, 0.9]])
+    out = flatness.flatter_pairs(s_max, acc)
+    # row 0: (30,20) better, (30,10) better, (20,10) worse; row 1: a tie and two NaN pairs
+    assert (out["n_flatter_better"], out["n_flatter_worse"]) == (2, 1)
+    assert out["flatter_majority_pairs"] == 1 and out["flatter_better_fraction"] == pytest.approx(2 / 3)
+    assert np.isnan(flatness.flatter_pairs(s_max[:, :1], acc[:, :1])["flatter_better_fraction"])
 
 
 def test_slope_ci_and_switch_summary():

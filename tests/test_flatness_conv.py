@@ -50,9 +50,10 @@ def test_sweep_with_microbatches_is_the_full_batch_sweep():
     sp = _splits(n_val=10)  # 10: a remainder of 2 after a micro-batch of 8
     etas = np.array([0.05, 0.2])
     whole = flatness.sweep(sp, "fmnist-mlp", etas, probe_every=2,
-                           switch_at=np.array([2.0, 2.0]), eta_small=0.01, **KW)
+                           switch_accuracy=np.array([0.2, 0.2]), eta_small=0.01, **KW)
     parts = flatness.sweep(sp, "fmnist-mlp", etas, probe_every=2, microbatch=8,
-                           switch_at=np.array([2.0, 2.0]), eta_small=0.01, **KW)
+                           switch_accuracy=np.array([0.2, 0.2]), eta_small=0.01, **KW)
+    np.testing.assert_array_equal(parts.switch_step, whole.switch_step)
     np.testing.assert_allclose(parts.final_train_acc, whole.final_train_acc)
     np.testing.assert_allclose(parts.s_max, whole.s_max, rtol=1e-3)
     for a, b in zip(jax.tree.leaves(parts.params), jax.tree.leaves(whole.params)):
@@ -72,16 +73,17 @@ def test_the_convolutional_experiments_end_to_end_on_a_tiny_vgg():
     vgg = {"blocks": [[4]], "ghost_size": 8}
     kw = dict(seeds=2, seed=0, steps=2, eval_every=1, arch_options=vgg, microbatch=8)
     run, gl, gold = flatness.goldilocks_experiment(
-        sp, "vgg", optim.exponential_grid(0.01, 4.0, 2), key=jax.random.key(7), block=2,
+        sp, "vgg", optim.exponential_grid(0.01, 4.0, 2), probe_every=1, block=2,
         warmup_steps=2, **kw)
-    eta = gold["stability_eta"]
-    assert np.isfinite(eta) and eta > 0
-    _, red = flatness.switch_experiment(sp, "vgg", eta * np.array([0.7, 2.0]), 0.021, [0.5, 1.0],
-                                        n_control=1, warmup_steps=2, **kw)
-    _, sgd = flatness.switch_experiment(sp, "vgg", eta * np.array([2.0]), 0.021, [0.5, 1.0],
-                                        alpha=1.0, batch_size=8, warmup_steps=4, **kw)
+    eta = gold["threshold_eta"]
+    assert np.isfinite(eta) and eta > 0 and len(gold["reached_edge"]) == len(run.etas)
+    _, red = flatness.switch_experiment(sp, "vgg", eta * np.array([0.7, 2.0]), 0.021, [0.1, 0.2],
+                                        n_control=1, probe_every=1, warmup_steps=2, **kw)
+    _, sgd = flatness.switch_experiment(sp, "vgg", eta * np.array([2.0]), 0.021, [0.1, 0.2],
+                                        alpha=1.0, batch_size=8, probe_every=1, warmup_steps=4,
+                                        **kw)
     _, grid, sde = flatness.equal_temperature_experiment(sp, "vgg", eta * np.array([0.5, 2.0]),
-                                                         [1.0], batch_size=8, **kw)
+                                                         [1.0], batch_size=8, probe_every=1, **kw)
     assert grid.alpha.tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0])
     table_runs, table = flatness.table_experiment(
         sp, [("vgg", 1), ("vgg", 2)], [0.1, 0.4, 1.6], augment_seed=1,

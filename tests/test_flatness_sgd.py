@@ -93,12 +93,25 @@ def test_noisy_sweep_at_alpha_zero_is_the_gd_sweep_and_records_divergence():
                               np.asarray(jax.tree.leaves(gd.params)[0][0]))
 
 
-def test_noisy_switch_sweep_probes_after_the_switch():
+def test_noisy_switch_sweep_switches_at_its_accuracy_and_probes_after_the_switch():
+    """Each run drops η (and the noise) at the first step its training accuracy reaches its own
+    threshold, inside one compiled program; completion counts only after the switch."""
     sp = _splits()
-    out = flatness.sweep(sp, "fmnist-mlp", np.array([0.05, 0.05]), seeds=2, seed=0, steps=8,
-                         eval_every=4, arch_options={"width": 4}, switch_at=np.array([2, 4]),
-                         eta_small=0.01, probe_every=2, alpha=np.ones(2), batch_size=6)
-    assert out.s_max.shape == (2, 2) and np.isfinite(out.s_max).all()
+    out = flatness.sweep(sp, "fmnist-mlp", np.array([0.5, 0.5, 0.5]), seeds=2, seed=0,
+                         steps=40, eval_every=4, arch_options={"width": 16},
+                         switch_accuracy=np.array([0.3, 0.5, 0.9]), eta_small=0.01,
+                         probe_every=2, alpha=np.ones(3), batch_size=6)
+    assert out.s_max.shape == (3, 2)
+    fired = out.switch_step >= 0
+    assert fired[0].all()
+    # a higher threshold fires no earlier, and every completion comes after its switch
+    assert (out.switch_step[1][fired[1]] >= out.switch_step[0][fired[1]]).all()
+    done = out.completion_step >= 0
+    assert (out.completion_step[done] > out.switch_step[done]).all()
+    assert np.isfinite(out.s_max[fired]).all()
+    with pytest.raises(ValueError, match="switch_accuracy"):
+        flatness.sweep(sp, "fmnist-mlp", np.array([0.5]), seeds=1, seed=0, steps=4,
+                       eval_every=4, switch_accuracy=np.array([1.0]), eta_small=0.01)
 
 
 def test_noisy_sweep_checks_its_input():

@@ -25,19 +25,25 @@ def rules():
     return {s.id: s.rule for s in specs}
 
 
-def test_a_gain_within_the_seed_noise_is_not_a_jump(rules):
-    regime = {"n_eta_below": 3, "n_eta_past": 4}
-    assert rules["instability-helps"].grade({**regime, "acc_gain_z": 0.5}) == N
-    assert rules["instability-helps"].grade({**regime, "acc_gain_z": -3.0}) == N  # worse past
-    assert rules["instability-helps"].grade({**regime, "acc_gain_z": 1.5}) == P
-    assert rules["instability-helps"].grade({**regime, "acc_gain_z": 4.0}) == R
-
-
-def test_no_stable_or_no_unstable_runs_or_one_seed_is_not_tested(rules):
+def test_instability_helps_needs_both_halves(rules):
+    """Flat below the edge (|slope z| ≤ 2) and a rise at the first η past it (z ≥ 2)."""
     rule = rules["instability-helps"]
-    assert rule.grade({"n_eta_below": 0, "n_eta_past": 5, "acc_gain_z": 9.0}) == T
-    assert rule.grade({"n_eta_below": 3, "n_eta_past": 0, "acc_gain_z": 9.0}) == T
-    assert rule.grade({"n_eta_below": 3, "n_eta_past": 3, "acc_gain_z": NAN}) == T  # one seed
+    regime = {"n_eta_stable": 3, "n_eta_edge": 4}
+    assert rule.grade({**regime, "flat_abs_z": 0.5, "acc_rise_z": 4.0}) == R
+    assert rule.grade({**regime, "flat_abs_z": 0.5, "acc_rise_z": 0.5}) == N  # no rise
+    assert rule.grade({**regime, "flat_abs_z": 0.5, "acc_rise_z": -3.0}) == N  # worse past
+    assert rule.grade({**regime, "flat_abs_z": 4.0, "acc_rise_z": 4.0}) == N  # a trend below
+    assert rule.grade({**regime, "flat_abs_z": 0.5, "acc_rise_z": 1.5}) == P
+    assert rule.grade({**regime, "flat_abs_z": 2.5, "acc_rise_z": 4.0}) == P
+
+
+def test_too_few_stable_or_no_edge_step_sizes_or_one_seed_is_not_tested(rules):
+    rule = rules["instability-helps"]
+    good = {"flat_abs_z": 0.1, "acc_rise_z": 9.0}
+    assert rule.grade({"n_eta_stable": 2, "n_eta_edge": 5, **good}) == T
+    assert rule.grade({"n_eta_stable": 3, "n_eta_edge": 0, **good}) == T
+    assert rule.grade({"n_eta_stable": 3, "n_eta_edge": 3, "flat_abs_z": NAN,
+                       "acc_rise_z": NAN}) == T  # one seed
 
 
 def test_goldilocks_fall(rules):
@@ -52,25 +58,48 @@ def test_goldilocks_fall(rules):
 
 def test_lr_reduction_needs_a_negative_slope_and_a_faster_fall_than_the_stable_control(rules):
     rule = rules["lr-reduction-flattening"]
+    ok = {"n_switch_rows": 4, "n_control_at_edge": 0, "n_small_at_edge": 0}
     fast = {"smax_fall_rate": 3.0, "control_smax_fall_rate": 0.5}
-    assert rule.grade({"n_switch_rows": 4, "smax_slope_ci_high": 0.2, **fast}) == N  # CI straddles 0
-    assert rule.grade({"n_switch_rows": 4, "smax_slope_ci_high": 1.5, **fast}) == N  # S rises
-    assert rule.grade({"n_switch_rows": 4, "smax_slope_ci_high": -0.4, **fast}) == R
-    assert rule.grade({"n_switch_rows": 1, "smax_slope_ci_high": -0.4, **fast}) == T
-    assert rule.grade({"n_switch_rows": 4, "smax_slope_ci_high": math.inf, **fast}) == N
+    assert rule.grade({**ok, "smax_slope_ci_high": 0.2, **fast}) == N  # CI straddles 0
+    assert rule.grade({**ok, "smax_slope_ci_high": 1.5, **fast}) == N  # S rises
+    assert rule.grade({**ok, "smax_slope_ci_high": -0.4, **fast}) == R
+    assert rule.grade({**ok, "n_switch_rows": 1, "smax_slope_ci_high": -0.4, **fast}) == T
+    assert rule.grade({**ok, "smax_slope_ci_high": math.inf, **fast}) == N
     # the reviewed confound: with cross-entropy S falls as the loss does, so a stable η₀
     # switched at the same points falling as fast is no flattening by instabilities
     same = {"smax_fall_rate": 3.0, "control_smax_fall_rate": 2.9}
-    assert rule.grade({"n_switch_rows": 4, "smax_slope_ci_high": -0.4, **same}) == N
+    assert rule.grade({**ok, "smax_slope_ci_high": -0.4, **same}) == N
     partly = {"smax_fall_rate": 3.0, "control_smax_fall_rate": 2.0}
-    assert rule.grade({"n_switch_rows": 4, "smax_slope_ci_high": -0.4, **partly}) == P
+    assert rule.grade({**ok, "smax_slope_ci_high": -0.4, **partly}) == P
 
 
-def test_flatter_generalizes(rules):
+def test_a_stable_control_that_reached_the_edge_leaves_the_claim_not_tested(rules):
+    """The reviewed defect: the "stable" control had reached the edge (threshold read after
+    cross-entropy's collapse). Its runs are checked; so is the small step size after the switch."""
+    fine = {"n_switch_rows": 4, "smax_slope_ci_high": -0.4, "smax_fall_rate": 3.0,
+            "control_smax_fall_rate": 0.5, "n_control_at_edge": 0, "n_small_at_edge": 0}
+    rule = rules["lr-reduction-flattening"]
+    assert rule.grade(fine) == R
+    assert rule.grade({**fine, "n_control_at_edge": 1}) == T
+    assert rule.grade({**fine, "n_small_at_edge": 2}) == T
+    assert "not tested" in rule.explain({**fine, "n_control_at_edge": 3})
+    sgd = rules["sgd-flattening"]
+    sgd_fine = {"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, "sgd_smax_fall_rate": 2.0,
+                "control_smax_fall_rate": 0.4, "n_control_at_edge": 0, "sgd_n_small_at_edge": 0}
+    assert sgd.grade(sgd_fine) == R
+    assert sgd.grade({**sgd_fine, "n_control_at_edge": 1}) == T
+
+
+def test_flatter_generalizes_reads_the_majority_of_models(rules):
     rule = rules["flatter-generalizes"]
-    assert rule.grade({"n_switch_rows": 4, "acc_smax_rank_corr": 0.3}) == N
-    assert rule.grade({"n_switch_rows": 4, "acc_smax_rank_corr": -0.3}) == P
-    assert rule.grade({"n_switch_rows": 4, "acc_smax_rank_corr": -0.8}) == R
+    ok = {"n_switch_rows": 4, "n_flatter_pairs": 9}
+    assert rule.grade({**ok, "flatter_majority_pairs": 3}) == R
+    assert rule.grade({**ok, "flatter_majority_pairs": 1}) == R  # a majority
+    assert rule.grade({**ok, "flatter_majority_pairs": 0}) == N  # half: none
+    assert rule.grade({**ok, "flatter_majority_pairs": -5}) == N
+    assert rule.grade({**ok, "n_switch_rows": 1, "flatter_majority_pairs": 5}) == T
+    # every run incomplete (no accuracy): no decided pair, no majority to read
+    assert rule.grade({"n_switch_rows": 4, "n_flatter_pairs": 0, "flatter_majority_pairs": 0}) == T
 
 
 def test_convolutional_claims_are_not_tested_without_their_metrics(rules):
@@ -98,8 +127,10 @@ TWINS = {"vgg-instability-helps": "instability-helps", "vgg-goldilocks-fall": "g
 def test_vgg_claims_grade_their_metrics_as_the_mlp_twins_do(rules, vgg, mlp):
     assert set(rules[vgg].metrics()) == {f"vgg_{m}" for m in rules[mlp].metrics()}
     names = list(rules[mlp].metrics())
-    for values in ([0, 0, 0, 0, 0], [1, 3, 2.5, -0.5, 0.1], [5, -0.4, 1.2, 3.0, 0.3],
-                   [4, 4, -3.0, 2.0, 1.9], [4, -0.4, 3.0, 0.5, 2.0], [2, 2, 9.0, 0.5, -1.0], [3, 1, NAN, 1.0, 0.2]):
+    rows = ([0] * 7, [1, 3, 2.5, -0.5, 0.1, 0, 0], [5, -0.4, 1.2, 3.0, 0.3, 1, 0],
+            [4, 4, -3.0, 2.0, 1.9, 0, 0], [4, 0, 0, 0.5, 2.0, 0, 0], [2, 2, 9.0, 0.5, -1.0, 0, 0],
+            [3, 1, NAN, 1.0, 0.2, 0, 0], [4, 0, 0, -0.4, 3.0, 0.5, 2.0])
+    for values in rows:
         given = {k: abs(v) if "rate" in k else v for k, v in zip(names, values)}  # rates ≥ 0
         assert rules[vgg].grade({f"vgg_{k}": v for k, v in given.items()}) == \
             rules[mlp].grade(given), given
@@ -119,21 +150,32 @@ def test_cifar_subset_trend_against_the_seed_spread(rules):
 
 def test_sde_null_equal_temperature_equal_accuracy(rules):
     rule = rules["sde-equal-temperature"]
-    assert rule.grade({"n_sde_lines": 0, "sde_gap_z": 5.0}) == T  # every line lost an end
-    assert rule.grade({"n_sde_lines": 2, "sde_gap_z": NAN}) == T
-    assert rule.grade({"n_sde_lines": 2, "sde_gap_z": 0.3}) == N  # the SDE view holds
-    assert rule.grade({"n_sde_lines": 2, "sde_gap_z": -2.5}) == N  # the smaller η wins
-    assert rule.grade({"n_sde_lines": 2, "sde_gap_z": 1.5}) == P
-    assert rule.grade({"n_sde_lines": 1, "sde_gap_z": 2.5}) == R
+    gd = {"sde_gd_gain_z": 3.0}  # η matters under GD on the grid
+    assert rule.grade({**gd, "n_sde_lines": 0, "sde_gap_z": 5.0}) == T  # every line lost an end
+    assert rule.grade({**gd, "n_sde_lines": 2, "sde_gap_z": NAN}) == T
+    assert rule.grade({**gd, "n_sde_lines": 2, "sde_gap_z": 0.3}) == N  # the SDE view holds
+    assert rule.grade({**gd, "n_sde_lines": 2, "sde_gap_z": -2.5}) == N  # the smaller η wins
+    assert rule.grade({**gd, "n_sde_lines": 2, "sde_gap_z": 1.5}) == P
+    assert rule.grade({**gd, "n_sde_lines": 1, "sde_gap_z": 2.5}) == R
+
+
+def test_sde_is_not_tested_where_eta_does_not_matter_under_gd(rules):
+    """The reviewed defect: a grid where GD's accuracy is flat in η leaves no η effect for the
+    SDE view to miss."""
+    rule = rules["sde-equal-temperature"]
+    assert rule.grade({"n_sde_lines": 2, "sde_gap_z": 4.0, "sde_gd_gain_z": 0.5}) == T
+    assert rule.grade({"n_sde_lines": 2, "sde_gap_z": 4.0, "sde_gd_gain_z": -3.0}) == T
+    assert rule.grade({"n_sde_lines": 2, "sde_gap_z": 4.0, "sde_gd_gain_z": NAN}) == T
 
 
 def test_sgd_flattening_needs_a_faster_fall_than_stable_gd(rules):
     rule = rules["sgd-flattening"]
-    fast = {"sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 0.4}
+    ok = {"n_control_at_edge": 0, "sgd_n_small_at_edge": 0}
+    fast = {**ok, "sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 0.4}
     assert rule.grade({"sgd_n_switch_rows": 1, "sgd_smax_slope_ci_high": -1.0, **fast}) == T
     assert rule.grade({"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **fast}) == R
     assert rule.grade({"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": 0.1, **fast}) == N
-    same = {"sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 1.9}
+    same = {**ok, "sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 1.9}
     assert rule.grade({"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **same}) == N
-    partly = {"sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 1.2}
+    partly = {**ok, "sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 1.2}
     assert rule.grade({"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **partly}) == P

@@ -11,8 +11,12 @@ accuracy above 99.99 % (:data:`COMPLETE`), and pick the stopping point on valida
   it diverged are NaN.
 - :func:`completion_index`: the first evaluation at which train accuracy reaches the threshold.
 - :func:`early_stop_index`: among the evaluations from completion on, the one with the smallest
-  validation loss (the global minimum after which the loss first turns up); chosen on validation
-  only, so the test numbers read at that index are an honest estimate.
+  validation loss; chosen on validation only, so the test numbers read at that index are an
+  honest estimate.
+- :func:`reversal_stop_index`: the paper's rule read literally, "the first reversal in
+  validation loss after the global minimum": the same global minimum, kept only where the loss
+  turns up after it (a later evaluation is higher); a curve still at its minimum at its last
+  evaluation has no reversal, so no stopping point (the budget was too short to place one).
 
 Index arrays use −1 for "never" (not completed, or diverged before completion).
 """
@@ -58,6 +62,23 @@ def early_stop_index(val_loss: Float[np.ndarray, "*S E"], start: Int[np.ndarray,
                       loss, np.inf)
     best = masked.argmin(-1)
     return np.where(np.isfinite(masked.min(-1)), best, -1)
+
+
+def reversal_stop_index(val_loss: Float[np.ndarray, "*S E"], start: Int[np.ndarray, "*S"]
+                        ) -> Int[np.ndarray, "*S"]:
+    """App. K.3's stopping point: the evaluation, at or after ``start``, of the global minimum of
+    the validation loss, *confirmed by a reversal* — a later finite evaluation with a higher loss
+    (the "first reversal after the global minimum"). −1 where ``start`` is −1, where every loss
+    from ``start`` on is NaN, and where the minimum is not followed by a higher finite loss (the
+    curve had not turned up by the last evaluation). Otherwise equal to :func:`early_stop_index`.
+    """
+    loss = np.asarray(val_loss, float)
+    best = early_stop_index(loss, start)
+    e = np.arange(loss.shape[-1])
+    at_best = take(loss, best)
+    later = np.where((e > best[..., None]) & ~np.isnan(loss), loss, -np.inf)
+    turned = later.max(-1, initial=-np.inf) > at_best
+    return np.where((best >= 0) & turned, best, -1)
 
 
 def take(values: Float[np.ndarray, "*S E"], index: Int[np.ndarray, "*S"]) -> Float[np.ndarray, "*S"]:

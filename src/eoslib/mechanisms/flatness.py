@@ -8,10 +8,15 @@ chapter on top of :mod:`eoslib.engine`:
   training split; the test split is never used to choose anything).
 - :func:`goldilocks` summarises a sweep over an exponential η grid × seeds (one vmapped program,
   trained to completion and early-stopped on validation with :mod:`eoslib.engine.stopping`):
-  per-η test accuracy at the early-stopping point, the η chosen on validation, the accuracy gain
-  past the measured stability threshold against the seed spread, the fall before divergence.
-- :func:`switch_summary` summarises learning-rate reduction runs: S_max after the switch against
-  the switch point, with a slope and its confidence interval over seeds.
+  per-η test accuracy at the early-stopping point, each run labelled by whether it reached the
+  edge of stability itself; the slope below the edge and the rise at the first η past it
+  against the seed spread, the η chosen on validation, the fall before divergence.
+- :func:`stability_threshold`: 2 / the peak sharpness of the smallest η's run (under
+  cross-entropy the sharpness collapses after the fit, so 2/S at the end reads too high).
+- :func:`switch_summary` and :func:`flatter_pairs` summarise learning-rate reduction runs
+  (switched inside the compiled run when the training accuracy reaches a threshold): S_max after
+  the switch against the switch point, with a slope and its confidence interval over seeds, and
+  how often the flatter of two runs generalizes better.
 - :func:`sweep` also runs the SGD experiments (flatness-bias paper, Sec. 7): with ``alpha`` and
   ``batch_size`` each step is the noise-scaled gradient of
   :func:`eoslib.engine.optim.noise_scaled_gradient` (α = 0 full-batch GD, α = 1 SGD), and with a
@@ -43,12 +48,12 @@ import optax
 import scipy.stats
 from jaxtyping import Bool, Float
 
-from eoslib.engine import data, hessian, models, optim, stopping, train
+from eoslib.engine import data, events, models, optim, stopping, train
 
-__all__ = ["Splits", "splits", "Sweep", "sweep", "stability_eta", "Goldilocks", "goldilocks",
+__all__ = ["Splits", "splits", "Sweep", "sweep", "stability_threshold", "Goldilocks", "goldilocks",
            "slope_ci", "switch_summary", "noise_until", "sde_temperature", "equal_temperature_gap",
            "end_to_end_gain", "z_score", "goldilocks_experiment", "switch_rows",
-           "switch_experiment", "NoiseGrid", "noise_grid", "equal_temperature_experiment",
+           "flatter_pairs", "switch_experiment", "NoiseGrid", "noise_grid", "equal_temperature_experiment",
            "PAPER_TABLE_ETAS", "PAPER_TABLE", "rank_corr", "table_experiment", "table_summary"]
 
 
@@ -90,16 +95,22 @@ def splits(dataset: str, n_train: int, n_val: int, n_test: int,
 
 
 class Goldilocks(NamedTuple):
-    """Summary of a Goldilocks sweep (η grid of size G, seeds R).
+    """Summary of a Goldilocks sweep (η grid of size G, seeds R), each run labelled by whether it
+    reached the edge of stability (its own largest S·η/2 ≥ 1).
 
     Attributes:
       test_acc: ``(G, R)`` test accuracy at the early-stopping point; NaN if diverged/incomplete.
       val_acc: ``(G, R)`` validation accuracy there.
       mean_test: ``(G,)`` seed mean of ``test_acc`` over the runs that have one.
       usable: ``(G,)`` whether η has at least one completed, non-diverged run.
-      goldilocks_eta: the η past the threshold with the best mean *validation* accuracy.
-      acc_gain: mean test accuracy at ``goldilocks_eta`` minus that of the η below threshold.
-      gain_se: the standard error of that difference from the pooled seed spread.
+      stable: ``(G,)`` usable, and none of its runs reached the edge.
+      edge: ``(G,)`` usable, and every one of its runs reached the edge.
+      flat_slope: the least-squares slope of test accuracy against log η over the stable runs.
+      flat_slope_se: its standard error from the pooled seed spread.
+      first_edge_eta: the smallest η past every stable one whose runs all reached the edge.
+      acc_rise: mean test accuracy at ``first_edge_eta`` minus that of all stable runs.
+      rise_se: its standard error.
+      goldilocks_eta: the η among ``edge`` with the best mean *validation* accuracy.
       acc_fall: mean test accuracy at ``goldilocks_eta`` minus that of the largest usable η.
       fall_se: its standard error.
       seed_sd: the pooled standard deviation of test accuracy over seeds.
@@ -109,9 +120,14 @@ class Goldilocks(NamedTuple):
     val_acc: np.ndarray
     mean_test: np.ndarray
     usable: np.ndarray
+    stable: np.ndarray
+    edge: np.ndarray
+    flat_slope: float
+    flat_slope_se: float
+    first_edge_eta: float
+    acc_rise: float
+    rise_se: float
     goldilocks_eta: float
-    acc_gain: float
-    gain_se: float
     acc_fall: float
     fall_se: float
     seed_sd: float
@@ -129,40 +145,66 @@ def _pooled_sd(acc: np.ndarray) -> float:
 
 
 def goldilocks(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"],
-               val_acc: Float[np.ndarray, "G R"], stability_eta: float) -> Goldilocks:
+               val_acc: Float[np.ndarray, "G R"], reached_edge: Bool[np.ndarray, "G R"]
+               ) -> Goldilocks:
     """Summarise a sweep: ``test_acc``/``val_acc`` are per (η, seed) at the early-stopping point
-    (NaN for diverged or incomplete runs). η < ``stability_eta`` is "below the threshold"; the
-    Goldilocks η is chosen on validation among the η at or past it. Every derived number is NaN
-    when its ingredients are missing (no usable η below or past the threshold, one seed)."""
+    (NaN for diverged or incomplete runs), ``reached_edge`` each run's own flag. Both halves of
+    "flat below the threshold, a rise once η passes it", without choosing among step sizes on
+    accuracy:
+
+    - flat: the slope of test accuracy against log η over every usable run of the *stable* η
+      (none of their runs reached the edge), with its standard error from the pooled seed spread;
+    - rise: the mean test accuracy at the *first* η past every stable one whose runs all reached
+      the edge, minus the mean of all stable runs (a fixed comparison, not the best of many).
+
+    The Goldilocks η (for the fall before divergence) is chosen on validation among the η whose
+    runs all reached the edge. Every derived number is NaN when its ingredients are missing."""
     etas = np.asarray(etas, float)
     test_acc, val_acc = np.asarray(test_acc, float), np.asarray(val_acc, float)
-    if test_acc.shape != val_acc.shape or test_acc.shape[0] != etas.size:
-        raise ValueError(f"etas {etas.shape}, test_acc {test_acc.shape} and val_acc "
-                         f"{val_acc.shape} must be (G,), (G, R), (G, R)")
-    usable = (~np.isnan(test_acc)).any(1)
+    edge_run = np.asarray(reached_edge, bool)
+    if test_acc.shape != val_acc.shape or test_acc.shape != edge_run.shape or \
+            test_acc.shape[0] != etas.size:
+        raise ValueError(f"etas {etas.shape}, test_acc {test_acc.shape}, val_acc "
+                         f"{val_acc.shape} and reached_edge {edge_run.shape} must be (G,), "
+                         "(G, R), (G, R), (G, R)")
+    ok = ~np.isnan(test_acc)
+    usable = ok.any(1)
+    stable = usable & ~edge_run.any(1)
+    edge = usable & edge_run.all(1)
     with warnings.catch_warnings():  # an η whose runs all diverged has an all-NaN row
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_test = np.nanmean(test_acc, 1)
         mean_val = np.nanmean(val_acc, 1)
-    below = usable & (etas < stability_eta)
-    past = usable & (etas >= stability_eta)
     sd = _pooled_sd(test_acc)
     nan = float("nan")
-    g_eta = gain = gain_se = fall = fall_se = nan
-    if past.any():
-        g = int(np.flatnonzero(past)[np.nanargmax(mean_val[past])])
+    slope = slope_se = first = rise = rise_se = g_eta = fall = fall_se = nan
+    if stable.sum() >= 2:
+        x = np.log(np.repeat(etas[stable], test_acc.shape[1]))
+        y = test_acc[stable].ravel()
+        keep = ~np.isnan(y)
+        x, y = x[keep], y[keep]
+        sxx = float(np.sum((x - x.mean()) ** 2))
+        slope = float(np.sum((x - x.mean()) * (y - y.mean())) / sxx)
+        slope_se = float(sd / np.sqrt(sxx))
+    past = edge & (etas > (etas[stable].max() if stable.any() else -np.inf))
+    if stable.any() and past.any():
+        f = int(np.flatnonzero(past)[0])
+        first = float(etas[f])
+        below = test_acc[stable][ok[stable]]
+        n_f = int(ok[f].sum())
+        rise = float(mean_test[f] - below.mean())
+        rise_se = float(sd * np.sqrt(1 / n_f + 1 / below.size))
+    if edge.any():
+        g = int(np.flatnonzero(edge)[np.nanargmax(mean_val[edge])])
         g_eta = float(etas[g])
-        n_g = int((~np.isnan(test_acc[g])).sum())
-        if below.any():
-            pooled = test_acc[below][~np.isnan(test_acc[below])]
-            gain = float(mean_test[g] - pooled.mean())
-            gain_se = float(sd * np.sqrt(1 / n_g + 1 / pooled.size))
+        n_g = int(ok[g].sum())
         last = int(np.flatnonzero(usable)[-1])
         if last > g:
-            n_l = int((~np.isnan(test_acc[last])).sum())
+            n_l = int(ok[last].sum())
             fall = float(mean_test[g] - mean_test[last])
             fall_se = float(sd * np.sqrt(1 / n_g + 1 / n_l))
-    return Goldilocks(test_acc, val_acc, mean_test, usable, g_eta, gain, gain_se, fall, fall_se, sd)
+    return Goldilocks(test_acc, val_acc, mean_test, usable, stable, edge, slope, slope_se, first,
+                      rise, rise_se, g_eta, fall, fall_se, sd)
 
 
 def slope_ci(x: Float[np.ndarray, " K"], y: Float[np.ndarray, "R K"], z: float = 1.96
@@ -209,23 +251,52 @@ class Sweep(NamedTuple):
       etas: ``(G,)`` the run's (initial) step sizes; only the blocks that ran.
       diverged: ``(G, R)`` whether each run diverged.
       completed: ``(G, R)`` whether it reached :data:`eoslib.engine.stopping.COMPLETE` train
-        accuracy before diverging.
-      test_acc: ``(G, R)`` test accuracy at the early-stopping point (chosen on validation
-        loss from completion on); NaN for diverged or incomplete runs.
+        accuracy before diverging (after its switch, for a switched run).
+      stopped: ``(G, R)`` whether it has an early-stopping point: completed, and the validation
+        loss turned up after its global minimum from completion on
+        (:func:`eoslib.engine.stopping.reversal_stop_index`).
+      test_acc: ``(G, R)`` test accuracy at the early-stopping point; NaN for diverged,
+        incomplete or unstopped runs.
       val_acc: ``(G, R)`` validation accuracy at the same point.
       final_train_acc: ``(G, R)`` train accuracy at the end (NaN if diverged).
       s_max: ``(G, R)`` the largest probed sharpness after ``window_start`` (NaN without probes).
+      edge_ratio: ``(G, R)`` the largest probed S·η/2 with the run's (initial) η, over the probes
+        up to its switch (all of them without one): ≥ 1 means the run reached the edge of
+        stability. NaN without probes.
+      small_edge_ratio: ``(G, R)`` the same with η_small over the probes after the switch (NaN
+        without a switch): ≥ 1 means the small step size was not stable either.
+      peak_sharpness, peak_step: ``(G, R)`` the largest probed sharpness up to the switch (the
+        whole run without one) and its step.
+      final_sharpness: ``(G, R)`` the last finite probed sharpness.
+      switch_step: ``(G, R)`` the step the switch fired (−1: never, or no switch).
+      completion_step, stop_step: ``(G, R)`` the evaluation steps of completion and of the
+        early-stopping point (−1: none).
       params: the final parameters, leaves ``(G·R, …)`` (η-major).
     """
 
     etas: np.ndarray
     diverged: np.ndarray
     completed: np.ndarray
+    stopped: np.ndarray
     test_acc: np.ndarray
     val_acc: np.ndarray
     final_train_acc: np.ndarray
     s_max: np.ndarray
+    edge_ratio: np.ndarray
+    small_edge_ratio: np.ndarray
+    peak_sharpness: np.ndarray
+    peak_step: np.ndarray
+    final_sharpness: np.ndarray
+    switch_step: np.ndarray
+    completion_step: np.ndarray
+    stop_step: np.ndarray
     params: object
+
+    @property
+    def reached_edge(self) -> np.ndarray:
+        """``(G, R)`` whether each run reached the edge before its switch (S·η/2 ≥ 1 at a probe,
+        or diverged)."""
+        return (np.nan_to_num(self.edge_ratio, nan=0.0) >= 1.0) | self.diverged
 
 
 def _as_params(sp: Splits, params) -> Splits:
@@ -242,9 +313,34 @@ def _init(arch: str, seeds: int, seed: int, options: dict):
     return jax.vmap(lambda k: models.by_name(arch, key=k, **options))(keys)
 
 
+def _probe_summary(steps: np.ndarray, sharp: np.ndarray, eta: np.ndarray, cut: np.ndarray,
+                   eta_after: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Per member (rows of ``sharp``, ``(M, P)`` probed at ``steps``): the largest S·η/2 and
+    sharpness (with its step) over the probes at steps ≤ ``cut`` (the switch step; +inf: all),
+    the largest S·η_after/2 over the later ones, and the last finite sharpness."""
+    sharp = np.asarray(sharp, float)
+    steps = np.broadcast_to(np.asarray(steps), sharp.shape)
+    ok = np.isfinite(sharp)
+    before = ok & (steps <= cut[:, None])
+    masked = np.where(before, sharp, -np.inf)
+    peak_i = masked.argmax(1)
+    has = before.any(1)
+    peak = np.where(has, masked.max(1), np.nan)
+    rows = np.arange(sharp.shape[0])
+    out = {"peak_sharpness": peak, "peak_step": np.where(has, steps[rows, peak_i], -1),
+           "edge_ratio": peak * eta / 2}
+    after = ok & (steps > cut[:, None])
+    small = np.where(after.any(1), np.max(np.where(after, sharp, -np.inf), 1), np.nan)
+    out["small_edge_ratio"] = (small * eta_after / 2 if eta_after is not None
+                               else np.full(sharp.shape[0], np.nan))
+    last = np.where(ok.any(1), sharp.shape[1] - 1 - ok[:, ::-1].argmax(1), 0)
+    out["final_sharpness"] = np.where(ok.any(1), sharp[rows, last], np.nan)
+    return out
+
+
 def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, seed: int,
           steps: int, eval_every: int, arch_options: dict | None = None,
-          block: int | None = None, switch_at: Float[np.ndarray, " G"] | None = None,
+          block: int | None = None, switch_accuracy: Float[np.ndarray, " G"] | None = None,
           eta_small: float | None = None, probe_every: int = 0,
           window_start: Float[np.ndarray, " G"] | None = None,
           alpha: Float[np.ndarray, " G"] | None = None, batch_size: int | None = None,
@@ -255,30 +351,45 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
     vmapped program. With ``block`` set, the grid stops after the first block whose largest η
     diverged for every seed (the divergence stop: larger η would diverge too).
 
-    ``switch_at`` (per η, in steps) and ``eta_small`` turn each run into a learning-rate
-    reduction: η until step ``switch_at``, then ``eta_small``. With ``probe_every`` the
-    sharpness is probed in the loop and ``s_max`` is its largest value at probe steps
-    strictly after ``window_start`` (per η; default the switch step, so the switch step itself
-    is excluded).
+    ``switch_accuracy`` (per η, a training accuracy in (0, 1)) and ``eta_small`` turn each run
+    into a learning-rate reduction inside the compiled run: η until the first step whose
+    training accuracy (that step's full-batch forward pass) reaches the run's threshold, then
+    ``eta_small`` from that step's update on (:class:`eoslib.engine.events.Switch` on
+    :class:`eoslib.engine.events.AccuracyAbove`; one switch per distinct threshold, so a block
+    mixing thresholds is still one program). A switched run's completion is the first evaluation
+    *after* its switch step at which train accuracy reaches
+    :data:`eoslib.engine.stopping.COMPLETE`, so its accuracy is read after the switch.
+
+    Every run is early-stopped by :func:`eoslib.engine.stopping.reversal_stop_index` (App. K.3:
+    the global minimum of the validation loss from completion on, confirmed by a later rise).
+    With ``probe_every`` the sharpness is probed in the loop: ``s_max`` is its largest value at
+    probe steps strictly after ``window_start`` (per η; default the switch step, so the switch
+    step itself is excluded; −1: every probe), and ``edge_ratio`` / ``peak_sharpness`` /
+    ``small_edge_ratio`` say whether the run reached the edge before and after its switch.
 
     ``alpha`` (per η) and ``batch_size`` make every step the noise-scaled gradient (the
     flatness-bias paper's Eq. 8): the full-batch gradient plus α times the noise of a minibatch
     of ``batch_size`` (α = 0 GD, α = 1 SGD, exactly), each seed drawing its own minibatch order;
-    with ``switch_at`` the noise is off from the switch on (SGD, then GD at ``eta_small``). The
-    evaluations (train / validation / test) are full batch.
+    with a switch the noise is off from the switch on (SGD, then GD at ``eta_small``). The
+    evaluations (train / validation / test) and the accuracy events are full batch.
 
     ``warmup_steps`` (one for all, or per η) ramps the step size linearly over the first updates
-    (:func:`eoslib.engine.optim.warmup`: η·(t + 1)/W for t < W), multiplying the schedule, so
-    a later switch to ``eta_small`` is unchanged. ``microbatch`` computes every full-batch
-    objective (steps, probes, evaluations) as a mean over micro-batches of that many examples
-    (:func:`eoslib.engine.train.microbatched`; a multiple of the model's GhostBatchNorm ghost
-    size), for sets too large for one batch's activations.
+    (:func:`eoslib.engine.optim.warmup`: η·(t + 1)/W for t < W), multiplying the schedule.
+    ``microbatch`` computes every full-batch objective (steps, probes, evaluations) as a mean
+    over micro-batches of that many examples (:func:`eoslib.engine.train.microbatched`; a
+    multiple of the model's GhostBatchNorm ghost size), for sets too large for one batch's
+    activations.
     """
     etas = np.asarray(etas, float)
     g_all = etas.size
-    switch = None if switch_at is None else np.asarray(switch_at, float)
-    if switch is not None and (switch.shape != etas.shape or eta_small is None):
-        raise ValueError("switch_at must have one entry per eta, and eta_small must be given")
+    switch = None if switch_accuracy is None else np.asarray(switch_accuracy, float)
+    if switch is not None:
+        if switch.shape != etas.shape or eta_small is None:
+            raise ValueError("switch_accuracy must have one entry per eta, and eta_small must "
+                             "be given")
+        if not np.all((switch > 0) & (switch < 1)):
+            raise ValueError(f"switch_accuracy={switch_accuracy!r} must be accuracies in (0, 1)")
+    levels = np.unique(switch) if switch is not None else np.zeros(0)
     noise = None if alpha is None else np.asarray(alpha, float)
     if noise is not None:
         if noise.shape != etas.shape or not np.all(noise >= 0):
@@ -286,7 +397,7 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
         if batch_size is None or not 1 <= int(batch_size) <= len(sp.train):
             raise ValueError(f"batch_size={batch_size!r} must be an int in [1, "
                              f"{len(sp.train)}] (the training examples) when alpha is given")
-    window = switch if window_start is None else np.asarray(window_start, float)
+    window = None if window_start is None else np.asarray(window_start, float)
     block = block or g_all
     warm = np.broadcast_to(np.asarray(warmup_steps, float), etas.shape)
     if not np.all(warm >= 0):
@@ -295,13 +406,20 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
     objective = train.microbatched(train.supervised("cross_entropy"), microbatch)
     params = _init(arch, seeds, seed, dict(arch_options or {}))
     sp = _as_params(sp, params)
+    # switch j fires at the first step with train accuracy ≥ levels[j]; a run whose own
+    # threshold is levels[k] keeps its η (and α) at the switches j < k and takes η_small (α 0)
+    # at j ≥ k, so each run drops once, at its own threshold
+    changes = tuple(events.Switch(events.AccuracyAbove(float(level)),
+                                  set={"eta": f"eta_after_{j}",
+                                       **({} if noise is None else {"alpha": f"alpha_after_{j}"})})
+                    for j, level in enumerate(levels))
     config = train.TrainConfig(steps=steps, probe_every=probe_every, top_k=1,
-                               chunks=max(1, steps // eval_every))
+                               chunks=max(1, steps // eval_every), switches=changes)
     held_out = {"val": (sp.val.x, sp.val.onehot), "test": (sp.test.x, sp.test.onehot)}
+
     def step_size(hp):
-        base = hp["eta"] if switch is None else optim.step_decay(hp["eta"], hp["switch"],
-                                                                 to=hp["eta_small"])
-        return optax.sgd(optim.warmup(base, hp["warmup"]))
+        return optax.sgd(optim.warmup(hp["eta"], hp["warmup"]))
+
     if noise is None:
         make_optimizer = step_size
     else:
@@ -310,8 +428,7 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
 
         def make_optimizer(hp):  # each seed its own minibatch order
             key = jax.random.fold_in(jax.random.key(seed + 2), hp["noise_seed"].astype(jnp.int32))
-            until = hp["switch"] if switch is not None else jnp.inf
-            return optax.chain(noise_until(loss_fn, hp["alpha"], until, int(batch_size), key=key),
+            return optax.chain(noise_until(loss_fn, hp["alpha"], jnp.inf, int(batch_size), key=key),
                                step_size(hp))
     parts = []
     for lo in range(0, g_all, block):
@@ -319,31 +436,64 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
         g = idx.size
         p = jax.tree.map(lambda a: jnp.broadcast_to(a[None], (g,) + a.shape).reshape(
             (g * seeds,) + a.shape[1:]), params)
-        hp = {"eta": np.repeat(etas[idx], seeds), "warmup": np.repeat(warm[idx], seeds)}
-        if switch is not None:
-            hp["switch"] = np.repeat(switch[idx], seeds)
-            hp["eta_small"] = np.full(g * seeds, float(eta_small))
+        eta_m = np.repeat(etas[idx], seeds)
+        hp = {"eta": eta_m, "warmup": np.repeat(warm[idx], seeds)}
         if noise is not None:
             hp["alpha"] = np.repeat(noise[idx], seeds)
             hp["noise_seed"] = np.tile(np.arange(seeds, dtype=float), g)
+        if switch is not None:
+            own = np.searchsorted(levels, np.repeat(switch[idx], seeds))  # each run's switch
+            for j in range(levels.size):
+                hp[f"eta_after_{j}"] = np.where(j >= own, float(eta_small), eta_m)
+                if noise is not None:
+                    hp[f"alpha_after_{j}"] = np.where(j >= own, 0.0, hp["alpha"])
         ev = stopping.run_evaluated(objective, make_optimizer, p, (sp.train.x, sp.train.onehot),
                                     config, eval_every=eval_every, held_out=held_out,
                                     key=jax.random.key(seed + 1), hparams=hp,
                                     batched_params=True, progress=False)
-        done = stopping.completion_index(ev.metrics["train"]["accuracy"])
-        stop = stopping.early_stop_index(ev.metrics["val"]["loss"], done)
+        members = g * seeds
+        if switch is not None:
+            fired = np.asarray(ev.result.switched_at).reshape(members, levels.size)
+            switch_step = fired[np.arange(members), own]
+        else:
+            switch_step = np.full(members, -1)
+        n_eval = ev.metrics["train"]["accuracy"].shape[-1]
+        eval_steps = np.asarray(ev.steps)[:n_eval]
+        acc = ev.metrics["train"]["accuracy"]
+        if switch is not None:  # completion after the switch: accuracy read after the drop
+            acc = np.where((switch_step[:, None] >= 0) & (eval_steps > switch_step[:, None]),
+                           acc, np.nan)
+        done = stopping.completion_index(acc)
+        stop = stopping.reversal_stop_index(ev.metrics["val"]["loss"], done)
         h = ev.result.history
-        s_max = np.full(g * seeds, np.nan)
+        cut = np.where(switch_step >= 0, switch_step, np.inf) if switch is not None \
+            else np.full(members, np.inf)
+        nan = np.full(members, np.nan)
+        probed = dict(s_max=nan, edge_ratio=nan, small_edge_ratio=nan, peak_sharpness=nan,
+                      peak_step=np.full(members, -1), final_sharpness=nan)
         if probe_every:
-            after = h.probe_step > np.repeat(window[idx], seeds)[:, None]
-            s_max = np.where(after.any(1), np.max(np.where(after, h.sharpness, -np.inf), 1), np.nan)
+            sharp = np.asarray(h.sharpness, float)
+            probed.update(_probe_summary(np.asarray(h.probe_step), sharp, eta_m, cut,
+                                         None if switch is None else np.full(members, eta_small)))
+            lo_w = (np.repeat(window[idx], seeds) if window is not None
+                    else np.where(np.isfinite(cut), cut, -1))
+            ps = np.broadcast_to(np.asarray(h.probe_step), sharp.shape)
+            after = (ps > lo_w[:, None]) & np.isfinite(sharp)
+            probed["s_max"] = np.where(after.any(1),
+                                       np.max(np.where(after, sharp, -np.inf), 1), np.nan)
+        diverged = np.asarray(ev.result.diverged)
+        probed["s_max"] = np.where(diverged, np.inf, probed["s_max"])
         shape = (g, seeds)
         parts.append(dict(
-            diverged=ev.result.diverged.reshape(shape), completed=(done >= 0).reshape(shape),
+            diverged=diverged.reshape(shape), completed=(done >= 0).reshape(shape),
+            stopped=(stop >= 0).reshape(shape),
             test_acc=stopping.take(ev.metrics["test"]["accuracy"], stop).reshape(shape),
             val_acc=stopping.take(ev.metrics["val"]["accuracy"], stop).reshape(shape),
             final_train_acc=ev.metrics["train"]["accuracy"][:, -1].reshape(shape),
-            s_max=np.where(ev.result.diverged, np.inf, s_max).reshape(shape),
+            **{k: np.asarray(v).reshape(shape) for k, v in probed.items()},
+            switch_step=switch_step.reshape(shape),
+            completion_step=np.where(done >= 0, eval_steps[np.maximum(done, 0)], -1).reshape(shape),
+            stop_step=np.where(stop >= 0, eval_steps[np.maximum(stop, 0)], -1).reshape(shape),
             params=ev.result.state.params, etas=etas[idx]))
         if block < g_all and parts[-1]["diverged"][-1].all():
             break
@@ -352,15 +502,27 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
     return Sweep(params=params_out, **cat)
 
 
-def stability_eta(sp: Splits, params, *, key: jax.Array, microbatch: int | None = None) -> float:
-    """2/S of ``params`` on the training objective (cross-entropy, full batch, over micro-batches
-    of ``microbatch`` examples when given): the step size above which GD at those parameters is
-    unstable (the descent-lemma threshold)."""
-    objective = train.microbatched(train.supervised("cross_entropy"), microbatch)
-    sp = _as_params(sp, params)
-    s = float(hessian.sharpness(lambda p: objective(p, sp.train.x, sp.train.onehot, {})[0],
-                                params, key=key, tol=1e-3))
-    return 2.0 / s
+def stability_threshold(sw: Sweep) -> dict:
+    """The stability threshold of a probed sweep, read where it is defined: 2 / the largest
+    sharpness any seed of the *smallest* η reached over its whole run (under cross-entropy the
+    sharpness peaks, then collapses once the training set is fitted, so 2/S at the end would
+    read too high). Returns ``threshold_eta``, ``threshold_peak_sharpness``,
+    ``threshold_peak_step`` (the probe step of that peak), ``threshold_final_sharpness`` and
+    ``threshold_final_ratio`` (peak / final sharpness of the seed the peak comes from), and
+    ``threshold_run_stable`` (1.0 when no seed of the smallest η reached the edge, so the peak
+    is a stable run's; else 0.0 and the threshold is at most that η). NaN without probes."""
+    peak = np.asarray(sw.peak_sharpness[0], float)
+    nan = float("nan")
+    if not np.isfinite(peak).any():
+        return {"threshold_eta": nan, "threshold_peak_sharpness": nan, "threshold_peak_step": -1,
+                "threshold_final_sharpness": nan, "threshold_final_ratio": nan,
+                "threshold_run_stable": nan, "threshold_seed": -1}
+    r = int(np.nanargmax(peak))
+    s, final = float(peak[r]), float(sw.final_sharpness[0, r])
+    return {"threshold_eta": 2.0 / s, "threshold_peak_sharpness": s,
+            "threshold_peak_step": int(sw.peak_step[0, r]), "threshold_final_sharpness": final,
+            "threshold_final_ratio": s / final if final > 0 else nan,
+            "threshold_run_stable": float(not sw.reached_edge[0].any()), "threshold_seed": r}
 
 
 def noise_until(loss_fn, alpha, until, batch_size: int, *, key: jax.Array
@@ -468,31 +630,49 @@ def z_score(diff: float, se: float) -> float:
 
 def _counts(sw: Sweep, prefix: str = "") -> dict[str, int]:
     return {f"{prefix}n_diverged": int(sw.diverged.sum()),
-            f"{prefix}n_incomplete": int((~sw.completed & ~sw.diverged).sum())}
+            f"{prefix}n_incomplete": int((~sw.completed & ~sw.diverged).sum()),
+            f"{prefix}n_no_reversal": int((sw.completed & ~sw.stopped).sum())}
+
+
+def _edge_metrics(sw: Sweep, prefix: str = "") -> dict:
+    """Every run's own edge flag and ratio (largest S·η/2 before any switch) for the record."""
+    return {f"{prefix}reached_edge": sw.reached_edge.tolist(),
+            f"{prefix}edge_ratio": np.where(np.isnan(sw.edge_ratio), None,
+                                            sw.edge_ratio).tolist()}
 
 
 def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *,
-                          key: jax.Array, microbatch: int | None = None, **sweep_options
+                          probe_every: int, microbatch: int | None = None, **sweep_options
                           ) -> tuple[Sweep, Goldilocks, dict]:
     """The Goldilocks sweep (Fig. 5): :func:`sweep` over ``etas`` (with ``block`` in
-    ``sweep_options``, up to divergence), the stability threshold 2/S measured at the end of the
-    smallest η's first seed (stable training, after its progressive sharpening; ``key`` starts
-    the eigensolver), and :func:`goldilocks`. Returns the sweep, the summary and the metrics:
-    ``stability_eta``, ``goldilocks_eta``, the gain past the threshold and the fall before
-    divergence with their z-scores against the seed spread, and the counts the claims' guards
-    read (usable η below / past the threshold / beyond the Goldilocks η; diverged, incomplete)."""
-    run = sweep(sp, arch, etas, microbatch=microbatch, **sweep_options)
-    first = jax.tree.map(lambda a: a[0], run.params)  # smallest η, seed 0: stable
-    s_eta = stability_eta(sp, first, key=key, microbatch=microbatch)
-    gl = goldilocks(run.etas, run.test_acc, run.val_acc, s_eta)
+    ``sweep_options``, up to divergence) probing the sharpness every ``probe_every`` steps, the
+    stability threshold of :func:`stability_threshold` (2 / the peak sharpness of the smallest
+    η's run), and :func:`goldilocks` over each run's own edge flag. Returns the sweep, the
+    summary and the metrics: the threshold and where it was read, each run's ``reached_edge``
+    and ``edge_ratio``, the flat slope below the edge and the rise past it with their z-scores
+    against the seed spread, the Goldilocks η and the fall before divergence, and the counts the
+    claims' guards read (usable stable η, usable edge η, usable η beyond the Goldilocks η, runs
+    labelled stable that reached the edge, diverged, incomplete)."""
+    run = sweep(sp, arch, etas, microbatch=microbatch, probe_every=probe_every,
+                window_start=np.full(np.size(etas), -1.0), **sweep_options)
+    threshold = stability_threshold(run)
+    gl = goldilocks(run.etas, run.test_acc, run.val_acc, run.reached_edge)
     usable = run.etas[gl.usable]
+    span = (float(np.log(run.etas[gl.stable].max() / run.etas[gl.stable].min()))
+            if gl.stable.sum() >= 2 else float("nan"))
     metrics = {
-        "etas": run.etas.tolist(), "stability_eta": s_eta, "goldilocks_eta": gl.goldilocks_eta,
-        "acc_gain_past_edge": gl.acc_gain, "acc_gain_z": z_score(gl.acc_gain, gl.gain_se),
+        "etas": run.etas.tolist(), **threshold, "stability_eta": threshold["threshold_eta"],
+        **_edge_metrics(run),
+        "flat_slope": gl.flat_slope, "flat_change": gl.flat_slope * span,
+        "flat_abs_z": abs(z_score(gl.flat_slope, gl.flat_slope_se)),
+        "first_edge_eta": gl.first_edge_eta, "acc_rise_past_edge": gl.acc_rise,
+        "acc_rise_z": z_score(gl.acc_rise, gl.rise_se), "goldilocks_eta": gl.goldilocks_eta,
         "acc_fall_before_divergence": gl.acc_fall, "acc_fall_z": z_score(gl.acc_fall, gl.fall_se),
         "largest_usable_eta": float(usable[-1]) if usable.size else float("nan"),
-        "seed_sd": gl.seed_sd, "n_eta_below": int((usable < s_eta).sum()),
-        "n_eta_past": int((usable >= s_eta).sum()),
+        "seed_sd": gl.seed_sd, "n_eta_stable": int(gl.stable.sum()),
+        "n_eta_edge": int(gl.edge.sum()),
+        "n_eta_mixed": int((gl.usable & ~gl.stable & ~gl.edge).sum()),
+        "n_stable_at_edge": int((run.reached_edge & gl.stable[:, None]).sum()),
         "n_eta_beyond_goldilocks": int((usable > gl.goldilocks_eta).sum()),
         **_counts(run), "mean_test_acc": gl.mean_test.tolist()}
     return run, gl, metrics
@@ -508,43 +688,79 @@ def _fall_rate(slope: float) -> float:
     return max(-slope, 0.0) if np.isfinite(slope) else float("nan")
 
 
-def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_small: float,
-                      switch_fractions: Sequence[float], *, steps: int, seeds: int,
-                      eval_every: int, n_control: int = 0, alpha: float | None = None,
-                      **sweep_options) -> tuple[Sweep, dict]:
-    """Learning-rate reduction (Figs. 4, 6; with ``alpha`` and ``batch_size`` in
-    ``sweep_options``, large-η SGD switched to GD, Fig. 9): every η₀ × switch point
-    (``switch_fractions`` of ``steps``) × seed runs η₀ until the switch, then ``eta_small``
-    (with ``alpha`` the noise-scaled gradient at that α before the switch, GD after),
-    ``2·steps`` steps in all, probing the sharpness every ``eval_every`` steps; S_max is its
-    largest value after the switch. The first ``n_control`` η₀ are stable controls.
+def flatter_pairs(s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "R K"]
+                  ) -> dict[str, float]:
+    """"For the majority of models, being flatter improves generalization" (Fig. 6 of *Can
+    stability be detrimental?*), over the pairs of models within one row (one seed and η₀,
+    switched at different points): a pair is *better* when its flatter model (lower S_max) has
+    the higher test accuracy, *worse* when the lower one; ties in either are left out, as are
+    pairs with a NaN. Returns the counts, their difference ``flatter_majority_pairs`` (≥ 1: a
+    majority of the decided pairs) and the fraction better of the decided pairs."""
+    s, a = np.asarray(s_max, float), np.asarray(test_acc, float)
+    better = worse = 0
+    for s_row, a_row in zip(s, a):
+        for i in range(s_row.size):
+            for j in range(i + 1, s_row.size):
+                ds, da = s_row[j] - s_row[i], a_row[j] - a_row[i]
+                if not (np.isfinite(ds) and np.isfinite(da)) or ds == 0 or da == 0:
+                    continue
+                better += int(np.sign(ds) != np.sign(da))
+                worse += int(np.sign(ds) == np.sign(da))
+    n = better + worse
+    return {"n_flatter_better": better, "n_flatter_worse": worse, "n_flatter_pairs": n,
+            "flatter_majority_pairs": better - worse,
+            "flatter_better_fraction": better / n if n else float("nan")}
 
-    Metrics (:func:`switch_summary` of the other η₀'s (seed, η₀) rows): the slope of log S_max
-    against the switch fraction with its 95% CI, ``smax_fall_rate`` (−slope, 0 if it rises), the
-    rank correlation of accuracy with S_max, ``n_switch_rows`` (rows with every switch point
-    measured; 0 with fewer than two switch points), ``switch_n_diverged``, the raw
-    ``switch_s_max`` / ``switch_test_acc``, and with controls the same summary of theirs
-    prefixed ``control_`` (``control_smax_fall_rate``)."""
+
+def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_small: float,
+                      switch_accuracies: Sequence[float], *, steps: int, seeds: int,
+                      eval_every: int, probe_every: int, n_control: int = 0,
+                      alpha: float | None = None, **sweep_options) -> tuple[Sweep, dict]:
+    """Learning-rate reduction (Figs. 4, 6; with ``alpha`` and ``batch_size`` in
+    ``sweep_options``, large-η SGD switched to GD, Fig. 9): every η₀ × switch threshold × seed
+    runs η₀ until its training accuracy first reaches the threshold (``switch_accuracies``, in
+    increasing order; the paper's 90 % and 98 % among them), then ``eta_small`` (with ``alpha``
+    the noise-scaled gradient at that α before the switch, GD after), ``steps`` steps in all,
+    probing the sharpness every ``probe_every`` steps; S_max is its largest value after the
+    switch, test accuracy is read at the early-stopping point after completion after the switch.
+    The first ``n_control`` η₀ are stable controls.
+
+    Metrics (:func:`switch_summary` of the other η₀'s (seed, η₀) rows, against the switch
+    position 0 … 1 from the first threshold to the last): the slope of log S_max with its 95%
+    CI, ``smax_fall_rate`` (−slope, 0 if it rises), the rank correlation of accuracy with S_max,
+    :func:`flatter_pairs`, ``n_switch_rows`` (rows with every switch point measured; 0 with
+    fewer than two thresholds), ``switch_n_diverged``, the runs' switch and completion steps,
+    ``n_unswitched`` (runs whose switch never fired, diverged ones aside), ``n_small_at_edge``
+    (runs that reached the edge at η_small after the switch), each run's ``reached_edge`` flag
+    before the switch, the raw ``switch_s_max`` / ``switch_test_acc``; with controls the same
+    summary of theirs prefixed ``control_`` and ``n_control_at_edge`` (control runs whose η₀
+    phase reached the edge: the control is then not a stable one)."""
     eta0 = np.asarray(eta0, float)
-    frac = np.asarray(switch_fractions, float)
-    k = frac.size
-    grid_eta, grid_switch = (a.ravel() for a in np.meshgrid(eta0, frac * steps, indexing="ij"))
+    acc_levels = np.asarray(switch_accuracies, float)
+    k = acc_levels.size
+    if k > 1 and np.any(np.diff(acc_levels) <= 0):
+        raise ValueError(f"switch_accuracies={switch_accuracies!r} must increase")
+    grid_eta, grid_acc = (a.ravel() for a in np.meshgrid(eta0, acc_levels, indexing="ij"))
     noise = None if alpha is None else np.full(grid_eta.size, float(alpha))
-    sw = sweep(sp, arch, grid_eta, seeds=seeds, steps=2 * steps, eval_every=eval_every,
-               switch_at=grid_switch, eta_small=eta_small, probe_every=eval_every,
+    sw = sweep(sp, arch, grid_eta, seeds=seeds, steps=steps, eval_every=eval_every,
+               switch_accuracy=grid_acc, eta_small=eta_small, probe_every=probe_every,
                alpha=noise, **sweep_options)
+    position = np.linspace(0.0, 1.0, k) if k > 1 else np.zeros(1)
 
     def rows(a):
         return switch_rows(a, eta0.size, k, seeds)
 
     def summary(keep):
         keep = np.tile(keep, seeds)
-        return switch_summary(frac, rows(sw.s_max)[keep], rows(sw.test_acc)[keep],
-                              rows(sw.diverged)[keep])
+        out = switch_summary(position, rows(sw.s_max)[keep], rows(sw.test_acc)[keep],
+                             rows(sw.diverged)[keep])
+        s_ok = np.where(rows(sw.diverged)[keep], np.nan, rows(sw.s_max)[keep])
+        out.update(flatter_pairs(s_ok, rows(sw.test_acc)[keep]))
+        return out
 
     unstable = np.arange(eta0.size) >= n_control
     metrics = summary(unstable)
-    metrics["switch_n_diverged"] = metrics.pop("n_diverged")
+    del metrics["n_diverged"]  # counted over every run below (switch_n_diverged)
     metrics["smax_fall_rate"] = _fall_rate(metrics["smax_vs_switch_slope"])
     usable = rows(np.where(sw.diverged, np.nan, sw.s_max))[np.tile(unstable, seeds)]
     metrics["n_switch_rows"] = int((~np.isnan(usable).any(1)).sum()) if k >= 2 else 0
@@ -552,8 +768,18 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
         control = summary(~unstable)
         metrics.update({f"control_{key}": val for key, val in control.items()})
         metrics["control_smax_fall_rate"] = _fall_rate(control["smax_vs_switch_slope"])
-    metrics["switch_s_max"] = sw.s_max.tolist()
-    metrics["switch_test_acc"] = sw.test_acc.tolist()
+        is_control = np.repeat(~unstable, k)
+        metrics["n_control_at_edge"] = int(sw.reached_edge[is_control].sum())
+        metrics["control_edge_ratio_max"] = float(np.nanmax(sw.edge_ratio[is_control])) \
+            if np.isfinite(sw.edge_ratio[is_control]).any() else float("nan")
+    done = sw.completed & ~sw.diverged
+    metrics.update({
+        "switch_steps": sw.switch_step.tolist(), "completion_steps": sw.completion_step.tolist(),
+        "n_unswitched": int(((sw.switch_step < 0) & ~sw.diverged).sum()),
+        "n_switch_not_before_completion": int((done & (sw.completion_step <= sw.switch_step)).sum()),
+        "n_small_at_edge": int((np.nan_to_num(sw.small_edge_ratio) >= 1).sum()),
+        **_edge_metrics(sw), **_counts(sw, "switch_"),
+        "switch_s_max": sw.s_max.tolist(), "switch_test_acc": sw.test_acc.tolist()})
     return sw, metrics
 
 
@@ -580,19 +806,30 @@ def noise_grid(etas: Float[np.ndarray, " G"], alphas0: Sequence[float]) -> Noise
 
 
 def equal_temperature_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"],
-                                 alphas0: Sequence[float], *, batch_size: int, **sweep_options
+                                 alphas0: Sequence[float], *, batch_size: int,
+                                 probe_every: int = 0, **sweep_options
                                  ) -> tuple[Sweep, NoiseGrid, dict]:
     """The noise-scale experiment (Fig. 8): :func:`sweep` over :func:`noise_grid` with the
     noise-scaled gradient at ``batch_size``, and :func:`equal_temperature_gap` over the
-    equal-temperature lines (the GD line is reference only). Metrics: the gap, its standard
-    error and z-score (``sde_gap_z``), ``n_sde_lines``, the grid, the accuracies and counts."""
+    equal-temperature lines. The GD line (α = 0 at the same η) is the precondition: the SDE view
+    can only be seen to miss an η effect where η matters under GD, so ``sde_gd_gain`` (its mean
+    test accuracy at the largest η minus the smallest, with ``sde_gd_gain_z`` against the seed
+    spread) says whether it does. Metrics: the gap, its standard error and z-score
+    (``sde_gap_z``), ``n_sde_lines``, the GD gain, the grid, the accuracies, every run's edge
+    flag (with ``probe_every``) and the counts."""
     grid = noise_grid(etas, alphas0)
-    sw = sweep(sp, arch, grid.eta, alpha=grid.alpha, batch_size=batch_size, **sweep_options)
+    sw = sweep(sp, arch, grid.eta, alpha=grid.alpha, batch_size=batch_size,
+               probe_every=probe_every, window_start=np.full(grid.eta.size, -1.0),
+               **sweep_options)
     on = grid.line < len(alphas0)
     metrics = equal_temperature_gap(grid.eta[on], grid.alpha[on], grid.line[on], sw.test_acc[on])
     metrics["sde_gap_z"] = z_score(metrics["sde_equal_temperature_gap"], metrics["sde_gap_se"])
-    metrics.update({"sde_etas": grid.eta.tolist(), "sde_alphas_used": grid.alpha.tolist(),
+    gd = end_to_end_gain(grid.eta[~on], sw.test_acc[~on])
+    metrics.update({"sde_gd_gain": gd["gain"], "sde_gd_gain_z": z_score(gd["gain"], gd["gain_se"]),
+                    "sde_etas": grid.eta.tolist(), "sde_alphas_used": grid.alpha.tolist(),
                     "sde_test_acc": sw.test_acc.tolist(), **_counts(sw, "sde_")})
+    if probe_every:
+        metrics.update(_edge_metrics(sw, "sde_"))
     return sw, grid, metrics
 
 
