@@ -343,8 +343,8 @@ CLAIMS = [
         "immediately",
         "companion paper Figs. 2 and 8 (fMNIST MLP)",
         rule=ROTATION, glossary=NAMES,
-        ours="{reversal_instabilities} instabilities (steps {reversal_windows}), switches at "
-             "steps {reversal_switches}; kept η: similarity falls by {rotation_drop:.3f}; "
+        ours="{reversal_instabilities} instabilities (from step {reversal_window_starts} to "
+             "{reversal_window_ends}), switches at steps {reversal_switch_steps}; kept η: similarity falls by {rotation_drop:.3f}; "
              "share of the rotation undone {reversal_horizon} steps after the switch "
              "{reversal_recovery_all:+.2f} vs kept η {reversal_recovery_control_all:+.2f}",
         control="the kept-η run over the same steps, its rise relative to its own rotation",
@@ -353,7 +353,7 @@ CLAIMS = [
             Departure("the {reversal_instabilities} longest instabilities of at least "
                       "{min_instability} steps over {seeds} seeds (the paper's: three of one run)",
                       "design choice"),
-            Departure("η lowered at {switch_fractions} of the instability (the paper's 'different "
+            Departure("η lowered at {switch_fractions:.0%} of the instability (the paper's 'different "
                       "time-steps' are not given)", "not stated in the paper"),
             Departure("the rise read {reversal_horizon} steps after the switch, as a share of the "
                       "rotation at it (the paper shows the curves)", "design choice"))),
@@ -553,8 +553,7 @@ for m, (i, p, first, last) in enumerate(segments):
     keep = fh.probe_step[m] <= last - first
     replays.append({"seed": i, "step": first + fh.probe_step[m][keep],
                     "S": fh.sharpness[m][keep], "grad": fh.extra.kappa_gradient[m][keep],
-                    "eig": fh.extra.kappa_exact[m][keep], "proxy": fh.extra.kappa_proxy[m][keep],
-                    "loss": fh.loss[m][:int(keep.sum()) * P.fine_probe_every:P.fine_probe_every]})
+                    "eig": fh.extra.kappa_exact[m][keep], "proxy": fh.extra.kappa_proxy[m][keep]})
 pairs = {"grad": [[] for _ in range(P.seeds)], "eig": [[] for _ in range(P.seeds)]}
 for r in replays:
     for d in pairs:
@@ -741,7 +740,7 @@ peaks = [kappa.plateau_peak(fp, fS[i], a, a + P.stable_steps, P.settle_steps)
          for i, a in enumerate(grid_at.ravel())]
 smax = np.array([p.smax for p in peaks]).reshape(grid_eta0.shape)
 plateaued = np.array([p.plateaued for p in peaks]).reshape(grid_eta0.shape)
-before = [np.nanmax(fS[i][fp <= a], initial=np.nan) * e / 2
+before = [np.nanmax(fS[i][fp <= a]) * e / 2
           for i, (e, a) in enumerate(zip(grid_eta0.ravel(), grid_at.ravel()))]
 edge_ratio = np.array(before).reshape(grid_eta0.shape)  # largest S·η₀/2 before the reduction
 acc_at = np.array([float(flat.history.aux["accuracy"][i, int(a)])
@@ -871,6 +870,9 @@ metrics = {
     "reversal_seeds": [s["seed"] for s in studies],
     "reversal_windows": [list(s["window"]) for s in studies],
     "reversal_switches": [s["switches"] for s in studies],
+    "reversal_window_starts": [s["window"][0] for s in studies],
+    "reversal_window_ends": [s["window"][1] for s in studies],
+    "reversal_switch_steps": [t for s in studies for t in s["switches"]],
     "reversal_switch_ratios": [s["switch_ratio"] for s in studies],
     "switches_outside_instability": switches_outside if studies else nan,
     "rotation_start_ratio": [s["ratio0"] for s in studies],
@@ -907,7 +909,7 @@ metrics = {
     "probe_every": P.probe_every,
     "fine_probe_every": P.fine_probe_every,
     "min_instability": P.min_instability,
-    "switch_fractions": [f"{f:.0%}" for f in P.switch_fractions],
+    "switch_fractions": list(P.switch_fractions),
     "reduce_at": list(P.reduce_at),
     "stable_steps": P.stable_steps,
     "settle_steps": P.settle_steps,
