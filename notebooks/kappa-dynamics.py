@@ -38,15 +38,19 @@
 # | simulation | App. F.11, Cases I–III | `cases`: `n_trajectories` walks × `sim_steps` steps |
 # | data | fMNIST, 4 classes, 1,000 images | fMNIST, 4 classes, `n_train` images |
 # | model | MLP, 4 hidden layers, ReLU | the same, hidden width `width` |
-# | κ–sharpness runs | 15 seeds, η = 0.1 (λ > 20 is unstable) | `seeds` seeds × `steps` steps at `eta` |
-# | interventions | η_low = 0.2η in an instability; η → 0.01 after η₀ | η_low = `low_factor`·η at `switch_fractions` of `window`; η → `eta_small` after each of `eta0s` at each of `reduce_at` |
+# | κ–sharpness runs | 15 seeds, η = 0.1 (λ > 20 is unstable), κ at every step of an instability | `seeds` seeds × `steps` steps at `eta`; κ every `fine_probe_every` steps in replays of the instabilities |
+# | reversal | η_low = 0.2η at "different time-steps before the instability is resolved" | η_low = `low_factor`·η at `switch_fractions` of each of the `reversal_instabilities` longest instabilities (≥ `min_instability` steps) |
+# | flattening | η → 0.01 "at indicated epochs" after η₀ | η → `eta_small` at each of `reduce_at` after each of `eta0s`, and after the stable null `eta0_null` |
 #
 # `book` scale is sized for a 2-core CPU and `paper` scale for a GPU; the values this run
 # used are printed below the parameters.
 #
-# The paper does not say which loss its fMNIST MLPs use for these figures; we use ½MSE (with
-# cross-entropy the runs reach 100% training accuracy within a few hundred steps and the
-# sharpness then decays, leaving no sustained instability to study).
+# **Loss.** Every network run uses `net_loss`, cross-entropy at every scale: the journal
+# paper's fMNIST experiments use cross-entropy (Sec. 6.2, App. K), and under it the MLP's
+# instabilities last longer than under ½MSE, so that η can be lowered well inside one (the
+# lengths of this run's instabilities are tabulated in Section 3). Under cross-entropy the
+# instabilities end once the training accuracy nears 100 % and the sharpness decays, which is
+# why `steps` is short.
 
 # %% tags=["hide-input"]
 import dataclasses
@@ -65,7 +69,7 @@ from eoslib.book.display import claims_table, use_book_style, verdict_section
 from eoslib.book.results import make_record, provenance, write_record
 from eoslib.book.scales import settings
 from eoslib.book.verdicts import grade_all
-from eoslib.engine import data, hessian, models, optim, probes, train
+from eoslib.engine import data, events, hessian, models, optim, probes, train
 from eoslib.mechanisms import kappa
 
 use_book_style()
@@ -76,20 +80,27 @@ scale = os.environ.get("EOSLIB_SCALE", "book")  # smoke | book | paper
 cases = None  # simulated cases, a subset of I, II, III
 n_trajectories = None  # walks per simulated case
 sim_steps = None  # steps of the simulated walk
-seeds = None  # initialisation seeds of the κ–sharpness runs (claim 3)
+seeds = None  # initialisation seeds of the κ–sharpness runs (claims 3, 4)
 eta = None  # GD step size of the fMNIST MLP
 steps = None  # GD steps of the κ–sharpness runs
-probe_every = None  # steps between curvature probes
+probe_every = None  # steps between sharpness probes of the κ–sharpness runs (finding instabilities)
+fine_probe_every = None  # steps between κ probes inside the replayed instabilities
+window_patience = None  # probes below the edge that close an instability window
 kappa_radius = None  # radius r of the finite-difference κ proxy
 n_train = None  # fMNIST training images (first 4 classes, balanced)
 width = None  # hidden width of the MLP
+net_loss = None  # loss of every network run
+min_instability = None  # shortest instability (steps) the reversal is studied in
+reversal_instabilities = None  # how many of the longest such instabilities are studied
 low_factor = None  # η_low / η of the rotation intervention
-window = None  # steps followed after the start of the studied instability
-switch_fractions = None  # where in the window η is lowered (one replay member each)
-eta0s = None  # initial step sizes of the flattening runs
-reduce_at = None  # steps at which η drops to eta_small
+switch_fractions = None  # where in the instability η is lowered (one replay member each)
+reversal_horizon = None  # steps after the switch at which the rise of similarity is read
+eta0s = None  # unstable initial step sizes of the flattening runs
+eta0_null = None  # the stable initial step size (the null)
+reduce_at = None  # steps (epochs) at which η drops to eta_small
 eta_small = None  # step size after the reduction
 stable_steps = None  # steps of the stable phase searched for S_max
+settle_steps = None  # steps the maximum must stand for the phase to have plateaued
 flat_probe_every = None  # steps between sharpness probes of the flattening runs
 seed = None  # PRNG seed (first initialisation and the simulation)
 results_dir = None  # where the results record goes (default: _build/records)
@@ -99,38 +110,54 @@ RANGES = {
     "cases": "list[kappa-case], non-empty", "n_trajectories": "int >= 10",
     "sim_steps": "int >= 8, multiple of 8", "seeds": "int >= 1", "eta": "float > 0",
     "steps": "int >= 1, multiple of probe_every", "probe_every": "int >= 1",
+    "fine_probe_every": "int >= 1", "window_patience": "int >= 1",
     "kappa_radius": "float > 0", "n_train": "int in [1, 24000]", "width": "int >= 1",
-    "low_factor": "float in (0, 1)", "window": "int >= 4, multiple of 2",
-    "switch_fractions": "list[float in (0, 1)], non-empty", "flat_probe_every": "int >= 1",
-    "eta0s": "list[float > 0], non-empty", "reduce_at": "list[int >= 0], non-empty",
-    "eta_small": "float > 0", "stable_steps": "int >= 1", "seed": "int >= 0",
+    "net_loss": "one of half_mse, cross_entropy", "min_instability": "int >= 4",
+    "reversal_instabilities": "int >= 1", "low_factor": "float in (0, 1)",
+    "switch_fractions": "list[float in (0, 1)], non-empty",
+    "reversal_horizon": "int >= 2, multiple of 2", "flat_probe_every": "int >= 1",
+    "eta0s": "list[float > 0], non-empty", "eta0_null": "float > 0",
+    "reduce_at": "list[int >= 0], non-empty", "eta_small": "float > 0",
+    "stable_steps": "int >= 1", "settle_steps": "int >= 1", "seed": "int >= 0",
 }
 SCALES = {  # a literal: the book's tooling reads it without running the notebook
     "smoke": {"cases": ["I", "II", "III"], "n_trajectories": 500, "sim_steps": 200,
-              "seeds": 2, "eta": 0.1, "steps": 200, "probe_every": 10,
-              "kappa_radius": 0.05, "n_train": 200, "width": 32, "low_factor": 0.2,
-              "window": 20, "switch_fractions": [0.15, 0.35, 0.6],
-              "eta0s": [0.1, 0.2], "reduce_at": [40, 80], "eta_small": 0.01,
-              "stable_steps": 100, "flat_probe_every": 10, "seed": 0},
+              "seeds": 2, "eta": 0.1, "steps": 200, "probe_every": 5, "fine_probe_every": 1,
+              "window_patience": 2, "kappa_radius": 0.05, "n_train": 200, "width": 32,
+              "net_loss": "cross_entropy", "min_instability": 6,
+              "reversal_instabilities": 1, "low_factor": 0.2,
+              "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 4,
+              "eta0s": [0.1, 0.2], "eta0_null": 0.02, "reduce_at": [20, 40],
+              "eta_small": 0.01, "stable_steps": 100, "settle_steps": 20,
+              "flat_probe_every": 10, "seed": 0},
     "book": {"cases": ["I", "II", "III"], "n_trajectories": 20000, "sim_steps": 4000,
-             "seeds": 3, "eta": 0.1, "steps": 2000, "probe_every": 5,
-             "kappa_radius": 0.05, "n_train": 1000, "width": 32, "low_factor": 0.2,
-             "window": 120, "switch_fractions": [0.15, 0.35, 0.6], "eta0s": [0.1, 0.2],
-             "reduce_at": [250, 750, 1500, 2500], "eta_small": 0.01, "stable_steps": 3000,
+             "seeds": 3, "eta": 0.1, "steps": 600, "probe_every": 5, "fine_probe_every": 1,
+             "window_patience": 2, "kappa_radius": 0.05, "n_train": 1000, "width": 32,
+             "net_loss": "cross_entropy", "min_instability": 12,
+             "reversal_instabilities": 2, "low_factor": 0.2,
+             "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 10,
+             "eta0s": [0.1, 0.2], "eta0_null": 0.02, "reduce_at": [50, 100, 200, 400],
+             "eta_small": 0.01, "stable_steps": 2000, "settle_steps": 400,
              "flat_probe_every": 50, "seed": 0},
     "paper": {"cases": ["I", "II", "III"], "n_trajectories": 100000, "sim_steps": 10000,
-              "seeds": 15, "eta": 0.1, "steps": 6000, "probe_every": 5,
-              "kappa_radius": 0.05, "n_train": 1000, "width": 32, "low_factor": 0.2,
-              "window": 200, "switch_fractions": [0.15, 0.35, 0.6],
-              "eta0s": [0.1, 0.15, 0.2], "reduce_at": [250, 750, 1500, 2500, 3500, 5000],
-              "eta_small": 0.01, "stable_steps": 6000, "flat_probe_every": 100, "seed": 0},
+              "seeds": 15, "eta": 0.1, "steps": 1000, "probe_every": 5, "fine_probe_every": 1,
+              "window_patience": 2, "kappa_radius": 0.05, "n_train": 1000, "width": 32,
+              "net_loss": "cross_entropy", "min_instability": 12,
+              "reversal_instabilities": 6, "low_factor": 0.2,
+              "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 10,
+              "eta0s": [0.1, 0.15, 0.2], "eta0_null": 0.02,
+              "reduce_at": [50, 100, 200, 400, 800], "eta_small": 0.01, "stable_steps": 4000,
+              "settle_steps": 1000, "flat_probe_every": 25, "seed": 0},
 }
 P = settings(SCALES, scale, RANGES, cases=cases, n_trajectories=n_trajectories,
              sim_steps=sim_steps, seeds=seeds, eta=eta, steps=steps,
-             probe_every=probe_every, kappa_radius=kappa_radius, n_train=n_train,
-             width=width, low_factor=low_factor, window=window,
-             switch_fractions=switch_fractions, eta0s=eta0s, reduce_at=reduce_at,
-             eta_small=eta_small, stable_steps=stable_steps,
+             probe_every=probe_every, fine_probe_every=fine_probe_every,
+             window_patience=window_patience, kappa_radius=kappa_radius, n_train=n_train,
+             width=width, net_loss=net_loss, min_instability=min_instability,
+             reversal_instabilities=reversal_instabilities, low_factor=low_factor,
+             switch_fractions=switch_fractions, reversal_horizon=reversal_horizon,
+             eta0s=eta0s, eta0_null=eta0_null, reduce_at=reduce_at, eta_small=eta_small,
+             stable_steps=stable_steps, settle_steps=settle_steps,
              flat_probe_every=flat_probe_every, seed=seed)
 P.as_dict()
 
@@ -147,8 +174,8 @@ P.as_dict()
 from IPython.display import display
 
 from eoslib.book.display import declared_claims
-from eoslib.book.verdicts import (AllOf, AtLeast, AtMost, ClaimSpec, Exceeds, Given,
-                                  Within)
+from eoslib.book.verdicts import (AllOf, AtLeast, AtMost, ClaimSpec, Departure, Exceeds,
+                                  Given, Within)
 
 NAMES = {
     "exit_fraction_min": "the smallest fraction of walks absorbed (s ≤ 0) in a case",
@@ -169,19 +196,28 @@ NAMES = {
                                       "(no exit)"),
     "relaxed_skewness_excess_min": ("the smallest final skewness minus the null's, in standard "
                                     "errors √(12/n) of a normal sample's (Cases II, III, no exit)"),
-    "seeds_measured": "seeds with ≥ 3 probe pairs inside instabilities",
-    "variability_pearson_mean": "the mean over seeds of Pearson(λ, κ change along ĝ)",
-    "variability_pearson_t": ("the seed mean of Pearson along ĝ over its standard error "
-                              "(sample std / √seeds): its distance from no correlation"),
-    "rotation_instabilities": "instabilities of the first seed",
-    "rotation_start_ratio": "λ/(2/η) where the rotation study starts",
-    "rotation_drop": "how far the kept-η subspace similarity falls (1 − min)",
-    "reversal_gain": "the rise of similarity after lowering η",
-    "reversal_gain_control": "the kept-η run's rise over the same steps",
-    "smax_peak_reached_fraction": "the fraction of stable phases peaked in their window",
+    "variability_pairs": "pairs (λ_t, κ change t → t+1) inside instabilities, all seeds",
+    "variability_pearson": "Pearson(λ, κ change along ĝ), pooled over the seeds",
+    "variability_pearson_p": "its two-sided p-value",
+    "variability_spearman": "Spearman(λ, κ change along ĝ), pooled over the seeds",
+    "variability_spearman_p": "its two-sided p-value",
+    "variability_seeds_significant": ("the fraction of seeds whose own Pearson and Spearman are "
+                                      "both positive with p < 0.05"),
+    "variability_seeds_in_range": ("the fraction of seeds whose own Pearson lies in the paper's "
+                                   "per-seed range 0.30–0.84"),
+    "reversal_instabilities": ("instabilities of at least the declared length studied "
+                               "(closed inside their replay)"),
+    "switches_outside_instability": "switches outside their instability window",
+    "rotation_drop": "how far the kept-η subspace similarity falls inside the window (1 − min, mean)",
+    "reversal_recovery": ("the median share of the rotation at the switch undone over the next "
+                          "steps after lowering η (clipped at 0)"),
+    "reversal_recovery_control": "the kept-η run's same share over the same steps (clipped at 0)",
+    "smax_plateaued_fraction": "the fraction of stable phases that plateaued (declared criterion)",
+    "null_edge_ratio_max": "the stable null's largest S·η₀/2 before its reduction",
     "flattening_diverged": "diverged flattening runs",
-    "smax_later_change": "the relative change of S_max, first to last reduction",
-    "smax_eta0_change": "the relative change of S_max, smallest to largest η₀",
+    "smax_later_excess": ("the relative change of S_max from the first to the last reduction "
+                          "(unstable η₀, mean) minus the stable null's"),
+    "smax_eta0_change": "the relative change of S_max from the smallest to the largest unstable η₀",
 }
 
 
@@ -200,20 +236,54 @@ RELAXED = Given(
     AllOf((AtMost("relaxed_median_excess_max", -3.0, fmt=".1f"),
            AtMost("relaxed_mode_minus_median_max", 0.0),
            AtLeast("relaxed_skewness_excess_min", 3.0, fmt=".1f"))))
-VARIABILITY = Given(
-    AtLeast("seeds_measured", 2),
-    AllOf((AtLeast("variability_pearson_t", 2.0, fmt=".1f"),
-           Within("variability_pearson_mean", 0.59, good=0.25, fair=0.5, fmt=".2f"))))
+# κ-variability, as App. F.2 grades it: pooled over the seeds and per seed, Pearson and
+# Spearman. Its two parts are graded apart: a positive correlation that is significant (the
+# paper: every seed p < 0.05, pooled p = 1.5e-53), and its size (the paper: Pearson 0.59,
+# Spearman 0.55 pooled; 0.30–0.84 per seed).
+MEASURED = AtLeast("variability_pairs", 10)
+VARIABILITY = Given(MEASURED, AllOf((
+    AtLeast("variability_pearson", 0.0, fmt=".2f"), AtMost("variability_pearson_p", 0.01, fmt=".1e"),
+    AtLeast("variability_spearman", 0.0, fmt=".2f"),
+    AtMost("variability_spearman_p", 0.01, fmt=".1e"),
+    AtLeast("variability_seeds_significant", 1.0, fair=0.5, fmt=".0%"))))
+STRENGTH = Given(MEASURED, AllOf((
+    Within("variability_pearson", 0.5905, good=0.25, fair=0.5, fmt=".2f"),
+    Within("variability_spearman", 0.5485, good=0.25, fair=0.5, fmt=".2f"),
+    AtLeast("variability_seeds_in_range", 1.0, fair=0.5, fmt=".0%"))))
+# switched inside instabilities of at least the declared length; the rise of similarity read
+# relative to the rotation at the switch, against the kept-η run over the same steps
 ROTATION = Given(
-    AllOf((AtLeast("rotation_instabilities", 1), AtLeast("rotation_start_ratio", 1.0))),
+    AllOf((AtLeast("reversal_instabilities", 1), AtMost("switches_outside_instability", 0))),
     AllOf((AtLeast("rotation_drop", 0.05, fair=0.02),
-           Exceeds("reversal_gain", "reversal_gain_control", good=2.0, fair=1.5),
-           AtLeast("reversal_gain", 0.02))))
-FLATTENING = Given(AtLeast("smax_peak_reached_fraction", 1.0, fmt=".0%"), AllOf((
-    AtMost("flattening_diverged", 0),
-    AtMost("smax_later_change", -0.05, fair=0.0, fmt=".1%"),
-    AtMost("smax_eta0_change", -0.05, fair=0.0, fmt=".1%"))))
+           AtLeast("reversal_recovery", 0.5, fair=0.25, fmt=".2f"),
+           Exceeds("reversal_recovery", "reversal_recovery_control", good=2.0, fair=1.5))))
+# S_max of stable phases that plateaued; the null η₀ must have stayed below its edge; the
+# later-reduction effect is read beyond the null's, the η₀ effect among unstable η₀
+FLATTENING = Given(
+    AllOf((AtLeast("smax_plateaued_fraction", 1.0, fmt=".0%"),
+           AtMost("null_edge_ratio_max", 1.0, fmt=".2f"))),
+    AllOf((AtMost("flattening_diverged", 0),
+           AtMost("smax_later_excess", -0.05, fair=-0.02, fmt="+.1%"),
+           AtMost("smax_eta0_change", -0.05, fair=-0.02, fmt="+.1%"))))
 
+# How the network experiments differ from the paper's (shown beside every verdict that is not
+# "reproduced", formatted from the run's metrics)
+KAPPA_METRIC = Departure("κ change as our symmetric relative change |Δκ|/(|κ_t| + |κ_{{t+1}}|) "
+                         "(the paper's metric of App. F.2 was lost from our copy)",
+                         "reconstructed formula")
+LOSS = Departure("cross-entropy (the loss of these fMNIST runs is not stated where they are "
+                 "reported; the paper's fMNIST experiments of Sec. 6 use it)",
+                 "not stated in the paper")
+SUBSET = Departure("{n_train} fMNIST images instead of 1,000", "CPU", scales=("smoke",))
+NETWORK = (
+    KAPPA_METRIC, LOSS, SUBSET,
+    Departure("{seeds} seeds instead of 15", "CPU", scales=("smoke", "book")),
+    Departure("{steps} steps per seed (the paper's run length is not stated)",
+              "not stated in the paper"),
+    Departure("instabilities found at probes every {probe_every} steps and replayed with κ every "
+              "{fine_probe_every} step(s); one shorter than the probe spacing can be missed",
+              "design choice"),
+)
 CLAIMS = [
     ClaimSpec(
         "model-theorems",
@@ -236,37 +306,76 @@ CLAIMS = [
              "standard errors, largest mode − median {relaxed_mode_minus_median_max:+.3f}, "
              "skewness above the null's {relaxed_skewness_excess_min:+.1f} standard errors",
         control="the same walks (same start, same signs) with a constant step h̄, the "
-                "model's mean initial step: a martingale whose median does not drift"),
+                "model's mean initial step: a martingale whose median does not drift",
+        departures=(
+            Departure("our instances of f, g and the initial laws (the paper's were lost from "
+                      "our copy)", "reconstructed formula"),
+            Departure("graded with the exit switched off, against a constant-step null",
+                      "design choice"))),
     ClaimSpec(
         "kappa-variability",
-        "during instabilities the change of κ grows with the sharpness λ",
-        "Pearson(λ, κ change) = 0.59 pooled over 15 seeds (0.30–0.84 per seed; "
-        "App. F.2, Table 2)",
+        "during instabilities the change of κ grows with the sharpness λ: a positive "
+        "correlation, significant both as Pearson's and as Spearman's, pooled and per seed",
+        "p = 1.5e-53 (Pearson), 5.4e-45 (Spearman) pooled over 15 seeds; every seed "
+        "p < 0.05 (App. F.2, Table 2)",
         rule=VARIABILITY, glossary=NAMES,
-        ours="along ĝ: {variability_pearson_mean:.2f} ± {variability_pearson_std:.2f} "
-             "over {seeds_measured} seeds ({variability_pearsons:.2f}); along u: "
-             "{variability_pearson_eig_mean:.2f}",
-        control="no correlation (0): the seed mean must lie at least 2 of its standard "
-                "errors (the seed-to-seed spread / √seeds) above it"),
+        ours="pooled over {seeds} seeds ({variability_pairs} pairs): Pearson "
+             "{variability_pearson:.2f} (p = {variability_pearson_p:.1e}), Spearman "
+             "{variability_spearman:.2f} (p = {variability_spearman_p:.1e}); per seed Pearson "
+             "{variability_pearson_seeds:.2f} (p {variability_pearson_p_seeds:.1e}), "
+             "Spearman {variability_spearman_seeds:.2f}",
+        control="no correlation (p-values of Pearson's and Spearman's tests against 0)",
+        departures=NETWORK),
+    ClaimSpec(
+        "kappa-variability-size",
+        "the correlation is strong: its size is the paper's",
+        "Pearson 0.59, Spearman 0.55 pooled over 15 seeds; Pearson 0.30–0.84 per seed "
+        "(App. F.2, Table 2)",
+        rule=STRENGTH, glossary=NAMES,
+        ours="pooled Pearson {variability_pearson:.2f}, Spearman {variability_spearman:.2f}; "
+             "per seed Pearson {variability_pearson_seeds:.2f}; along u (not graded): pooled "
+             "Pearson {variability_pearson_eig:.2f}",
+        departures=NETWORK),
     ClaimSpec(
         "rotation-and-reversal",
         "during an instability the top eigenvectors rotate away from their start; "
-        "lowering η to 0.2η reverses the rotation",
+        "lowering η to 0.2η before the instability is resolved reverses the rotation "
+        "immediately",
         "companion paper Figs. 2 and 8 (fMNIST MLP)",
         rule=ROTATION, glossary=NAMES,
-        ours="kept η: similarity falls to {rotation_similarity_min:.3f}; rise after "
-             "the switch {reversal_gain:.3f} vs kept η {reversal_gain_control:.3f}; "
-             "end gap to kept η {reversal_end_gap:+.3f} (not graded)",
-        control="the kept-η run over the same steps"),
+        ours="{reversal_instabilities} instabilities (from step {reversal_window_starts} to "
+             "{reversal_window_ends}), switches at steps {reversal_switch_steps}; kept η: similarity falls by {rotation_drop:.3f}; "
+             "share of the rotation undone {reversal_horizon} steps after the switch "
+             "{reversal_recovery_all:+.2f} vs kept η {reversal_recovery_control_all:+.2f}",
+        control="the kept-η run over the same steps, its rise relative to its own rotation",
+        departures=(
+            LOSS, SUBSET,
+            Departure("the {reversal_instabilities} longest instabilities of at least "
+                      "{min_instability} steps over {seeds} seeds (the paper's: three of one run)",
+                      "design choice"),
+            Departure("η lowered at {switch_fractions:.0%} of the instability (the paper's 'different "
+                      "time-steps' are not given)", "not stated in the paper"),
+            Departure("the rise read {reversal_horizon} steps after the switch, as a share of the "
+                      "rotation at it (the paper shows the curves)", "design choice"))),
     ClaimSpec(
         "progressive-flattening",
         "S_max of the stable phase after η drops to η_small falls with a later "
-        "reduction and with a larger η₀",
+        "reduction and with a larger η₀ (a two-dimensional effect)",
         "companion paper Fig. 4 (fMNIST MLP, η_small = 0.01)",
         rule=FLATTENING, glossary=NAMES,
-        ours="S_max change, first → last reduction {smax_later_change:+.1%}; "
-             "smallest → largest η₀ {smax_eta0_change:+.1%}; peaked "
-             "{smax_peak_reached_fraction:.0%}"),
+        ours="S_max change, first → last reduction {smax_later_change:+.1%} (η₀ = {eta0s}) "
+             "vs the stable null's {smax_later_change_null:+.1%} (η₀ = {eta0_null}); "
+             "smallest → largest η₀ {smax_eta0_change:+.1%}; stable-null S_max {smax_null:.1f}; "
+             "plateaued {smax_plateaued_fraction:.0%}",
+        control="a stable η₀ (below its edge until the reduction) reduced at the same steps",
+        departures=(
+            LOSS, SUBSET,
+            Departure("reductions at steps {reduce_at} (the paper's epochs are not in our copy)",
+                      "not stated in the paper"),
+            Departure("η₀ ∈ {eta0s} and the stable null η₀ = {eta0_null} (the paper's η₀ are not "
+                      "in our copy)", "not stated in the paper"),
+            Departure("one initialisation; a stable phase of {stable_steps} steps, S_max counted "
+                      "where no later probe beat it for {settle_steps} steps", "CPU"))),
 ]
 display(declared_claims(CLAIMS))
 
@@ -383,126 +492,240 @@ if versus:
 # %% [markdown]
 # ## 2. κ on a real network, over several seeds
 #
-# Full-batch GD on the fMNIST MLP, one `vmap`-ped run over `seeds` initialisations. Every
-# `probe_every` steps the loop measures the top Hessian eigenpair (warm-started Lanczos) and κ
-# along the unit gradient and along $u$ ({func}`eoslib.engine.probes.curvature`). An
-# *instability* is a maximal run of probes with $\lambda > 2/\eta$. The paper's κ-change
-# metric of App. F.2 was lost from our copy; we use the symmetric relative change
+# Full-batch GD on the fMNIST MLP under the loss `net_loss`, one `vmap`-ped run over `seeds`
+# initialisations, probed every `probe_every` steps (the top Hessian eigenvalue, warm-started
+# Lanczos) and keeping its state at each probe. The run's **instabilities** are found with
+# {func}`eoslib.engine.events.instability_windows`: a window opens where $S\eta/2 \ge 1$
+# (the paper's "λ > 20 at η = 0.1") and closes after `window_patience` consecutive probes
+# below the edge. The paper measures κ at every step of an instability; so each window is
+# **replayed** from the state kept at the probe before it, to the probe after it, with a probe
+# every `fine_probe_every` steps measuring λ and κ along the unit gradient and along $u$
+# ({func}`eoslib.engine.probes.curvature`). A pair $(\lambda_t, \Delta\kappa_t)$ is every
+# probe t of a replay with $\lambda_t > 2/\eta$ whose next probe is `fine_probe_every` steps
+# later ({func}`eoslib.mechanisms.kappa.variability_pairs`). The paper's κ-change metric of
+# App. F.2 was lost from our copy; we use the symmetric relative change
 # $|\kappa_{t+1}-\kappa_t|/(|\kappa_t|+|\kappa_{t+1}|)$ ({func}`eoslib.mechanisms.kappa.relative_change`),
 # which keeps the probes where $D^4L \le 0$ (a sign flip scores 1) instead of dropping them.
+# The pairs are correlated per seed and pooled over the seeds, as the paper's Table 2 does.
 
 # %%
 ds = data.load_fashion_mnist(n=P.n_train, classes=(0, 1, 2, 3))
-objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples
+objective = train.supervised(P.net_loss)
 inits = [models.fmnist_mlp(key=jax.random.key(P.seed + i), width=P.width)
          for i in range(P.seeds)]
 params0 = inits[0]
-net = train.run(objective, lambda hp: optax.sgd(P.eta),
-                jax.tree.map(lambda *a: jnp.stack(a), *inits), (ds.x, ds.onehot),
-                train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1),
-                key=jax.random.key(P.seed + 1), batched_params=True,
-                probe_fn=probes.curvature("half_mse", radius=P.kappa_radius))
+stacked = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)
+edge = 2 / P.eta
+sgd = lambda hp: optax.sgd(P.eta)
+net = train.run(objective, sgd, stacked(inits), (ds.x, ds.onehot),
+                train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1,
+                                  keep_states=True),
+                key=jax.random.key(P.seed + 1), batched_params=True)
+tp, S = net.history.probe_step[0], net.history.sharpness  # S: (seeds, probes)
+coarse = [events.instability_windows(tp, S[i], P.eta, patience=P.window_patience)
+          for i in range(P.seeds)]
+# one replay per window (windows whose replays would overlap are merged): from the kept state
+# at the probe before the window to the probe after it
+segments = []  # (seed, first probe index, first step, last step)
+for i, w in enumerate(coarse):
+    for a, b in zip(w.start, w.end):
+        p = max(int(np.searchsorted(tp, a)) - 1, 0)
+        first, last = int(tp[p]), min(int(b) + P.probe_every, P.steps)
+        if segments and segments[-1][0] == i and first <= segments[-1][3]:
+            segments[-1] = segments[-1][:3] + (last,)
+        else:
+            segments.append((i, p, first, last))
+fine_steps = -(-max((d - c for *_, c, d in segments), default=0) // P.fine_probe_every)
+fine_steps *= P.fine_probe_every
+fine = None
+if segments:
+    starts = [jax.tree.map(lambda a, i=i, p=p: a[i, p], net.snapshots.params)
+              for i, p, *_ in segments]
+    fine = train.run(objective, sgd, stacked(starts), (ds.x, ds.onehot),
+                     train.TrainConfig(steps=fine_steps, probe_every=P.fine_probe_every, top_k=1),
+                     key=jax.random.key(P.seed + 2), batched_params=True,
+                     probe_fn=probes.curvature(P.net_loss, radius=P.kappa_radius))
 
 # %% tags=["hide-input"]
-h, edge = net.history, 2 / P.eta
-tp, S = h.probe_step[0], h.sharpness  # S: (seeds, probes)
-k_grad, k_eig = h.extra.kappa_gradient, h.extra.kappa_exact
-k_proxy = h.extra.kappa_proxy
-episodes = [kappa.instabilities(S[i], edge) for i in range(P.seeds)]
-corr_g = [kappa.variability_correlation(S[i], k_grad[i], edge) for i in range(P.seeds)]
-corr_u = [kappa.variability_correlation(S[i], k_eig[i], edge) for i in range(P.seeds)]
-measured = [r for r, n in corr_g if np.isfinite(r) and n >= 3]
-measured_u = [r for r, n in corr_u if np.isfinite(r) and n >= 3]
-finite = np.isfinite(k_eig) & np.isfinite(k_proxy)
-nonpos_g = int(np.sum(np.isfinite(k_grad) & (k_grad <= 0)))
-nonpos_u = int(np.sum(np.isfinite(k_eig) & (k_eig <= 0)))
-n_probes = int(np.isfinite(S).sum())
-proxy_pearson = float(np.corrcoef(k_proxy[finite], k_eig[finite])[0, 1])
-lines = [f"| {P.seed + i} | {len(episodes[i])} | {corr_g[i][1]} | {corr_g[i][0]:.2f} "
-         f"| {corr_u[i][0]:.2f} | {bool(net.diverged[i])} |" for i in range(P.seeds)]
+replays = []  # per segment: absolute steps, λ, κ along ĝ and u, the proxy (cut to the segment)
+for m, (i, p, first, last) in enumerate(segments):
+    fh = fine.history
+    keep = fh.probe_step[m] <= last - first
+    replays.append({"seed": i, "step": first + fh.probe_step[m][keep],
+                    "S": fh.sharpness[m][keep], "grad": fh.extra.kappa_gradient[m][keep],
+                    "eig": fh.extra.kappa_exact[m][keep], "proxy": fh.extra.kappa_proxy[m][keep]})
+pairs = {"grad": [[] for _ in range(P.seeds)], "eig": [[] for _ in range(P.seeds)]}
+for r in replays:
+    for d in pairs:
+        pairs[d][r["seed"]].append(kappa.variability_pairs(r["step"], r["S"], r[d], edge,
+                                                           gap=P.fine_probe_every)[1:])
+joined = {d: [tuple(np.concatenate(c) if c else np.zeros(0) for c in zip(*rows)) if rows
+              else (np.zeros(0), np.zeros(0)) for rows in pairs[d]] for d in pairs}
+per_seed = {d: [kappa.correlation(*joined[d][i]) for i in range(P.seeds)] for d in pairs}
+pooled = {d: kappa.correlation(np.concatenate([x for x, _ in joined[d]]),
+                               np.concatenate([y for _, y in joined[d]])) for d in pairs}
+fine_all = {k: np.concatenate([r[k] for r in replays]) if replays else np.zeros(0)
+            for k in ("S", "grad", "eig", "proxy")}
+finite = np.isfinite(fine_all["eig"]) & np.isfinite(fine_all["proxy"])
+nonpos_g = int(np.sum(np.isfinite(fine_all["grad"]) & (fine_all["grad"] <= 0)))
+nonpos_u = int(np.sum(np.isfinite(fine_all["eig"]) & (fine_all["eig"] <= 0)))
+n_probes = int(np.isfinite(fine_all["S"]).sum())
+proxy_pearson = (float(np.corrcoef(fine_all["proxy"][finite], fine_all["eig"][finite])[0, 1])
+                 if finite.sum() >= 3 else float("nan"))
+fmt = lambda c: f"{c.pearson:.2f} (p = {c.pearson_p:.1e}) | {c.spearman:.2f} (p = {c.spearman_p:.1e})"
+lines = [f"| {P.seed + i} | {len(coarse[i].start)} | {per_seed['grad'][i].pairs} "
+         f"| {fmt(per_seed['grad'][i])} | {per_seed['eig'][i].pearson:.2f} "
+         f"| {bool(net.diverged[i])} |" for i in range(P.seeds)]
+lines.append(f"| pooled | {sum(len(w.start) for w in coarse)} | {pooled['grad'].pairs} "
+             f"| {fmt(pooled['grad'])} | {pooled['eig'].pearson:.2f} | |")
 display(Markdown(
-    "| seed | instabilities | probe pairs in them | Pearson along ĝ | Pearson along u "
-    "| diverged |\n|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
-    f"$D^4L \\le 0$ at **{nonpos_g}** of {n_probes} probes along ĝ and **{nonpos_u}** "
-    "along u: kept in every statistic, and drawn below on a symmetric-log axis. The "
-    "finite-difference proxy along u correlates with the exact value at Pearson "
-    f"{proxy_pearson:.2f} over {int(finite.sum())} probes."))
+    "| seed | instabilities | pairs | Pearson along ĝ | Spearman along ĝ | Pearson along u "
+    "| diverged |\n|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
+    f"The paper's Table 2: Pearson 0.59 (p = 1.5e-53), Spearman 0.55 pooled over 15 seeds; "
+    f"Pearson 0.30–0.84 per seed. $D^4L \\le 0$ at **{nonpos_g}** of {n_probes} replay "
+    f"probes along ĝ and **{nonpos_u}** along u: kept in every statistic, and drawn below on a "
+    "symmetric-log axis. The finite-difference proxy along u correlates with the exact value at "
+    f"Pearson {proxy_pearson:.2f} over {int(finite.sum())} probes."))
 
-# %% mystnb={"figure": {"caption": "First seed, full-batch GD at fixed $\\eta$. Top: sharpness with $2/\\eta$ dashed, instabilities shaded. Bottom: $D^4L$ along the unit gradient and along the top eigenvector (symmetric-log axis: values $\\le 0$ are shown, not dropped).", "name": "fig-kappa-network"}}
+# %% mystnb={"figure": {"caption": "First seed, full-batch GD at fixed $\\eta$. Top: sharpness at the coarse probes (line) and at every replayed step (dots), $2/\\eta$ dashed, instability windows shaded. Bottom: $D^4L$ along the unit gradient and along the top eigenvector at the replayed steps (symmetric-log axis: values $\\le 0$ are shown, not dropped).", "name": "fig-kappa-network"}}
 fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 4.6), sharex=True)
 ax1.plot(tp, S[0], lw=0.7)
 ax1.axhline(edge, color="k", ls="--", lw=0.8)
-for a, b in episodes[0]:
+for a, b in zip(coarse[0].start, coarse[0].end):
     for ax in (ax1, ax2):
-        ax.axvspan(tp[a], tp[b], color="C3", alpha=0.12, lw=0)
-ax2.plot(tp, k_grad[0], lw=0.8, label="along the gradient $\\hat g$ (App. F.2)")
-ax2.plot(tp, k_eig[0], lw=0.6, alpha=0.8, label="along the top eigenvector $u$")
+        ax.axvspan(a, b, color="C3", alpha=0.12, lw=0)
+first_seed = [r for r in replays if r["seed"] == 0]
+for j, r in enumerate(first_seed):
+    ax1.plot(r["step"], r["S"], ".", ms=2, color="C1")
+    ax2.plot(r["step"], r["grad"], ".", ms=2, color="C0",
+             label="along the gradient $\\hat g$ (App. F.2)" if j == 0 else None)
+    ax2.plot(r["step"], r["eig"], ".", ms=2, color="C2",
+             label="along the top eigenvector $u$" if j == 0 else None)
 ax2.set_yscale("symlog", linthresh=1.0)
 ax1.set(ylabel="sharpness $\\lambda$")
 ax2.set(xlabel="step", ylabel="$D^4L[d,d,d,d]$")
-ax2.legend(fontsize=8)
+if first_seed:
+    ax2.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## 3. Eigenvector rotation during an instability, and its reversal
 #
-# For the first seed we take its longest instability, define the baseline as the top-3
-# eigenvectors at its first (even) step $t_0$, and follow for `window` steps the similarity of
-# the top-3 subspace with the baseline ({func}`eoslib.engine.probes.rotation`; even steps, as
-# the ReLU network's oscillation has period 2). One `vmap`-ed replay from $t_0$: member 0
-# keeps η (the **control**), the others drop to $\eta_{\rm low}$ = `low_factor`·η (the paper
-# lowers it to 0.2η), one at each of the steps placed at the fractions `switch_fractions` of
-# the window. A reversal is a rise of the similarity after the switch that exceeds
-# the control's rise over the same steps ({func}`eoslib.mechanisms.kappa.reversal_gain`).
+# The paper lowers η "at different time-steps *before the instability is resolved*" and sees
+# the rotation "immediately reversed" (companion paper, Fig. 2). We take the
+# `reversal_instabilities` longest instabilities of the replays above (all seeds) that last at
+# least `min_instability` steps and close inside their replay. For each, the baseline is the
+# top-3 eigenvectors at its first step $t_0$, and one `vmap`-ped replay from $t_0$ follows the
+# similarity of the top-3 subspace with the baseline ({func}`eoslib.engine.probes.rotation`;
+# every second step, as the ReLU network's oscillation has period 2): member 0 keeps η (the
+# **control**), the others drop to $\eta_{\rm low}$ = `low_factor`·η (the paper's 0.2η) at
+# the fractions `switch_fractions` of the instability (the paper's "different time-steps", our
+# 25/50/75 %), each at an even step inside the window. A reversal is graded **relative to
+# the rotation at the switch**: the rise of the similarity over the next `reversal_horizon`
+# steps divided by $1 - $ similarity at the switch (1: the rotation undone;
+# {func}`eoslib.mechanisms.kappa.recovery`), against the control's same quantity over the
+# same steps.
 
 # %%
-longest = max(episodes[0], key=lambda e: e[1] - e[0], default=None)
-t0 = int(tp[longest[0]]) // 2 * 2 if longest else P.steps // 2 * 2
-pre = train.run(objective, lambda hp: optax.sgd(P.eta), params0, (ds.x, ds.onehot),
-                train.TrainConfig(steps=max(t0, 2), probe_every=0, chunks=1),
-                key=jax.random.key(P.seed + 1), progress=False)
-theta0 = pre.state.params
+candidates = []  # (length, replay, start, end): closed instabilities of the replays
+for m, r in enumerate(replays):
+    w = events.instability_windows(r["step"], r["S"], P.eta, patience=P.window_patience,
+                                   min_length=P.min_instability)
+    candidates += [(int(b - a + 1), m, int(a), int(b))
+                   for a, b, ok in zip(w.start, w.end, w.closed) if ok]
+chosen = sorted(candidates, key=lambda c: (-c[0], c[2]))[:P.reversal_instabilities]
 loss_fn = lambda p: objective(p, ds.x, ds.onehot, {})[0]
-lam0, base = hessian.top_eigenpairs(loss_fn, theta0, 3, key=jax.random.key(7), tol=1e-5,
-                                    max_restarts=10)
-switch = [t0 + max(2, int(f * P.window)) // 2 * 2 for f in P.switch_fractions]
-M = len(switch) + 1
-stack = lambda a: jnp.broadcast_to(a, (M,) + a.shape)
-sched = lambda hp: optax.sgd(  # the replay counts its steps from t0
-    optim.step_decay(P.eta, at=hp["switch"] - t0, factor=P.low_factor))
-rot = train.run(objective, sched, jax.tree.map(stack, theta0), (ds.x, ds.onehot),
-                train.TrainConfig(steps=P.window, probe_every=2, top_k=3, chunks=2),
-                key=jax.random.key(P.seed + 3), batched_params=True,
-                hparams={"switch": jnp.asarray([np.inf] + switch, jnp.float32),
-                         "baseline": stack(base)},
-                probe_fn=probes.rotation())
-rt, sub = t0 + rot.history.probe_step[0], rot.history.extra.subspace
-gain, gain_control = kappa.reversal_gain(sub, rt, np.asarray(switch))
+n_sw = len(P.switch_fractions)
+studies = []  # per instability: seed, window, t0, switch offsets, θ_{t0}, baseline
+for length, m, a, b in chosen:
+    i, p, first, _ = segments[m]
+    theta = jax.tree.map(lambda x: x[i, p], net.snapshots.params)
+    if a > first:  # from the kept state to the window's first step
+        theta = train.run(objective, sgd, theta, (ds.x, ds.onehot),
+                          train.TrainConfig(steps=a - first, probe_every=0, chunks=1),
+                          key=jax.random.key(P.seed + 1), progress=False).state.params
+    lam0, base = hessian.top_eigenpairs(loss_fn, theta, 3, key=jax.random.key(7), tol=1e-5,
+                                        max_restarts=10)
+    offsets = [min(max(2, int(f * length) // 2 * 2), (length - 1) // 2 * 2)
+               for f in P.switch_fractions]
+    studies.append({"seed": P.seed + i, "window": (a, b), "t0": a, "offsets": offsets,
+                    "theta": theta, "base": base, "ratio0": float(lam0[0]) / edge})
+rot = None
+if studies:
+    M = 1 + n_sw
+    # probes run before steps 0, 2, …, rot_steps − 2: the last read, t_s + horizon, among them
+    rot_steps = max(max(s["offsets"]) for s in studies) + P.reversal_horizon + 2
+    members = [(s, k) for s in studies for k in range(M)]
+    rot = train.run(
+        objective,
+        lambda hp: optax.sgd(optim.step_decay(P.eta, at=hp["switch"], factor=P.low_factor)),
+        stacked([s["theta"] for s, _ in members]), (ds.x, ds.onehot),
+        train.TrainConfig(steps=rot_steps, probe_every=2, top_k=3, chunks=2),
+        key=jax.random.key(P.seed + 3), batched_params=True,
+        hparams={"switch": jnp.asarray([np.inf if k == 0 else s["offsets"][k - 1]
+                                        for s, k in members], jnp.float32),
+                 "baseline": jnp.stack([s["base"] for s, _ in members])},
+        probe_fn=probes.rotation())
+    rt = rot.history.probe_step[0]
+    for j, s in enumerate(studies):
+        sub = rot.history.extra.subspace[j * M:(j + 1) * M]
+        rec = kappa.recovery(sub, rt, np.asarray(s["offsets"]), P.reversal_horizon)
+        inside = rt <= s["window"][1] - s["t0"]
+        ratio = rot.history.sharpness[j * M] * P.eta / 2
+        s.update(sub=sub, recovery=rec, drop=float(1 - np.nanmin(sub[0][inside])),
+                 switches=[s["t0"] + o for o in s["offsets"]],
+                 switch_ratio=[float(ratio[np.searchsorted(rt, o)]) for o in s["offsets"]])
+switches_outside = sum(int(not (s["window"][0] <= t <= s["window"][1]))
+                       for s in studies for t in s.get("switches", []))
+display(Markdown(
+    "| seed | instability (steps) | length | switches (steps) | control's Sη/2 at them "
+    "| 1 − similarity at them | recovery, switched | recovery, control |\n"
+    "|---|---|---|---|---|---|---|---|\n" + "\n".join(
+        f"| {s['seed']} | {s['window'][0]}–{s['window'][1]} | {s['window'][1] - s['window'][0] + 1} "
+        f"| {', '.join(map(str, s['switches']))} "
+        f"| {', '.join(f'{v:.2f}' for v in s['switch_ratio'])} "
+        f"| {', '.join(f'{v:.3f}' for v in s['recovery'].rotated)} "
+        f"| {', '.join(f'{v:+.2f}' for v in s['recovery'].switched)} "
+        f"| {', '.join(f'{v:+.2f}' for v in s['recovery'].control)} |" for s in studies)
+    if studies else f"No instability of at least {P.min_instability} steps closed inside a replay."))
 
-# %% mystnb={"figure": {"caption": "Top-3 subspace similarity to the baseline across the first seed's longest instability: keeping η (black, the control) and with η lowered to `low_factor`·η at the dotted steps. A reversal is a coloured curve climbing back after its switch faster than the black one.", "name": "fig-kappa-rotation"}}
-fig, ax = plt.subplots(figsize=(6.5, 3.2))
-ax.plot(rt, sub[0], "k", lw=1.4, label="keep η (control)")
-for m, at in enumerate(switch, start=1):
-    ax.plot(rt, sub[m], lw=1.0, color=f"C{m}",
-            label=f"{P.low_factor:g}η from step {at}")
-    ax.axvline(at, color=f"C{m}", ls=":", lw=0.8)
-ax.set(xlabel="step", ylabel="similarity to baseline")
-ax.legend(fontsize=8)
+# %% mystnb={"figure": {"caption": "Top-3 subspace similarity to the baseline across the studied instabilities (one panel each; the window shaded): keeping η (black, the control) and with η lowered to `low_factor`·η at the dotted steps. A reversal is a coloured curve climbing back towards 1 after its switch faster than the black one.", "name": "fig-kappa-rotation"}}
+fig, axes = plt.subplots(1, max(len(studies), 1), figsize=(4.2 * max(len(studies), 1), 3.2),
+                         squeeze=False)
+for ax, s in zip(axes[0], studies):
+    steps_abs = s["t0"] + rt
+    ax.axvspan(*s["window"], color="C3", alpha=0.10, lw=0)
+    ax.plot(steps_abs, s["sub"][0], "k", lw=1.4, label="keep η (control)")
+    for k, at in enumerate(s["switches"], start=1):
+        ax.plot(steps_abs, s["sub"][k], lw=1.0, color=f"C{k}",
+                label=f"{P.low_factor:g}η from step {at}")
+        ax.axvline(at, color=f"C{k}", ls=":", lw=0.8)
+    ax.set(xlabel="step", ylabel="similarity to baseline", title=f"seed {s['seed']}")
+    ax.legend(fontsize=7)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## 4. Progressive flattening: $S_{\max}$ after a step-size reduction
 #
-# Each member trains at $\eta_0$ until `reduce_at`, then at $\eta_{\rm small}$ (far below its
-# stability limit), where progressive sharpening reveals the landscape's sharpness ceiling.
-# $S_{\max}$ is the largest sharpness of the stable phase, over the probes **after** the
-# reduction step (the probe at that step still has the unstable phase's sharpness), and counts
-# only if the phase *peaked* inside its window ({func}`eoslib.mechanisms.kappa.stable_peak`).
+# Each member trains at $\eta_0$ until its reduction step (the paper's Fig. 4 reduces "at
+# indicated epochs"; one full-batch step is one epoch here), then at $\eta_{\rm small}$ =
+# `eta_small` (far below its stability limit), where progressive sharpening reveals the
+# landscape's sharpness ceiling. The grid is every η₀ of `eta0s` (above the edge: unstable)
+# and the **stable null** `eta0_null` (below its edge until the reduction: no instability)
+# at every step of `reduce_at`. $S_{\max}$ is the largest sharpness of the stable phase, the
+# `stable_steps` steps after the reduction (the probe at the reduction step itself, which still
+# has the unstable phase's sharpness, excluded), and counts only if the phase **plateaued**
+# by the declared criterion ({func}`eoslib.mechanisms.kappa.plateau_peak`): the maximum is
+# not the phase's first probe (the sharpness rose after the reduction, so $S_{\max}$ is not
+# the edge $2/\eta_0$ left over) and no later probe of the phase exceeds it for at least
+# `settle_steps` steps. The later-reduction effect is graded beyond the null's: a stable η₀
+# reduced later also trains longer before its stable phase, whatever instabilities do.
 
 # %%
-grid_eta0, grid_at = np.meshgrid(P.eta0s, P.reduce_at, indexing="ij")
+flat_eta0s = list(P.eta0s) + [P.eta0_null]
+grid_eta0, grid_at = np.meshgrid(flat_eta0s, P.reduce_at, indexing="ij")
 probe_c = P.flat_probe_every
 total = -(-int(max(P.reduce_at) + P.stable_steps) // probe_c) * probe_c
 flat_sched = lambda hp: optax.sgd(
@@ -513,23 +736,39 @@ flat = train.run(objective, flat_sched, params0, (ds.x, ds.onehot),
                  hparams={"eta0": jnp.asarray(grid_eta0.ravel(), jnp.float32),
                           "reduce_at": jnp.asarray(grid_at.ravel(), jnp.float32)})
 fp, fS = flat.history.probe_step[0], flat.history.sharpness
-peaks = [kappa.stable_peak(fp, fS[i], a, P.stable_steps)
+peaks = [kappa.plateau_peak(fp, fS[i], a, a + P.stable_steps, P.settle_steps)
          for i, a in enumerate(grid_at.ravel())]
-smax = np.array([p for p, _ in peaks]).reshape(grid_eta0.shape)
-peaked = np.array([ok for _, ok in peaks]).reshape(grid_eta0.shape)
+smax = np.array([p.smax for p in peaks]).reshape(grid_eta0.shape)
+plateaued = np.array([p.plateaued for p in peaks]).reshape(grid_eta0.shape)
+before = [np.nanmax(fS[i][fp <= a]) * e / 2
+          for i, (e, a) in enumerate(zip(grid_eta0.ravel(), grid_at.ravel()))]
+edge_ratio = np.array(before).reshape(grid_eta0.shape)  # largest S·η₀/2 before the reduction
+acc_at = np.array([float(flat.history.aux["accuracy"][i, int(a)])
+                   for i, a in enumerate(grid_at.ravel())]).reshape(grid_eta0.shape)
+display(Markdown(
+    "| η₀ | " + " | ".join(f"reduced at {a}" for a in P.reduce_at) + " |\n|---|"
+    + "---|" * len(P.reduce_at) + "\n" + "\n".join(
+        f"| {e:g}{' (null)' if j == len(P.eta0s) else ''} | " + " | ".join(
+            f"{smax[j, k]:.1f}{'' if plateaued[j, k] else ' (no plateau)'}; "
+            f"acc {acc_at[j, k]:.1%}, max Sη₀/2 before {edge_ratio[j, k]:.2f}"
+            for k in range(len(P.reduce_at))) + " |" for j, e in enumerate(flat_eta0s))
+    + "\n\nEach cell: $S_{\\max}$ of the stable phase; the training accuracy at the reduction; "
+    "the largest $S\\eta_0/2$ before it (≥ 1: the run had reached its edge)."))
 
-# %% mystnb={"figure": {"caption": "Left: sharpness of the flattening runs (one line per member, shade by reduction step; dotted: the reduction steps). Right: $S_{\\max}$ of the stable phase against the reduction step for each $\\eta_0$; hollow markers did not peak inside their window. Flattening shows as lines that fall to the right and lie lower for larger $\\eta_0$.", "name": "fig-kappa-flattening"}}
+# %% mystnb={"figure": {"caption": "Left: sharpness of the flattening runs (one line per member, colour by η₀, the stable null grey; shade by reduction step; dotted: the reduction steps). Right: $S_{\\max}$ of the stable phase against the reduction step for each $\\eta_0$; hollow markers did not plateau. Flattening shows as lines that fall to the right more than the null's and lie lower for larger $\\eta_0$.", "name": "fig-kappa-flattening"}}
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2))
+colour = lambda j: "0.4" if j == len(P.eta0s) else f"C{j}"
 for i, (e0, a) in enumerate(zip(grid_eta0.ravel(), grid_at.ravel())):
-    j = list(P.eta0s).index(e0)
-    ax1.plot(fp, fS[i], lw=0.7, color=f"C{j}", alpha=0.4 + 0.6 * a / max(P.reduce_at))
+    j = flat_eta0s.index(e0)
+    ax1.plot(fp, fS[i], lw=0.7, color=colour(j), alpha=0.4 + 0.6 * a / max(P.reduce_at))
 for a in P.reduce_at:
     ax1.axvline(a, color="0.5", ls=":", lw=0.7)
 ax1.set(xlabel="step", ylabel="sharpness $\\lambda$", yscale="log")
-for j, e0 in enumerate(P.eta0s):
-    ax2.plot(P.reduce_at, smax[j], "-", color=f"C{j}", label=f"η₀ = {e0}")
-    for a, v, ok in zip(P.reduce_at, smax[j], peaked[j]):
-        ax2.plot(a, v, "o", ms=5, color=f"C{j}", mfc=f"C{j}" if ok else "none")
+for j, e0 in enumerate(flat_eta0s):
+    ax2.plot(P.reduce_at, smax[j], "-", color=colour(j),
+             label=f"η₀ = {e0}" + (" (stable null)" if j == len(P.eta0s) else ""))
+    for a, v, ok in zip(P.reduce_at, smax[j], plateaued[j]):
+        ax2.plot(a, v, "o", ms=5, color=colour(j), mfc=colour(j) if ok else "none")
 ax2.set(xlabel="reduction step", ylabel="$S_{\\max}$ after the reduction")
 ax2.legend(fontsize=8)
 fig.tight_layout()
@@ -573,8 +812,14 @@ def slope_change(row):
     return float(np.polyfit(P.reduce_at, row, 1)[0] * span / np.mean(row))
 
 
-lo, hi = int(np.argmin(P.eta0s)), int(np.argmax(P.eta0s))
+lo, hi = int(np.argmin(P.eta0s)), int(np.argmax(P.eta0s))  # rows of the unstable η₀
 alive = ~np.asarray(flat.diverged)
+later_unstable = float(np.mean([slope_change(r) for r in smax[:len(P.eta0s)]]))
+later_null = slope_change(smax[-1])
+measured = [c for c in per_seed["grad"] if c.pairs >= 10]
+significant = [c.pearson > 0 and c.pearson_p < 0.05 and c.spearman > 0 and c.spearman_p < 0.05
+               for c in measured]
+in_range = [0.30 <= c.pearson <= 0.84 for c in measured]
 metrics = {
     # the coupled model
     "exit_fractions": [exit_fractions[n] for n in P.cases],
@@ -599,36 +844,75 @@ metrics = {
         ((v["free"][0].skewness - v["null"][0].skewness) / np.sqrt(12 / P.n_trajectories)
          for v in versus.values()), default=nan),
     "relaxed_median_drift_absorbing_max": max((drift(n) for n in relaxed), default=nan),
-    # κ on the network
-    "seeds_measured": len(measured),
-    "variability_pearsons": measured,
-    "variability_pearson_mean": float(np.mean(measured)) if measured else nan,
-    "variability_pearson_std": float(np.std(measured)) if measured else nan,
-    "variability_pearson_t": (float(np.mean(measured) / (np.std(measured, ddof=1)
-                                                         / np.sqrt(len(measured))))
-                              if len(measured) >= 2 else nan),
-    "variability_pearson_eig_mean": float(np.mean(measured_u)) if measured_u else nan,
+    # κ on the network: pooled and per seed, Pearson and Spearman
+    "variability_pairs": pooled["grad"].pairs,
+    "variability_pairs_seeds": [c.pairs for c in per_seed["grad"]],
+    "variability_pearson": pooled["grad"].pearson,
+    "variability_pearson_p": pooled["grad"].pearson_p,
+    "variability_spearman": pooled["grad"].spearman,
+    "variability_spearman_p": pooled["grad"].spearman_p,
+    "variability_pearson_seeds": [c.pearson for c in per_seed["grad"]],
+    "variability_pearson_p_seeds": [c.pearson_p for c in per_seed["grad"]],
+    "variability_spearman_seeds": [c.spearman for c in per_seed["grad"]],
+    "variability_spearman_p_seeds": [c.spearman_p for c in per_seed["grad"]],
+    "variability_seeds_significant": (float(np.mean(significant)) if measured else nan),
+    "variability_seeds_in_range": (float(np.mean(in_range)) if measured else nan),
+    "variability_pearson_eig": pooled["eig"].pearson,
+    "variability_spearman_eig": pooled["eig"].spearman,
     "kappa_gradient_nonpositive": nonpos_g,
     "kappa_eigvec_nonpositive": nonpos_u,
-    "probes": n_probes,
-    "instabilities": [len(e) for e in episodes],
+    "replay_probes": n_probes,
+    "instabilities": [len(w.start) for w in coarse],
+    "instability_windows": [[[int(a), int(b)] for a, b in zip(w.start, w.end)] for w in coarse],
     "kappa_proxy_pearson": proxy_pearson,
-    # rotation and reversal
-    "rotation_instabilities": len(episodes[0]),
-    "rotation_start_ratio": float(lam0[0]) / edge,
-    "rotation_similarity_min": float(np.min(sub[0])),
-    "rotation_drop": float(1 - np.min(sub[0])),
-    "reversal_gain": gain,
-    "reversal_gain_control": gain_control,
-    "reversal_end_gap": float(np.mean(sub[1:, -1] - sub[0, -1])),  # shown, not graded
-    # progressive flattening
+    # rotation and reversal, timed to the instabilities
+    "reversal_instabilities": len(studies),
+    "reversal_seeds": [s["seed"] for s in studies],
+    "reversal_windows": [list(s["window"]) for s in studies],
+    "reversal_switches": [s["switches"] for s in studies],
+    "reversal_window_starts": [s["window"][0] for s in studies],
+    "reversal_window_ends": [s["window"][1] for s in studies],
+    "reversal_switch_steps": [t for s in studies for t in s["switches"]],
+    "reversal_switch_ratios": [s["switch_ratio"] for s in studies],
+    "switches_outside_instability": switches_outside if studies else nan,
+    "rotation_start_ratio": [s["ratio0"] for s in studies],
+    "rotation_drop": float(np.mean([s["drop"] for s in studies])) if studies else nan,
+    "reversal_rotated": [list(s["recovery"].rotated) for s in studies],
+    "reversal_recovery_all": [list(s["recovery"].switched) for s in studies],
+    "reversal_recovery_control_all": [list(s["recovery"].control) for s in studies],
+    "reversal_recovery": (max(0.0, float(np.nanmedian(np.concatenate(
+        [s["recovery"].switched for s in studies])))) if studies else nan),
+    "reversal_recovery_control": (max(0.0, float(np.nanmedian(np.concatenate(
+        [s["recovery"].control for s in studies])))) if studies else nan),
+    "reversal_horizon": P.reversal_horizon,
+    # progressive flattening, with a stable-η₀ null
     "smax": [[float(v) for v in row] for row in smax],
-    "smax_peak_reached_fraction": float(np.mean(peaked[alive.reshape(peaked.shape)]))
+    "smax_null": float(np.nanmax(smax[-1])) if np.isfinite(smax[-1]).any() else nan,
+    "smax_null_row": [float(v) for v in smax[-1]],
+    "smax_edge_ratio_before": [[float(v) for v in row] for row in edge_ratio],
+    "smax_accuracy_at_reduction": [[float(v) for v in row] for row in acc_at],
+    "smax_plateaued_fraction": float(np.mean(plateaued[alive.reshape(plateaued.shape)]))
     if alive.any() else nan,
+    "null_edge_ratio_max": float(np.nanmax(edge_ratio[-1])),
     "flattening_diverged": int((~alive).sum()),
-    "smax_later_change": float(np.mean([slope_change(r) for r in smax])),
+    "smax_later_change": later_unstable,
+    "smax_later_change_null": later_null,
+    "smax_later_excess": later_unstable - later_null,
     "smax_eta0_change": (float(np.mean(smax[hi]) / np.mean(smax[lo]) - 1)
                          if hi != lo else nan),
+    # the settings the departures and the "ours" cells quote
+    "eta0s": list(P.eta0s),
+    "eta0_null": P.eta0_null,
+    "seeds": P.seeds,
+    "steps": P.steps,
+    "n_train": P.n_train,
+    "probe_every": P.probe_every,
+    "fine_probe_every": P.fine_probe_every,
+    "min_instability": P.min_instability,
+    "switch_fractions": list(P.switch_fractions),
+    "reduce_at": list(P.reduce_at),
+    "stable_steps": P.stable_steps,
+    "settle_steps": P.settle_steps,
     "eta": P.eta,
 }
 claims = grade_all(CLAIMS, metrics, scale=scale)
@@ -659,8 +943,8 @@ display(verdict_section(claims, scale=scale))
 # Our instances of the simulated model are not the paper's, whose $f$, $g$ and initial laws
 # our copy lost: a verdict on the model is about the paper's qualitative statements for these
 # instances, not about its figure's numbers. The network correlation uses our stand-in for the
-# paper's κ-change metric, and its rule measures the distance from no correlation in units of
-# the seed-to-seed spread, so few seeds make a weak test.
+# paper's κ-change metric; it is graded as the paper's Table 2 reports it, pooled over the
+# seeds and per seed, so that our pooled value meets the paper's pooled value.
 
 # %% tags=["hide-input"]
 # Invariants of the machinery, true at every scale (not the paper's claims):
@@ -668,7 +952,8 @@ for name in P.cases:
     sim = sims[name]
     assert np.all(np.diff(sim.exited.astype(int), axis=0) >= 0)  # absorption stays
 assert metrics["roundoff_exits"] == 0  # every absorbed walk has s ≤ 0 exactly
-assert np.allclose(sub[:, 0], 1.0, atol=1e-3)  # the baseline against itself
+for s_ in studies:
+    assert np.allclose(s_["sub"][:, 0], 1.0, atol=1e-3)  # the baseline against itself
 
 # %% tags=["hide-input"]
 record = make_record("kappa-dynamics", scale, P.as_dict(), claims, metrics,

@@ -162,12 +162,6 @@ def test_absorption_is_reachable_in_exact_arithmetic_only_with_a_floor():
     np.testing.assert_allclose(case.surplus(x), naive.surplus(x), rtol=1e-6, atol=1e-6)
 
 
-def test_instabilities_are_maximal_runs_above_the_edge():
-    s = np.array([1, 25, 30, 10, np.nan, 21, 22, 23])
-    assert kappa.instabilities(s, 20.0) == [(1, 2), (5, 7)]
-    assert kappa.instabilities(np.array([1.0, 2.0]), 20.0) == []
-
-
 def test_relative_change_keeps_signed_kappa():
     """Review finding (issue 16): κ ≤ 0 used to be dropped by log κ; the change metric keeps it."""
     change = kappa.relative_change(np.array([2.0, 4.0, -4.0, 0.0, 0.0]))
@@ -175,34 +169,56 @@ def test_relative_change_keeps_signed_kappa():
     assert np.isnan(change[3])
 
 
-def test_variability_correlation_uses_only_unstable_probes():
-    s = np.array([10.0, 21, 22, 23, 24, 5])
-    k = np.array([1.0, 1.0, 1.1, 1.0, 1.5, 1.0])  # change grows with S inside the instability
-    r, pairs = kappa.variability_correlation(s, k, 20.0)
-    assert pairs == 4 and r > 0.5
-    assert np.isnan(kappa.variability_correlation(s[:3], k[:3], 20.0)[0])
+def test_variability_pairs_are_consecutive_probes_inside_instabilities():
+    steps = np.array([0, 1, 2, 3, 4, 10, 11])
+    s = np.array([10.0, 21, 22, 23, 24, 25, 26])
+    k = np.array([1.0, 1.0, 1.1, 1.0, 1.5, 1.0, 2.0])
+    t, lam, change = kappa.variability_pairs(steps, s, k, 20.0)
+    # probe 0 is stable, probe 4 -> 10 is not one step apart; 10 -> 11 is
+    assert list(t) == [1, 2, 3, 10] and list(lam) == [21, 22, 23, 25]
+    np.testing.assert_allclose(change, kappa.relative_change(k)[[1, 2, 3, 5]])
+    t6, _, _ = kappa.variability_pairs(steps, s, k, 20.0, gap=6)
+    assert list(t6) == [4]
 
 
-def test_stable_peak_excludes_the_reduction_step_and_needs_an_interior_peak():
-    """Review finding (issue 16): the probe at the reduction step still has the unstable phase's
-    sharpness; S_max must not be read there, and a still-rising phase has not peaked."""
+def test_correlation_pearson_and_spearman_with_p_values():
+    x = np.arange(20.0)
+    y = x ** 3  # monotone, not linear
+    c = kappa.correlation(x, y)
+    assert c.pairs == 20 and c.spearman == pytest.approx(1.0) and 0.8 < c.pearson < 1.0
+    assert c.pearson_p < 1e-5 and c.spearman_p < 1e-5
+    flat = kappa.correlation(x, np.ones(20))
+    assert np.isnan(flat.pearson) and np.isnan(flat.spearman_p) and flat.pairs == 20
+    assert kappa.correlation([1.0, np.nan, 2.0], [1.0, 2.0, 3.0]).pairs == 2
+
+
+def test_plateau_peak_excludes_the_reduction_step_and_needs_a_settled_interior_peak():
+    """Review findings (issues 16, 30): the probe at the reduction step still has the unstable
+    phase's sharpness; a phase whose maximum is its first probe showed no sharpening; a phase
+    still rising (or whose maximum came less than ``settle`` steps before its end) has not
+    plateaued."""
     steps = np.arange(0, 100, 10)
     s = np.array([50.0, 9, 10, 12, 15, 14, 13, 12, 11, 10])  # the reduction at step 0
-    assert kappa.stable_peak(steps, s, 0, 90) == (15.0, True)
+    assert kappa.plateau_peak(steps, s, 0, 90, 30) == (15.0, 40, True)
+    assert kappa.plateau_peak(steps, s, 0, 90, 60) == (15.0, 40, False)  # 50 steps after it only
     rising = np.array([50.0, 9, 10, 11, 12, 13, 14, 15, 16, 17])
-    assert kappa.stable_peak(steps, rising, 0, 90) == (17.0, False)
+    assert kappa.plateau_peak(steps, rising, 0, 90, 10) == (17.0, 90, False)
     decaying = np.array([50.0, 19, 18, 17, 16, 15, 14, 13, 12, 11])
-    assert kappa.stable_peak(steps, decaying, 0, 90) == (19.0, False)
-    assert np.isnan(kappa.stable_peak(steps, s, 80, 90)[0])
+    assert kappa.plateau_peak(steps, decaying, 0, 90, 10) == (19.0, 10, False)
+    assert np.isnan(kappa.plateau_peak(steps, s, 80, 90, 10).smax)
 
 
-def test_reversal_gain_against_the_kept_eta_control():
+def test_recovery_is_relative_to_the_rotation_at_the_switch():
     steps = np.array([0, 2, 4, 6, 8])
-    sim = np.array([[1.0, 0.9, 0.8, 0.7, 0.6],    # kept η: keeps rotating away
-                    [1.0, 0.9, 0.8, 0.9, 0.95],   # lowered at 4: rises 0.15
-                    [1.0, 0.9, 0.85, 0.9, 0.95]])  # lowered at 2: rises 0.05
-    gain, control = kappa.reversal_gain(sim, steps, np.array([4, 2]))
-    assert gain == pytest.approx(0.10) and control == 0.0
+    sim = np.array([[1.0, 0.9, 0.8, 0.7, 0.6],     # kept η: keeps rotating away
+                    [1.0, 0.9, 0.8, 0.9, 0.95],    # lowered at 4 (1 − sim = 0.2): +0.15 by 8
+                    [1.0, 0.9, 0.8, 0.7, 0.6]])    # lowered at 2 (0.1): −0.2 by 6
+    rec = kappa.recovery(sim, steps, np.array([4, 2]), 4)
+    np.testing.assert_allclose(rec.switched, [0.75, -2.0])
+    np.testing.assert_allclose(rec.control, [-1.0, -2.0])
+    np.testing.assert_allclose(rec.rotated, [0.2, 0.1])
+    with pytest.raises(ValueError, match="not probe steps"):
+        kappa.recovery(sim, steps, np.array([4, 2]), 6)
 
 
 def test_median_standard_error_of_a_normal_sample():

@@ -46,8 +46,9 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 __all__ = ["CoupledModel", "CASES", "G_FLOOR", "Simulation", "simulate", "initial_log_kappa", "constant_step", "two_step_branches",
-           "distribution_summary", "DistributionSummary", "median_standard_error", "instabilities", "relative_change",
-           "variability_correlation", "stable_peak", "reversal_gain"]
+           "distribution_summary", "DistributionSummary", "median_standard_error", "relative_change",
+           "Correlation", "correlation", "variability_pairs", "Peak", "plateau_peak",
+           "Recovery", "recovery"]
 
 
 def _mixture(init) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -355,15 +356,6 @@ def distribution_summary(samples: np.ndarray, grid_points: int = 512) -> Distrib
 # ----------------------------------------------------------------------------- network measurements
 
 
-def instabilities(sharpness: np.ndarray, edge: float) -> list[tuple[int, int]]:
-    """Maximal runs of probes with ``sharpness > edge`` as ``(first, last)`` probe indices
-    (inclusive); NaN (a diverged probe) is not above the edge."""
-    above = np.asarray(sharpness, float) > edge
-    padded = np.concatenate([[False], above, [False]])
-    changes = np.flatnonzero(padded[1:] != padded[:-1])
-    return [(int(a), int(b) - 1) for a, b in zip(changes[::2], changes[1::2])]
-
-
 def relative_change(kappa: np.ndarray) -> np.ndarray:
     """``|κ_{t+1} − κ_t| / (|κ_t| + |κ_{t+1}|)`` between consecutive entries, shape ``(T − 1,)``.
 
@@ -377,54 +369,120 @@ def relative_change(kappa: np.ndarray) -> np.ndarray:
         return np.abs(np.diff(k)) / (np.abs(k[:-1]) + np.abs(k[1:]))
 
 
-def variability_correlation(sharpness: np.ndarray, kappa: np.ndarray, edge: float) -> tuple[float, int]:
-    """Pearson correlation of the sharpness at probe t with :func:`relative_change` of κ from
-    t to t + 1, over the probes t inside an instability (``sharpness > edge``) whose change is
-    finite; returns ``(pearson, pairs)``, pearson NaN (not measured) for fewer than 3 pairs or
-    a constant series."""
-    s = np.asarray(sharpness, float)
-    change = relative_change(kappa)
-    keep = (s[:-1] > edge) & np.isfinite(change) & np.isfinite(s[:-1])
-    pairs = int(keep.sum())
-    if pairs < 3 or np.ptp(s[:-1][keep]) == 0 or np.ptp(change[keep]) == 0:
-        return float("nan"), pairs
-    return float(np.corrcoef(s[:-1][keep], change[keep])[0, 1]), pairs
+class Correlation(NamedTuple):
+    """Pearson's and Spearman's correlation of two paired samples, each with its two-sided
+    p-value against no correlation (``scipy.stats.pearsonr`` / ``spearmanr``), and the number of
+    pairs; NaN where fewer than 3 finite pairs or a constant series leave it undefined."""
+
+    pearson: float
+    pearson_p: float
+    spearman: float
+    spearman_p: float
+    pairs: int
 
 
-def stable_peak(probe_step: np.ndarray, sharpness: np.ndarray, at: float,
-                length: float) -> tuple[float, bool]:
-    """The largest sharpness of the stable phase after a step-size reduction at step ``at``:
-    over the probes with ``at < step ≤ at + length``, **excluding the reduction step itself**
-    (whose sharpness is still the unstable phase's). Returns ``(S_max, peaked)``: ``peaked`` is
-    whether the maximum lies strictly inside the window (neither its first probe, where S is
-    still the unstable phase's level decaying, nor its last, where S may still be rising);
-    ``(NaN, False)`` for a window with fewer than 3 finite probes."""
-    step, s = np.asarray(probe_step, float), np.asarray(sharpness, float)
-    inside = (step > at) & (step <= at + length) & np.isfinite(s)
-    if inside.sum() < 3:
-        return float("nan"), False
-    window = s[inside]
-    top = int(np.argmax(window))
-    return float(window[top]), 0 < top < window.size - 1
+def correlation(x: np.ndarray, y: np.ndarray) -> Correlation:
+    """:class:`Correlation` of ``x`` and ``y`` over the pairs where both are finite."""
+    from scipy import stats
+
+    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"x {x.shape} and y {y.shape} must pair up")
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    n = int(x.size)
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return Correlation(float("nan"), float("nan"), float("nan"), float("nan"), n)
+    r, p = stats.pearsonr(x, y)
+    rho, q = stats.spearmanr(x, y)
+    return Correlation(float(r), float(p), float(rho), float(q), n)
 
 
-def reversal_gain(similarity: np.ndarray, steps: np.ndarray, switches: np.ndarray) -> tuple[float, float]:
-    """How much the top-k subspace similarity to the baseline rises after η is lowered, against
-    the kept-η control over the same steps.
-
-    Args:
-      similarity: ``(M, T)``: member 0 keeps η (the control), member m ≥ 1 lowers it at
-        ``switches[m − 1]``.
-      steps: ``(T,)`` the probe steps.
-      switches: ``(M − 1,)`` the switch steps.
+def variability_pairs(steps: np.ndarray, sharpness: np.ndarray, kappa: np.ndarray, edge: float,
+                      *, gap: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The paper's pairs of App. F.2: at every probe t inside an instability (``λ_t > edge``,
+    the paper's "leading Hessian eigenvalue exceeds 20" at η = 0.1) whose next probe is ``gap``
+    steps later, the sharpness ``λ_t`` and the change of κ from t to that probe
+    (:func:`relative_change`). Pairs with a non-finite value are dropped.
 
     Returns:
-      ``(gain, control)``: the mean over the switched members of ``sim_m(end) − sim_m(switch)``
-      and of the control's ``sim_0(end) − sim_0(switch)``, each clipped at 0 (a fall is no rise).
+      ``(step, sharpness, change)``, each ``(pairs,)``.
+    """
+    steps, s = np.asarray(steps), np.asarray(sharpness, float)
+    change = relative_change(kappa)
+    keep = ((s[:-1] > edge) & (np.diff(steps) == gap) & np.isfinite(change)
+            & np.isfinite(s[:-1]))
+    return steps[:-1][keep], s[:-1][keep], change[keep]
+
+
+class Peak(NamedTuple):
+    """The maximum of a stable phase (:func:`plateau_peak`)."""
+
+    smax: float
+    step: int
+    plateaued: bool
+
+
+def plateau_peak(probe_step: np.ndarray, sharpness: np.ndarray, at: float, end: float,
+                 settle: float) -> Peak:
+    """The largest sharpness ``S_max`` of the stable phase after a step-size reduction at step
+    ``at``, over the probes with ``at < step ≤ end`` (**the reduction step itself excluded**: its
+    sharpness is still the unstable phase's), and whether the phase **plateaued** there: the
+    maximum is neither the phase's first probe (S still decaying from the unstable level: no
+    progressive sharpening seen) nor followed by fewer than ``settle`` steps of the phase
+    (S may still be rising). ``Peak(NaN, -1, False)`` for a phase with fewer than 3 finite
+    probes."""
+    step, s = np.asarray(probe_step, float), np.asarray(sharpness, float)
+    inside = (step > at) & (step <= end) & np.isfinite(s)
+    if inside.sum() < 3:
+        return Peak(float("nan"), -1, False)
+    window, where = s[inside], step[inside]
+    top = int(np.argmax(window))
+    return Peak(float(window[top]), int(where[top]),
+                bool(top > 0 and where[-1] - where[top] >= settle))
+
+
+class Recovery(NamedTuple):
+    """How much of the rotation at each switch is undone ``horizon`` steps later
+    (:func:`recovery`), each ``(switches,)``."""
+
+    switched: np.ndarray
+    control: np.ndarray
+    rotated: np.ndarray
+
+
+def recovery(similarity: np.ndarray, steps: np.ndarray, switches: np.ndarray,
+             horizon: int) -> Recovery:
+    """The rise of the top-k subspace similarity to the baseline over ``horizon`` steps after
+    each switch, **relative to the rotation at the switch** ``1 − sim(t_s)``: 1 means the whole
+    rotation was undone, 0 no change, < 0 a further turn away.
+
+    Args:
+      similarity: ``(M, T)``: member 0 keeps η (the control), member m ≥ 1 lowers it from the
+        update at ``switches[m − 1]``; all follow the same trajectory up to their switch.
+      steps: ``(T,)`` the probe steps (both ``t_s`` and ``t_s + horizon`` must be among them).
+      switches: ``(M − 1,)`` the switch steps.
+      horizon: steps after the switch at which the rise is read.
+
+    Returns:
+      :class:`Recovery`: ``switched[m]`` of member m + 1, ``control[m]`` of member 0 over the
+      same steps, ``rotated[m] = 1 − sim(t_s)`` (NaN where it is not positive).
     """
     sim, steps = np.asarray(similarity, float), np.asarray(steps)
-    at = [int(np.searchsorted(steps, s)) for s in np.asarray(switches)]
-    at = [min(a, steps.size - 1) for a in at]
-    gains = [sim[m + 1, -1] - sim[m + 1, a] for m, a in enumerate(at)]
-    control = [sim[0, -1] - sim[0, a] for a in at]
-    return max(0.0, float(np.mean(gains))), max(0.0, float(np.mean(control)))
+    switches = np.asarray(switches)
+    if sim.shape[0] != switches.size + 1:
+        raise ValueError(f"similarity has {sim.shape[0]} members; need 1 + {switches.size} switches")
+    index = {int(t): i for i, t in enumerate(steps)}
+    missing = [int(t) for s in switches for t in (s, s + horizon) if int(t) not in index]
+    if missing:
+        raise ValueError(f"steps {missing} are not probe steps of the replay")
+    out = []
+    for m, s in enumerate(switches, start=1):
+        i, j = index[int(s)], index[int(s) + horizon]
+        rot, rot0 = 1 - sim[m, i], 1 - sim[0, i]
+        out.append(((sim[m, j] - sim[m, i]) / rot if rot > 0 else np.nan,
+                    (sim[0, j] - sim[0, i]) / rot0 if rot0 > 0 else np.nan,
+                    rot if rot > 0 else np.nan))
+    switched, control, rotated = (np.asarray(c, float) for c in zip(*out)) if out else \
+        (np.zeros(0),) * 3
+    return Recovery(switched, control, rotated)
