@@ -55,7 +55,7 @@
 # | MLP | ReLU MLP (width not in our copy) | `arch` (default `fc-relu`, 3072-200-200-10) |
 # | MLP run | GD, "MSE", $\eta = 0.02$, $\gamma$ grid, ≤ 14,000 steps, 5 seeds | GD at `eta`, the grid `gammas`, `steps` steps, `seeds` at `gamma`, probes every `probe_every` |
 # | alignment control | "small $\gamma$" (value not in our copy) | $\gamma_c$ = `control_gamma` (default the smallest non-zero $\gamma$ of the paper's grid) |
-# | CNN | ReLU CNN, $\eta = 0.01$, $\gamma \in \{0, 0.01\}$ | Cohen et al.'s `cnn-relu` at `cnn_eta`, `cnn_gammas`, on `cnn_n_train` images for `cnn_steps` steps (0: not run; see the CNN section) |
+# | CNN | ReLU CNN, $\gamma \in \{0, 0.01\}$; damping at $\eta = 0.01$ (Fig. 2), alignment at $\eta = 0.02$ (Fig. 14) | Cohen et al.'s `cnn-relu` with `cnn_gammas`, damping at `cnn_eta`, alignment at `cnn_align_eta`, on `cnn_n_train` images for `cnn_steps` steps (0: not run; see the CNN section) |
 # | toy | "toy loss model", $\eta = 0.01$, $\gamma = 0.1$ | our two-parameter realisation of the model, at `toy_eta`, `toy_gammas` |
 #
 # The settings of this run are listed after the parameters cell.
@@ -106,7 +106,8 @@ n_train = None  # first n CIFAR-10 training images of the MLP runs
 steps = None  # GD steps of the MLP runs
 probe_every = None  # steps between curvature probes
 seeds = None  # initialisation seeds of the γ run (the first also seeds the sweep)
-cnn_eta = None  # GD step size of the CNN runs
+cnn_eta = None  # GD step size of the CNN damping runs (Fig. 2 right)
+cnn_align_eta = None  # GD step size of the CNN alignment runs (Fig. 14)
 cnn_gammas = None  # weight decays of the CNN runs
 cnn_n_train = None  # first n CIFAR-10 images of the CNN runs
 cnn_steps = None  # GD steps of the CNN runs (0 skips the CNN here)
@@ -126,7 +127,7 @@ RANGES = {
     "control_gamma": "float > 0, < gamma", "arch": "cifar10-model",
     "n_train": "int in [1, 50000]", "steps": "int >= 1, multiple of probe_every",
     "probe_every": "int >= 1", "seeds": "list[int >= 0], non-empty",
-    "cnn_eta": "float > 0",
+    "cnn_eta": "float > 0", "cnn_align_eta": "float > 0",
     "cnn_gammas": "list[float >= 0], contains 0", "cnn_n_train": "int in [0, 50000]",
     "cnn_steps": "int >= 0, multiple of probe_every", "toy_eta": "float > 0",
     "toy_gammas": "list[float >= 0], contains 0", "toy_steps": "int >= 100",
@@ -137,7 +138,7 @@ RANGES = {
 SCALES = {  # literal dicts: the CLI reads them without running the chapter
     "smoke": {"eta": 0.02, "gammas": [0.0, 0.0025, 0.02], "gamma": 0.02,
               "control_gamma": 0.0025, "arch": "fc-relu", "n_train": 100, "steps": 60,
-              "probe_every": 20, "seeds": [0, 1], "cnn_eta": 0.01,
+              "probe_every": 20, "seeds": [0, 1], "cnn_eta": 0.01, "cnn_align_eta": 0.02,
               "cnn_gammas": [0.0, 0.01],
               "cnn_n_train": 0, "cnn_steps": 0, "toy_eta": 0.01,
               "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
@@ -146,7 +147,7 @@ SCALES = {  # literal dicts: the CLI reads them without running the chapter
               "intervention_every": 5},
     "book": {"eta": 0.02, "gammas": [0.0, 0.0025, 0.02, 0.05], "gamma": 0.02,
              "control_gamma": 0.0025, "arch": "fc-relu", "n_train": 500, "steps": 3000,
-             "probe_every": 150, "seeds": [0, 1], "cnn_eta": 0.01,
+             "probe_every": 150, "seeds": [0, 1], "cnn_eta": 0.01, "cnn_align_eta": 0.02,
              "cnn_gammas": [0.0, 0.01],
              "cnn_n_train": 0, "cnn_steps": 0, "toy_eta": 0.01,
              "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
@@ -156,8 +157,8 @@ SCALES = {  # literal dicts: the CLI reads them without running the chapter
     "paper": {"eta": 0.02,
               "gammas": [0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05],
               "gamma": 0.02, "control_gamma": 0.0025, "arch": "fc-relu",
-              "n_train": 5000, "steps": 8000, "probe_every": 50,
-              "seeds": [0, 1, 2, 3, 4], "cnn_eta": 0.01,
+              "n_train": 5000, "steps": 14000, "probe_every": 50,
+              "seeds": [0, 1, 2, 3, 4], "cnn_eta": 0.01, "cnn_align_eta": 0.02,
               "cnn_gammas": [0.0, 0.01], "cnn_n_train": 5000, "cnn_steps": 6000,
               "toy_eta": 0.01, "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
               "toy_s0": 100.0, "toy_alpha": 12.0, "toy_drive": 0.01,
@@ -167,6 +168,7 @@ SCALES = {  # literal dicts: the CLI reads them without running the chapter
 P = settings(SCALES, scale, RANGES, eta=eta, gammas=gammas, gamma=gamma,
              control_gamma=control_gamma, arch=arch, n_train=n_train, steps=steps,
              probe_every=probe_every, seeds=seeds, cnn_eta=cnn_eta,
+             cnn_align_eta=cnn_align_eta,
              cnn_gammas=cnn_gammas,
              cnn_n_train=cnn_n_train, cnn_steps=cnn_steps, toy_eta=toy_eta,
              toy_gammas=toy_gammas, toy_steps=toy_steps, toy_s0=toy_s0,
@@ -200,17 +202,27 @@ display(Markdown(
 # alignment **crossing that counts** is $c_y$ reaching $c_y^{\text{crit}} = \alpha/\gamma$
 # from below *at or before* that probe — after it $\alpha \to 0$, and $c_y \ge \alpha/\gamma$
 # holds for any run, aligned or not ({func}`eoslib.mechanisms.edge_model.aligned_before_stop`).
-# A caveat of the measurement, not of the rule: $\alpha = -\nabla L\cdot\nabla S$ is measured
-# at the iterate GD visits, not on the model's averaged (constrained) trajectory; once the
-# iterate starts to oscillate near the edge, the oscillation's share of $\nabla L$ makes the
-# measured $\alpha$ swing, and $c_y \ge \alpha/\gamma$ can then hold for a step at any
-# $\gamma$. The alignment figure shows both series, so the reader can see where that happens.
+# **Measured on two steps.** Once $\eta S > 1$ the iterate oscillates with period 2 along $u$,
+# and the gradient's component along $u$ flips sign every step; that swing dominates
+# $\alpha = -\nabla L\cdot\nabla S$ read at one iterate (in a review of this chapter, the
+# control's $\alpha$ had opposite signs on odd and even steps, each larger than the crossing
+# threshold, so the verdict flipped with the parity of the probe step). Every
+# first-order quantity a rule reads here ($\alpha$, $c_y$) is therefore the mean of its values at
+# $\theta_t$ and $\theta_{t+1}$ ({func}`eoslib.engine.probes.oscillation_averaged`), and a
+# crossing must **persist over two consecutive probes**, both at or before the stop
+# ({func}`eoslib.mechanisms.edge_model.first_crossing`). The record keeps $\alpha$ at both
+# parities and the crossing step each would give, for the treated run and the control.
+#
+# **Settled, or `not tested`.** A plateau is read only where it has settled: the phase-transition
+# claims are tested only when the drift of every run they read is at most `MAX_DRIFT` of
+# $2/\eta$ over its last quarter; a run still rising is too short to decide, and the claim says
+# so (`not tested`) rather than grading a level that is still moving.
 
 # %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
 
 from eoslib.book.display import declared_claims
-from eoslib.book.verdicts import (AllOf, AtLeast, AtMost, BeatsNull, ClaimSpec, Given,
+from eoslib.book.verdicts import (AllOf, AtLeast, AtMost, ClaimSpec, Departure, Given,
                                   Within)
 
 NAMES = {
@@ -229,8 +241,8 @@ NAMES = {
     "cnn_damping_excess": "the excess of that rate over the γ = 0 rate",
     "cnn_decayed_stopped": "the number of decayed CNN runs whose S stopped rising",
     "cnn_aligned_fraction": "the fraction of decayed CNN runs aligned before S stops",
-    "ntk_spread_gamma": "the last-quarter spread of the NTK top eigenvalue at γ",
-    "ntk_spread_gamma0": "the same at γ = 0",
+    "ntk_sharpness_gap": ("the largest last-quarter |λ_max(JJᵀ)/N / S − 1| over the runs at γ "
+                          "and γ = 0"),
     "ntk_late_probes": "the number of probes in the last quarter",
     "plateau_ratio_plain": "the plain run's plateau/(2/η − γ)",
     "intervention_channel_residual": (
@@ -239,6 +251,7 @@ NAMES = {
     "edge_minus_gamma": "2/η − γ",
     "paper_n_seeds": "the number of seeds at γ in the stored paper-scale run",
     "paper_plateau_ratio_max_seeds": "the stored run's largest plateau/(2/η − γ)",
+    "paper_late_drift_max_seeds": "the stored run's largest |drift| at γ",
     "toy_model_gap": "the largest gap between GD and one step of the (x, y) model",
     "toy_shift_rel_err": "|shift + γ|/γ at the damped γ",
     "toy_damping_rel_err_max": "the largest |measured/predicted damping − 1|",
@@ -246,7 +259,25 @@ NAMES = {
 }
 
 
+# how the experiments differ from the paper's (shown beside every verdict not reproduced)
+DATA = Departure("{n_train:.0f} CIFAR-10 images instead of 5,000", "CPU",
+                 scales=("smoke", "book"))
+STEPS = Departure("{steps:.0f} GD steps instead of up to 14,000", "CPU",
+                  scales=("smoke", "book"))
+SEEDS = Departure("{n_seeds:.0f} seed(s) at γ instead of 5", "CPU", scales=("smoke", "book"))
+LOSS = Departure("½MSE, with η, γ and S in its convention (the paper says \"MSE\")",
+                 "not stated in the paper")
+MLP = Departure("the MLP is fc-relu, 3072-200-200-10 (its width is not in our copy)",
+                "not stated in the paper")
+MODEL = Departure("c_y^crit = α/γ from our reconstruction of the (x, y) model with decay (the "
+                  "paper's formulas are not in our copy)", "reconstructed formula")
+TWO_STEPS = Departure("α and c_y averaged over steps t and t + 1, a crossing held over two "
+                      "probes (the paper's measurement is not in our copy)", "design choice")
+CNN = Departure("Cohen et al.'s cnn-relu (the paper's CNN is not specified in our copy), read "
+                "from a stored paper-scale run", "not stated in the paper")
 BASELINE_AT_EDGE = AtMost("plateau_gamma0_edge_err", 0.10, fmt=".1%")
+MAX_DRIFT = 0.01  # a plateau has settled when its last-quarter drift is at most this × 2/η
+SETTLED = AtMost("late_drift_max_seeds", MAX_DRIFT, fmt=".1%")
 CLAIMS = [
     ClaimSpec(
         "slows-sharpening",
@@ -258,20 +289,23 @@ CLAIMS = [
                           AtMost("sharpening_rise_ratio", 0.8, fair=0.95, fmt=".2f")))),
         ours="mean rise of S before the γ = 0 run reaches 2/η, by γ: "
              "{sharpening_rise:.1f}",
+        departures=(DATA, STEPS, LOSS, MLP),
         glossary=NAMES,
         control="the γ = 0 run from the same initialisation, over the same steps"),
     ClaimSpec(
         "mlp-phase-transition",
         "past a critical γ the MLP's sharpness settles well below 2/η − γ, over seeds",
         "ReLU MLP, η = γ = 0.02: plateau ≈ 80 vs 2/η = 100, 5 seeds (Figs. 9, 11, 16)",
-        rule=Given(BASELINE_AT_EDGE,
-                   AllOf((AtMost("plateau_ratio_max_seeds", 0.9, fair=0.95, fmt=".3f"),
-                          AtMost("late_drift_max_seeds", 0.05, fmt=".1%")))),
+        rule=Given(AllOf((BASELINE_AT_EDGE, SETTLED)),
+                   AtMost("plateau_ratio_max_seeds", 0.9, fair=0.95, fmt=".3f")),
         ours="plateau/(2/η − γ) per seed: {plateau_ratio_seeds:.3f} (plateaus "
-             "{plateau_seeds:.1f}; drift {late_drift_seeds:+.1%}); γ = 0 plateau "
-             "{plateau_gamma0:.1f} at 2/η = {edge:.1f}",
+             "{plateau_seeds:.1f}; drift over the last quarter {late_drift_seeds:+.2%} of "
+             "2/η); γ = 0 plateau {plateau_gamma0:.1f} at 2/η = {edge:.1f}",
+        departures=(DATA, STEPS, SEEDS, LOSS, MLP),
         glossary=NAMES,
-        control="the γ = 0 run from the same initialisation, which must settle at 2/η"),
+        control="the γ = 0 run from the same initialisation, which must settle at 2/η; "
+                "tested only where every run at γ has settled (drift ≤ 1% of 2/η over the "
+                "last quarter)"),
     ClaimSpec(
         "alignment-mechanism",
         "at large γ, c_y = ⟨θ, ∇S⟩ crosses c_y^crit = α/γ before S stops rising; "
@@ -282,10 +316,13 @@ CLAIMS = [
                    AllOf((AtLeast("treated_aligned_fraction", 1.0, fair=0.5, fmt=".0%"),
                           AtMost("control_aligned", 0.0),
                           AtLeast("control_plateau_edge_ratio", 0.95, fmt=".3f")))),
-        ours="at γ, S stops at step {treated_stop_steps} (aligned first: "
-             "{treated_aligned:.0f}); control γc = {control_gamma}: plateau/(2/η − γc) "
-             "{control_plateau_edge_ratio:.3f}, stops at step {control_stop_step} "
-             "(aligned first: {control_aligned:.0f}); −1: S never stopped rising",
+        ours="at γ, c_y crosses α/γ at step {treated_crossing_steps} and S stops at step "
+             "{treated_stop_steps} (aligned first: {treated_aligned:.0f}); control γc = "
+             "{control_gamma}: crosses at step {control_crossing_step}, stops at step "
+             "{control_stop_step} (aligned first: {control_aligned:.0f}), plateau/(2/η − γc) "
+             "{control_plateau_edge_ratio:.3f}; α averaged over steps t and t + 1, a crossing "
+             "held over two probes; −1: never",
+        departures=(DATA, STEPS, SEEDS, LOSS, MLP, MODEL, TWO_STEPS),
         glossary=NAMES,
         control="a small γc (control_gamma) from the same initialisation, which must "
                 "reach its edge 2/η − γc without aligning first; tested when the γ = 0 "
@@ -299,30 +336,35 @@ CLAIMS = [
                    AllOf((AtLeast("cnn_damping_rate", 2e-4, fmt=".1e"),
                           AtLeast("cnn_damping_excess", 1e-4, fair=0.0, fmt=".1e")))),
         ours="envelope decay rates per step, by γ: {cnn_rates:+.1e}",
+        departures=(CNN, LOSS),
         glossary=NAMES,
         control="the CNN at γ = 0, same initialisation", evidence="stored"),
     ClaimSpec(
         "cnn-no-alignment",
         "in a CNN, c_y stays below α/γ until S reaches the edge (unlike the MLP)",
-        "ReLU CNN: for both γ, c_y < c_y^crit until S reaches 2/η (Fig. 14)",
+        "ReLU CNN, η = 0.02: for both γ, c_y < c_y^crit until S reaches 2/η (Fig. 14)",
         rule=Given(AtLeast("cnn_decayed_stopped", 1),
                    AtMost("cnn_aligned_fraction", 0.0, fair=0.5, fmt=".0%")),
         ours="decayed CNN runs aligned before S stops: {cnn_aligned_fraction:.0%}",
+        departures=(CNN, LOSS, MODEL, TWO_STEPS),
         glossary=NAMES,
         control="the MLP at the same γ, which does align", evidence="stored"),
     ClaimSpec(
-        "ntk-stabilises",
-        "under weight decay the NTK's top eigenvalue stabilises",
-        "normalised NTK top eigenvalue converges (Figs. 8, 15; normalisation not in "
-        "our copy)",
-        rule=Given(AllOf((AtLeast("ntk_late_probes", 3), BASELINE_AT_EDGE)),
-                   AllOf((AtMost("ntk_spread_gamma", 0.1, fmt=".3f"),
-                          BeatsNull("ntk_spread_gamma", "ntk_spread_gamma0", 2,
-                                    fair=1.2)))),
-        ours="last-quarter (max − min)/mean: {ntk_spread_gamma:.3f} at γ, "
-             "{ntk_spread_gamma0:.3f} at γ = 0",
+        "ntk-tracks-sharpness",
+        "the NTK's normalised top eigenvalue λ_max(JJᵀ)/N equals the sharpness S, so its "
+        "stabilisation under weight decay is the sharpness's (under ½MSE it is the top "
+        "eigenvalue of the Gauss–Newton matrix JᵀJ/N, S up to the residual term: the NTK "
+        "claim, as far as Figs. 8 and 15 show it, adds nothing the sharpness claims do not "
+        "test, so it is a consistency check of the two measurements, not scored)",
+        "normalised NTK top eigenvalue converges (Figs. 8, 15; normalisation not in our "
+        "copy)",
+        rule=Given(AtLeast("ntk_late_probes", 3),
+                   AtMost("ntk_sharpness_gap", 0.02, fmt=".2%")),
+        ours="last-quarter |λ_max(JJᵀ)/N / S − 1|: {ntk_sharpness_gap:.2%} (median over the "
+             "probes, the larger of γ and γ = 0); spreads (max − min)/mean: NTK "
+             "{ntk_spread_gamma:.3f}, S {sharpness_spread_gamma:.3f} at γ",
         glossary=NAMES,
-        control="the γ = 0 run's NTK over the same steps, which must be at the edge"),
+        kind="consistency"),
     ClaimSpec(
         "alignment-intervention",
         "(beyond the paper) removing the decay's component along ∇S removes the "
@@ -335,15 +377,19 @@ CLAIMS = [
         ours="plateau {plain_plateau:.1f} with plain decay, {intervention_plateau:.1f} "
              "with the decay projected off ∇S (c_y left: "
              "{intervention_channel_residual:.1%}); 2/η − γ = {edge_minus_gamma:.2f}",
+        departures=(Departure("an experiment beyond the paper (the reviewers' question)", "design choice"), DATA, STEPS, LOSS, MLP, MODEL),
         glossary=NAMES,
         control="the plain-decay run at the same γ, seed, data and η"),
     ClaimSpec(
         "paper-scale-phase-transition",
         "at the paper's size (5,000 images) the MLP's sharpness settles below 2/η − γ",
         "ReLU MLP, η = γ = 0.02: plateau ≈ 80 vs 2/η = 100 (Figs. 9, 11)",
-        rule=Given(AtLeast("paper_n_seeds", 1),
+        rule=Given(AllOf((AtLeast("paper_n_seeds", 1),
+                          AtMost("paper_late_drift_max_seeds", MAX_DRIFT, fmt=".1%"))),
                    AtMost("paper_plateau_ratio_max_seeds", 0.9, fair=0.95, fmt=".3f")),
-        ours="plateau/(2/η − γ) per seed: {paper_plateau_ratio_seeds:.3f}",
+        ours="plateau/(2/η − γ) per seed: {paper_plateau_ratio_seeds:.3f} (drift "
+             "{paper_late_drift_seeds:+.2%} of 2/η)",
+        departures=(LOSS, MLP),
         glossary=NAMES,
         control="the stored run's own γ = 0 member", evidence="stored"),
     ClaimSpec(
@@ -503,8 +549,10 @@ params0 = jax.vmap(init)(jnp.stack([jax.random.key(s) for s in member_seeds]))
 # %%
 config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
 objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples, + γ/2‖θ‖²
-probe = probes.combine(alignment=probes.alignment("half_mse"),
-                       ntk=probes.ntk_top(tol=1e-2))
+# α and c_y at θ_t and θ_{t+1}, averaged: one sample catches the period-2 oscillation
+probe = probes.combine(
+    alignment=probes.oscillation_averaged(probes.alignment("half_mse"), how="pair"),
+    ntk=probes.ntk_top(tol=1e-2))
 mlp = train.run(objective, lambda hp: optax.sgd(P.eta), params0, (ds.x, ds.onehot),
                 config, key=jax.random.key(P.seeds[0] + 1000), batched_params=True,
                 hparams={"gamma": jnp.asarray(gammas_mlp)}, probe_fn=probe)
@@ -514,8 +562,12 @@ h = mlp.history
 edge = 2 / P.eta
 tp = np.asarray(h.probe_step[0])
 S_mlp = np.asarray(h.sharpness) - gammas_mlp[:, None]  # λmax(H) of L without the decay
-cy = np.asarray(h.extra.alignment.c_y)
-alpha = np.asarray(h.extra.alignment.alpha)
+cy = np.asarray(h.extra.alignment.value.c_y)  # the mean over steps t and t + 1
+alpha = np.asarray(h.extra.alignment.value.alpha)
+cy_t, cy_t1 = (np.asarray(h.extra.alignment.at_t.c_y),
+               np.asarray(h.extra.alignment.at_other.c_y))  # each step alone
+alpha_t, alpha_t1 = (np.asarray(h.extra.alignment.at_t.alpha),
+                     np.asarray(h.extra.alignment.at_other.alpha))
 ntk_top = np.asarray(h.extra.ntk.top_eigenvalue)
 diverged = np.asarray(mlp.diverged)
 print(f"{P.arch} on {len(ds)} images ({ds.source}); {P.steps} steps of GD at "
@@ -543,23 +595,38 @@ stops = [edge_model.stop_index(S_mlp[i], level[i]) for i in range(len(members))]
 
 
 def aligned(i):
-    """1/0: c_y crosses α/γ from below before S stops rising; NaN if S never stopped;
-    0 if the run diverged (a failed measurement counts against the alignment)."""
+    """1/0: c_y crosses α/γ from below, held over two probes, before S stops rising (both
+    averaged over steps t and t + 1); NaN if S never stopped; 0 if the run diverged (a failed
+    measurement counts against the alignment)."""
     if diverged[i]:
         return 0.0
     a = edge_model.aligned_before_stop(cy[i], alpha[i] / gammas_mlp[i], stops[i])
     return float("nan") if a is None else float(a)
 
 
+def crossing_step(i, c, a):
+    """The step at which c crosses a/γ from below and holds for two probes, over the whole run
+    (−1: never): with the averaged series, or with one parity's."""
+    k = edge_model.first_crossing(c[i], a[i] / gammas_mlp[i])
+    return int(tp[k]) if k is not None else -1
+
+
 ratio_cy_s = cy / np.where(S_mlp > 0, S_mlp, np.nan)
 print(f"c_y / S over all probes: median {np.nanmedian(ratio_cy_s):.2f} (interquartile "
       f"{np.nanpercentile(ratio_cy_s, 25):.2f}–{np.nanpercentile(ratio_cy_s, 75):.2f})")
-print(" γ        seed  S(θ0)  plateau  plateau/(2/η−γ)  drift   S stops at  aligned")
+print(" γ        seed  S(θ0)  plateau  plateau/(2/η−γ)  drift   S stops at  crosses at  "
+      "aligned   (crossing with one step's α: t, t + 1)")
 for i, (g, s) in enumerate(members):
     stop = f"step {int(tp[stops[i]])}" if stops[i] is not None else "never"
     a = {1.0: "yes", 0.0: "no"}.get(aligned(i), "n/a") if g > 0 else "—"
+    cross = [crossing_step(i, c, al) if g > 0 else -1
+             for c, al in ((cy, alpha), (cy_t, alpha_t), (cy_t1, alpha_t1))]
+    show = ["never" if c < 0 else f"step {c}" for c in cross]
     print(f"{g:<8} {s:>4} {S_mlp[i, 0]:6.1f} {level[i]:8.1f} "
-          f"{level[i] / (edge - g):14.3f} {drift[i]:+7.3f} {stop:>11}  {a:>7}")
+          f"{level[i] / (edge - g):14.3f} {drift[i]:+7.3f} {stop:>11} {show[0]:>11}  {a:>7}"
+          f"   ({show[1]}, {show[2]})" if g > 0 else
+          f"{g:<8} {s:>4} {S_mlp[i, 0]:6.1f} {level[i]:8.1f} "
+          f"{level[i] / (edge - g):14.3f} {drift[i]:+7.3f} {stop:>11} {'—':>11}  {a:>7}")
 
 # %% [markdown]
 # A paper-scale run (5,000 images, 8,000 steps, 9 $\gamma$, 5 seeds), computed on a GPU and kept
@@ -584,14 +651,17 @@ try:
 except store.StoreError as err:  # a stored run without this trace cannot grade the claim
     print(f"stored MLP trace not used: {err}")
     paper_mlp = None
-paper_ratio_seeds = []
+paper_ratio_seeds, paper_drift_seeds = [], []
 if paper_mlp is not None:
     p_gam = np.asarray(paper_mlp["gammas"], float)
     p_edge = 2 / float(paper_mlp["eta"])
     p_tp = np.asarray(paper_mlp["probe_step"])
     p_S = np.asarray(paper_mlp["sharpness"]) - p_gam[:, None]
-    p_level = np.array([edge_model.plateau(p_tp, s, p_edge).level for s in p_S])
+    p_plateaus = [edge_model.plateau(p_tp, s, p_edge) for s in p_S]
+    p_level = np.array([p.level for p in p_plateaus])
     paper_ratio_seeds = [float(p_level[i] / (p_edge - p_gam[i]))
+                         for i in np.nonzero(np.isclose(p_gam, P.gamma))[0]]
+    paper_drift_seeds = [float(p_plateaus[i].drift)
                          for i in np.nonzero(np.isclose(p_gam, P.gamma))[0]]
     print(f"paper-scale MLP run: {int(paper_mlp['n_train'])} images; plateau/(2/η − γ) at "
           f"γ = {P.gamma}: " + (", ".join(f"{r:.3f}" for r in paper_ratio_seeds) or "no run"))
@@ -620,7 +690,7 @@ axes[1].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The alignment mechanism, control (left) against the phase-transition $\\gamma$ (right). Top: sharpness, with $2/\\eta - \\gamma$ dashed and the probe where $S$ stops rising dotted. Bottom: $c_y = \\langle\\theta, \\nabla S\\rangle$ (solid) against $c_y^{\\mathrm{crit}} = \\alpha/\\gamma$ (dotted). The mechanism predicts that the right-hand $c_y$ crosses $c_y^{\\mathrm{crit}}$ before the dotted vertical line, and the left-hand one does not.", "name": "fig-wd-alignment"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The alignment mechanism, control (left) against the phase-transition $\\gamma$ (right). Top: sharpness, with $2/\\eta - \\gamma$ dashed and the probe where $S$ stops rising dotted. Bottom: $c_y = \\langle\\theta, \\nabla S\\rangle$ (solid) against $c_y^{\\mathrm{crit}} = \\alpha/\\gamma$ (dotted), both the mean of their values at steps $t$ and $t+1$; grey dots and crosses: $\\alpha/\\gamma$ at each of the two steps alone (the period-2 swing). The mechanism predicts that the right-hand $c_y$ crosses $c_y^{\\mathrm{crit}}$ before the dotted vertical line, and the left-hand one does not.", "name": "fig-wd-alignment"}}
 panel = [i_ctrl, i_star]
 fig, axes = plt.subplots(2, 2, figsize=(10, 4.8), squeeze=False, sharex=True)
 for col, i in enumerate(panel):
@@ -631,7 +701,11 @@ for col, i in enumerate(panel):
     axes[0, col].set(title=f"{role}: γ = {g}", ylabel="sharpness $S$")
     axes[1, col].plot(tp, cy[i], lw=0.8, label="$c_y$")
     axes[1, col].plot(tp, alpha[i] / g, ":", lw=1.0,
-                      label="$c_y^{crit} = \\alpha/\\gamma$")
+                      label="$c_y^{crit} = \\alpha/\\gamma$ (mean of steps t, t + 1)")
+    axes[1, col].plot(tp, alpha_t[i] / g, ".", ms=3, color="0.5",
+                      label="$\\alpha/\\gamma$ at step t alone")
+    axes[1, col].plot(tp, alpha_t1[i] / g, "x", ms=3, color="0.5",
+                      label="$\\alpha/\\gamma$ at step t + 1 alone")
     if stops[i] is not None:
         for row in (0, 1):
             axes[row, col].axvline(tp[stops[i]], color="0.5", ls=":", lw=0.8)
@@ -662,18 +736,24 @@ print(f"envelope: windows of {CNN_WINDOW:g} steps after S first reaches "
 cnn_run = None
 if P.cnn_steps:
     cds = data.load_cifar10(n=P.cnn_n_train)
+    # the damping runs at cnn_eta (Fig. 2 right), the alignment runs at cnn_align_eta (Fig. 14)
+    cnn_members = ([(float(g), P.cnn_eta) for g in P.cnn_gammas]
+                   + [(float(g), P.cnn_align_eta) for g in P.cnn_gammas
+                      if not np.isclose(P.cnn_align_eta, P.cnn_eta)])
     cnn_params0 = models.by_name("cnn-relu", key=jax.random.key(P.seeds[0]))
     cnn_config = train.TrainConfig(steps=P.cnn_steps, probe_every=P.probe_every,
                                    top_k=1)
-    cnn_result = train.run(objective, lambda hp: optax.sgd(P.cnn_eta), cnn_params0,
-                           (cds.x, cds.onehot), cnn_config,
-                           key=jax.random.key(P.seeds[0] + 2000),
-                           hparams={"gamma": jnp.asarray(P.cnn_gammas, float)},
-                           probe_fn=probes.alignment("half_mse"))
+    cnn_result = train.run(
+        objective, lambda hp: optax.sgd(hp["eta"]), cnn_params0, (cds.x, cds.onehot),
+        cnn_config, key=jax.random.key(P.seeds[0] + 2000),
+        hparams={"gamma": jnp.asarray([g for g, _ in cnn_members], float),
+                 "eta": jnp.asarray([e for _, e in cnn_members], float)},
+        probe_fn=probes.oscillation_averaged(probes.alignment("half_mse"), how="pair"))
     ch = cnn_result.history
     cnn_run = dict(probe_step=np.asarray(ch.probe_step[0]), sharpness=np.asarray(ch.sharpness),
-                   c_y=np.asarray(ch.extra.c_y), alpha=np.asarray(ch.extra.alpha),
-                   gammas=np.asarray(P.cnn_gammas, float), eta=P.cnn_eta, n_train=len(cds))
+                   c_y=np.asarray(ch.extra.value.c_y), alpha=np.asarray(ch.extra.value.alpha),
+                   gammas=np.asarray([g for g, _ in cnn_members], float),
+                   etas=np.asarray([e for _, e in cnn_members], float), n_train=len(cds))
     if scale == "paper":  # kept by the store with the record
         store.save_trace(results_dir, CNN_TRACE, **cnn_run)
 elif evidence.stored is not None:
@@ -684,10 +764,10 @@ elif evidence.stored is not None:
 cnn_rows = []
 if cnn_run is not None:
     c_gam = np.asarray(cnn_run["gammas"], float)
-    c_eta = float(cnn_run["eta"])
+    c_etas = np.asarray(cnn_run["etas"], float)
     c_tp = np.asarray(cnn_run["probe_step"])
     c_S = np.asarray(cnn_run["sharpness"]) - c_gam[:, None]
-    for i, g in enumerate(c_gam):
+    for i, (g, c_eta) in enumerate(zip(c_gam, c_etas)):
         c_edge = 2 / c_eta - g
         reach = np.nonzero(c_S[i] >= CNN_REACH * c_edge)[0]
         after = c_tp >= (c_tp[reach[0]] if reach.size else np.inf)
@@ -699,23 +779,25 @@ if cnn_run is not None:
         if g > 0:
             c_aligned = edge_model.aligned_before_stop(
                 cnn_run["c_y"][i], cnn_run["alpha"][i] / g, c_stop)
-        cnn_rows.append(dict(gamma=float(g), rate=env.rate if env else float("nan"),
+        cnn_rows.append(dict(gamma=float(g), eta=float(c_eta),
+                             rate=env.rate if env else float("nan"),
                              stopped=c_stop is not None, aligned=c_aligned))
     print(f"CNN run ({'this run' if P.cnn_steps else 'stored paper-scale run'}): "
-          f"{int(cnn_run['n_train'])} images, η = {c_eta}")
+          f"{int(cnn_run['n_train'])} images")
     for r in cnn_rows:
-        print(f"  γ = {r['gamma']:<5} envelope decay rate {r['rate']:+.2e}/step; "
-              f"aligned before S stops: {r['aligned']}")
+        print(f"  γ = {r['gamma']:<5} η = {r['eta']:<5} envelope decay rate "
+              f"{r['rate']:+.2e}/step; aligned before S stops: {r['aligned']}")
 else:
     print("no CNN run here (cnn_steps = 0) and no stored paper-scale one: the CNN claims are "
           "not tested")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "CNN (`cnn-relu`), full-batch GD at `cnn_eta`: sharpness without and with weight decay (stored paper-scale GPU run, or this run). Dashed: $2/\\eta$.", "name": "fig-wd-cnn"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "CNN (`cnn-relu`), full-batch GD at `cnn_eta` (damping) and `cnn_align_eta` (alignment): sharpness without and with weight decay (stored paper-scale GPU run, or this run). Dashed: $2/\\eta$.", "name": "fig-wd-cnn"}}
 fig, ax = plt.subplots(figsize=(6, 3.2))
 if cnn_run is not None:
-    for i, g in enumerate(c_gam):
-        ax.plot(c_tp, c_S[i], lw=0.7, label=f"γ = {g}")
-    ax.axhline(2 / c_eta, color="k", ls="--", lw=0.8)
+    for i, (g, e) in enumerate(zip(c_gam, c_etas)):
+        ax.plot(c_tp, c_S[i], lw=0.7, label=f"γ = {g}, η = {e}")
+    for e in np.unique(c_etas):
+        ax.axhline(2 / e, color="k", ls="--", lw=0.8)
     ax.legend(fontsize=8)
 else:
     ax.text(0.5, 0.5, "no CNN run at this scale and none stored", ha="center",
@@ -751,13 +833,13 @@ no_decay = train.supervised("half_mse")  # the decay is the optimizer's job here
 intervened = train.run(no_decay, lambda hp: optax.chain(decay_off, optax.sgd(P.eta)),
                        init(jax.random.key(P.seeds[0])), (ds.x, ds.onehot), config,
                        key=jax.random.key(P.seeds[0] + 1000),
-                       probe_fn=probes.decay_channel("half_mse"))
+                       probe_fn=probes.oscillation_averaged(probes.decay_channel("half_mse")))
 
 # %% tags=["hide-input"]
 hi = intervened.history
 S_int = np.asarray(hi.sharpness)  # the objective has no decay term: λmax(H) of L
 plateau_int = edge_model.plateau(tp, S_int, edge)
-channel = hi.extra
+channel = hi.extra.value  # averaged over steps t and t + 1, as α is
 residual = np.abs(np.asarray(channel.c_y_applied)) / np.abs(np.asarray(channel.c_y))
 channel_residual = (float(np.nanmedian(residual)) if np.isfinite(residual).any()
                     else float("nan"))
@@ -805,13 +887,22 @@ ratio_seeds = level[seed_members] / (edge - P.gamma)
 drift_seeds = np.where(diverged[seed_members], np.inf, drift[seed_members])
 aligned_seeds = [aligned(i) for i in seed_members]
 measured_aligned = [a for a in aligned_seeds if not np.isnan(a)]
-ntk_spread = lambda i: float(np.ptp(ntk_top[i, tp >= 3 * tp[-1] / 4])
-                             / np.mean(ntk_top[i, tp >= 3 * tp[-1] / 4]))
-cnn_decayed = [r for r in cnn_rows if r["gamma"] > 0]
-cnn_rate0 = next((r["rate"] for r in cnn_rows if r["gamma"] == 0), nan)
-cnn_stopped = [r for r in cnn_decayed if r["stopped"] and r["aligned"] is not None]
+late_q = tp >= 3 * tp[-1] / 4  # the last quarter of the probes
+ntk_spread = lambda i: float(np.ptp(ntk_top[i, late_q]) / np.mean(ntk_top[i, late_q]))
+sharpness_spread = lambda i: float(np.ptp(S_mlp[i, late_q]) / np.mean(S_mlp[i, late_q]))
+ntk_gap = lambda i: (np.inf if diverged[i] else
+                     float(np.median(np.abs(ntk_top[i, late_q] / S_mlp[i, late_q] - 1))))
+cross = {name: [crossing_step(i, c, a) for i in range(len(members))]
+         for name, (c, a) in {"mean": (cy, alpha), "t": (cy_t, alpha_t),
+                              "t1": (cy_t1, alpha_t1)}.items()}
+cnn_damp_rows = [r for r in cnn_rows if np.isclose(r["eta"], P.cnn_eta)]
+cnn_decayed = [r for r in cnn_damp_rows if r["gamma"] > 0]
+cnn_rate0 = next((r["rate"] for r in cnn_damp_rows if r["gamma"] == 0), nan)
+cnn_stopped = [r for r in cnn_rows if np.isclose(r["eta"], P.cnn_align_eta)
+               and r["gamma"] > 0 and r["stopped"] and r["aligned"] is not None]
 metrics = {
     "eta": P.eta, "gamma": P.gamma, "control_gamma": P.control_gamma, "edge": edge,
+    "n_train": len(ds), "steps": P.steps, "n_seeds": len(P.seeds),
     "edge_minus_gamma": edge - P.gamma,
     # slows-sharpening
     "sharpening_gamma0": float((np.max(S_mlp[i0, window]) - S_mlp[i0, 0]) / edge)
@@ -829,6 +920,8 @@ metrics = {
     "plateau_ratio_max_seeds": float(np.max(ratio_seeds)),
     "late_drift_seeds": drift_seeds.tolist(),
     "late_drift_max_seeds": float(np.max(np.abs(drift_seeds))),
+    "max_drift": MAX_DRIFT,  # the declared limit on the drift, in units of 2/η
+    "gamma_drift": float(drift_seeds[0]),  # the first seed at γ, over its last quarter
     "plateau_by_gamma": level[in_grid].tolist(),
     # alignment-mechanism
     "control_plateau_edge_ratio": float(level[i_ctrl] / (edge - P.control_gamma)),
@@ -839,10 +932,27 @@ metrics = {
     if measured_aligned else nan,
     "treated_stop_steps": [int(tp[stops[i]]) if stops[i] is not None else -1
                            for i in seed_members],
+    # α on both parities and the crossings each gives (−1: none), treated (every seed at γ)
+    # and control; "t" is the probe step, "t1" the step after it; crossings held two probes
+    "probe_steps": tp.tolist(),
+    "control_alpha": alpha[i_ctrl].tolist(),
+    "control_alpha_t": alpha_t[i_ctrl].tolist(),
+    "control_alpha_t1": alpha_t1[i_ctrl].tolist(),
+    "control_c_y": cy[i_ctrl].tolist(),
+    "treated_alpha": alpha[i_star].tolist(),
+    "treated_alpha_t": alpha_t[i_star].tolist(),
+    "treated_alpha_t1": alpha_t1[i_star].tolist(),
+    "treated_c_y": cy[i_star].tolist(),
+    "control_crossing_step": cross["mean"][i_ctrl],
+    "control_crossing_step_t": cross["t"][i_ctrl],
+    "control_crossing_step_t1": cross["t1"][i_ctrl],
+    "treated_crossing_steps": [cross["mean"][i] for i in seed_members],
+    "treated_crossing_steps_t": [cross["t"][i] for i in seed_members],
+    "treated_crossing_steps_t1": [cross["t1"][i] for i in seed_members],
     "cy_over_s_median": float(np.nanmedian(ratio_cy_s)),
     # CNN (stored or this run)
-    "cnn_runs": len(cnn_rows),
-    "cnn_rates": [r["rate"] for r in cnn_rows],
+    "cnn_runs": len(cnn_damp_rows),
+    "cnn_rates": [r["rate"] for r in cnn_damp_rows],
     "cnn_damping_rate": float(np.mean([r["rate"] for r in cnn_decayed]))
     if cnn_decayed else nan,
     "cnn_damping_excess": float(np.mean([r["rate"] for r in cnn_decayed]) - cnn_rate0)
@@ -850,10 +960,12 @@ metrics = {
     "cnn_decayed_stopped": len(cnn_stopped),
     "cnn_aligned_fraction": float(np.mean([r["aligned"] for r in cnn_stopped]))
     if cnn_stopped else nan,
-    # ntk-stabilises
+    # ntk-tracks-sharpness (consistency)
     "ntk_spread_gamma": ntk_spread(i_star) if not diverged[i_star] else np.inf,
     "ntk_spread_gamma0": ntk_spread(i0),
-    "ntk_late_probes": int(np.sum(tp >= 3 * tp[-1] / 4)),
+    "sharpness_spread_gamma": sharpness_spread(i_star) if not diverged[i_star] else np.inf,
+    "ntk_sharpness_gap": max(ntk_gap(i_star), ntk_gap(i0)),
+    "ntk_late_probes": int(np.sum(late_q)),
     # alignment-intervention
     "plain_plateau": float(level[i_star]),
     "plateau_ratio_plain": float(level[i_star] / (edge - P.gamma)),
@@ -864,6 +976,9 @@ metrics = {
     "paper_plateau_ratio_seeds": paper_ratio_seeds,
     "paper_plateau_ratio_max_seeds": max(paper_ratio_seeds)
     if paper_ratio_seeds else nan,
+    "paper_late_drift_seeds": paper_drift_seeds,
+    "paper_late_drift_max_seeds": float(max(np.abs(paper_drift_seeds)))
+    if paper_drift_seeds else nan,
     # toy (consistency)
     "toy_model_gap": toy_model_gap,
     "toy_gamma": toy_main["gamma"] if toy_main else nan,
@@ -906,13 +1021,16 @@ display(verdicts_by_scale(claims, evidence))
 # below the edge) or `-p gamma 0.05`.
 
 # %% tags=["remove-input"]
-PAPER_N_TRAIN, PAPER_SEEDS = 5000, 5  # the paper's MLP setup (CIFAR-10 5k, 5 seeds)
+settled = metrics["late_drift_max_seeds"] <= MAX_DRIFT
 display(Markdown(
-    f"What this run changes from the paper: the MLP trains on {P.n_train:,} images (the "
-    f"paper: {PAPER_N_TRAIN:,}) for a fixed {P.steps:,} steps, with {len(P.seeds)} seed(s) "
-    f"at γ (the paper: {PAPER_SEEDS}), and "
-    + (f"the CNN runs {P.cnn_steps:,} steps on {P.cnn_n_train:,} images."
-       if P.cnn_steps else "the CNN is not run.")))
+    f"**Has the plateau settled?** Over the last quarter of its {P.steps:,} steps the run at "
+    f"γ = {P.gamma:g} drifts {metrics['gamma_drift']:+.2%} of 2/η (the largest over the "
+    f"seeds: {metrics['late_drift_max_seeds']:.2%}; the declared limit: {MAX_DRIFT:.0%}). "
+    + ("The plateau has settled, and the phase-transition claim is graded on it."
+       if settled else
+       "The sharpness is still moving, so the phase-transition claim is **not tested** at "
+       "this scale: settling needs longer runs than this scale's budget (the paper ran up "
+       "to 14,000 steps).")))
 display(verdict_section(claims, scale=scale))
 
 # %% tags=["hide-input"]

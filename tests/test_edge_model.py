@@ -111,15 +111,36 @@ def test_plateau_stop_and_the_crossing_that_counts():
     stop = edge_model.stop_index(s, pl.level)  # 0.95 · 80 = 76: probe 4
     assert stop == 4 and edge_model.stop_index(s, np.inf) is None
     assert edge_model.stop_index(s[::-1], 40.0) is None  # falling from the start: never rose
-    crit = np.array([0.0, 5, 5, 5, 1, 0, 0, 0, 0, 0])
-    # c_y ≥ α/γ at init (α ≈ 0) is no crossing; crossing at probe 4, before the stop: aligned
+    crit = np.array([0.0, 5, 5, 1, 1, 0, 0, 0, 0, 0])
+    # c_y ≥ α/γ at init (α ≈ 0) is no crossing; crossing at probe 3, held at 4 (the stop): aligned
     assert edge_model.aligned_before_stop(np.full(10, 2.0), crit, stop) is True
+    assert edge_model.first_crossing(np.full(10, 2.0), crit) == 3
+    # a crossing at the stop itself cannot show that it persists before the stop
+    at_stop = np.array([0.0, 5, 5, 5, 1, 0, 0, 0, 0, 0])
+    assert edge_model.aligned_before_stop(np.full(10, 2.0), at_stop, stop) is False
+    assert edge_model.aligned_before_stop(np.full(10, 2.0), at_stop, stop, persist=1) is True
     # the crossing only once α → 0 after the stop does not count
     late_crit = np.array([0.0, 5, 5, 5, 5, 5, 0, 0, 0, 0])
     assert edge_model.aligned_before_stop(np.full(10, 2.0), late_crit, stop) is False
     assert edge_model.aligned_before_stop(np.full(10, 2.0), crit, None) is None
     with pytest.raises(ValueError, match="fraction"):
         edge_model.stop_index(s, 80.0, fraction=0.0)
+
+
+def test_a_crossing_must_persist_over_two_probes():
+    """Issue 31: at the edge α flips sign every step, so one probe above α/γ (one parity) is
+    not a crossing; the crossing must hold on two consecutive probes."""
+    c_y = np.full(8, 1.0)
+    blip = np.array([0.0, 3, 0.5, 3, 0.5, 3, 3, 3])  # above at 2 and 4 only, then never again
+    assert edge_model.first_crossing(c_y, blip) is None
+    assert edge_model.first_crossing(c_y, blip, persist=1) == 2
+    assert edge_model.aligned_before_stop(c_y, blip, 6) is False
+    held = np.array([0.0, 3, 0.5, 0.5, 3, 3, 3, 3])
+    assert edge_model.first_crossing(c_y, held) == 2
+    assert edge_model.first_crossing(c_y, held, until=2) is None  # its second probe is past 2
+    assert edge_model.first_crossing(c_y, np.where(np.arange(8) == 3, np.nan, held)) is None
+    with pytest.raises(ValueError, match="persist"):
+        edge_model.first_crossing(c_y, held, persist=0)
 
 
 def test_damping_onset_and_transition_of_the_chapter_toy():

@@ -1,6 +1,7 @@
-"""Issue 16's findings on the clipped-ada chapter, as inputs its declared rules must grade
+"""Issues 16 and 31's findings on the clipped-ada chapter, as inputs its declared rules must grade
 right, and the measurements behind them (:func:`eoslib.mechanisms.adaptive.clipping_gain`,
-the toy's effective curvature at the floor)."""
+:func:`eoslib.mechanisms.adaptive.early_stop_index`, the toy's effective curvature at the floor,
+the float64 toy)."""
 
 import math
 
@@ -9,6 +10,9 @@ import numpy as np
 import optax
 import pytest
 
+import jax
+
+from eoslib.book import verdicts as v
 from eoslib.engine import optim
 from eoslib.mechanisms import adaptive
 from test_verdicts import NOTEBOOKS, claims_cell
@@ -35,11 +39,12 @@ SETTLED_TOY = {"toy_memory_spans": 10.0, "toy_amplitude_gd": 0.89,
 
 
 def test_toy_run_shorter_than_the_second_moment_memory_is_not_tested(rules):
-    # the reviewed defect: 400 steps at β₂ = 0.999 is 0.4 memories; v̂ still holds step 0
+    # the toy claims are graded at the end of v̂'s first memory: a 400-step run never gets there
     short = {**SETTLED_TOY, "toy_memory_spans": 0.4}
     assert rules["toy-suppression"].grade(short) == T
     assert rules["toy-restoration"].grade({**short, "toy_cap_amplitude_rmsprop": 1.0,
                                            "toy_cap_amplitude_adam": 1.0}) == T
+    assert rules["toy-suppression"].grade({**SETTLED_TOY, "toy_memory_spans": 1.0}) == R
     assert rules["toy-suppression"].grade(SETTLED_TOY) == R
 
 
@@ -53,7 +58,8 @@ def test_settling_on_an_unstable_floor_is_not_suppression(rules):
 def test_restoration_needs_oscillation_for_both_optimizers(rules):
     restored = {"toy_memory_spans": 10.0, "toy_cap_amplitude_rmsprop": 0.9,
                 "toy_cap_amplitude_adam": 3.8, "toy_amplitude_rmsprop": 0.0,
-                "toy_amplitude_adam": 0.0}
+                "toy_amplitude_adam": 0.0, "toy_floor_ratio_rmsprop": 0.8,
+                "toy_floor_ratio_adam": 0.05}
     assert rules["toy-restoration"].grade(restored) == R
     # Adam settling under the cap (as it does at τ = 1) restores nothing for Adam
     assert rules["toy-restoration"].grade({**restored, "toy_cap_amplitude_adam": 0.0}) == N
@@ -62,29 +68,23 @@ def test_restoration_needs_oscillation_for_both_optimizers(rules):
 
 def test_thresholds_are_graded_only_on_settled_runs(rules):
     book = {"edge_memory_spans": 2.0, "adam_reach_paper": 20.0, "adam_plateau_paper": 18.5,
-            "adam_reach_cohen": 1.05, "adam_plateau_cohen": 0.97,
             "rmsprop_reach_paper": 1.3, "rmsprop_plateau_paper": 1.10}
     assert rules["adam-threshold"].grade(book) == N  # 18.5 × 2/η is not "at 2/η"
-    assert rules["adam-adaptive-edge"].grade(book) == R
     assert rules["rmsprop-threshold"].grade(book) == R
     smoke = {**book, "edge_memory_spans": 0.1}  # 100 steps: v̂ has not settled
-    for claim in ("adam-threshold", "adam-adaptive-edge", "rmsprop-threshold"):
+    for claim in ("adam-threshold", "rmsprop-threshold"):
         assert rules[claim].grade(smoke) == T
-    # a run that never reaches a threshold is evidence against "rises to it and hovers":
-    # review finding — it used to be `not tested` (the reach was the precondition)
-    assert rules["adam-adaptive-edge"].grade({**book, "adam_reach_cohen": 0.3,
-                                              "adam_plateau_cohen": 0.22}) == N
     # a run that diverged has no plateau: ∞, rejected
     assert rules["rmsprop-threshold"].grade({**book, "rmsprop_reach_paper": INF,
                                              "rmsprop_plateau_paper": INF}) == N
 
 
-def test_adam_settling_at_2_over_eta_refutes_the_adaptive_edge(rules):
-    # Adam hovering at 2/η (the paper's threshold) is 1/19 of Cohen et al.'s edge at β₁ = 0.9
-    at_gd = {"edge_memory_spans": 2.0, "adam_reach_paper": 1.1, "adam_plateau_paper": 1.0,
-             "adam_reach_cohen": 1.1 / 19, "adam_plateau_cohen": 1 / 19}
-    assert rules["adam-adaptive-edge"].grade(at_gd) == N
+def test_adam_at_2_over_eta_reproduces_the_papers_threshold(rules, specs):
+    at_gd = {"edge_memory_spans": 2.0, "adam_reach_paper": 1.1, "adam_plateau_paper": 1.0}
     assert rules["adam-threshold"].grade(at_gd) == R
+    # issue 31: Cohen et al.'s edge is the rival reading, shown beside it, not a second claim
+    # on the same plateau (the two need it in disjoint ranges: 1 × 2/η against 19 × 2/η)
+    assert "adam-adaptive-edge" not in specs
 
 
 def test_rmsprop_that_never_rises_does_not_reproduce_the_threshold(rules):
@@ -100,31 +100,60 @@ def test_restoration_reads_its_control_the_uncapped_runs(rules):
     # the cap "brings the oscillation back" only if the uncapped runs rest on the floor
     both_oscillate = {"toy_memory_spans": 10.0, "toy_cap_amplitude_rmsprop": 0.9,
                       "toy_cap_amplitude_adam": 3.8, "toy_amplitude_rmsprop": 0.5,
-                      "toy_amplitude_adam": 0.4}
+                      "toy_amplitude_adam": 0.4, "toy_floor_ratio_rmsprop": 0.8,
+                      "toy_floor_ratio_adam": 0.05}
     assert rules["toy-restoration"].grade(both_oscillate) == N
     assert rules["toy-restoration"].grade({**both_oscillate, "toy_amplitude_rmsprop": 0.0,
                                            "toy_amplitude_adam": 0.0}) == R
 
 
-TAU = {"edge_memory_spans": 2.0, "n_tau_binding": 2, "tau_no_cap_edge_ratio": 0.5,
-       "tau_tight_edge_ratio": 1.0, "tau_tight_loss_rise": 0.3, "tau_no_cap_loss_rise": 0.05}
+TAU = {"edge_memory_spans": 2.0, "n_tau_binding": 2, "tau_sharpness_ratio": 0.6,
+       "tau_tight_loss_rise": 0.3, "tau_no_cap_loss_rise": 0.05}
 
 
-def test_a_cap_whose_lam_eff_stays_under_the_edge_is_not_the_unstable_regime(rules):
+def test_tau_instability_is_graded_on_the_hessian_sharpness(rules):
+    """Issue 31: the paper's suppression is that "the instability threshold is pushed upwards";
+    the cap's effect is read on S, not on λ_eff (which adam-threshold reads for the same run)."""
     assert rules["tau-instability"].grade(TAU) == R
-    assert rules["tau-instability"].grade({**TAU, "tau_tight_edge_ratio": 0.3}) == N
-
-
-def test_no_cap_already_at_its_edge_is_not_suppressed(rules):
-    # plain Adam at Cohen et al.'s edge: there is no suppression for the cap to lift
-    assert rules["tau-instability"].grade({**TAU, "tau_no_cap_edge_ratio": 0.97}) == N
+    # S about the same with and without the cap (the review's 17.4 vs 20.4 is 0.85: partly)
+    assert rules["tau-instability"].grade({**TAU, "tau_sharpness_ratio": 0.85}) == P
+    assert rules["tau-instability"].grade({**TAU, "tau_sharpness_ratio": 1.1}) == N
+    assert not {m for m in rules["tau-instability"].metrics() if "edge_ratio" in m}
 
 
 def test_tau_regimes_need_oscillation_and_a_binding_cap(rules):
-    # λ_eff at the edge but the loss no more oscillating than without a cap
+    # S lower, but the loss no more oscillating than without a cap
     assert rules["tau-instability"].grade({**TAU, "tau_tight_loss_rise": 0.05}) == N
     # every capped run diverged (or no cap binds): the controlled regime was never entered
     assert rules["tau-instability"].grade({**TAU, "n_tau_binding": 0}) == T
+
+
+def test_no_two_claims_need_one_metric_in_disjoint_ranges(specs):
+    """Issue 31: tau-instability needed Adam's uncapped λ_eff plateau ≤ 0.8 × its edge while
+    adam-adaptive-edge needed the same number in [0.8, 1.2]: they could never both pass."""
+    assert v.conflicting_claims(list(specs.values())) == []
+    # one number under two names escapes a check by name: the uncapped Adam's λ_eff plateau
+    # (recorded as adam_plateau_paper, adam_plateau_cohen and tau_no_cap_edge_ratio) is read
+    # by one claim at most
+    same_number = {"adam_plateau_paper", "adam_plateau_cohen", "tau_no_cap_edge_ratio"}
+    readers = [s.id for s in specs.values() if same_number & set(s.rule.metrics())]
+    assert readers == ["adam-threshold"]
+
+
+def test_conflicting_claims_finds_the_reviewed_defect():
+    old = [v.ClaimSpec("edge", "c", "p", rule=v.Given(v.AtLeast("spans", 1),
+                                                       v.Within("ratio", 1.0, 0.2, fair=0.5))),
+           v.ClaimSpec("suppressed", "c", "p",
+                       rule=v.AllOf((v.AtMost("ratio", 0.8), v.AtLeast("rise", 0.1))))]
+    lines = v.conflicting_claims(old)
+    assert len(lines) == 1 and "'edge'" in lines[0] and "'suppressed'" in lines[0]
+    # overlapping ranges are no conflict, nor is a rule on two metrics
+    ok = [old[0], v.ClaimSpec("x", "c", "p", rule=v.AtMost("ratio", 0.9)),
+          v.ClaimSpec("y", "c", "p", rule=v.Exceeds("ratio", "other", 2))]
+    assert v.conflicting_claims(ok) == []
+    # a single claim needing an empty range
+    assert v.conflicting_claims([v.ClaimSpec("z", "c", "p", rule=v.AllOf((
+        v.AtMost("a", 0.1), v.AtLeast("a", 0.2))))])
 
 
 def test_clipped_fraction_is_a_consistency_check(specs):
@@ -135,6 +164,64 @@ def test_clipped_fraction_is_a_consistency_check(specs):
     assert spec.rule.grade({"clipped_fraction_monotone": 0.0,
                             "no_cap_clipped_fraction": 0.0}) == N
     assert all(s.kind == "claim" for k, s in specs.items() if k != "tau-clipping")
+
+
+def test_a_control_resting_only_through_underflow_is_rejected(rules):
+    """Issue 31: after 10 v̂-memories the uncapped |w₀| read exactly 0 only because the iterate
+    had been rounded onto the floor (float32 underflow) while the floor was 120× past the edge;
+    toy-restoration's control held on that artefact. Its control now needs the floor stable."""
+    restored = {"toy_memory_spans": 10.0, "toy_cap_amplitude_rmsprop": 0.9,
+                "toy_cap_amplitude_adam": 3.8, "toy_amplitude_rmsprop": 0.0,
+                "toy_amplitude_adam": 0.0, "toy_floor_ratio_rmsprop": 0.8,
+                "toy_floor_ratio_adam": 0.05}
+    assert rules["toy-restoration"].grade(restored) == R
+    assert rules["toy-restoration"].grade({**restored, "toy_floor_ratio_rmsprop": 121}) == N
+
+
+def test_the_toy_runs_in_float64():
+    """... and the chapter's toy is float64, which rounds a contracting |w₀| to 0 far later
+    (Adam's never, in 10 memories) than float32 does."""
+    text = (NOTEBOOKS / "clipped-ada.py").read_text()
+    assert "with jax.enable_x64(True):" in text and "dtype=jnp.float64" in text
+    assert 'toy_runs["GD"].w.dtype == np.float64' in text  # the chapter's own invariant
+    toy = lambda w: adaptive.toy_loss(w, 20.0, 1.0)
+    ends = {}
+    for x64 in (False, True):
+        with jax.enable_x64(x64):
+            dtype = jnp.float64 if x64 else jnp.float32
+            run = adaptive.trajectory(toy, optim.clipped_adam(0.125), jnp.array([1.5, 2.0], dtype),
+                                      3000)  # Adam, three memories
+            assert run.w.dtype == dtype
+            ends[x64] = float(np.abs(np.asarray(run.w[-1, 0])))
+    assert ends[False] == 0.0 < ends[True] < 1e-3
+
+
+def test_early_stopping_is_the_first_reversal_after_the_global_minimum():
+    # App. K: "the first reversal in validation loss after the global minimum"
+    loss = np.array([[1.0, 0.8, 0.9, 0.7, 0.5, 0.6, 0.55, 0.9],   # minimum at 4, rises at 5
+                     [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3],    # never reverses: the last
+                     [1.0, 0.5, 0.6, NAN, NAN, NAN, NAN, NAN]])   # diverged after 2
+    np.testing.assert_array_equal(adaptive.early_stop_index(loss), [5, 7, 2])
+    assert adaptive.early_stop_index(np.full(3, NAN)) == 0
+    with pytest.raises(ValueError, match="non-empty last axis"):
+        adaptive.early_stop_index(np.zeros((2, 0)))
+
+
+def test_clipping_gains_judges_every_eta_and_counts_diverged_caps():
+    # η = 1e-3: the cap gains 0.05; η = 3e-3: half the capped runs diverge; η = 1e-2: the
+    # uncapped runs diverge, so there is nothing to judge
+    val = test = np.array([[[0.80] * 2, [0.85] * 2], [[0.80] * 2, [0.90] * 2],
+                           [[0.5] * 2, [0.5] * 2]])
+    div = np.zeros(val.shape, bool)
+    div[1, 1, 0] = True
+    div[2, 0, :] = True
+    gains = adaptive.clipping_gains(val, test, div, [1e-3, 3e-3, 1e-2], [INF, 1e-6],
+                                    chance=0.25)
+    assert [g.eta for g in gains] == [1e-3, 3e-3]
+    assert gains[0].gain == pytest.approx(0.05) and gains[0].capped_diverged == 0
+    assert gains[1].capped_diverged == pytest.approx(0.5)
+    assert adaptive.clipping_gain(val, test, div, [1e-3, 3e-3, 1e-2], [INF, 1e-6],
+                                  chance=0.25) == gains[1]
 
 
 def test_generalization_rules_and_evidence(specs, rules):

@@ -92,15 +92,35 @@ def test_a_crossing_only_once_alpha_vanishes_is_not_reproduced(rules):
 def test_phase_transition_against_its_gamma_zero_control(rules):
     rule = rules["mlp-phase-transition"]
     good = {"plateau_gamma0_edge_err": 0.002, "plateau_ratio_max_seeds": 0.77,
-            "late_drift_max_seeds": 0.03}
+            "late_drift_max_seeds": 0.004}
     assert rule.grade(good) == R
     assert rule.grade({**good, "plateau_ratio_max_seeds": 0.99}) == N  # at the edge too
-    assert rule.grade({**good, "late_drift_max_seeds": 0.2}) == N  # still rising
     assert rule.grade({**good, "plateau_ratio_max_seeds": math.inf}) == N  # a seed diverged
     # γ = 0 never reached 2/η: a low plateau cannot be told from slower sharpening
     assert rule.grade({**good, "plateau_gamma0_edge_err": 0.77}) == T
     # a diverged γ = 0 run is recorded as ∞ (it used to crash the chapter's invariant cell)
     assert rule.grade({**good, "plateau_gamma0_edge_err": math.inf}) == T
+
+
+def test_a_plateau_that_has_not_settled_is_not_tested(rules, specs):
+    """Issue 31: at γ = 0.02 the book run's S still rose 75.5 → 79.4 over its last quarter
+    (≈ 4% of 2/η); the rule allowed 5%. A plateau is read only once its drift is ≤ 1% of 2/η;
+    before that the run is too short to decide, at any scale (the stored run's claim too)."""
+    rule = rules["mlp-phase-transition"]
+    good = {"plateau_gamma0_edge_err": 0.002, "plateau_ratio_max_seeds": 0.77,
+            "late_drift_max_seeds": 0.04}
+    assert rule.grade(good) == T
+    assert rule.grade({**good, "late_drift_max_seeds": 0.01}) == R
+    assert rule.grade({**good, "late_drift_max_seeds": math.inf}) == T  # a seed diverged
+    stored = rules["paper-scale-phase-transition"]
+    assert stored.grade({"paper_n_seeds": 5, "paper_plateau_ratio_max_seeds": 0.8,
+                         "paper_late_drift_max_seeds": 0.03}) == T
+    assert stored.grade({"paper_n_seeds": 5, "paper_plateau_ratio_max_seeds": 0.8,
+                         "paper_late_drift_max_seeds": 0.005}) == R
+
+
+def test_no_two_claims_need_one_metric_in_disjoint_ranges(specs):
+    assert v.conflicting_claims(list(specs.values())) == []
 
 
 def test_slows_sharpening_rejects_a_negligible_slowdown(rules):
@@ -113,14 +133,29 @@ def test_slows_sharpening_rejects_a_negligible_slowdown(rules):
     assert rule.grade({**good, "sharpening_gamma0": 0.01}) == T  # γ = 0 did not sharpen
 
 
-def test_ntk_needs_probes_and_a_baseline_at_the_edge(rules):
-    rule = rules["ntk-stabilises"]
-    base = {"ntk_late_probes": 6, "plateau_gamma0_edge_err": 0.01}
-    assert rule.grade({**base, "ntk_spread_gamma": 0.02, "ntk_spread_gamma0": 0.1}) == R
-    assert rule.grade({**base, "ntk_spread_gamma": 0.04, "ntk_spread_gamma0": 0.03}) == N
-    # one probe in the last quarter: spreads of 0 measure nothing
-    assert rule.grade({**base, "ntk_late_probes": 1, "ntk_spread_gamma": 0.0,
-                       "ntk_spread_gamma0": 0.0}) == T
+def test_ntk_is_a_consistency_check_of_the_sharpness(specs):
+    """Issue 31: under ½MSE λ_max(JJᵀ)/N is the Gauss–Newton top eigenvalue, S to 0.1% in the
+    review (79.44 vs 79.44), and its spread was S's: as a claim it added nothing beyond the
+    sharpness. It is a consistency check that the two measurements agree."""
+    ntk = specs["ntk-tracks-sharpness"]
+    assert ntk.kind == "consistency" and "ntk-stabilises" not in specs
+    run = {"ntk_late_probes": 6, "ntk_sharpness_gap": 0.001, "ntk_spread_gamma": 0.047,
+           "sharpness_spread_gamma": 0.047}
+    assert v.grade(ntk, run, scale="book").verdict == "holds"
+    assert v.grade(ntk, {**run, "ntk_sharpness_gap": 0.2}, scale="book").verdict == "fails"
+    assert v.grade(ntk, {**run, "ntk_late_probes": 1}, scale="book").verdict == "not tested"
+
+
+def test_the_alignment_crossing_must_persist_and_is_read_on_averaged_alpha():
+    """Issue 31: α read at one iterate flips sign with the step's parity at the edge; the
+    chapter averages α and c_y over steps t and t + 1 and needs the crossing held two probes."""
+    text = PATH.read_text()
+    assert 'probes.oscillation_averaged(probes.alignment("half_mse")' in text
+    assert "h.extra.alignment.value.alpha" in text
+    # the parity artefact: α/γ above c_y on even probes only — no crossing
+    c_y = np.full(8, 1.0)
+    parity = np.array([0.0, 3, 0.5, 3, 0.5, 3, 0.5, 3])
+    assert edge_model.aligned_before_stop(c_y, parity, 6) is False
 
 
 def test_intervention_is_tested_only_where_the_channel_was_removed(rules):
@@ -144,7 +179,7 @@ def test_toy_is_a_consistency_check(specs):
              "toy_damping_predicted": [3e-4], "toy_stop": [180.0], "toy_stop_predicted": [180.0]}
     assert v.grade(toy, exact, scale="smoke").verdict == "holds"
     assert v.grade(toy, {**exact, "toy_shift_rel_err": 10.0}, scale="smoke").verdict == "fails"
-    assert [s.kind for s in specs.values()].count("claim") == len(specs) - 1
+    assert [s.kind for s in specs.values()].count("claim") == len(specs) - 2
 
 
 def test_the_chapter_states_its_conventions_in_prose():

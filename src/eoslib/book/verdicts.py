@@ -1054,6 +1054,67 @@ def assert_claims_can_fail(specs: Sequence[ClaimSpec]) -> dict[str, dict[str, fl
     return failing
 
 
+def passing_range(rule: Rule) -> dict[str, tuple[float, float]]:
+    """For each metric that ``rule`` bounds on its own, the closed interval ``(lo, hi)`` its value
+    must lie in for the rule to give ``reproduced`` (a necessary condition, not a sufficient one).
+
+    Leaf bounds: :class:`AtMost` ``(−∞, good]``, :class:`AtLeast` ``[good, ∞)``, :class:`Within`
+    and :class:`Factor` with a numeric target the band about it. :class:`AllOf` and :class:`Given`
+    intersect their parts' intervals (every part must pass); :class:`AnyOf` and :class:`Partly` take
+    the hull of what their parts allow (one part may suffice). Rules on two metrics (a target
+    that is a metric, :class:`BeatsNull`, :class:`Exceeds`) bound neither metric alone and are left
+    out. An empty interval has ``lo > hi``.
+    """
+    inf = math.inf
+    if isinstance(rule, AtMost):
+        return {rule.metric: (-inf, rule.good)}
+    if isinstance(rule, AtLeast):
+        return {rule.metric: (rule.good, inf)}
+    if isinstance(rule, (Within, Factor)):
+        if isinstance(rule.target, str):
+            return {}
+        t = float(rule.target)
+        ends = ((t * (1 - rule.good), t * (1 + rule.good)) if isinstance(rule, Within)
+                else (t / rule.good, t * rule.good))
+        return {rule.metric: (min(ends), max(ends))}
+    parts = rule.parts()
+    if not parts:
+        return {}
+    ranges = [passing_range(p) for p in parts]
+    out: dict[str, tuple[float, float]] = {}
+    if isinstance(rule, (AllOf, Given)):
+        for r in ranges:
+            for m, (lo, hi) in r.items():
+                a, b = out.get(m, (-inf, inf))
+                out[m] = (max(a, lo), min(b, hi))
+        return out
+    # AnyOf, Partly and anything else made of parts: a metric is bounded only where every part
+    # bounds it, by the hull of their intervals
+    common = set.intersection(*(set(r) for r in ranges))
+    return {m: (min(r[m][0] for r in ranges), max(r[m][1] for r in ranges)) for m in common}
+
+
+def conflicting_claims(specs: Sequence[ClaimSpec]) -> list[str]:
+    """Pairs of claims that cannot both be ``reproduced`` because they need one metric in
+    disjoint ranges (:func:`passing_range`), e.g. one claim needing a ratio in [0.8, 1.2] and
+    another needing the same ratio ≤ 0.8 (ranges that only touch count as disjoint). Also a
+    claim whose own rule needs an empty range.
+    Returns one line per conflict (empty when there is none)."""
+    ranges = {s.id: passing_range(s.rule) for s in specs}
+    lines = [f"{i!r} needs {m} in the empty range [{lo:g}, {hi:g}]"
+             for i, r in ranges.items() for m, (lo, hi) in r.items() if lo > hi]
+    for (a, ra), (b, rb) in itertools.combinations(ranges.items(), 2):
+        for m in sorted(set(ra) & set(rb)):
+            lo, hi = max(ra[m][0], rb[m][0]), min(ra[m][1], rb[m][1])
+            # ranges that only touch (≤ 0.8 against [0.8, 1.2]) meet in one value no run
+            # will hit: a conflict, unless a claim asks for that exact value itself
+            point = ra[m][0] == ra[m][1] or rb[m][0] == rb[m][1]
+            if lo > hi or (lo == hi and not point):
+                lines.append(f"{a!r} needs {m} in [{ra[m][0]:g}, {ra[m][1]:g}] and {b!r} in "
+                             f"[{rb[m][0]:g}, {rb[m][1]:g}]: they cannot both be reproduced")
+    return lines
+
+
 # ----------------------------------------------------------------------------- verdict section
 
 

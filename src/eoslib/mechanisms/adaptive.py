@@ -22,7 +22,9 @@ Which coordinates a cap binds on is τ against v̂; whether it makes a run *unst
 :func:`trajectory` records λ_eff along a toy's path (or at a fixed point, to ask whether a
 settled run rests on a stable minimum), and the in-loop probe records it on a network.
 
-:func:`clipping_gain` reads a generalization grid (η × τ × seed): the cap chosen on validation
+:func:`early_stop_index` stops a run post hoc by the paper's rule (the first reversal in validation
+loss after its global minimum). :func:`clipping_gains` (every step size) and :func:`clipping_gain`
+(the largest) read a generalization grid (η × τ × seed): the cap chosen on validation
 data, its gain over no cap on test data, and the seed range to compare the gain with.
 """
 
@@ -133,6 +135,26 @@ def trajectory(loss_fn, optimizer, w0: Float[Array, " d"], steps: int, *, max_lo
     return Trajectory(path, losses, diverged_at, lam_eff)
 
 
+def early_stop_index(val_loss: Float[Array, "... E"]) -> Int[Array, "..."]:
+    """The evaluation at which a run is stopped post hoc, by Wang & Roberts' rule (App. K.3:
+    "the first reversal in validation loss after the global minimum"): the first evaluation
+    after the global minimum of the validation loss at which the loss has risen again, i.e. the
+    one right after the minimum; the last evaluation when the minimum is the last one (the loss
+    never reversed). Non-finite entries (after a divergence) are ignored; a run with no finite
+    entry stops at 0. Works on the last axis of any array of validation-loss curves.
+    """
+    loss = np.asarray(val_loss, float)
+    if loss.ndim == 0 or loss.shape[-1] == 0:
+        raise ValueError(f"val_loss of shape {loss.shape} must have a non-empty last axis")
+    finite = np.where(np.isfinite(loss), loss, np.inf)
+    best = np.argmin(finite, axis=-1)
+    after = np.minimum(best + 1, loss.shape[-1] - 1)
+    rose = np.take_along_axis(finite, after[..., None], -1)[..., 0] > \
+        np.take_along_axis(finite, best[..., None], -1)[..., 0]
+    return np.where(rose & np.isfinite(np.take_along_axis(loss, after[..., None], -1)[..., 0]),
+                    after, best)
+
+
 class ClippingGain(NamedTuple):
     """What :func:`clipping_gain` reads off a grid of runs (NaN where nothing was measured).
 
@@ -141,12 +163,46 @@ class ClippingGain(NamedTuple):
       tau: the finite cap with the best mean validation accuracy at that step size.
       gain: mean test accuracy at ``tau`` minus mean test accuracy without a cap (over seeds).
       spread: the larger of the two seed ranges (max − min over seeds) of those test accuracies.
+      capped_diverged: the fraction of the capped runs (every finite τ, every seed) at that step
+        size that diverged.
     """
 
     eta: float
     tau: float
     gain: float
     spread: float
+    capped_diverged: float = float("nan")
+
+
+def clipping_gains(val_acc: Float[Array, "E T S"], test_acc: Float[Array, "E T S"],
+                   diverged: Bool[Array, "E T S"], etas, taus, *, chance: float) -> list[ClippingGain]:
+    """:func:`clipping_gain` at **every** step size of the grid whose uncapped runs trained for
+    every seed, in the order of ``etas`` (a step size whose baseline diverged has nothing to
+    improve on and is left out); each with the fraction of its capped runs that diverged.
+
+    Raises:
+      ValueError: as :func:`clipping_gain`.
+    """
+    val, test = np.asarray(val_acc, float), np.asarray(test_acc, float)
+    div = np.asarray(diverged, bool)
+    taus = np.asarray(taus, float)
+    shape = (len(etas), len(taus))
+    if val.ndim != 3 or val.shape[:2] != shape or test.shape != val.shape or div.shape != val.shape:
+        raise ValueError(f"val_acc {val.shape}, test_acc {test.shape} and diverged {div.shape} "
+                         f"must all be (len(etas), len(taus), seeds) = {shape + ('S',)}")
+    if np.isinf(taus).sum() != 1 or np.isfinite(taus).sum() < 1:
+        raise ValueError(f"taus={taus.tolist()} must hold inf (no cap) once and a finite cap")
+    val, test = np.where(div, chance, val), np.where(div, chance, test)
+    base = int(np.flatnonzero(np.isinf(taus))[0])
+    finite = np.flatnonzero(np.isfinite(taus))
+    out = []
+    for e in np.flatnonzero(~div[:, base].any(axis=1)):
+        t = int(finite[np.argmax(val[e, finite].mean(axis=1))])
+        gain = float(test[e, t].mean() - test[e, base].mean())
+        spread = float(max(np.ptp(test[e, t]), np.ptp(test[e, base])))
+        out.append(ClippingGain(float(etas[e]), float(taus[t]), gain, spread,
+                                float(div[e, finite].mean())))
+    return out
 
 
 def clipping_gain(val_acc: Float[Array, "E T S"], test_acc: Float[Array, "E T S"],
@@ -164,24 +220,8 @@ def clipping_gain(val_acc: Float[Array, "E T S"], test_acc: Float[Array, "E T S"
       ValueError: shapes that do not match ``(len(etas), len(taus), seeds)``, or ``taus``
         without exactly one ``inf``, or without a finite cap.
     """
-    val, test = np.asarray(val_acc, float), np.asarray(test_acc, float)
-    div = np.asarray(diverged, bool)
-    taus = np.asarray(taus, float)
-    shape = (len(etas), len(taus))
-    if val.ndim != 3 or val.shape[:2] != shape or test.shape != val.shape or div.shape != val.shape:
-        raise ValueError(f"val_acc {val.shape}, test_acc {test.shape} and diverged {div.shape} "
-                         f"must all be (len(etas), len(taus), seeds) = {shape + ('S',)}")
-    if np.isinf(taus).sum() != 1 or np.isfinite(taus).sum() < 1:
-        raise ValueError(f"taus={taus.tolist()} must hold inf (no cap) once and a finite cap")
-    val, test = np.where(div, chance, val), np.where(div, chance, test)
-    base = int(np.flatnonzero(np.isinf(taus))[0])
-    trained = np.flatnonzero(~div[:, base].any(axis=1))
-    nan = float("nan")
-    if trained.size == 0:
+    gains = clipping_gains(val_acc, test_acc, diverged, etas, taus, chance=chance)
+    if not gains:
+        nan = float("nan")
         return ClippingGain(nan, nan, nan, nan)
-    e = int(trained[np.argmax(np.asarray(etas, float)[trained])])
-    finite = np.flatnonzero(np.isfinite(taus))
-    t = int(finite[np.argmax(val[e, finite].mean(axis=1))])
-    gain = float(test[e, t].mean() - test[e, base].mean())
-    spread = float(max(np.ptp(test[e, t]), np.ptp(test[e, base])))
-    return ClippingGain(float(etas[e]), float(taus[t]), gain, spread)
+    return max(gains, key=lambda g: g.eta)

@@ -56,6 +56,7 @@ __all__ = [
     "Plateau",
     "plateau",
     "stop_index",
+    "first_crossing",
     "aligned_before_stop",
 ]
 
@@ -328,19 +329,45 @@ def stop_index(s: np.ndarray, level: float, fraction: float = 0.95) -> int | Non
     return int(idx[0]) if idx.size and idx[0] > 0 else None
 
 
-def aligned_before_stop(c_y: np.ndarray, c_crit: np.ndarray, stop: int | None) -> bool | None:
-    """Whether the alignment ``c_y`` crosses ``c_crit = α/γ`` *from below* at or before probe
-    ``stop`` (where the sharpness stops rising): the crossing the model says stops sharpening.
+def first_crossing(c_y: np.ndarray, c_crit: np.ndarray, *, until: int | None = None,
+                   persist: int = 2) -> int | None:
+    """The first probe at which the alignment ``c_y`` crosses ``c_crit = α/γ`` *from below* and
+    stays at or above it for ``persist`` consecutive probes, all at or before probe ``until``
+    (default: the last); ``None`` when there is no such crossing.
 
-    A crossing counts only after a probe with ``c_y < c_crit`` (at initialisation ``α ≈ 0``, so
-    ``c_y ≥ α/γ`` holds trivially before sharpening starts), and only up to ``stop``: once the
-    sharpness has stopped, ``α → 0`` and ``c_y ≥ α/γ`` again holds for any run, so a later crossing
-    says nothing. ``None`` when ``stop`` is ``None`` (the run never stopped rising: not measured).
+    "From below": only after a probe with ``c_y < c_crit`` (at initialisation ``α ≈ 0``, so
+    ``c_y ≥ α/γ`` holds trivially before sharpening starts). "Persists": one probe above is not a
+    crossing: at the edge α and c_y swing with the period-2 oscillation, and a single sample can
+    land on either side (measure them with :func:`eoslib.engine.probes.oscillation_averaged`).
+    Non-finite probes (after a divergence) never count as above.
+    """
+    if not isinstance(persist, int) or persist < 1:
+        raise ValueError(f"persist={persist!r} must be a positive integer")
+    c_y, c_crit = np.asarray(c_y, float), np.asarray(c_crit, float)
+    if c_y.shape != c_crit.shape or c_y.ndim != 1:
+        raise ValueError(f"c_y {c_y.shape} and c_crit {c_crit.shape} must be 1-d of one shape")
+    end = c_y.size if until is None else min(until + 1, c_y.size)
+    c_y, c_crit = c_y[:end], c_crit[:end]
+    below = np.nonzero(c_y < c_crit)[0]
+    if below.size == 0:
+        return None
+    above = c_y >= c_crit  # NaN compares False
+    for k in range(int(below[0]) + 1, end - persist + 1):
+        if above[k:k + persist].all():
+            return k
+    return None
+
+
+def aligned_before_stop(c_y: np.ndarray, c_crit: np.ndarray, stop: int | None, *,
+                        persist: int = 2) -> bool | None:
+    """Whether the alignment ``c_y`` crosses ``c_crit = α/γ`` *from below*, and stays above for
+    ``persist`` probes, at or before probe ``stop`` (where the sharpness stops rising): the
+    crossing the model says stops sharpening (:func:`first_crossing`).
+
+    A crossing counts only up to ``stop``: once the sharpness has stopped, ``α → 0`` and
+    ``c_y ≥ α/γ`` again holds for any run, so a later crossing says nothing. ``None`` when
+    ``stop`` is ``None`` (the run never stopped rising: not measured).
     """
     if stop is None:
         return None
-    c_y, c_crit = np.asarray(c_y, float)[: stop + 1], np.asarray(c_crit, float)[: stop + 1]
-    below = np.nonzero(c_y < c_crit)[0]
-    if below.size == 0:
-        return False
-    return bool(np.any(c_y[below[0]:] >= c_crit[below[0]:]))
+    return first_crossing(c_y, c_crit, until=stop, persist=persist) is not None
