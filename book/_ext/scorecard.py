@@ -10,9 +10,10 @@ that silently stopped writing its record fails the build.
     The dashboard: the book's totals as verdict badges; per chapter one line with the counts of its
     paper claims by verdict (``reproduced``, ``partly reproduced``, ``not reproduced``,
     ``not tested``; consistency checks counted apart as ``holds`` / ``fails``), the scale of its
-    evidence and its run time; then per claim a compact row (verdict badge, id, claim) that opens on
-    a click (HTML ``<details>``) to the paper's number and ours, the rule, control, note and
-    evidence. ``:part:`` shows one piece: ``summary`` (the one-line totals with a link to the
+    evidence and its run time; then per claim a compact row (verdict badge, id, claim and, beside
+    a verdict that is not ``reproduced``, how its experiment differs from the paper's, from the
+    record) that opens on a click (HTML ``<details>``) to the paper's number and ours, the rule,
+    control, note and evidence. ``:part:`` shows one piece: ``summary`` (the one-line totals with a link to the
     scorecard, for the intro page), ``overview`` (totals and the per-chapter lines), ``claims`` or
     ``scales`` (:func:`scales_html`: per chapter and claim the verdict of this build's run beside
     the stored paper-scale run's, and which changed; a line for each chapter with none stored).
@@ -47,6 +48,7 @@ from sphinx.util.docutils import SphinxDirective
 
 from eoslib.book import store
 from eoslib.book.results import CHECK_OUTCOMES, VERDICTS, claim_from_dict, read_records, tally
+from eoslib.book.verdicts import departure_line
 
 logger = logging.getLogger(__name__)
 CHAPTER_PREFIX = "notebooks/"
@@ -169,7 +171,15 @@ def _claim_row(record: Mapping[str, Any], entry: Mapping[str, Any]) -> str:
     kind = ' <span class="eoslib-kind">consistency check</span>' if is_check else ""
     return (f'<details class="eoslib-claim"><summary>{badge(claim.verdict)}'
             f'<span class="eoslib-claim-text"><code>{_e(claim.id)}</code>{kind} {_e(claim.claim)}'
-            f'</span></summary><dl>{rows}</dl></details>')
+            f'{departures_html(claim)}</span></summary><dl>{rows}</dl></details>')
+
+
+def departures_html(claim) -> str:
+    """The line shown beside a verdict that is not ``reproduced``: how the claim's experiment
+    differs from the paper's, or that it follows the paper's setup
+    (:func:`eoslib.book.verdicts.departure_line`, from the record); ``""`` where none is shown."""
+    line = departure_line(claim)
+    return f'<span class="eoslib-departures">{_e(line)}</span>' if line else ""
 
 
 def overview_html(chapters: Sequence[Chapter]) -> str:
@@ -193,8 +203,9 @@ def overview_html(chapters: Sequence[Chapter]) -> str:
 
 def claims_html(chapters: Sequence[Chapter], records_from: str = "") -> str:
     """Per chapter a heading line (title, evidence, run time, verdict counts), then one row per
-    claim — verdict badge, id, claim — opening on a click to the paper's number and ours, the rule,
-    control, note and evidence."""
+    claim — verdict badge, id, claim, and beside a verdict that is not ``reproduced`` its
+    departures from the paper (:func:`departures_html`) — opening on a click to the paper's number
+    and ours, the rule, control, note and evidence."""
     out = ['<div class="eoslib-scorecard">']
     for chapter in chapters:
         verdicts, _ = tally(chapter.record["claims"])
@@ -220,7 +231,8 @@ def dashboard_html(chapters: Sequence[Chapter], records_from: str = "") -> str:
 def scales_html(chapters: Sequence[Chapter], paper: Mapping[str, Mapping[str, Any]]) -> str:
     """Verdicts that change with scale: per chapter, per paper claim, its verdict in this build's
     run (``book`` scale in the rendered book) beside its verdict in the stored paper-scale run
-    (``paper[chapter name]``, a record), and whether it changed. A chapter with no stored
+    (``paper[chapter name]``, a record), and whether it changed; beside each verdict that is not
+    ``reproduced``, its run's departures from the paper (:func:`departures_html`). A chapter with no stored
     paper-scale run gets one line saying so (its claims are ``not tested`` at paper scale); a
     chapter whose own run is at paper scale has nothing to compare."""
     with_paper = [c for c in chapters if c.name in paper and c.record["scale"] != "paper"]
@@ -251,10 +263,15 @@ def scales_html(chapters: Sequence[Chapter], paper: Mapping[str, Mapping[str, An
         out.append(f'<table class="eoslib-overview"><thead><tr><th>claim</th>'
                    f'<th>{_e(chapter.record["scale"])} run</th><th>paper-scale run</th>'
                    "<th>changed</th></tr></thead><tbody>")
+        here = {c["id"]: c for c in chapter.record["claims"]}
+        there = {c["id"]: c for c in paper[chapter.name]["claims"]}
         for row in rows_by_chapter[chapter.name]:
             mark = "<strong>changed</strong>" if row.changed else "same"
+            here_departures = departures_html(here[row.id]) if row.id in here else ""
+            there_departures = departures_html(there[row.id]) if row.id in there else ""
             out.append(f'<tr><td><code>{_e(row.id)}</code> {_e(row.claim)}</td>'
-                       f"<td>{badge(row.here)}</td><td>{badge(row.paper)}</td><td>{mark}</td></tr>")
+                       f"<td>{badge(row.here)}{here_departures}</td>"
+                       f"<td>{badge(row.paper)}{there_departures}</td><td>{mark}</td></tr>")
         out.append("</tbody></table>")
     out.append("</div>")
     return "".join(out)

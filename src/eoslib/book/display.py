@@ -8,7 +8,7 @@ from typing import Sequence
 from eoslib.book.results import Claim
 from eoslib.book.script import Markdown as PlainMarkdown
 from eoslib.book.store import verdicts_by_scale_markdown
-from eoslib.book.verdicts import ClaimSpec, verdict_markdown
+from eoslib.book.verdicts import ClaimSpec, departure_line, verdict_markdown
 
 
 def _cell(text: str) -> str:
@@ -17,14 +17,18 @@ def _cell(text: str) -> str:
 
 def claims_table_markdown(claims: Sequence[Claim]) -> str:
     """The paper-vs-ours table as Markdown text: one row per paper claim (claim, paper, ours,
-    verdict, evidence, rule and why), then the consistency checks in a table of their own."""
+    verdict, evidence, rule and why), then the consistency checks in a table of their own. Beside
+    a verdict that is not ``reproduced`` the verdict cell says how the experiment differs from the
+    paper's (:func:`eoslib.book.verdicts.departure_line`), from the record."""
 
     def row(c: Claim) -> str:
         why = f"{c.rule}. Measured: {c.note}" if c.rule else c.note
         if c.control:
             why += f". Control: {c.control}"
+        departures = departure_line(c)
+        verdict = f"**{_cell(c.verdict)}**" + (f" ({_cell(departures)})" if departures else "")
         return (f"| **{_cell(c.id)}**: {_cell(c.claim)} | {_cell(c.paper)} | {_cell(c.ours)} "
-                f"| **{_cell(c.verdict)}** | {_cell(c.evidence or '—')} | {_cell(why)} |")
+                f"| {verdict} | {_cell(c.evidence or '—')} | {_cell(why)} |")
 
     header = ["| claim | paper | ours | verdict | evidence | rule and why |",
               "|---|---|---|---|---|---|"]

@@ -7,7 +7,8 @@ A record is a JSON object::
       "scale":      "book",                          # smoke | book | paper
       "parameters": {...},                           # every experiment setting, resolved
       "claims":     [{"id", "claim", "paper", "ours", "verdict", "note",
-                      "rule", "control", "evidence", "kind"}, ...],
+                      "rule", "control", "evidence", "kind",
+                      "departures": [{"what", "reason"}, ...], "follows_paper"}, ...],
       "metrics":    {"name": number, ...},           # named numbers the chapter measured
       "provenance": {"eoslib_version", "git_hash", "jax_version", "device", "wall_time_s", ...}
     }
@@ -18,8 +19,13 @@ one of :data:`CHECK_OUTCOMES`). ``rule`` (the declared rule as text), ``control`
 null model) and ``evidence`` (where the evidence comes from, e.g. ``"book run"``) are written by
 :func:`eoslib.book.verdicts.grade`; records whose claims lack them (written by hand as
 ``Claim(id, claim, paper, ours, verdict, note)``) stay valid, read as a paper claim with empty
-rule, control and evidence. Numbers are plain JSON numbers; a non-finite metric is
-stored as ``null`` (JSON has no NaN) and read back as ``nan``.
+rule, control and evidence. ``departures`` (how the experiment behind the verdict differs from the
+paper's, each with its reason, one of :data:`DEPARTURE_REASONS`) and ``follows_paper`` (it follows
+the paper's setup) are written by :func:`eoslib.book.verdicts.grade` from the claim's declared
+:class:`eoslib.book.verdicts.Departure` list; a record written before they existed (the results
+store keeps such records, checksummed, unchanged) reads as ``[]`` and ``false``: nothing declared.
+Numbers are plain JSON numbers; a non-finite metric is stored as ``null`` (JSON has no NaN) and
+read back as ``nan``.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -51,7 +57,14 @@ SCALES = ("smoke", "book", "paper")
 RECORD_KEYS = ("chapter", "scale", "parameters", "claims", "metrics", "provenance")
 CLAIM_KEYS = ("id", "claim", "paper", "ours", "verdict", "note")
 #: Optional claim keys, with the value a record without them is read as.
-CLAIM_DEFAULTS = {"rule": "", "control": "", "evidence": "", "kind": "claim"}
+CLAIM_DEFAULTS = {"rule": "", "control": "", "evidence": "", "kind": "claim", "departures": [],
+                  "follows_paper": False}
+#: The reasons an experiment may depart from its paper's, in this order. The book runs on CPUs
+#: (fewer images, steps, step sizes), the paper does not say (a setting we had to choose), the
+#: paper's formula was lost or left implicit and we reconstructed it, or we chose otherwise on
+#: purpose.
+DEPARTURE_REASONS = ("CPU", "not stated in the paper", "reconstructed formula", "design choice")
+_DEPARTURE_KEYS = ("what", "reason")
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,13 @@ class Claim:
       control: the control or null model the result was compared with ("" if none).
       evidence: where the evidence comes from (``"book run"``, ``"stored paper-scale run"``).
       kind: ``"claim"`` (a paper claim) or ``"consistency"`` (holds by construction; not scored).
+      departures: how the experiment behind this verdict differs from the paper's, each a
+        ``{"what": ..., "reason": ...}`` dict (``reason`` one of :data:`DEPARTURE_REASONS`), as
+        :func:`eoslib.book.verdicts.grade` formats the declared departures that apply at the
+        evidence's scale; empty when none applies or none was declared (a list in the record).
+      follows_paper: whether the experiment follows the paper's setup at that scale (declared
+        with ``follows_paper=True``, or every declared departure is limited to other scales).
+        Empty ``departures`` and ``False``: nothing declared (a record older than the field).
     """
 
     id: str
@@ -87,9 +107,42 @@ class Claim:
     control: str = ""
     evidence: str = ""
     kind: str = "claim"
+    departures: tuple[dict[str, str], ...] = field(default=(), hash=False)
+    follows_paper: bool = False
 
     def __post_init__(self):
         _check_verdict(f"Claim {self.id!r}", self.kind, self.verdict)
+        object.__setattr__(self, "departures",
+                           _check_departures(f"Claim {self.id!r}", self.departures))
+        if not isinstance(self.follows_paper, bool):
+            raise ValueError(f"Claim {self.id!r}: follows_paper={self.follows_paper!r} must be "
+                             "True or False")
+        if self.follows_paper and self.departures:
+            raise ValueError(f"Claim {self.id!r}: follows_paper=True with departures "
+                             f"{list(self.departures)}: a claim that follows the paper's setup "
+                             "has none")
+
+
+def _check_departures(where: str, departures: Any) -> tuple[dict[str, str], ...]:
+    """``departures`` as a tuple of ``{"what", "reason"}`` dicts, or a ``ValueError`` naming the
+    first entry that is not one (a mapping with exactly those keys, both strings, a non-empty
+    ``what`` and a ``reason`` of :data:`DEPARTURE_REASONS`)."""
+    if isinstance(departures, (str, bytes, Mapping)) or not isinstance(departures, Sequence):
+        raise ValueError(f"{where}: departures={departures!r} must be a list of "
+                         "{'what': ..., 'reason': ...} entries")
+    out = []
+    for i, entry in enumerate(departures):
+        if not isinstance(entry, Mapping) or sorted(entry) != sorted(_DEPARTURE_KEYS):
+            raise ValueError(f"{where}: departures[{i}]={entry!r} must have exactly the keys "
+                             f"{list(_DEPARTURE_KEYS)}")
+        what, reason = entry["what"], entry["reason"]
+        if not isinstance(what, str) or not what.strip():
+            raise ValueError(f"{where}: departures[{i}] what={what!r} must be a non-empty string")
+        if reason not in DEPARTURE_REASONS:
+            raise ValueError(f"{where}: departures[{i}] reason={reason!r} is not one of "
+                             f"{list(DEPARTURE_REASONS)}")
+        out.append({"what": what, "reason": reason})
+    return tuple(out)
 
 
 def _check_verdict(where: str, kind: str, verdict: str) -> None:
@@ -268,9 +321,15 @@ def validate_record(record: Mapping[str, Any]) -> None:
         if absent:
             raise ValueError(f"claims[{i}] is missing {absent}")
         _check_verdict(f"claims[{i}]", claim.get("kind", "claim"), claim["verdict"])
-        for key in CLAIM_DEFAULTS:
-            if key in claim and not isinstance(claim[key], str):
+        for key, default in CLAIM_DEFAULTS.items():
+            if isinstance(default, str) and key in claim and not isinstance(claim[key], str):
                 raise ValueError(f"claims[{i}] {key}={claim[key]!r} is not a string")
+        departures = _check_departures(f"claims[{i}]", claim.get("departures", []))
+        follows = claim.get("follows_paper", False)
+        if not isinstance(follows, bool):
+            raise ValueError(f"claims[{i}] follows_paper={follows!r} is not true or false")
+        if follows and departures:
+            raise ValueError(f"claims[{i}] follows_paper is true but it lists departures")
     for name, value in record["metrics"].items():
         if value is not None and value not in ("inf", "-inf") and not isinstance(value, (int, float, list)):
             raise ValueError(f"metrics[{name!r}]={value!r} is not a number (or list of numbers, "

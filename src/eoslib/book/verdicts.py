@@ -34,6 +34,19 @@ cell alone and checks that every claim's rule can fail)::
     # %% tags=["remove-input"]                 (under the "## Verdict" heading)
     display(verdict_section(claims, scale=scale))
 
+**Departures.** A paper claim says how its experiment differs from the paper's (the scale, the loss,
+the architecture, the data, the stopping rule, what is measured), each departure a
+:class:`Departure` with a short reason from :data:`DEPARTURE_REASONS`, or says
+``follows_paper=True``; ``tests/test_departures.py`` fails a chapter whose claim does neither::
+
+    ClaimSpec(..., departures=(
+        Departure("{n_images} CIFAR-10 images instead of 5,000", "CPU", scales=("smoke", "book")),
+        Departure("cross-entropy replaced by ½MSE", "design choice")))
+
+:func:`grade` keeps the departures that apply at the scale of the claim's evidence, formatted with
+the metrics like ``ours``, in the record; the chapter's table, its Verdict section and the
+scorecard show them (:func:`departure_line`) beside every verdict that is not ``reproduced``.
+
 Conventions:
 
 - A **metric** is a named number in a ``Mapping[str, Any]`` (the record's ``metrics``). A metric
@@ -64,12 +77,18 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from eoslib.book.results import CHECK_OUTCOMES, KINDS, VERDICTS, Claim
+from eoslib.book import results
+from eoslib.book.results import CHECK_OUTCOMES, KINDS, SCALES, VERDICTS, Claim, claim_from_dict
 
 #: Where a claim's evidence can come from, this run (at its scale) or a stored paper-scale run.
 EVIDENCE = ("run", "stored")
 
 REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_TESTED = VERDICTS
+#: The reasons a :class:`Departure` may give. ``"CPU"`` is scaled down to run on CPUs,
+#: ``"not stated in the paper"`` a setting we had to choose, ``"reconstructed formula"`` the
+#: paper's formula lost or left implicit and rebuilt by us, ``"design choice"`` chosen otherwise
+#: on purpose.
+DEPARTURE_REASONS = results.DEPARTURE_REASONS
 #: Verdicts ordered from worst to best among those that were tested.
 _RANK = {NOT_REPRODUCED: 0, PARTLY: 1, REPRODUCED: 2}
 
@@ -681,6 +700,120 @@ class Given(Rule):
         yield from _product([self.condition.witnesses("pass"), self.rule.witnesses(outcome)])
 
 
+# ----------------------------------------------------------------------------- departures
+
+
+def _template_fields(owner: str, template: str) -> list[str]:
+    """The metric names a ``str.format`` template reads; a ``ValueError`` for a malformed one
+    (an unmatched brace) or a positional field (``{}``, ``{0}``: a template names its metrics)."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ValueError(f"{owner}: {template!r} is not a format template ({err}); write a literal "
+                         "brace as {{ or }}") from None
+    names = [f for _, f, _, _ in parsed if f is not None]
+    positional = [f for f in names if not f or f.split(".")[0].split("[")[0].isdigit()]
+    if positional:
+        raise ValueError(f"{owner}: {template!r} has a positional field "
+                         f"{{{positional[0]}}}; name the metric, as in {{sharpness:.3g}}")
+    return names
+
+
+@dataclass(frozen=True)
+class Departure:
+    """How a claim's experiment differs from the paper's, and why, declared with the claim.
+
+    Attributes:
+      what: the departure, in words, beside the paper's own setting where it helps ("250 CIFAR-10
+        images instead of 5,000"); may hold ``{metric}`` format fields, filled from the run's
+        metrics as ``ClaimSpec.ours`` is (a literal brace is written ``{{`` or ``}}``).
+      reason: one of :data:`DEPARTURE_REASONS`.
+      scales: the scales at which the departure holds (a tuple of ``"smoke"``, ``"book"``,
+        ``"paper"``); ``None``: every scale. A departure the paper-scale run does not make (fewer
+        images on a CPU) lists only ``("smoke", "book")``.
+
+    Raises:
+      ValueError: ``what`` is empty or not a format template, ``reason`` is not one of
+        :data:`DEPARTURE_REASONS`, or ``scales`` is not ``None`` or a non-empty tuple of scales.
+    """
+
+    what: str
+    reason: str
+    scales: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.what, str) or not self.what.strip():
+            raise ValueError(f"Departure: what={self.what!r} must be a non-empty string saying how "
+                             "the experiment differs from the paper's")
+        _template_fields(f"Departure: what={self.what!r}", self.what)
+        if self.reason not in DEPARTURE_REASONS:
+            raise ValueError(f"Departure {self.what!r}: reason={self.reason!r} is not one of "
+                             f"{list(DEPARTURE_REASONS)}")
+        if self.scales is not None:
+            scales = self.scales
+            if isinstance(scales, str) or not isinstance(scales, (tuple, list)) or not scales:
+                raise ValueError(f"Departure {self.what!r}: scales={scales!r} must be None (every "
+                                 f"scale) or a non-empty tuple of scales from {list(SCALES)}, "
+                                 "e.g. ('smoke', 'book')")
+            unknown = [x for x in scales if x not in SCALES]
+            if unknown:
+                raise ValueError(f"Departure {self.what!r}: scales={scales!r} names "
+                                 f"{unknown}, not among the scales {list(SCALES)}")
+            object.__setattr__(self, "scales", tuple(scales))
+
+    def applies(self, scale: str) -> bool:
+        """Whether the departure holds at ``scale`` (every scale when ``scales`` is ``None``)."""
+        return self.scales is None or scale in self.scales
+
+    def format(self, metrics: Mapping[str, Any]) -> str:
+        """``what`` with its ``{metric}`` fields filled from ``metrics`` (like ``ours``: lists
+        element-wise, NaN or ``None`` as "n/a").
+
+        Raises:
+          ValueError: a field names a metric that ``metrics`` does not have.
+        """
+        try:
+            return _OursFormatter().format(self.what, **metrics)
+        except KeyError as missing:
+            raise ValueError(f"Departure {self.what!r} names metric {missing} which is not among "
+                             f"the metrics {sorted(metrics)}") from None
+
+
+def _claim(entry: Claim | Mapping[str, Any]) -> Claim:
+    return entry if isinstance(entry, Claim) else claim_from_dict(entry)
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def departures_text(claim: Claim | Mapping[str, Any]) -> str:
+    """What a graded claim (or a record's claim entry) says of its departures from the paper:
+    ``"differs from the paper in: <what> — <reason>; …"``, ``"follows the paper's setup"``, or,
+    for a record that declares neither (written before departures were recorded),
+    ``"departures from the paper's setup not declared"``."""
+    c = _claim(claim)
+    if c.departures:
+        return "differs from the paper in: " + "; ".join(
+            f"{d['what'].rstrip('.')} — {d['reason']}" for d in c.departures)
+    if c.follows_paper:
+        return "follows the paper's setup"
+    return "departures from the paper's setup not declared"
+
+
+def departure_line(claim: Claim | Mapping[str, Any]) -> str:
+    """The line shown beside a verdict (:func:`departures_text`), or ``""`` where none is shown: a
+    ``reproduced`` claim, and a consistency check that holds or declares nothing (a check needs
+    no departures). Every ``partly reproduced``, ``not reproduced`` and ``not tested`` claim gets
+    one."""
+    c = _claim(claim)
+    if c.kind == "claim":
+        return "" if c.verdict == REPRODUCED else departures_text(c)
+    if c.verdict == CHECK_OUTCOMES[0] or not (c.departures or c.follows_paper):
+        return ""
+    return departures_text(c)
+
+
 # ----------------------------------------------------------------------------- claims
 
 
@@ -703,6 +836,10 @@ class ClaimSpec:
       evidence: ``"run"`` (this run, at its scale) or ``"stored"`` (a stored paper-scale run).
       kind: ``"claim"`` (a paper claim, scored) or ``"consistency"`` (holds by construction:
         shown and recorded, never scored as reproduced).
+      departures: how the experiment differs from the paper's (:class:`Departure`, each with
+        its reason and the scales it holds at); a paper claim lists at least one or says
+        ``follows_paper=True`` (``tests/test_departures.py``); a consistency check needs neither.
+      follows_paper: the experiment follows the paper's setup exactly (no departures listed).
     """
 
     id: str
@@ -715,10 +852,28 @@ class ClaimSpec:
     evidence: str = "run"
     kind: str = "claim"
     glossary: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    departures: tuple[Departure, ...] = ()
+    follows_paper: bool = False
 
     def __post_init__(self):
         if not isinstance(self.id, str) or not self.id:
             raise ValueError(f"ClaimSpec: id={self.id!r} must be a non-empty string")
+        if isinstance(self.departures, Departure) or not isinstance(self.departures, (tuple, list)):
+            raise ValueError(f"ClaimSpec {self.id!r}: departures={self.departures!r} must be a "
+                             "tuple of Departure (one departure: (Departure(...),))")
+        wrong = [d for d in self.departures if not isinstance(d, Departure)]
+        if wrong:
+            raise ValueError(f"ClaimSpec {self.id!r}: departures holds {wrong[0]!r}, not a "
+                             "Departure(what, reason, scales=None)")
+        object.__setattr__(self, "departures", tuple(self.departures))
+        if not isinstance(self.follows_paper, bool):
+            raise ValueError(f"ClaimSpec {self.id!r}: follows_paper={self.follows_paper!r} must be "
+                             "True or False")
+        if self.follows_paper and self.departures:
+            raise ValueError(f"ClaimSpec {self.id!r}: follows_paper=True but departures are "
+                             "listed: a claim follows the paper's setup or lists how it departs "
+                             "from it (a departure limited by scales= already says the others "
+                             "follow it)")
         if not isinstance(self.rule, Rule):
             raise ValueError(f"ClaimSpec {self.id!r}: rule={self.rule!r} is not a Rule")
         if self.evidence not in EVIDENCE:
@@ -770,9 +925,14 @@ def grade(spec: ClaimSpec, metrics: Mapping[str, Any], *, scale: str) -> Claim:
     The verdict is the rule's (a consistency check's is ``holds`` / ``fails`` / ``not tested``);
     ``ours`` is the spec's template formatted with the metrics; ``note`` says how each measured
     value met the rule; ``rule``, ``control``, ``evidence`` and ``kind`` are stored as text.
+    ``departures`` are the declared departures that apply at the scale of the evidence (``scale``
+    for a claim whose evidence is this run, ``"paper"`` for a stored paper-scale run), their
+    ``what`` formatted with the metrics; ``follows_paper`` is the declaration's, or ``True`` when
+    departures are declared and none of them applies at that scale.
 
     Raises:
-      ValueError: the ``ours`` template names a metric that ``metrics`` does not have.
+      ValueError: the ``ours`` template, or a departure's ``what``, names a metric that
+        ``metrics`` does not have.
     """
     verdict = spec.rule.grade(metrics)
     if spec.kind == "consistency":
@@ -783,10 +943,18 @@ def grade(spec: ClaimSpec, metrics: Mapping[str, Any], *, scale: str) -> Claim:
     except KeyError as missing:
         raise ValueError(f"claim {spec.id!r}: its ours template {spec.ours!r} names metric "
                          f"{missing} which is not among the metrics {sorted(metrics)}") from None
+    at = scale if spec.evidence == "run" else "paper"
+    applying = [d for d in spec.departures if d.applies(at)]
+    try:
+        departures = tuple({"what": d.format(metrics), "reason": d.reason} for d in applying)
+    except ValueError as err:
+        raise ValueError(f"claim {spec.id!r}: {err}") from None
     return Claim(
         id=spec.id, claim=spec.claim, paper=spec.paper, ours=ours, verdict=verdict,
         note=spec.rule.explain(metrics, spec.names), rule=spec.rule_text(),
         control=spec.control, evidence=evidence_text(spec.evidence, scale), kind=spec.kind,
+        departures=departures,
+        follows_paper=spec.follows_paper or (bool(spec.departures) and not applying),
     )
 
 
@@ -897,8 +1065,9 @@ def verdict_markdown(claims: Sequence[Claim], *, scale: str) -> str:
     """A chapter's Verdict section as Markdown, from its graded claims (nothing typed by hand).
 
     One summary sentence with the four verdict counts of the paper claims, then one item per
-    paper claim (verdict, evidence, the rule, the measured values), then the consistency checks
-    apart, as checks that hold by construction and are not scored.
+    paper claim (verdict, evidence, the rule, the measured values, and beside a verdict that is
+    not ``reproduced`` how the experiment differs from the paper's, :func:`departure_line`), then
+    the consistency checks apart, as checks that hold by construction and are not scored.
     """
     paper = [c for c in claims if c.kind == "claim"]
     checks = [c for c in claims if c.kind == "consistency"]
@@ -915,6 +1084,9 @@ def verdict_markdown(claims: Sequence[Claim], *, scale: str) -> str:
         if c.evidence:
             text += f" ({c.evidence})"
         text += f": {c.claim}."
+        departures = departure_line(c)
+        if departures:
+            text += f" {_sentence(departures[0].upper() + departures[1:])}"
         if c.rule:
             text += f" Rule: {c.rule}."
         if c.control:

@@ -10,6 +10,7 @@ nothing about any particular paper and import nothing from :mod:`eoslib.mechanis
 - :mod:`eoslib.engine.optim`   — Clipped-Ada, learning-rate schedules, weight-decay interventions (optax).
 - :mod:`eoslib.engine.probes`  — in-loop probes behind one protocol (sharpness, alignment, κ, …).
 - :mod:`eoslib.engine.train`   — scanned GD / SGD with in-loop probes, divergence, sweeps, save / load.
+- :mod:`eoslib.engine.events`  — events a compiled run stops or switches on; instability windows.
 - :mod:`eoslib.engine.divergence` — one definition of a diverged run, shared by every GD loop.
 - :mod:`eoslib.engine.data`    — CIFAR-10 / Fashion-MNIST loaders (local copies or checksummed downloads).
 - :mod:`eoslib.engine.stopping` — training to completion with held-out evaluation and early stopping.

@@ -43,6 +43,16 @@ its record is :class:`eoslib.engine.train.ProbeRecord` (``sharpness``, ``top_eig
 - :func:`decay_channel` → :class:`DecayChannelRecord`: the alignment a projected decay
   (:func:`eoslib.engine.optim.decay_off_sharpness_gradient`) still acts through, along the true ∇S.
 
+**Oscillation averaging.** At the edge of stability GD oscillates with period 2 along the top
+eigenvector u: a first-order quantity (α = −⟨∇L, ∇S⟩, ⟨∇L, u⟩, the loss) read at one iterate
+swings with the parity of the step. :func:`oscillation_averaged` wraps any probe so that it also
+reads the run's next iterate θ_{t+1} (the run's own optimizer on step t's batch, not committed)
+and records the two-step average, or the value at the midpoint (θ_t + θ_{t+1})/2
+(:class:`OscillationAveraged`, whose ``midpoint`` flag says which). Such a probe declares the
+point it needs in its ``next_point`` attribute (``"pair"`` or ``"midpoint"``); ``train.run``
+then computes that point and its eigenpairs (warm-started from θ_t's, signs aligned with them)
+and passes them as the keyword argument ``next_point`` (a :class:`NextPoint`).
+
 The losses the probes differentiate are the *unregularised* ``model_loss`` of the parameters
 (an Equinox module mapping ``x`` to outputs) on all the data (:func:`eoslib.engine.losses.of_model`).
 """
@@ -59,7 +69,7 @@ from jaxtyping import Array, Bool, Float, PyTree, Scalar
 
 from eoslib.engine import hessian, linalg, losses, ntk, optim
 
-__all__ = ["Probe", "EdgeCoefficients", "CurvatureRecord", "PreconditionedRecord", "RotationRecord",
+__all__ = ["Probe", "NextPoint", "OscillationAveraged", "oscillation_averaged", "EdgeCoefficients", "CurvatureRecord", "PreconditionedRecord", "RotationRecord",
            "NTKRecord", "DecayChannelRecord", "edge_coefficients", "clipped_fraction", "alignment", "curvature",
            "preconditioned_sharpness", "rotation", "ntk_top", "decay_channel", "combine", "is_record", "RECORDS"]
 
@@ -72,6 +82,20 @@ class Probe(Protocol):
 
     def __call__(self, params: PyTree, opt_state: PyTree, eigenpairs: linalg.Eigenpairs,
                  hp: Mapping[str, Array], data: tuple[Array, Array]) -> tuple: ...
+
+
+class NextPoint(NamedTuple):
+    """The second point an oscillation-averaged probe reads (see :func:`oscillation_averaged`).
+
+    Attributes:
+      params: θ_{t+1} (or the midpoint (θ_t + θ_{t+1})/2), the same pytree as the run's.
+      opt_state: the optimizer state after update t.
+      eigenpairs: the top-k Hessian eigenpairs there (signs aligned with θ_t's).
+    """
+
+    params: PyTree
+    opt_state: PyTree
+    eigenpairs: linalg.Eigenpairs
 
 
 def is_record(value: Any) -> bool:
@@ -100,6 +124,24 @@ class EdgeCoefficients(NamedTuple):
     c_y: Scalar
     sharpness_gradient_norm: Scalar
     param_norm: Scalar
+
+
+class OscillationAveraged(NamedTuple):
+    """A probe's record averaged over the period-2 oscillation of the edge.
+
+    Attributes:
+      value: the averaged record: ``(at_t + at_other) / 2`` leaf by leaf (two-step average), or
+        the record at the midpoint (then ``value`` and ``at_other`` are the same).
+      at_t: the record at θ_t (what the probe alone would record).
+      at_other: the record at θ_{t+1}, or at the midpoint.
+      midpoint: ``True`` when ``value`` was read at the midpoint (θ_t + θ_{t+1})/2, ``False`` for
+        the two-step average of θ_t and θ_{t+1}.
+    """
+
+    value: Any
+    at_t: Any
+    at_other: Any
+    midpoint: Bool[Array, ""]
 
 
 class CurvatureRecord(NamedTuple):
@@ -186,7 +228,7 @@ class DecayChannelRecord(NamedTuple):
 #: The record types of this module by name (what :func:`eoslib.engine.train.load` rebuilds).
 RECORDS: dict[str, type] = {cls.__name__: cls for cls in
                             (EdgeCoefficients, CurvatureRecord, PreconditionedRecord, RotationRecord, NTKRecord,
-                             DecayChannelRecord)}
+                             DecayChannelRecord, OscillationAveraged)}
 
 
 # ----------------------------------------------------------------------------- the math
@@ -377,6 +419,44 @@ def ntk_top(*, tol: float = 1e-3, max_restarts: int = 10, seed: int = 0) -> Prob
     return probe
 
 
+#: The ways :func:`oscillation_averaged` averages over the period-2 oscillation.
+AVERAGING = ("pair", "midpoint")
+
+
+def oscillation_averaged(probe: Probe, how: str = "pair") -> Probe:
+    """``probe`` read over the period-2 oscillation at the edge (:class:`OscillationAveraged`).
+
+    ``how="pair"``: the mean of the probe's records at θ_t and at θ_{t+1}, the run's next iterate
+    (its own optimizer on step t's batch; for GD, θ_t − η∇L(θ_t)); ``how="midpoint"``: the record
+    at (θ_t + θ_{t+1})/2. At θ_{t+1} (or the midpoint) the probe sees that point's optimizer
+    state and its own top-k eigenpairs (a warm-started solve from θ_t's, eigenvector signs
+    aligned with θ_t's). On a period-2 orbit x₁ ↔ x₂ of GD the two-step average of the gradient
+    is exactly 0 (x₂ = x₁ − η∇L(x₁) and x₁ = x₂ − η∇L(x₂)), which is why the pair average
+    removes the swing from any first-order quantity. Costs the probe twice plus one gradient
+    and one warm eigensolve. Non-float leaves (counts, flags) are taken from θ_t's record.
+
+    Raises:
+      ValueError: ``how`` is not one of :data:`AVERAGING`, or ``probe`` is not callable.
+    """
+    if how not in AVERAGING:
+        raise ValueError(f"how={how!r} is not one of {list(AVERAGING)}")
+    if not callable(probe):
+        raise ValueError(f"probe={probe!r} must be a probe (a callable, see eoslib.engine.probes)")
+
+    def mean(a, b):
+        a = jnp.asarray(a)
+        return (a + b) / 2 if jnp.issubdtype(a.dtype, jnp.inexact) else a
+
+    def averaged(params, opt_state, eigenpairs, hp, data, *, next_point: NextPoint):
+        here = probe(params, opt_state, eigenpairs, hp, data)
+        there = probe(next_point.params, next_point.opt_state, next_point.eigenpairs, hp, data)
+        value = there if how == "midpoint" else jax.tree.map(mean, here, there)
+        return OscillationAveraged(value, here, there, jnp.array(how == "midpoint"))
+
+    averaged.next_point = how
+    return averaged
+
+
 def combine(**named_probes: Probe) -> Probe:
     """Several probes at one probe point: ``combine(alignment=alignment(), ntk=ntk_top())``
     returns a probe whose record is a NamedTuple ``Combined(alignment=…, ntk=…)`` of their records,
@@ -387,8 +467,19 @@ def combine(**named_probes: Probe) -> Probe:
     if bad:
         raise TypeError(f"combine: {bad} are not probes (callables (params, opt_state, eigenpairs, hp, data) -> record)")
     Combined = collections.namedtuple("Combined", list(named_probes))
+    wanted = {getattr(p, "next_point", None) for p in named_probes.values()} - {None}
+    if len(wanted) > 1:
+        raise ValueError(f"combine: the probes average over different points {sorted(wanted)}; "
+                         "use one `how` for every oscillation_averaged probe of a run")
 
-    def probe(params, opt_state, eigenpairs, hp, data):
-        return Combined(*(p(params, opt_state, eigenpairs, hp, data) for p in named_probes.values()))
+    def probe(params, opt_state, eigenpairs, hp, data, *, next_point: NextPoint | None = None):
+        def call(p):
+            if getattr(p, "next_point", None):
+                return p(params, opt_state, eigenpairs, hp, data, next_point=next_point)
+            return p(params, opt_state, eigenpairs, hp, data)
 
+        return Combined(*(call(p) for p in named_probes.values()))
+
+    if wanted:
+        probe.next_point = wanted.pop()
     return probe

@@ -77,7 +77,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from eoslib.engine import divergence, hessian, linalg, losses, models, probes
+from eoslib.engine import divergence, events, hessian, linalg, losses, models, probes
 
 Objective = Callable[[PyTree, Array, Array, Mapping[str, Array]], tuple[Array, dict]]
 PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
@@ -113,6 +113,10 @@ class TrainConfig:
         evaluates θ_t for t = t₀, t₀ + eval_every, t₀ + 2·eval_every, …, t₀ + steps (t₀ its
         first step), see :class:`Evaluations`. A divisor of ``steps``; with probes, a divisor
         or a multiple of ``probe_every`` (the two schedules nest).
+      stop_when: an :class:`eoslib.engine.events.Event` that stops a member where it fires
+        (θ_t kept, later records blanked; see :mod:`eoslib.engine.events`), or ``None``.
+      switches: a tuple of :class:`eoslib.engine.events.Switch`: hyperparameters that take other values
+        from the step their event fires on.
     """
 
     steps: int
@@ -129,6 +133,8 @@ class TrainConfig:
     step_precision: str | None = None
     keep_states: bool = False
     eval_every: int = 0
+    stop_when: events.Event | None = None
+    switches: tuple[events.Switch, ...] = ()
 
     def __post_init__(self):
         if self.steps < 1:
@@ -154,6 +160,7 @@ class TrainConfig:
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be ≥ 1 or None (full batch)")
         divergence.check_max("max_loss", self.max_loss)
+        events.check(self.stop_when, self.switches, probe_every=self.probe_every, top_k=self.top_k)
         for name in ("precision", "step_precision"):
             value = getattr(self, name)
             if not (value in PRECISIONS or (value is None and name == "step_precision")):
@@ -175,6 +182,7 @@ class TrainState(NamedTuple):
     step: Array  # int32 scalar: steps taken
     diverged_at: Array  # int32 scalar: −1, or the step whose loss went bad
     key: PRNGKeyArray  # minibatch order (fold_in epoch) and probe restarts
+    events: events.EventState | None = None  # only when the config has a stop or switches
 
 
 class StepRecord(NamedTuple):
@@ -295,6 +303,21 @@ class TrainResult:
     def diverged(self) -> np.ndarray:
         return np.asarray(self.history.diverged_at) >= 0
 
+    @property
+    def stopped_at(self) -> np.ndarray:
+        """Per member, the step ``config.stop_when`` fired at (θ of that step is the final
+        state); −1 where it never fired or the run has no stop event."""
+        if self.state.events is None:
+            return np.full(np.shape(self.history.diverged_at), events.NEVER)
+        return np.asarray(self.state.events.stopped_at)
+
+    @property
+    def switched_at(self) -> np.ndarray:
+        """``(*members, n_switches)``: the step each of ``config.switches`` fired at, −1 never."""
+        if self.state.events is None:
+            return np.full(np.shape(self.history.diverged_at) + (0,), events.NEVER)
+        return np.asarray(self.state.events.switched_at)
+
 
 def supervised(model_loss: str = "half_mse", accuracy: str = "argmax") -> Objective:
     """The objective ``L(θ) + γ/2 ‖θ‖²`` of a model ``params(x)`` (an Equinox module), with
@@ -401,46 +424,102 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
     levels = _schedule(config, inner_steps)
 
     def run_chunk(state: TrainState, hp, x, y, sets=None):
-        optimizer = optax.with_extra_args_support(make_optimizer(hp))
+        switching = bool(config.switches)
+        watching = config.stop_when is not None or switching
+        optimizer = None if switching else optax.with_extra_args_support(make_optimizer(hp))
         n = x.shape[0]
 
         def step(state, _):
             xb, yb = _batch(x, y, state, config, n)
+            ev = state.events
             with jax.default_matmul_precision(config.training_precision):
                 (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params, xb, yb, hp)
-                updates, opt_state = optimizer.update(grads, state.opt_state, state.params, batch=(xb, yb))
+            if watching:  # step events see θ_t's forward pass; a switch acts on this update
+                before = events.stopped_before(ev, state.step)
+                active = divergence.alive(state.diverged_at) & ~before
+                ev = events.observe_step(config.stop_when, config.switches, ev, state.step,
+                                         loss, aux, active)
+            opt = optimizer
+            if switching:
+                opt = optax.with_extra_args_support(
+                    make_optimizer(events.switched_hparams(config.switches, ev, hp)))
+            with jax.default_matmul_precision(config.training_precision):
+                updates, opt_state = opt.update(grads, state.opt_state, state.params, batch=(xb, yb))
                 params = optax.apply_updates(state.params, updates)
                 record = StepRecord(state.step, loss, aux, _norm(grads), _norm(state.params))
-            diverged_at = divergence.update(state.diverged_at, state.step, loss, config.max_loss)
-            alive = divergence.alive(diverged_at)
-            record = divergence.mask(alive, record)  # the step index is an integer: kept
-            new = TrainState(divergence.hold(alive, params, state.params),
-                             divergence.hold(alive, opt_state, state.opt_state),
-                             state.eigvecs, state.step + 1, diverged_at, state.key)
+            if watching:
+                diverged_at = jnp.where(before, state.diverged_at, divergence.update(
+                    state.diverged_at, state.step, loss, config.max_loss))
+                alive = divergence.alive(diverged_at)
+                record = divergence.mask(alive & ~before, record)
+                moving = alive & ~events.stopped_by(ev, state.step)
+            else:
+                diverged_at = divergence.update(state.diverged_at, state.step, loss, config.max_loss)
+                alive = moving = divergence.alive(diverged_at)
+                record = divergence.mask(alive, record)  # the step index is an integer: kept
+            new = TrainState(divergence.hold(moving, params, state.params),
+                             divergence.hold(moving, opt_state, state.opt_state),
+                             state.eigvecs, state.step + 1, diverged_at, state.key, ev)
             return new, record
 
+        def solve(params, loss_fn, v0):
+            result = hessian.eigsh(loss_fn, params, config.top_k, v0=v0,
+                                   tol=config.eig_tol, max_restarts=config.eig_max_restarts,
+                                   num_iters=config.eig_num_iters, reortho=config.eig_reortho,
+                                   precision=config.precision)
+            finite = jnp.all(jnp.isfinite(result.values)) & jnp.all(jnp.isfinite(result.vectors))
+            return result._replace(converged=result.converged & finite)
+
+        def next_point(state, hp_now, result, how):
+            """θ_{t+1} of the run's own optimizer on step t's batch (or the midpoint of θ_t and
+            θ_{t+1}), its optimizer state and its eigenpairs, warm-started from θ_t's and with
+            their signs aligned to them (for oscillation-averaged probes)."""
+            xb, yb = _batch(x, y, state, config, n)
+            opt = optax.with_extra_args_support(make_optimizer(hp_now))
+            with jax.default_matmul_precision(config.training_precision):
+                grads = jax.grad(lambda p: objective(p, xb, yb, hp_now)[0])(state.params)
+                updates, opt_state = opt.update(grads, state.opt_state, state.params, batch=(xb, yb))
+                nxt = optax.apply_updates(state.params, updates)
+            if how == "midpoint":
+                nxt = jax.tree.map(lambda a, b: (a + b) / 2, state.params, nxt)
+            loss_fn = lambda p: objective(p, x, y, hp_now)[0]
+            with jax.default_matmul_precision(config.precision):
+                other = solve(nxt, loss_fn, result.vectors)
+            signs = jnp.where(jnp.sum(other.vectors * result.vectors, 0) < 0, -1.0, 1.0)
+            other = other._replace(vectors=other.vectors * signs.astype(other.vectors.dtype)[None, :])
+            return probes.NextPoint(nxt, opt_state, other)
+
         def probe(state):
-            loss_fn = lambda p: objective(p, x, y, hp)[0]
-            alive = divergence.alive(state.diverged_at)
+            hp_now = events.switched_hparams(config.switches, state.events, hp)
+            loss_fn = lambda p: objective(p, x, y, hp_now)[0]
+            before = events.stopped_before(state.events, state.step)
+            alive = divergence.alive(state.diverged_at) & ~before
             warm_ok = jnp.all(jnp.isfinite(state.eigvecs))
             v0 = jnp.where(warm_ok, state.eigvecs, _restart_block(state))
             with jax.default_matmul_precision(config.precision):
-                result = hessian.eigsh(loss_fn, state.params, config.top_k, v0=v0,
-                                       tol=config.eig_tol, max_restarts=config.eig_max_restarts,
-                                       num_iters=config.eig_num_iters, reortho=config.eig_reortho,
-                                       precision=config.precision)
-                finite = jnp.all(jnp.isfinite(result.values)) & jnp.all(jnp.isfinite(result.vectors))
-                result = result._replace(converged=result.converged & finite)
-                extra = probe_fn(state.params, state.opt_state, result, hp, (x, y)) if probe_fn else None
+                result = solve(state.params, loss_fn, v0)
+                extra = None
+                if probe_fn is not None:
+                    how = getattr(probe_fn, "next_point", None)
+                    if how:
+                        point = next_point(state, hp_now, result, how)
+                        extra = probe_fn(state.params, state.opt_state, result, hp_now, (x, y),
+                                         next_point=point)
+                    else:
+                        extra = probe_fn(state.params, state.opt_state, result, hp_now, (x, y))
             record = ProbeRecord(state.step, result.values[0], result.values, result.residuals,
                                  result.matvecs, result.converged, extra)
             record = divergence.mask(alive, record)  # NaN / False once dead; step and matvecs kept
             # a non-finite solve is kept here and replaced by a fresh block at the next probe
             eigvecs = jnp.where(alive, result.vectors, state.eigvecs)
-            return state._replace(eigvecs=eigvecs), record
+            ev = state.events
+            if watching:
+                ev = events.observe_probe(config.stop_when, config.switches, ev, state.step,
+                                          result.values, hp_now, alive)
+            return state._replace(eigvecs=eigvecs, events=ev), record
 
         def evaluate(state):
-            alive = divergence.alive(state.diverged_at)
+            alive = divergence.alive(state.diverged_at) & ~events.stopped_before(state.events, state.step)
             return _evaluate(objective, config.training_precision, state.params, hp, sets,
                              state.step, alive)
 
@@ -603,14 +682,17 @@ def _check_hparams_and_probe(objective, make_optimizer, probe_fn, params, hparam
     p_spec = jax.tree.map(member if batched_params else whole, params)
     hp_spec = {k: (member(v) if sweep else whole(v)) for k, v in hparams.items()}
     b = config.batch_size or x.shape[0]
-    looked_up, missing = set(), set()
+    looked_up, missing, objective_reads = set(), set(), set()
+    aux_keys = []
 
     def trace(params, hp_values, x, y):
         hp = _ReadRecorder(hp_values, looked_up, missing)
+        hp_objective = _ReadRecorder(hp_values, objective_reads, missing)
         optimizer = optax.with_extra_args_support(make_optimizer(hp))
         opt_state = optimizer.init(params)
         xb, yb = x[:b], y[:b]
-        (loss, _), grads = jax.value_and_grad(objective, has_aux=True)(params, xb, yb, hp)
+        (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, xb, yb, hp_objective)
+        aux_keys.extend(aux)
         optimizer.update(grads, opt_state, params, batch=(xb, yb))
         if probe_fn is None:
             return loss, None
@@ -618,6 +700,9 @@ def _check_hparams_and_probe(objective, make_optimizer, probe_fn, params, hparam
         dtype = ravel_pytree(params)[0].dtype
         eig = linalg.Eigenpairs(jnp.zeros(config.top_k, dtype), jnp.eye(n, config.top_k, dtype=dtype),
                                 jnp.zeros(config.top_k, dtype), jnp.array(0), jnp.array(True))
+        if getattr(probe_fn, "next_point", None):
+            point = probes.NextPoint(params, opt_state, eig)
+            return loss, probe_fn(params, opt_state, eig, hp, (x, y), next_point=point)
         return loss, probe_fn(params, opt_state, eig, hp, (x, y))
 
     try:
@@ -627,6 +712,30 @@ def _check_hparams_and_probe(objective, make_optimizer, probe_fn, params, hparam
             raise ValueError(f"hyperparameter(s) {sorted(missing)} are read by the objective, the optimizer "
                              f"or the probe but not given; hparams has {sorted(hparams)}") from None
         raise
+    looked_up |= objective_reads
+    watched = [config.stop_when] if config.stop_when is not None else []
+    watched += [sw.when for sw in config.switches]
+    for event in watched:
+        looked_up.update(event.hparams_read())
+        if isinstance(event, events.AccuracyAbove) and event.aux not in aux_keys:
+            raise ValueError(f"{event!r} reads the objective's aux {event.aux!r}, but the objective's "
+                             f"aux has {sorted(aux_keys)}")
+    for i, sw in enumerate(config.switches):
+        looked_up.update(sw.hparams_read())
+        absent = sorted(set(sw.hparams_read()) - set(hparams))
+        if absent:
+            raise ValueError(f"switches[{i}] reads hyperparameter(s) {absent}, which hparams does not "
+                             f"have (it has {sorted(hparams)})")
+        read_by_objective = sorted(set(sw.targets()) & objective_reads)
+        if read_by_objective:
+            raise ValueError(f"switches[{i}] switches {read_by_objective}, which the objective reads: "
+                             "a switch acts on the update of the step its event fires on, whose "
+                             "gradient is already computed; switch only what the optimizer or the "
+                             "probes read")
+    for event in watched:
+        if isinstance(event, events.EdgeCount) and event.eta not in hparams:
+            raise ValueError(f"{event!r} reads hp[{event.eta!r}] (the step size), which hparams does "
+                             f"not have (it has {sorted(hparams)})")
     unread = sorted(set(hparams) - looked_up)
     if unread:
         raise ValueError(f"hparams {unread} are never read by the objective, the optimizer or the probe "
@@ -742,11 +851,26 @@ def run(
     _check_hparams_and_probe(objective, make_optimizer, probe_fn if config.probe_every else None,
                              start_params, hparams, x, y, config, sweep, batched_params)
 
+    watching = config.stop_when is not None or bool(config.switches)
     if resume is not None:
         state = resume.state
+        if watching and state.events is None:  # a run without events resumed with some
+            fresh = events.initial_state(len(config.switches), _float_dtype(start_params) or jnp.float32)
+            if sweep:
+                fresh = jax.tree.map(lambda a: jnp.broadcast_to(a, (size,) + a.shape), fresh)
+            state = state._replace(events=fresh)
+        elif watching and state.events.switched_at.shape[-1] != len(config.switches):
+            raise ValueError(f"resume: the run had {state.events.switched_at.shape[-1]} switches; "
+                             f"config.switches has {len(config.switches)} (keep the same switches)")
+        elif not watching and state.events is not None:
+            state = state._replace(events=None)
     else:
         def init(p, hp):
-            return init_state(p, make_optimizer(hp), config.top_k, key=key)
+            st = init_state(p, make_optimizer(hp), config.top_k, key=key)
+            if watching:
+                st = st._replace(events=events.initial_state(len(config.switches),
+                                                             _float_dtype(p) or jnp.float32))
+            return st
         if sweep:
             params_b = params if batched_params else jax.tree.map(
                 lambda a: jnp.broadcast_to(a, (size,) + jnp.shape(a)), params)
@@ -777,6 +901,10 @@ def run(
         done += n_int
         if bar is not None:
             bar.update(n_int * inner)
+        if config.stop_when is not None and done < total_intervals:
+            finished = (np.asarray(state.events.stopped_at) >= 0) | (np.asarray(state.diverged_at) >= 0)
+            if finished.all():  # every member stopped or diverged: the rest would be blank
+                break
     if bar is not None:
         bar.close()
 
