@@ -831,7 +831,7 @@ def ended_at(result):
     if bool(np.any(result.diverged)):
         return "diverged", int(np.max(result.history.diverged_at))
     stop = int(np.max(result.stopped_at))
-    return ("stopped", stop) if stop >= 0 else ("capped", P.cifar_steps)
+    return ("stopped", stop) if stop >= 0 else ("capped", int(result.history.step.shape[-1]))
 
 
 # %%
@@ -1054,13 +1054,16 @@ if P.cifar_n and P.depths and "relu" in cifar:
     for depth in P.depths:
         net_d = models.MLP(3072, (P.cifar_width,) * depth, 1, "relu",
                            key=jax.random.key(P.seed + 3))
-        hd = train.run(OBJECTIVE, MAKE_SGD, net_d, (x_c, y_c), cfg_depth,
-                       key=jax.random.key(P.seed + 9), hparams={"eta": eta_depth},
-                       progress=False).history
+        res_d = train.run(OBJECTIVE, MAKE_SGD, net_d, (x_c, y_c), cfg_depth,
+                          key=jax.random.key(P.seed + 9), hparams={"eta": eta_depth},
+                          progress=False)
+        hd = res_d.history
         depth_hist[depth], s_d = hd, hd.sharpness
         ent = edge_entries(hd.probe_step, s_d[:, None], 2 / eta_depth)[0][0]
-        depth_rows.append((depth, float(s_d[0]), float(ent)))
-        print(f"depth {depth}: λ₁(θ₀) = {s_d[0]:.1f}, edge entry at step {ent:.0f}")
+        how_d, at_d = ended_at(res_d)
+        depth_rows.append((depth, float(s_d[0]), float(ent), how_d, at_d))
+        print(f"depth {depth}: λ₁(θ₀) = {s_d[0]:.1f}, edge entry at step {ent:.0f}; "
+              f"{how_d} at step {at_d}")
     time_depth = time.time() - t0
 else:
     time_depth = 0.0
@@ -1105,6 +1108,11 @@ depth_metrics = {
     "depth_initial_sharpness": [r[1] for r in depth_rows] if depth_rows else float("nan"),
     "depth_edge_entry_steps": ([r[2] for r in depth_rows] if depth_rows
                                else float("nan")),
+    # the step each depth's run reached 99 % accuracy (−1: not within depth_steps)
+    "depth_stop_steps": ([r[4] if r[3] == "stopped" else -1 for r in depth_rows]
+                         if depth_rows else float("nan")),
+    "depth_diverged_at": ([r[4] if r[3] == "diverged" else -1 for r in depth_rows]
+                          if depth_rows else float("nan")),
 }
 if depth_rows:
     print(f"window: steps 0–{depth_window_end:.0f}; λ₁ slopes "
