@@ -112,7 +112,8 @@ NAMES = {
     N_AT_EDGE: "the number of step sizes with a measured edge phase",
     "n_plateaus": "the number of step sizes with a finite plateau",
     "edge_reached_fraction": ("the fraction of step sizes starting below 2/η that "
-                              "reach it"),
+                              "reach it before 99% accuracy (a run capped first "
+                              "without reaching it is left out)"),
     "sharpening_rise_max": ("the largest climb 1 − S₀/(2/η) of a step size that "
                             "reached 2/η"),
     "eos_ratio_err_max": "the largest |plateau/(2/η) − 1|",
@@ -149,7 +150,8 @@ CLAIMS = [
                     AtLeast("edge_reached_fraction", 1.0, fair=0.5, fmt=".0%"))),
         ours="S₀ = {sharpness_init:.1f}, i.e. S₀/(2/η) = "
              "{sharpness_init_fraction:.2f}; 2/η first reached at step {edge_step} "
-             "(−1: never)",
+             "(−1: never); 99% accuracy at step {stop_step} (−1: not within the cap; "
+             "{n_capped_before_edge} capped before 2/η, left out)",
         departures=BOOK,
         glossary=NAMES),
     ClaimSpec(
@@ -339,12 +341,17 @@ def rate_of_increase(losses):
     return ups / pairs if pairs else float("nan")
 
 
-def edge_measurements(h, etas, ends=None):
+def edge_measurements(h, etas, ends=None, capped=None):
     """The metrics of the claims, from a sweep's history (leading axis: step sizes); ``ends``
-    is each member's last recorded step (its 99 % stop; default: the history's end)."""
+    is each member's last recorded step (its 99 % stop; default: the history's end) and
+    ``capped`` says which members hit the step cap before 99 % accuracy (default: none). A
+    capped member that never reached 2/η is left out of the reached fraction: its run was too
+    short to say (it is counted in ``n_capped_before_edge``)."""
     edges = 2 / np.asarray(etas)
     if ends is None:
         ends = np.full(len(edges), h.step.shape[-1] - 1)
+    if capped is None:
+        capped = np.zeros(len(edges), bool)
     S, t_probe, t_step, loss = h.sharpness, h.probe_step[0], h.step[0], h.loss
     diverged = np.asarray(h.diverged_at) >= 0
     out = {k: [] for k in ("edge_step", "sharpness_eos_mean", "sharpness_eos_ratio",
@@ -356,7 +363,7 @@ def edge_measurements(h, etas, ends=None):
         loss_i = loss[i, :int(ends[i]) + 1]
         hit = np.nonzero(s >= edge)[0]
         onset = int(t_probe[hit[0]]) if hit.size else -1
-        below.append(bool(s[0] < edge))
+        below.append(bool(s[0] < edge and (hit.size > 0 or not capped[i])))
         reached.append(bool(s[0] < edge and hit.size > 0))
         if reached[-1]:
             climbs.append(1 - s[0] / edge)
@@ -396,6 +403,7 @@ def edge_measurements(h, etas, ends=None):
         "sharpness_init": float(np.mean(S[:, 0])),
         "sharpness_init_fraction": (S[:, 0] / edges).tolist(),
         "edge_reached_fraction": float(np.mean(started_below)) if any(below) else nan,
+        "n_capped_before_edge": int(sum(bool(c) and not r for c, r in zip(capped, reached))),
         "sharpening_rise_max": float(max(climbs)) if climbs else nan,
         "n_at_edge": int(at_edge.sum()),
         "n_plateaus": int(finite.sum()),
@@ -414,7 +422,8 @@ def edge_measurements(h, etas, ends=None):
     }
 
 
-measured = edge_measurements(h, etas, end_step)
+measured = edge_measurements(h, etas, end_step,
+                             capped=(stopped_at < 0) & (diverged_at < 0))
 for i, e in enumerate(etas):
     print(f"η = {e:.4g} (2/η = {2 / e:.1f}): S₀ = {h.sharpness[i, 0]:.2f}; "
           f"edge reached at step {measured['edge_step'][i]}; plateau "
