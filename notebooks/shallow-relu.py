@@ -70,7 +70,7 @@ import numpy as np
 import optax
 from IPython.display import Markdown, display
 
-from eoslib.engine import data, hessian, models, train
+from eoslib.engine import data, events, hessian, models, train
 from eoslib.mechanisms import shallow_relu as sr
 from eoslib.book.display import claims_table, use_book_style, verdict_section
 from eoslib.book.scales import settings
@@ -100,9 +100,8 @@ cifar_width = None  # hidden width of the CIFAR-10 networks and the depth grid (
 cifar_steps = None  # GD steps of the main CIFAR-10 run
 cifar_probe_every = None  # steps between top-k probes
 top_k = None  # Hessian eigenvalues tracked in the loop
-decay_ks = None  # decay to η/4 once this many eigenvalues reached the edge
-decay_offsets = None  # ... and also this many steps after that
-decay_steps = None  # steps run after the decay
+decay_ks = None  # decay to η/4 at the probe where this many eigenvalues reached the edge
+decay_steps = None  # steps measured after the decay
 depths = None  # hidden layers of the App. C depth grid (width cifar_width); [] skips it
 depth_steps = None  # GD steps of each depth-grid run
 seed = None  # PRNG seed
@@ -120,7 +119,6 @@ RANGES = {
     "cifar_width": "int >= 1",
     "cifar_steps": "int >= 1, multiple of cifar_probe_every",
     "cifar_probe_every": "int >= 1", "top_k": "int >= 1", "decay_ks": "list[int >= 1]",
-    "decay_offsets": "list[int >= 0]",
     "decay_steps": "int >= 1", "depths": "list[int >= 1]",
     "depth_steps": "int >= 1, multiple of cifar_probe_every", "seed": "int >= 0",
 }
@@ -130,7 +128,7 @@ SCALES = {  # a literal: `python -m eoslib` reads it without running the noteboo
               "sweep_ns": [4], "sweep_seeds": 2, "sweep_width": 64, "sweep_steps": 500,
               "cifar_n": 40, "cifar_edges": [30, 50, 150, 200], "cifar_width": 128,
               "cifar_steps": 20, "cifar_probe_every": 10, "top_k": 3, "decay_ks": [1],
-              "decay_offsets": [0, 10], "decay_steps": 10, "depths": [],
+              "decay_steps": 10, "depths": [],
               "depth_steps": 20, "seed": 0},
     "book": {"n_data": 6, "width": 64, "init_scale": 1e-3, "y_neg": 0.6, "eta": 0.2,
              "steps": 1000, "probe_every": 50,
@@ -138,7 +136,7 @@ SCALES = {  # a literal: `python -m eoslib` reads it without running the noteboo
              "sweep_ns": [4, 6, 8], "sweep_seeds": 4, "sweep_width": 128,
              "sweep_steps": 1000, "cifar_n": 250, "cifar_edges": [30, 50, 150, 200],
              "cifar_width": 128, "cifar_steps": 1000, "cifar_probe_every": 50, "top_k": 5,
-             "decay_ks": [1, 2], "decay_offsets": [0, 300], "decay_steps": 250,
+             "decay_ks": [1, 2], "decay_steps": 250,
              "depths": [1, 2, 3], "depth_steps": 400, "seed": 0},
     "paper": {"n_data": 6, "width": 64, "init_scale": 1e-3, "y_neg": 0.6, "eta": 0.2,
               "steps": 1000, "probe_every": 20,
@@ -146,7 +144,7 @@ SCALES = {  # a literal: `python -m eoslib` reads it without running the noteboo
               "sweep_ns": [4, 6, 8], "sweep_seeds": 8, "sweep_width": 128,
               "sweep_steps": 1000, "cifar_n": 5000, "cifar_edges": [30, 50, 150, 200],
               "cifar_width": 128, "cifar_steps": 10000, "cifar_probe_every": 20, "top_k": 20,
-              "decay_ks": [1, 3, 5], "decay_offsets": [0, 1000], "decay_steps": 1000,
+              "decay_ks": [1, 3, 5], "decay_steps": 1000,
               "depths": [1, 2, 3, 4], "depth_steps": 4000, "seed": 0},
 }
 P = settings(SCALES, scale, RANGES, n_data=n_data, width=width, init_scale=init_scale,
@@ -155,7 +153,7 @@ P = settings(SCALES, scale, RANGES, n_data=n_data, width=width, init_scale=init_
              sweep_width=sweep_width, sweep_steps=sweep_steps, cifar_n=cifar_n,
              cifar_edges=cifar_edges, cifar_width=cifar_width, cifar_steps=cifar_steps,
              cifar_probe_every=cifar_probe_every, top_k=top_k, decay_ks=decay_ks,
-             decay_offsets=decay_offsets, decay_steps=decay_steps, depths=depths,
+             decay_steps=decay_steps, depths=depths,
              depth_steps=depth_steps, seed=seed)
 P.as_dict()
 
@@ -172,12 +170,13 @@ def setup_column(p):
         f"m = {p['sweep_width']}, {p['sweep_seeds']} seeds, {p['sweep_steps']:,} steps",
         (f"airplane vs automobile, targets ±1, {p['cifar_n']:,} images, FC "
          f"3072-{p['cifar_width']}-1, η from {{{edges}}} by the rule below, top "
-         f"{p['top_k']}, {p['cifar_steps']:,} steps") if p["cifar_n"] else "not run",
-        (f"when k ∈ {{{', '.join(map(str, p['decay_ks']))}}} eigenvalues reached the edge, "
-         f"and {', '.join(f'{o:,}' for o in p['decay_offsets'])} steps later; "
-         f"{p['decay_steps']:,} steps at η/4") if p["cifar_n"] else "not run",
+         f"{p['top_k']}, until 99 % (sign) accuracy, at most {p['cifar_steps']:,} steps")
+        if p["cifar_n"] else "not run",
+        (f"at the probe where k ∈ {{{', '.join(map(str, p['decay_ks']))}}} eigenvalues "
+         f"reached the edge (an in-loop event); {p['decay_steps']:,} steps at η/4 measured")
+        if p["cifar_n"] else "not run",
         (f"depth only: {', '.join(map(str, p['depths']))} hidden layers of "
-         f"{p['cifar_width']}, {p['depth_steps']:,} steps")
+         f"{p['cifar_width']}, until 99 % accuracy, at most {p['depth_steps']:,} steps")
         if p["cifar_n"] and p["depths"] else "not run",
     ]
 
@@ -213,7 +212,7 @@ from IPython.display import display
 
 from eoslib.book.display import declared_claims
 from eoslib.book.verdicts import (
-    AllOf, AnyOf, AtLeast, AtMost, ClaimSpec, Given, Partly, Within)
+    AllOf, AnyOf, AtLeast, AtMost, ClaimSpec, Departure, Given, Partly, Within)
 
 NAMES = {
     "lambda_minus_done_at_plus_90": "the share of its rise λ₋ has done at λ₊'s 90 % "
@@ -224,12 +223,14 @@ NAMES = {
     "rate_split_data": "|‖d₊‖/‖d₋‖ − 1| (the split if a± ∝ ‖d±‖)",
     # n/a (not tested) where the maximum is ≤ 0: the upper bound then holds by sign alone
     "phase1_lambda_plus_over_bound": "max λ₊ over phase 1 / (2|S₁,₊|λ)",
+    "rate_split_min": "|a₊/a₋ − 1| that counts as different rates",
     "phase1_lambda_minus_over_bound": "max λ₋ over phase 1 / (2|S₁,₋|λ)",
     "phase2_lambda_minus_over_bound": "max λ₋ over phase 2 / (2|S₁,₋|λ^½)",
     "plateau_over_asymptote_min": "the smaller fitted plateau / n‖d±‖²/(4|S₁,±|)",
     "lambda_plus_rate": "a₊", "lambda_plus_rate_predicted": "2η‖d₊‖",
     "lambda_minus_rate": "a₋", "lambda_minus_rate_predicted": "2η‖d₋‖",
-    "sweep_phase_order_fraction": "the share of sweep members with the phase order",
+    "sweep_phase_order_fraction": ("the share of sweep members in the theorem's regime "
+                                   "(mλ² ≤ min|y|) with the phase order"),
     "sweep_gap_monotone": "median gap τ₋ − τ₊ rising as λ falls, for every n (1: yes)",
     "balance_identity_max_error": "the largest error of the balance identity",
     "phase1_sqrt_max_imbalance_over_lambda": "√max(‖wⱼ‖² − aⱼ²) over phase 1, in λ",
@@ -239,14 +240,33 @@ NAMES = {
     "post_decay_sharpness_down_max": "the largest share of falling λ₁ between probes",
     "post_decay_rate_cv_max": "the CV of the λ₁ growth rate after decays",
     "n_depths_measured": "the number of depths measured",
-    "depth_rate_non_decreases": "the depth steps where the rate does not fall",
-    "depth_rate_deepest_minus_shallowest": "deepest minus shallowest sharpening rate",
+    "depth_slope_non_decreases": "the depth steps where the λ₁ slope does not fall",
+    "depth_slope_deepest_minus_shallowest": "deepest minus shallowest λ₁ slope (per step)",
 }
 for act in ("", "_tanh"):
     NAMES |= {f"n_eigs_at_edge{act}": "the number of top-k eigenvalues at the edge",
               f"edge_distinct_entry_steps{act}": "the number of distinct entry steps",
               f"edge_growth_rate_cv{act}": "the CV of their growth rates before entry",
-              f"edge_final_loss_ratio{act}": "the run's final training loss over its first"}
+              f"edge_diverged{act}": "whether the run diverged (1: yes)",
+              f"edge_stop_step{act}": "the step the run reached 99 % accuracy (−1: never)"}
+
+
+# how the experiments differ from the paper's, declared with the claims they can explain
+NOT_STATED, CPU = "not stated in the paper", "CPU"
+PHASES = Departure("phases read off fitted logistics: phase 1 ends at λ₊'s 10 % point, phase 2 "
+                   "at its 90 % point (the paper gives no constants)", NOT_STATED)
+GARBLED = Departure("v± and S₁,± read from a garbled text: d₋ with the negative labels, S₁,± "
+                    "at initialisation", "reconstructed formula")
+IMAGES = Departure("{cifar_n} CIFAR-10 images of two classes (airplane −1, automobile +1) "
+                   "instead of 5,000 images", CPU, scales=("smoke", "book"))
+OUTPUT = Departure("one output regressed onto ±1 targets of two classes (the paper's labels "
+                   "for its one output are not given)", NOT_STATED)
+STEP = Departure("η the smallest of the paper's four with λ₁(θ₀) ≤ 0.9·2/η (which η goes "
+                 "with which network is not given)", NOT_STATED)
+DATA = Departure("the JPEG copy of CIFAR-10, standardised per channel with the subset's "
+                 "statistics (the paper's preprocessing is not given)", NOT_STATED)
+TOPK = Departure("top {top_k} eigenvalues tracked instead of 20", CPU, scales=("smoke", "book"))
+CIFAR = (IMAGES, OUTPUT, STEP, DATA)
 
 
 def one_or_both(a, b):
@@ -262,17 +282,20 @@ def claim(id, statement, paper, rule, ours, **kw):
 def edge_one_by_one(act, suffix):
     n, distinct, cv = (f"n_eigs_at_edge{suffix}", f"edge_distinct_entry_steps{suffix}",
                        f"edge_growth_rate_cv{suffix}")
-    # The evidence exists once λ₁ has reached the edge and the run has trained (its loss fell
-    # to 1% of the first): the other eigenvalues then had their chance to follow. Fewer than two
-    # at the edge is then a counter-example ("all follow λ₁"), and so are two or more that
-    # enter at one step and one rate.
-    trained = AllOf((AtLeast(n, 1), AtMost(f"edge_final_loss_ratio{suffix}", 0.01, fmt=".1e")))
-    rule = Given(trained, AllOf((AtLeast(n, 2),
-                                 one_or_both(AtLeast(distinct, 2), AtLeast(cv, 0.1)))))
+    # The paper trains until 99 % training accuracy: the evidence exists once λ₁ has reached
+    # the edge and the run has reached that stop (the other eigenvalues then had the paper's
+    # chance to follow). Fewer than two at the edge is then a counter-example ("all follow
+    # λ₁"), and so are two or more that enter at one step and one rate. A run that diverged
+    # fails (it reached neither), whatever it measured before.
+    trained = AllOf((AtLeast(n, 1), AtLeast(f"edge_stop_step{suffix}", 0)))
+    rule = AllOf((AtMost(f"edge_diverged{suffix}", 0),
+                  Given(trained, AllOf((AtLeast(n, 2),
+                                        one_or_both(AtLeast(distinct, 2), AtLeast(cv, 0.1)))))))
     return claim(f"edge-one-by-one-{act}",
                  "the top eigenvalues reach 2/η one by one, at distinct rates",
-                 f"FC-{act}, 5,000 images, top 20: all follow λ₁ to 2/η "
-                 "(Figs. 1, 2, 4; no numbers)", rule, f"{{edge_text{suffix}}}")
+                 f"FC-{act}, 5,000 images, top 20, until 99 % accuracy: all follow λ₁ to "
+                 "2/η (Figs. 1, 2, 4; no numbers)", rule, f"{{edge_text{suffix}}}",
+                 departures=(*CIFAR, TOPK))
 
 
 DONE = "lambda_minus_done_at_plus_90"
@@ -286,16 +309,17 @@ PHASE_ORDER = AllOf((
 # tested) when the maximum is ≤ 0, since λ± start at −‖d±‖ and a bound > 0 then holds by sign
 # alone. All tested bounds hold and none is n/a: reproduced; some tested bound holds: partly;
 # every tested bound fails: not reproduced; none tested: not tested.
-BOUNDS = (AtMost(BOUND_1P, 1.0, fmt=".2f"), AtMost(BOUND_1M, 1.0, fmt=".2f"),
-          AtMost(BOUND_2M, 1.0, fmt=".2f"), AtLeast(ASYMPTOTE, 1.0, fmt=".2f"))
+UPPER_BOUNDS = (AtMost(BOUND_1P, 1.0, fmt=".2f"), AtMost(BOUND_1M, 1.0, fmt=".2f"),
+                AtMost(BOUND_2M, 1.0, fmt=".2f"))
 R2_MIN = AtLeast("logistic_r2_min", 0.99, fmt=".4f")
 # The theorem's rates differ because ‖d₊‖ ≠ ‖d₋‖ (unbalanced targets); |a₊/a₋ − 1| > 0 then
 # follows from the data, so it is compared with the split |‖d₊‖/‖d₋‖ − 1| that rates ∝ ‖d±‖
 # give, and judged only where the data predict a split (else Assumption 2.1 is off).
+# The paper claims distinct rates, not their ratio: the split a± ∝ ‖d±‖ is our extension's
+# prediction and is scored once, by thm3.1-rate-prediction (a± ≈ 2η‖d±‖), not here again.
 LOGISTIC_RATES = Given(
     AtLeast("rate_split_data", 0.10, fmt=".2f"),
-    AnyOf((AllOf((R2_MIN, Within("rate_split", "rate_split_data", 0.20))),
-           Partly(R2_MIN))))
+    AnyOf((AllOf((R2_MIN, AtLeast("rate_split", 0.10, fmt=".2f"))), Partly(R2_MIN))))
 # monotone loss and sharpness after the decay decide; a growth rate that varies across decay
 # steps (or one decay step, so no CV) leaves it partly
 MONOTONE = AllOf((AtMost("post_decay_loss_up_max", 0.01, fmt=".1%"),
@@ -305,9 +329,10 @@ DECAY = Given(
            AtLeast("decay_control_loss_up_min", 0.01, fmt=".1%"))),
     AnyOf((AllOf((MONOTONE, AtMost("post_decay_rate_cv_max", 0.25, fmt=".2f"))),
            Partly(MONOTONE))))
+# Fig. 7 plots λ₁ itself: the slopes of λ₁ (per step) over one window shared by every depth
 DEPTH = Given(AtLeast("n_depths_measured", 2),
-              AnyOf((AtMost("depth_rate_non_decreases", 0),
-                     Partly(AtMost("depth_rate_deepest_minus_shallowest", 0.0,
+              AnyOf((AtMost("depth_slope_non_decreases", 0),
+                     Partly(AtMost("depth_slope_deepest_minus_shallowest", 0.0,
                                    fmt=".2g")))))
 CLAIMS = [
     claim("thm3.1-phase-order", "λ₊ grows first while λ₋ stays small; then λ₋ grows",
@@ -316,41 +341,64 @@ CLAIMS = [
           "rise; balanced control {control_lambda_minus_done_at_plus_90:.1%}",
           control="the same network on balanced targets (y_neg = 1, Assumption 2.1 "
                   "violated), where the theorem predicts no separation: it must fail "
-                  "the same rule"),
+                  "the same rule",
+          departures=(PHASES, Departure("n = {n_data}, m = {width}, λ = {init_scale}, "
+                                        "η = {eta}, y₋ = −{y_neg} (the paper simulates "
+                                        "nothing)", NOT_STATED))),
     claim("thm3.1-logistic-rates",
-          "λ± rise logistically with different rates a₊(λ) ≠ a₋(λ), split as ‖d₊‖ and "
-          "‖d₋‖ are",
+          "λ± rise logistically with different rates a₊(λ) ≠ a₋(λ)",
           "logistic lower bounds with rates a±(λ), not given",
           LOGISTIC_RATES,
           "a₊ = {lambda_plus_rate:.4f}, a₋ = {lambda_minus_rate:.4f} per step "
-          "(|a₊/a₋ − 1| = {rate_split:.2f}; from ‖d±‖: {rate_split_data:.2f}); smaller R² "
-          "{logistic_r2_min:.4f}"),
-    claim("thm3.1-bounds",
-          "the phase-1/2 upper bounds and the logistic asymptotes n‖d±‖²/(4|S₁,±|) "
-          "hold",
-          "λ± ≤ 2|S₁,±|λ^{1−rε} (phase 1), λ₋ ≤ 2|S₁,₋|λ^ε (phase 2); we take rε = 0, "
-          "ε = ½",
-          AnyOf((AllOf(BOUNDS), *(Partly(b) for b in BOUNDS))),
+          "(|a₊/a₋ − 1| = {rate_split:.2f}); smaller R² {logistic_r2_min:.4f}",
+          departures=(Departure("rates read from logistic fits to λ± (a±(λ) not given), "
+                                "distinct when |a₊/a₋ − 1| ≥ 0.1", NOT_STATED),)),
+    claim("thm3.1-upper-bounds",
+          "in phase 1 λ± stay below 2|S₁,±|λ, in phase 2 λ₋ below 2|S₁,₋|λ^½",
+          "λ± ≤ 2|S₁,±|λ^{1−rε} (phase 1), λ₋ ≤ 2|S₁,₋|λ^ε (phase 2); r, ε not given: "
+          "we take rε = 0, ε = ½",
+          AnyOf((AllOf(UPPER_BOUNDS), *(Partly(b) for b in UPPER_BOUNDS))),
           "max λ₊, λ₋ over phase 1: {phase1_lambda_plus_max:.3f}, "
           "{phase1_lambda_minus_max:.3f}, λ₋ over phase 2: {phase2_lambda_minus_max:.3f}; "
           "max/bound {phase1_lambda_plus_over_bound:.2f}, "
           "{phase1_lambda_minus_over_bound:.2f}, {phase2_lambda_minus_over_bound:.2f} "
-          "(n/a: a maximum ≤ 0 meets its bound by sign alone; phase 2 holds for ε ≤ "
-          "{phase2_epsilon_max:.2f}); plateau/asymptote ≥ {plateau_over_asymptote_min:.1f}"),
+          "(nan: the maximum is ≤ 0, so the bound holds by sign alone and is not tested "
+          "here; read as the rise from step 0 instead, max/bound "
+          "{phase1_rise_over_bound_max:.2f}, not scored)",
+          departures=(Departure("rε = 0 and ε = ½ (r and ε are not given)", NOT_STATED),
+                      PHASES, GARBLED)),
+    claim("thm3.1-asymptotes",
+          "λ± level off at or above n‖d±‖²/(4|S₁,±|)",
+          "the logistic lower bounds' asymptotes n‖d±‖²/(4|S₁,±|) (Theorem 3.1)",
+          AtLeast(ASYMPTOTE, 1.0, fmt=".2f"),
+          "fitted plateau / asymptote ≥ {plateau_over_asymptote_min:.1f} (a lower bound "
+          "met by this margin)",
+          departures=(GARBLED, Departure("the plateau of a logistic fit to λ± over the "
+                                         "run", NOT_STATED))),
     claim("thm3.1-rate-prediction",
           "extension (our derivation from gradient flow, not the paper's): a± ≈ 2η‖d±‖",
           "no formula for a±(λ) in the paper",
           AllOf((Within("lambda_plus_rate", "lambda_plus_rate_predicted", 0.20),
                  Within("lambda_minus_rate", "lambda_minus_rate_predicted", 0.20))),
           "a₊/(2η‖d₊‖) = {rate_plus_over_predicted:.3f}, "
-          "a₋/(2η‖d₋‖) = {rate_minus_over_predicted:.3f}"),
+          "a₋/(2η‖d₋‖) = {rate_minus_over_predicted:.3f}",
+          departures=(Departure("the prediction a± ≈ 2η‖d±‖ is ours, from the "
+                                "gradient-flow analysis of Boursier et al. (2022)",
+                                "design choice"),)),
     claim("thm3.1-sweep-phases",
           "the phase separation holds across λ and n, and widens as λ shrinks",
-          "the theorem assumes λ small (no threshold given)",
+          "the theorem assumes λ small; its proof needs mA²λ² ≤ min|y| (App. A.1, A ≥ 1)",
           one_or_both(AtLeast("sweep_phase_order_fraction", 0.90, fmt=".0%"),
                       AtLeast("sweep_gap_monotone", 1)),
-          "phase order in {sweep_phase_order_fraction:.0%} of {sweep_members} members; "
-          "median gap τ₋ − τ₊ by λ (descending): {sweep_gap_text}"),
+          "phase order in {sweep_phase_order_fraction:.0%} of {sweep_members_in_regime} "
+          "members in the regime mλ² ≤ min|y| whose run showed the phases "
+          "({sweep_members_too_short} too short to show them, not counted; out of regime: "
+          "{sweep_out_of_regime_text}); median gap τ₋ − τ₊ by λ (descending, in regime): "
+          "{sweep_gap_text}",
+          departures=(Departure("the regime read as mλ² ≤ min|y| with A = 1, the least A "
+                                "the balanced start allows", NOT_STATED),
+                      Departure("λ and n values, {sweep_seeds} seeds and {sweep_steps} steps "
+                                "per member chosen here", NOT_STATED), PHASES)),
     claim("lemma2.1-identity", "the balance changes by exactly η²(‖dⱼ‖²aⱼ² − ⟨dⱼ,wⱼ⟩²)",
           "Lemma 2.1 (Eq. 2)", AtMost("balance_identity_max_error", 1e-12, fmt=".1e"),
           "max error {balance_identity_max_error:.1e} (float64)", kind="consistency"),
@@ -359,23 +407,32 @@ CLAIMS = [
           "App. A.1 (Lemma A.1)", AtMost("phase1_sqrt_max_imbalance_over_lambda", 1.0,
                                          fmt=".2f"),
           "√max(‖wⱼ‖² − aⱼ²) over phase 1 = "
-          "{phase1_sqrt_max_imbalance_over_lambda:.2f} λ"),
+          "{phase1_sqrt_max_imbalance_over_lambda:.2f} λ",
+          departures=(PHASES,)),
     edge_one_by_one("relu", ""),
     edge_one_by_one("tanh", "_tanh"),
     claim("decay-eta-over-4",
           "after η → η/4 at the edge: no oscillation, monotone sharpening and loss; "
           "the growth rate is relatively constant across decay steps",
           "Figs. 3, 5 (no numbers)", DECAY,
-          "{decay_runs} decay runs: loss rose on ≤ {post_decay_loss_up_max:.1%} of "
+          "{decay_runs} decay runs ({decay_text}): loss rose on ≤ {post_decay_loss_up_max:.1%} of "
           "steps (control at η: ≥ {decay_control_loss_up_min:.1%}); λ₁ fell between ≤ "
           "{post_decay_sharpness_down_max:.0%} of probes; growth-rate CV "
           "{post_decay_rate_cv_max:.2f}",
-          control="the main run, which keeps η, over the same steps: its loss must "
-                  "oscillate (else there is no oscillation for the decay to stop)"),
+          control="the same run without the decay (a second member of the program whose "
+                  "switch keeps η), over the same steps: its loss must oscillate (else "
+                  "there is no oscillation for the decay to stop)",
+          departures=(*CIFAR, TOPK,
+                      Departure("each decay measured over the {decay_steps} steps after it, "
+                                "with no accuracy stop (the paper's run length after a "
+                                "decay is not given)", NOT_STATED),
+                      Departure("an eigenvalue is at the edge at ≥ 0.95·2/η", NOT_STATED))),
     claim("appendix-c-depth", "the deeper the network, the more gradual the sharpening",
-          "Fig. 7 (no numbers)", DEPTH,
-          "log-sharpening rates {depth_sharpening_rates:.4f} per step "
-          "(depths {depths_run})"),
+          "Fig. 7 (λ₁ against steps, no numbers)", DEPTH,
+          "λ₁ slopes {depth_slopes:.3f} per step over steps {depth_window} (depths "
+          "{depths_run}; the window ends where the first depth reaches 0.95·2/η)",
+          departures=(*CIFAR, Departure("every depth at the η picked for depth 1, width "
+                                        "{cifar_width}", NOT_STATED))),
 ]
 display(declared_claims(CLAIMS))
 
@@ -521,6 +578,11 @@ toy_metrics = {
                                                            2 * s_minus.sum() * lam**0.5),
     "plateau_over_asymptote_min": float(np.minimum(fit_p.plateau / asym_p,
                                                  fit_m.plateau / asym_m)),
+    # the "stays small" reading (not scored): the rise from step 0 over the phase-1 bound
+    "phase1_rise_over_bound_max": (float(max(
+        np.max(toy.lambda_plus[ph1] - toy.lambda_plus[0]) / (2 * s_plus.sum() * lam),
+        np.max(toy.lambda_minus[ph1] - toy.lambda_minus[0]) / (2 * s_minus.sum() * lam)))
+        if ph1.any() else float("nan")),
     "phase2_epsilon_max": eps_star,
     "rate_plus_over_predicted": fit_p.rate / pred_p,
     "rate_minus_over_predicted": fit_m.rate / pred_m,
@@ -596,7 +658,10 @@ def sweep_n(n):
 # %%
 t0 = time.time()
 TS = np.arange(P.sweep_steps)
-sweep_rows = []  # (n, λ, seed index, τ₊, τ₋, phase order)
+# the proof's condition mA²λ² ≤ min|y| (App. A.1) with the least A the balanced start allows
+# (‖wⱼ‖ = |aⱼ| = λ: A ≥ 1); members above it are outside the theorem's regime
+MIN_ABS_Y = min(1.0, P.y_neg)
+sweep_rows = []  # (n, λ, seed index, τ₊, τ₋, λ₋'s share done at λ₊'s 90 % point)
 for n in P.sweep_ns:
     scales, lp, lm, n_plus, n_minus = sweep_n(n)
     for i, s in enumerate(scales):
@@ -604,27 +669,44 @@ for n in P.sweep_ns:
             continue  # Assumption 2.2 fails for this member: outside the theorem
         fp, fm = sr.fit_logistic(TS, lp[i]), sr.fit_logistic(TS, lm[i])
         done = minus_done_at_plus_90(TS, lp[i], lm[i], fp, fm)[1]
-        sweep_rows.append((n, float(s), i % P.sweep_seeds, fp.midpoint, fm.midpoint,
-                           bool(done <= 0.10)))  # NaN (phases not seen): no phase order
+        sweep_rows.append((n, float(s), i % P.sweep_seeds, fp.midpoint, fm.midpoint, done))
 time_sweep = time.time() - t0
 print(f"{len(sweep_rows)} members with non-empty S₁,± in {time_sweep:.1f} s")
 
 # %% tags=["hide-input"]
 sweep_arr = np.array([r[:5] for r in sweep_rows], dtype=float).reshape(-1, 5)
-sweep_ok = np.array([r[5] for r in sweep_rows], dtype=bool)
+sweep_done = np.array([r[5] for r in sweep_rows], dtype=float)
+shown = np.isfinite(sweep_done)  # λ₊ completed its rise within the run: the phases were seen
+sweep_ok = shown & (sweep_done <= 0.10)
+in_regime = P.sweep_width * sweep_arr[:, 1] ** 2 <= MIN_ABS_Y
 lams_desc = sorted(P.sweep_scales, reverse=True)
-gap_table = {}  # n -> median gap τ₋ − τ₊ per λ (descending)
+
+
+def share(mask):
+    return float(np.mean(sweep_ok[mask])) if mask.any() else float("nan")
+
+
+gap_table = {}  # n -> median gap τ₋ − τ₊ per λ (descending), members in the regime
 for n in P.sweep_ns:
-    rows = sweep_arr[sweep_arr[:, 0] == n]
+    rows = sweep_arr[(sweep_arr[:, 0] == n) & in_regime]
     at = [rows[:, 1] == s for s in lams_desc]
     gap_table[n] = [float(np.median(rows[a, 4] - rows[a, 3])) if a.any()
                     else float("nan") for a in at]
 finite_gaps = [[g for g in meds if np.isfinite(g)] for meds in gap_table.values()]
 measured_gaps = all(len(g) >= 2 for g in finite_gaps)  # else the trend was not measured
+out_text = (f"phase order in {int(sweep_ok[~in_regime & shown].sum())} of "
+            f"{int((~in_regime & shown).sum())}, λ ∈ "
+            f"{{{', '.join(f'{v:g}' for v in sorted(set(sweep_arr[~in_regime, 1])))}}}"
+            if (~in_regime).any() else "none")
 sweep_metrics = {
     "sweep_members": len(sweep_rows),
-    "sweep_phase_order_fraction": (float(np.mean(sweep_ok)) if sweep_ok.size
-                                   else float("nan")),
+    "sweep_members_in_regime": int((in_regime & shown).sum()),
+    "sweep_members_too_short": int((in_regime & ~shown).sum()),
+    "sweep_members_out_of_regime": int((~in_regime).sum()),
+    "sweep_regime_bound": MIN_ABS_Y,
+    "sweep_phase_order_fraction": share(in_regime & shown),
+    "sweep_out_of_regime_phase_order_fraction": share(~in_regime & shown),
+    "sweep_out_of_regime_scales": sorted(set(sweep_arr[~in_regime, 1].tolist())),
     "sweep_gap_monotone": (float(all(np.all(np.diff(g) > 0) for g in finite_gaps))
                            if measured_gaps else float("nan")),
 }
@@ -647,12 +729,24 @@ fig.tight_layout()
 plt.show()
 
 # %% tags=["remove-input"]
-by_scale = {s: float(np.mean(sweep_ok[sweep_arr[:, 1] == s])) for s in lams_desc
-            if np.any(sweep_arr[:, 1] == s)}
+def regime_row(label, mask):
+    per = ", ".join(f"λ = {s:g}: {int(sweep_ok[mask & (sweep_arr[:, 1] == s)].sum())}/"
+                    f"{int((mask & shown & (sweep_arr[:, 1] == s)).sum())}"
+                    for s in lams_desc if np.any(mask & (sweep_arr[:, 1] == s)))
+    return (f"| {label} | {int((mask & shown).sum())} | {int((mask & ~shown).sum())} | "
+            f"{share(mask & shown):.0%} | {per or '—'} |")
+
+
 display(Markdown(
-    "Median gap τ₋ − τ₊ (steps) by λ, largest λ first: " + sweep_gap_text
-    + ". Share of members with the phase order, by λ: "
-    + ", ".join(f"λ = {s:g}: {v:.0%}" for s, v in by_scale.items()) + "."))
+    f"Members by the proof's condition m·λ² ≤ min|y| = {MIN_ABS_Y:g} (m = {P.sweep_width}); "
+    "only the first row is graded. *Too short*: λ₊ did not complete its rise within "
+    f"{P.sweep_steps:,} steps, so the run cannot show the phases (not counted).\n\n"
+    "| members | showed the phases | too short | phase order | by λ (ordered/shown) |\n"
+    "|---|---|---|---|---|\n"
+    + regime_row("in the theorem's regime (graded)", in_regime) + "\n"
+    + regime_row("out of regime (mλ² > min|y|, not graded)", ~in_regime)
+    + "\n\nMedian gap τ₋ − τ₊ (steps) by λ in the regime, largest λ first: "
+    + sweep_gap_text + "."))
 
 # %% [markdown]
 # ## 2. Approximate balance (Lemma 2.1)
@@ -685,39 +779,59 @@ plt.show()
 # ## 3. Eigenvalues entering the edge one by one (CIFAR-10, Figs. 1, 2, 4)
 #
 # FC 3072-`cifar_width`-1 (the paper's is 3072-128-1) with ReLU and with tanh (PyTorch-default
-# initialisation, biases), ½MSE on ±1 targets, full-batch GD. The top-k Hessian eigenvalues are
-# tracked inside the compiled training loop by block Lanczos, warm-started from the previous probe
-# ({mod}`eoslib.engine.train`). The loop also keeps the training state at every probe
-# (`TrainConfig(keep_states=True)`), so that the decays of section 4 can branch off any probe
-# step ({func}`eoslib.engine.train.at_probe`).
+# initialisation, biases), ½MSE on ±1 targets, full-batch GD until 99 % training accuracy, the
+# paper's stopping rule: a one-output net's accuracy is the share of outputs with the target's
+# sign ({func}`eoslib.engine.losses.sign_accuracy`), and the stop is checked every step inside
+# the compiled loop (`TrainConfig(stop_when=events.AccuracyAbove(0.99))`); `cifar_steps` only
+# caps a run that never gets there. The top-k Hessian eigenvalues are tracked inside the loop by
+# block Lanczos, warm-started from the previous probe ({mod}`eoslib.engine.train`).
 
 # %% tags=["hide-input"]
-OBJECTIVE = train.supervised("half_mse")  # ½‖f − y‖², mean over examples
+# ½‖f − y‖², mean over examples; aux["accuracy"] is the sign accuracy of the one output
+OBJECTIVE = train.supervised("half_mse", accuracy="sign")
 MAKE_SGD = lambda hp: optax.sgd(hp["eta"])  # one function object: the program is reused
+STOP = events.AccuracyAbove(0.99)  # the paper's rule: until 99 % training accuracy
 
 
 def cifar_run(params, eta, x, y):
-    """The main run at η from ``params``, keeping the state at every probe (for
-    ``train.at_probe``)."""
+    """The main run at η from ``params``, until 99 % training accuracy (or ``cifar_steps``);
+    it returns at the end of the chunk in which the stop fired."""
     config = train.TrainConfig(steps=P.cifar_steps, probe_every=P.cifar_probe_every,
-                               top_k=P.top_k, chunks=1, keep_states=True)
+                               top_k=P.top_k, chunks=10, stop_when=STOP)
     return train.run(OBJECTIVE, MAKE_SGD, params, (x, y), config,
                      key=jax.random.key(P.seed + 7), hparams={"eta": eta},
                      progress=False)
 
 
-def decay_run(segment, eta, x, y):
-    """Continue ``segment`` (a result ending at the decay step) at η/4."""
-    config = train.TrainConfig(steps=P.decay_steps, probe_every=P.cifar_probe_every,
-                               top_k=P.top_k, chunks=1)
-    return train.run(OBJECTIVE, MAKE_SGD, None, (x, y), config,
-                     key=jax.random.key(P.seed + 8), hparams={"eta": eta / 4},
-                     resume=segment, progress=False)
+def decay_run(params, eta, ks, x, y):
+    """One program from ``params`` with one member per k in ``ks`` (sorted) and a control: member
+    j switches η to η/4 at the probe where k_j of the top-k eigenvalues are at the edge
+    (≥ (1 − EDGE_TOL)·2/η); the control (the last member) keeps η. Switch i sets η to member
+    j's value for k_i: η before j's own decay (k_i < k_j), η/4 from it on, so no later switch
+    undoes a decay. No accuracy stop (the paper does not say how long it ran after a decay);
+    ``cifar_steps`` steps."""
+    switches = tuple(events.Switch(when=events.EdgeCount(k, fraction=1 - EDGE_TOL),
+                                   set={"eta": f"eta_k{i}"}) for i, k in enumerate(ks))
+    config = train.TrainConfig(steps=P.cifar_steps, probe_every=P.cifar_probe_every,
+                               top_k=P.top_k, chunks=1, switches=switches)
+    hp = {"eta": jnp.full(len(ks) + 1, eta)}
+    for i, k in enumerate(ks):
+        hp[f"eta_k{i}"] = jnp.array([eta / 4 if k >= kj else eta for kj in ks] + [eta])
+    return train.run(OBJECTIVE, MAKE_SGD, params, (x, y), config,
+                     key=jax.random.key(P.seed + 8), hparams=hp, progress=False)
 
 
 def initial_sharpness(params, x, y):
     return float(hessian.sharpness(lambda p: OBJECTIVE(p, x, y, {})[0], params,
                                    key=jax.random.key(P.seed + 4), tol=1e-3))
+
+
+def ended_at(result):
+    """How a run ended: ("diverged", step), ("stopped", step) or ("capped", steps)."""
+    if bool(np.any(result.diverged)):
+        return "diverged", int(np.max(result.history.diverged_at))
+    stop = int(np.max(result.stopped_at))
+    return ("stopped", stop) if stop >= 0 else ("capped", int(result.history.step.shape[-1]))
 
 
 # %%
@@ -738,12 +852,13 @@ if P.cifar_n:
             continue
         res = cifar_run(params_c, 2 / edge, x_c, y_c)
         h = res.history
+        how, at = ended_at(res)
         entry, grow = edge_entries(h.probe_step, h.top_eigenvalues, edge)
-        cifar[act] = dict(result=res, entry=entry, rates=grow, edge=edge,
-                          eta=2 / edge, s0=s0, time=time.time() - t0)
-        print(f"{act}: λ₁(θ₀) = {s0:.1f} → η = 2/{edge:g}; {P.cifar_steps} steps in "
-              f"{cifar[act]['time']:.0f} s; diverged {bool(res.diverged)}; final loss "
-              f"{h.loss[-1]:.4f}; edge entries at steps {entry}")
+        cifar[act] = dict(result=res, entry=entry, rates=grow, edge=edge, params=params_c,
+                          eta=2 / edge, s0=s0, ended=how, end_step=at,
+                          time=time.time() - t0)
+        print(f"{act}: λ₁(θ₀) = {s0:.1f} → η = 2/{edge:g}; {how} at step {at} in "
+              f"{cifar[act]['time']:.0f} s; edge entries at steps {entry}")
 else:
     print("cifar_n = 0: the CIFAR-10 claims are not run")
 
@@ -759,23 +874,36 @@ for act, suffix in (("relu", ""), ("tanh", "_tanh")):
         f"edge_growth_rate_cv{suffix}": cv(c["rates"]) if c else float("nan"),
         f"edge_entry_steps{suffix}": c["entry"].tolist() if c else float("nan"),
         f"edge_growth_rates{suffix}": c["rates"].tolist() if c else float("nan"),
+        # 1 and the step it diverged at (−1: did not): a diverged run fails the claim
+        f"edge_diverged{suffix}": int(c["ended"] == "diverged") if c else float("nan"),
+        f"edge_diverged_at{suffix}": (c["end_step"] if c and c["ended"] == "diverged"
+                                      else -1) if c else float("nan"),
+        # the step the 99 % stop fired (−1: it never did, within cifar_steps)
+        f"edge_stop_step{suffix}": (c["end_step"] if c["ended"] == "stopped" else -1)
+        if c else float("nan"),
         f"edge_final_loss_ratio{suffix}": (
-            float(c["result"].history.loss[-1] / c["result"].history.loss[0])
-            if c and not c["result"].diverged else float("nan")),
+            float(c["result"].history.loss[np.isfinite(c["result"].history.loss)][-1]
+                  / c["result"].history.loss[0]) if c else float("nan")),
     }
-    if c:
+    if c and c["ended"] == "diverged":
+        texts[f"edge_text{suffix}"] = (
+            f"η = 2/{c['edge']:g} (λ₁(θ₀) = {c['s0']:.0f}): diverged at step "
+            f"{c['end_step']} ({len(ds)} images)")
+    elif c:
         rate_cv = cv(c["rates"])
         steps_in = c["entry"][reached].astype(int)
+        end = (f"99 % accuracy at step {c['end_step']}" if c["ended"] == "stopped" else
+               f"99 % accuracy not reached in {P.cifar_steps:,} steps")
         texts[f"edge_text{suffix}"] = (
             f"η = 2/{c['edge']:g} (λ₁(θ₀) = {c['s0']:.0f}): {int(reached.sum())} "
             f"of the top {P.top_k} reached 0.95·2/η, at steps {steps_in}; rate CV "
             f"{f'{rate_cv:.2f}' if np.isfinite(rate_cv) else 'n/a'} ({len(ds)} images; "
-            f"final loss {edge_metrics[f'edge_final_loss_ratio{suffix}']:.1e} of the first)")
+            f"{end})")
     else:
         texts[f"edge_text{suffix}"] = ("not run (cifar_n = 0, or no step size of the "
                                        "paper starts below the edge)")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "FC 3072-`cifar_width`-1 on two CIFAR-10 classes, full-batch GD: the top-k Hessian eigenvalues tracked in the loop (one panel per activation), with 2/η dashed and the 5 % entry tolerance dotted; last panel: the training losses.", "name": "fig-shallow-relu-cifar"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "FC 3072-`cifar_width`-1 on two CIFAR-10 classes, full-batch GD until 99 % training accuracy: the top-k Hessian eigenvalues tracked in the loop (one panel per activation), with 2/η dashed and the 5 % entry tolerance dotted; last panel: the training losses.", "name": "fig-shallow-relu-cifar"}}
 if cifar:
     fig, axes = plt.subplots(1, len(cifar) + 1, figsize=(4 * len(cifar) + 4, 3.6))
     for ax, (act, c) in zip(axes, cifar.items()):
@@ -797,50 +925,56 @@ if cifar:
 # %% [markdown]
 # ## 4. Learning-rate decay to η/4 (Figs. 3, 5)
 #
-# From the state at the first probe where k eigenvalues are at the edge (k in `decay_ks`), GD
-# continues at η/4, and also `decay_offsets` steps later. The main run, which keeps η, is the
-# control: over the same steps its loss should oscillate.
+# The paper reduces η to η/4 "once the chosen number of eigenvalues is in the EoS phase". Here
+# the decay is that event, inside the compiled run: for each k in `decay_ks`, η switches to η/4
+# at the first probe where k of the top-k eigenvalues are at the edge
+# (`events.Switch(events.EdgeCount(k, fraction=0.95), ...)`); every k is a member of one
+# program, run for `cifar_steps` steps with no accuracy stop. A k whose event never fires gives
+# no decay (`not tested` for that k). The control is a further member of the same program that
+# keeps η: over the same steps its loss should oscillate. Each decay is measured over the
+# `decay_steps` steps after it (fewer where the run ends first). "Relatively constant" is read
+# as the growth rate of λ₁ after the decay being about the same whichever k (decay step) it
+# followed.
 
 # %% tags=["hide-input"]
-def after_decay(dh, h_main, s):
-    """How monotone the run ``dh`` decayed at step ``s`` is; how the control moves."""
-    loss_after = dh.loss[dh.step >= s]
-    pa = dh.probe_step >= s
-    lam1 = dh.sharpness[pa]
-    main = h_main.loss[h_main.step >= s][:loss_after.size]
+def after_decay(dh, j, s):
+    """How monotone member ``j`` (decayed at step ``s``) is over the ``decay_steps`` steps
+    after ``s``, and how the control (the last member, still at η) moves over the same
+    steps."""
+    sa = (dh.step[j] >= s) & (dh.step[j] < s + P.decay_steps)
+    pa = (dh.probe_step[j] >= s) & (dh.probe_step[j] < s + P.decay_steps)
+    loss_after, main = dh.loss[j][sa], dh.loss[-1][sa]
+    lam1 = dh.sharpness[j][pa]
     finite = np.all(np.isfinite(loss_after)) and np.all(np.isfinite(lam1))
     return dict(  # a decay run that diverged fails: its rates are ∞
         step=s, history=dh,
         loss_up=float(np.mean(np.diff(loss_after) > 0)) if finite else np.inf,
         sharp_down=(float(np.mean(np.diff(lam1) < 0)) if finite else np.inf)
         if lam1.size > 1 else np.nan,
-        slope=float(np.polyfit(dh.probe_step[pa], lam1, 1)[0])
+        slope=float(np.polyfit(dh.probe_step[j][pa], lam1, 1)[0])
         if finite and lam1.size > 1 else np.nan,
-        control_up=float(np.mean(np.diff(main) > 0)) if main.size > 1 else np.nan)
+        control_up=(float(np.mean(np.diff(main) > 0)) if main.size > 1
+                    and np.all(np.isfinite(main)) else np.nan))
 
 
 # %%
-decays = {}  # (activation, k, offset) -> what the decay run measured
-for act, c in cifar.items():
-    h = c["result"].history
-    n_at_edge = np.sum(h.top_eigenvalues >= (1 - EDGE_TOL) * c["edge"], axis=1)
-    for k in P.decay_ks:
-        hit = np.nonzero(n_at_edge >= k)[0]
-        if not hit.size or int(h.probe_step[hit[0]]) == 0:
-            print(f"{act}: never {k} eigenvalue(s) at the edge after step 0: no decay")
+decays = {}  # (activation, k) -> what the decay run measured
+KS = sorted({k for k in P.decay_ks if k <= P.top_k})
+if len(KS) < len(set(P.decay_ks)):
+    print(f"decay_ks above top_k = {P.top_k} are not run")
+for act, c in cifar.items() if KS else ():
+    res = decay_run(c["params"], c["eta"], KS, x_c, y_c)
+    for j, k in enumerate(KS):
+        s = int(res.switched_at[j, j])
+        if s < 0:
+            print(f"{act}: never {k} eigenvalue(s) at the edge in {P.cifar_steps:,} steps: "
+                  f"no decay for k = {k}")
             continue
-        for off in P.decay_offsets:
-            s = int(h.probe_step[hit[0]]) + int(off)
-            if s not in h.probe_step:
-                print(f"{act}: k = {k}, offset {off}: step {s} is not a probe step")
-                continue
-            at_s = train.at_probe(c["result"], int(np.searchsorted(h.probe_step, s)))
-            dh = decay_run(at_s, c["eta"], x_c, y_c).history
-            decays[(act, k, int(off))] = d = after_decay(dh, h, s)
-            print(f"{act}: decay at step {s} (k = {k}): loss rose on "
-                  f"{d['loss_up']:.1%} of steps (main run: {d['control_up']:.1%}), "
-                  f"λ₁ fell between "
-                  f"{d['sharp_down']:.0%} of probes, λ₁ grew {d['slope']:.4f} per step")
+        decays[(act, k)] = d = after_decay(res.history, j, s)
+        print(f"{act}: η → η/4 at step {s} (the probe where {k} eigenvalue(s) reached "
+              f"0.95·2/η): loss rose on {d['loss_up']:.1%} of steps (control at η: "
+              f"{d['control_up']:.1%}), λ₁ fell between {d['sharp_down']:.0%} of probes, "
+              f"λ₁ grew {d['slope']:.4f} per step")
 
 # %% tags=["hide-input"]
 def worst(values, pick=np.max):
@@ -857,33 +991,37 @@ decay_metrics = {
     "post_decay_rate_cv_max": worst([cv(v) for v in slopes_by_act.values() if v]),
     "decay_control_loss_up_min": worst([d["control_up"] for d in decays.values()],
                                        np.min),
-    # one entry per decay run, in the order of post_decay_runs ([tanh?, k, decay step])
-    "post_decay_runs": [[int(a == "tanh"), k, d["step"]]
-                        for (a, k, _), d in decays.items()],
+    # one entry per decay run, in the order of post_decay_runs ([tanh?, k, decay step]):
+    # the decay followed the event "k of the top-k eigenvalues at ≥ 0.95·2/η" at that step
+    "post_decay_runs": [[int(a == "tanh"), k, d["step"]] for (a, k), d in decays.items()],
     "post_decay_growth_rate": [d["slope"] for d in decays.values()],
     "post_decay_loss_up_fraction": [d["loss_up"] for d in decays.values()],
     "post_decay_sharpness_down_fraction": [d["sharp_down"] for d in decays.values()],
     "post_decay_control_loss_up_fraction": [d["control_up"] for d in decays.values()],
 }
+texts["decay_text"] = ((", ".join(f"FC-{a}: η/4 at step {d['step']}, the probe where {k} "
+                                  f"of the top {P.top_k} reached 0.95·2/η"
+                                  for (a, k), d in decays.items())) or "none")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Learning-rate decay to η/4 once k eigenvalues are at the edge (vertical lines: decay steps). Top: sharpness λ₁ (grey: the main run at η, the control); bottom: training loss.", "name": "fig-shallow-relu-decay"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Learning-rate decay to η/4 at the probe where k eigenvalues reached the edge (vertical lines: decay steps). Top: sharpness λ₁ (grey: the control, which keeps η); bottom: training loss.", "name": "fig-shallow-relu-decay"}}
 if decays:
     acts = sorted({key[0] for key in decays})
     fig, axes = plt.subplots(2, len(acts), figsize=(6 * len(acts), 5.5), squeeze=False)
     for col, act in enumerate(acts):
-        h = cifar[act]["result"].history
-        axes[0, col].plot(h.probe_step, h.sharpness, color="0.6", lw=0.8,
-                          label="main run (η)")
-        axes[1, col].semilogy(h.step, h.loss, color="0.6", lw=0.6)
-        for (a, k, off), dd in decays.items():
+        first = True
+        for (a, k), dd in decays.items():
             if a != act:
                 continue
             dh = dd["history"]
-            pa, sa = dh.probe_step >= dd["step"], dh.step >= dd["step"]
-            line, = axes[0, col].plot(dh.probe_step[pa], dh.sharpness[pa], lw=1,
+            j = KS.index(k)
+            if first:  # the control (the last member) keeps η
+                axes[0, col].plot(dh.probe_step[-1], dh.sharpness[-1], color="0.6", lw=0.8,
+                                  label="control (η)")
+                axes[1, col].semilogy(dh.step[-1], dh.loss[-1], color="0.6", lw=0.6)
+                first = False
+            line, = axes[0, col].plot(dh.probe_step[j], dh.sharpness[j], lw=1,
                                       label=f"η/4 at step {dd['step']} (k = {k})")
-            axes[1, col].semilogy(dh.step[sa], dh.loss[sa], lw=0.8,
-                                  color=line.get_color())
+            axes[1, col].semilogy(dh.step[j], dh.loss[j], lw=0.8, color=line.get_color())
             for ax in axes[:, col]:
                 ax.axvline(dd["step"], color=line.get_color(), lw=0.6)
         axes[0, col].axhline(cifar[act]["edge"], color="k", ls="--", lw=1)
@@ -897,52 +1035,89 @@ if decays:
 # ## 5. Depth (App. C, Fig. 7)
 #
 # FC-ReLU networks with `depths` hidden layers of width `cifar_width` on the same images, all at
-# the step size the rule picks for depth 1. Only λ₁ is tracked (`top_k = 1`). The sharpening
-# rate is the slope of ln λ₁ per step from step 0 to the edge entry (or to the run's end if it
-# never enters). Appendix C's width, activation and loss variations (Figs. 6, 8, 9), and its
-# claim that shallower networks reach the edge earlier and stay longer, are not attempted.
+# the step size the rule picks for depth 1, each until 99 % training accuracy (App. C) or
+# `depth_steps`. Only λ₁ is tracked (`top_k = 1`). Fig. 7 plots λ₁ against steps, so the
+# sharpening is read on λ₁ itself: its least-squares slope per step over one window shared by
+# every depth, from step 0 to the first probe at which any depth reaches 0.95·2/η (or the
+# earliest end of a run, if none does). The log-rates (slopes of ln λ₁) are recorded beside
+# them but not scored: they divide by λ₁(θ₀), which falls with depth. Appendix C's width,
+# activation and loss variations (Figs. 6, 8, 9) are not attempted; the edge entry steps (App.
+# C: shallower networks reach the edge earlier) are recorded, not scored.
 
 # %%
-depth_rows, depth_hist = [], {}  # rows: (depth, λ₁(θ₀), entry step, sharpening rate)
+depth_rows, depth_hist = [], {}  # rows: (depth, λ₁(θ₀), entry step)
 if P.cifar_n and P.depths and "relu" in cifar:
     cfg_depth = train.TrainConfig(steps=P.depth_steps, probe_every=P.cifar_probe_every,
-                                  top_k=1, chunks=1)
+                                  top_k=1, chunks=10, stop_when=STOP)
     eta_depth = cifar["relu"]["eta"]
     t0 = time.time()
     for depth in P.depths:
         net_d = models.MLP(3072, (P.cifar_width,) * depth, 1, "relu",
                            key=jax.random.key(P.seed + 3))
-        hd = train.run(OBJECTIVE, MAKE_SGD, net_d, (x_c, y_c), cfg_depth,
-                       key=jax.random.key(P.seed + 9), hparams={"eta": eta_depth},
-                       progress=False).history
+        res_d = train.run(OBJECTIVE, MAKE_SGD, net_d, (x_c, y_c), cfg_depth,
+                          key=jax.random.key(P.seed + 9), hparams={"eta": eta_depth},
+                          progress=False)
+        hd = res_d.history
         depth_hist[depth], s_d = hd, hd.sharpness
         ent = edge_entries(hd.probe_step, s_d[:, None], 2 / eta_depth)[0][0]
-        j = (int(np.searchsorted(hd.probe_step, ent)) if np.isfinite(ent)
-             else int(np.sum(np.isfinite(s_d))) - 1)
-        ok = j > 0 and s_d[0] > 0 and s_d[j] > 0
-        rate = (float((np.log(s_d[j]) - np.log(s_d[0])) / hd.probe_step[j]) if ok
-                else np.nan)
-        depth_rows.append((depth, float(s_d[0]), float(ent), rate))
-        print(f"depth {depth}: λ₁(θ₀) = {s_d[0]:.1f}, edge entry at step {ent:.0f}, "
-              f"sharpening rate {rate:.5f} per step")
+        how_d, at_d = ended_at(res_d)
+        depth_rows.append((depth, float(s_d[0]), float(ent), how_d, at_d))
+        print(f"depth {depth}: λ₁(θ₀) = {s_d[0]:.1f}, edge entry at step {ent:.0f}; "
+              f"{how_d} at step {at_d}")
     time_depth = time.time() - t0
 else:
     time_depth = 0.0
     print("depth grid not run (cifar_n = 0, depths = [] or no ReLU run)")
 
 # %% tags=["hide-input"]
-depth_rates = np.array([r[3] for r in depth_rows])
-measured_depths = depth_rates.size >= 2 and bool(np.all(np.isfinite(depth_rates)))
+def last_probe(hd):
+    """The last probe step with a finite λ₁ (a stopped or diverged run's are NaN after)."""
+    return float(hd.probe_step[np.nonzero(np.isfinite(hd.sharpness))[0][-1]])
+
+
+# one window for every depth: step 0 to the earliest edge entry, or the earliest end of a run
+depth_window_end = (min(min(r[2] for r in depth_rows if np.isfinite(r[2])) if any(
+    np.isfinite(r[2]) for r in depth_rows) else np.inf,
+    min(last_probe(hd) for hd in depth_hist.values())) if depth_rows else float("nan"))
+
+
+def window_slope(hd, end, log=False):
+    """Least-squares slope per step of λ₁ (or ln λ₁) over the probes in [0, end]."""
+    w = (hd.probe_step <= end) & np.isfinite(hd.sharpness)
+    if w.sum() < 2 or (log and np.any(hd.sharpness[w] <= 0)):
+        return float("nan")
+    values = np.log(hd.sharpness[w]) if log else hd.sharpness[w]
+    return float(np.polyfit(hd.probe_step[w], values, 1)[0])
+
+
+depth_slopes = np.array([window_slope(depth_hist[r[0]], depth_window_end)
+                         for r in depth_rows])
+depth_log_rates = [window_slope(depth_hist[r[0]], depth_window_end, log=True)
+                   for r in depth_rows]
+measured_depths = depth_slopes.size >= 2 and bool(np.all(np.isfinite(depth_slopes)))
 depth_metrics = {
-    "n_depths_measured": depth_rates.size if measured_depths else 0,
-    "depth_rate_non_decreases": (int(np.sum(np.diff(depth_rates) >= 0))
-                                 if measured_depths else float("nan")),
-    "depth_rate_deepest_minus_shallowest": (float(depth_rates[-1] - depth_rates[0])
-                                            if measured_depths else float("nan")),
-    "depth_sharpening_rates": depth_rates.tolist() if depth_rows else float("nan"),
+    "n_depths_measured": depth_slopes.size if measured_depths else 0,
+    "depth_slope_non_decreases": (int(np.sum(np.diff(depth_slopes) >= 0))
+                                  if measured_depths else float("nan")),
+    "depth_slope_deepest_minus_shallowest": (float(depth_slopes[-1] - depth_slopes[0])
+                                             if measured_depths else float("nan")),
+    "depth_window": ([0, int(depth_window_end)] if np.isfinite(depth_window_end)
+                     else float("nan")),
+    "depth_slopes": depth_slopes.tolist() if depth_rows else float("nan"),
+    "depth_log_rates": depth_log_rates if depth_rows else float("nan"),  # not scored
+    "depth_initial_sharpness": [r[1] for r in depth_rows] if depth_rows else float("nan"),
     "depth_edge_entry_steps": ([r[2] for r in depth_rows] if depth_rows
                                else float("nan")),
+    # the step each depth's run reached 99 % accuracy (−1: not within depth_steps)
+    "depth_stop_steps": ([r[4] if r[3] == "stopped" else -1 for r in depth_rows]
+                         if depth_rows else float("nan")),
+    "depth_diverged_at": ([r[4] if r[3] == "diverged" else -1 for r in depth_rows]
+                          if depth_rows else float("nan")),
 }
+if depth_rows:
+    print(f"window: steps 0–{depth_window_end:.0f}; λ₁ slopes "
+          + ", ".join(f"{v:.3f}" for v in depth_slopes) + " per step; log-rates (not "
+          "scored) " + ", ".join(f"{v:.4f}" for v in depth_log_rates))
 texts["depths_run"] = ", ".join(str(r[0]) for r in depth_rows) or "none"
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "App. C depth grid: sharpness λ₁ of FC-ReLU networks with 1, 2, … hidden layers of width `cifar_width` on the same images and step size; 2/η dashed.", "name": "fig-shallow-relu-depth"}}
@@ -952,6 +1127,7 @@ if depth_rows:
         ax.plot(hd.probe_step, hd.sharpness, lw=1,
                 label=f"{depth} hidden layer{'s' if depth > 1 else ''}")
     ax.axhline(2 / eta_depth, color="k", ls="--", lw=1)
+    ax.axvspan(0, depth_window_end, color="0.9", zorder=0, label="slope window")
     ax.set(xlabel="step", ylabel="λ₁")
     ax.legend()
     fig.tight_layout()
@@ -974,13 +1150,15 @@ metrics = {
     "lambda_plus_plateau": fit_p.plateau, "lambda_minus_plateau": fit_m.plateau,
     "S1_plus": int(s_plus.sum()), "S1_minus": int(s_minus.sum()),
     "sweep_median_gaps": [gap_table[n] for n in P.sweep_ns],  # per n, λ descending
-    "median_warm_hvps_per_probe": (float(np.median(relu["result"].history.matvecs[1:]))
-                                   if relu else float("nan")),
+    "median_warm_hvps_per_probe": (float(np.nanmedian(relu["result"].history.matvecs[1:]))
+                                   if relu and relu["result"].history.matvecs.size > 1
+                                   else float("nan")),
     "time_toy_s": time_toy, "time_sweep_s": time_sweep, "time_depth_s": time_depth,
     "time_cifar_s": [c["time"] for c in cifar.values()],
 }
 texts["sweep_gap_text"] = sweep_gap_text
-claims = grade_all(CLAIMS, {**metrics, **texts}, scale=scale)
+texts["sweep_out_of_regime_text"] = out_text
+claims = grade_all(CLAIMS, {**P.as_dict(), **metrics, **texts}, scale=scale)
 display(claims_table(claims))
 
 # %% [markdown]
@@ -1006,10 +1184,12 @@ display(verdicts_by_scale(claims, paper))
 # %% tags=["remove-input"]
 display(Markdown(
     "What the scale-down changes: the theorem's setting is run exactly at every scale; on "
-    + (f"CIFAR-10 this run uses {P.cifar_n:,} images of two classes for {P.cifar_steps:,} "
-       "steps" if P.cifar_n else "CIFAR-10 this run trains nothing (`cifar_n` = 0)")
+    + (f"CIFAR-10 this run uses {P.cifar_n:,} images of two classes, each run until 99 % "
+       f"training accuracy or {P.cifar_steps:,} steps" if P.cifar_n
+       else "CIFAR-10 this run trains nothing (`cifar_n` = 0)")
     + f", where the paper trains 5,000 images to 99 % accuracy (the `paper` scale: "
-    f"{SCALES['paper']['cifar_n']:,} images, {SCALES['paper']['cifar_steps']:,} steps)."))
+    f"{SCALES['paper']['cifar_n']:,} images, at most {SCALES['paper']['cifar_steps']:,} "
+    "steps)."))
 display(verdict_section(claims, scale=scale))
 
 # %% tags=["remove-input"]
@@ -1021,23 +1201,24 @@ if by_sign:
         f"λ± start negative ({toy.lambda_plus[0]:.3f}, {toy.lambda_minus[0]:.3f}; −‖d±‖ = "
         f"{-d_plus:.3f}, {-d_minus:.3f}: v± start as saddle directions). The maximum of "
         f"{', of '.join(by_sign)} stayed ≤ 0, so there the upper bound of Theorem 3.1 holds "
-        f"by sign alone and `thm3.1-bounds` does not test it ({len(by_sign)} of its 3 upper "
+        f"by sign alone and `thm3.1-upper-bounds` does not test it ({len(by_sign)} of its 3 upper "
         "bounds).")
-short = [a for a, c in cifar.items() if np.isfinite(c["entry"]).sum() < 2]
+short = [a for a, c in cifar.items()
+         if np.isfinite(c["entry"]).sum() < 2 and c["ended"] != "diverged"]
 if short:
-    losses = ", ".join(f"{cifar[a]['result'].history.loss[-1]:.1e}" for a in short)
+    ends = ", ".join(f"{cifar[a]['ended']} at step {cifar[a]['end_step']}" for a in short)
     notes.append(
         "Where fewer than two eigenvalues reached the edge ("
         + ", ".join(f"FC-{a}" for a in short)
-        + f"), the final training losses were {losses}: the first suspect is the "
-        "scale-down, since a small two-class subset can be fitted before the lower "
-        "eigenvalues have sharpened to 2/η.")
+        + f"), the runs ended {ends} (stopped: 99 % training accuracy): the first suspect "
+        f"is the scale-down, since {P.cifar_n:,} images of two classes can be fitted before "
+        "the lower eigenvalues have sharpened to 2/η.")
 if depth_rows:
-    rises = [f"{s0_:.1f} to {np.nanmax(depth_hist[d].sharpness):.1f} at depth {d}"
-             for d, s0_, _, _ in depth_rows]
-    notes.append("The depth rule compares relative (log) sharpening rates; λ₁ rose "
-                 "from " + "; ".join(rises)
-                 + " (absolute levels: another reading of 'more gradual', not scored).")
+    rates = ", ".join(f"{v:.4f}" for v in depth_log_rates)
+    notes.append("The depth rule reads λ₁'s slopes, the quantity Fig. 7 plots; the relative "
+                 f"(log) rates over the same window are {rates} per step (depths "
+                 f"{texts['depths_run']}), not scored: λ₁(θ₀) falls with depth ("
+                 + ", ".join(f"{r[1]:.1f}" for r in depth_rows) + ").")
 if notes:
     display(Markdown("**Notes on the evidence.** " + " ".join(notes)))
 

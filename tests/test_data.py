@@ -159,6 +159,42 @@ def test_load_cifar10_python_archive(tmp_path):
     assert ds.x.shape == (4, 32, 32, 3)
 
 
+def test_cohen2021_conventions_standardise_per_pixel_with_the_training_split(tmp_path):
+    """Cohen et al.'s src/cifar.py: x/255, minus the per-pixel mean of all training images,
+    over their per-pixel std; then the first n canonical images (issue 32)."""
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    write_python_archive(archive, per_batch=6)
+    reg = registry_for(archive, "cifar-python")
+    raw = data.read_cifar_python_archive(archive)["train"][0].astype(np.float64) / 255
+    mean, std = raw.mean(axis=0), raw.std(axis=0)  # per pixel over all 30 training images
+    ds = data.load_cifar10(n=7, data_dir=tmp_path, registry=reg, **data.COHEN2021)
+    assert ds.order == "canonical" and ds.mean.shape == (32, 32, 3) and len(ds) == 7
+    np.testing.assert_allclose(ds.x, ((raw[:7] - mean) / std).astype(np.float32), rtol=1e-5,
+                               atol=1e-5)
+    # the subset's own per-channel statistics (the old default) give other pixels
+    own = data.load_cifar10(n=7, data_dir=tmp_path, registry=reg)
+    assert own.mean.shape == (3,) and np.abs(own.x - ds.x).max() > 0.01
+    # per pixel with the subset's statistics: each pixel of the 7 is centred
+    sub = data.load_cifar10(n=7, data_dir=tmp_path, registry=reg, standardize="pixel")
+    np.testing.assert_allclose(sub.x.mean(axis=0, dtype=np.float64), 0, atol=1e-5)
+    # a test split standardised with the training split's statistics
+    test = data.load_cifar10("test", data_dir=tmp_path, registry=reg, **data.COHEN2021)
+    np.testing.assert_allclose(test.mean, mean.astype(np.float32), rtol=1e-6)
+    for bad in ({"standardize": "global"}, {"stats": "test"}):
+        with pytest.raises(ValueError, match="is not allowed"):
+            data.load_cifar10(data_dir=tmp_path, registry=reg, **bad)
+    with pytest.raises(ValueError, match="per-pixel"):
+        data.augment_static(ds, 1, seed=0)
+
+
+def test_jpeg_copy_says_its_first_n_are_class_interleaved(tmp_path):
+    archive = tmp_path / "c.tar.gz"
+    write_jpeg_archive(archive, n_per_class=4, labels=(0, 3, 5))
+    ds = data.load_cifar10(n=6, data_dir=tmp_path, registry=registry_for(archive), **data.COHEN2021)
+    assert ds.order == "class-interleaved" and ds.y.tolist() == [0, 3, 5, 0, 3, 5]
+    assert ds.mean.shape == (32, 32, 3)  # from all 12 training images, not the 6
+
+
 def test_truncated_archive_is_rejected_before_reading(tmp_path, monkeypatch):
     archive = tmp_path / "cifar-10-python.tar.gz"
     write_python_archive(archive)

@@ -53,7 +53,34 @@ def test_accuracy_of_a_known_case():
     assert float(losses.accuracy(outputs, jax.nn.one_hot(jnp.argmax(outputs, -1), 2))) == 1.0
 
 
-@pytest.mark.parametrize("fn", [losses.half_mse, losses.cross_entropy, losses.accuracy])
+def test_sign_accuracy_reads_a_one_output_net():
+    """arg-max accuracy of one output is always 1 (the issue-32 defect); the sign accuracy is not."""
+    outputs = jnp.array([[0.3], [-0.2], [0.5], [0.0], [-1.0]])
+    targets = jnp.array([[1.0], [1.0], [-1.0], [1.0], [-1.0]])
+    assert float(losses.accuracy(outputs, targets)) == 1.0
+    # right: rows 0 and 4; wrong: 1, 2 (opposite signs) and 3 (an output of exactly 0)
+    np.testing.assert_allclose(losses.sign_accuracy(outputs, targets), 0.4, rtol=1e-6)
+    assert float(jax.jit(losses.sign_accuracy)(targets, targets)) == 1.0
+    with pytest.raises(ValueError, match=r"sign_accuracy: a one-output net's \(N, 1\) arrays"):
+        losses.sign_accuracy(jnp.ones((3, 2)), jnp.ones((3, 2)))
+
+
+def test_supervised_objective_reports_the_accuracy_it_is_asked_for(getkey):
+    from eoslib.engine import train
+
+    x = jax.random.normal(getkey(), (6, 3))
+    net = models.MLP(3, (4,), 1, "tanh", key=getkey())
+    y = jnp.sign(net(x))  # the net's own signs: sign accuracy 1
+    y = y.at[0].multiply(-1.0)  # ... but one of six
+    _, aux = train.supervised("half_mse", accuracy="sign")(net, x, y, {})
+    np.testing.assert_allclose(aux["accuracy"], 5 / 6)
+    assert float(train.supervised("half_mse")(net, x, y, {})[1]["accuracy"]) == 1.0
+    with pytest.raises(ValueError, match=r"accuracy='top5' is not one of \['argmax', 'sign'\]"):
+        train.supervised("half_mse", accuracy="top5")
+
+
+@pytest.mark.parametrize("fn", [losses.half_mse, losses.cross_entropy, losses.accuracy,
+                                losses.sign_accuracy])
 def test_mismatched_shapes_are_an_error_even_under_jit(fn):
     """(4, 1) against (4,) used to broadcast to (4, 4): half_mse gave 2.0 instead of 0.5."""
     name = fn.__name__

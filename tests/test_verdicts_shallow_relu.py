@@ -58,44 +58,47 @@ def test_phase_order_needs_the_separation_and_a_control_without_it(rules):
     assert rule.grade({done: NAN, ctrl: 0.85}) == T  # λ₊ never completed its rise
 
 
-def test_logistic_rates_compares_the_split_with_the_data(rules):
+def test_logistic_rates_reads_distinct_rates_not_their_ratio(rules):
     rule = rules["thm3.1-logistic-rates"]
     r2, split, data = "logistic_r2_min", "rate_split", "rate_split_data"
     # y_neg = 0.6: the data predict |‖d₊‖/‖d₋‖ − 1| = 0.67 (the book run measured 0.74)
     assert rule.grade({r2: 0.9999, split: 0.74, data: 0.667}) == R
+    # issue 32: the split's size (a± ∝ ‖d±‖) is thm3.1-rate-prediction's hypothesis, scored
+    # there once; here any clear split is the paper's "a₊ ≠ a₋"
+    assert rule.grade({r2: 0.9999, split: 0.30, data: 0.667}) == R
     assert rule.grade({r2: 0.9999, split: 0.02, data: 0.667}) == P  # equal rates
-    assert rule.grade({r2: 0.9999, split: 0.30, data: 0.667}) == P  # split, not as predicted
-    # the old rule's defect: a split that follows from the unbalanced targets alone gave
-    # "partly" whatever the shape; a curve that is not logistic now fails
-    assert rule.grade({r2: 0.80, split: 0.74, data: 0.667}) == N
+    assert "rate_split_data" not in str(rule.rule.describe())  # the ratio is not read
+    assert rule.grade({r2: 0.80, split: 0.74, data: 0.667}) == N  # not logistic
     assert rule.grade({r2: 0.80, split: 0.02, data: 0.667}) == N
     # balanced targets (y_neg = 1): the theorem predicts no split, the claim is not tested
     assert rule.grade({r2: 0.9999, split: 0.01, data: 0.0}) == T
 
 
-BOUNDS = ("phase1_lambda_plus_over_bound", "phase1_lambda_minus_over_bound",
-          "phase2_lambda_minus_over_bound", "plateau_over_asymptote_min")
+UPPER = ("phase1_lambda_plus_over_bound", "phase1_lambda_minus_over_bound",
+         "phase2_lambda_minus_over_bound")
 
 
-def test_bounds_partly_when_some_fail_and_not_when_all_do(rules):
-    rule = rules["thm3.1-bounds"]
-    ok = dict(zip(BOUNDS, (0.5, 0.3, 0.2, 16.0)))  # every maximum > 0: all four tested
-    assert rule.grade(ok) == R
-    assert rule.grade({**ok, "plateau_over_asymptote_min": 0.5}) == P
-    assert rule.grade(dict(zip(BOUNDS, (3.0, 3.0, 3.0, 0.5)))) == N
+def test_upper_bounds_partly_when_some_fail_and_not_when_all_do(rules):
+    rule = rules["thm3.1-upper-bounds"]
+    assert rule.grade(dict(zip(UPPER, (0.5, 0.3, 0.2)))) == R  # every maximum > 0: tested
+    assert rule.grade(dict(zip(UPPER, (0.5, 0.3, 2.0)))) == P
+    assert rule.grade(dict(zip(UPPER, (3.0, 3.0, 3.0)))) == N
 
 
-def test_bounds_that_hold_by_sign_alone_are_not_evidence(rules):
-    rule = rules["thm3.1-bounds"]
-    # the book run before this fix: the three upper bounds' maxima were < 0 (ratios −21.6,
-    # −28.7, −0.85), which the old rule counted as holding (reproduced). The notebook now
-    # records such a ratio as NaN (not tested), so only the asymptote is evidence: partly
-    book = dict(zip(BOUNDS, (NAN, NAN, NAN, 16.1)))
-    assert rule.grade(book) == P
-    # ... and a run whose only testable bound fails is not reproduced, not partly
-    assert rule.grade({**book, "plateau_over_asymptote_min": 0.5}) == N
-    assert rule.grade(dict(zip(BOUNDS, (NAN, NAN, 3.0, 0.5)))) == N
-    assert rule.grade(dict(zip(BOUNDS, (NAN,) * 4))) == T
+def test_upper_bounds_that_hold_by_sign_alone_are_not_tested(rules):
+    rule = rules["thm3.1-upper-bounds"]
+    # the book run: the three maxima were ≤ 0 (λ± start at −‖d±‖), recorded as NaN. The old
+    # single claim then rested on the asymptote alone; split off, the upper bounds are not tested
+    assert rule.grade(dict(zip(UPPER, (NAN,) * 3))) == T
+    assert rule.grade(dict(zip(UPPER, (NAN, NAN, 3.0)))) == N  # the one testable bound fails
+
+
+def test_asymptotes_are_their_own_claim(rules):
+    rule = rules["thm3.1-asymptotes"]
+    assert rule.grade({"plateau_over_asymptote_min": 16.1}) == R
+    assert rule.grade({"plateau_over_asymptote_min": 0.5}) == N
+    assert rule.grade({"plateau_over_asymptote_min": NAN}) == T
+    assert "thm3.1-bounds" not in rules
 
 
 def test_rate_prediction_is_a_relative_error_of_20_percent(rules):
@@ -108,6 +111,9 @@ def test_rate_prediction_is_a_relative_error_of_20_percent(rules):
 def test_sweep_phases(rules):
     rule = rules["thm3.1-sweep-phases"]
     frac, mono = "sweep_phase_order_fraction", "sweep_gap_monotone"
+    # issue 32: the fraction counts members in the regime mλ² ≤ min|y| whose run showed the
+    # phases (35/35 with λ ≤ 1e-3 at book scale); λ = 0.1 members (mλ² = 1.28) are not pooled
+    assert rule.grade({frac: 1.0, mono: 1.0}) == R
     assert rule.grade({frac: 0.95, mono: 1.0}) == R
     assert rule.grade({frac: 0.59, mono: 1.0}) == P  # the book run before this conversion
     assert rule.grade({frac: 0.50, mono: 0.0}) == N
@@ -131,18 +137,20 @@ def test_edge_one_by_one(rules, suffix, act):
     rule = rules[f"edge-one-by-one-{act}"]
     n, distinct, cv = (f"n_eigs_at_edge{suffix}", f"edge_distinct_entry_steps{suffix}",
                        f"edge_growth_rate_cv{suffix}")
-    loss = f"edge_final_loss_ratio{suffix}"
-    trained = {loss: 2e-4}
+    stop, div = f"edge_stop_step{suffix}", f"edge_diverged{suffix}"
+    trained = {stop: 180, div: 0}  # reached the paper's 99 % accuracy at step 180
     assert rule.grade({n: 3, distinct: 3, cv: 0.4, **trained}) == R
-    # only λ₁ at the edge of a run that trained: the others did not follow (the book run's shape)
+    # only λ₁ at the edge of a run that reached 99 %: the others did not follow
     assert rule.grade({n: 1, distinct: 1, cv: NAN, **trained}) == N
-    # ... of a run stopped while the loss was still high: the others had no chance yet
-    assert rule.grade({n: 1, distinct: 1, cv: NAN, loss: 0.3}) == T
+    # ... of a run capped before 99 % accuracy: the others had no chance yet
+    assert rule.grade({n: 1, distinct: 1, cv: NAN, stop: -1, div: 0}) == T
     assert rule.grade({n: 3, distinct: 1, cv: 0.4, **trained}) == P  # all at once, distinct rates
     assert rule.grade({n: 3, distinct: 3, cv: 0.01, **trained}) == P  # one by one, one rate
     assert rule.grade({n: 3, distinct: 1, cv: 0.01, **trained}) == N  # all at once, at one rate
     assert rule.grade({n: 0, distinct: 0, cv: NAN, **trained}) == T  # the edge never reached
-    assert rule.grade({n: NAN, distinct: NAN, cv: NAN, loss: NAN}) == T  # not run
+    # issue 32: a diverged run is not reproduced (it was NaN, read as not tested)
+    assert rule.grade({n: 1, distinct: 1, cv: NAN, stop: -1, div: 1}) == N
+    assert rule.grade({n: NAN, distinct: NAN, cv: NAN, stop: NAN, div: NAN}) == T  # not run
 
 
 def test_decay_needs_an_oscillating_control(rules):
@@ -165,15 +173,13 @@ def test_decay_needs_an_oscillating_control(rules):
 def test_depth(rules):
     rule = rules["appendix-c-depth"]
     base = {"n_depths_measured": 3}
-    assert rule.grade({**base, "depth_rate_non_decreases": 0,
-                       "depth_rate_deepest_minus_shallowest": -0.003}) == R
-    assert rule.grade({**base, "depth_rate_non_decreases": 1,
-                       "depth_rate_deepest_minus_shallowest": -0.001}) == P
-    # the book run before this conversion: rates 0.0051, 0.0061, 0.0084 rise with depth
-    assert rule.grade({**base, "depth_rate_non_decreases": 2,
-                       "depth_rate_deepest_minus_shallowest": 0.0033}) == N
-    assert rule.grade({"n_depths_measured": 0, "depth_rate_non_decreases": NAN,
-                       "depth_rate_deepest_minus_shallowest": NAN}) == T
+    nd, diff = "depth_slope_non_decreases", "depth_slope_deepest_minus_shallowest"
+    # issue 32: the book run's λ₁ slopes 0.58, 0.32, 0.22 per step fall with depth (its
+    # log-rates 0.0051, 0.0061, 0.0084 rose: that reading is recorded, not scored)
+    assert rule.grade({**base, nd: 0, diff: 0.22 - 0.58}) == R
+    assert rule.grade({**base, nd: 1, diff: -0.1}) == P
+    assert rule.grade({**base, nd: 2, diff: 0.3}) == N
+    assert rule.grade({"n_depths_measured": 0, nd: NAN, diff: NAN}) == T
 
 
 def test_no_claim_that_no_run_can_grade(rules):

@@ -1,8 +1,8 @@
 """CIFAR-10 and Fashion-MNIST, as the edge-of-stability papers use them.
 
 ``load_cifar10`` and ``load_fashion_mnist`` return a :class:`Dataset`: float32 images of shape
-``(n, H, W, C)`` (optionally standardised per channel), integer labels, and one-hot targets for
-the ½MSE loss. Subsets follow the papers: the first ``n`` examples, ``per_class`` examples of each
+``(n, H, W, C)`` (optionally standardised per channel or per pixel, with the subset's or the
+whole training split's statistics), integer labels, and one-hot targets for the ½MSE loss. Subsets follow the papers: the first ``n`` examples, ``per_class`` examples of each
 class, and/or a subset of ``classes`` (relabelled 0..k−1 in the order given).
 
 Where the files come from, in order (the one used is recorded in ``Dataset.source``):
@@ -21,7 +21,15 @@ archive raises :class:`DataError` and is never unpickled. Decoded splits are cac
 The JPEG copy of CIFAR-10 (quality ≈ 75) differs from the canonical pixels by a few levels and
 does not keep the canonical global order; its order here interleaves the classes (the i-th
 image of every class, then the (i+1)-th), so "the first n" is class-balanced like the canonical
-order approximately is.
+order approximately is. Within a class the copy keeps the canonical order, so its first n are the
+first n/10 canonical images of every class, where the canonical first n hold the first k_c of
+class c with k_c ≈ n/10 (not recoverable from the copy). ``Dataset.order`` says which order a
+subset was taken in.
+
+Cohen et al. (2021)'s conventions (``locuslab/edge-of-stability``, ``src/cifar.py``): pixels in
+[0, 1], centred and divided by the **per-pixel** mean and standard deviation of all 50,000
+training images, then the first n canonical images. Here: ``load_cifar10(n=n,
+standardize="pixel", stats="train")`` (:data:`COHEN2021`).
 """
 
 from __future__ import annotations
@@ -99,6 +107,14 @@ _HOW_TO_GET = {
 }
 
 
+#: Cohen et al. (2021)'s CIFAR-10 conventions as keyword arguments of :func:`load_cifar10`.
+COHEN2021 = {"standardize": "pixel", "stats": "train"}
+
+#: ``Dataset.order`` of each source kind: the order "the first n" are taken in.
+ORDERS = {"cifar-python": "canonical", "cifar-jpeg": "class-interleaved", "idx": "canonical"}
+_STANDARDIZE = (True, False, "channel", "pixel")
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Images and labels of one split.
@@ -109,8 +125,11 @@ class Dataset:
       y: int32 labels in 0..k−1, shape ``(n,)``.
       classes: the names of the k classes, in label order.
       source: where the pixels came from (file name and checksum), for provenance.
-      mean: the per-channel mean used to standardise, shape ``(C,)`` (``None`` if not standardised).
-      std: the per-channel standard deviation used to standardise, shape ``(C,)`` (or ``None``).
+      mean: the mean used to standardise, shape ``(C,)`` per channel or ``(H, W, C)`` per pixel
+        (``None`` if not standardised).
+      std: the standard deviation used to standardise, shaped as ``mean`` (or ``None``).
+      order: the order the examples were taken in, ``"canonical"`` (the files' own) or
+        ``"class-interleaved"`` (the CIFAR-10 JPEG copy; see the module docstring).
     """
 
     x: np.ndarray
@@ -119,6 +138,7 @@ class Dataset:
     source: str
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
+    order: str = "canonical"
 
     @property
     def onehot(self) -> np.ndarray:
@@ -372,15 +392,44 @@ def _select(x, y, names, n, per_class, classes, split):
     return x, y.astype(np.int32), names
 
 
-def _finish(x_uint8, y, names, source, standardize, stats):
+def _check_standardize(standardize, stats):
+    if isinstance(standardize, np.ndarray) or not any(
+            standardize is v or (isinstance(v, str) and standardize == v) for v in _STANDARDIZE):
+        raise ValueError(f"standardize={standardize!r} is not allowed; allowed: True or 'channel' "
+                         "(per channel), 'pixel' (per pixel), False")
+    if isinstance(stats, str) and stats != "train":
+        raise ValueError(f"stats={stats!r} is not allowed; allowed: None (the returned examples'), "
+                         "'train' (the whole training split's) or a (mean, std) pair")
+
+
+def pixel_stats(x_uint8: np.ndarray, axes: tuple[int, ...], block: int = 5000
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of ``x_uint8 / 255`` over ``axes`` (0 for per pixel, (0, 1, 2)
+    per channel), accumulated in float64 ``block`` images at a time (float32 sums over 50,000
+    images drift by ~n·eps; a float64 copy of them would take 1.2 GB)."""
+    total = total_sq = 0.0
+    count = 0
+    for lo in range(0, len(x_uint8), block):
+        chunk = x_uint8[lo:lo + block].astype(np.float64) / 255.0
+        total = total + chunk.sum(axis=axes)
+        total_sq = total_sq + (chunk ** 2).sum(axis=axes)
+        count += chunk.size // np.size(chunk.sum(axis=axes))
+    mean = total / count
+    return mean, np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
+
+
+def _finish(x_uint8, y, names, source, standardize, stats, order="canonical", train_x=None):
     x = x_uint8.astype(np.float32) / 255.0
     mean = std = None
     if standardize:
-        if stats is None:  # accumulate in float64: float32 multi-axis sums drift by ~n·eps
-            stats = (x.mean(axis=(0, 1, 2), dtype=np.float64), x.std(axis=(0, 1, 2), dtype=np.float64))
+        axes = 0 if standardize == "pixel" else (0, 1, 2)
+        if isinstance(stats, str):  # "train": the whole training split's statistics
+            stats = pixel_stats(train_x, axes)
+        elif stats is None:
+            stats = pixel_stats(x_uint8, axes)
         mean, std = (np.asarray(s, np.float32) for s in stats)
-        x = (x - mean) / np.where(std > 0, std, 1)  # a constant channel is only centred
-    return Dataset(x=x, y=y, classes=names, source=source, mean=mean, std=std)
+        x = (x - mean) / np.where(std > 0, std, 1)  # a constant channel (pixel) is only centred
+    return Dataset(x=x, y=y, classes=names, source=source, mean=mean, std=std, order=order)
 
 
 def _check_split(split):
@@ -407,15 +456,22 @@ def load_cifar10(
       n: keep the first ``n`` examples (after ``classes``), e.g. ``n=5000`` as in Cohen et al.
       per_class: keep the first ``per_class`` examples of each class (exclusive with ``n``).
       classes: keep these classes (names or indices), relabelled 0..k−1 in the order given.
-      standardize: subtract the per-channel mean and divide by the std of the returned examples,
-        or of ``stats=(mean, std)`` when given (pass the training set's for a test set).
+      standardize: ``True`` or ``"channel"``: subtract the per-channel mean and divide by the
+        per-channel std; ``"pixel"``: the same per pixel (each of the 32×32×3 values, as Cohen
+        et al.); ``False``: pixels in [0, 1].
+      stats: whose statistics standardise: ``None`` the returned examples', ``"train"`` the whole
+        training split's (all 50,000 images, before any subset), or a ``(mean, std)`` pair (pass
+        the training set's for a test set).
       data_dir, download, registry: where to look (see the module docstring).
     """
     _check_split(split)
+    _check_standardize(standardize, stats)
     path, source, checksum = locate("cifar10", data_dir=data_dir, download=download, registry=registry)
-    x, y = _decoded(path, checksum, source.kind)[split]
+    splits = _decoded(path, checksum, source.kind)
+    x, y = splits[split]
     x, y, names = _select(x, y, CIFAR10_CLASSES, n, per_class, classes, split)
-    return _finish(x, y, names, f"{path.name} ({checksum})", standardize, stats)
+    return _finish(x, y, names, f"{path.name} ({checksum})", standardize, stats,
+                   ORDERS[source.kind], splits["train"][0])
 
 
 def load_fashion_mnist(
@@ -435,6 +491,7 @@ def load_fashion_mnist(
     The flatness-bias paper's setting is ``classes=[0, 1, 2, 3]`` (its App. K).
     """
     _check_split(split)
+    _check_standardize(standardize, stats)
     files = {}
     for part in ("images", "labels"):
         path, _, checksum = locate(f"fashion-mnist/{split}-{part}", data_dir=data_dir,
@@ -446,7 +503,11 @@ def load_fashion_mnist(
         raise DataError(f"{len(x)} images but {len(y)} labels in the {split} split")
     x, y, names = _select(x, y, FASHION_MNIST_CLASSES, n, per_class, classes, split)
     source = f"{files['images'][0].name} ({files['images'][1]})"
-    return _finish(x, y, names, source, standardize, stats)
+    train_x = None
+    if stats == "train":
+        train_x = read_idx(locate("fashion-mnist/train-images", data_dir=data_dir,
+                                  download=download, registry=registry)[0])[..., None]
+    return _finish(x, y, names, source, standardize, stats, "canonical", train_x)
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -482,6 +543,9 @@ def augment_static(ds: Dataset, copies: int, *, seed: int, pad: int = 4, block: 
         raise ValueError(f"augment_static: ds.x must be images (N, H, W, C); got shape {x.shape}")
     n, h, w, c = x.shape
     black = np.zeros(c, np.float32)
+    if ds.mean is not None and np.ndim(ds.mean) != 1:
+        raise ValueError("augment_static: a per-pixel standardised ds has no one black value to "
+                         "pad with; augment a per-channel (or unstandardised) set")
     if ds.mean is not None:
         std = np.where(np.asarray(ds.std) > 0, ds.std, 1)
         black = (-np.asarray(ds.mean, np.float32) / std).astype(np.float32)
@@ -502,4 +566,4 @@ def augment_static(ds: Dataset, copies: int, *, seed: int, pad: int = 4, block: 
             b = np.arange(hi - lo)[:, None, None]
             out[k * n + lo:k * n + hi] = padded[b, r[:, :, None], q[:, None, :]]
     return Dataset(x=out, y=np.tile(np.asarray(ds.y), copies), classes=ds.classes,
-                   source=ds.source, mean=ds.mean, std=ds.std)
+                   source=ds.source, mean=ds.mean, std=ds.std, order=ds.order)

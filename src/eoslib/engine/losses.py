@@ -6,6 +6,7 @@ Conventions (every chapter states which it uses):
   the Hessian relative to the no-½ convention ``mean ‖f − y‖²``, so a sharpness quoted under one
   convention is twice the other's. Cohen et al. use ½MSE.
 - ``cross_entropy``: mean over examples of −log softmax(f(x))[label], from one-hot ``y``.
+- :func:`accuracy` (arg-max, K ≥ 2 outputs) and :func:`sign_accuracy` (one output, ±1 targets).
 - :func:`with_l2`: coupled weight decay, ``L(θ) + γ/2 ‖θ‖²``; it is part of the objective, so its
   Hessian (and every probe) sees ``+γ I``. Decoupled (AdamW-style) decay belongs to the
   optimizer instead (``optax.add_decayed_weights``).
@@ -62,6 +63,24 @@ def accuracy(outputs: Float[Array, "N K"], targets: Float[Array, "N K"]) -> Scal
     _check_pair("accuracy", outputs, targets)
     return jnp.mean(jnp.argmax(outputs, -1) == jnp.argmax(targets, -1))
 
+
+def sign_accuracy(outputs: Float[Array, "N 1"], targets: Float[Array, "N 1"]) -> Scalar:
+    """Fraction of the N examples of a one-output net whose output has the sign of its ±1
+    target (``outputs · targets > 0``; an output of exactly 0 is wrong). :func:`accuracy` is
+    always 1 for a single output (the arg-max of one number is 0), so a binary regression onto
+    ±1 (e.g. two CIFAR-10 classes as −1 / +1) reads its accuracy here.
+
+    Raises:
+      ValueError: ``outputs`` and ``targets`` not of one ``(N, 1)`` shape (checked at trace time).
+    """
+    _check_pair("sign_accuracy", outputs, targets)
+    if jnp.shape(outputs)[1] != 1:
+        raise ValueError(f"sign_accuracy: a one-output net's (N, 1) arrays expected; got shape "
+                         f"{jnp.shape(outputs)} (use accuracy for K > 1 outputs)")
+    return jnp.mean(outputs * targets > 0)
+
+
+ACCURACIES: dict[str, Callable] = {"argmax": accuracy, "sign": sign_accuracy}
 
 LOSSES: dict[str, Callable] = {"half_mse": half_mse, "cross_entropy": cross_entropy}
 

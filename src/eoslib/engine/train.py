@@ -319,18 +319,23 @@ class TrainResult:
         return np.asarray(self.state.events.switched_at)
 
 
-def supervised(model_loss: str = "half_mse") -> Objective:
+def supervised(model_loss: str = "half_mse", accuracy: str = "argmax") -> Objective:
     """The objective ``L(θ) + γ/2 ‖θ‖²`` of a model ``params(x)`` (an Equinox module), with
     ``γ = hp["gamma"]`` when the hyperparameters have it (coupled weight decay), and
-    ``aux = {"accuracy": …}``. ``model_loss`` is ``"half_mse"`` or ``"cross_entropy"``."""
+    ``aux = {"accuracy": …}``. ``model_loss`` is ``"half_mse"`` or ``"cross_entropy"``;
+    ``accuracy`` is ``"argmax"`` (:func:`eoslib.engine.losses.accuracy`, K ≥ 2 outputs) or
+    ``"sign"`` (:func:`eoslib.engine.losses.sign_accuracy`: a one-output net on ±1 targets)."""
     loss_fn = losses.get(model_loss)
+    if accuracy not in losses.ACCURACIES:
+        raise ValueError(f"accuracy={accuracy!r} is not one of {sorted(losses.ACCURACIES)}")
+    accuracy_fn = losses.ACCURACIES[accuracy]
 
     def objective(params, x, y, hp):
         outputs = params(x)
         loss = loss_fn(outputs, y)
         if "gamma" in hp:
             loss = loss + 0.5 * hp["gamma"] * losses.squared_norm(params)
-        return loss, {"accuracy": losses.accuracy(outputs, y)}
+        return loss, {"accuracy": accuracy_fn(outputs, y)}
 
     return objective
 
