@@ -81,3 +81,65 @@ def test_stored_paper_records_reads_a_synthetic_store_and_reports_tampering(tmp_
     records, problems = sc.stored_paper_records(root)
     assert records == {} and any("sha256" in p for p in problems)
     assert sc.stored_paper_records(tmp_path / "none") == ({}, [])
+
+
+def _stored(name, scale, verdicts, device="cpu", wall=5400.0):
+    return _record(name, scale, verdicts, {"eoslib_version": "0", "git_hash": "e" * 40,
+                                           "jax_version": "0", "device": device,
+                                           "wall_time_s": wall})
+
+
+def test_the_long_column_beside_book_and_paper():
+    """Issue 35: a stored long run is a column of its own, and changes against it are counted."""
+    chapters = [_chapter("alpha", "book", {"a1": "not tested", "a2": "reproduced"}),
+                _chapter("beta", "book", {"b1": "partly reproduced"}),
+                _chapter("gamma", "book", {"g1": "reproduced"})]
+    long = {"alpha": _stored("alpha", "long", {"a1": "reproduced", "a2": "reproduced"}),
+            "beta": _stored("beta", "long", {"b1": "not reproduced"})}
+    paper = {"alpha": _stored("alpha", "paper", {"a1": "reproduced", "a2": "partly reproduced"},
+                              "gpu:NVIDIA H200", 420.0)}
+    html = sc.scales_html(chapters, paper, long)
+    assert "1 chapter of 3</strong> with a stored paper-scale run, <strong>2</strong> with a stored long run" in html
+    assert "3 paper claims of 3 compared changed verdict" in html
+    alpha = html[html.index("The alpha chapter"):html.index("The beta chapter")]
+    assert "<th>long run</th><th>paper-scale run</th>" in alpha
+    assert "stored long run (cpu, 1.5 h" in alpha and "stored paper run (gpu:NVIDIA H200, 7.0 min" in alpha
+    a1 = alpha[alpha.index("<code>a1</code>"):alpha.index("</tr>", alpha.index("<code>a1</code>"))]
+    assert "<strong>changed</strong> (long, paper)" in a1
+    a2 = alpha[alpha.index("<code>a2</code>"):alpha.index("</tr>", alpha.index("<code>a2</code>"))]
+    assert "<strong>changed</strong> (paper)" in a2
+    beta = html[html.index("The beta chapter"):html.index("The gamma chapter")]
+    assert "<th>long run</th><th>paper-scale run</th>" in beta and "no paper-scale run stored" in beta
+    b1 = beta[beta.index("<code>b1</code>"):beta.index("</tr>", beta.index("<code>b1</code>"))]
+    assert "not reproduced" in b1 and "not tested" in b1 and "(long)" in b1
+    gamma = html[html.index("The gamma chapter"):]
+    assert "no paper-scale run stored, nor a long run" in gamma
+    # a paper-scale build compares with the stored long run only
+    at_paper = sc.scales_html([_chapter("alpha", "paper", {"a1": "reproduced"})], {},
+                              {"alpha": _stored("alpha", "long", {"a1": "not reproduced"})})
+    assert "<th>long run</th>" in at_paper and "paper-scale run</th>" not in at_paper
+    assert "<strong>changed</strong> (long)" in at_paper
+
+
+def test_stored_records_reads_long_and_paper_runs(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "src" / "eoslib").mkdir(parents=True)
+    (repo / "notebooks").mkdir()
+    (repo / "src" / "eoslib" / "core.py").write_text("X = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "demo")
+    prov = {"eoslib_version": "0", "git_hash": _git(repo, "rev-parse", "HEAD"),
+            "source_digest": source_digest(repo), "jax_version": "0", "device": "cpu",
+            "wall_time_s": 60.0}
+    root = tmp_path / "store"
+    for scale, verdict in (("long", "reproduced"), ("paper", "not reproduced")):
+        write_record(_record("alpha", scale, {"a1": verdict}, prov), tmp_path / scale)
+        store.add("alpha", tmp_path / scale, root=root, repo=repo)
+    records, problems = sc.stored_records(root)
+    assert problems == [] and sorted(records) == ["long", "paper"]
+    assert records["long"]["alpha"]["claims"][0]["verdict"] == "reproduced"
+    assert sc.stored_paper_records(root)[0]["alpha"]["scale"] == "paper"
+    html = sc.scales_html([_chapter("alpha", "book", {"a1": "reproduced"})], records["paper"],
+                          records["long"])
+    assert "<strong>changed</strong> (paper)" in html

@@ -16,7 +16,8 @@ that silently stopped writing its record fails the build.
     control, note and evidence. ``:part:`` shows one piece: ``summary`` (the one-line totals with a link to the
     scorecard, for the intro page), ``overview`` (totals and the per-chapter lines), ``claims`` or
     ``scales`` (:func:`scales_html`: per chapter and claim the verdict of this build's run beside
-    the stored paper-scale run's, and which changed; a line for each chapter with none stored).
+    the stored long run's and paper-scale run's, and which changed; a line for each chapter with
+    none stored).
 ``{chapter-status}``
     One row per chapter: how long its notebook ran, when, at which scale, whether it ran in this
     build or came from the execution cache, and links to download it as ``.ipynb`` (the executed
@@ -24,8 +25,8 @@ that silently stopped writing its record fails the build.
     are copied into ``<html>/downloads/`` when the build finishes.
 
 Every badge carries its verdict as text (and a symbol), never colour alone. Records are read from
-``$EOSLIB_RECORDS``, else ``<book>/_build/records``; stored paper-scale records from the results
-store ``<book>/book/results`` (:mod:`eoslib.book.store`, each file's sha256 checked: a store that
+``$EOSLIB_RECORDS``, else ``<book>/_build/records``; stored long and paper-scale records from the
+results store ``<book>/book/results`` (:mod:`eoslib.book.store`, each file's sha256 checked: a store that
 fails its check is a warning, an error under ``-W``). The HTML is produced by plain functions of the
 records (:func:`dashboard_html`, :func:`summary_html`, :func:`status_html`), tested without Sphinx.
 """
@@ -228,73 +229,105 @@ def dashboard_html(chapters: Sequence[Chapter], records_from: str = "") -> str:
     return overview_html(chapters) + claims_html(chapters, records_from)
 
 
-def scales_html(chapters: Sequence[Chapter], paper: Mapping[str, Mapping[str, Any]]) -> str:
+def scales_html(chapters: Sequence[Chapter], paper: Mapping[str, Mapping[str, Any]],
+                long: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """Verdicts that change with scale: per chapter, per paper claim, its verdict in this build's
-    run (``book`` scale in the rendered book) beside its verdict in the stored paper-scale run
-    (``paper[chapter name]``, a record), and whether it changed; beside each verdict that is not
-    ``reproduced``, its run's departures from the paper (:func:`departures_html`). A chapter with no stored
-    paper-scale run gets one line saying so (its claims are ``not tested`` at paper scale); a
-    chapter whose own run is at paper scale has nothing to compare."""
-    with_paper = [c for c in chapters if c.name in paper and c.record["scale"] != "paper"]
-    rows_by_chapter = {c.name: store.verdicts_by_scale(c.record["claims"], paper[c.name])
-                       for c in with_paper}
+    run (``book`` scale in the rendered book) beside its verdict in the chapter's stored ``long``
+    run (``long[chapter name]``, a record; a column only for chapters that have one) and in the
+    stored paper-scale run (``paper[chapter name]``), and which of them changed; beside each
+    verdict that is not ``reproduced``, its run's departures from the paper
+    (:func:`departures_html`). A chapter with no stored run gets one line saying so (its claims
+    are ``not tested`` at paper scale); a chapter whose own run is at paper scale is compared with
+    its stored long run only, and has nothing to compare without one."""
+    long = long or {}
+    stored_by_chapter: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for chapter in chapters:
+        found = {"long": long.get(chapter.name), "paper": paper.get(chapter.name)}
+        found = {s: r for s, r in found.items() if r is not None and s != chapter.record["scale"]}
+        if found:
+            stored_by_chapter[chapter.name] = found
+    rows_by_chapter = {name: store.verdicts_across_scales(c.record["claims"], stored_by_chapter[name])
+                       for c in chapters for name in [c.name] if name in stored_by_chapter}
     changed = sum(bool(r.changed) for rows in rows_by_chapter.values() for r in rows)
     compared = sum(len(rows) for rows in rows_by_chapter.values())
+    with_paper = sum("paper" in found for found in stored_by_chapter.values())
+    with_long = sum("long" in found for found in stored_by_chapter.values())
     out = ['<div class="eoslib-scorecard eoslib-scales">',
-           f'<p class="eoslib-summary"><strong>{_plural(len(with_paper), "chapter")} of '
-           f'{len(chapters)}</strong> with a stored paper-scale run: '
+           f'<p class="eoslib-summary"><strong>{_plural(with_paper, "chapter")} of '
+           f'{len(chapters)}</strong> with a stored paper-scale run, '
+           f'<strong>{with_long}</strong> with a stored long run: '
            f'{_plural(changed, "paper claim")} of {compared} compared changed verdict between '
-           "this build's run and the paper-scale run.</p>"]
+           "this build's run and a stored run.</p>"]
     for chapter in chapters:
         title = f'<a href="{_e(chapter.href)}">{_e(chapter.title)}</a>'
-        if chapter.record["scale"] == "paper":
+        found = stored_by_chapter.get(chapter.name, {})
+        if chapter.record["scale"] == "paper" and not found:
             out.append(f'<p class="eoslib-meta">{title}: this build ran it at paper scale; its '
                        "verdicts above are the paper-scale verdicts.</p>")
             continue
-        if chapter.name not in paper:
-            out.append(f'<p class="eoslib-meta">{title}: no paper-scale run stored; its paper '
-                       f'claims are {badge("not tested")} at paper scale.</p>')
+        if not found:
+            out.append(f'<p class="eoslib-meta">{title}: no paper-scale run stored, nor a long run; its '
+                       f'paper claims are {badge("not tested")} at paper scale.</p>')
             continue
-        prov = paper[chapter.name].get("provenance", {})
+        columns = [s for s in ("long", "paper") if s in found or
+                   (s == "paper" and chapter.record["scale"] != "paper")]
+        sources = "; ".join(
+            f'stored {s} run ({_e(r.get("provenance", {}).get("device", "?"))}, {_e(run_time(r))}, '
+            f'commit {_e(str(r.get("provenance", {}).get("git_hash", "?"))[:10])})'
+            for s, r in found.items())
+        missing = "" if "paper" in found or "paper" not in columns else "; no paper-scale run stored"
         out.append(f'<p class="eoslib-chapter-title">{title} <span class="eoslib-meta">'
-                   f'{_e(chapter.record["scale"])} run of this build vs the stored paper-scale run '
-                   f'({_e(prov.get("device", "?"))}, {_e(run_time(paper[chapter.name]))}, '
-                   f'commit {_e(str(prov.get("git_hash", "?"))[:10])})</span></p>')
+                   f'{_e(chapter.record["scale"])} run of this build vs the {sources}{missing}'
+                   "</span></p>")
+        heads = "".join(f"<th>{'paper-scale' if s == 'paper' else s} run</th>" for s in columns)
         out.append(f'<table class="eoslib-overview"><thead><tr><th>claim</th>'
-                   f'<th>{_e(chapter.record["scale"])} run</th><th>paper-scale run</th>'
+                   f'<th>{_e(chapter.record["scale"])} run</th>{heads}'
                    "<th>changed</th></tr></thead><tbody>")
         here = {c["id"]: c for c in chapter.record["claims"]}
-        there = {c["id"]: c for c in paper[chapter.name]["claims"]}
+        there = {s: {c["id"]: c for c in r["claims"]} for s, r in found.items()}
         for row in rows_by_chapter[chapter.name]:
-            mark = "<strong>changed</strong>" if row.changed else "same"
+            if not row.changed:
+                mark = "same"
+            elif list(found) == ["paper"]:
+                mark = "<strong>changed</strong>"
+            else:
+                mark = f"<strong>changed</strong> ({_e(', '.join(row.changed))})"
             here_departures = departures_html(here[row.id]) if row.id in here else ""
-            there_departures = departures_html(there[row.id]) if row.id in there else ""
+            cells = "".join(
+                f"<td>{badge(row.stored.get(s, 'not tested'))}"
+                f"{departures_html(there[s][row.id]) if s in there and row.id in there[s] else ''}</td>"
+                for s in columns)
             out.append(f'<tr><td><code>{_e(row.id)}</code> {_e(row.claim)}</td>'
-                       f"<td>{badge(row.here)}{here_departures}</td>"
-                       f"<td>{badge(row.paper)}{there_departures}</td><td>{mark}</td></tr>")
+                       f"<td>{badge(row.here)}{here_departures}</td>{cells}<td>{mark}</td></tr>")
         out.append("</tbody></table>")
     out.append("</div>")
     return "".join(out)
 
 
-def stored_paper_records(root: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """The paper-scale records in the results store at ``root``, by chapter (each file's sha256
-    checked against the manifest), and the problems found (:func:`eoslib.book.store.check`, and any
-    record that could not be read)."""
+def stored_records(root: Path) -> tuple[dict[str, dict[str, dict[str, Any]]], list[str]]:
+    """The records in the results store at ``root``, by scale (``long``, ``paper``) then chapter
+    (each file's sha256 checked against the manifest), and the problems found
+    (:func:`eoslib.book.store.check`, and any record that could not be read)."""
     problems = store.check(root)
-    records: dict[str, dict[str, Any]] = {}
+    records: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in store.STORED_SCALES}
     try:
         stored = store.runs(root)
     except (store.StoreError, KeyError, TypeError, ValueError) as err:
         return records, problems or [str(err)]
     for run in stored:
-        if run.scale != "paper":
+        if run.scale not in records:
             continue
         try:
-            records[run.chapter] = run.record()
+            records[run.scale][run.chapter] = run.record()
         except (store.StoreError, ValueError) as err:
-            problems.append(f"{run.chapter}: {err}")
+            problems.append(f"{run.chapter} ({run.scale}): {err}")
     return records, problems
+
+
+def stored_paper_records(root: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The paper-scale records of :func:`stored_records`, by chapter, and the problems found."""
+    records, problems = stored_records(root)
+    return records["paper"], problems
 
 
 @dataclass(frozen=True)
@@ -454,10 +487,10 @@ def fill_placeholders(app, doctree, docname):
         elif part == "claims":
             text = claims_html(chapters, records_folder(app).name + "/")
         elif part == "scales":
-            paper, problems = stored_paper_records(store_folder(app))
+            stored, problems = stored_records(store_folder(app))
             for problem in problems:
                 logger.warning(f"scorecard: results store: {problem}", location=docname)
-            text = scales_html(chapters, paper)
+            text = scales_html(chapters, stored["paper"], stored["long"])
         else:
             text = dashboard_html(chapters, records_folder(app).name + "/")
         node.replace_self(nodes.raw("", text, format="html"))

@@ -6,7 +6,8 @@ A chapter is a jupytext percent-format file ``notebooks/<name>.py`` with
   "the scale's default"); a trailing ``# comment`` on an assignment is that parameter's help;
 - a ``RANGES = {name: range}`` literal declaring each setting's type and allowed values (syntax in
   :mod:`eoslib.book.scales`), and a ``SCALES = {"smoke": {...}, "book": {...}, "paper": {...}}``
-  literal with the defaults, both passed to :func:`eoslib.book.scales.settings`;
+  literal with the defaults (``"long"`` optional: only a chapter that declares it runs at
+  ``long`` scale), both passed to :func:`eoslib.book.scales.settings`;
 - a final cell that writes the chapter's results record to ``results_dir``.
 
 Both literals are read here without executing the chapter, so :func:`check_parameters` rejects a
@@ -23,7 +24,7 @@ from typing import Any, Mapping
 
 from eoslib.book import scales as scale_settings
 from eoslib.book import script
-from eoslib.book.results import SCALES, find_repo_root
+from eoslib.book.results import OPTIONAL_SCALES, REQUIRED_SCALES, find_repo_root
 
 #: Parameters every chapter has that are not experiment settings.
 COMMON_PARAMETERS = ("scale", "results_dir")
@@ -115,8 +116,9 @@ def parse_chapter(path: Path) -> Chapter:
     missing = [c for c in COMMON_PARAMETERS if c not in names]
     if missing:
         raise ValueError(f"{path}: the parameters cell must assign {missing}")
-    if set(scales) != set(SCALES):
-        raise ValueError(f"{path}: SCALES must have keys {list(SCALES)}, has {list(scales)}")
+    if not scales:
+        raise ValueError(f"{path}: no SCALES table (it must declare {list(REQUIRED_SCALES)})")
+    scale_settings.check_scales(scales, f"{path}: SCALES")
     settable = [n for n in names if n not in COMMON_PARAMETERS]
     if set(ranges) != set(settable):
         raise ValueError(f"{path}: RANGES must declare every setting {settable}; "
@@ -155,8 +157,8 @@ def check_parameters(chapter: Chapter, scale: str, parameters: Mapping[str, Any]
       ValueError: one line naming the parameter, the value and what is allowed.
     """
     if scale not in chapter.scales:
-        raise ValueError(f"scale {scale!r} is not allowed for {chapter.name}; "
-                         f"choose one of {list(chapter.scales)}")
+        exc = scale_settings.NoSuchScale if scale in OPTIONAL_SCALES else ValueError
+        raise exc(scale_settings.undeclared_scale_message(chapter.name, scale, list(chapter.scales)))
     settable = [n for n in chapter.parameter_names if n not in COMMON_PARAMETERS]
     for name in parameters:
         if name in COMMON_PARAMETERS:
@@ -165,7 +167,7 @@ def check_parameters(chapter: Chapter, scale: str, parameters: Mapping[str, Any]
         if name not in settable:
             raise ValueError(f"chapter {chapter.name} has no parameter {name!r}; its parameters "
                              f"are {settable}")
-    values = scale_settings.resolve(chapter.scales, scale, parameters)
+    values = scale_settings.resolve(chapter.scales, scale, parameters, chapter=chapter.name)
     scale_settings.check(chapter.ranges, values)
 
 

@@ -6,6 +6,7 @@
     python -m eoslib prepare --scale smoke --out _build/nbval
     python -m eoslib sweep dln-rpe --scale smoke -p steps "[40, 60]" --workers 2 --out /tmp/sweep
     python -m eoslib store eos-intro          # run at paper scale (a GPU) and store the results
+    python -m eoslib store weight-decay --scale long   # run at long scale (≤ 2 h on a CPU), store it
     python -m eoslib store eos-intro --source DIR   # store a run brought back from a GPU machine
     python -m eoslib store --check            # verify book/results/manifest.json
 """
@@ -54,9 +55,10 @@ def check_out_dir(out: Path) -> None:
 
 def _cmd_list(args) -> int:
     for chapter in chapters.discover().values():
-        rows = [(p.name, *[repr(chapter.scales[s].get(p.name, p.default)) for s in SCALES], p.allowed, p.help)
+        shown = [s for s in SCALES if s in chapter.scales]  # long only where the chapter declares it
+        rows = [(p.name, *[repr(chapter.scales[s].get(p.name, p.default)) for s in shown], p.allowed, p.help)
                 for p in chapter.parameters if p.name not in chapters.COMMON_PARAMETERS]
-        header = ("parameter", *SCALES, "allowed", "help")
+        header = ("parameter", *shown, "allowed", "help")
         widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header) - 1)]
         print(f"{chapter.name}: {chapter.title}")
         for row in [header, *rows]:
@@ -150,6 +152,14 @@ def _cmd_store(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(args.source) if args.source else Path(tmp)
         if not args.source:
+            # refuse before an hours-long run what the store would refuse after it
+            chapters.check_parameters(chapter, args.scale, params)
+            store.check_storable_checkout()
+            if args.keep:
+                source = Path(args.keep)
+                check_out_dir(source)
+            print(f"Running {chapter.name} at scale={args.scale} to store it"
+                  + (f" (its output kept in {source})" if args.keep else ""), file=sys.stderr)
             chapters.execute(chapter, source, scale=args.scale, parameters=params,
                              kernel=not args.no_kernel)
         run = store.add(chapter.name, source)
@@ -167,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="execute a chapter through papermill")
     run.add_argument("chapter", help="a chapter name, as `list` shows")
     run.add_argument("--scale", default="book", choices=SCALES,
-                     help="smoke: seconds (CI); book: minutes on a CPU; paper: the paper's settings")
+                     help="smoke: seconds (CI); book: minutes on a CPU; long: the paper's "
+                          "architecture at the largest size a CPU finishes in about two hours "
+                          "(only chapters that declare it); paper: the paper's settings")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                      metavar=("NAME", "VALUE"), help="set a parameter (Python/JSON literal)")
     run.add_argument("--out", help="folder for CHAPTER.ipynb and CHAPTER.json "
@@ -193,10 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a submitit SlurmExecutor parameter, e.g. partition=gpu, gpus_per_node=1")
     swp.add_argument("--out", help="folder of the points and summary.json (default _build/sweeps/CHAPTER)")
 
-    sto = sub.add_parser("store", help="run a chapter at paper scale and keep its results in book/results")
+    sto = sub.add_parser("store", help="run a chapter at paper (or long) scale from a clean commit "
+                                       "and keep its results in book/results")
     sto.add_argument("chapter", nargs="?")
     sto.add_argument("--check", action="store_true", help="verify the store's manifest and checksums")
-    sto.add_argument("--scale", default="paper", choices=SCALES)
+    sto.add_argument("--scale", default="paper", choices=SCALES,
+                     help="the scale to run at (default paper; long for a chapter's CPU long run)")
+    sto.add_argument("--keep", metavar="DIR",
+                     help="run into this folder (kept afterwards: the executed notebook, the record "
+                          "and traces) instead of a temporary one")
     sto.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     sto.add_argument("--source", help="store this already executed --out folder instead of running "
                                       "(e.g. a paper-scale run brought back from a GPU machine)")

@@ -58,9 +58,9 @@ def claims_table(claims: Sequence[Claim]):
 
 
 def verdicts_by_scale(claims: Sequence[Claim], evidence):
-    """Per paper claim its verdict in this run beside the stored paper-scale run's
-    (:func:`eoslib.book.store.verdicts_by_scale_markdown`; ``evidence`` from
-    :func:`eoslib.book.store.paper_evidence`), as a Markdown display object."""
+    """Per paper claim its verdict in this run beside the chapter's stored runs, ``long`` (when
+    one is stored) and ``paper`` (:func:`eoslib.book.store.verdicts_by_scale_markdown`;
+    ``evidence`` from :func:`eoslib.book.store.paper_evidence`), as a Markdown display object."""
     return _markdown(verdicts_by_scale_markdown(claims, evidence))
 
 

@@ -7,7 +7,7 @@ the per-scale defaults (``SCALES``), and calls :func:`settings`, so an explicitl
 
     RANGES = {"eta": "float > 0", "steps": "int >= 1, multiple of probe_every",
               "probe_every": "int >= 1", "etas": "list[float > 0], non-empty", "arch": "model"}
-    SCALES = {"smoke": {...}, "book": {...}, "paper": {...}}
+    SCALES = {"smoke": {...}, "book": {...}, "paper": {...}}  # "long": {...} optional
     P = settings(SCALES, scale, RANGES, eta=eta, steps=steps, ...)
     P.steps
 
@@ -42,8 +42,9 @@ import operator
 import re
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from eoslib.book.results import OPTIONAL_SCALES, REQUIRED_SCALES
 from eoslib.book.results import SCALES as KNOWN_SCALES
 from eoslib.engine import models
 from eoslib.mechanisms import kappa
@@ -336,25 +337,59 @@ class Settings(SimpleNamespace):
         return dict(vars(self))
 
 
-def resolve(scales: Mapping[str, Mapping[str, Any]], scale: str, given: Mapping[str, Any]) -> dict[str, Any]:
-    """The scale's defaults, overridden by every non-``None`` given value (no range check).
+class NoSuchScale(ValueError):
+    """A chapter asked to run at a known optional scale (``long``) it does not declare."""
+
+
+def check_scales(scales: Mapping[str, Mapping[str, Any]], where: str = "SCALES") -> None:
+    """Check a chapter's ``SCALES`` table: it declares every scale of
+    :data:`eoslib.book.results.REQUIRED_SCALES`, any of :data:`eoslib.book.results.OPTIONAL_SCALES`
+    (``long``), no other, and every declared scale names the same settings.
 
     Raises:
-      ValueError: ``scale`` is not a known scale, the scales declare different settings, or a
-        setting is given that no scale declares.
+      ValueError: naming ``where`` and what is wrong.
     """
-    if scale not in scales:
-        raise ValueError(f"scale={scale!r} is not allowed; choose one of {list(scales)}")
-    unknown_scales = set(scales) - set(KNOWN_SCALES)
-    if unknown_scales:
-        raise ValueError(f"SCALES declares {sorted(unknown_scales)}; allowed: {list(KNOWN_SCALES)}")
-    names = set(scales[scale])
+    unknown = [s for s in scales if s not in KNOWN_SCALES]
+    if unknown:
+        raise ValueError(f"{where} declares {unknown}; allowed: {list(KNOWN_SCALES)}")
+    missing = [s for s in REQUIRED_SCALES if s not in scales]
+    if missing:
+        raise ValueError(f"{where} must declare {list(REQUIRED_SCALES)} (and may declare "
+                         f"{list(OPTIONAL_SCALES)}); it lacks {missing}")
+    first = next(iter(scales))
+    names = set(scales[first])
     for other, table in scales.items():
         if set(table) != names:
             raise ValueError(
-                f"SCALES[{other!r}] names {sorted(table)} but SCALES[{scale!r}] names "
+                f"{where}[{other!r}] names {sorted(table)} but {where}[{first!r}] names "
                 f"{sorted(names)}; every scale must declare the same settings"
             )
+
+
+def undeclared_scale_message(chapter: str, scale: str, declared: Sequence[str]) -> str:
+    """The one line said when ``chapter`` is asked to run at a scale it does not declare."""
+    if scale in OPTIONAL_SCALES:
+        return (f"chapter {chapter} declares no {scale} scale (its SCALES has {list(declared)}): "
+                f"add SCALES[{scale!r}] with its settings to notebooks/{chapter}.py to run it at "
+                f"{scale} scale")
+    return f"scale={scale!r} is not allowed for {chapter}; choose one of {list(declared)}"
+
+
+def resolve(scales: Mapping[str, Mapping[str, Any]], scale: str, given: Mapping[str, Any], *,
+            chapter: str = "this chapter") -> dict[str, Any]:
+    """The scale's defaults, overridden by every non-``None`` given value (no range check).
+
+    Raises:
+      NoSuchScale: ``scale`` is an optional scale (``long``) the chapter does not declare.
+      ValueError: ``scale`` is not a known scale, the table breaks :func:`check_scales`, or a
+        setting is given that no scale declares.
+    """
+    if scale not in scales:
+        if scale in OPTIONAL_SCALES:
+            raise NoSuchScale(undeclared_scale_message(chapter, scale, list(scales)))
+        raise ValueError(f"scale={scale!r} is not allowed; choose one of {list(scales)}")
+    check_scales(scales)
+    names = set(scales[scale])
     unknown = sorted(set(given) - names)
     if unknown:
         raise ValueError(f"settings {unknown} are not declared in SCALES; allowed: {sorted(names)}")
@@ -367,8 +402,8 @@ def settings(scales: Mapping[str, Mapping[str, Any]], scale: str, ranges: Mappin
     """Resolve a chapter's settings and check each against its declared range.
 
     Args:
-      scales: ``{scale: {name: default}}`` for each of ``smoke``, ``book``, ``paper``; every scale
-        must name the same settings.
+      scales: ``{scale: {name: default}}`` for each of ``smoke``, ``book``, ``paper``, and
+        optionally ``long`` (:func:`check_scales`); every scale must name the same settings.
       scale: which scale's defaults to use.
       ranges: ``{name: range}`` for every setting (syntax in the module doc).
       **given: the parameters cell's values; ``None`` means "use the scale's default".

@@ -1,7 +1,9 @@
-"""The results store: small runs computed at ``paper`` scale (on a GPU), committed with the book.
+"""The results store: small runs computed at ``paper`` scale (on a GPU) or ``long`` scale (the paper's
+architecture at the largest size a CPU finishes in about two hours), committed with the book.
 
 A chapter at ``book`` scale shows the paper-scale evidence beside its own run when the store holds
-a run of it; otherwise its paper-scale claims are ``not tested``. Layout::
+a run of it; otherwise its paper-scale claims are ``not tested``. Beside its verdicts it shows the
+verdicts of every stored run of it (``long`` and ``paper``). Layout::
 
     book/results/manifest.json            # every stored run, with checksums
     book/results/<chapter>-<scale>/<chapter>.json  # the run's results record
@@ -25,8 +27,10 @@ A chapter asks for its paper-scale evidence with :func:`paper_evidence` (one vis
 stored run when one matches, checked loads of its files) and shows :func:`verdicts_by_scale_markdown`:
 per claim its verdict here beside the stored paper-scale verdict, ``not tested`` when none is stored.
 
-``python -m eoslib store CHAPTER`` runs a chapter at ``paper`` scale and stores it;
-``python -m eoslib store --check`` verifies the manifest (``make test`` does too).
+``python -m eoslib store CHAPTER`` runs a chapter at ``paper`` scale and stores it
+(``--scale long`` at ``long`` scale; both refuse a dirty checkout before running,
+:func:`check_storable_checkout`); ``python -m eoslib store --check`` verifies the manifest, every
+scale's runs alike (``make test`` does too).
 """
 
 from __future__ import annotations
@@ -40,14 +44,16 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
-from eoslib.book.results import (SOURCE_DIGEST_PATHS, claim_from_dict, digest_of_blobs,
-                                 find_repo_root, read_record, records_dir)
+from eoslib.book.results import (SCALES, SOURCE_DIGEST_PATHS, claim_from_dict, digest_of_blobs,
+                                 find_repo_root, git_hash, read_record, records_dir, source_digest)
 
 #: The largest file the store accepts, in bytes (traces are downsampled before they are stored).
 MAX_FILE_BYTES = 1_000_000
 #: The largest store, in bytes, every file together.
 MAX_TOTAL_BYTES = 20_000_000
 MANIFEST = "manifest.json"
+#: The scales whose runs the store keeps (a chapter's smoke and book runs are rebuilt by the book).
+STORED_SCALES = ("long", "paper")
 _ENTRY_KEYS = ("chapter", "scale", "parameters", "eoslib_version", "git_hash", "source_digest",
                "jax_version", "device", "wall_time_s", "stored_utc", "files")
 
@@ -241,6 +247,24 @@ def verify_source(provenance: Mapping[str, Any], repo: str | os.PathLike | None 
                          f"{', '.join(SOURCE_DIGEST_PATHS)}; commit them, then rerun)")
 
 
+def check_storable_checkout(repo: str | os.PathLike | None = None) -> str:
+    """Check, before a run that is to be stored, that the code it will run (the checkout this
+    eoslib was imported from; the checkout ``repo`` when given) is a clean commit of it: what :func:`add` checks afterwards on the run's record (:func:`verify_source`), made
+    before an hours-long ``long`` or ``paper`` run rather than after it. Returns the commit.
+
+    Raises:
+      StoreError: the checkout has uncommitted changes (or untracked modules) under
+        :data:`eoslib.book.results.SOURCE_DIGEST_PATHS`, or is not a git checkout.
+    """
+    here = ({"git_hash": git_hash(), "source_digest": source_digest()} if repo is None else
+            {"git_hash": git_hash(Path(repo)), "source_digest": source_digest(Path(repo))})
+    try:
+        verify_source(here, repo)
+    except StoreError as err:
+        raise StoreError(f"not running: the run could not be stored. {err}") from None
+    return here["git_hash"]
+
+
 def find(chapter: str, scale: str = "paper", parameters: Mapping[str, Any] | None = None,
          root: str | os.PathLike | None = None) -> StoredRun | None:
     """The stored run of ``chapter`` at ``scale`` whose parameters include every item of
@@ -255,8 +279,9 @@ def describe(chapter: str, stored: StoredRun | None, scale: str = "paper") -> st
     """The visible line a chapter prints about its stored evidence (or its absence)."""
     if stored is not None:
         return stored.describe()
+    command = f"python -m eoslib store {chapter}" + ("" if scale == "paper" else f" --scale {scale}")
     return (f"No stored {scale}-scale run of {chapter}: the claims whose evidence is a "
-            f"{scale}-scale run are not tested here (store one with `python -m eoslib store {chapter}`).")
+            f"{scale}-scale run are not tested here (store one with `{command}`).")
 
 
 def add(chapter: str, source: str | os.PathLike, *, root: str | os.PathLike | None = None,
@@ -281,6 +306,9 @@ def add(chapter: str, source: str | os.PathLike, *, root: str | os.PathLike | No
     record = read_record(record_path)
     if record["chapter"] != chapter:
         raise StoreError(f"{record_path} is a record of {record['chapter']!r}, not of {chapter!r}")
+    if record["scale"] not in STORED_SCALES:
+        raise StoreError(f"{record_path} is a {record['scale']}-scale run; the store keeps "
+                         f"{list(STORED_SCALES)} runs (the book reruns the others)")
     prov = record["provenance"]
     if not allow_dirty:
         verify_source(prov, repo)
@@ -330,6 +358,9 @@ def check(root: str | os.PathLike | None = None, *, allow_dirty: bool = False) -
     listed = {MANIFEST}
     total = 0
     for run in stored:
+        if run.scale not in SCALES or run.scale in ("smoke", "book"):
+            problems.append(f"{run.chapter}: scale {run.scale!r} is not a stored scale "
+                            f"(the store keeps {list(STORED_SCALES)} runs)")
         if not (allow_dirty or is_clean(run.git_hash)):
             problems.append(f"{run.chapter}: git_hash {run.git_hash!r} is not a clean commit")
         if not (allow_dirty or run.source_digest):
@@ -352,6 +383,18 @@ def check(root: str | os.PathLike | None = None, *, allow_dirty: bool = False) -
                 problems.append(f"{path}: size or sha256 differs from the manifest")
             if f.bytes > MAX_FILE_BYTES:
                 problems.append(f"{path}: {f.bytes} bytes, over the {MAX_FILE_BYTES}-byte limit")
+        record_name = f"{run.chapter}.json"
+        if record_name not in {f.name for f in run.files}:
+            problems.append(f"{run.chapter} ({run.scale}): no record {record_name} among its files")
+        elif (run.folder / record_name).is_file():
+            try:
+                record = run.record()
+            except (StoreError, ValueError) as err:
+                problems.append(f"{run.chapter} ({run.scale}): {err}")
+            else:
+                if (record["chapter"], record["scale"]) != (run.chapter, run.scale):
+                    problems.append(f"{run.chapter} ({run.scale}): its record is of "
+                                    f"{record['chapter']!r} at scale {record['scale']!r}")
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         if str(path.relative_to(folder)) not in listed:
             problems.append(f"{path}: not listed in the manifest")
@@ -402,6 +445,10 @@ class PaperEvidence(NamedTuple):
         none (or when this run is itself the paper-scale run).
       line: the visible line the chapter prints: where its paper-scale evidence comes from.
       own: whether this run is itself the paper-scale evidence.
+      others: the chapter's stored runs at the other stored scales (``{"long": StoredRun}``),
+        each the latest stored at that scale whatever its parameters (the store keeps one per
+        chapter and scale), the run's own scale left out; shown beside the verdicts
+        (:func:`verdicts_by_scale_markdown`).
     """
 
     chapter: str
@@ -409,6 +456,15 @@ class PaperEvidence(NamedTuple):
     stored: StoredRun | None
     line: str
     own: bool = False
+    others: Mapping[str, StoredRun] = {}
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Every stored record to show beside this run's verdicts, by scale in
+        :data:`eoslib.book.results.SCALES` order (``long`` then ``paper``; sha256 checked)."""
+        found = {scale: run.record() for scale, run in self.others.items()}
+        if self.stored is not None:
+            found["paper"] = self.stored.record()
+        return {scale: found[scale] for scale in SCALES if scale in found}
 
     @property
     def available(self) -> bool:
@@ -437,20 +493,28 @@ def paper_evidence(chapter: str, scale: str, match: Mapping[str, Any] | None = N
     setting than the one the claims need). Otherwise the stored paper-scale run whose parameters
     include every item of ``match`` (:func:`find`; typically the chapter's paper-scale defaults, or
     the settings that define the experiment), or none: then the claims that need it are
-    ``not tested``. A store that cannot be read counts as none, and the line says why.
+    ``not tested``. A store that cannot be read counts as none, and the line says why. The
+    chapter's stored runs at the other stored scales (``long``) are found too, whatever their
+    parameters (:attr:`PaperEvidence.others`; one line each is added), for the verdicts table.
 
     Args:
       chapter: the chapter's name.
-      scale: the scale of the chapter's own run (``smoke``, ``book`` or ``paper``).
+      scale: the scale of the chapter's own run (``smoke``, ``book``, ``long`` or ``paper``).
       match: parameters the stored run must have (JSON-comparable values).
       own: whether this run is itself the paper-scale evidence (default: ``scale == "paper"``).
       root: the store's folder (default :func:`store_dir`).
     """
+    try:
+        others = {s: r for s in STORED_SCALES if s not in ("paper", scale)
+                  for r in [find(chapter, s, root=root)] if r is not None}
+    except (StoreError, OSError, KeyError, TypeError, ValueError):
+        others = {}  # said below, when the paper-scale lookup meets the same store
+    also = "".join(" " + r.describe() for r in others.values())
     if (scale == "paper") if own is None else own:
         return PaperEvidence(chapter, scale, None,
-                             f"This is a paper-scale run of {chapter}: it is its own paper-scale "
-                             f"evidence (keep it with `python -m eoslib store {chapter} --source DIR`).",
-                             own=True)
+                             f"This is a {scale}-scale run of {chapter}: it is its own paper-scale "
+                             f"evidence (keep it with `python -m eoslib store {chapter} --source DIR`)."
+                             + also, own=True, others=others)
     try:
         stored = find(chapter, "paper", match, root=root)
     except (StoreError, OSError, KeyError, TypeError, ValueError) as err:
@@ -463,7 +527,7 @@ def paper_evidence(chapter: str, scale: str, match: Mapping[str, Any] | None = N
         line = (f"No stored paper-scale run of {chapter} with {_settings_text(match)}: the claims "
                 "whose evidence is a paper-scale run are not tested here "
                 f"(store one with `python -m eoslib store {chapter}`).")
-    return PaperEvidence(chapter, scale, stored, line)
+    return PaperEvidence(chapter, scale, stored, line + also, others=others)
 
 
 def _settings_text(match: Mapping[str, Any], most: int = 4) -> str:
@@ -514,19 +578,69 @@ def verdicts_by_scale(claims: Any, paper_record: Mapping[str, Any] | None) -> li
     return rows
 
 
+class ScalesRow(NamedTuple):
+    """One paper claim's verdict in the chapter's own run and in each stored run shown beside it.
+
+    Attributes:
+      id: the claim's id.
+      claim: the claim's text.
+      here: its verdict in the chapter's own run.
+      stored: ``{scale: verdict}`` per stored record compared (``not tested`` where that record
+        lacks the claim), in :data:`eoslib.book.results.SCALES` order.
+      changed: the scales whose verdict differs from ``here``, in the same order.
+    """
+
+    id: str
+    claim: str
+    here: str
+    stored: dict[str, str]
+    changed: tuple[str, ...]
+
+
+def verdicts_across_scales(claims: Any, records: Mapping[str, Mapping[str, Any]]) -> list[ScalesRow]:
+    """Per paper claim of ``claims`` (consistency checks are left out), its verdict here and in
+    each record of ``records`` (``{scale: record}``, e.g. :meth:`PaperEvidence.records`)."""
+    by_scale = {scale: {c["id"]: claim_from_dict(c).verdict for c in record["claims"]}
+                for scale, record in records.items()}
+    rows = []
+    for entry in claims:
+        c = entry if not isinstance(entry, Mapping) else claim_from_dict(entry)
+        if c.kind != "claim":
+            continue
+        there = {scale: verdicts.get(c.id, "not tested") for scale, verdicts in by_scale.items()}
+        rows.append(ScalesRow(c.id, c.claim, c.verdict, there,
+                              tuple(s for s, v in there.items() if v != c.verdict)))
+    return rows
+
+
 def verdicts_by_scale_markdown(claims: Any, evidence: PaperEvidence) -> str:
-    """The table a chapter shows under its claims: per paper claim its verdict in this run and in
-    the stored paper-scale run (``not tested`` there when none is stored), and whether it changed.
-    Nothing to compare when this run is itself the paper-scale evidence (one line says so)."""
+    """The table a chapter shows under its claims: per paper claim its verdict in this run, in the
+    chapter's stored ``long`` run when one is stored, and in the stored paper-scale run
+    (``not tested`` there when none is stored), and whether it changed. When this run is itself the
+    paper-scale evidence, one line says so (and a stored ``long`` run, if any, is compared)."""
+    records = evidence.records()
     if evidence.own:
-        return "This run is at paper scale: its verdicts above are the paper-scale verdicts."
-    record = evidence.record()
-    rows = verdicts_by_scale(claims, record)
-    head = [f"| claim | {evidence.scale} run (this page) | stored paper-scale run | changed |",
-            "|---|---|---|---|"]
-    body = [f"| {r.id} | {r.here} | {r.paper} | "
-            f"{'—' if r.changed is None else ('**yes**' if r.changed else 'no')} |" for r in rows]
-    note = ("" if record is not None else
+        records.pop("paper", None)
+        if not records:
+            return "This run is at paper scale: its verdicts above are the paper-scale verdicts."
+    columns = [s for s in records if s != "paper"] + ([] if evidence.own else ["paper"])
+    rows = verdicts_across_scales(claims, records)
+    compared = bool(records)
+
+    def changed(row: ScalesRow) -> str:
+        if not compared:
+            return "—"
+        if not row.changed:
+            return "no"
+        return "**yes**" if list(records) == ["paper"] else f"**yes** ({', '.join(row.changed)})"
+
+    head = [f"| claim | {evidence.scale} run (this page) | "
+            + " | ".join(f"stored {s}-scale run" for s in columns) + " | changed |",
+            "|---|---|" + "---|" * len(columns) + "---|"]
+    body = [f"| {r.id} | {r.here} | "
+            + " | ".join(r.stored.get(s, "not tested") for s in columns)
+            + f" | {changed(r)} |" for r in rows]
+    note = ("" if evidence.own or "paper" in records else
             "\n\nNo paper-scale run of this chapter is stored, so every claim is not tested at "
             "paper scale.")
     return "\n".join(head + body) + note

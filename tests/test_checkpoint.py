@@ -1,0 +1,110 @@
+"""Checkpoints of long runs (issue 35): a run cut into pieces equals the whole run, a run killed
+mid-way resumes from its last saved piece, and a change of settings or code starts afresh."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from eoslib.book.checkpoint import Checkpoints, checkpoints_dir
+from eoslib.engine import events, models, train
+
+
+@pytest.fixture(scope="module")
+def problem():
+    k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
+    model = models.MLP(4, (16,), 3, "tanh", key=k1)
+    x = jax.random.normal(k2, (48, 4))
+    labels = jnp.argmax(x[:, :3] + 0.3 * jax.random.normal(k3, (48, 3)), axis=1)
+    return model, (x, jax.nn.one_hot(labels, 3))
+
+
+CONFIG = train.TrainConfig(steps=60, probe_every=10, chunks=1)
+
+
+def _runner(problem, config=CONFIG, calls=None, fail_after=None):
+    model, data = problem
+
+    def run(n, resume):
+        if calls is not None:
+            calls.append(n)
+            if fail_after is not None and len(calls) > fail_after:
+                raise KeyboardInterrupt("the session ended")
+        return train.run(train.supervised("half_mse"), lambda hp: optax.sgd(hp["eta"]),
+                         None if resume is not None else model, data,
+                         dataclasses.replace(config, steps=n), key=jax.random.key(0),
+                         hparams={"eta": 0.5}, resume=resume, progress=False)
+    return run
+
+
+def test_pieces_equal_the_whole_run_and_a_killed_run_resumes(problem, tmp_path):
+    whole = _runner(problem)(60, None)
+    calls = []
+    ckpt = Checkpoints("demo", {"steps": 60}, root=tmp_path, code="c1", log=None)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.train("gd", _runner(problem, calls=calls, fail_after=2), steps=60, every=20)
+    assert calls == [20, 20, 20] and ckpt.path("gd").is_file()  # two pieces saved, the third lost
+    calls.clear()
+    again = Checkpoints("demo", {"steps": 60}, root=tmp_path, code="c1", log=None)
+    result = again.train("gd", _runner(problem, calls=calls), steps=60, every=20)
+    assert calls == [20]  # resumed at step 40
+    np.testing.assert_allclose(result.history.loss, whole.history.loss, rtol=1e-6)
+    assert result.history.probe_step.tolist() == [0, 10, 20, 30, 40, 50]
+    np.testing.assert_allclose(result.history.sharpness, whole.history.sharpness, rtol=1e-4)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+                 result.state.params, whole.state.params)
+    # a finished run is loaded, not rerun
+    calls.clear()
+    done = again.train("gd", _runner(problem, calls=calls), steps=60, every=20)
+    assert calls == [] and done.history.loss.shape == (60,)
+    assert int(done.state.step) == 60
+
+
+def test_other_settings_or_code_start_afresh(problem, tmp_path):
+    a = Checkpoints("demo", {"steps": 60}, root=tmp_path, code="c1", log=None)
+    b = Checkpoints("demo", {"steps": 61}, root=tmp_path, code="c1", log=None)
+    c = Checkpoints("demo", {"steps": 60}, root=tmp_path, code="c2", log=None)
+    d = Checkpoints("other", {"steps": 60}, root=tmp_path, code="c1", log=None)
+    paths = {x.path("gd") for x in (a, b, c, d)}
+    assert len(paths) == 4 and a.path("gd") != a.path("gd2")
+    assert a.path("gd").parent == tmp_path / "demo"
+    a.train("gd", _runner(problem), steps=20, every=10)
+    calls = []
+    c.train("gd", _runner(problem, calls=calls), steps=20, every=10)
+    assert calls == [10, 10]
+    a.clear()
+    assert not (tmp_path / "demo").exists()
+
+
+def test_a_stopped_run_is_finished(problem, tmp_path):
+    config = dataclasses.replace(CONFIG, probe_every=0, stop_when=events.AccuracyAbove(0.9))
+    calls = []
+    ckpt = Checkpoints("demo", {}, root=tmp_path, code="c1", log=None)
+    result = ckpt.train("stop", _runner(problem, config, calls=calls), steps=400, every=100)
+    t = int(result.stopped_at)
+    assert 0 < t < 300 and len(calls) == t // 100 + 1  # no piece after the stop
+
+
+def test_cached_computes_once(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": jnp.arange(3.0), "key": jax.random.key(5), "n": 2}
+
+    first = Checkpoints("demo", {"a": 1}, root=tmp_path, code="c1", log=None).cached("toy", compute)
+    second = Checkpoints("demo", {"a": 1}, root=tmp_path, code="c1", log=None).cached("toy", compute)
+    assert calls == [1] and second["n"] == 2
+    np.testing.assert_array_equal(second["x"], first["x"])
+    assert jax.random.key_data(second["key"]).tolist() == jax.random.key_data(first["key"]).tolist()
+
+
+def test_where_checkpoints_go(tmp_path, monkeypatch):
+    monkeypatch.setenv("EOSLIB_CHECKPOINTS", str(tmp_path / "c"))
+    assert checkpoints_dir() == tmp_path / "c"
+    assert Checkpoints("demo", {}, code="x", log=None).folder == tmp_path / "c" / "demo"
+    with pytest.raises(ValueError, match="must be >= 1"):
+        Checkpoints("demo", {}, code="x", log=None).train("r", None, steps=0, every=1)
