@@ -52,13 +52,13 @@ VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "not tested")
 CHECK_OUTCOMES = ("holds", "fails", "not tested")
 #: The two kinds of claim, a paper claim and a consistency check.
 KINDS = ("claim", "consistency")
-#: The scales a chapter runs at: CI seconds, book minutes on a CPU, ``long`` (the paper's
+#: The scales a chapter runs at, in order of size — CI seconds, book minutes on a CPU, ``long`` (the paper's
 #: architecture at the largest size a CPU finishes in about two hours, run once and kept in the
-#: results store), the paper's settings. In order of size.
+#: results store), the paper's settings.
 SCALES = ("smoke", "book", "long", "paper")
 #: The scales every chapter declares; a chapter may leave out the others (:data:`OPTIONAL_SCALES`).
 REQUIRED_SCALES = ("smoke", "book", "paper")
-#: The scales a chapter may declare or not: a chapter without ``SCALES["long"]`` has no long run.
+#: The scales a chapter may leave out (a chapter without ``SCALES["long"]`` has no long run).
 OPTIONAL_SCALES = tuple(s for s in SCALES if s not in REQUIRED_SCALES)
 RECORD_KEYS = ("chapter", "scale", "parameters", "claims", "metrics", "provenance")
 CLAIM_KEYS = ("id", "claim", "paper", "ours", "verdict", "note")

@@ -69,7 +69,7 @@ from jaxtyping import Array, Bool, Float, PyTree, Scalar
 
 from eoslib.engine import hessian, linalg, losses, ntk, optim
 
-__all__ = ["Probe", "NextPoint", "OscillationAveraged", "oscillation_averaged", "EdgeCoefficients", "CurvatureRecord", "PreconditionedRecord", "RotationRecord",
+__all__ = ["Probe", "NextPoint", "OscillationAveraged", "oscillation_averaged", "AVERAGING", "EdgeCoefficients", "CurvatureRecord", "PreconditionedRecord", "RotationRecord",
            "NTKRecord", "DecayChannelRecord", "edge_coefficients", "clipped_fraction", "alignment", "curvature",
            "preconditioned_sharpness", "rotation", "ntk_top", "decay_channel", "combine", "is_record", "RECORDS"]
 

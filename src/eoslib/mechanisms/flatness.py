@@ -265,12 +265,13 @@ class Sweep(NamedTuple):
         stability. NaN without probes.
       small_edge_ratio: ``(G, R)`` the same with η_small over the probes after the switch (NaN
         without a switch): ≥ 1 means the small step size was not stable either.
-      peak_sharpness, peak_step: ``(G, R)`` the largest probed sharpness up to the switch (the
-        whole run without one) and its step.
+      peak_sharpness: ``(G, R)`` the largest probed sharpness up to the switch (the whole run
+        without one).
+      peak_step: ``(G, R)`` the step of ``peak_sharpness``.
       final_sharpness: ``(G, R)`` the last finite probed sharpness.
       switch_step: ``(G, R)`` the step the switch fired (−1: never, or no switch).
-      completion_step, stop_step: ``(G, R)`` the evaluation steps of completion and of the
-        early-stopping point (−1: none).
+      completion_step: ``(G, R)`` the evaluation step of completion (−1: none).
+      stop_step: ``(G, R)`` the evaluation step of the early-stopping point (−1: none).
       params: the final parameters, leaves ``(G·R, …)`` (η-major).
     """
 
