@@ -59,7 +59,8 @@ def test_restoration_needs_oscillation_for_both_optimizers(rules):
     restored = {"toy_memory_spans": 10.0, "toy_cap_amplitude_rmsprop": 0.9,
                 "toy_cap_amplitude_adam": 3.8, "toy_amplitude_rmsprop": 0.0,
                 "toy_amplitude_adam": 0.0, "toy_floor_ratio_rmsprop": 0.8,
-                "toy_floor_ratio_adam": 0.05}
+                "toy_floor_ratio_adam": 0.05,
+                "toy_cap_floor_ratio_min_rmsprop": 3.0, "toy_cap_floor_ratio_min_adam": 1.5}
     assert rules["toy-restoration"].grade(restored) == R
     # Adam settling under the cap (as it does at τ = 1) restores nothing for Adam
     assert rules["toy-restoration"].grade({**restored, "toy_cap_amplitude_adam": 0.0}) == N
@@ -101,7 +102,9 @@ def test_restoration_reads_its_control_the_uncapped_runs(rules):
     both_oscillate = {"toy_memory_spans": 10.0, "toy_cap_amplitude_rmsprop": 0.9,
                       "toy_cap_amplitude_adam": 3.8, "toy_amplitude_rmsprop": 0.5,
                       "toy_amplitude_adam": 0.4, "toy_floor_ratio_rmsprop": 0.8,
-                      "toy_floor_ratio_adam": 0.05}
+                      "toy_floor_ratio_adam": 0.05,
+                      "toy_cap_floor_ratio_min_rmsprop": 3.0,
+                      "toy_cap_floor_ratio_min_adam": 1.5}
     assert rules["toy-restoration"].grade(both_oscillate) == N
     assert rules["toy-restoration"].grade({**both_oscillate, "toy_amplitude_rmsprop": 0.0,
                                            "toy_amplitude_adam": 0.0}) == R
@@ -193,9 +196,14 @@ def test_a_control_resting_only_through_underflow_is_rejected(rules):
     restored = {"toy_memory_spans": 10.0, "toy_cap_amplitude_rmsprop": 0.9,
                 "toy_cap_amplitude_adam": 3.8, "toy_amplitude_rmsprop": 0.0,
                 "toy_amplitude_adam": 0.0, "toy_floor_ratio_rmsprop": 0.8,
-                "toy_floor_ratio_adam": 0.05}
+                "toy_floor_ratio_adam": 0.05,
+                "toy_cap_floor_ratio_min_rmsprop": 3.0, "toy_cap_floor_ratio_min_adam": 1.5}
     assert rules["toy-restoration"].grade(restored) == R
     assert rules["toy-restoration"].grade({**restored, "toy_floor_ratio_rmsprop": 121}) == N
+    # review: the cap restores the instability only if its own floor is unstable (ratio > 1)
+    assert rules["toy-restoration"].grade(
+        {**restored, "toy_cap_floor_ratio_min_rmsprop": 0.9}) == N
+    assert rules["toy-restoration"].grade({**restored, "toy_cap_floor_ratio_min_adam": 1.0}) == N
 
 
 def test_the_toy_runs_in_float64():
