@@ -283,7 +283,7 @@ MLP = Departure("the MLP is fc-relu, 3072-200-200-10 (its width is not in our co
                 "not stated in the paper")
 MODEL = Departure("c_y^crit = α/γ from our reconstruction of the (x, y) model with decay (the "
                   "paper's formulas are not in our copy)", "reconstructed formula")
-TWO_STEPS = Departure("α and c_y read at the midpoint (θ_t + θ_{t+1})/2 of the edge oscillation "
+TWO_STEPS = Departure("α and c_y read at the midpoint (θ_t + θ_(t+1))/2 of the edge oscillation "
                       "(θ† to first order), a crossing held over two probes and graded by the "
                       "sharpness at which it happens: the treated run crosses while S ≤ "
                       "0.9·(2/η − γ), the control not while S < 0.95·(2/η) (the paper's "
