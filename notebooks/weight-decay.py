@@ -873,13 +873,14 @@ no_decay = train.supervised("half_mse")  # the decay is the optimizer's job here
 intervened = train.run(no_decay, lambda hp: optax.chain(decay_off, optax.sgd(P.eta)),
                        init(jax.random.key(P.seeds[0])), (ds.x, ds.onehot), config,
                        key=jax.random.key(P.seeds[0] + 1000),
-                       probe_fn=probes.oscillation_averaged(probes.decay_channel("half_mse")))
+                       probe_fn=probes.oscillation_averaged(probes.decay_channel("half_mse"),
+                                                            how="midpoint"))
 
 # %% tags=["hide-input"]
 hi = intervened.history
 S_int = np.asarray(hi.sharpness)  # the objective has no decay term: λmax(H) of L
 plateau_int = edge_model.plateau(tp, S_int, edge)
-channel = hi.extra.value  # averaged over steps t and t + 1, as α is
+channel = hi.extra.value  # at the midpoint (θ_t + θ_(t+1))/2, as α is
 residual = np.abs(np.asarray(channel.c_y_applied)) / np.abs(np.asarray(channel.c_y))
 channel_residual = (float(np.nanmedian(residual)) if np.isfinite(residual).any()
                     else float("nan"))
