@@ -277,8 +277,9 @@ LAM_EFF = Departure("λ_eff = λ₁(P^-1/2 H P^-1/2) from our reconstruction of 
                     "(formulas lost in our copy)", "reconstructed formula")
 GEN_NET = Departure("the fMNIST MLP on {gen_n_train:.0f} images for {gen_steps:.0f} steps "
                     "instead of VGG10 on CIFAR-10 5k", "CPU", scales=("smoke", "book"))
-GEN_LOSS = Departure("½MSE instead of the paper's cross-entropy (\"on fMNIST, using "
-                     "cross-entropy loss\"): one objective for the whole chapter, so the "
+GEN_LOSS = Departure("½MSE instead of the paper's cross-entropy (\"experiments on CIFAR10 "
+                     "using VGG-like networks, and on fMNIST, using cross-entropy loss\", "
+                     "Sec. 6.2): one objective for the whole chapter, so the "
                      "generalization runs share the loss, and its sharpness convention, of "
                      "the sections whose edges they follow (cross-entropy would cost the "
                      "same on CPU)", "design choice")
