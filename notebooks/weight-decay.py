@@ -198,23 +198,32 @@ display(Markdown(
 #
 # Two definitions the rules use. A run's **plateau** is its mean $S$ over the last quarter of
 # the probes, and its **drift** the least-squares change of $S$ over that quarter in units of
-# $2/\eta$. $S$ **stops rising** at the first probe where it reaches 95% of its plateau; the
+# $2/\eta$. $S$ **stops rising** at the first probe where it reaches 95% of its plateau. The
 # alignment **crossing that counts** is $c_y$ reaching $c_y^{\text{crit}} = \alpha/\gamma$
-# from below *at or before* that probe — after it $\alpha \to 0$, and $c_y \ge \alpha/\gamma$
-# holds for any run, aligned or not ({func}`eoslib.mechanisms.edge_model.aligned_before_stop`).
-# **Measured on two steps.** Once $\eta S > 1$ the iterate oscillates with period 2 along $u$,
-# and the gradient's component along $u$ flips sign every step; that swing dominates
-# $\alpha = -\nabla L\cdot\nabla S$ read at one iterate (in a review of this chapter, the
-# control's $\alpha$ had opposite signs on odd and even steps, each larger than the crossing
-# threshold, so the verdict flipped with the parity of the probe step). Every
-# first-order quantity a rule reads here ($\alpha$, $c_y$) is therefore the mean of its values at
-# $\theta_t$ and $\theta_{t+1}$ ({func}`eoslib.engine.probes.oscillation_averaged`), and a
-# crossing must **persist over two consecutive probes**, both at or before the stop
-# ({func}`eoslib.mechanisms.edge_model.first_crossing`). The record keeps $\alpha$ at both
-# parities and the crossing step each would give, for the treated run and the control.
+# from below, held over two consecutive probes, *while the sharpness is still well below its
+# edge*: the paper's event (Fig. 13) is that at small $\gamma$, $c_y$ stays below
+# $c_y^{\text{crit}}$ "until the sharpness reaches $2/\eta - \gamma$", and at large
+# $\gamma$ crosses it "before the sharpness reaches $2/\eta - \gamma$". Declared here: the
+# treated run aligns if it crosses while $S \le 0.9\,(2/\eta - \gamma)$; the control must not
+# cross while $S < 0.95\cdot 2/\eta$
+# ({func}`eoslib.mechanisms.edge_model.crossing_below_sharpness`). A run that ends below its
+# level without crossing is undecided.
+# **Measured at the midpoint of the oscillation.** Once $\eta S > 1$ the iterate oscillates
+# with period 2 along $u$, and $\alpha = -\nabla L\cdot\nabla S$ read at one iterate flips
+# sign every step (in an earlier review the control's $\alpha$ had opposite signs on odd and
+# even steps). Averaging the pair $(\theta_t, \theta_{t+1})$ removes the swing but not the
+# oscillation's own self-stabilisation: around $\theta^\dagger \pm x u$ the pair mean is
+# $\alpha^\dagger - x^2(\beta/2 + S\,u^\top\nabla^2 S\,u)$, which stationarity at the edge
+# makes $\approx \gamma c_y$, so with the pair average every run "crosses" when $S$ stops
+# rising, control or not (a second review of this chapter). $\alpha$ and $c_y$ are therefore
+# read at the midpoint $(\theta_t + \theta_{t+1})/2$
+# ({func}`eoslib.engine.probes.oscillation_averaged` with `how="midpoint"`),
+# $\theta^\dagger$ to first order; the record keeps $\alpha$ at $\theta_t$ alone, the crossing
+# step it would give, and the sharpness at each crossing.
 #
 # **Settled, or `not tested`.** A plateau is read only where it has settled: the phase-transition
-# claims are tested only when the drift of every run they read is at most `MAX_DRIFT` of
+# claims, and the alignment claims that read the same runs (the control and the projected-decay
+# run included), are tested only when the drift of every run they read is at most `MAX_DRIFT` of
 # $2/\eta$ over its last quarter; a run still rising is too short to decide, and the claim says
 # so (`not tested`) rather than grading a level that is still moving.
 
@@ -234,6 +243,9 @@ NAMES = {
     "plateau_ratio_max_seeds": "the largest plateau/(2/η − γ) over the seeds at γ",
     "late_drift_max_seeds": "the largest |drift| over those seeds",
     "control_plateau_edge_ratio": "the control's plateau/(2/η − γc)",
+    "control_late_drift": "the control's |drift| over its last quarter, of 2/η",
+    "intervention_late_drift": ("the projected-decay run's |drift| over its last quarter, "
+                                "of 2/η"),
     "treated_aligned_fraction": "the fraction of seeds at γ that align before S stops",
     "control_aligned": "whether the control aligns before S stops (1: yes)",
     "cnn_runs": "the number of CNN runs (this one or stored)",
@@ -271,8 +283,11 @@ MLP = Departure("the MLP is fc-relu, 3072-200-200-10 (its width is not in our co
                 "not stated in the paper")
 MODEL = Departure("c_y^crit = α/γ from our reconstruction of the (x, y) model with decay (the "
                   "paper's formulas are not in our copy)", "reconstructed formula")
-TWO_STEPS = Departure("α and c_y averaged over steps t and t + 1, a crossing held over two "
-                      "probes (the paper's measurement is not in our copy)", "design choice")
+TWO_STEPS = Departure("α and c_y read at the midpoint (θ_t + θ_(t+1))/2 of the edge oscillation "
+                      "(θ† to first order), a crossing held over two probes and graded by the "
+                      "sharpness at which it happens: the treated run crosses while S ≤ "
+                      "0.9·(2/η − γ), the control not while S < 0.95·(2/η) (the paper's "
+                      "measurement is not in our copy)", "design choice")
 CNN = Departure("Cohen et al.'s cnn-relu (the paper's CNN is not specified in our copy), read "
                 "from a stored paper-scale run", "not stated in the paper")
 BASELINE_AT_EDGE = AtMost("plateau_gamma0_edge_err", 0.10, fmt=".1%")
@@ -308,25 +323,29 @@ CLAIMS = [
                 "last quarter)"),
     ClaimSpec(
         "alignment-mechanism",
-        "at large γ, c_y = ⟨θ, ∇S⟩ crosses c_y^crit = α/γ before S stops rising; "
-        "at small γ it does not, and S reaches 2/η − γ",
-        "ReLU MLP, η = 0.02: small γ reaches the edge first, large γ crosses first "
-        "(Fig. 13)",
-        rule=Given(BASELINE_AT_EDGE,
+        "at large γ, c_y = ⟨θ, ∇S⟩ crosses c_y^crit = α/γ before the sharpness reaches "
+        "2/η − γ; at small γ it stays below until S reaches the edge",
+        "ReLU MLP, η = 0.02: c_y stays below c_crit \"until the sharpness reaches 2/η − γ\"; "
+        "at large γ it crosses \"before the sharpness reaches 2/η − γ\" (Fig. 13)",
+        rule=Given(AllOf((BASELINE_AT_EDGE, SETTLED,
+                          AtMost("control_late_drift", MAX_DRIFT, fmt=".1%"))),
                    AllOf((AtLeast("treated_aligned_fraction", 1.0, fair=0.5, fmt=".0%"),
                           AtMost("control_aligned", 0.0),
                           AtLeast("control_plateau_edge_ratio", 0.95, fmt=".3f")))),
-        ours="at γ, c_y crosses α/γ at step {treated_crossing_steps} and S stops at step "
-             "{treated_stop_steps} (aligned first: {treated_aligned:.0f}); control γc = "
-             "{control_gamma}: crosses at step {control_crossing_step}, stops at step "
-             "{control_stop_step} (aligned first: {control_aligned:.0f}), plateau/(2/η − γc) "
-             "{control_plateau_edge_ratio:.3f}; α averaged over steps t and t + 1, a crossing "
-             "held over two probes; −1: never",
+        ours="at γ, c_y crosses α/γ at step {treated_crossing_steps} with S/(2/η − γ) = "
+             "{treated_crossing_s_ratio:.3f} (aligned while S ≤ 0.9·(2/η − γ): "
+             "{treated_aligned:.0f}); control γc = {control_gamma}: crosses at step "
+             "{control_crossing_step} with S/(2/η) = {control_crossing_s_ratio:.3f} (aligned "
+             "while S < 0.95·(2/η): {control_aligned:.0f}), plateau/(2/η − γc) "
+             "{control_plateau_edge_ratio:.3f}; α, c_y at the midpoint of the oscillation, a "
+             "crossing held over two probes; −1: never",
         departures=(DATA, STEPS, SEEDS, LOSS, MLP, MODEL, TWO_STEPS),
         glossary=NAMES,
         control="a small γc (control_gamma) from the same initialisation, which must "
-                "reach its edge 2/η − γc without aligning first; tested when the γ = 0 "
-                "run reaches 2/η (the run is long enough for an edge to be reached)"),
+                "reach its edge 2/η − γc and not cross while S < 0.95·(2/η); tested when "
+                "the γ = 0 run reaches 2/η (the run is long enough for an edge to be "
+                "reached) and every run it reads has settled (drift ≤ 1% of 2/η over the "
+                "last quarter), as mlp-phase-transition"),
     ClaimSpec(
         "cnn-damping",
         "in a CNN, weight decay damps the sharpness oscillations at the edge",
@@ -370,16 +389,21 @@ CLAIMS = [
         "(beyond the paper) removing the decay's component along ∇S removes the "
         "sub-edge plateau",
         "the reviewers' open question; the paper's mechanism predicts yes",
-        rule=Given(AllOf((BASELINE_AT_EDGE,
+        rule=Given(AllOf((BASELINE_AT_EDGE, SETTLED,
+                          AtMost("intervention_late_drift", MAX_DRIFT, fmt=".1%"),
                           AtMost("plateau_ratio_plain", 0.9, fmt=".3f"),
                           AtMost("intervention_channel_residual", 0.1, fmt=".1%"))),
                    Within("intervention_plateau", "edge_minus_gamma", 0.1)),
         ours="plateau {plain_plateau:.1f} with plain decay, {intervention_plateau:.1f} "
              "with the decay projected off ∇S (c_y left: "
-             "{intervention_channel_residual:.1%}); 2/η − γ = {edge_minus_gamma:.2f}",
+             "{intervention_channel_residual:.1%}); 2/η − γ = {edge_minus_gamma:.2f}; "
+             "drift over the last quarter, of 2/η: plain {gamma_drift:+.2%}, projected "
+             "{intervention_late_drift:+.2%}",
         departures=(Departure("an experiment beyond the paper (the reviewers' question)", "design choice"), DATA, STEPS, LOSS, MLP, MODEL),
         glossary=NAMES,
-        control="the plain-decay run at the same γ, seed, data and η"),
+        control="the plain-decay run at the same γ, seed, data and η; tested only where "
+                "both runs have settled (drift ≤ 1% of 2/η over the last quarter), as "
+                "mlp-phase-transition"),
     ClaimSpec(
         "paper-scale-phase-transition",
         "at the paper's size (5,000 images) the MLP's sharpness settles below 2/η − γ",
@@ -549,9 +573,11 @@ params0 = jax.vmap(init)(jnp.stack([jax.random.key(s) for s in member_seeds]))
 # %%
 config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1)
 objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples, + γ/2‖θ‖²
-# α and c_y at θ_t and θ_{t+1}, averaged: one sample catches the period-2 oscillation
+# α and c_y at the midpoint (θ_t + θ_{t+1})/2: one sample catches the period-2 oscillation,
+# and the pair average keeps its self-stabilisation term (≈ γ c_y at any edge), the midpoint
+# is θ† to first order
 probe = probes.combine(
-    alignment=probes.oscillation_averaged(probes.alignment("half_mse"), how="pair"),
+    alignment=probes.oscillation_averaged(probes.alignment("half_mse"), how="midpoint"),
     ntk=probes.ntk_top(tol=1e-2))
 mlp = train.run(objective, lambda hp: optax.sgd(P.eta), params0, (ds.x, ds.onehot),
                 config, key=jax.random.key(P.seeds[0] + 1000), batched_params=True,
@@ -562,12 +588,10 @@ h = mlp.history
 edge = 2 / P.eta
 tp = np.asarray(h.probe_step[0])
 S_mlp = np.asarray(h.sharpness) - gammas_mlp[:, None]  # λmax(H) of L without the decay
-cy = np.asarray(h.extra.alignment.value.c_y)  # the mean over steps t and t + 1
+cy = np.asarray(h.extra.alignment.value.c_y)  # at the midpoint (θ_t + θ_{t+1})/2
 alpha = np.asarray(h.extra.alignment.value.alpha)
-cy_t, cy_t1 = (np.asarray(h.extra.alignment.at_t.c_y),
-               np.asarray(h.extra.alignment.at_other.c_y))  # each step alone
-alpha_t, alpha_t1 = (np.asarray(h.extra.alignment.at_t.alpha),
-                     np.asarray(h.extra.alignment.at_other.alpha))
+cy_t = np.asarray(h.extra.alignment.at_t.c_y)  # at the probe step's iterate θ_t alone
+alpha_t = np.asarray(h.extra.alignment.at_t.alpha)
 ntk_top = np.asarray(h.extra.ntk.top_eigenvalue)
 diverged = np.asarray(mlp.diverged)
 print(f"{P.arch} on {len(ds)} images ({ds.source}); {P.steps} steps of GD at "
@@ -594,37 +618,51 @@ drift = np.array([p.drift for p in plateaus])
 stops = [edge_model.stop_index(S_mlp[i], level[i]) for i in range(len(members))]
 
 
-def aligned(i):
-    """1/0: c_y crosses α/γ from below, held over two probes, before S stops rising (both
-    averaged over steps t and t + 1); NaN if S never stopped; 0 if the run diverged (a failed
-    measurement counts against the alignment)."""
+TREATED_REACH = 0.9  # the treated run must cross while S ≤ this × (2/η − γ) (declared)
+CONTROL_REACH = 0.95  # the control must not cross while S < this × 2/η (declared)
+
+
+def aligned(i, control=False):
+    """1/0: c_y crosses α/γ from below, held over two probes (both at the midpoint of the
+    oscillation), while S ≤ TREATED_REACH·(2/η − γ) (the control: while S <
+    CONTROL_REACH·(2/η)); NaN if the run ended below that level without crossing (undecided);
+    0 if the run diverged (a failed measurement counts against the alignment)."""
     if diverged[i]:
         return 0.0
-    a = edge_model.aligned_before_stop(cy[i], alpha[i] / gammas_mlp[i], stops[i])
+    bound = CONTROL_REACH * edge if control else TREATED_REACH * (edge - gammas_mlp[i])
+    a = edge_model.crossing_below_sharpness(cy[i], alpha[i] / gammas_mlp[i], S_mlp[i], bound,
+                                            strict=control)
     return float("nan") if a is None else float(a)
 
 
 def crossing_step(i, c, a):
     """The step at which c crosses a/γ from below and holds for two probes, over the whole run
-    (−1: never): with the averaged series, or with one parity's."""
+    (−1: never): at the midpoint, or at θ_t alone."""
     k = edge_model.first_crossing(c[i], a[i] / gammas_mlp[i])
     return int(tp[k]) if k is not None else -1
+
+
+def crossing_s(i, ref):
+    """S / ref at the midpoint crossing (NaN: no crossing)."""
+    k = edge_model.first_crossing(cy[i], alpha[i] / gammas_mlp[i])
+    return float(S_mlp[i, k] / ref) if k is not None else float("nan")
 
 
 ratio_cy_s = cy / np.where(S_mlp > 0, S_mlp, np.nan)
 print(f"c_y / S over all probes: median {np.nanmedian(ratio_cy_s):.2f} (interquartile "
       f"{np.nanpercentile(ratio_cy_s, 25):.2f}–{np.nanpercentile(ratio_cy_s, 75):.2f})")
 print(" γ        seed  S(θ0)  plateau  plateau/(2/η−γ)  drift   S stops at  crosses at  "
-      "aligned   (crossing with one step's α: t, t + 1)")
+      "aligned   (crossing with α at θ_t alone)")
 for i, (g, s) in enumerate(members):
     stop = f"step {int(tp[stops[i]])}" if stops[i] is not None else "never"
-    a = {1.0: "yes", 0.0: "no"}.get(aligned(i), "n/a") if g > 0 else "—"
+    a = ({1.0: "yes", 0.0: "no"}.get(aligned(i, control=(i == i_ctrl)), "n/a") if g > 0
+         else "—")
     cross = [crossing_step(i, c, al) if g > 0 else -1
-             for c, al in ((cy, alpha), (cy_t, alpha_t), (cy_t1, alpha_t1))]
+             for c, al in ((cy, alpha), (cy_t, alpha_t))]
     show = ["never" if c < 0 else f"step {c}" for c in cross]
     print(f"{g:<8} {s:>4} {S_mlp[i, 0]:6.1f} {level[i]:8.1f} "
           f"{level[i] / (edge - g):14.3f} {drift[i]:+7.3f} {stop:>11} {show[0]:>11}  {a:>7}"
-          f"   ({show[1]}, {show[2]})" if g > 0 else
+          f"   ({show[1]})" if g > 0 else
           f"{g:<8} {s:>4} {S_mlp[i, 0]:6.1f} {level[i]:8.1f} "
           f"{level[i] / (edge - g):14.3f} {drift[i]:+7.3f} {stop:>11} {'—':>11}  {a:>7}")
 
@@ -690,7 +728,7 @@ axes[1].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The alignment mechanism, control (left) against the phase-transition $\\gamma$ (right). Top: sharpness, with $2/\\eta - \\gamma$ dashed and the probe where $S$ stops rising dotted. Bottom: $c_y = \\langle\\theta, \\nabla S\\rangle$ (solid) against $c_y^{\\mathrm{crit}} = \\alpha/\\gamma$ (dotted), both the mean of their values at steps $t$ and $t+1$; grey dots and crosses: $\\alpha/\\gamma$ at each of the two steps alone (the period-2 swing). The mechanism predicts that the right-hand $c_y$ crosses $c_y^{\\mathrm{crit}}$ before the dotted vertical line, and the left-hand one does not.", "name": "fig-wd-alignment"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The alignment mechanism, control (left) against the phase-transition $\\gamma$ (right). Top: sharpness, with $2/\\eta - \\gamma$ dashed and the level the crossing is graded against dotted ($0.95\\cdot 2/\\eta$ for the control, $0.9(2/\\eta - \\gamma)$ at $\\gamma$). Bottom: $c_y = \\langle\\theta, \\nabla S\\rangle$ (solid) against $c_y^{\\mathrm{crit}} = \\alpha/\\gamma$ (dotted), both at the midpoint $(\\theta_t + \\theta_{t+1})/2$ of the oscillation; grey dots: $\\alpha/\\gamma$ at step $t$ alone (the period-2 swing). The mechanism predicts that the right-hand $c_y$ crosses $c_y^{\\mathrm{crit}}$ while $S$ is below its dotted level, and the left-hand one does not.", "name": "fig-wd-alignment"}}
 panel = [i_ctrl, i_star]
 fig, axes = plt.subplots(2, 2, figsize=(10, 4.8), squeeze=False, sharex=True)
 for col, i in enumerate(panel):
@@ -701,14 +739,11 @@ for col, i in enumerate(panel):
     axes[0, col].set(title=f"{role}: γ = {g}", ylabel="sharpness $S$")
     axes[1, col].plot(tp, cy[i], lw=0.8, label="$c_y$")
     axes[1, col].plot(tp, alpha[i] / g, ":", lw=1.0,
-                      label="$c_y^{crit} = \\alpha/\\gamma$ (mean of steps t, t + 1)")
+                      label="$c_y^{crit} = \\alpha/\\gamma$ (at the midpoint)")
     axes[1, col].plot(tp, alpha_t[i] / g, ".", ms=3, color="0.5",
                       label="$\\alpha/\\gamma$ at step t alone")
-    axes[1, col].plot(tp, alpha_t1[i] / g, "x", ms=3, color="0.5",
-                      label="$\\alpha/\\gamma$ at step t + 1 alone")
-    if stops[i] is not None:
-        for row in (0, 1):
-            axes[row, col].axvline(tp[stops[i]], color="0.5", ls=":", lw=0.8)
+    reach = (CONTROL_REACH * edge if i == i_ctrl else TREATED_REACH * (edge - g))
+    axes[0, col].axhline(reach, color="0.5", ls=":", lw=0.8)
     axes[1, col].set(xlabel="step", ylabel="alignment", yscale="symlog")
     axes[1, col].legend(fontsize=8)
 fig.tight_layout()
@@ -748,12 +783,13 @@ if P.cnn_steps:
         cnn_config, key=jax.random.key(P.seeds[0] + 2000),
         hparams={"gamma": jnp.asarray([g for g, _ in cnn_members], float),
                  "eta": jnp.asarray([e for _, e in cnn_members], float)},
-        probe_fn=probes.oscillation_averaged(probes.alignment("half_mse"), how="pair"))
+        probe_fn=probes.oscillation_averaged(probes.alignment("half_mse"), how="midpoint"))
     ch = cnn_result.history
     cnn_run = dict(probe_step=np.asarray(ch.probe_step[0]), sharpness=np.asarray(ch.sharpness),
                    c_y=np.asarray(ch.extra.value.c_y), alpha=np.asarray(ch.extra.value.alpha),
                    gammas=np.asarray([g for g, _ in cnn_members], float),
-                   etas=np.asarray([e for _, e in cnn_members], float), n_train=len(cds))
+                   etas=np.asarray([e for _, e in cnn_members], float), n_train=len(cds),
+                   alignment_at=np.asarray("midpoint"))
     if scale == "paper":  # kept by the store with the record
         store.save_trace(results_dir, CNN_TRACE, **cnn_run)
 elif evidence.stored is not None:
@@ -777,13 +813,17 @@ if cnn_run is not None:
         c_stop = edge_model.stop_index(c_S[i], c_level)
         c_aligned = None
         if g > 0:
-            c_aligned = edge_model.aligned_before_stop(
-                cnn_run["c_y"][i], cnn_run["alpha"][i] / g, c_stop)
+            # as the MLP's control: no crossing while S < CONTROL_REACH·(2/η) (Fig. 14)
+            c_aligned = edge_model.crossing_below_sharpness(
+                cnn_run["c_y"][i], cnn_run["alpha"][i] / g, c_S[i], CONTROL_REACH * 2 / c_eta,
+                strict=True)
         cnn_rows.append(dict(gamma=float(g), eta=float(c_eta),
                              rate=env.rate if env else float("nan"),
                              stopped=c_stop is not None, aligned=c_aligned))
     print(f"CNN run ({'this run' if P.cnn_steps else 'stored paper-scale run'}): "
-          f"{int(cnn_run['n_train'])} images")
+          f"{int(cnn_run['n_train'])} images; α, c_y read "
+          + ("at the midpoint" if "alignment_at" in cnn_run
+             else "as the mean over steps t, t + 1 (a trace stored before the midpoint)"))
     for r in cnn_rows:
         print(f"  γ = {r['gamma']:<5} η = {r['eta']:<5} envelope decay rate "
               f"{r['rate']:+.2e}/step; aligned before S stops: {r['aligned']}")
@@ -833,13 +873,14 @@ no_decay = train.supervised("half_mse")  # the decay is the optimizer's job here
 intervened = train.run(no_decay, lambda hp: optax.chain(decay_off, optax.sgd(P.eta)),
                        init(jax.random.key(P.seeds[0])), (ds.x, ds.onehot), config,
                        key=jax.random.key(P.seeds[0] + 1000),
-                       probe_fn=probes.oscillation_averaged(probes.decay_channel("half_mse")))
+                       probe_fn=probes.oscillation_averaged(probes.decay_channel("half_mse"),
+                                                            how="midpoint"))
 
 # %% tags=["hide-input"]
 hi = intervened.history
 S_int = np.asarray(hi.sharpness)  # the objective has no decay term: λmax(H) of L
 plateau_int = edge_model.plateau(tp, S_int, edge)
-channel = hi.extra.value  # averaged over steps t and t + 1, as α is
+channel = hi.extra.value  # at the midpoint (θ_t + θ_(t+1))/2, as α is
 residual = np.abs(np.asarray(channel.c_y_applied)) / np.abs(np.asarray(channel.c_y))
 channel_residual = (float(np.nanmedian(residual)) if np.isfinite(residual).any()
                     else float("nan"))
@@ -893,8 +934,7 @@ sharpness_spread = lambda i: float(np.ptp(S_mlp[i, late_q]) / np.mean(S_mlp[i, l
 ntk_gap = lambda i: (np.inf if diverged[i] else
                      float(np.median(np.abs(ntk_top[i, late_q] / S_mlp[i, late_q] - 1))))
 cross = {name: [crossing_step(i, c, a) for i in range(len(members))]
-         for name, (c, a) in {"mean": (cy, alpha), "t": (cy_t, alpha_t),
-                              "t1": (cy_t1, alpha_t1)}.items()}
+         for name, (c, a) in {"mean": (cy, alpha), "t": (cy_t, alpha_t)}.items()}
 cnn_damp_rows = [r for r in cnn_rows if np.isclose(r["eta"], P.cnn_eta)]
 cnn_decayed = [r for r in cnn_damp_rows if r["gamma"] > 0]
 cnn_rate0 = next((r["rate"] for r in cnn_damp_rows if r["gamma"] == 0), nan)
@@ -925,30 +965,30 @@ metrics = {
     "plateau_by_gamma": level[in_grid].tolist(),
     # alignment-mechanism
     "control_plateau_edge_ratio": float(level[i_ctrl] / (edge - P.control_gamma)),
-    "control_aligned": 1.0 if diverged[i_ctrl] else aligned(i_ctrl),  # diverged: fails
+    "control_late_drift": np.inf if diverged[i_ctrl] else float(abs(drift[i_ctrl])),
+    "control_aligned": 1.0 if diverged[i_ctrl] else aligned(i_ctrl, control=True),
+    "treated_reach": TREATED_REACH, "control_reach": CONTROL_REACH,
+    "control_crossing_s_ratio": crossing_s(i_ctrl, edge),
+    "treated_crossing_s_ratio": [crossing_s(i, edge - P.gamma) for i in seed_members],
     "control_stop_step": int(tp[stops[i_ctrl]]) if stops[i_ctrl] is not None else -1,
     "treated_aligned": aligned_seeds,
     "treated_aligned_fraction": float(np.mean(measured_aligned))
     if measured_aligned else nan,
     "treated_stop_steps": [int(tp[stops[i]]) if stops[i] is not None else -1
                            for i in seed_members],
-    # α on both parities and the crossings each gives (−1: none), treated (every seed at γ)
-    # and control; "t" is the probe step, "t1" the step after it; crossings held two probes
+    # α at the midpoint and at θ_t alone, and the crossings each gives (−1: none), treated
+    # (every seed at γ) and control; "t" is the probe step; crossings held two probes
     "probe_steps": tp.tolist(),
     "control_alpha": alpha[i_ctrl].tolist(),
     "control_alpha_t": alpha_t[i_ctrl].tolist(),
-    "control_alpha_t1": alpha_t1[i_ctrl].tolist(),
     "control_c_y": cy[i_ctrl].tolist(),
     "treated_alpha": alpha[i_star].tolist(),
     "treated_alpha_t": alpha_t[i_star].tolist(),
-    "treated_alpha_t1": alpha_t1[i_star].tolist(),
     "treated_c_y": cy[i_star].tolist(),
     "control_crossing_step": cross["mean"][i_ctrl],
     "control_crossing_step_t": cross["t"][i_ctrl],
-    "control_crossing_step_t1": cross["t1"][i_ctrl],
     "treated_crossing_steps": [cross["mean"][i] for i in seed_members],
     "treated_crossing_steps_t": [cross["t"][i] for i in seed_members],
-    "treated_crossing_steps_t1": [cross["t1"][i] for i in seed_members],
     "cy_over_s_median": float(np.nanmedian(ratio_cy_s)),
     # CNN (stored or this run)
     "cnn_runs": len(cnn_damp_rows),
@@ -970,6 +1010,9 @@ metrics = {
     "plain_plateau": float(level[i_star]),
     "plateau_ratio_plain": float(level[i_star] / (edge - P.gamma)),
     "intervention_plateau": plateau_int.level,
+    # its own drift (∞ if it diverged): the intervention is graded only on a settled plateau
+    "intervention_late_drift": (np.inf if bool(np.asarray(intervened.diverged).any())
+                                else float(abs(plateau_int.drift))),
     "intervention_channel_residual": channel_residual,
     # paper scale (stored)
     "paper_n_seeds": len(paper_ratio_seeds),

@@ -161,3 +161,31 @@ def test_damping_onset_and_transition_of_the_chapter_toy():
     # no transition when α is too large for the room c below the edge, nor when s₀ ≥ 2/η
     assert math.isnan(edge_model.transition_gamma(alpha=3000.0, cy_edge=c, cy_slope=1.0))
     assert math.isnan(edge_model.transition_gamma(alpha=alpha, cy_edge=-5.0, cy_slope=1.0))
+
+
+def test_the_crossing_is_graded_by_the_sharpness_at_which_it_happens():
+    """Review (issue 31 follow-up): around an edge oscillation θ† ± x·u the pair average of
+    α = −∇L·∇S is α† − x²k (k = β/2 + S·uᵀ∇²S·u), and stationarity at the edge makes it ≈ γ c_y,
+    so a crossing graded "before S stops" holds for any run. Read at the midpoint, α is α†; the
+    crossing is graded by the sharpness at which it happens."""
+    gamma, edge = 0.05, 100.0
+    s = np.array([20, 40, 60, 80, 90, 96, 99, 99.5, 99.5, 99.5])
+    c_y = 2.0 * s  # c_y ∝ S (homogeneity)
+    alpha_true = np.full(10, 12.0)  # α† never falls to γ c_y
+    x2k = np.where(s >= 90, alpha_true - 0.98 * gamma * c_y, 0.0)  # x²k, at the edge
+    alpha_pair = alpha_true - x2k  # pair average: ≈ γ c_y once oscillating
+    stop = edge_model.stop_index(s, edge_model.plateau(np.arange(10.0), s, edge).level)
+    # the old reading: the pair average "crosses" by the stop, for a run that never aligns
+    assert edge_model.aligned_before_stop(c_y, alpha_pair / gamma, stop) is True
+    # graded by the sharpness at the crossing, neither reading aligns below 0.9·edge
+    for alpha in (alpha_pair, alpha_true):
+        assert edge_model.crossing_below_sharpness(c_y, alpha / gamma, s, 0.9 * edge) is False
+    # a control that crosses only at the edge does not cross while S < 0.95·edge
+    assert edge_model.crossing_below_sharpness(c_y, alpha_pair / gamma, s, 0.95 * edge,
+                                               strict=True) is False
+    # a run whose α falls below γ c_y at S = 60 (probe 2) aligns well before the edge
+    early = np.where(np.arange(10) >= 2, 0.5 * gamma * c_y, alpha_true)
+    assert edge_model.crossing_below_sharpness(c_y, early / gamma, s, 0.9 * edge) is True
+    # a run that ends below the bound without crossing is undecided
+    assert edge_model.crossing_below_sharpness(c_y[:3], alpha_true[:3] / gamma, s[:3],
+                                               0.9 * edge) is None

@@ -232,6 +232,37 @@ def test_oscillation_averaged_probe_removes_the_period_two_swing():
         assert np.all(signs[1:] == -signs[:-1])
 
 
+def test_pair_average_keeps_the_oscillations_second_order_term_the_midpoint_does_not():
+    """Review of weight-decay: a quantity with a second-order term around the orbit's centre
+    θ† = (x1 + x2)/2, α(w) = α† − k(w − θ†)² (the shape of α = −∇L·∇S's self-stabilisation
+    term), reads α† − k((x1 − x2)/2)² averaged over the pair and α† at the midpoint, in closed
+    form on the cubic's period-2 orbit."""
+    lam, c, eta, alpha0, k = 10.0, 5.0, 0.205, 12.0, 3.0
+    x1, x2 = _cubic_orbit(lam, c, eta)
+    centre, half = (x1 + x2) / 2, (x1 - x2) / 2
+
+    def objective(params, x, y, hp):
+        w = params["w"][0]
+        return 0.5 * lam * w ** 2 + c / 3 * w ** 3, {}
+
+    def second_order(params, opt_state, eigenpairs, hp, data):
+        w = params["w"][0]
+        zero = jnp.zeros((), w.dtype)
+        return probes.EdgeCoefficients(alpha0 - k * (w - centre) ** 2, zero, zero, zero, zero)
+
+    dummy = (jnp.zeros((1, 1)), jnp.zeros((1, 1)))
+    params = {"w": jnp.array([x1], jnp.float64)}
+    read = {}
+    for how in ("pair", "midpoint"):
+        cfg = train.TrainConfig(steps=4, probe_every=1, chunks=1, eig_tol=1e-10)
+        res = train.run(objective, _sgd, params, dummy, cfg, key=jax.random.key(0),
+                        hparams={"eta": eta},
+                        probe_fn=probes.oscillation_averaged(second_order, how), progress=False)
+        read[how] = np.asarray(res.history.extra.value.alpha)
+    np.testing.assert_allclose(read["pair"], alpha0 - k * half ** 2, rtol=1e-6)
+    np.testing.assert_allclose(read["midpoint"], alpha0, rtol=1e-6)
+
+
 def test_oscillation_averaged_inside_combine_and_save_load(tmp_path, problem):
     model, data = problem
     probe = probes.combine(alpha=probes.oscillation_averaged(probes.alignment()),

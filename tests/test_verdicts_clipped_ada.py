@@ -59,7 +59,8 @@ def test_restoration_needs_oscillation_for_both_optimizers(rules):
     restored = {"toy_memory_spans": 10.0, "toy_cap_amplitude_rmsprop": 0.9,
                 "toy_cap_amplitude_adam": 3.8, "toy_amplitude_rmsprop": 0.0,
                 "toy_amplitude_adam": 0.0, "toy_floor_ratio_rmsprop": 0.8,
-                "toy_floor_ratio_adam": 0.05}
+                "toy_floor_ratio_adam": 0.05,
+                "toy_cap_floor_ratio_min_rmsprop": 3.0, "toy_cap_floor_ratio_min_adam": 1.5}
     assert rules["toy-restoration"].grade(restored) == R
     # Adam settling under the cap (as it does at τ = 1) restores nothing for Adam
     assert rules["toy-restoration"].grade({**restored, "toy_cap_amplitude_adam": 0.0}) == N
@@ -101,14 +102,35 @@ def test_restoration_reads_its_control_the_uncapped_runs(rules):
     both_oscillate = {"toy_memory_spans": 10.0, "toy_cap_amplitude_rmsprop": 0.9,
                       "toy_cap_amplitude_adam": 3.8, "toy_amplitude_rmsprop": 0.5,
                       "toy_amplitude_adam": 0.4, "toy_floor_ratio_rmsprop": 0.8,
-                      "toy_floor_ratio_adam": 0.05}
+                      "toy_floor_ratio_adam": 0.05,
+                      "toy_cap_floor_ratio_min_rmsprop": 3.0,
+                      "toy_cap_floor_ratio_min_adam": 1.5}
     assert rules["toy-restoration"].grade(both_oscillate) == N
     assert rules["toy-restoration"].grade({**both_oscillate, "toy_amplitude_rmsprop": 0.0,
                                            "toy_amplitude_adam": 0.0}) == R
 
 
 TAU = {"edge_memory_spans": 2.0, "n_tau_binding": 2, "tau_sharpness_ratio": 0.6,
+       "n_tau_null": 1, "tau_sharpness_ratio_over_null": 0.62,
        "tau_tight_loss_rise": 0.3, "tau_no_cap_loss_rise": 0.05}
+
+
+def test_tau_instability_can_pass_and_can_fail_against_its_null(rules):
+    """Review: the loss-rise part needed ≥ 2 × 0.512 = 1.02 of a rate ≤ 1 (it could not pass), and
+    the S ratio had no null (τ = 1e-4, binding on 0.001% of coordinates, gave 0.83 against the
+    passing 0.79)."""
+    assert rules["tau-instability"].grade(TAU) == R  # it can pass
+    # the review's numbers: 0.79 over no cap, but the barely binding cap gives 0.83: 0.79/0.83
+    # over the null is no lowering
+    assert rules["tau-instability"].grade(
+        {**TAU, "tau_sharpness_ratio": 0.79, "tau_sharpness_ratio_over_null": 0.79 / 0.83}) == N
+    # an uncapped loss rising on more than half the steps leaves no room to double: not tested
+    assert rules["tau-instability"].grade(
+        {**TAU, "tau_no_cap_loss_rise": 0.512, "tau_tight_loss_rise": 0.6}) == T
+    assert rules["tau-instability"].grade({**TAU, "tau_no_cap_loss_rise": 0.5,
+                                           "tau_tight_loss_rise": 1.0}) == R
+    # no null cap in the sweep (the loosest cap binds widely, or is the tightest): not tested
+    assert rules["tau-instability"].grade({**TAU, "n_tau_null": 0}) == T
 
 
 def test_tau_instability_is_graded_on_the_hessian_sharpness(rules):
@@ -116,7 +138,8 @@ def test_tau_instability_is_graded_on_the_hessian_sharpness(rules):
     the cap's effect is read on S, not on λ_eff (which adam-threshold reads for the same run)."""
     assert rules["tau-instability"].grade(TAU) == R
     # S about the same with and without the cap (the review's 17.4 vs 20.4 is 0.85: partly)
-    assert rules["tau-instability"].grade({**TAU, "tau_sharpness_ratio": 0.85}) == P
+    assert rules["tau-instability"].grade({**TAU, "tau_sharpness_ratio": 0.85,
+                                           "tau_sharpness_ratio_over_null": 0.85}) == P
     assert rules["tau-instability"].grade({**TAU, "tau_sharpness_ratio": 1.1}) == N
     assert not {m for m in rules["tau-instability"].metrics() if "edge_ratio" in m}
 
@@ -173,9 +196,14 @@ def test_a_control_resting_only_through_underflow_is_rejected(rules):
     restored = {"toy_memory_spans": 10.0, "toy_cap_amplitude_rmsprop": 0.9,
                 "toy_cap_amplitude_adam": 3.8, "toy_amplitude_rmsprop": 0.0,
                 "toy_amplitude_adam": 0.0, "toy_floor_ratio_rmsprop": 0.8,
-                "toy_floor_ratio_adam": 0.05}
+                "toy_floor_ratio_adam": 0.05,
+                "toy_cap_floor_ratio_min_rmsprop": 3.0, "toy_cap_floor_ratio_min_adam": 1.5}
     assert rules["toy-restoration"].grade(restored) == R
     assert rules["toy-restoration"].grade({**restored, "toy_floor_ratio_rmsprop": 121}) == N
+    # review: the cap restores the instability only if its own floor is unstable (ratio > 1)
+    assert rules["toy-restoration"].grade(
+        {**restored, "toy_cap_floor_ratio_min_rmsprop": 0.9}) == N
+    assert rules["toy-restoration"].grade({**restored, "toy_cap_floor_ratio_min_adam": 1.0}) == N
 
 
 def test_the_toy_runs_in_float64():

@@ -51,7 +51,23 @@ def test_no_cnn_is_not_tested(rules):
 
 
 ALIGNED = {"plateau_gamma0_edge_err": 0.002, "control_plateau_edge_ratio": 0.99,
-           "treated_aligned_fraction": 1.0, "control_aligned": 0.0}
+           "treated_aligned_fraction": 1.0, "control_aligned": 0.0,
+           "late_drift_max_seeds": 0.004, "control_late_drift": 0.002}
+
+
+def test_alignment_claims_read_only_settled_runs(rules):
+    """Review: alignment-mechanism and alignment-intervention graded runs that
+    mlp-phase-transition refused as unsettled (drift 3.6% of 2/η > 1%): the same precondition."""
+    assert rules["alignment-mechanism"].grade(ALIGNED) == R
+    assert rules["alignment-mechanism"].grade({**ALIGNED, "late_drift_max_seeds": 0.036}) == T
+    assert rules["alignment-mechanism"].grade({**ALIGNED, "control_late_drift": 0.036}) == T
+    run = {"plateau_gamma0_edge_err": 0.002, "plateau_ratio_plain": 0.77,
+           "intervention_channel_residual": 0.02, "intervention_plateau": 95.0,
+           "edge_minus_gamma": 99.98, "late_drift_max_seeds": 0.004,
+           "intervention_late_drift": 0.003}
+    assert rules["alignment-intervention"].grade(run) == R
+    assert rules["alignment-intervention"].grade({**run, "late_drift_max_seeds": 0.036}) == T
+    assert rules["alignment-intervention"].grade({**run, "intervention_late_drift": 0.02}) == T
 
 
 def test_alignment_needs_a_control_that_reaches_the_edge_without_aligning(rules):
@@ -162,7 +178,8 @@ def test_intervention_is_tested_only_where_the_channel_was_removed(rules):
     rule = rules["alignment-intervention"]
     run = {"plateau_gamma0_edge_err": 0.002, "plateau_ratio_plain": 0.77,
            "intervention_channel_residual": 0.02, "intervention_plateau": 95.0,
-           "edge_minus_gamma": 99.98}
+           "edge_minus_gamma": 99.98, "late_drift_max_seeds": 0.004,
+           "intervention_late_drift": 0.003}
     assert rule.grade(run) == R
     assert rule.grade({**run, "intervention_plateau": 78.0}) == N  # the plateau survives
     # the projection left half of c_y: the channel was not removed, nothing was tested

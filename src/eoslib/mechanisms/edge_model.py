@@ -58,6 +58,7 @@ __all__ = [
     "stop_index",
     "first_crossing",
     "aligned_before_stop",
+    "crossing_below_sharpness",
 ]
 
 
@@ -371,3 +372,36 @@ def aligned_before_stop(c_y: np.ndarray, c_crit: np.ndarray, stop: int | None, *
     if stop is None:
         return None
     return first_crossing(c_y, c_crit, until=stop, persist=persist) is not None
+
+
+def crossing_below_sharpness(c_y: np.ndarray, c_crit: np.ndarray, sharpness: np.ndarray,
+                             s_max: float, *, strict: bool = False,
+                             persist: int = 2) -> bool | None:
+    """Whether ``c_y`` crosses ``c_crit = α/γ`` from below (held ``persist`` probes) *while the
+    sharpness is still below* ``s_max``: the event of Kolic et al.'s Fig. 13, graded by the
+    sharpness at the crossing rather than by the step where the sharpness stopped rising.
+
+    The window is the probes before the sharpness first exceeds ``s_max`` (``strict=True``:
+    first reaches it, i.e. the window holds ``S < s_max``; otherwise ``S ≤ s_max``). ``True``:
+    a crossing inside that window; ``False``: none, and the sharpness did leave the window (the
+    run reached ``s_max`` without crossing first); ``None``: none, and the sharpness never left
+    it (the run ended before the event could be decided).
+
+    Why not "before the stop": with ``α`` and ``c_y`` averaged over the pair (θ_t, θ_{t+1}) of an
+    edge oscillation ±x·u the average carries the oscillation's own self-stabilisation,
+    α_pair ≈ α† − x²(β/2 + S·uᵀ∇²S u), which is ≈ γ c_y at any stationary edge, so a crossing
+    at the stop holds by construction. Read α, c_y at the midpoint
+    (:func:`eoslib.engine.probes.oscillation_averaged` with ``how="midpoint"``, θ† to first order)
+    and grade the crossing by where the sharpness was.
+    """
+    s = np.asarray(sharpness, float)
+    c_y = np.asarray(c_y, float)
+    if s.shape != c_y.shape:
+        raise ValueError(f"sharpness {s.shape} and c_y {c_y.shape} must have one shape")
+    out = np.nonzero(s >= s_max if strict else s > s_max)[0]  # NaN (diverged) never leaves
+    if out.size and out[0] == 0:
+        return False  # the window is empty: no crossing can have happened inside it
+    until = int(out[0]) - 1 if out.size else None
+    if first_crossing(c_y, c_crit, until=until, persist=persist) is not None:
+        return True
+    return False if out.size else None
