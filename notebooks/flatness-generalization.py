@@ -961,7 +961,8 @@ if conv - {"table"}:
         sp_vgg, "vgg", vgg_etas, probe_every=P.vgg_eval_every,
         block=max(2, P.vgg_n_etas // 3), warmup_steps=P.warmup_epochs, **vgg_kw)
     vgg_threshold = vgg_gold["threshold_eta"]
-    conv_metrics.update({f"vgg_{k}": val for k, val in vgg_gold.items()})
+    conv_metrics = flatness.merge_metrics(
+        conv_metrics, {f"vgg_{k}": val for k, val in vgg_gold.items()})
     print_runs(vgg_run, vgg_threshold, len(vgg_etas))
 else:
     print("No VGG10 experiment ran (conv_experiments does not name one).")
@@ -980,7 +981,8 @@ if "reduction" in conv:
     vgg_red, vgg_reduction = flatness.switch_experiment(
         sp_vgg, "vgg", vgg_eta0, P.vgg_eta_small, P.switch_accuracies, n_control=1,
         probe_every=P.vgg_eval_every, warmup_steps=P.warmup_epochs, **vgg_kw)
-    conv_metrics.update({f"vgg_{k}": val for k, val in vgg_reduction.items()})
+    conv_metrics = flatness.merge_metrics(
+        conv_metrics, {f"vgg_{k}": val for k, val in vgg_reduction.items()})
     print(f"VGG10 η₀ = {', '.join(f'{e:.3g}' for e in vgg_eta0)}, η_small = "
           f"{P.vgg_eta_small:.3g} (2/η_small = {2 / P.vgg_eta_small:.3g}); "
           f"{counts_text(vgg_red)}")
@@ -998,7 +1000,8 @@ if "noise" in conv:
         sp_vgg, "vgg", vgg_sde_eta, P.sde_alphas, batch_size=P.vgg_batch_size,
         probe_every=P.vgg_eval_every, warmup_steps=P.warmup_epochs,
         **vgg_kw)  # each step a full-batch epoch plus noise
-    conv_metrics.update({f"vgg_{k}": val for k, val in vgg_sde.items()})
+    conv_metrics = flatness.merge_metrics(
+        conv_metrics, {f"vgg_{k}": val for k, val in vgg_sde.items()})
     display(Markdown(
         "**Figure 8** (the paper's Fig. 8). The VGG10's equal-temperature lines, as Figure 3 (mean gap "
         f"{vgg_sde['sde_equal_temperature_gap']:+.3f}; {counts_text(vgg_noisy)})."))
@@ -1012,7 +1015,8 @@ if "sgd" in conv:
         sp_vgg, "vgg", vgg_sgd_eta0, P.vgg_eta_small, P.switch_accuracies, alpha=1.0,
         batch_size=P.vgg_batch_size, probe_every=P.vgg_eval_every,
         warmup_steps=P.warmup_epochs * epoch, **vgg_kw)
-    conv_metrics.update({f"vgg_sgd_{k}": val for k, val in vgg_sgd_sum.items()})
+    conv_metrics = flatness.merge_metrics(
+        conv_metrics, {f"vgg_sgd_{k}": val for k, val in vgg_sgd_sum.items()})
     display(Markdown(
         "**Figure 9** (the paper's Fig. 9). The VGG10 after large-η SGD switched to GD, as Figure 4 (slope of log "
         f"S_max {vgg_sgd_sum['smax_vs_switch_slope']:+.2f}; stable GD control "
@@ -1035,7 +1039,7 @@ if "table" in conv:
         options={"ghost_size": P.vgg_ghost_size}, seeds=P.table_seeds, seed=P.seed,
         steps=P.table_steps, eval_every=P.table_eval_every, warmup_steps=P.warmup_epochs,
         microbatch=P.microbatch, block=2)
-    conv_metrics.update(table_metrics)
+    conv_metrics = flatness.merge_metrics(conv_metrics, table_metrics)
 
 rows = ["| | " + " | ".join(f"{e:g}" for e in flatness.PAPER_TABLE_ETAS)
         + " | rank corr. |", "|---" * (len(flatness.PAPER_TABLE_ETAS) + 2) + "|"]
@@ -1075,11 +1079,7 @@ stored_metrics = evidence.record()["metrics"] if evidence.stored is not None els
 # the stored paper-scale run (evidence: stored).
 
 # %% tags=["hide-input"]
-metrics = {
-    **gold,
-    **reduction,
-    **sde,
-    **sgd_sum,
+metrics = flatness.merge_metrics(gold, reduction, sde, sgd_sum, {
     "cifar_n_train": P.cifar_n_train,
     "cifar_etas": cifar.etas.tolist(),
     "cifar_stability_eta": cifar_stability_eta,
@@ -1098,9 +1098,7 @@ metrics = {
     "cifar_n_diverged": int(cifar.diverged.sum()),
     "cifar_n_incomplete": int((~cifar.completed & ~cifar.diverged).sum()),
     "conv_experiments_run": sorted(conv),
-    "eta_factor_used": P.eta_factor,
-    **conv_metrics,
-}
+    "eta_factor_used": P.eta_factor}, conv_metrics)
 
 
 def read_metrics(spec):

@@ -278,3 +278,47 @@ def test_end_to_end_gain_rank_corr_is_rank_corr_over_the_usable_etas():
     assert out["n_usable"] == 3
     assert out["rank_corr"] == pytest.approx(flatness.rank_corr(etas[:3], [0.55, 0.7, 0.6]))
     assert np.isnan(flatness.end_to_end_gain(etas, np.full((4, 2), 0.5))["rank_corr"])
+
+
+def _fake_sweep(sp, arch, etas, *, seeds=2, **_):
+    """A stand-in for :func:`flatness.sweep` (no training): every field filled by name, so the
+    experiments' metric dictionaries can be built in milliseconds."""
+    g = np.size(etas)
+    rng = np.random.default_rng(g)
+    shape = (g, seeds)
+    fields = {name: rng.uniform(0.5, 2.0, shape) for name in flatness.Sweep._fields}
+    fields.update(etas=np.asarray(etas, float), params=None,
+                  diverged=np.zeros(shape, bool), completed=np.ones(shape, bool),
+                  stopped=np.ones(shape, bool), peak_step=np.full(shape, 100),
+                  switch_step=np.full(shape, 50), completion_step=np.full(shape, 200),
+                  stop_step=np.full(shape, 300))
+    for name in ("loss_rose", "edge_probes"):
+        if name in fields:
+            fields[name] = np.ones(shape)
+    return flatness.Sweep(**fields)
+
+
+def test_the_experiments_metric_keys_do_not_overlap(monkeypatch):
+    """The chapter merges the experiments' metrics into one record: a key written by two of them
+    (the switch runs' edge flags once overwrote the Goldilocks runs') would lose one silently."""
+    monkeypatch.setattr(flatness, "sweep", _fake_sweep)
+    kw = dict(seeds=2, seed=0, steps=10, eval_every=5)
+    etas = np.array([0.01, 0.02, 0.04])
+    _, _, gold = flatness.goldilocks_experiment(None, "fmnist-mlp", etas, probe_every=5, **kw)
+    _, red = flatness.switch_experiment(None, "fmnist-mlp", etas, 0.005, [0.9, 0.98],
+                                        probe_every=5, n_control=1, **kw)
+    _, _, sde = flatness.equal_temperature_experiment(None, "fmnist-mlp", etas, [1.0],
+                                                      batch_size=4, probe_every=5, **kw)
+    _, sgd = flatness.switch_experiment(None, "fmnist-mlp", etas, 0.005, [0.9, 0.98],
+                                        probe_every=5, alpha=1.0, batch_size=4, **kw)
+    sgd = {f"sgd_{k}": v for k, v in sgd.items()}
+    parts = {"goldilocks": gold, "reduction": red, "sde": sde, "sgd": sgd}
+    for a in parts:
+        for b in parts:
+            if a < b:
+                assert not set(parts[a]) & set(parts[b]), (a, b, set(parts[a]) & set(parts[b]))
+    assert "reached_edge" in gold and "switch_reached_edge" in red
+    merged = flatness.merge_metrics(*parts.values())
+    assert len(merged) == sum(len(p) for p in parts.values())
+    with pytest.raises(ValueError, match="reached_edge"):
+        flatness.merge_metrics(gold, {"reached_edge": []})

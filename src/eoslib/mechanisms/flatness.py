@@ -52,7 +52,7 @@ from eoslib.engine import data, events, models, optim, stopping, train
 
 __all__ = ["Splits", "splits", "Sweep", "sweep", "stability_threshold", "Goldilocks", "goldilocks",
            "slope_ci", "switch_summary", "noise_until", "sde_temperature", "equal_temperature_gap",
-           "end_to_end_gain", "z_score", "goldilocks_experiment", "switch_rows",
+           "end_to_end_gain", "z_score", "merge_metrics", "goldilocks_experiment", "switch_rows",
            "flatter_pairs", "switch_experiment", "NoiseGrid", "noise_grid", "equal_temperature_experiment",
            "PAPER_TABLE_ETAS", "PAPER_TABLE", "rank_corr", "table_experiment", "table_summary"]
 
@@ -629,6 +629,18 @@ def z_score(diff: float, se: float) -> float:
     return float(diff / se) if se > 0 else float(np.sign(diff) * np.inf)
 
 
+def merge_metrics(*parts: dict) -> dict:
+    """The experiments' metrics merged into one record, refusing a key that two of them write
+    (a plain ``{**a, **b}`` would keep ``b``'s value and lose ``a``'s without a word)."""
+    out: dict = {}
+    for part in parts:
+        clash = sorted(set(out) & set(part))
+        if clash:
+            raise ValueError(f"metric keys written twice: {clash}")
+        out.update(part)
+    return out
+
+
 def _counts(sw: Sweep, prefix: str = "") -> dict[str, int]:
     return {f"{prefix}n_diverged": int(sw.diverged.sum()),
             f"{prefix}n_incomplete": int((~sw.completed & ~sw.diverged).sum()),
@@ -732,9 +744,10 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
     :func:`flatter_pairs`, ``n_switch_rows`` (rows with every switch point measured; 0 with
     fewer than two thresholds), ``switch_n_diverged``, the runs' switch and completion steps,
     ``n_unswitched`` (runs whose switch never fired, diverged ones aside), ``n_small_at_edge``
-    (runs that reached the edge at η_small after the switch), each run's ``reached_edge`` flag
-    before the switch, the raw ``switch_s_max`` / ``switch_test_acc``; with controls the same
-    summary of theirs prefixed ``control_`` and ``n_control_at_edge`` (control runs whose η₀
+    (runs that reached the edge at η_small after the switch), each run's ``switch_reached_edge``
+    flag and ``switch_edge_ratio`` before the switch (prefixed, so that they never collide with
+    the Goldilocks sweep's unprefixed ``reached_edge`` in the chapter's record), the raw
+    ``switch_s_max`` / ``switch_test_acc``; with controls the same summary of theirs prefixed ``control_`` and ``n_control_at_edge`` (control runs whose η₀
     phase reached the edge: the control is then not a stable one)."""
     eta0 = np.asarray(eta0, float)
     acc_levels = np.asarray(switch_accuracies, float)
@@ -779,7 +792,7 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
         "n_unswitched": int(((sw.switch_step < 0) & ~sw.diverged).sum()),
         "n_switch_not_before_completion": int((done & (sw.completion_step <= sw.switch_step)).sum()),
         "n_small_at_edge": int((np.nan_to_num(sw.small_edge_ratio) >= 1).sum()),
-        **_edge_metrics(sw), **_counts(sw, "switch_"),
+        **_edge_metrics(sw, "switch_"), **_counts(sw, "switch_"),
         "switch_s_max": sw.s_max.tolist(), "switch_test_acc": sw.test_acc.tolist()})
     return sw, metrics
 
