@@ -248,8 +248,11 @@ P.as_dict()
 # is measured, not assumed: $2/\max S$, the peak sharpness of the smallest step size's run
 # (stable training, after its progressive sharpening and before cross-entropy's collapse once
 # the training set is fitted). It places the step sizes of the other experiments; each run is
-# labelled *stable* or *at the edge* by its own probes (whether its largest $S\eta/2$ reached 1
-# before any switch), so no run labelled stable reached the edge. `not tested` means the
+# labelled *stable* or *at the edge* by its own record: whether its largest probed $S\eta/2$
+# reached 1 before any switch, or its training loss rose at any step before it (the paper's own
+# definition: stable training is training whose loss "decreases monotonically"; read at every
+# step, so a spike between two probes counts), so no run labelled stable reached the edge. A
+# probe flag is not measured (NaN) where step 0's probe is the only one before an early switch. `not tested` means the
 # evidence is absent at this scale: too few stable step sizes or none at the edge, a single
 # seed, a "stable" control that reached the edge, no η effect under GD for the SDE view to
 # miss, or no stored GPU run.
@@ -572,15 +575,16 @@ print(f"threshold 2/max S = {stability_eta:.3g}: the smallest η's peak sharpnes
 # %% tags=["hide-input"]
 def print_runs(sw, threshold, grid_size):
     """The grid that ran, each run's test accuracy (div.: diverged, inc.: incomplete, n.r.: no
-    reversal of the validation loss) and its largest S·η/2 (* : reached the edge)."""
+    reversal of the validation loss) and its largest S·η/2 (* : reached the edge; ↑: its
+    training loss rose at a step)."""
     print(f"{len(sw.etas)} of {grid_size} step sizes ran ({sw.etas[0]:.3g} … "
           f"{sw.etas[-1]:.3g}); threshold 2/max S = {threshold:.3g}")
     for i, e in enumerate(sw.etas):
         acc = ", ".join("div." if d else ("inc." if not c else ("n.r." if not st else f"{a:.3f}"))
                         for a, d, c, st in zip(sw.test_acc[i], sw.diverged[i], sw.completed[i],
                                                sw.stopped[i]))
-        edge = ", ".join(f"{r:.2f}{'*' if f else ''}"
-                         for r, f in zip(sw.edge_ratio[i], sw.reached_edge[i]))
+        edge = ", ".join(f"{r:.2f}{'↑' if u == 1 else ''}{'*' if f else ''}"
+                         for r, u, f in zip(sw.edge_ratio[i], sw.loss_rose[i], sw.reached_edge[i]))
         print(f"  η = {e:.4g}: test accuracy {acc}; max S·η/2 {edge}")
 
 
@@ -597,7 +601,7 @@ print_runs(run, stability_eta, len(etas))
 display(Markdown(
     f"**Figure 1** shows test accuracy at the early-stopping point against the step size, "
     f"filled dots for runs that stayed stable and red-edged ones for runs that reached the "
-    f"edge (their own max S·η/2 ≥ 1). The dashed line is the measured stability threshold "
+    f"edge (their own max S·η/2 ≥ 1, or a rise of their training loss at a step). The dashed line is the measured stability threshold "
     f"2/max S = {stability_eta:.3g} (the smallest η's sharpness peaked at step "
     f"{gold['threshold_peak_step']}, {gold['threshold_final_ratio']:.1f}× its final value); "
     f"the Goldilocks step size chosen on validation is η = {gl.goldilocks_eta:.3g}. Crosses at "
@@ -670,13 +674,15 @@ def print_switches(sw, eta0, seeds):
         for i, a in enumerate(P.switch_accuracies):
             row = j * k + i
             cells = ", ".join(f"{s}→{c}" for s, c in zip(sw.switch_step[row], sw.completion_step[row]))
-            edge = ", ".join(f"{r:.2f}" for r in sw.edge_ratio[row])
+            edge = ", ".join(f"{r:.2f} ({n} probes){'↑' if u == 1 else ''}" for r, n, u in
+                             zip(sw.edge_ratio[row], sw.edge_probes[row], sw.loss_rose[row]))
             print(f"  η₀ = {e:.3g}, switch at {a:.0%}: switch → completion steps {cells}; "
-                  f"max S·η₀/2 {edge}")
+                  f"max S·η₀/2 before the switch {edge} (↑: the loss rose at a step)")
 
 
 print(f"η₀ = {', '.join(f'{e:.3g}' for e in eta0)}, η_small = {eta_small:.3g}; "
-      f"{counts_text(red)}; control runs at the edge: {reduction['n_control_at_edge']}")
+      f"{counts_text(red)}; control runs at the edge: {reduction['n_control_at_edge']}; "
+      f"runs whose switch never fired (no S_max, left out): {reduction['n_unswitched']}")
 print_switches(red, eta0, P.seeds)
 
 # %% tags=["remove-input"]
@@ -1086,6 +1092,8 @@ metrics = flatness.merge_metrics(gold, reduction, sde, sgd_sum, {
     **{f"cifar_{k}": val for k, val in cifar_threshold.items()},
     "cifar_reached_edge": cifar.reached_edge.tolist(),
     "cifar_edge_ratio": np.where(np.isnan(cifar.edge_ratio), None, cifar.edge_ratio).tolist(),
+    "cifar_edge_probes": cifar.edge_probes.astype(int).tolist(),
+    "cifar_loss_rose": cifar.loss_rose.tolist(),
     "cifar_n_no_reversal": int((cifar.completed & ~cifar.stopped).sum()),
     "cifar_smallest_eta": cifar_sum["smallest_usable_eta"],
     "cifar_largest_usable_eta": cifar_sum["largest_usable_eta"],

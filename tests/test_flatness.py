@@ -200,7 +200,8 @@ def _sweep_with(peak, final, edge_ratio):
     return flatness.Sweep(np.arange(1.0, g + 1), np.zeros((g, r), bool), np.ones((g, r), bool),
                           np.ones((g, r), bool), nan, nan, nan, nan, np.asarray(edge_ratio, float),
                           nan, np.asarray(peak, float), np.full((g, r), 700), np.asarray(final, float),
-                          np.full((g, r), -1), np.full((g, r), 900), np.full((g, r), 900), None)
+                          np.full((g, r), -1), np.full((g, r), 900), np.full((g, r), 900),
+                          np.zeros((g, r)), np.full((g, r), 10), None)
 
 
 def test_stability_threshold_is_two_over_the_smallest_etas_peak():
@@ -229,6 +230,11 @@ def test_probe_summary_splits_at_the_switch():
     np.testing.assert_allclose(out["small_edge_ratio"][0], 0.25)
     assert np.isnan(out["small_edge_ratio"][1])
     np.testing.assert_allclose(out["final_sharpness"], [50.0, 20.0])
+    np.testing.assert_array_equal(out["edge_probes"], [3, 2])
+    early = flatness._probe_summary(steps, sharp, np.array([0.05, 0.05]), np.array([5.0, 10.0]),
+                                    None)  # switched before the second probe: not measured
+    assert np.isnan(early["edge_ratio"][0]) and early["edge_ratio"][1] == pytest.approx(0.5)
+    np.testing.assert_array_equal(early["edge_probes"], [1, 2])
 
 
 def test_flatter_pairs_counts_the_majority_of_models():

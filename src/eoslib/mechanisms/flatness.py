@@ -259,10 +259,13 @@ class Sweep(NamedTuple):
         incomplete or unstopped runs.
       val_acc: ``(G, R)`` validation accuracy at the same point.
       final_train_acc: ``(G, R)`` train accuracy at the end (NaN if diverged).
-      s_max: ``(G, R)`` the largest probed sharpness after ``window_start`` (NaN without probes).
+      s_max: ``(G, R)`` the largest probed sharpness after ``window_start`` (NaN without probes;
+        NaN for a switched run whose switch never fired: its whole run at η₀ is no S_max after a
+        switch, and :func:`switch_experiment` counts it in ``n_unswitched``).
       edge_ratio: ``(G, R)`` the largest probed S·η/2 with the run's (initial) η, over the probes
         up to its switch (all of them without one): ≥ 1 means the run reached the edge of
-        stability. NaN without probes.
+        stability. NaN without probes, and NaN where the only probe up to the switch is step 0's
+        (an early switch: the flag would read "not measured" as "did not reach the edge").
       small_edge_ratio: ``(G, R)`` the same with η_small over the probes after the switch (NaN
         without a switch): ≥ 1 means the small step size was not stable either.
       peak_sharpness: ``(G, R)`` the largest probed sharpness up to the switch (the whole run
@@ -272,6 +275,14 @@ class Sweep(NamedTuple):
       switch_step: ``(G, R)`` the step the switch fired (−1: never, or no switch).
       completion_step: ``(G, R)`` the evaluation step of completion (−1: none).
       stop_step: ``(G, R)`` the evaluation step of the early-stopping point (−1: none).
+      loss_rose: ``(G, R)`` the instability flag read at every step, the paper's own definition
+        of stable training ("training is stable and training loss decreases monotonically"):
+        1.0 where the full-batch training loss rose, ``L_{t+1} > L_t·(1 + 1e-6)``, at some step
+        ``t + 1`` up to the switch (the whole run without one), else 0.0; the 10⁻⁶ is float32
+        rounding of a mean, declared with the flag. NaN for noise-scaled runs (α > 0), whose
+        loss rises with the minibatch noise, stable or not.
+      edge_probes: ``(G, R)`` how many probes ``edge_ratio`` read (finite probes at steps up to
+        the switch; 0 without probes).
       params: the final parameters, leaves ``(G·R, …)`` (η-major).
     """
 
@@ -291,13 +302,16 @@ class Sweep(NamedTuple):
     switch_step: np.ndarray
     completion_step: np.ndarray
     stop_step: np.ndarray
+    loss_rose: np.ndarray
+    edge_probes: np.ndarray
     params: object
 
     @property
     def reached_edge(self) -> np.ndarray:
-        """``(G, R)`` whether each run reached the edge before its switch (S·η/2 ≥ 1 at a probe,
-        or diverged)."""
-        return (np.nan_to_num(self.edge_ratio, nan=0.0) >= 1.0) | self.diverged
+        """``(G, R)`` whether each run reached the edge before its switch: S·η/2 ≥ 1 at a probe,
+        or its training loss rose at a step (:attr:`loss_rose`), or it diverged."""
+        return ((np.nan_to_num(self.edge_ratio, nan=0.0) >= 1.0)
+                | (np.nan_to_num(self.loss_rose, nan=0.0) > 0) | self.diverged)
 
 
 def _as_params(sp: Splits, params) -> Splits:
@@ -314,11 +328,30 @@ def _init(arch: str, seeds: int, seed: int, options: dict):
     return jax.vmap(lambda k: models.by_name(arch, key=k, **options))(keys)
 
 
+#: The relative size of a loss rise that :attr:`Sweep.loss_rose` counts: float32's rounding of
+#: a mean over examples, declared with the flag (a monotone decrease in exact arithmetic never
+#: reads as a rise).
+LOSS_RISE_RTOL = 1e-6
+
+
+def _loss_rose(loss: np.ndarray, cut: np.ndarray, rtol: float = LOSS_RISE_RTOL) -> np.ndarray:
+    """Per member (rows of ``loss``, the training loss at steps 0, 1, …): 1.0 where
+    ``L_{t+1} > L_t·(1 + rtol)`` for some ``t + 1 ≤ cut`` (NaN losses never count), else 0.0."""
+    loss = np.asarray(loss, float)
+    if loss.shape[1] < 2:
+        return np.zeros(loss.shape[0])
+    with np.errstate(invalid="ignore"):
+        rise = loss[:, 1:] > loss[:, :-1] * (1 + rtol)
+    upto = np.arange(1, loss.shape[1])[None, :] <= np.asarray(cut, float)[:, None]
+    return (rise & upto).any(1).astype(float)
+
+
 def _probe_summary(steps: np.ndarray, sharp: np.ndarray, eta: np.ndarray, cut: np.ndarray,
                    eta_after: np.ndarray | None) -> dict[str, np.ndarray]:
     """Per member (rows of ``sharp``, ``(M, P)`` probed at ``steps``): the largest S·η/2 and
     sharpness (with its step) over the probes at steps ≤ ``cut`` (the switch step; +inf: all),
-    the largest S·η_after/2 over the later ones, and the last finite sharpness."""
+    how many probes those are (the S·η/2 is NaN when step 0's is the only one), the largest
+    S·η_after/2 over the later ones, and the last finite sharpness."""
     sharp = np.asarray(sharp, float)
     steps = np.broadcast_to(np.asarray(steps), sharp.shape)
     ok = np.isfinite(sharp)
@@ -328,8 +361,10 @@ def _probe_summary(steps: np.ndarray, sharp: np.ndarray, eta: np.ndarray, cut: n
     has = before.any(1)
     peak = np.where(has, masked.max(1), np.nan)
     rows = np.arange(sharp.shape[0])
+    past_zero = (before & (steps > 0)).any(1)  # a probe besides the initial one
     out = {"peak_sharpness": peak, "peak_step": np.where(has, steps[rows, peak_i], -1),
-           "edge_ratio": peak * eta / 2}
+           "edge_ratio": np.where(past_zero, peak * eta / 2, np.nan),
+           "edge_probes": before.sum(1)}
     after = ok & (steps > cut[:, None])
     small = np.where(after.any(1), np.max(np.where(after, sharp, -np.inf), 1), np.nan)
     out["small_edge_ratio"] = (small * eta_after / 2 if eta_after is not None
@@ -365,8 +400,11 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
     the global minimum of the validation loss from completion on, confirmed by a later rise).
     With ``probe_every`` the sharpness is probed in the loop: ``s_max`` is its largest value at
     probe steps strictly after ``window_start`` (per η; default the switch step, so the switch
-    step itself is excluded; −1: every probe), and ``edge_ratio`` / ``peak_sharpness`` /
-    ``small_edge_ratio`` say whether the run reached the edge before and after its switch.
+    step itself is excluded; a run whose switch never fired has none; −1: every probe), and
+    ``edge_ratio`` / ``peak_sharpness`` / ``small_edge_ratio`` say whether the run reached the
+    edge before and after its switch, with ``edge_probes`` the probes behind the first; beside
+    them ``loss_rose`` reads every step's training loss up to the switch (a rise is unstable
+    training by the paper's own definition, whether or not a probe caught the spike).
 
     ``alpha`` (per η) and ``batch_size`` make every step the noise-scaled gradient (the
     flatness-bias paper's Eq. 8): the full-batch gradient plus α times the noise of a minibatch
@@ -471,7 +509,8 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
             else np.full(members, np.inf)
         nan = np.full(members, np.nan)
         probed = dict(s_max=nan, edge_ratio=nan, small_edge_ratio=nan, peak_sharpness=nan,
-                      peak_step=np.full(members, -1), final_sharpness=nan)
+                      peak_step=np.full(members, -1), final_sharpness=nan,
+                      edge_probes=np.zeros(members, int))
         if probe_every:
             sharp = np.asarray(h.sharpness, float)
             probed.update(_probe_summary(np.asarray(h.probe_step), sharp, eta_m, cut,
@@ -482,6 +521,10 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
             after = (ps > lo_w[:, None]) & np.isfinite(sharp)
             probed["s_max"] = np.where(after.any(1),
                                        np.max(np.where(after, sharp, -np.inf), 1), np.nan)
+            if window is None and switch is not None:  # never switched: no S_max after a switch
+                probed["s_max"] = np.where(switch_step >= 0, probed["s_max"], np.nan)
+        noisy = (np.repeat(noise[idx], seeds) > 0) if noise is not None else np.zeros(members, bool)
+        probed["loss_rose"] = np.where(noisy, np.nan, _loss_rose(h.loss, cut))
         diverged = np.asarray(ev.result.diverged)
         probed["s_max"] = np.where(diverged, np.inf, probed["s_max"])
         shape = (g, seeds)
@@ -648,10 +691,15 @@ def _counts(sw: Sweep, prefix: str = "") -> dict[str, int]:
 
 
 def _edge_metrics(sw: Sweep, prefix: str = "") -> dict:
-    """Every run's own edge flag and ratio (largest S·η/2 before any switch) for the record."""
+    """Every run's own edge flag for the record, and what it read: the largest S·η/2 before any
+    switch (None where not measured) with the number of probes behind it, and the every-step
+    loss-rise flag (None for noisy runs)."""
     return {f"{prefix}reached_edge": sw.reached_edge.tolist(),
             f"{prefix}edge_ratio": np.where(np.isnan(sw.edge_ratio), None,
-                                            sw.edge_ratio).tolist()}
+                                            sw.edge_ratio).tolist(),
+            f"{prefix}edge_probes": np.asarray(sw.edge_probes, int).tolist(),
+            f"{prefix}loss_rose": np.where(np.isnan(sw.loss_rose), None,
+                                           sw.loss_rose).tolist()}
 
 
 def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *,
