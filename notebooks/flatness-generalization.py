@@ -278,6 +278,9 @@ NAMES = {
     "n_switch_rows": "(seed, η₀) rows with every switch point measured",
     "n_control_at_edge": "runs of the stable control η₀ that reached the edge before the switch",
     "n_small_at_edge": "runs that reached the edge at η_small after the switch",
+    "n_rows_not_at_edge": "(seed, unstable η₀) rows whose run switched last had not reached "
+                          "the edge (a probe's S·η₀/2 ≥ 1 or a rise of the training loss) "
+                          "before its switch: η₀ placed below the real edge",
     "smax_slope_ci_high": "the upper 95% bound of the slope of log S_max against the switch "
                           "position (0: first accuracy threshold, 1: last)",
     "smax_fall_rate": "the fall rate −slope of log S_max after unstable η₀ (0 if it rises)",
@@ -300,6 +303,8 @@ NAMES = {
     "sde_gap_z": "(acc. at the larger η − at the smaller η, equal temperature) / its s.e.",
     "sgd_n_switch_rows": "(seed, SGD η₀) rows with every switch point measured",
     "sgd_n_small_at_edge": "SGD → GD runs that reached the edge at η_small after the switch",
+    "sgd_n_rows_not_at_edge": "(seed, SGD η₀) rows whose run switched last had not reached the "
+                              "edge (a probe's S·η₀/2 ≥ 1) before its switch",
     "sgd_smax_slope_ci_high": "the upper 95% bound of the slope of log S_max against the "
                               "switch point after large-η SGD",
     "sgd_smax_fall_rate": "the fall rate −slope of log S_max after large-η SGD (0 if it rises)",
@@ -321,10 +326,12 @@ def fall_rule(p):
 
 
 def flattening_rule(p, run=""):  # run: "" after large-η GD, "sgd_" after large-η SGD
-    # tested only with a control that stayed stable and a small step size that did too
+    # tested only with a control that stayed stable, a small step size that did too, and
+    # unstable η₀ runs that did reach the edge before their last switch
     return Given(AllOf((AtLeast(f"{p}{run}n_switch_rows", 2),
                         AtMost(f"{p}n_control_at_edge", 0),
-                        AtMost(f"{p}{run}n_small_at_edge", 0))),
+                        AtMost(f"{p}{run}n_small_at_edge", 0),
+                        AtMost(f"{p}{run}n_rows_not_at_edge", 0))),
                  AllOf((AtMost(f"{p}{run}smax_slope_ci_high", 0.0, fmt=".3f"),
                         Exceeds(f"{p}{run}smax_fall_rate", f"{p}control_smax_fall_rate", 2.0,
                                 fair=1.25))))

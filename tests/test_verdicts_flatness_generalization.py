@@ -58,7 +58,7 @@ def test_goldilocks_fall(rules):
 
 def test_lr_reduction_needs_a_negative_slope_and_a_faster_fall_than_the_stable_control(rules):
     rule = rules["lr-reduction-flattening"]
-    ok = {"n_switch_rows": 4, "n_control_at_edge": 0, "n_small_at_edge": 0}
+    ok = {"n_switch_rows": 4, "n_control_at_edge": 0, "n_small_at_edge": 0, "n_rows_not_at_edge": 0}
     fast = {"smax_fall_rate": 3.0, "control_smax_fall_rate": 0.5}
     assert rule.grade({**ok, "smax_slope_ci_high": 0.2, **fast}) == N  # CI straddles 0
     assert rule.grade({**ok, "smax_slope_ci_high": 1.5, **fast}) == N  # S rises
@@ -77,7 +77,8 @@ def test_a_stable_control_that_reached_the_edge_leaves_the_claim_not_tested(rule
     """The reviewed defect: the "stable" control had reached the edge (threshold read after
     cross-entropy's collapse). Its runs are checked; so is the small step size after the switch."""
     fine = {"n_switch_rows": 4, "smax_slope_ci_high": -0.4, "smax_fall_rate": 3.0,
-            "control_smax_fall_rate": 0.5, "n_control_at_edge": 0, "n_small_at_edge": 0}
+            "control_smax_fall_rate": 0.5, "n_control_at_edge": 0, "n_small_at_edge": 0,
+            "n_rows_not_at_edge": 0}
     rule = rules["lr-reduction-flattening"]
     assert rule.grade(fine) == R
     assert rule.grade({**fine, "n_control_at_edge": 1}) == T
@@ -85,9 +86,28 @@ def test_a_stable_control_that_reached_the_edge_leaves_the_claim_not_tested(rule
     assert "not tested" in rule.explain({**fine, "n_control_at_edge": 3})
     sgd = rules["sgd-flattening"]
     sgd_fine = {"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, "sgd_smax_fall_rate": 2.0,
-                "control_smax_fall_rate": 0.4, "n_control_at_edge": 0, "sgd_n_small_at_edge": 0}
+                "control_smax_fall_rate": 0.4, "n_control_at_edge": 0, "sgd_n_small_at_edge": 0,
+                "sgd_n_rows_not_at_edge": 0}
     assert sgd.grade(sgd_fine) == R
     assert sgd.grade({**sgd_fine, "n_control_at_edge": 1}) == T
+
+
+def test_unstable_eta0_that_never_reached_the_edge_leaves_the_claim_not_tested(rules):
+    """The reviewed defect: η₀ placed from a threshold below the real edge; rows whose run
+    switched last had not reached it (by a probe or a loss rise) test no instability."""
+    fine = {"n_switch_rows": 4, "smax_slope_ci_high": -0.4, "smax_fall_rate": 3.0,
+            "control_smax_fall_rate": 0.5, "n_control_at_edge": 0, "n_small_at_edge": 0,
+            "n_rows_not_at_edge": 0}
+    rule = rules["lr-reduction-flattening"]
+    assert rule.grade(fine) == R
+    assert rule.grade({**fine, "n_rows_not_at_edge": 2}) == T
+    assert rule.grade({**fine, "n_rows_not_at_edge": 2, "smax_slope_ci_high": 0.5}) == T
+    sgd = rules["sgd-flattening"]
+    sgd_fine = {"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, "sgd_smax_fall_rate": 2.0,
+                "control_smax_fall_rate": 0.4, "n_control_at_edge": 0, "sgd_n_small_at_edge": 0,
+                "sgd_n_rows_not_at_edge": 0}
+    assert sgd.grade(sgd_fine) == R
+    assert sgd.grade({**sgd_fine, "sgd_n_rows_not_at_edge": 1}) == T
 
 
 def test_flatter_generalizes_reads_the_majority_of_models(rules):
@@ -170,7 +190,7 @@ def test_sde_is_not_tested_where_eta_does_not_matter_under_gd(rules):
 
 def test_sgd_flattening_needs_a_faster_fall_than_stable_gd(rules):
     rule = rules["sgd-flattening"]
-    ok = {"n_control_at_edge": 0, "sgd_n_small_at_edge": 0}
+    ok = {"n_control_at_edge": 0, "sgd_n_small_at_edge": 0, "sgd_n_rows_not_at_edge": 0}
     fast = {**ok, "sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 0.4}
     assert rule.grade({"sgd_n_switch_rows": 1, "sgd_smax_slope_ci_high": -1.0, **fast}) == T
     assert rule.grade({"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **fast}) == R

@@ -790,7 +790,9 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
     position 0 … 1 from the first threshold to the last): the slope of log S_max with its 95%
     CI, ``smax_fall_rate`` (−slope, 0 if it rises), the rank correlation of accuracy with S_max,
     :func:`flatter_pairs`, ``n_switch_rows`` (rows with every switch point measured; 0 with
-    fewer than two thresholds), ``switch_n_diverged``, the runs' switch and completion steps,
+    fewer than two thresholds), ``edge_rows`` (each unstable
+    (seed, η₀) row and whether its run switched last reached the edge before that switch: the
+    precondition that η₀ was unstable at all) and ``n_rows_not_at_edge`` (those that did not), ``switch_n_diverged``, the runs' switch and completion steps,
     ``n_unswitched`` (runs whose switch never fired, diverged ones aside), ``n_small_at_edge``
     (runs that reached the edge at η_small after the switch), each run's ``switch_reached_edge``
     flag and ``switch_edge_ratio`` before the switch (prefixed, so that they never collide with
@@ -826,6 +828,15 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
     metrics["smax_fall_rate"] = _fall_rate(metrics["smax_vs_switch_slope"])
     usable = rows(np.where(sw.diverged, np.nan, sw.s_max))[np.tile(unstable, seeds)]
     metrics["n_switch_rows"] = int((~np.isnan(usable).any(1)).sum()) if k >= 2 else 0
+    # the runs of one row share η₀ and seed up to their switches, so the one switched last saw
+    # every step any of them ran at η₀: did the row reach the edge (probe or loss rise) by then?
+    last = rows(sw.reached_edge)[:, -1]
+    row_seed = np.repeat(np.arange(seeds), eta0.size)
+    row_eta0 = np.tile(np.arange(eta0.size), seeds)
+    on = np.tile(unstable, seeds)
+    metrics["edge_rows"] = [{"seed": int(r), "eta0": float(eta0[e]), "reached_edge": bool(b)}
+                            for r, e, b in zip(row_seed[on], row_eta0[on], last[on])]
+    metrics["n_rows_not_at_edge"] = int((~last[on]).sum())
     if n_control:
         control = summary(~unstable)
         metrics.update({f"control_{key}": val for key, val in control.items()})
