@@ -285,10 +285,12 @@ NAMES = {
                           "position (0: first accuracy threshold, 1: last)",
     "smax_fall_rate": "the fall rate −slope of log S_max after unstable η₀ (0 if it rises)",
     "control_smax_fall_rate": "the same after the stable control η₀",
-    "n_flatter_pairs": "pairs of runs of one (seed, η₀) whose S_max and test accuracy both "
-                       "differ (decided pairs)",
+    "n_flatter_pairs": "pairs of runs of one (seed, η₀) whose S_max differ by ≥ 5 % of the "
+                       "larger and test accuracies by ≥ 3 test images (decided pairs)",
     "flatter_majority_pairs": "pairs of runs of one (seed, η₀) in which the flatter run has "
                               "the higher test accuracy, minus those in which it has the lower",
+    "flatter_sign_p": "the one-sided sign test's p-value that the flatter run of a decided pair "
+                      "generalizes better more often than a coin would say",
     "n_cifar_usable": "CIFAR-10 subset: step sizes with a completed run",
     "cifar_largest_over_threshold": ("CIFAR-10 subset: the largest usable η over the measured "
                                      "stability threshold (the trend is tested up to divergence "
@@ -338,8 +340,12 @@ def flattening_rule(p, run=""):  # run: "" after large-η GD, "sgd_" after large
 
 
 def flatter_rule(p):  # "for the majority of models, being flatter improves generalization"
-    return Given(AllOf((AtLeast(f"{p}n_switch_rows", 2), AtLeast(f"{p}n_flatter_pairs", 3))),
-                 AtLeast(f"{p}flatter_majority_pairs", 1))
+    # a one-sided sign test over the decided pairs (|ΔS_max| ≥ 5 % of the larger, |Δacc| ≥ 3
+    # test images: flatness.FLATTER_MIN_REL_DS, FLATTER_MIN_IMAGES), p ≤ 0.05 (a binomial
+    # p-value is never exactly 0.05, so ≤ is <); with fewer than 5 decided pairs even a clean
+    # sweep has p ≥ 1/16, so the test could not pass: not tested
+    return Given(AllOf((AtLeast(f"{p}n_switch_rows", 2), AtLeast(f"{p}n_flatter_pairs", 5))),
+                 AtMost(f"{p}flatter_sign_p", 0.05, fmt=".3g"))
 
 
 def sde_rule(p):  # tested where η matters under GD: else there is no η effect to miss
@@ -427,18 +433,24 @@ CLAIMS = [
         "generalization performance\" (Fig. 6)",
         rule=flatter_rule(""),
         ours="the flatter run generalizes better in {n_flatter_better} of {n_flatter_pairs} "
-             "decided pairs; rank correlation of accuracy with S_max {acc_smax_rank_corr:+.2f}",
+             "decided pairs (sign test p = {flatter_sign_p:.3g}); rank correlation of accuracy "
+             "with S_max {acc_smax_rank_corr:+.2f}; stable control η₀: {control_n_flatter_better} "
+             "of {control_n_flatter_pairs} (p = {control_flatter_sign_p:.3g})",
         glossary=NAMES,
-        control="no association (rank correlation 0)"),
+        control="a coin (the sign test's null, p = ½ per decided pair); beside it the same test "
+                "over the stable control η₀'s pairs"),
     ClaimSpec(
         "vgg-flatter-generalizes",
         "the same among the VGG10's LR-reduction runs",
         "VGG10: higher test accuracy at lower S_max (Fig. 6)",
         rule=flatter_rule("vgg_"),
         ours="the flatter run better in {vgg_n_flatter_better} of {vgg_n_flatter_pairs} "
-             "decided pairs; rank correlation {vgg_acc_smax_rank_corr:+.2f}",
+             "decided pairs (sign test p = {vgg_flatter_sign_p:.3g}); rank correlation "
+             "{vgg_acc_smax_rank_corr:+.2f}; stable control η₀: {vgg_control_n_flatter_better} "
+             "of {vgg_control_n_flatter_pairs} (p = {vgg_control_flatter_sign_p:.3g})",
         glossary=NAMES, evidence="stored",
-        control="no association (rank correlation 0)"),
+        control="a coin (the sign test's null, p = ½ per decided pair); beside it the same test "
+                "over the stable control η₀'s pairs"),
     ClaimSpec(
         "cifar-subset-trend",
         "on CIFAR-10 (all ten classes) larger η generalizes better up to divergence; "

@@ -307,15 +307,18 @@ def _fake_sweep(sp, arch, etas, *, seeds=2, **_):
 def test_the_experiments_metric_keys_do_not_overlap(monkeypatch):
     """The chapter merges the experiments' metrics into one record: a key written by two of them
     (the switch runs' edge flags once overwrote the Goldilocks runs') would lose one silently."""
+    import types
+
     monkeypatch.setattr(flatness, "sweep", _fake_sweep)
     kw = dict(seeds=2, seed=0, steps=10, eval_every=5)
+    sp = types.SimpleNamespace(test=range(100))  # the experiments read only the test set's size
     etas = np.array([0.01, 0.02, 0.04])
-    _, _, gold = flatness.goldilocks_experiment(None, "fmnist-mlp", etas, probe_every=5, **kw)
-    _, red = flatness.switch_experiment(None, "fmnist-mlp", etas, 0.005, [0.9, 0.98],
+    _, _, gold = flatness.goldilocks_experiment(sp, "fmnist-mlp", etas, probe_every=5, **kw)
+    _, red = flatness.switch_experiment(sp, "fmnist-mlp", etas, 0.005, [0.9, 0.98],
                                         probe_every=5, n_control=1, **kw)
-    _, _, sde = flatness.equal_temperature_experiment(None, "fmnist-mlp", etas, [1.0],
+    _, _, sde = flatness.equal_temperature_experiment(sp, "fmnist-mlp", etas, [1.0],
                                                       batch_size=4, probe_every=5, **kw)
-    _, sgd = flatness.switch_experiment(None, "fmnist-mlp", etas, 0.005, [0.9, 0.98],
+    _, sgd = flatness.switch_experiment(sp, "fmnist-mlp", etas, 0.005, [0.9, 0.98],
                                         probe_every=5, alpha=1.0, batch_size=4, **kw)
     sgd = {f"sgd_{k}": v for k, v in sgd.items()}
     parts = {"goldilocks": gold, "reduction": red, "sde": sde, "sgd": sgd}
@@ -328,3 +331,18 @@ def test_the_experiments_metric_keys_do_not_overlap(monkeypatch):
     assert len(merged) == sum(len(p) for p in parts.values())
     with pytest.raises(ValueError, match="reached_edge"):
         flatness.merge_metrics(gold, {"reached_edge": []})
+
+
+def test_flatter_pairs_decides_only_pairs_past_the_noise_and_runs_a_sign_test():
+    import scipy.stats
+
+    s_max = np.array([[30.0, 20.0, 19.5], [40.0, 30.0, 20.0]])
+    acc = np.array([[0.80, 0.85, 0.851], [0.80, 0.81, 0.82]])
+    out = flatness.flatter_pairs(s_max, acc, min_rel_ds=0.05, min_dacc=0.003)
+    # row 0: (30, 20) better; (30, 19.5) better; (20, 19.5) ΔS 2.5 % and Δacc 1 image: undecided
+    # row 1: all three better
+    assert (out["n_flatter_better"], out["n_flatter_pairs"]) == (5, 5)
+    assert out["flatter_sign_p"] == pytest.approx(
+        scipy.stats.binomtest(5, 5, 0.5, alternative="greater").pvalue)
+    assert np.isnan(flatness.flatter_pairs(s_max[:, :1], acc[:, :1])["flatter_sign_p"])
+    assert flatness.FLATTER_MIN_REL_DS == 0.05 and flatness.FLATTER_MIN_IMAGES == 3

@@ -110,16 +110,25 @@ def test_unstable_eta0_that_never_reached_the_edge_leaves_the_claim_not_tested(r
     assert sgd.grade({**sgd_fine, "sgd_n_rows_not_at_edge": 1}) == T
 
 
-def test_flatter_generalizes_reads_the_majority_of_models(rules):
+def test_flatter_generalizes_is_a_sign_test_over_decided_pairs(rules):
+    """Declared before the run: a one-sided sign test, p ≤ 0.05, over pairs whose S_max differ by
+    ≥ 5 % and accuracies by ≥ 3 test images; a bare majority of one pair is no longer enough."""
+    import scipy.stats
+
     rule = rules["flatter-generalizes"]
-    ok = {"n_switch_rows": 4, "n_flatter_pairs": 9}
-    assert rule.grade({**ok, "flatter_majority_pairs": 3}) == R
-    assert rule.grade({**ok, "flatter_majority_pairs": 1}) == R  # a majority
-    assert rule.grade({**ok, "flatter_majority_pairs": 0}) == N  # half: none
-    assert rule.grade({**ok, "flatter_majority_pairs": -5}) == N
-    assert rule.grade({**ok, "n_switch_rows": 1, "flatter_majority_pairs": 5}) == T
-    # every run incomplete (no accuracy): no decided pair, no majority to read
-    assert rule.grade({"n_switch_rows": 4, "n_flatter_pairs": 0, "flatter_majority_pairs": 0}) == T
+    ok = {"n_switch_rows": 4}
+
+    def p(better, n):
+        return scipy.stats.binomtest(better, n, 0.5, alternative="greater").pvalue
+
+    assert rule.grade({**ok, "n_flatter_pairs": 9, "flatter_sign_p": p(9, 9)}) == R
+    assert rule.grade({**ok, "n_flatter_pairs": 9, "flatter_sign_p": p(5, 9)}) == N  # the old +1
+    assert rule.grade({**ok, "n_flatter_pairs": 9, "flatter_sign_p": p(0, 9)}) == N
+    assert rule.grade({**ok, "n_flatter_pairs": 5, "flatter_sign_p": p(5, 5)}) == R
+    # fewer than 5 decided pairs: even all better gives p ≥ 1/16, the test cannot pass
+    assert rule.grade({**ok, "n_flatter_pairs": 4, "flatter_sign_p": p(4, 4)}) == T
+    assert rule.grade({"n_switch_rows": 1, "n_flatter_pairs": 9, "flatter_sign_p": 0.001}) == T
+    assert rule.grade({**ok, "n_flatter_pairs": 0, "flatter_sign_p": NAN}) == T
 
 
 def test_convolutional_claims_are_not_tested_without_their_metrics(rules):

@@ -749,14 +749,24 @@ def _fall_rate(slope: float) -> float:
     return max(-slope, 0.0) if np.isfinite(slope) else float("nan")
 
 
-def flatter_pairs(s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "R K"]
-                  ) -> dict[str, float]:
+#: flatter-generalizes: a pair of runs is decided only when their S_max differ by at least this
+#: fraction of the larger (5 %) ...
+FLATTER_MIN_REL_DS = 0.05
+#: ... and their test accuracies by at least this many test images (declared before the run).
+FLATTER_MIN_IMAGES = 3
+
+
+def flatter_pairs(s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "R K"], *,
+                  min_rel_ds: float = 0.0, min_dacc: float = 0.0) -> dict[str, float]:
     """"For the majority of models, being flatter improves generalization" (Fig. 6 of *Can
     stability be detrimental?*), over the pairs of models within one row (one seed and η₀,
-    switched at different points): a pair is *better* when its flatter model (lower S_max) has
-    the higher test accuracy, *worse* when the lower one; ties in either are left out, as are
-    pairs with a NaN. Returns the counts, their difference ``flatter_majority_pairs`` (≥ 1: a
-    majority of the decided pairs) and the fraction better of the decided pairs."""
+    switched at different points): a pair is *decided* when its S_max differ by at least
+    ``min_rel_ds`` of the larger and its test accuracies by at least ``min_dacc`` (and neither
+    is zero or NaN); it is *better* when its flatter model (lower S_max) has the higher test
+    accuracy, *worse* when the lower one. Returns the counts, their difference
+    ``flatter_majority_pairs``, the fraction better of the decided pairs and
+    ``flatter_sign_p``, the one-sided sign test's p-value (``scipy.stats.binomtest``: better
+    ~ Binomial(decided, ½), alternative "greater"; NaN without a decided pair)."""
     s, a = np.asarray(s_max, float), np.asarray(test_acc, float)
     better = worse = 0
     for s_row, a_row in zip(s, a):
@@ -765,12 +775,18 @@ def flatter_pairs(s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "
                 ds, da = s_row[j] - s_row[i], a_row[j] - a_row[i]
                 if not (np.isfinite(ds) and np.isfinite(da)) or ds == 0 or da == 0:
                     continue
+                if abs(ds) < min_rel_ds * max(abs(s_row[i]), abs(s_row[j])) or \
+                        abs(da) < min_dacc * (1 - 1e-9):  # k images are k/n, up to rounding
+                    continue
                 better += int(np.sign(ds) != np.sign(da))
                 worse += int(np.sign(ds) == np.sign(da))
     n = better + worse
+    p = float(scipy.stats.binomtest(better, n, 0.5, alternative="greater").pvalue) if n \
+        else float("nan")
     return {"n_flatter_better": better, "n_flatter_worse": worse, "n_flatter_pairs": n,
             "flatter_majority_pairs": better - worse,
-            "flatter_better_fraction": better / n if n else float("nan")}
+            "flatter_better_fraction": better / n if n else float("nan"),
+            "flatter_sign_p": p}
 
 
 def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_small: float,
@@ -789,8 +805,9 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
     Metrics (:func:`switch_summary` of the other η₀'s (seed, η₀) rows, against the switch
     position 0 … 1 from the first threshold to the last): the slope of log S_max with its 95%
     CI, ``smax_fall_rate`` (−slope, 0 if it rises), the rank correlation of accuracy with S_max,
-    :func:`flatter_pairs`, ``n_switch_rows`` (rows with every switch point measured; 0 with
-    fewer than two thresholds), ``edge_rows`` (each unstable
+    :func:`flatter_pairs` (pairs decided at :data:`FLATTER_MIN_REL_DS` and
+    :data:`FLATTER_MIN_IMAGES` test images, with the sign test), ``n_switch_rows`` (rows with
+    every switch point measured; 0 with fewer than two thresholds), ``edge_rows`` (each unstable
     (seed, η₀) row and whether its run switched last reached the edge before that switch: the
     precondition that η₀ was unstable at all) and ``n_rows_not_at_edge`` (those that did not), ``switch_n_diverged``, the runs' switch and completion steps,
     ``n_unswitched`` (runs whose switch never fired, diverged ones aside), ``n_small_at_edge``
@@ -819,7 +836,8 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
         out = switch_summary(position, rows(sw.s_max)[keep], rows(sw.test_acc)[keep],
                              rows(sw.diverged)[keep])
         s_ok = np.where(rows(sw.diverged)[keep], np.nan, rows(sw.s_max)[keep])
-        out.update(flatter_pairs(s_ok, rows(sw.test_acc)[keep]))
+        out.update(flatter_pairs(s_ok, rows(sw.test_acc)[keep], min_rel_ds=FLATTER_MIN_REL_DS,
+                                 min_dacc=FLATTER_MIN_IMAGES / len(sp.test)))
         return out
 
     unstable = np.arange(eta0.size) >= n_control
