@@ -54,7 +54,8 @@ __all__ = ["Splits", "splits", "Sweep", "sweep", "stability_threshold", "Goldilo
            "slope_ci", "switch_summary", "noise_until", "sde_temperature", "equal_temperature_gap",
            "end_to_end_gain", "z_score", "merge_metrics", "goldilocks_experiment", "switch_rows",
            "flatter_pairs", "switch_experiment", "NoiseGrid", "noise_grid", "equal_temperature_experiment",
-           "PAPER_TABLE_ETAS", "PAPER_TABLE", "rank_corr", "table_experiment", "table_summary"]
+           "PAPER_TABLE_ETAS", "PAPER_TABLE", "rank_corr", "table_experiment", "table_summary",
+           "LOSS_RISE_RTOL", "FLATTER_MIN_REL_DS", "FLATTER_MIN_IMAGES"]
 
 
 class Splits(NamedTuple):
@@ -309,7 +310,7 @@ class Sweep(NamedTuple):
     @property
     def reached_edge(self) -> np.ndarray:
         """``(G, R)`` whether each run reached the edge before its switch: S·η/2 ≥ 1 at a probe,
-        or its training loss rose at a step (:attr:`loss_rose`), or it diverged."""
+        or its training loss rose at a step (``loss_rose``), or it diverged."""
         return ((np.nan_to_num(self.edge_ratio, nan=0.0) >= 1.0)
                 | (np.nan_to_num(self.loss_rose, nan=0.0) > 0) | self.diverged)
 
@@ -328,7 +329,7 @@ def _init(arch: str, seeds: int, seed: int, options: dict):
     return jax.vmap(lambda k: models.by_name(arch, key=k, **options))(keys)
 
 
-#: The relative size of a loss rise that :attr:`Sweep.loss_rose` counts: float32's rounding of
+#: The relative size of a loss rise that ``Sweep.loss_rose`` counts: float32's rounding of
 #: a mean over examples, declared with the flag (a monotone decrease in exact arithmetic never
 #: reads as a rise).
 LOSS_RISE_RTOL = 1e-6
