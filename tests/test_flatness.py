@@ -200,7 +200,8 @@ def _sweep_with(peak, final, edge_ratio):
     return flatness.Sweep(np.arange(1.0, g + 1), np.zeros((g, r), bool), np.ones((g, r), bool),
                           np.ones((g, r), bool), nan, nan, nan, nan, np.asarray(edge_ratio, float),
                           nan, np.asarray(peak, float), np.full((g, r), 700), np.asarray(final, float),
-                          np.full((g, r), -1), np.full((g, r), 900), np.full((g, r), 900), None)
+                          np.full((g, r), -1), np.full((g, r), 900), np.full((g, r), 900),
+                          np.zeros((g, r)), np.full((g, r), 10), None)
 
 
 def test_stability_threshold_is_two_over_the_smallest_etas_peak():
@@ -229,6 +230,11 @@ def test_probe_summary_splits_at_the_switch():
     np.testing.assert_allclose(out["small_edge_ratio"][0], 0.25)
     assert np.isnan(out["small_edge_ratio"][1])
     np.testing.assert_allclose(out["final_sharpness"], [50.0, 20.0])
+    np.testing.assert_array_equal(out["edge_probes"], [3, 2])
+    early = flatness._probe_summary(steps, sharp, np.array([0.05, 0.05]), np.array([5.0, 10.0]),
+                                    None)  # switched before the second probe: not measured
+    assert np.isnan(early["edge_ratio"][0]) and early["edge_ratio"][1] == pytest.approx(0.5)
+    np.testing.assert_array_equal(early["edge_probes"], [1, 2])
 
 
 def test_flatter_pairs_counts_the_majority_of_models():
@@ -278,3 +284,65 @@ def test_end_to_end_gain_rank_corr_is_rank_corr_over_the_usable_etas():
     assert out["n_usable"] == 3
     assert out["rank_corr"] == pytest.approx(flatness.rank_corr(etas[:3], [0.55, 0.7, 0.6]))
     assert np.isnan(flatness.end_to_end_gain(etas, np.full((4, 2), 0.5))["rank_corr"])
+
+
+def _fake_sweep(sp, arch, etas, *, seeds=2, **_):
+    """A stand-in for :func:`flatness.sweep` (no training): every field filled by name, so the
+    experiments' metric dictionaries can be built in milliseconds."""
+    g = np.size(etas)
+    rng = np.random.default_rng(g)
+    shape = (g, seeds)
+    fields = {name: rng.uniform(0.5, 2.0, shape) for name in flatness.Sweep._fields}
+    fields.update(etas=np.asarray(etas, float), params=None,
+                  diverged=np.zeros(shape, bool), completed=np.ones(shape, bool),
+                  stopped=np.ones(shape, bool), peak_step=np.full(shape, 100),
+                  switch_step=np.full(shape, 50), completion_step=np.full(shape, 200),
+                  stop_step=np.full(shape, 300))
+    for name in ("loss_rose", "edge_probes"):
+        if name in fields:
+            fields[name] = np.ones(shape)
+    return flatness.Sweep(**fields)
+
+
+def test_the_experiments_metric_keys_do_not_overlap(monkeypatch):
+    """The chapter merges the experiments' metrics into one record: a key written by two of them
+    (the switch runs' edge flags once overwrote the Goldilocks runs') would lose one silently."""
+    import types
+
+    monkeypatch.setattr(flatness, "sweep", _fake_sweep)
+    kw = dict(seeds=2, seed=0, steps=10, eval_every=5)
+    sp = types.SimpleNamespace(test=range(100))  # the experiments read only the test set's size
+    etas = np.array([0.01, 0.02, 0.04])
+    _, _, gold = flatness.goldilocks_experiment(sp, "fmnist-mlp", etas, probe_every=5, **kw)
+    _, red = flatness.switch_experiment(sp, "fmnist-mlp", etas, 0.005, [0.9, 0.98],
+                                        probe_every=5, n_control=1, **kw)
+    _, _, sde = flatness.equal_temperature_experiment(sp, "fmnist-mlp", etas, [1.0],
+                                                      batch_size=4, probe_every=5, **kw)
+    _, sgd = flatness.switch_experiment(sp, "fmnist-mlp", etas, 0.005, [0.9, 0.98],
+                                        probe_every=5, alpha=1.0, batch_size=4, **kw)
+    sgd = {f"sgd_{k}": v for k, v in sgd.items()}
+    parts = {"goldilocks": gold, "reduction": red, "sde": sde, "sgd": sgd}
+    for a in parts:
+        for b in parts:
+            if a < b:
+                assert not set(parts[a]) & set(parts[b]), (a, b, set(parts[a]) & set(parts[b]))
+    assert "reached_edge" in gold and "switch_reached_edge" in red
+    merged = flatness.merge_metrics(*parts.values())
+    assert len(merged) == sum(len(p) for p in parts.values())
+    with pytest.raises(ValueError, match="reached_edge"):
+        flatness.merge_metrics(gold, {"reached_edge": []})
+
+
+def test_flatter_pairs_decides_only_pairs_past_the_noise_and_runs_a_sign_test():
+    import scipy.stats
+
+    s_max = np.array([[30.0, 20.0, 19.5], [40.0, 30.0, 20.0]])
+    acc = np.array([[0.80, 0.85, 0.851], [0.80, 0.81, 0.82]])
+    out = flatness.flatter_pairs(s_max, acc, min_rel_ds=0.05, min_dacc=0.003)
+    # row 0: (30, 20) better; (30, 19.5) better; (20, 19.5) ΔS 2.5 % and Δacc 1 image: undecided
+    # row 1: all three better
+    assert (out["n_flatter_better"], out["n_flatter_pairs"]) == (5, 5)
+    assert out["flatter_sign_p"] == pytest.approx(
+        scipy.stats.binomtest(5, 5, 0.5, alternative="greater").pvalue)
+    assert np.isnan(flatness.flatter_pairs(s_max[:, :1], acc[:, :1])["flatter_sign_p"])
+    assert flatness.FLATTER_MIN_REL_DS == 0.05 and flatness.FLATTER_MIN_IMAGES == 3

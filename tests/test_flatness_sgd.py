@@ -109,6 +109,7 @@ def test_noisy_switch_sweep_switches_at_its_accuracy_and_probes_after_the_switch
     done = out.completion_step >= 0
     assert (out.completion_step[done] > out.switch_step[done]).all()
     assert np.isfinite(out.s_max[fired]).all()
+    assert np.isnan(out.loss_rose).all()  # noisy runs: a loss rise is the noise's, not the edge's
     with pytest.raises(ValueError, match="switch_accuracy"):
         flatness.sweep(sp, "fmnist-mlp", np.array([0.5]), seeds=1, seed=0, steps=4,
                        eval_every=4, switch_accuracy=np.array([1.0]), eta_small=0.01)
@@ -168,3 +169,29 @@ def test_end_to_end_gain():
     assert one["n_usable"] == 0 and np.isnan(one["gain"])
     with pytest.raises(ValueError, match="must be"):
         flatness.end_to_end_gain(etas[:2], acc)
+
+
+def test_gd_switch_sweep_reads_every_step_and_leaves_unswitched_runs_without_s_max():
+    """The reviewed defects: a switch that never fired once gave S_max over the whole run at η₀;
+    an edge flag read from probes alone misses the steps between them."""
+    sp = _splits()
+    out = flatness.sweep(sp, "fmnist-mlp", np.array([0.5, 1e-5]), seeds=2, seed=0,
+                         steps=24, eval_every=4, arch_options={"width": 16},
+                         switch_accuracy=np.array([0.3, 0.99]), eta_small=0.01, probe_every=2)
+    assert (out.switch_step[0] >= 0).all() and (out.switch_step[1] < 0).all()
+    assert np.isnan(out.s_max[1]).all()  # never switched: no S_max after a switch
+    assert np.isin(out.loss_rose, [0.0, 1.0]).all()  # GD: read at every step
+    assert out.loss_rose[1].sum() == 0  # η = 1e-5 descends monotonically
+    probes_before = (np.arange(0, 24, 2)[None, :] <= out.switch_step[0][:, None]).sum(1)
+    np.testing.assert_array_equal(out.edge_probes[0], probes_before)
+    np.testing.assert_array_equal(out.edge_probes[1], 12)  # every probe: steps 0, 2, …, 22
+    only_step0 = out.edge_probes[0] == 1
+    assert np.isnan(out.edge_ratio[0][only_step0]).all()
+
+
+def test_loss_rose_reads_rises_up_to_the_switch():
+    loss = np.array([[3.0, 2.0, 2.5, 1.0], [3.0, 2.0, 1.0, 1.5], [3.0, 3.0, 2.0, np.nan]])
+    np.testing.assert_array_equal(flatness._loss_rose(loss, np.array([np.inf, 2.0, np.inf])),
+                                  [1.0, 0.0, 0.0])  # row 1 rose after its switch; ties are no rise
+    np.testing.assert_array_equal(flatness._loss_rose(loss, np.array([1.0, 3.0, 3.0])),
+                                  [0.0, 1.0, 0.0])

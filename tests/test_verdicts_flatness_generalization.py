@@ -58,7 +58,7 @@ def test_goldilocks_fall(rules):
 
 def test_lr_reduction_needs_a_negative_slope_and_a_faster_fall_than_the_stable_control(rules):
     rule = rules["lr-reduction-flattening"]
-    ok = {"n_switch_rows": 4, "n_control_at_edge": 0, "n_small_at_edge": 0}
+    ok = {"n_switch_rows": 4, "n_control_at_edge": 0, "n_small_at_edge": 0, "n_rows_not_at_edge": 0}
     fast = {"smax_fall_rate": 3.0, "control_smax_fall_rate": 0.5}
     assert rule.grade({**ok, "smax_slope_ci_high": 0.2, **fast}) == N  # CI straddles 0
     assert rule.grade({**ok, "smax_slope_ci_high": 1.5, **fast}) == N  # S rises
@@ -77,7 +77,8 @@ def test_a_stable_control_that_reached_the_edge_leaves_the_claim_not_tested(rule
     """The reviewed defect: the "stable" control had reached the edge (threshold read after
     cross-entropy's collapse). Its runs are checked; so is the small step size after the switch."""
     fine = {"n_switch_rows": 4, "smax_slope_ci_high": -0.4, "smax_fall_rate": 3.0,
-            "control_smax_fall_rate": 0.5, "n_control_at_edge": 0, "n_small_at_edge": 0}
+            "control_smax_fall_rate": 0.5, "n_control_at_edge": 0, "n_small_at_edge": 0,
+            "n_rows_not_at_edge": 0}
     rule = rules["lr-reduction-flattening"]
     assert rule.grade(fine) == R
     assert rule.grade({**fine, "n_control_at_edge": 1}) == T
@@ -85,21 +86,49 @@ def test_a_stable_control_that_reached_the_edge_leaves_the_claim_not_tested(rule
     assert "not tested" in rule.explain({**fine, "n_control_at_edge": 3})
     sgd = rules["sgd-flattening"]
     sgd_fine = {"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, "sgd_smax_fall_rate": 2.0,
-                "control_smax_fall_rate": 0.4, "n_control_at_edge": 0, "sgd_n_small_at_edge": 0}
+                "control_smax_fall_rate": 0.4, "n_control_at_edge": 0, "sgd_n_small_at_edge": 0,
+                "sgd_n_rows_not_at_edge": 0}
     assert sgd.grade(sgd_fine) == R
     assert sgd.grade({**sgd_fine, "n_control_at_edge": 1}) == T
 
 
-def test_flatter_generalizes_reads_the_majority_of_models(rules):
+def test_unstable_eta0_that_never_reached_the_edge_leaves_the_claim_not_tested(rules):
+    """The reviewed defect: η₀ placed from a threshold below the real edge; rows whose run
+    switched last had not reached it (by a probe or a loss rise) test no instability."""
+    fine = {"n_switch_rows": 4, "smax_slope_ci_high": -0.4, "smax_fall_rate": 3.0,
+            "control_smax_fall_rate": 0.5, "n_control_at_edge": 0, "n_small_at_edge": 0,
+            "n_rows_not_at_edge": 0}
+    rule = rules["lr-reduction-flattening"]
+    assert rule.grade(fine) == R
+    assert rule.grade({**fine, "n_rows_not_at_edge": 2}) == T
+    assert rule.grade({**fine, "n_rows_not_at_edge": 2, "smax_slope_ci_high": 0.5}) == T
+    sgd = rules["sgd-flattening"]
+    sgd_fine = {"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, "sgd_smax_fall_rate": 2.0,
+                "control_smax_fall_rate": 0.4, "n_control_at_edge": 0, "sgd_n_small_at_edge": 0,
+                "sgd_n_rows_not_at_edge": 0}
+    assert sgd.grade(sgd_fine) == R
+    assert sgd.grade({**sgd_fine, "sgd_n_rows_not_at_edge": 1}) == T
+
+
+def test_flatter_generalizes_is_a_sign_test_over_decided_pairs(rules):
+    """Declared before the run: a one-sided sign test, p ≤ 0.05, over pairs whose S_max differ by
+    ≥ 5 % and accuracies by ≥ 3 test images; a bare majority of one pair is no longer enough."""
+    import scipy.stats
+
     rule = rules["flatter-generalizes"]
-    ok = {"n_switch_rows": 4, "n_flatter_pairs": 9}
-    assert rule.grade({**ok, "flatter_majority_pairs": 3}) == R
-    assert rule.grade({**ok, "flatter_majority_pairs": 1}) == R  # a majority
-    assert rule.grade({**ok, "flatter_majority_pairs": 0}) == N  # half: none
-    assert rule.grade({**ok, "flatter_majority_pairs": -5}) == N
-    assert rule.grade({**ok, "n_switch_rows": 1, "flatter_majority_pairs": 5}) == T
-    # every run incomplete (no accuracy): no decided pair, no majority to read
-    assert rule.grade({"n_switch_rows": 4, "n_flatter_pairs": 0, "flatter_majority_pairs": 0}) == T
+    ok = {"n_switch_rows": 4}
+
+    def p(better, n):
+        return scipy.stats.binomtest(better, n, 0.5, alternative="greater").pvalue
+
+    assert rule.grade({**ok, "n_flatter_pairs": 9, "flatter_sign_p": p(9, 9)}) == R
+    assert rule.grade({**ok, "n_flatter_pairs": 9, "flatter_sign_p": p(5, 9)}) == N  # the old +1
+    assert rule.grade({**ok, "n_flatter_pairs": 9, "flatter_sign_p": p(0, 9)}) == N
+    assert rule.grade({**ok, "n_flatter_pairs": 5, "flatter_sign_p": p(5, 5)}) == R
+    # fewer than 5 decided pairs: even all better gives p ≥ 1/16, the test cannot pass
+    assert rule.grade({**ok, "n_flatter_pairs": 4, "flatter_sign_p": p(4, 4)}) == T
+    assert rule.grade({"n_switch_rows": 1, "n_flatter_pairs": 9, "flatter_sign_p": 0.001}) == T
+    assert rule.grade({**ok, "n_flatter_pairs": 0, "flatter_sign_p": NAN}) == T
 
 
 def test_convolutional_claims_are_not_tested_without_their_metrics(rules):
@@ -170,7 +199,7 @@ def test_sde_is_not_tested_where_eta_does_not_matter_under_gd(rules):
 
 def test_sgd_flattening_needs_a_faster_fall_than_stable_gd(rules):
     rule = rules["sgd-flattening"]
-    ok = {"n_control_at_edge": 0, "sgd_n_small_at_edge": 0}
+    ok = {"n_control_at_edge": 0, "sgd_n_small_at_edge": 0, "sgd_n_rows_not_at_edge": 0}
     fast = {**ok, "sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 0.4}
     assert rule.grade({"sgd_n_switch_rows": 1, "sgd_smax_slope_ci_high": -1.0, **fast}) == T
     assert rule.grade({"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **fast}) == R

@@ -52,9 +52,10 @@ from eoslib.engine import data, events, models, optim, stopping, train
 
 __all__ = ["Splits", "splits", "Sweep", "sweep", "stability_threshold", "Goldilocks", "goldilocks",
            "slope_ci", "switch_summary", "noise_until", "sde_temperature", "equal_temperature_gap",
-           "end_to_end_gain", "z_score", "goldilocks_experiment", "switch_rows",
+           "end_to_end_gain", "z_score", "merge_metrics", "goldilocks_experiment", "switch_rows",
            "flatter_pairs", "switch_experiment", "NoiseGrid", "noise_grid", "equal_temperature_experiment",
-           "PAPER_TABLE_ETAS", "PAPER_TABLE", "rank_corr", "table_experiment", "table_summary"]
+           "PAPER_TABLE_ETAS", "PAPER_TABLE", "rank_corr", "table_experiment", "table_summary",
+           "LOSS_RISE_RTOL", "FLATTER_MIN_REL_DS", "FLATTER_MIN_IMAGES"]
 
 
 class Splits(NamedTuple):
@@ -259,10 +260,13 @@ class Sweep(NamedTuple):
         incomplete or unstopped runs.
       val_acc: ``(G, R)`` validation accuracy at the same point.
       final_train_acc: ``(G, R)`` train accuracy at the end (NaN if diverged).
-      s_max: ``(G, R)`` the largest probed sharpness after ``window_start`` (NaN without probes).
+      s_max: ``(G, R)`` the largest probed sharpness after ``window_start`` (NaN without probes;
+        NaN for a switched run whose switch never fired: its whole run at η₀ is no S_max after a
+        switch, and :func:`switch_experiment` counts it in ``n_unswitched``).
       edge_ratio: ``(G, R)`` the largest probed S·η/2 with the run's (initial) η, over the probes
         up to its switch (all of them without one): ≥ 1 means the run reached the edge of
-        stability. NaN without probes.
+        stability. NaN without probes, and NaN where the only probe up to the switch is step 0's
+        (an early switch: the flag would read "not measured" as "did not reach the edge").
       small_edge_ratio: ``(G, R)`` the same with η_small over the probes after the switch (NaN
         without a switch): ≥ 1 means the small step size was not stable either.
       peak_sharpness: ``(G, R)`` the largest probed sharpness up to the switch (the whole run
@@ -272,6 +276,14 @@ class Sweep(NamedTuple):
       switch_step: ``(G, R)`` the step the switch fired (−1: never, or no switch).
       completion_step: ``(G, R)`` the evaluation step of completion (−1: none).
       stop_step: ``(G, R)`` the evaluation step of the early-stopping point (−1: none).
+      loss_rose: ``(G, R)`` the instability flag read at every step, the paper's own definition
+        of stable training ("training is stable and training loss decreases monotonically"):
+        1.0 where the full-batch training loss rose, ``L_{t+1} > L_t·(1 + 1e-6)``, at some step
+        ``t + 1`` up to the switch (the whole run without one), else 0.0; the 10⁻⁶ is float32
+        rounding of a mean, declared with the flag. NaN for noise-scaled runs (α > 0), whose
+        loss rises with the minibatch noise, stable or not.
+      edge_probes: ``(G, R)`` how many probes ``edge_ratio`` read (finite probes at steps up to
+        the switch; 0 without probes).
       params: the final parameters, leaves ``(G·R, …)`` (η-major).
     """
 
@@ -291,13 +303,16 @@ class Sweep(NamedTuple):
     switch_step: np.ndarray
     completion_step: np.ndarray
     stop_step: np.ndarray
+    loss_rose: np.ndarray
+    edge_probes: np.ndarray
     params: object
 
     @property
     def reached_edge(self) -> np.ndarray:
-        """``(G, R)`` whether each run reached the edge before its switch (S·η/2 ≥ 1 at a probe,
-        or diverged)."""
-        return (np.nan_to_num(self.edge_ratio, nan=0.0) >= 1.0) | self.diverged
+        """``(G, R)`` whether each run reached the edge before its switch: S·η/2 ≥ 1 at a probe,
+        or its training loss rose at a step (``loss_rose``), or it diverged."""
+        return ((np.nan_to_num(self.edge_ratio, nan=0.0) >= 1.0)
+                | (np.nan_to_num(self.loss_rose, nan=0.0) > 0) | self.diverged)
 
 
 def _as_params(sp: Splits, params) -> Splits:
@@ -314,11 +329,30 @@ def _init(arch: str, seeds: int, seed: int, options: dict):
     return jax.vmap(lambda k: models.by_name(arch, key=k, **options))(keys)
 
 
+#: The relative size of a loss rise that ``Sweep.loss_rose`` counts: float32's rounding of
+#: a mean over examples, declared with the flag (a monotone decrease in exact arithmetic never
+#: reads as a rise).
+LOSS_RISE_RTOL = 1e-6
+
+
+def _loss_rose(loss: np.ndarray, cut: np.ndarray, rtol: float = LOSS_RISE_RTOL) -> np.ndarray:
+    """Per member (rows of ``loss``, the training loss at steps 0, 1, …): 1.0 where
+    ``L_{t+1} > L_t·(1 + rtol)`` for some ``t + 1 ≤ cut`` (NaN losses never count), else 0.0."""
+    loss = np.asarray(loss, float)
+    if loss.shape[1] < 2:
+        return np.zeros(loss.shape[0])
+    with np.errstate(invalid="ignore"):
+        rise = loss[:, 1:] > loss[:, :-1] * (1 + rtol)
+    upto = np.arange(1, loss.shape[1])[None, :] <= np.asarray(cut, float)[:, None]
+    return (rise & upto).any(1).astype(float)
+
+
 def _probe_summary(steps: np.ndarray, sharp: np.ndarray, eta: np.ndarray, cut: np.ndarray,
                    eta_after: np.ndarray | None) -> dict[str, np.ndarray]:
     """Per member (rows of ``sharp``, ``(M, P)`` probed at ``steps``): the largest S·η/2 and
     sharpness (with its step) over the probes at steps ≤ ``cut`` (the switch step; +inf: all),
-    the largest S·η_after/2 over the later ones, and the last finite sharpness."""
+    how many probes those are (the S·η/2 is NaN when step 0's is the only one), the largest
+    S·η_after/2 over the later ones, and the last finite sharpness."""
     sharp = np.asarray(sharp, float)
     steps = np.broadcast_to(np.asarray(steps), sharp.shape)
     ok = np.isfinite(sharp)
@@ -328,8 +362,10 @@ def _probe_summary(steps: np.ndarray, sharp: np.ndarray, eta: np.ndarray, cut: n
     has = before.any(1)
     peak = np.where(has, masked.max(1), np.nan)
     rows = np.arange(sharp.shape[0])
+    past_zero = (before & (steps > 0)).any(1)  # a probe besides the initial one
     out = {"peak_sharpness": peak, "peak_step": np.where(has, steps[rows, peak_i], -1),
-           "edge_ratio": peak * eta / 2}
+           "edge_ratio": np.where(past_zero, peak * eta / 2, np.nan),
+           "edge_probes": before.sum(1)}
     after = ok & (steps > cut[:, None])
     small = np.where(after.any(1), np.max(np.where(after, sharp, -np.inf), 1), np.nan)
     out["small_edge_ratio"] = (small * eta_after / 2 if eta_after is not None
@@ -365,8 +401,11 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
     the global minimum of the validation loss from completion on, confirmed by a later rise).
     With ``probe_every`` the sharpness is probed in the loop: ``s_max`` is its largest value at
     probe steps strictly after ``window_start`` (per η; default the switch step, so the switch
-    step itself is excluded; −1: every probe), and ``edge_ratio`` / ``peak_sharpness`` /
-    ``small_edge_ratio`` say whether the run reached the edge before and after its switch.
+    step itself is excluded; a run whose switch never fired has none; −1: every probe), and
+    ``edge_ratio`` / ``peak_sharpness`` / ``small_edge_ratio`` say whether the run reached the
+    edge before and after its switch, with ``edge_probes`` the probes behind the first; beside
+    them ``loss_rose`` reads every step's training loss up to the switch (a rise is unstable
+    training by the paper's own definition, whether or not a probe caught the spike).
 
     ``alpha`` (per η) and ``batch_size`` make every step the noise-scaled gradient (the
     flatness-bias paper's Eq. 8): the full-batch gradient plus α times the noise of a minibatch
@@ -471,7 +510,8 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
             else np.full(members, np.inf)
         nan = np.full(members, np.nan)
         probed = dict(s_max=nan, edge_ratio=nan, small_edge_ratio=nan, peak_sharpness=nan,
-                      peak_step=np.full(members, -1), final_sharpness=nan)
+                      peak_step=np.full(members, -1), final_sharpness=nan,
+                      edge_probes=np.zeros(members, int))
         if probe_every:
             sharp = np.asarray(h.sharpness, float)
             probed.update(_probe_summary(np.asarray(h.probe_step), sharp, eta_m, cut,
@@ -482,6 +522,10 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
             after = (ps > lo_w[:, None]) & np.isfinite(sharp)
             probed["s_max"] = np.where(after.any(1),
                                        np.max(np.where(after, sharp, -np.inf), 1), np.nan)
+            if window is None and switch is not None:  # never switched: no S_max after a switch
+                probed["s_max"] = np.where(switch_step >= 0, probed["s_max"], np.nan)
+        noisy = (np.repeat(noise[idx], seeds) > 0) if noise is not None else np.zeros(members, bool)
+        probed["loss_rose"] = np.where(noisy, np.nan, _loss_rose(h.loss, cut))
         diverged = np.asarray(ev.result.diverged)
         probed["s_max"] = np.where(diverged, np.inf, probed["s_max"])
         shape = (g, seeds)
@@ -629,6 +673,18 @@ def z_score(diff: float, se: float) -> float:
     return float(diff / se) if se > 0 else float(np.sign(diff) * np.inf)
 
 
+def merge_metrics(*parts: dict) -> dict:
+    """The experiments' metrics merged into one record, refusing a key that two of them write
+    (a plain ``{**a, **b}`` would keep ``b``'s value and lose ``a``'s without a word)."""
+    out: dict = {}
+    for part in parts:
+        clash = sorted(set(out) & set(part))
+        if clash:
+            raise ValueError(f"metric keys written twice: {clash}")
+        out.update(part)
+    return out
+
+
 def _counts(sw: Sweep, prefix: str = "") -> dict[str, int]:
     return {f"{prefix}n_diverged": int(sw.diverged.sum()),
             f"{prefix}n_incomplete": int((~sw.completed & ~sw.diverged).sum()),
@@ -636,10 +692,15 @@ def _counts(sw: Sweep, prefix: str = "") -> dict[str, int]:
 
 
 def _edge_metrics(sw: Sweep, prefix: str = "") -> dict:
-    """Every run's own edge flag and ratio (largest S·η/2 before any switch) for the record."""
+    """Every run's own edge flag for the record, and what it read: the largest S·η/2 before any
+    switch (None where not measured) with the number of probes behind it, and the every-step
+    loss-rise flag (None for noisy runs)."""
     return {f"{prefix}reached_edge": sw.reached_edge.tolist(),
             f"{prefix}edge_ratio": np.where(np.isnan(sw.edge_ratio), None,
-                                            sw.edge_ratio).tolist()}
+                                            sw.edge_ratio).tolist(),
+            f"{prefix}edge_probes": np.asarray(sw.edge_probes, int).tolist(),
+            f"{prefix}loss_rose": np.where(np.isnan(sw.loss_rose), None,
+                                           sw.loss_rose).tolist()}
 
 
 def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *,
@@ -689,14 +750,24 @@ def _fall_rate(slope: float) -> float:
     return max(-slope, 0.0) if np.isfinite(slope) else float("nan")
 
 
-def flatter_pairs(s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "R K"]
-                  ) -> dict[str, float]:
+#: flatter-generalizes: a pair of runs is decided only when their S_max differ by at least this
+#: fraction of the larger (5 %) ...
+FLATTER_MIN_REL_DS = 0.05
+#: ... and their test accuracies by at least this many test images (declared before the run).
+FLATTER_MIN_IMAGES = 3
+
+
+def flatter_pairs(s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "R K"], *,
+                  min_rel_ds: float = 0.0, min_dacc: float = 0.0) -> dict[str, float]:
     """"For the majority of models, being flatter improves generalization" (Fig. 6 of *Can
     stability be detrimental?*), over the pairs of models within one row (one seed and η₀,
-    switched at different points): a pair is *better* when its flatter model (lower S_max) has
-    the higher test accuracy, *worse* when the lower one; ties in either are left out, as are
-    pairs with a NaN. Returns the counts, their difference ``flatter_majority_pairs`` (≥ 1: a
-    majority of the decided pairs) and the fraction better of the decided pairs."""
+    switched at different points): a pair is *decided* when its S_max differ by at least
+    ``min_rel_ds`` of the larger and its test accuracies by at least ``min_dacc`` (and neither
+    is zero or NaN); it is *better* when its flatter model (lower S_max) has the higher test
+    accuracy, *worse* when the lower one. Returns the counts, their difference
+    ``flatter_majority_pairs``, the fraction better of the decided pairs and
+    ``flatter_sign_p``, the one-sided sign test's p-value (``scipy.stats.binomtest``: better
+    ~ Binomial(decided, ½), alternative "greater"; NaN without a decided pair)."""
     s, a = np.asarray(s_max, float), np.asarray(test_acc, float)
     better = worse = 0
     for s_row, a_row in zip(s, a):
@@ -705,12 +776,18 @@ def flatter_pairs(s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "
                 ds, da = s_row[j] - s_row[i], a_row[j] - a_row[i]
                 if not (np.isfinite(ds) and np.isfinite(da)) or ds == 0 or da == 0:
                     continue
+                if abs(ds) < min_rel_ds * max(abs(s_row[i]), abs(s_row[j])) or \
+                        abs(da) < min_dacc * (1 - 1e-9):  # k images are k/n, up to rounding
+                    continue
                 better += int(np.sign(ds) != np.sign(da))
                 worse += int(np.sign(ds) == np.sign(da))
     n = better + worse
+    p = float(scipy.stats.binomtest(better, n, 0.5, alternative="greater").pvalue) if n \
+        else float("nan")
     return {"n_flatter_better": better, "n_flatter_worse": worse, "n_flatter_pairs": n,
             "flatter_majority_pairs": better - worse,
-            "flatter_better_fraction": better / n if n else float("nan")}
+            "flatter_better_fraction": better / n if n else float("nan"),
+            "flatter_sign_p": p}
 
 
 def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_small: float,
@@ -729,12 +806,16 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
     Metrics (:func:`switch_summary` of the other η₀'s (seed, η₀) rows, against the switch
     position 0 … 1 from the first threshold to the last): the slope of log S_max with its 95%
     CI, ``smax_fall_rate`` (−slope, 0 if it rises), the rank correlation of accuracy with S_max,
-    :func:`flatter_pairs`, ``n_switch_rows`` (rows with every switch point measured; 0 with
-    fewer than two thresholds), ``switch_n_diverged``, the runs' switch and completion steps,
+    :func:`flatter_pairs` (pairs decided at :data:`FLATTER_MIN_REL_DS` and
+    :data:`FLATTER_MIN_IMAGES` test images, with the sign test), ``n_switch_rows`` (rows with
+    every switch point measured; 0 with fewer than two thresholds), ``edge_rows`` (each unstable
+    (seed, η₀) row and whether its run switched last reached the edge before that switch: the
+    precondition that η₀ was unstable at all) and ``n_rows_not_at_edge`` (those that did not), ``switch_n_diverged``, the runs' switch and completion steps,
     ``n_unswitched`` (runs whose switch never fired, diverged ones aside), ``n_small_at_edge``
-    (runs that reached the edge at η_small after the switch), each run's ``reached_edge`` flag
-    before the switch, the raw ``switch_s_max`` / ``switch_test_acc``; with controls the same
-    summary of theirs prefixed ``control_`` and ``n_control_at_edge`` (control runs whose η₀
+    (runs that reached the edge at η_small after the switch), each run's ``switch_reached_edge``
+    flag and ``switch_edge_ratio`` before the switch (prefixed, so that they never collide with
+    the Goldilocks sweep's unprefixed ``reached_edge`` in the chapter's record), the raw
+    ``switch_s_max`` / ``switch_test_acc``; with controls the same summary of theirs prefixed ``control_`` and ``n_control_at_edge`` (control runs whose η₀
     phase reached the edge: the control is then not a stable one)."""
     eta0 = np.asarray(eta0, float)
     acc_levels = np.asarray(switch_accuracies, float)
@@ -756,7 +837,8 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
         out = switch_summary(position, rows(sw.s_max)[keep], rows(sw.test_acc)[keep],
                              rows(sw.diverged)[keep])
         s_ok = np.where(rows(sw.diverged)[keep], np.nan, rows(sw.s_max)[keep])
-        out.update(flatter_pairs(s_ok, rows(sw.test_acc)[keep]))
+        out.update(flatter_pairs(s_ok, rows(sw.test_acc)[keep], min_rel_ds=FLATTER_MIN_REL_DS,
+                                 min_dacc=FLATTER_MIN_IMAGES / len(sp.test)))
         return out
 
     unstable = np.arange(eta0.size) >= n_control
@@ -765,6 +847,15 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
     metrics["smax_fall_rate"] = _fall_rate(metrics["smax_vs_switch_slope"])
     usable = rows(np.where(sw.diverged, np.nan, sw.s_max))[np.tile(unstable, seeds)]
     metrics["n_switch_rows"] = int((~np.isnan(usable).any(1)).sum()) if k >= 2 else 0
+    # the runs of one row share η₀ and seed up to their switches, so the one switched last saw
+    # every step any of them ran at η₀: did the row reach the edge (probe or loss rise) by then?
+    last = rows(sw.reached_edge)[:, -1]
+    row_seed = np.repeat(np.arange(seeds), eta0.size)
+    row_eta0 = np.tile(np.arange(eta0.size), seeds)
+    on = np.tile(unstable, seeds)
+    metrics["edge_rows"] = [{"seed": int(r), "eta0": float(eta0[e]), "reached_edge": bool(b)}
+                            for r, e, b in zip(row_seed[on], row_eta0[on], last[on])]
+    metrics["n_rows_not_at_edge"] = int((~last[on]).sum())
     if n_control:
         control = summary(~unstable)
         metrics.update({f"control_{key}": val for key, val in control.items()})
@@ -779,7 +870,7 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
         "n_unswitched": int(((sw.switch_step < 0) & ~sw.diverged).sum()),
         "n_switch_not_before_completion": int((done & (sw.completion_step <= sw.switch_step)).sum()),
         "n_small_at_edge": int((np.nan_to_num(sw.small_edge_ratio) >= 1).sum()),
-        **_edge_metrics(sw), **_counts(sw, "switch_"),
+        **_edge_metrics(sw, "switch_"), **_counts(sw, "switch_"),
         "switch_s_max": sw.s_max.tolist(), "switch_test_acc": sw.test_acc.tolist()})
     return sw, metrics
 
