@@ -100,7 +100,7 @@ eta0_null = None  # the stable initial step size (the null)
 reduce_at = None  # steps (epochs) at which η drops to eta_small
 eta_small = None  # step size after the reduction
 stable_steps = None  # steps of the stable phase searched for S_max
-settle_steps = None  # steps the maximum must stand for the phase to have plateaued
+settle_fraction = None  # share of the stable phase the maximum must stand for it to have plateaued
 flat_probe_every = None  # steps between sharpness probes of the flattening runs
 seed = None  # PRNG seed (first initialisation and the simulation)
 results_dir = None  # where the results record goes (default: _build/records)
@@ -118,7 +118,7 @@ RANGES = {
     "reversal_horizon": "int >= 2, multiple of 2", "flat_probe_every": "int >= 1",
     "eta0s": "list[float > 0], non-empty", "eta0_null": "float > 0",
     "reduce_at": "list[int >= 0], non-empty", "eta_small": "float > 0",
-    "stable_steps": "int >= 1", "settle_steps": "int >= 1", "seed": "int >= 0",
+    "stable_steps": "int >= 1", "settle_fraction": "float in (0, 1)", "seed": "int >= 0",
 }
 SCALES = {  # a literal: the book's tooling reads it without running the notebook
     "smoke": {"cases": ["I", "II", "III"], "n_trajectories": 500, "sim_steps": 200,
@@ -128,7 +128,7 @@ SCALES = {  # a literal: the book's tooling reads it without running the noteboo
               "reversal_instabilities": 1, "low_factor": 0.2,
               "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 4,
               "eta0s": [0.1, 0.2], "eta0_null": 0.02, "reduce_at": [20, 40],
-              "eta_small": 0.01, "stable_steps": 100, "settle_steps": 20,
+              "eta_small": 0.01, "stable_steps": 100, "settle_fraction": 0.2,
               "flat_probe_every": 10, "seed": 0},
     "book": {"cases": ["I", "II", "III"], "n_trajectories": 20000, "sim_steps": 4000,
              "seeds": 3, "eta": 0.1, "steps": 600, "probe_every": 5, "fine_probe_every": 1,
@@ -137,7 +137,7 @@ SCALES = {  # a literal: the book's tooling reads it without running the noteboo
              "reversal_instabilities": 2, "low_factor": 0.2,
              "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 10,
              "eta0s": [0.1, 0.2], "eta0_null": 0.02, "reduce_at": [50, 100, 200, 400],
-             "eta_small": 0.01, "stable_steps": 2000, "settle_steps": 400,
+             "eta_small": 0.01, "stable_steps": 2000, "settle_fraction": 0.2,
              "flat_probe_every": 50, "seed": 0},
     "paper": {"cases": ["I", "II", "III"], "n_trajectories": 100000, "sim_steps": 10000,
               "seeds": 15, "eta": 0.1, "steps": 1000, "probe_every": 5, "fine_probe_every": 1,
@@ -147,7 +147,7 @@ SCALES = {  # a literal: the book's tooling reads it without running the noteboo
               "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 10,
               "eta0s": [0.1, 0.15, 0.2], "eta0_null": 0.02,
               "reduce_at": [50, 100, 200, 400, 800], "eta_small": 0.01, "stable_steps": 4000,
-              "settle_steps": 1000, "flat_probe_every": 25, "seed": 0},
+              "settle_fraction": 0.25, "flat_probe_every": 25, "seed": 0},
 }
 P = settings(SCALES, scale, RANGES, cases=cases, n_trajectories=n_trajectories,
              sim_steps=sim_steps, seeds=seeds, eta=eta, steps=steps,
@@ -157,7 +157,7 @@ P = settings(SCALES, scale, RANGES, cases=cases, n_trajectories=n_trajectories,
              reversal_instabilities=reversal_instabilities, low_factor=low_factor,
              switch_fractions=switch_fractions, reversal_horizon=reversal_horizon,
              eta0s=eta0s, eta0_null=eta0_null, reduce_at=reduce_at, eta_small=eta_small,
-             stable_steps=stable_steps, settle_steps=settle_steps,
+             stable_steps=stable_steps, settle_fraction=settle_fraction,
              flat_probe_every=flat_probe_every, seed=seed)
 P.as_dict()
 
@@ -166,7 +166,7 @@ P.as_dict()
 #
 # Each claim is graded after the run by the rule stated with it, fixed here before any number
 # exists; `not tested` means this run never entered the regime the claim needs (no walk was
-# absorbed, walks that barely spread, too few instabilities, a stable phase too short to peak). The simulated model in
+# absorbed, walks that barely spread, too few instabilities, too few stable phases that plateaued). The simulated model in
 # the theorems' own setting (Case I) realises the theorems exactly, so it is recorded as a
 # consistency check, not scored.
 
@@ -215,9 +215,17 @@ NAMES = {
     "smax_plateaued_fraction": "the fraction of stable phases that plateaued (declared criterion)",
     "null_edge_ratio_max": "the stable null's largest S·η₀/2 before its reduction",
     "flattening_diverged": "diverged flattening runs",
-    "smax_later_excess": ("the relative change of S_max from the first to the last reduction "
-                          "(unstable η₀, mean) minus the stable null's"),
-    "smax_eta0_change": "the relative change of S_max from the smallest to the largest unstable η₀",
+    "smax_rows_graded": ("unstable η₀ rows with at least two plateaued cells (the rows the "
+                         "later-reduction effect is read on)"),
+    "smax_null_plateaued_cells": "plateaued cells of the stable null's row",
+    "smax_eta0_columns": ("reduction steps at which the smallest and the largest unstable η₀ "
+                          "both plateaued"),
+    "smax_later_change": ("the relative change S_max(last)/S_max(first) − 1 between the first and "
+                          "the last plateaued reduction of a row (unstable η₀, mean over the "
+                          "graded rows)"),
+    "smax_later_excess": ("smax_later_change minus the stable null's same change"),
+    "smax_eta0_change": ("the relative change of S_max from the smallest to the largest unstable "
+                         "η₀, mean over the reduction steps where both plateaued"),
 }
 
 
@@ -257,10 +265,15 @@ ROTATION = Given(
     AllOf((AtLeast("rotation_drop", 0.05, fair=0.02),
            AtLeast("reversal_recovery", 0.5, fair=0.25, fmt=".2f"),
            Exceeds("reversal_recovery", "reversal_recovery_control", good=2.0, fair=1.5))))
-# S_max of stable phases that plateaued; the null η₀ must have stayed below its edge; the
+# S_max read only on stable phases that plateaued (review: at book scale 5 of 12 did, so "all
+# plateaued" never held): at least half the cells plateaued, every row that is graded has at
+# least two plateaued cells (the stable null's row included), and the η₀ effect has a reduction
+# step where both η₀ plateaued; the null η₀ must have stayed below its edge; the
 # later-reduction effect is read beyond the null's, the η₀ effect among unstable η₀
 FLATTENING = Given(
-    AllOf((AtLeast("smax_plateaued_fraction", 1.0, fmt=".0%"),
+    AllOf((AtLeast("smax_plateaued_fraction", 0.5, fmt=".0%"),
+           AtLeast("smax_rows_graded", 1), AtLeast("smax_null_plateaued_cells", 2),
+           AtLeast("smax_eta0_columns", 1),
            AtMost("null_edge_ratio_max", 1.0, fmt=".2f"))),
     AllOf((AtMost("flattening_diverged", 0),
            AtMost("smax_later_excess", -0.05, fair=-0.02, fmt="+.1%"),
@@ -363,10 +376,11 @@ CLAIMS = [
         "reduction and with a larger η₀ (a two-dimensional effect)",
         "companion paper Fig. 4 (fMNIST MLP, η_small = 0.01)",
         rule=FLATTENING, glossary=NAMES,
-        ours="S_max change, first → last reduction {smax_later_change:+.1%} (η₀ = {eta0s}) "
-             "vs the stable null's {smax_later_change_null:+.1%} (η₀ = {eta0_null}); "
-             "smallest → largest η₀ {smax_eta0_change:+.1%}; stable-null S_max {smax_null:.1f}; "
-             "plateaued {smax_plateaued_fraction:.0%}",
+        ours="S_max change, first → last plateaued reduction {smax_later_change:+.1%} "
+             "(η₀ = {eta0s}, {smax_rows_graded} row(s) graded) vs the stable null's "
+             "{smax_later_change_null:+.1%} (η₀ = {eta0_null}, {smax_null_plateaued_cells} "
+             "plateaued cell(s)); smallest → largest η₀ {smax_eta0_change:+.1%}; stable-null "
+             "S_max {smax_null:.1f}; plateaued {smax_plateaued_fraction:.0%}",
         control="a stable η₀ (below its edge until the reduction) reduced at the same steps",
         departures=(
             LOSS, SUBSET,
@@ -374,8 +388,10 @@ CLAIMS = [
                       "not stated in the paper"),
             Departure("η₀ ∈ {eta0s} and the stable null η₀ = {eta0_null} (the paper's η₀ are not "
                       "in our copy)", "not stated in the paper"),
-            Departure("one initialisation; a stable phase of {stable_steps} steps, S_max counted "
-                      "where no later probe beat it for {settle_steps} steps", "CPU"))),
+            Departure("one initialisation; a stable phase of {stable_steps} steps at every "
+                      "η₀ (the paper gives a smaller η proportionally more epochs, App. K.3), "
+                      "S_max counted where no later probe beat it for {settle_steps} steps "
+                      "({settle_fraction:.0%} of the phase)", "CPU"))),
 ]
 display(declared_claims(CLAIMS))
 
@@ -720,8 +736,18 @@ plt.show()
 # by the declared criterion ({func}`eoslib.mechanisms.kappa.plateau_peak`): the maximum is
 # not the phase's first probe (the sharpness rose after the reduction, so $S_{\max}$ is not
 # the edge $2/\eta_0$ left over) and no later probe of the phase exceeds it for at least
-# `settle_steps` steps. The later-reduction effect is graded beyond the null's: a stable η₀
-# reduced later also trains longer before its stable phase, whatever instabilities do.
+# `settle_fraction` of the phase. $S_{\max}$ is compared only between plateaued cells: a
+# row's change is from its first to its last plateaued reduction
+# ({func}`eoslib.mechanisms.kappa.plateaued_change`), and a row with fewer than two is not
+# graded. The later-reduction effect is graded beyond the null's: a stable η₀ reduced later
+# also trains longer before its stable phase, whatever instabilities do.
+#
+# **What the cells left out can do.** A phase still rising at its end under-reads its
+# $S_{\max}$. In the unstable rows those are mostly the early reductions (the largest
+# $S_{\max}$), so leaving them out shrinks the measured fall; in the null row they are also
+# the early reductions, so had they been counted they would have made the null's change look
+# more positive and the excess over it larger. Both are the reason the grade uses plateaued
+# cells only.
 
 # %%
 flat_eta0s = list(P.eta0s) + [P.eta0_null]
@@ -736,7 +762,8 @@ flat = train.run(objective, flat_sched, params0, (ds.x, ds.onehot),
                  hparams={"eta0": jnp.asarray(grid_eta0.ravel(), jnp.float32),
                           "reduce_at": jnp.asarray(grid_at.ravel(), jnp.float32)})
 fp, fS = flat.history.probe_step[0], flat.history.sharpness
-peaks = [kappa.plateau_peak(fp, fS[i], a, a + P.stable_steps, P.settle_steps)
+settle_steps = int(round(P.settle_fraction * P.stable_steps))
+peaks = [kappa.plateau_peak(fp, fS[i], a, a + P.stable_steps, settle_steps)
          for i, a in enumerate(grid_at.ravel())]
 smax = np.array([p.smax for p in peaks]).reshape(grid_eta0.shape)
 plateaued = np.array([p.plateaued for p in peaks]).reshape(grid_eta0.shape)
@@ -804,18 +831,14 @@ relaxed = [n for n in P.cases if n != "I"]
 nan = float("nan")
 
 
-def slope_change(row):
-    """Relative change of S_max across the reduction steps (least-squares line)."""
-    if len(P.reduce_at) < 2 or not np.all(np.isfinite(row)):
-        return nan
-    span = max(P.reduce_at) - min(P.reduce_at)
-    return float(np.polyfit(P.reduce_at, row, 1)[0] * span / np.mean(row))
-
-
 lo, hi = int(np.argmin(P.eta0s)), int(np.argmax(P.eta0s))  # rows of the unstable η₀
 alive = ~np.asarray(flat.diverged)
-later_unstable = float(np.mean([slope_change(r) for r in smax[:len(P.eta0s)]]))
-later_null = slope_change(smax[-1])
+row_changes = [kappa.plateaued_change(P.reduce_at, smax[j], plateaued[j])
+               for j in range(len(P.eta0s))]
+graded_rows = [c for c in row_changes if np.isfinite(c)]
+later_unstable = float(np.mean(graded_rows)) if graded_rows else nan
+later_null = kappa.plateaued_change(P.reduce_at, smax[-1], plateaued[-1])
+both = plateaued[lo] & plateaued[hi] & np.isfinite(smax[lo]) & np.isfinite(smax[hi])
 measured = [c for c in per_seed["grad"] if c.pairs >= 10]
 significant = [c.pearson > 0 and c.pearson_p < 0.05 and c.spearman > 0 and c.spearman_p < 0.05
                for c in measured]
@@ -895,11 +918,16 @@ metrics = {
     if alive.any() else nan,
     "null_edge_ratio_max": float(np.nanmax(edge_ratio[-1])),
     "flattening_diverged": int((~alive).sum()),
+    "smax_plateaued": [[bool(v) for v in row] for row in plateaued],
+    "smax_rows_graded": len(graded_rows),
+    "smax_row_changes": [float(c) for c in row_changes],
+    "smax_null_plateaued_cells": int(plateaued[-1].sum()),
+    "smax_eta0_columns": int(both.sum()) if hi != lo else 0,
     "smax_later_change": later_unstable,
     "smax_later_change_null": later_null,
     "smax_later_excess": later_unstable - later_null,
-    "smax_eta0_change": (float(np.mean(smax[hi]) / np.mean(smax[lo]) - 1)
-                         if hi != lo else nan),
+    "smax_eta0_change": (float(np.mean(smax[hi][both] / smax[lo][both] - 1))
+                         if hi != lo and both.any() else nan),
     # the settings the departures and the "ours" cells quote
     "eta0s": list(P.eta0s),
     "eta0_null": P.eta0_null,
@@ -912,7 +940,8 @@ metrics = {
     "switch_fractions": list(P.switch_fractions),
     "reduce_at": list(P.reduce_at),
     "stable_steps": P.stable_steps,
-    "settle_steps": P.settle_steps,
+    "settle_steps": settle_steps,
+    "settle_fraction": P.settle_fraction,
     "eta": P.eta,
 }
 claims = grade_all(CLAIMS, metrics, scale=scale)

@@ -134,7 +134,8 @@ def test_reversal_is_timed_to_the_instability_and_read_relative_to_the_rotation(
     assert rule.grade({**ROTATION, "rotation_drop": 0.005}) == N
 
 
-FLAT = {"smax_plateaued_fraction": 1.0, "null_edge_ratio_max": 0.4, "flattening_diverged": 0,
+FLAT = {"smax_plateaued_fraction": 1.0, "smax_rows_graded": 2, "smax_null_plateaued_cells": 4,
+        "smax_eta0_columns": 3, "null_edge_ratio_max": 0.4, "flattening_diverged": 0,
         "smax_later_excess": -0.2, "smax_eta0_change": -0.3}
 
 
@@ -143,7 +144,12 @@ def test_flattening_needs_plateaued_phases_a_stable_null_and_an_effect_beyond_it
     there was no stable-η₀ null, and S ≈ 2/η₀ at the reduction explained the pattern alone."""
     rule = specs["progressive-flattening"].rule
     assert rule.grade(FLAT) == R
-    assert rule.grade({**FLAT, "smax_plateaued_fraction": 0.75}) == T  # not plateaued
+    # review (book scale: 5 of 12 plateaued): graded on the plateaued cells, at least half of them
+    assert rule.grade({**FLAT, "smax_plateaued_fraction": 0.5}) == R
+    assert rule.grade({**FLAT, "smax_plateaued_fraction": 0.4}) == T
+    assert rule.grade({**FLAT, "smax_rows_graded": 0}) == T  # no unstable row with two plateaued cells
+    assert rule.grade({**FLAT, "smax_null_plateaued_cells": 1}) == T  # the null's row ungradable
+    assert rule.grade({**FLAT, "smax_eta0_columns": 0}) == T
     assert rule.grade({**FLAT, "null_edge_ratio_max": 1.1}) == T  # the null was no stable run
     # later reductions lower S_max no more than they do for the stable null
     assert rule.grade({**FLAT, "smax_later_excess": 0.0}) == N
@@ -164,3 +170,15 @@ def test_the_measured_smax_window_excludes_the_reduction_step():
     including = float(np.max(s[(steps >= 0) & (steps <= 190)]))
     assert including == 20.0 != peak.smax
     assert not kappa.plateau_peak(steps, s, 0, 100, 50).plateaued
+
+
+def test_later_change_is_first_to_last_among_plateaued_cells():
+    """Review: the 'relative change first → last' was a least-squares slope × span / mean (it
+    printed −158 %, impossible for a change); it is now S_max(last)/S_max(first) − 1 over the
+    plateaued cells of the row, NaN with fewer than two."""
+    at = [50, 100, 200, 400]
+    smax = np.array([101.5, 52.9, 29.5, 14.3])
+    assert np.isnan(kappa.plateaued_change(at, smax, [False, False, False, True]))
+    assert kappa.plateaued_change(at, smax, [True, True, True, True]) == pytest.approx(14.3 / 101.5 - 1)
+    assert kappa.plateaued_change(at, smax, [False, True, True, False]) == pytest.approx(29.5 / 52.9 - 1)
+    assert kappa.plateaued_change(at, smax, [True] * 4) >= -1

@@ -486,3 +486,17 @@ def recovery(similarity: np.ndarray, steps: np.ndarray, switches: np.ndarray,
     switched, control, rotated = (np.asarray(c, float) for c in zip(*out)) if out else \
         (np.zeros(0),) * 3
     return Recovery(switched, control, rotated)
+
+
+def plateaued_change(at: np.ndarray, smax: np.ndarray, plateaued: np.ndarray) -> float:
+    """The relative change of ``S_max`` from the first to the last reduction step **among the
+    plateaued cells** of one row: ``(S_max[last] − S_max[first]) / S_max[first]``, where first
+    and last are the earliest and latest ``at`` whose phase plateaued (:func:`plateau_peak`).
+    NaN where fewer than two cells of the row plateaued."""
+    at, smax = np.asarray(at, float), np.asarray(smax, float)
+    ok = np.asarray(plateaued, bool) & np.isfinite(smax)
+    if ok.sum() < 2:
+        return float("nan")
+    idx = np.flatnonzero(ok)
+    first, last = idx[np.argmin(at[idx])], idx[np.argmax(at[idx])]
+    return float(smax[last] / smax[first] - 1)
