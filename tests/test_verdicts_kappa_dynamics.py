@@ -112,24 +112,26 @@ def test_kappa_variability_is_graded_pooled_and_per_seed_not_as_a_mean_of_seeds(
 
 
 ROTATION = {"reversal_instabilities": 2, "switches_outside_instability": 0,
-            "rotation_drop": 0.08, "reversal_recovery": 0.7, "reversal_recovery_control": 0.1}
+            "rotation_drop": 0.08, "reversal_rises_fraction": 1.0, "reversal_share": 0.7}
 
 
-def test_reversal_is_timed_to_the_instability_and_read_relative_to_the_rotation(specs):
-    """Issue 30: the switches (steps 118/142/172) landed after the instability had resolved
-    (steps 100–110) and an absolute gain gate of 0.02 exceeded the total rotation (≈ 0.03).
-    Now a switch outside its instability makes the claim untested, and the rise is a share of
-    the rotation at the switch, so a small rotation fully undone reads as a reversal."""
+def test_reversal_is_timed_to_the_instability_and_read_against_the_kept_eta_run(specs):
+    """Issue 30: the switches (steps 118/142/172) landed after the instability had resolved.
+    Review 2: switches timed by the window's clock came before any rotation (1 − sim 0.001–0.003),
+    and both medians were clipped to 0 so the comparison could never pass. Now the switches are
+    timed by the kept-η run's rotation, and the grade reads the switched run's rise and its gap
+    above the kept-η run (a share of that run's rotation), nothing clipped."""
     rule = specs["rotation-and-reversal"].rule
     assert rule.grade(ROTATION) == R
-    # the review's shape: every switch after resolution
     assert rule.grade({**ROTATION, "switches_outside_instability": 3}) == T
     assert rule.grade({**ROTATION, "reversal_instabilities": 0}) == T
-    # the switched runs recover no more than the kept-η run does on its own: no reversal
-    assert rule.grade({**ROTATION, "reversal_recovery_control": 0.7}) == N
-    # a share of the rotation undone too small to be "reversed"
-    assert rule.grade({**ROTATION, "reversal_recovery": 0.1, "reversal_recovery_control": 0.0}) == N
-    assert rule.grade({**ROTATION, "reversal_recovery": 0.3, "reversal_recovery_control": 0.0}) == P
+    # the switched runs only slowed: no rise after the switch
+    assert rule.grade({**ROTATION, "reversal_rises_fraction": 0.0}) == N
+    assert rule.grade({**ROTATION, "reversal_rises_fraction": 0.5}) == P
+    # no better than the kept-η run, or worse
+    assert rule.grade({**ROTATION, "reversal_share": 0.0}) == N
+    assert rule.grade({**ROTATION, "reversal_share": -0.4}) == N
+    assert rule.grade({**ROTATION, "reversal_share": 0.3}) == P
     # no rotation to reverse
     assert rule.grade({**ROTATION, "rotation_drop": 0.005}) == N
 
