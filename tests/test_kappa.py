@@ -293,3 +293,13 @@ def test_reversal_reads_rise_and_gap_against_the_kept_eta_run_unclipped():
     np.testing.assert_allclose(rev.control_drop, [0.2, 0.2])
     with pytest.raises(ValueError, match="not probe steps"):
         kappa.reversal(sim, steps, np.array([4, 2]), 6)
+
+
+def test_positive_pairs_follow_the_variability_pairs():
+    steps = np.arange(6)
+    s = np.array([30.0, 30.0, 10.0, 30.0, 30.0, 30.0])  # edge 20: step 2 is not a pair
+    k = np.array([1.0, 2.0, -1.0, 3.0, 4.0, -2.0])
+    _, _, change = kappa.variability_pairs(steps, s, k, 20.0)
+    pos = kappa.positive_pairs(steps, s, k, 20.0)
+    assert pos.shape == change.shape
+    np.testing.assert_array_equal(pos, [True, False, True, False])  # 0→1, 1→2, 3→4, 4→5

@@ -84,7 +84,8 @@ def test_kappa_variability_is_graded_pooled_and_per_seed_not_as_a_mean_of_seeds(
     (p = 8e-6), per seed 0.12, 0.43, 0.33. Pooled and per-seed values are now graded as what
     they are, and the significance and size of the correlation are two claims."""
     sig, size = specs["kappa-variability"].rule, specs["kappa-variability-size"].rule
-    review = {"variability_pairs": 90, "variability_pearson": 0.47,  # pooled Spearman assumed
+    review = {"variability_pairs": 90, "variability_kappa_positive_fraction": 1.0,
+              "variability_pearson": 0.47,  # pooled Spearman assumed
               "variability_pearson_p": 8e-6, "variability_spearman": 0.45,
               "variability_spearman_p": 1e-4, "variability_seeds_significant": 2 / 3,
               "variability_seeds_in_range": 2 / 3}
@@ -109,6 +110,14 @@ def test_kappa_variability_is_graded_pooled_and_per_seed_not_as_a_mean_of_seeds(
     # too few pairs inside instabilities: not tested
     assert sig.grade({**paper, "variability_pairs": 4}) == T
     assert size.grade({**paper, "variability_pairs": 4}) == T
+    # review 2: under cross-entropy D⁴L along ĝ was ≤ 0 at 77 % of the pairs, where the model
+    # needs κ > 0 (and the sign of the correlation followed the loss and the κ-change metric):
+    # outside the premise the claims are not tested, whatever the correlation says
+    for rule in (sig, size):
+        assert rule.grade({**paper, "variability_kappa_positive_fraction": 0.23}) == T
+        assert rule.grade({**paper, "variability_kappa_positive_fraction": 0.5}) == R
+    assert sig.grade({**paper, "variability_kappa_positive_fraction": 0.9,
+                      "variability_pearson": -0.5, "variability_spearman": -0.4}) == N
 
 
 ROTATION = {"reversal_instabilities": 2, "switches_outside_instability": 0,

@@ -565,3 +565,15 @@ def reversal(similarity: np.ndarray, steps: np.ndarray, switches: np.ndarray,
                     1 - sim[0, i], sim[0, i] - sim[0, j]))
     cols = [np.asarray(c, float) for c in zip(*out)] if out else [np.zeros(0)] * 5
     return Reversal(*cols)
+
+
+def positive_pairs(steps: np.ndarray, sharpness: np.ndarray, kappa: np.ndarray, edge: float,
+                   *, gap: int = 1) -> np.ndarray:
+    """For each pair :func:`variability_pairs` keeps (same order), whether κ is positive at
+    both of its probes: the premise of the paper's model (κ > 0; it works with log κ)."""
+    steps, s = np.asarray(steps), np.asarray(sharpness, float)
+    k = np.asarray(kappa, float)
+    change = relative_change(k)
+    keep = ((s[:-1] > edge) & (np.diff(steps) == gap) & np.isfinite(change)
+            & np.isfinite(s[:-1]))
+    return ((k[:-1] > 0) & (k[1:] > 0))[keep]
