@@ -183,11 +183,16 @@ from eoslib.book.verdicts import (AllOf, AtLeast, AtMost, ClaimSpec, Departure,
 NAMES = {
     "exit_fraction_min": "the smallest fraction of walks absorbed (s ≤ 0) in a case",
     "roundoff_exits": "absorbed walks whose exact surplus expm1(log κ) is > 0",
-    "case1_median_drift": "Case I's change of median log κ",
+    "case1_median_drift": "Case I's change of median log κ with the exit on (not graded)",
+    "case1_null_spread_growth": ("the growth of Case I's null walks' 5–95% spread (final / "
+                                 "initial), exit off"),
+    "case1_median_excess": ("Case I's final median of log κ minus the null's, in standard "
+                            "errors of the two medians (exit off)"),
     "case1_median_rise_max": ("the largest rise of Case I's even-time median, in "
-                              "standard errors of the sample median"),
-    "case1_skewness": "Case I's final skewness of log κ",
-    "case1_mode_minus_median": "Case I's final mode − median",
+                              "standard errors of the sample median (exit off)"),
+    "case1_skewness_excess": ("Case I's final skewness minus the null's, in standard errors "
+                              "√(12/n) (exit off)"),
+    "case1_mode_minus_median": "Case I's final mode − median (exit off)",
     "branch_violations": "grid points breaking the 1-right/3-left two-step pattern",
     "branch_mean_max": "the largest |mean two-step displacement|",
     "n_relaxed_cases": "the number of Cases II and III simulated",
@@ -237,11 +242,16 @@ NAMES = {
 
 
 ABSORBS = AtLeast("exit_fraction_min", 0.01, fmt=".1%")
-THEOREMS = Given(ABSORBS, AllOf((
-    AtMost("roundoff_exits", 0), AtMost("case1_median_drift", -0.01),
-    AtMost("case1_median_rise_max", 3.0, fmt=".2f"), AtLeast("case1_skewness", 0.0),
-    AtMost("case1_mode_minus_median", 0.0), AtMost("branch_violations", 0),
-    AtMost("branch_mean_max", 1e-9, fmt=".1e"))))
+# Case I, like Cases II and III below, is graded on the walks with the exit switched off
+# against their constant-step null (a review found the exit-on check graded a median drift of
+# −1.005 with 86 % of the walks absorbed); the exit-on run still checks the exits themselves.
+THEOREMS = Given(
+    AllOf((ABSORBS, AtLeast("case1_null_spread_growth", 2.0, fmt=".1f"))),
+    AllOf((AtMost("roundoff_exits", 0), AtMost("case1_median_excess", -3.0, fmt=".1f"),
+           AtMost("case1_median_rise_max", 3.0, fmt=".2f"),
+           AtLeast("case1_skewness_excess", 3.0, fmt=".1f"),
+           AtMost("case1_mode_minus_median", 0.0), AtMost("branch_violations", 0),
+           AtMost("branch_mean_max", 1e-9, fmt=".1e"))))
 # Graded on the walks with the exit switched off, against the same walks with a constant step:
 # with the exit on, a pile of absorbed walks makes the median fall and the law right-skewed by
 # itself (a constant-step walk with the same exit does both), whatever the step's state-dependence.
@@ -322,9 +332,13 @@ CLAIMS = [
         "0 (Thm. 5.4, 5.12)",
         "App. F.11 Case I (figure only); Thm. 5.4, Prop. 5.11, Thm. 5.12",
         rule=THEOREMS, glossary=NAMES,
-        ours="median drift {case1_median_drift:+.3f}, skew {case1_skewness:+.2f}, "
-             "mode − median {case1_mode_minus_median:+.3f}; absorbed {exit_fractions}",
-        control="the same walk's mean, which a martingale keeps", kind="consistency"),
+        ours="exit off: final median vs the null's {case1_median_excess:+.1f} standard "
+             "errors, skewness above the null's {case1_skewness_excess:+.1f}, mode − median "
+             "{case1_mode_minus_median:+.3f}; exit on (not graded): median drift "
+             "{case1_median_drift:+.3f} with {exit_fractions} absorbed",
+        control="the same walks (same start, same signs) with a constant step h̄ and the exit "
+                "off; with the exit on, only that every exit is exact",
+        kind="consistency"),
     ClaimSpec(
         "model-beyond-theorems",
         "outside the theorems (Case II: g not Lipschitz; Case III: bimodal start) the "
@@ -453,11 +467,11 @@ for name in P.cases:
     sims[name] = kappa.simulate(kappa.CASES[name], x0, P.sim_steps, key=k_run,
                                 record_every=P.sim_steps // 4)
     summaries[name] = [kappa.distribution_summary(row) for row in sims[name].log_kappa]
-    if name != "I":  # the claim beyond the theorems: the exit off, and its constant-step null
-        free = dataclasses.replace(kappa.CASES[name], absorbing=False)
-        for label, model in (("free", free), ("null", kappa.constant_step(free, x0))):
-            unabsorbed[name, label] = kappa.simulate(model, x0, P.sim_steps, key=k_run,
-                                                     record_every=P.sim_steps // 4)
+    # every case is graded with the exit off, against its constant-step null
+    free = dataclasses.replace(kappa.CASES[name], absorbing=False)
+    for label, model in (("free", free), ("null", kappa.constant_step(free, x0))):
+        unabsorbed[name, label] = kappa.simulate(model, x0, P.sim_steps, key=k_run,
+                                                 record_every=P.sim_steps // 4)
 
 # %% tags=["hide-input"]
 rows = []
@@ -868,6 +882,17 @@ def median_rise_max(sim):
     return max((b[0] - a[0]) / b[1] for a, b in zip(rows, rows[1:]))
 
 exit_fractions = {n: float(np.mean(sims[n].exit_time >= 0)) for n in P.cases}
+case1 = {}  # Case I with the exit off, against its constant-step null
+if "I" in sims:
+    free1, null1 = (kappa.distribution_summary(unabsorbed["I", k].log_kappa[-1])
+                    for k in ("free", "null"))
+    se1 = np.hypot(*(kappa.median_standard_error(unabsorbed["I", k].log_kappa[-1])
+                     for k in ("free", "null")))
+    case1 = {"growth": null1.spread / kappa.distribution_summary(
+                 unabsorbed["I", "null"].log_kappa[0]).spread,
+             "median_excess": (free1.median - null1.median) / se1,
+             "skewness_excess": (free1.skewness - null1.skewness) / np.sqrt(12 / P.n_trajectories),
+             "mode_minus_median": free1.mode - free1.median}
 exit_states = np.concatenate([sims[n].log_kappa[-1][sims[n].exit_time >= 0]
                               for n in P.cases])
 grid = np.linspace(0.05, 3.0, 200)
@@ -895,10 +920,12 @@ metrics = {
     "exit_fraction_min": min(exit_fractions.values()),
     "roundoff_exits": int(np.sum(np.expm1(exit_states) > 0)),
     "case1_median_drift": drift("I") if "I" in sims else nan,
-    "case1_median_rise_max": median_rise_max(sims["I"]) if "I" in sims else nan,
     "case1_skewness": final("I").skewness if "I" in sims else nan,
-    "case1_mode_minus_median": (final("I").mode - final("I").median
-                                if "I" in sims else nan),
+    "case1_median_rise_max": (median_rise_max(unabsorbed["I", "free"]) if "I" in sims else nan),
+    "case1_null_spread_growth": case1.get("growth", nan),
+    "case1_median_excess": case1.get("median_excess", nan),
+    "case1_skewness_excess": case1.get("skewness_excess", nan),
+    "case1_mode_minus_median": case1.get("mode_minus_median", nan),
     "branch_violations": int(np.sum((branch[:, 0] <= 0)
                                     | np.any(branch[:, 1:] >= 0, axis=1))),
     "branch_mean_max": float(np.max(np.abs(branch.mean(axis=1)))),

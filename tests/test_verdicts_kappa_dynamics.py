@@ -25,7 +25,9 @@ def specs():
 
 
 MODEL = {"exit_fraction_min": 0.2, "roundoff_exits": 0, "case1_median_drift": -0.3,
-         "case1_median_rise_max": -1.0, "case1_skewness": 0.9, "case1_mode_minus_median": -0.5,
+         "case1_null_spread_growth": 9.8, "case1_median_excess": -30.0,
+         "case1_median_rise_max": -1.0, "case1_skewness_excess": 80.0,
+         "case1_mode_minus_median": -0.5,
          "branch_violations": 0, "branch_mean_max": 1e-16, "n_relaxed_cases": 2,
          "relaxed_null_spread_growth_min": 9.8, "relaxed_median_excess_max": -30.0,
          "relaxed_mode_minus_median_max": -0.2, "relaxed_skewness_excess_min": 80.0}
@@ -51,6 +53,11 @@ def test_case_one_median_rises_and_two_step_pattern(specs):
     assert rule.grade({**MODEL, "case1_median_rise_max": 1.0}) == R  # within sampling noise
     assert rule.grade({**MODEL, "branch_mean_max": 1e-7}) == N  # not a martingale (float32)
     assert rule.grade({**MODEL, "case1_mode_minus_median": 0.1}) == N
+    # review 2: the exit-on drift (−1.005 with 86 % absorbed) is no longer what is graded; with
+    # the exit off a median where the constant-step null's is fails, and a skew no larger too
+    assert rule.grade({**MODEL, "case1_median_drift": -1.005, "case1_median_excess": -0.5}) == N
+    assert rule.grade({**MODEL, "case1_skewness_excess": 1.0}) == N
+    assert rule.grade({**MODEL, "case1_null_spread_growth": 1.2}) == T  # walks barely moved
     # Cases II and III not simulated: the relaxed claim is not tested, Case I still graded
     only_one = {**MODEL, "n_relaxed_cases": 0, "relaxed_median_excess_max": NAN}
     assert specs["model-beyond-theorems"].rule.grade(only_one) == T
