@@ -46,9 +46,11 @@
 # used are printed below the parameters.
 #
 # **Loss.** Every network run uses `net_loss`, cross-entropy at every scale: the journal
-# paper's fMNIST experiments use cross-entropy (Sec. 6.2, App. K), and under it the MLP's
-# instabilities last longer than under ½MSE, so that η can be lowered well inside one (the
-# lengths of this run's instabilities are tabulated in Section 3). Under cross-entropy the
+# paper's fMNIST experiments use cross-entropy (Sec. 6.2, App. K); the lengths of this run's
+# instabilities are tabulated in Section 3 (this chapter runs no ½MSE network to compare them
+# with). The loss matters for κ: the paper's model needs κ > 0 (it works with log κ), and
+# Section 2 records at how many replay probes $D^4L$ along ĝ is ≤ 0 (and the κ claims the
+# fraction of pairs with $D^4L > 0$ at both probes). Under cross-entropy the
 # instabilities end once the training accuracy nears 100 % and the sharpness decays, which is
 # why `steps` is short.
 
@@ -100,7 +102,7 @@ eta0_null = None  # the stable initial step size (the null)
 reduce_at = None  # steps (epochs) at which η drops to eta_small
 eta_small = None  # step size after the reduction
 stable_steps = None  # steps of the stable phase searched for S_max
-settle_steps = None  # steps the maximum must stand for the phase to have plateaued
+settle_fraction = None  # share of the stable phase the maximum must stand for it to have plateaued
 flat_probe_every = None  # steps between sharpness probes of the flattening runs
 seed = None  # PRNG seed (first initialisation and the simulation)
 results_dir = None  # where the results record goes (default: _build/records)
@@ -118,7 +120,7 @@ RANGES = {
     "reversal_horizon": "int >= 2, multiple of 2", "flat_probe_every": "int >= 1",
     "eta0s": "list[float > 0], non-empty", "eta0_null": "float > 0",
     "reduce_at": "list[int >= 0], non-empty", "eta_small": "float > 0",
-    "stable_steps": "int >= 1", "settle_steps": "int >= 1", "seed": "int >= 0",
+    "stable_steps": "int >= 1", "settle_fraction": "float in (0, 1)", "seed": "int >= 0",
 }
 SCALES = {  # a literal: the book's tooling reads it without running the notebook
     "smoke": {"cases": ["I", "II", "III"], "n_trajectories": 500, "sim_steps": 200,
@@ -128,7 +130,7 @@ SCALES = {  # a literal: the book's tooling reads it without running the noteboo
               "reversal_instabilities": 1, "low_factor": 0.2,
               "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 4,
               "eta0s": [0.1, 0.2], "eta0_null": 0.02, "reduce_at": [20, 40],
-              "eta_small": 0.01, "stable_steps": 100, "settle_steps": 20,
+              "eta_small": 0.01, "stable_steps": 100, "settle_fraction": 0.2,
               "flat_probe_every": 10, "seed": 0},
     "book": {"cases": ["I", "II", "III"], "n_trajectories": 20000, "sim_steps": 4000,
              "seeds": 3, "eta": 0.1, "steps": 600, "probe_every": 5, "fine_probe_every": 1,
@@ -137,7 +139,7 @@ SCALES = {  # a literal: the book's tooling reads it without running the noteboo
              "reversal_instabilities": 2, "low_factor": 0.2,
              "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 10,
              "eta0s": [0.1, 0.2], "eta0_null": 0.02, "reduce_at": [50, 100, 200, 400],
-             "eta_small": 0.01, "stable_steps": 2000, "settle_steps": 400,
+             "eta_small": 0.01, "stable_steps": 2000, "settle_fraction": 0.2,
              "flat_probe_every": 50, "seed": 0},
     "paper": {"cases": ["I", "II", "III"], "n_trajectories": 100000, "sim_steps": 10000,
               "seeds": 15, "eta": 0.1, "steps": 1000, "probe_every": 5, "fine_probe_every": 1,
@@ -147,7 +149,7 @@ SCALES = {  # a literal: the book's tooling reads it without running the noteboo
               "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 10,
               "eta0s": [0.1, 0.15, 0.2], "eta0_null": 0.02,
               "reduce_at": [50, 100, 200, 400, 800], "eta_small": 0.01, "stable_steps": 4000,
-              "settle_steps": 1000, "flat_probe_every": 25, "seed": 0},
+              "settle_fraction": 0.25, "flat_probe_every": 25, "seed": 0},
 }
 P = settings(SCALES, scale, RANGES, cases=cases, n_trajectories=n_trajectories,
              sim_steps=sim_steps, seeds=seeds, eta=eta, steps=steps,
@@ -157,7 +159,7 @@ P = settings(SCALES, scale, RANGES, cases=cases, n_trajectories=n_trajectories,
              reversal_instabilities=reversal_instabilities, low_factor=low_factor,
              switch_fractions=switch_fractions, reversal_horizon=reversal_horizon,
              eta0s=eta0s, eta0_null=eta0_null, reduce_at=reduce_at, eta_small=eta_small,
-             stable_steps=stable_steps, settle_steps=settle_steps,
+             stable_steps=stable_steps, settle_fraction=settle_fraction,
              flat_probe_every=flat_probe_every, seed=seed)
 P.as_dict()
 
@@ -166,25 +168,31 @@ P.as_dict()
 #
 # Each claim is graded after the run by the rule stated with it, fixed here before any number
 # exists; `not tested` means this run never entered the regime the claim needs (no walk was
-# absorbed, walks that barely spread, too few instabilities, a stable phase too short to peak). The simulated model in
-# the theorems' own setting (Case I) realises the theorems exactly, so it is recorded as a
-# consistency check, not scored.
+# absorbed, walks that barely spread, too few instabilities, κ not positive at most pairs,
+# too few stable phases that plateaued). The simulated model in the theorems' own setting
+# (Case I) realises the theorems exactly, so it is recorded as a consistency check, not
+# scored.
 
 # %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
 
 from eoslib.book.display import declared_claims
-from eoslib.book.verdicts import (AllOf, AtLeast, AtMost, ClaimSpec, Departure, Exceeds,
+from eoslib.book.verdicts import (AllOf, AtLeast, AtMost, ClaimSpec, Departure,
                                   Given, Within)
 
 NAMES = {
     "exit_fraction_min": "the smallest fraction of walks absorbed (s ≤ 0) in a case",
     "roundoff_exits": "absorbed walks whose exact surplus expm1(log κ) is > 0",
-    "case1_median_drift": "Case I's change of median log κ",
+    "case1_median_drift": "Case I's change of median log κ with the exit on (not graded)",
+    "case1_null_spread_growth": ("the growth of Case I's null walks' 5–95% spread (final / "
+                                 "initial), exit off"),
+    "case1_median_excess": ("Case I's final median of log κ minus the null's, in standard "
+                            "errors of the two medians (exit off)"),
     "case1_median_rise_max": ("the largest rise of Case I's even-time median, in "
-                              "standard errors of the sample median"),
-    "case1_skewness": "Case I's final skewness of log κ",
-    "case1_mode_minus_median": "Case I's final mode − median",
+                              "standard errors of the sample median (exit off)"),
+    "case1_skewness_excess": ("Case I's final skewness minus the null's, in standard errors "
+                              "√(12/n) (exit off)"),
+    "case1_mode_minus_median": "Case I's final mode − median (exit off)",
     "branch_violations": "grid points breaking the 1-right/3-left two-step pattern",
     "branch_mean_max": "the largest |mean two-step displacement|",
     "n_relaxed_cases": "the number of Cases II and III simulated",
@@ -197,6 +205,8 @@ NAMES = {
     "relaxed_skewness_excess_min": ("the smallest final skewness minus the null's, in standard "
                                     "errors √(12/n) of a normal sample's (Cases II, III, no exit)"),
     "variability_pairs": "pairs (λ_t, κ change t → t+1) inside instabilities, all seeds",
+    "variability_kappa_positive_fraction": ("the fraction of those pairs with κ = D⁴L along ĝ "
+                                            "> 0 at both probes (the model's premise κ > 0)"),
     "variability_pearson": "Pearson(λ, κ change along ĝ), pooled over the seeds",
     "variability_pearson_p": "its two-sided p-value",
     "variability_spearman": "Spearman(λ, κ change along ĝ), pooled over the seeds",
@@ -209,24 +219,39 @@ NAMES = {
                                "(closed inside their replay)"),
     "switches_outside_instability": "switches outside their instability window",
     "rotation_drop": "how far the kept-η subspace similarity falls inside the window (1 − min, mean)",
-    "reversal_recovery": ("the median share of the rotation at the switch undone over the next "
-                          "steps after lowering η (clipped at 0)"),
-    "reversal_recovery_control": "the kept-η run's same share over the same steps (clipped at 0)",
+    "reversal_rises_fraction": ("the fraction of switches after which the switched run's "
+                                "similarity rose over the next steps (turned back, not slowed)"),
+    "reversal_share": ("the median gap of the switched run's similarity above the kept-η run's, "
+                       "as a share of the kept-η run's rotation then, the next steps after the "
+                       "switch (not clipped)"),
     "smax_plateaued_fraction": "the fraction of stable phases that plateaued (declared criterion)",
     "null_edge_ratio_max": "the stable null's largest S·η₀/2 before its reduction",
     "flattening_diverged": "diverged flattening runs",
-    "smax_later_excess": ("the relative change of S_max from the first to the last reduction "
-                          "(unstable η₀, mean) minus the stable null's"),
-    "smax_eta0_change": "the relative change of S_max from the smallest to the largest unstable η₀",
+    "smax_rows_graded": ("unstable η₀ rows with at least two plateaued cells (the rows the "
+                         "later-reduction effect is read on)"),
+    "smax_null_plateaued_cells": "plateaued cells of the stable null's row",
+    "smax_eta0_columns": ("reduction steps at which the smallest and the largest unstable η₀ "
+                          "both plateaued"),
+    "smax_later_change": ("the relative change S_max(last)/S_max(first) − 1 between the first and "
+                          "the last plateaued reduction of a row (unstable η₀, mean over the "
+                          "graded rows)"),
+    "smax_later_excess": ("smax_later_change minus the stable null's same change"),
+    "smax_eta0_change": ("the relative change of S_max from the smallest to the largest unstable "
+                         "η₀, mean over the reduction steps where both plateaued"),
 }
 
 
 ABSORBS = AtLeast("exit_fraction_min", 0.01, fmt=".1%")
-THEOREMS = Given(ABSORBS, AllOf((
-    AtMost("roundoff_exits", 0), AtMost("case1_median_drift", -0.01),
-    AtMost("case1_median_rise_max", 3.0, fmt=".2f"), AtLeast("case1_skewness", 0.0),
-    AtMost("case1_mode_minus_median", 0.0), AtMost("branch_violations", 0),
-    AtMost("branch_mean_max", 1e-9, fmt=".1e"))))
+# Case I, like Cases II and III below, is graded on the walks with the exit switched off
+# against their constant-step null (a review found the exit-on check graded a median drift of
+# −1.005 with 86 % of the walks absorbed); the exit-on run still checks the exits themselves.
+THEOREMS = Given(
+    AllOf((ABSORBS, AtLeast("case1_null_spread_growth", 2.0, fmt=".1f"))),
+    AllOf((AtMost("roundoff_exits", 0), AtMost("case1_median_excess", -3.0, fmt=".1f"),
+           AtMost("case1_median_rise_max", 3.0, fmt=".2f"),
+           AtLeast("case1_skewness_excess", 3.0, fmt=".1f"),
+           AtMost("case1_mode_minus_median", 0.0), AtMost("branch_violations", 0),
+           AtMost("branch_mean_max", 1e-9, fmt=".1e"))))
 # Graded on the walks with the exit switched off, against the same walks with a constant step:
 # with the exit on, a pile of absorbed walks makes the median fall and the law right-skewed by
 # itself (a constant-step walk with the same exit does both), whatever the step's state-dependence.
@@ -240,7 +265,10 @@ RELAXED = Given(
 # Spearman. Its two parts are graded apart: a positive correlation that is significant (the
 # paper: every seed p < 0.05, pooled p = 1.5e-53), and its size (the paper: Pearson 0.59,
 # Spearman 0.55 pooled; 0.30–0.84 per seed).
-MEASURED = AtLeast("variability_pairs", 10)
+# The premise of the paper's model is κ > 0 (its walk is in log κ): where D⁴L along ĝ is not
+# positive at both probes of most pairs, the run is not in the claim's regime (not tested).
+MEASURED = AllOf((AtLeast("variability_pairs", 10),
+                  AtLeast("variability_kappa_positive_fraction", 0.5, fmt=".0%")))
 VARIABILITY = Given(MEASURED, AllOf((
     AtLeast("variability_pearson", 0.0, fmt=".2f"), AtMost("variability_pearson_p", 0.01, fmt=".1e"),
     AtLeast("variability_spearman", 0.0, fmt=".2f"),
@@ -255,12 +283,17 @@ STRENGTH = Given(MEASURED, AllOf((
 ROTATION = Given(
     AllOf((AtLeast("reversal_instabilities", 1), AtMost("switches_outside_instability", 0))),
     AllOf((AtLeast("rotation_drop", 0.05, fair=0.02),
-           AtLeast("reversal_recovery", 0.5, fair=0.25, fmt=".2f"),
-           Exceeds("reversal_recovery", "reversal_recovery_control", good=2.0, fair=1.5))))
-# S_max of stable phases that plateaued; the null η₀ must have stayed below its edge; the
+           AtLeast("reversal_rises_fraction", 1.0, fair=0.5, fmt=".0%"),
+           AtLeast("reversal_share", 0.5, fair=0.25, fmt=".2f"))))
+# S_max read only on stable phases that plateaued (review: at book scale 5 of 12 did, so "all
+# plateaued" never held): at least half the cells plateaued, every row that is graded has at
+# least two plateaued cells (the stable null's row included), and the η₀ effect has a reduction
+# step where both η₀ plateaued; the null η₀ must have stayed below its edge; the
 # later-reduction effect is read beyond the null's, the η₀ effect among unstable η₀
 FLATTENING = Given(
-    AllOf((AtLeast("smax_plateaued_fraction", 1.0, fmt=".0%"),
+    AllOf((AtLeast("smax_plateaued_fraction", 0.5, fmt=".0%"),
+           AtLeast("smax_rows_graded", 1), AtLeast("smax_null_plateaued_cells", 2),
+           AtLeast("smax_eta0_columns", 1),
            AtMost("null_edge_ratio_max", 1.0, fmt=".2f"))),
     AllOf((AtMost("flattening_diverged", 0),
            AtMost("smax_later_excess", -0.05, fair=-0.02, fmt="+.1%"),
@@ -275,8 +308,14 @@ LOSS = Departure("cross-entropy (the loss of these fMNIST runs is not stated whe
                  "reported; the paper's fMNIST experiments of Sec. 6 use it)",
                  "not stated in the paper")
 SUBSET = Departure("{n_train} fMNIST images instead of 1,000", "CPU", scales=("smoke",))
+SIGN = Departure("κ = D⁴L along ĝ positive at both probes of only "
+                 "{variability_kappa_positive_fraction:.0%} of the pairs, where the paper's model "
+                 "has κ > 0; the correlation's sign depends on the loss and on the κ-change "
+                 "metric (a review found it changes sign under ½MSE and with |Δκ| in place of "
+                 "the symmetric change), neither of which our copy states",
+                 "reconstructed formula")
 NETWORK = (
-    KAPPA_METRIC, LOSS, SUBSET,
+    KAPPA_METRIC, SIGN, LOSS, SUBSET,
     Departure("{seeds} seeds instead of 15", "CPU", scales=("smoke", "book")),
     Departure("{steps} steps per seed (the paper's run length is not stated)",
               "not stated in the paper"),
@@ -293,9 +332,13 @@ CLAIMS = [
         "0 (Thm. 5.4, 5.12)",
         "App. F.11 Case I (figure only); Thm. 5.4, Prop. 5.11, Thm. 5.12",
         rule=THEOREMS, glossary=NAMES,
-        ours="median drift {case1_median_drift:+.3f}, skew {case1_skewness:+.2f}, "
-             "mode − median {case1_mode_minus_median:+.3f}; absorbed {exit_fractions}",
-        control="the same walk's mean, which a martingale keeps", kind="consistency"),
+        ours="exit off: final median vs the null's {case1_median_excess:+.1f} standard "
+             "errors, skewness above the null's {case1_skewness_excess:+.1f}, mode − median "
+             "{case1_mode_minus_median:+.3f}; exit on (not graded): median drift "
+             "{case1_median_drift:+.3f} with {exit_fractions} absorbed",
+        control="the same walks (same start, same signs) with a constant step h̄ and the exit "
+                "off; with the exit on, only that every exit is exact",
+        kind="consistency"),
     ClaimSpec(
         "model-beyond-theorems",
         "outside the theorems (Case II: g not Lipschitz; Case III: bimodal start) the "
@@ -319,7 +362,8 @@ CLAIMS = [
         "p = 1.5e-53 (Pearson), 5.4e-45 (Spearman) pooled over 15 seeds; every seed "
         "p < 0.05 (App. F.2, Table 2)",
         rule=VARIABILITY, glossary=NAMES,
-        ours="pooled over {seeds} seeds ({variability_pairs} pairs): Pearson "
+        ours="κ > 0 at {variability_kappa_positive_fraction:.0%} of the pairs; "
+             "pooled over {seeds} seeds ({variability_pairs} pairs): Pearson "
              "{variability_pearson:.2f} (p = {variability_pearson_p:.1e}), Spearman "
              "{variability_spearman:.2f} (p = {variability_spearman_p:.1e}); per seed Pearson "
              "{variability_pearson_seeds:.2f} (p {variability_pearson_p_seeds:.1e}), "
@@ -344,29 +388,33 @@ CLAIMS = [
         "companion paper Figs. 2 and 8 (fMNIST MLP)",
         rule=ROTATION, glossary=NAMES,
         ours="{reversal_instabilities} instabilities (from step {reversal_window_starts} to "
-             "{reversal_window_ends}), switches at steps {reversal_switch_steps}; kept η: similarity falls by {rotation_drop:.3f}; "
-             "share of the rotation undone {reversal_horizon} steps after the switch "
-             "{reversal_recovery_all:+.2f} vs kept η {reversal_recovery_control_all:+.2f}",
-        control="the kept-η run over the same steps, its rise relative to its own rotation",
+             "{reversal_window_ends}), switches at steps {reversal_switch_steps}; kept η: "
+             "similarity falls by {rotation_drop:.3f}; rotation at the switches "
+             "{reversal_rotated:.3f}; {reversal_horizon} steps later the switched run's rise "
+             "{reversal_rise_all:+.3f} and its gap above the kept-η run as a share of that "
+             "run's rotation {reversal_share_all:+.2f}",
+        control="the kept-η run over the same steps",
         departures=(
             LOSS, SUBSET,
             Departure("the {reversal_instabilities} longest instabilities of at least "
                       "{min_instability} steps over {seeds} seeds (the paper's: three of one run)",
                       "design choice"),
-            Departure("η lowered at {switch_fractions:.0%} of the instability (the paper's 'different "
-                      "time-steps' are not given)", "not stated in the paper"),
-            Departure("the rise read {reversal_horizon} steps after the switch, as a share of the "
-                      "rotation at it (the paper shows the curves)", "design choice"))),
+            Departure("η lowered when the kept-η run's rotation reached {switch_fractions:.0%} of "
+                      "its drop inside the instability (the paper's 'different time-steps' are "
+                      "not given)", "not stated in the paper"),
+            Departure("the rise and the gap read {reversal_horizon} steps after the switch (the "
+                      "paper shows the curves)", "design choice"))),
     ClaimSpec(
         "progressive-flattening",
         "S_max of the stable phase after η drops to η_small falls with a later "
         "reduction and with a larger η₀ (a two-dimensional effect)",
         "companion paper Fig. 4 (fMNIST MLP, η_small = 0.01)",
         rule=FLATTENING, glossary=NAMES,
-        ours="S_max change, first → last reduction {smax_later_change:+.1%} (η₀ = {eta0s}) "
-             "vs the stable null's {smax_later_change_null:+.1%} (η₀ = {eta0_null}); "
-             "smallest → largest η₀ {smax_eta0_change:+.1%}; stable-null S_max {smax_null:.1f}; "
-             "plateaued {smax_plateaued_fraction:.0%}",
+        ours="S_max change, first → last plateaued reduction {smax_later_change:+.1%} "
+             "(η₀ = {eta0s}, {smax_rows_graded} row(s) graded) vs the stable null's "
+             "{smax_later_change_null:+.1%} (η₀ = {eta0_null}, {smax_null_plateaued_cells} "
+             "plateaued cell(s)); smallest → largest η₀ {smax_eta0_change:+.1%}; stable-null "
+             "S_max {smax_null:.1f}; plateaued {smax_plateaued_fraction:.0%}",
         control="a stable η₀ (below its edge until the reduction) reduced at the same steps",
         departures=(
             LOSS, SUBSET,
@@ -374,8 +422,10 @@ CLAIMS = [
                       "not stated in the paper"),
             Departure("η₀ ∈ {eta0s} and the stable null η₀ = {eta0_null} (the paper's η₀ are not "
                       "in our copy)", "not stated in the paper"),
-            Departure("one initialisation; a stable phase of {stable_steps} steps, S_max counted "
-                      "where no later probe beat it for {settle_steps} steps", "CPU"))),
+            Departure("one initialisation; a stable phase of {stable_steps} steps at every "
+                      "η₀ (the paper gives a smaller η proportionally more epochs, App. K.3), "
+                      "S_max counted where no later probe beat it for {settle_steps} steps "
+                      "({settle_fraction:.0%} of the phase)", "CPU"))),
 ]
 display(declared_claims(CLAIMS))
 
@@ -417,11 +467,11 @@ for name in P.cases:
     sims[name] = kappa.simulate(kappa.CASES[name], x0, P.sim_steps, key=k_run,
                                 record_every=P.sim_steps // 4)
     summaries[name] = [kappa.distribution_summary(row) for row in sims[name].log_kappa]
-    if name != "I":  # the claim beyond the theorems: the exit off, and its constant-step null
-        free = dataclasses.replace(kappa.CASES[name], absorbing=False)
-        for label, model in (("free", free), ("null", kappa.constant_step(free, x0))):
-            unabsorbed[name, label] = kappa.simulate(model, x0, P.sim_steps, key=k_run,
-                                                     record_every=P.sim_steps // 4)
+    # every case is graded with the exit off, against its constant-step null
+    free = dataclasses.replace(kappa.CASES[name], absorbing=False)
+    for label, model in (("free", free), ("null", kappa.constant_step(free, x0))):
+        unabsorbed[name, label] = kappa.simulate(model, x0, P.sim_steps, key=k_run,
+                                                 record_every=P.sim_steps // 4)
 
 # %% tags=["hide-input"]
 rows = []
@@ -506,6 +556,9 @@ if versus:
 # App. F.2 was lost from our copy; we use the symmetric relative change
 # $|\kappa_{t+1}-\kappa_t|/(|\kappa_t|+|\kappa_{t+1}|)$ ({func}`eoslib.mechanisms.kappa.relative_change`),
 # which keeps the probes where $D^4L \le 0$ (a sign flip scores 1) instead of dropping them.
+# The paper's model assumes κ > 0; the fraction of pairs with $D^4L > 0$ at both probes is
+# recorded, and where it is below half the correlation claims are `not tested` (declared
+# above): the correlation's sign then depends on how a sign change is scored.
 # The pairs are correlated per seed and pooled over the seeds, as the paper's Table 2 does.
 
 # %%
@@ -555,6 +608,9 @@ for m, (i, p, first, last) in enumerate(segments):
                     "S": fh.sharpness[m][keep], "grad": fh.extra.kappa_gradient[m][keep],
                     "eig": fh.extra.kappa_exact[m][keep], "proxy": fh.extra.kappa_proxy[m][keep]})
 pairs = {"grad": [[] for _ in range(P.seeds)], "eig": [[] for _ in range(P.seeds)]}
+positive = [kappa.positive_pairs(r["step"], r["S"], r["grad"], edge, gap=P.fine_probe_every)
+            for r in replays]
+positive = np.concatenate(positive) if positive else np.zeros(0, bool)
 for r in replays:
     for d in pairs:
         pairs[d][r["seed"]].append(kappa.variability_pairs(r["step"], r["S"], r[d], edge,
@@ -619,13 +675,18 @@ plt.show()
 # top-3 eigenvectors at its first step $t_0$, and one `vmap`-ped replay from $t_0$ follows the
 # similarity of the top-3 subspace with the baseline ({func}`eoslib.engine.probes.rotation`;
 # every second step, as the ReLU network's oscillation has period 2): member 0 keeps η (the
-# **control**), the others drop to $\eta_{\rm low}$ = `low_factor`·η (the paper's 0.2η) at
-# the fractions `switch_fractions` of the instability (the paper's "different time-steps", our
-# 25/50/75 %), each at an even step inside the window. A reversal is graded **relative to
-# the rotation at the switch**: the rise of the similarity over the next `reversal_horizon`
-# steps divided by $1 - $ similarity at the switch (1: the rotation undone;
-# {func}`eoslib.mechanisms.kappa.recovery`), against the control's same quantity over the
-# same steps.
+# **control**), the others drop to $\eta_{\rm low}$ = `low_factor`·η (the paper's 0.2η).
+# The switches are **timed by the rotation, not by the clock**: the paper lowers η once the
+# models "have undergone some instability, the eigenvectors have rotated away". A first replay
+# runs the control alone; its rotation $1 - $ similarity falls by `rotation_drop` inside the
+# window, and the switches are the first probes at which it reaches the fractions
+# `switch_fractions` of that drop ({func}`eoslib.mechanisms.kappa.rotation_switches`); a second
+# replay runs the switched members. `reversal_horizon` steps after each switch $t_s$ we read
+# ({func}`eoslib.mechanisms.kappa.reversal`, nothing clipped) the **rise** of the switched
+# run's similarity since $t_s$ (> 0: it turned back, not merely slowed) and its **gap** above
+# the control, as a share of the control's rotation $1 - {\rm sim}_0(t_s + h)$ then (1: the
+# switched run is back at the baseline while the control stays rotated; 0: no better than
+# the control). The rotation at every switch is recorded.
 
 # %%
 candidates = []  # (length, replay, start, end): closed instabilities of the replays
@@ -647,47 +708,62 @@ for length, m, a, b in chosen:
                           key=jax.random.key(P.seed + 1), progress=False).state.params
     lam0, base = hessian.top_eigenpairs(loss_fn, theta, 3, key=jax.random.key(7), tol=1e-5,
                                         max_restarts=10)
-    offsets = [min(max(2, int(f * length) // 2 * 2), (length - 1) // 2 * 2)
-               for f in P.switch_fractions]
-    studies.append({"seed": P.seed + i, "window": (a, b), "t0": a, "offsets": offsets,
+    studies.append({"seed": P.seed + i, "window": (a, b), "t0": a,
                     "theta": theta, "base": base, "ratio0": float(lam0[0]) / edge})
-rot = None
-if studies:
-    M = 1 + n_sw
-    # probes run before steps 0, 2, …, rot_steps − 2: the last read, t_s + horizon, among them
-    rot_steps = max(max(s["offsets"]) for s in studies) + P.reversal_horizon + 2
-    members = [(s, k) for s in studies for k in range(M)]
-    rot = train.run(
+
+
+def rotation_replay(members, switch):
+    """One vmapped replay from each member's t0, η lowered from ``switch`` (inf: kept)."""
+    return train.run(
         objective,
         lambda hp: optax.sgd(optim.step_decay(P.eta, at=hp["switch"], factor=P.low_factor)),
-        stacked([s["theta"] for s, _ in members]), (ds.x, ds.onehot),
+        stacked([s["theta"] for s in members]), (ds.x, ds.onehot),
         train.TrainConfig(steps=rot_steps, probe_every=2, top_k=3, chunks=2),
         key=jax.random.key(P.seed + 3), batched_params=True,
-        hparams={"switch": jnp.asarray([np.inf if k == 0 else s["offsets"][k - 1]
-                                        for s, k in members], jnp.float32),
-                 "baseline": jnp.stack([s["base"] for s, _ in members])},
+        hparams={"switch": jnp.asarray(switch, jnp.float32),
+                 "baseline": jnp.stack([s["base"] for s in members])},
         probe_fn=probes.rotation())
-    rt = rot.history.probe_step[0]
+
+
+unrotated = 0  # studied instabilities whose kept-η run did not rotate (no switch to time)
+if studies:
+    # probes run before steps 0, 2, …, rot_steps − 2: a switch at the window's last even step
+    # and its read, horizon steps later, among them
+    rot_steps = max((s["window"][1] - s["t0"]) // 2 * 2 for s in studies) \
+        + P.reversal_horizon + 2
+    control = rotation_replay(studies, [np.inf] * len(studies))  # the kept-η runs alone
+    rt = control.history.probe_step[0]
     for j, s in enumerate(studies):
-        sub = rot.history.extra.subspace[j * M:(j + 1) * M]
-        rec = kappa.recovery(sub, rt, np.asarray(s["offsets"]), P.reversal_horizon)
-        inside = rt <= s["window"][1] - s["t0"]
-        ratio = rot.history.sharpness[j * M] * P.eta / 2
-        s.update(sub=sub, recovery=rec, drop=float(1 - np.nanmin(sub[0][inside])),
-                 switches=[s["t0"] + o for o in s["offsets"]],
-                 switch_ratio=[float(ratio[np.searchsorted(rt, o)]) for o in s["offsets"]])
+        sub0 = control.history.extra.subspace[j]
+        offsets, drop = kappa.rotation_switches(rt, sub0, s["window"][1] - s["t0"],
+                                                P.switch_fractions)
+        ratio = control.history.sharpness[j] * P.eta / 2
+        s.update(sub0=sub0, offsets=[int(o) for o in offsets], drop=drop,
+                 switch_ratio=[float(ratio[np.searchsorted(rt, o)]) for o in offsets])
+    unrotated = sum(1 for s in studies if min(s["offsets"]) < 0)
+    studies = [s for s in studies if min(s["offsets"]) >= 0]
+if studies:
+    switched = rotation_replay([s for s in studies for _ in range(n_sw)],
+                               [o for s in studies for o in s["offsets"]])
+    for j, s in enumerate(studies):
+        sub = np.concatenate([s["sub0"][None],
+                              switched.history.extra.subspace[j * n_sw:(j + 1) * n_sw]])
+        s.update(sub=sub, rev=kappa.reversal(sub, rt, np.asarray(s["offsets"]),
+                                              P.reversal_horizon),
+                 switches=[s["t0"] + o for o in s["offsets"]])
 switches_outside = sum(int(not (s["window"][0] <= t <= s["window"][1]))
                        for s in studies for t in s.get("switches", []))
 display(Markdown(
-    "| seed | instability (steps) | length | switches (steps) | control's Sη/2 at them "
-    "| 1 − similarity at them | recovery, switched | recovery, control |\n"
-    "|---|---|---|---|---|---|---|---|\n" + "\n".join(
+    "| seed | instability (steps) | length | kept-η drop | switches (steps) "
+    "| control's Sη/2 at them | 1 − similarity at them | rise, switched | gap / control's "
+    "rotation |\n"
+    "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(
         f"| {s['seed']} | {s['window'][0]}–{s['window'][1]} | {s['window'][1] - s['window'][0] + 1} "
-        f"| {', '.join(map(str, s['switches']))} "
+        f"| {s['drop']:.3f} | {', '.join(map(str, s['switches']))} "
         f"| {', '.join(f'{v:.2f}' for v in s['switch_ratio'])} "
-        f"| {', '.join(f'{v:.3f}' for v in s['recovery'].rotated)} "
-        f"| {', '.join(f'{v:+.2f}' for v in s['recovery'].switched)} "
-        f"| {', '.join(f'{v:+.2f}' for v in s['recovery'].control)} |" for s in studies)
+        f"| {', '.join(f'{v:.3f}' for v in s['rev'].rotated)} "
+        f"| {', '.join(f'{v:+.3f}' for v in s['rev'].rise)} "
+        f"| {', '.join(f'{v:+.2f}' for v in s['rev'].share)} |" for s in studies)
     if studies else f"No instability of at least {P.min_instability} steps closed inside a replay."))
 
 # %% mystnb={"figure": {"caption": "Top-3 subspace similarity to the baseline across the studied instabilities (one panel each; the window shaded): keeping η (black, the control) and with η lowered to `low_factor`·η at the dotted steps. A reversal is a coloured curve climbing back towards 1 after its switch faster than the black one.", "name": "fig-kappa-rotation"}}
@@ -720,8 +796,18 @@ plt.show()
 # by the declared criterion ({func}`eoslib.mechanisms.kappa.plateau_peak`): the maximum is
 # not the phase's first probe (the sharpness rose after the reduction, so $S_{\max}$ is not
 # the edge $2/\eta_0$ left over) and no later probe of the phase exceeds it for at least
-# `settle_steps` steps. The later-reduction effect is graded beyond the null's: a stable η₀
-# reduced later also trains longer before its stable phase, whatever instabilities do.
+# `settle_fraction` of the phase. $S_{\max}$ is compared only between plateaued cells: a
+# row's change is from its first to its last plateaued reduction
+# ({func}`eoslib.mechanisms.kappa.plateaued_change`), and a row with fewer than two is not
+# graded. The later-reduction effect is graded beyond the null's: a stable η₀ reduced later
+# also trains longer before its stable phase, whatever instabilities do.
+#
+# **What the cells left out can do.** A phase still rising at its end under-reads its
+# $S_{\max}$. In the unstable rows those are mostly the early reductions (the largest
+# $S_{\max}$), so leaving them out shrinks the measured fall; in the null row they are also
+# the early reductions, so had they been counted they would have made the null's change look
+# more positive and the excess over it larger. Both are the reason the grade uses plateaued
+# cells only.
 
 # %%
 flat_eta0s = list(P.eta0s) + [P.eta0_null]
@@ -736,7 +822,8 @@ flat = train.run(objective, flat_sched, params0, (ds.x, ds.onehot),
                  hparams={"eta0": jnp.asarray(grid_eta0.ravel(), jnp.float32),
                           "reduce_at": jnp.asarray(grid_at.ravel(), jnp.float32)})
 fp, fS = flat.history.probe_step[0], flat.history.sharpness
-peaks = [kappa.plateau_peak(fp, fS[i], a, a + P.stable_steps, P.settle_steps)
+settle_steps = int(round(P.settle_fraction * P.stable_steps))
+peaks = [kappa.plateau_peak(fp, fS[i], a, a + P.stable_steps, settle_steps)
          for i, a in enumerate(grid_at.ravel())]
 smax = np.array([p.smax for p in peaks]).reshape(grid_eta0.shape)
 plateaued = np.array([p.plateaued for p in peaks]).reshape(grid_eta0.shape)
@@ -795,6 +882,17 @@ def median_rise_max(sim):
     return max((b[0] - a[0]) / b[1] for a, b in zip(rows, rows[1:]))
 
 exit_fractions = {n: float(np.mean(sims[n].exit_time >= 0)) for n in P.cases}
+case1 = {}  # Case I with the exit off, against its constant-step null
+if "I" in sims:
+    free1, null1 = (kappa.distribution_summary(unabsorbed["I", k].log_kappa[-1])
+                    for k in ("free", "null"))
+    se1 = np.hypot(*(kappa.median_standard_error(unabsorbed["I", k].log_kappa[-1])
+                     for k in ("free", "null")))
+    case1 = {"growth": null1.spread / kappa.distribution_summary(
+                 unabsorbed["I", "null"].log_kappa[0]).spread,
+             "median_excess": (free1.median - null1.median) / se1,
+             "skewness_excess": (free1.skewness - null1.skewness) / np.sqrt(12 / P.n_trajectories),
+             "mode_minus_median": free1.mode - free1.median}
 exit_states = np.concatenate([sims[n].log_kappa[-1][sims[n].exit_time >= 0]
                               for n in P.cases])
 grid = np.linspace(0.05, 3.0, 200)
@@ -804,18 +902,14 @@ relaxed = [n for n in P.cases if n != "I"]
 nan = float("nan")
 
 
-def slope_change(row):
-    """Relative change of S_max across the reduction steps (least-squares line)."""
-    if len(P.reduce_at) < 2 or not np.all(np.isfinite(row)):
-        return nan
-    span = max(P.reduce_at) - min(P.reduce_at)
-    return float(np.polyfit(P.reduce_at, row, 1)[0] * span / np.mean(row))
-
-
 lo, hi = int(np.argmin(P.eta0s)), int(np.argmax(P.eta0s))  # rows of the unstable η₀
 alive = ~np.asarray(flat.diverged)
-later_unstable = float(np.mean([slope_change(r) for r in smax[:len(P.eta0s)]]))
-later_null = slope_change(smax[-1])
+row_changes = [kappa.plateaued_change(P.reduce_at, smax[j], plateaued[j])
+               for j in range(len(P.eta0s))]
+graded_rows = [c for c in row_changes if np.isfinite(c)]
+later_unstable = float(np.mean(graded_rows)) if graded_rows else nan
+later_null = kappa.plateaued_change(P.reduce_at, smax[-1], plateaued[-1])
+both = plateaued[lo] & plateaued[hi] & np.isfinite(smax[lo]) & np.isfinite(smax[hi])
 measured = [c for c in per_seed["grad"] if c.pairs >= 10]
 significant = [c.pearson > 0 and c.pearson_p < 0.05 and c.spearman > 0 and c.spearman_p < 0.05
                for c in measured]
@@ -826,10 +920,12 @@ metrics = {
     "exit_fraction_min": min(exit_fractions.values()),
     "roundoff_exits": int(np.sum(np.expm1(exit_states) > 0)),
     "case1_median_drift": drift("I") if "I" in sims else nan,
-    "case1_median_rise_max": median_rise_max(sims["I"]) if "I" in sims else nan,
     "case1_skewness": final("I").skewness if "I" in sims else nan,
-    "case1_mode_minus_median": (final("I").mode - final("I").median
-                                if "I" in sims else nan),
+    "case1_median_rise_max": (median_rise_max(unabsorbed["I", "free"]) if "I" in sims else nan),
+    "case1_null_spread_growth": case1.get("growth", nan),
+    "case1_median_excess": case1.get("median_excess", nan),
+    "case1_skewness_excess": case1.get("skewness_excess", nan),
+    "case1_mode_minus_median": case1.get("mode_minus_median", nan),
     "branch_violations": int(np.sum((branch[:, 0] <= 0)
                                     | np.any(branch[:, 1:] >= 0, axis=1))),
     "branch_mean_max": float(np.max(np.abs(branch.mean(axis=1)))),
@@ -846,6 +942,7 @@ metrics = {
     "relaxed_median_drift_absorbing_max": max((drift(n) for n in relaxed), default=nan),
     # κ on the network: pooled and per seed, Pearson and Spearman
     "variability_pairs": pooled["grad"].pairs,
+    "variability_kappa_positive_fraction": float(positive.mean()) if positive.size else nan,
     "variability_pairs_seeds": [c.pairs for c in per_seed["grad"]],
     "variability_pearson": pooled["grad"].pearson,
     "variability_pearson_p": pooled["grad"].pearson_p,
@@ -876,14 +973,17 @@ metrics = {
     "reversal_switch_ratios": [s["switch_ratio"] for s in studies],
     "switches_outside_instability": switches_outside if studies else nan,
     "rotation_start_ratio": [s["ratio0"] for s in studies],
+    "reversal_unrotated": unrotated,
     "rotation_drop": float(np.mean([s["drop"] for s in studies])) if studies else nan,
-    "reversal_rotated": [list(s["recovery"].rotated) for s in studies],
-    "reversal_recovery_all": [list(s["recovery"].switched) for s in studies],
-    "reversal_recovery_control_all": [list(s["recovery"].control) for s in studies],
-    "reversal_recovery": (max(0.0, float(np.nanmedian(np.concatenate(
-        [s["recovery"].switched for s in studies])))) if studies else nan),
-    "reversal_recovery_control": (max(0.0, float(np.nanmedian(np.concatenate(
-        [s["recovery"].control for s in studies])))) if studies else nan),
+    "reversal_rotated": [[float(v) for v in s["rev"].rotated] for s in studies],
+    "reversal_rise_all": [[float(v) for v in s["rev"].rise] for s in studies],
+    "reversal_gap_all": [[float(v) for v in s["rev"].gap] for s in studies],
+    "reversal_share_all": [[float(v) for v in s["rev"].share] for s in studies],
+    "reversal_control_drop_all": [[float(v) for v in s["rev"].control_drop] for s in studies],
+    "reversal_rises_fraction": (float(np.mean(np.concatenate(
+        [s["rev"].rise for s in studies]) > 0)) if studies else nan),
+    "reversal_share": (float(np.nanmedian(np.concatenate(
+        [s["rev"].share for s in studies]))) if studies else nan),
     "reversal_horizon": P.reversal_horizon,
     # progressive flattening, with a stable-η₀ null
     "smax": [[float(v) for v in row] for row in smax],
@@ -895,11 +995,16 @@ metrics = {
     if alive.any() else nan,
     "null_edge_ratio_max": float(np.nanmax(edge_ratio[-1])),
     "flattening_diverged": int((~alive).sum()),
+    "smax_plateaued": [[bool(v) for v in row] for row in plateaued],
+    "smax_rows_graded": len(graded_rows),
+    "smax_row_changes": [float(c) for c in row_changes],
+    "smax_null_plateaued_cells": int(plateaued[-1].sum()),
+    "smax_eta0_columns": int(both.sum()) if hi != lo else 0,
     "smax_later_change": later_unstable,
     "smax_later_change_null": later_null,
     "smax_later_excess": later_unstable - later_null,
-    "smax_eta0_change": (float(np.mean(smax[hi]) / np.mean(smax[lo]) - 1)
-                         if hi != lo else nan),
+    "smax_eta0_change": (float(np.mean(smax[hi][both] / smax[lo][both] - 1))
+                         if hi != lo and both.any() else nan),
     # the settings the departures and the "ours" cells quote
     "eta0s": list(P.eta0s),
     "eta0_null": P.eta0_null,
@@ -912,7 +1017,8 @@ metrics = {
     "switch_fractions": list(P.switch_fractions),
     "reduce_at": list(P.reduce_at),
     "stable_steps": P.stable_steps,
-    "settle_steps": P.settle_steps,
+    "settle_steps": settle_steps,
+    "settle_fraction": P.settle_fraction,
     "eta": P.eta,
 }
 claims = grade_all(CLAIMS, metrics, scale=scale)

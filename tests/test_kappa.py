@@ -266,3 +266,40 @@ def test_constant_step_is_the_mean_initial_step_and_the_free_walk_steps_past_the
     assert null.absorbing and float(null.step_size(jnp.asarray(-0.5))) == 0.0
     free = dataclasses.replace(case, absorbing=False)
     assert float(free.step_size(jnp.asarray(-0.5))) == pytest.approx(kappa.G_FLOOR)
+
+
+def test_rotation_switches_are_timed_by_the_kept_eta_rotation():
+    """Review: clock-timed switches came before any rotation; the switch is now the first probe
+    where 1 − similarity reaches a fraction of its drop inside the window."""
+    steps = np.array([0, 2, 4, 6, 8, 10, 12])
+    sim = np.array([1.0, 0.99, 0.96, 0.91, 0.8, 0.85, 0.6])  # the window ends at step 10
+    at, drop = kappa.rotation_switches(steps, sim, 10, [0.25, 0.5, 0.75])
+    assert drop == pytest.approx(0.2)
+    np.testing.assert_array_equal(at, [6, 8, 8])  # 1 − sim ≥ 0.05, 0.10, 0.15 (no ties)
+    at, drop = kappa.rotation_switches(steps, np.ones(7), 10, [0.5])
+    assert drop == 0.0 and at.tolist() == [-1]
+
+
+def test_reversal_reads_rise_and_gap_against_the_kept_eta_run_unclipped():
+    steps = np.array([0, 2, 4, 6, 8])
+    sim = np.array([[1.0, 0.9, 0.8, 0.7, 0.6],     # kept η: keeps rotating away
+                    [1.0, 0.9, 0.8, 0.9, 0.95],    # lowered at 4: rises 0.15 by 8
+                    [1.0, 0.9, 0.8, 0.75, 0.7]])   # lowered at 2: slowed, still falls
+    rev = kappa.reversal(sim, steps, np.array([4, 2]), 4)
+    np.testing.assert_allclose(rev.rise, [0.15, -0.15])
+    np.testing.assert_allclose(rev.gap, [0.35, 0.05])
+    np.testing.assert_allclose(rev.share, [0.35 / 0.4, 0.05 / 0.3])
+    np.testing.assert_allclose(rev.rotated, [0.2, 0.1])
+    np.testing.assert_allclose(rev.control_drop, [0.2, 0.2])
+    with pytest.raises(ValueError, match="not probe steps"):
+        kappa.reversal(sim, steps, np.array([4, 2]), 6)
+
+
+def test_positive_pairs_follow_the_variability_pairs():
+    steps = np.arange(6)
+    s = np.array([30.0, 30.0, 10.0, 30.0, 30.0, 30.0])  # edge 20: step 2 is not a pair
+    k = np.array([1.0, 2.0, -1.0, 3.0, 4.0, -2.0])
+    _, _, change = kappa.variability_pairs(steps, s, k, 20.0)
+    pos = kappa.positive_pairs(steps, s, k, 20.0)
+    assert pos.shape == change.shape
+    np.testing.assert_array_equal(pos, [True, False, True, False])  # 0→1, 1→2, 3→4, 4→5

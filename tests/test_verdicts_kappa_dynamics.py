@@ -25,7 +25,9 @@ def specs():
 
 
 MODEL = {"exit_fraction_min": 0.2, "roundoff_exits": 0, "case1_median_drift": -0.3,
-         "case1_median_rise_max": -1.0, "case1_skewness": 0.9, "case1_mode_minus_median": -0.5,
+         "case1_null_spread_growth": 9.8, "case1_median_excess": -30.0,
+         "case1_median_rise_max": -1.0, "case1_skewness_excess": 80.0,
+         "case1_mode_minus_median": -0.5,
          "branch_violations": 0, "branch_mean_max": 1e-16, "n_relaxed_cases": 2,
          "relaxed_null_spread_growth_min": 9.8, "relaxed_median_excess_max": -30.0,
          "relaxed_mode_minus_median_max": -0.2, "relaxed_skewness_excess_min": 80.0}
@@ -51,6 +53,11 @@ def test_case_one_median_rises_and_two_step_pattern(specs):
     assert rule.grade({**MODEL, "case1_median_rise_max": 1.0}) == R  # within sampling noise
     assert rule.grade({**MODEL, "branch_mean_max": 1e-7}) == N  # not a martingale (float32)
     assert rule.grade({**MODEL, "case1_mode_minus_median": 0.1}) == N
+    # review 2: the exit-on drift (−1.005 with 86 % absorbed) is no longer what is graded; with
+    # the exit off a median where the constant-step null's is fails, and a skew no larger too
+    assert rule.grade({**MODEL, "case1_median_drift": -1.005, "case1_median_excess": -0.5}) == N
+    assert rule.grade({**MODEL, "case1_skewness_excess": 1.0}) == N
+    assert rule.grade({**MODEL, "case1_null_spread_growth": 1.2}) == T  # walks barely moved
     # Cases II and III not simulated: the relaxed claim is not tested, Case I still graded
     only_one = {**MODEL, "n_relaxed_cases": 0, "relaxed_median_excess_max": NAN}
     assert specs["model-beyond-theorems"].rule.grade(only_one) == T
@@ -84,7 +91,8 @@ def test_kappa_variability_is_graded_pooled_and_per_seed_not_as_a_mean_of_seeds(
     (p = 8e-6), per seed 0.12, 0.43, 0.33. Pooled and per-seed values are now graded as what
     they are, and the significance and size of the correlation are two claims."""
     sig, size = specs["kappa-variability"].rule, specs["kappa-variability-size"].rule
-    review = {"variability_pairs": 90, "variability_pearson": 0.47,  # pooled Spearman assumed
+    review = {"variability_pairs": 90, "variability_kappa_positive_fraction": 1.0,
+              "variability_pearson": 0.47,  # pooled Spearman assumed
               "variability_pearson_p": 8e-6, "variability_spearman": 0.45,
               "variability_spearman_p": 1e-4, "variability_seeds_significant": 2 / 3,
               "variability_seeds_in_range": 2 / 3}
@@ -109,32 +117,43 @@ def test_kappa_variability_is_graded_pooled_and_per_seed_not_as_a_mean_of_seeds(
     # too few pairs inside instabilities: not tested
     assert sig.grade({**paper, "variability_pairs": 4}) == T
     assert size.grade({**paper, "variability_pairs": 4}) == T
+    # review 2: under cross-entropy D⁴L along ĝ was ≤ 0 at 77 % of the pairs, where the model
+    # needs κ > 0 (and the sign of the correlation followed the loss and the κ-change metric):
+    # outside the premise the claims are not tested, whatever the correlation says
+    for rule in (sig, size):
+        assert rule.grade({**paper, "variability_kappa_positive_fraction": 0.23}) == T
+        assert rule.grade({**paper, "variability_kappa_positive_fraction": 0.5}) == R
+    assert sig.grade({**paper, "variability_kappa_positive_fraction": 0.9,
+                      "variability_pearson": -0.5, "variability_spearman": -0.4}) == N
 
 
 ROTATION = {"reversal_instabilities": 2, "switches_outside_instability": 0,
-            "rotation_drop": 0.08, "reversal_recovery": 0.7, "reversal_recovery_control": 0.1}
+            "rotation_drop": 0.08, "reversal_rises_fraction": 1.0, "reversal_share": 0.7}
 
 
-def test_reversal_is_timed_to_the_instability_and_read_relative_to_the_rotation(specs):
-    """Issue 30: the switches (steps 118/142/172) landed after the instability had resolved
-    (steps 100–110) and an absolute gain gate of 0.02 exceeded the total rotation (≈ 0.03).
-    Now a switch outside its instability makes the claim untested, and the rise is a share of
-    the rotation at the switch, so a small rotation fully undone reads as a reversal."""
+def test_reversal_is_timed_to_the_instability_and_read_against_the_kept_eta_run(specs):
+    """Issue 30: the switches (steps 118/142/172) landed after the instability had resolved.
+    Review 2: switches timed by the window's clock came before any rotation (1 − sim 0.001–0.003),
+    and both medians were clipped to 0 so the comparison could never pass. Now the switches are
+    timed by the kept-η run's rotation, and the grade reads the switched run's rise and its gap
+    above the kept-η run (a share of that run's rotation), nothing clipped."""
     rule = specs["rotation-and-reversal"].rule
     assert rule.grade(ROTATION) == R
-    # the review's shape: every switch after resolution
     assert rule.grade({**ROTATION, "switches_outside_instability": 3}) == T
     assert rule.grade({**ROTATION, "reversal_instabilities": 0}) == T
-    # the switched runs recover no more than the kept-η run does on its own: no reversal
-    assert rule.grade({**ROTATION, "reversal_recovery_control": 0.7}) == N
-    # a share of the rotation undone too small to be "reversed"
-    assert rule.grade({**ROTATION, "reversal_recovery": 0.1, "reversal_recovery_control": 0.0}) == N
-    assert rule.grade({**ROTATION, "reversal_recovery": 0.3, "reversal_recovery_control": 0.0}) == P
+    # the switched runs only slowed: no rise after the switch
+    assert rule.grade({**ROTATION, "reversal_rises_fraction": 0.0}) == N
+    assert rule.grade({**ROTATION, "reversal_rises_fraction": 0.5}) == P
+    # no better than the kept-η run, or worse
+    assert rule.grade({**ROTATION, "reversal_share": 0.0}) == N
+    assert rule.grade({**ROTATION, "reversal_share": -0.4}) == N
+    assert rule.grade({**ROTATION, "reversal_share": 0.3}) == P
     # no rotation to reverse
     assert rule.grade({**ROTATION, "rotation_drop": 0.005}) == N
 
 
-FLAT = {"smax_plateaued_fraction": 1.0, "null_edge_ratio_max": 0.4, "flattening_diverged": 0,
+FLAT = {"smax_plateaued_fraction": 1.0, "smax_rows_graded": 2, "smax_null_plateaued_cells": 4,
+        "smax_eta0_columns": 3, "null_edge_ratio_max": 0.4, "flattening_diverged": 0,
         "smax_later_excess": -0.2, "smax_eta0_change": -0.3}
 
 
@@ -143,7 +162,12 @@ def test_flattening_needs_plateaued_phases_a_stable_null_and_an_effect_beyond_it
     there was no stable-η₀ null, and S ≈ 2/η₀ at the reduction explained the pattern alone."""
     rule = specs["progressive-flattening"].rule
     assert rule.grade(FLAT) == R
-    assert rule.grade({**FLAT, "smax_plateaued_fraction": 0.75}) == T  # not plateaued
+    # review (book scale: 5 of 12 plateaued): graded on the plateaued cells, at least half of them
+    assert rule.grade({**FLAT, "smax_plateaued_fraction": 0.5}) == R
+    assert rule.grade({**FLAT, "smax_plateaued_fraction": 0.4}) == T
+    assert rule.grade({**FLAT, "smax_rows_graded": 0}) == T  # no unstable row with two plateaued cells
+    assert rule.grade({**FLAT, "smax_null_plateaued_cells": 1}) == T  # the null's row ungradable
+    assert rule.grade({**FLAT, "smax_eta0_columns": 0}) == T
     assert rule.grade({**FLAT, "null_edge_ratio_max": 1.1}) == T  # the null was no stable run
     # later reductions lower S_max no more than they do for the stable null
     assert rule.grade({**FLAT, "smax_later_excess": 0.0}) == N
@@ -164,3 +188,15 @@ def test_the_measured_smax_window_excludes_the_reduction_step():
     including = float(np.max(s[(steps >= 0) & (steps <= 190)]))
     assert including == 20.0 != peak.smax
     assert not kappa.plateau_peak(steps, s, 0, 100, 50).plateaued
+
+
+def test_later_change_is_first_to_last_among_plateaued_cells():
+    """Review: the 'relative change first → last' was a least-squares slope × span / mean (it
+    printed −158 %, impossible for a change); it is now S_max(last)/S_max(first) − 1 over the
+    plateaued cells of the row, NaN with fewer than two."""
+    at = [50, 100, 200, 400]
+    smax = np.array([101.5, 52.9, 29.5, 14.3])
+    assert np.isnan(kappa.plateaued_change(at, smax, [False, False, False, True]))
+    assert kappa.plateaued_change(at, smax, [True, True, True, True]) == pytest.approx(14.3 / 101.5 - 1)
+    assert kappa.plateaued_change(at, smax, [False, True, True, False]) == pytest.approx(29.5 / 52.9 - 1)
+    assert kappa.plateaued_change(at, smax, [True] * 4) >= -1

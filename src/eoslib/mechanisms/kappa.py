@@ -486,3 +486,94 @@ def recovery(similarity: np.ndarray, steps: np.ndarray, switches: np.ndarray,
     switched, control, rotated = (np.asarray(c, float) for c in zip(*out)) if out else \
         (np.zeros(0),) * 3
     return Recovery(switched, control, rotated)
+
+
+def plateaued_change(at: np.ndarray, smax: np.ndarray, plateaued: np.ndarray) -> float:
+    """The relative change of ``S_max`` from the first to the last reduction step **among the
+    plateaued cells** of one row: ``(S_max[last] − S_max[first]) / S_max[first]``, where first
+    and last are the earliest and latest ``at`` whose phase plateaued (:func:`plateau_peak`).
+    NaN where fewer than two cells of the row plateaued."""
+    at, smax = np.asarray(at, float), np.asarray(smax, float)
+    ok = np.asarray(plateaued, bool) & np.isfinite(smax)
+    if ok.sum() < 2:
+        return float("nan")
+    idx = np.flatnonzero(ok)
+    first, last = idx[np.argmin(at[idx])], idx[np.argmax(at[idx])]
+    return float(smax[last] / smax[first] - 1)
+
+
+def rotation_switches(steps: np.ndarray, similarity: np.ndarray, end: float,
+                      fractions) -> tuple[np.ndarray, float]:
+    """Switch steps timed by the rotation of the kept-η run, not by the clock: for each
+    fraction f, the first probe step ``≤ end`` at which ``1 − similarity`` reaches
+    ``f × drop``, where ``drop = 1 − min(similarity)`` over the probes ``≤ end`` (the
+    instability window). The paper lowers η once the eigenvectors "have rotated away".
+
+    Returns:
+      ``(switches, drop)``: the switch steps (``-1`` where no probe qualifies, e.g. ``drop ≤ 0``)
+      and the drop.
+    """
+    steps, sim = np.asarray(steps), np.asarray(similarity, float)
+    inside = (steps <= end) & np.isfinite(sim)
+    if not inside.any():
+        return np.full(len(fractions), -1), float("nan")
+    drop = float(1 - np.min(sim[inside]))
+    out = []
+    for f in fractions:
+        hit = np.flatnonzero(inside & (1 - sim >= f * drop)) if drop > 0 else []
+        out.append(int(steps[hit[0]]) if len(hit) else -1)
+    return np.asarray(out), drop
+
+
+class Reversal(NamedTuple):
+    """What lowering η at each switch did ``horizon`` steps later (:func:`reversal`), each
+    ``(switches,)``."""
+
+    rise: np.ndarray
+    gap: np.ndarray
+    share: np.ndarray
+    rotated: np.ndarray
+    control_drop: np.ndarray
+
+
+def reversal(similarity: np.ndarray, steps: np.ndarray, switches: np.ndarray,
+             horizon: int) -> Reversal:
+    """The switched runs against the kept-η run at ``t_s + horizon``.
+
+    ``rise = sim_m(t_s + h) − sim_m(t_s)`` (> 0: the switched run turned back towards the
+    baseline), ``gap = sim_m(t_s + h) − sim_0(t_s + h)`` (how far above the kept-η run it is),
+    ``share = gap / (1 − sim_0(t_s + h))`` (the share of the kept-η run's rotation at
+    ``t_s + h`` that the switched run is not rotated by: 1 all of it, 0 none, < 0 more),
+    ``rotated = 1 − sim_0(t_s)`` (the rotation at the switch) and
+    ``control_drop = sim_0(t_s) − sim_0(t_s + h)``. Member 0 keeps η, member m ≥ 1 lowers it at
+    ``switches[m − 1]``. Nothing is clipped.
+    """
+    sim, steps = np.asarray(similarity, float), np.asarray(steps)
+    switches = np.asarray(switches)
+    if sim.shape[0] != switches.size + 1:
+        raise ValueError(f"similarity has {sim.shape[0]} members; need 1 + {switches.size} switches")
+    index = {int(t): i for i, t in enumerate(steps)}
+    missing = [int(t) for s in switches for t in (s, s + horizon) if int(t) not in index]
+    if missing:
+        raise ValueError(f"steps {missing} are not probe steps of the replay")
+    out = []
+    for m, s in enumerate(switches, start=1):
+        i, j = index[int(s)], index[int(s) + horizon]
+        gap = sim[m, j] - sim[0, j]
+        rot_end = 1 - sim[0, j]
+        out.append((sim[m, j] - sim[m, i], gap, gap / rot_end if rot_end > 0 else np.nan,
+                    1 - sim[0, i], sim[0, i] - sim[0, j]))
+    cols = [np.asarray(c, float) for c in zip(*out)] if out else [np.zeros(0)] * 5
+    return Reversal(*cols)
+
+
+def positive_pairs(steps: np.ndarray, sharpness: np.ndarray, kappa: np.ndarray, edge: float,
+                   *, gap: int = 1) -> np.ndarray:
+    """For each pair :func:`variability_pairs` keeps (same order), whether κ is positive at
+    both of its probes: the premise of the paper's model (κ > 0; it works with log κ)."""
+    steps, s = np.asarray(steps), np.asarray(sharpness, float)
+    k = np.asarray(kappa, float)
+    change = relative_change(k)
+    keep = ((s[:-1] > edge) & (np.diff(steps) == gap) & np.isfinite(change)
+            & np.isfinite(s[:-1]))
+    return ((k[:-1] > 0) & (k[1:] > 0))[keep]
