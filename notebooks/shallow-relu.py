@@ -104,6 +104,7 @@ decay_ks = None  # decay to η/4 at the probe where this many eigenvalues reache
 decay_steps = None  # steps measured after the decay
 depths = None  # hidden layers of the App. C depth grid (width cifar_width); [] skips it
 depth_steps = None  # GD steps of each depth-grid run
+depth_probe_every = None  # steps between the depth runs' λ₁ probes (top_k = 1, so cheap)
 seed = None  # PRNG seed
 results_dir = None  # where the results record goes (default: _build/records)
 
@@ -120,7 +121,8 @@ RANGES = {
     "cifar_steps": "int >= 1, multiple of cifar_probe_every",
     "cifar_probe_every": "int >= 1", "top_k": "int >= 1", "decay_ks": "list[int >= 1]",
     "decay_steps": "int >= 1", "depths": "list[int >= 1]",
-    "depth_steps": "int >= 1, multiple of cifar_probe_every", "seed": "int >= 0",
+    "depth_steps": "int >= 1, multiple of depth_probe_every",
+    "depth_probe_every": "int >= 1", "seed": "int >= 0",
 }
 SCALES = {  # a literal: `python -m eoslib` reads it without running the notebook
     "smoke": {"n_data": 6, "width": 64, "init_scale": 1e-3, "y_neg": 0.6, "eta": 0.2,
@@ -129,7 +131,7 @@ SCALES = {  # a literal: `python -m eoslib` reads it without running the noteboo
               "cifar_n": 40, "cifar_edges": [30, 50, 150, 200], "cifar_width": 128,
               "cifar_steps": 20, "cifar_probe_every": 10, "top_k": 3, "decay_ks": [1],
               "decay_steps": 10, "depths": [],
-              "depth_steps": 20, "seed": 0},
+              "depth_steps": 20, "depth_probe_every": 5, "seed": 0},
     "book": {"n_data": 6, "width": 64, "init_scale": 1e-3, "y_neg": 0.6, "eta": 0.2,
              "steps": 1000, "probe_every": 50,
              "sweep_scales": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
@@ -137,7 +139,7 @@ SCALES = {  # a literal: `python -m eoslib` reads it without running the noteboo
              "sweep_steps": 1000, "cifar_n": 250, "cifar_edges": [30, 50, 150, 200],
              "cifar_width": 128, "cifar_steps": 1000, "cifar_probe_every": 50, "top_k": 5,
              "decay_ks": [1, 2], "decay_steps": 250,
-             "depths": [1, 2, 3], "depth_steps": 400, "seed": 0},
+             "depths": [1, 2, 3], "depth_steps": 400, "depth_probe_every": 5, "seed": 0},
     "paper": {"n_data": 6, "width": 64, "init_scale": 1e-3, "y_neg": 0.6, "eta": 0.2,
               "steps": 1000, "probe_every": 20,
               "sweep_scales": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
@@ -145,7 +147,8 @@ SCALES = {  # a literal: `python -m eoslib` reads it without running the noteboo
               "sweep_steps": 1000, "cifar_n": 5000, "cifar_edges": [30, 50, 150, 200],
               "cifar_width": 128, "cifar_steps": 10000, "cifar_probe_every": 20, "top_k": 20,
               "decay_ks": [1, 3, 5], "decay_steps": 1000,
-              "depths": [1, 2, 3, 4], "depth_steps": 4000, "seed": 0},
+              "depths": [1, 2, 3, 4], "depth_steps": 4000, "depth_probe_every": 10,
+              "seed": 0},
 }
 P = settings(SCALES, scale, RANGES, n_data=n_data, width=width, init_scale=init_scale,
              y_neg=y_neg, eta=eta, steps=steps, probe_every=probe_every,
@@ -154,7 +157,7 @@ P = settings(SCALES, scale, RANGES, n_data=n_data, width=width, init_scale=init_
              cifar_edges=cifar_edges, cifar_width=cifar_width, cifar_steps=cifar_steps,
              cifar_probe_every=cifar_probe_every, top_k=top_k, decay_ks=decay_ks,
              decay_steps=decay_steps, depths=depths,
-             depth_steps=depth_steps, seed=seed)
+             depth_steps=depth_steps, depth_probe_every=depth_probe_every, seed=seed)
 P.as_dict()
 
 # %% tags=["remove-input"]
@@ -241,6 +244,7 @@ NAMES = {
     "post_decay_rate_cv_max": "the CV of the λ₁ growth rate after decays",
     "n_depths_measured": "the number of depths measured",
     "depth_slope_non_decreases": "the depth steps where the λ₁ slope does not fall",
+    "depth_window_min_probes": "the fewest λ₁ probes any depth has in the shared window",
     "depth_slope_deepest_minus_shallowest": "deepest minus shallowest λ₁ slope (per step)",
 }
 for act in ("", "_tanh"):
@@ -330,7 +334,8 @@ DECAY = Given(
     AnyOf((AllOf((MONOTONE, AtMost("post_decay_rate_cv_max", 0.25, fmt=".2f"))),
            Partly(MONOTONE))))
 # Fig. 7 plots λ₁ itself: the slopes of λ₁ (per step) over one window shared by every depth
-DEPTH = Given(AtLeast("n_depths_measured", 2),
+# tested only when every depth has ≥ 4 probes (depth_probe_every apart) in the shared window
+DEPTH = Given(AllOf((AtLeast("n_depths_measured", 2), AtLeast("depth_window_min_probes", 4))),
               AnyOf((AtMost("depth_slope_non_decreases", 0),
                      Partly(AtMost("depth_slope_deepest_minus_shallowest", 0.0,
                                    fmt=".2g")))))
@@ -430,7 +435,8 @@ CLAIMS = [
     claim("appendix-c-depth", "the deeper the network, the more gradual the sharpening",
           "Fig. 7 (λ₁ against steps, no numbers)", DEPTH,
           "λ₁ slopes {depth_slopes:.3f} per step over steps {depth_window} (depths "
-          "{depths_run}; the window ends where the first depth reaches 0.95·2/η)",
+          "{depths_run}; the window closed when {depth_window_text}; at least "
+          "{depth_window_min_probes} probes per depth in it)",
           departures=(*CIFAR, Departure("every depth at the η picked for depth 1, width "
                                         "{cifar_width}", NOT_STATED))),
 ]
@@ -1038,16 +1044,18 @@ if decays:
 # the step size the rule picks for depth 1, each until 99 % training accuracy (App. C) or
 # `depth_steps`. Only λ₁ is tracked (`top_k = 1`). Fig. 7 plots λ₁ against steps, so the
 # sharpening is read on λ₁ itself: its least-squares slope per step over one window shared by
-# every depth, from step 0 to the first probe at which any depth reaches 0.95·2/η (or the
-# earliest end of a run, if none does). The log-rates (slopes of ln λ₁) are recorded beside
-# them but not scored: they divide by λ₁(θ₀), which falls with depth. Appendix C's width,
+# every depth, from step 0 to the first probe at which any depth reaches 0.95·2/η or the
+# earliest end of a run (99 % accuracy, divergence or `depth_steps`), whichever comes first;
+# the record says which event closed it. The depth runs probe λ₁ every `depth_probe_every`
+# steps, and a slope needs at least 4 probes in the window (the rule's precondition). The
+# log-rates (slopes of ln λ₁) are recorded beside them but not scored: they divide by λ₁(θ₀), which falls with depth. Appendix C's width,
 # activation and loss variations (Figs. 6, 8, 9) are not attempted; the edge entry steps (App.
 # C: shallower networks reach the edge earlier) are recorded, not scored.
 
 # %%
 depth_rows, depth_hist = [], {}  # rows: (depth, λ₁(θ₀), entry step)
 if P.cifar_n and P.depths and "relu" in cifar:
-    cfg_depth = train.TrainConfig(steps=P.depth_steps, probe_every=P.cifar_probe_every,
+    cfg_depth = train.TrainConfig(steps=P.depth_steps, probe_every=P.depth_probe_every,
                                   top_k=1, chunks=10, stop_when=STOP)
     eta_depth = cifar["relu"]["eta"]
     t0 = time.time()
@@ -1070,26 +1078,53 @@ else:
     print("depth grid not run (cifar_n = 0, depths = [] or no ReLU run)")
 
 # %% tags=["hide-input"]
+MIN_WINDOW_PROBES = 4  # a slope needs at least this many probes in the window (declared)
+
+
 def last_probe(hd):
     """The last probe step with a finite λ₁ (a stopped or diverged run's are NaN after)."""
     return float(hd.probe_step[np.nonzero(np.isfinite(hd.sharpness))[0][-1]])
 
 
-# one window for every depth: step 0 to the earliest edge entry, or the earliest end of a run
-depth_window_end = (min(min(r[2] for r in depth_rows if np.isfinite(r[2])) if any(
-    np.isfinite(r[2]) for r in depth_rows) else np.inf,
-    min(last_probe(hd) for hd in depth_hist.values())) if depth_rows else float("nan"))
+def window_closer(rows, hists):
+    """One window for every depth, [0, end]: end is the earliest of the depths' edge entries
+    (0.95·2/η) and the ends of their runs (last finite probe: a stop at 99 % accuracy, a
+    divergence or depth_steps). Returns (end, the event that closed it, in words)."""
+    events_ = []
+    for depth, _, entry, how, at in rows:
+        if np.isfinite(entry):
+            events_.append((entry, f"depth {depth} reached 0.95·2/η at step {entry:.0f}",
+                            depth, "edge"))
+        what = {"stopped": "stopped at 99 % accuracy", "diverged": "diverged",
+                "capped": "ended at depth_steps"}[how]
+        events_.append((last_probe(hists[depth]),
+                        f"depth {depth}'s run {what} (step {at}; last probe at step "
+                        f"{last_probe(hists[depth]):.0f})", depth, how))
+    return min(events_, key=lambda e: e[0])
+
+
+# the event that closed the window, as numbers for the record
+WINDOW_EVENTS = {"edge": 0, "stopped": 1, "diverged": 2, "capped": 3}
+depth_window_end, depth_window_closed_by, closer_depth, closer_event = (
+    window_closer(depth_rows, depth_hist) if depth_rows
+    else (float("nan"), "not run", float("nan"), None))
+
+
+def window_probes(hd, end):
+    return int(np.sum((hd.probe_step <= end) & np.isfinite(hd.sharpness)))
 
 
 def window_slope(hd, end, log=False):
-    """Least-squares slope per step of λ₁ (or ln λ₁) over the probes in [0, end]."""
+    """Least-squares slope per step of λ₁ (or ln λ₁) over the probes in [0, end]; NaN with
+    fewer than MIN_WINDOW_PROBES probes there."""
     w = (hd.probe_step <= end) & np.isfinite(hd.sharpness)
-    if w.sum() < 2 or (log and np.any(hd.sharpness[w] <= 0)):
+    if w.sum() < MIN_WINDOW_PROBES or (log and np.any(hd.sharpness[w] <= 0)):
         return float("nan")
     values = np.log(hd.sharpness[w]) if log else hd.sharpness[w]
     return float(np.polyfit(hd.probe_step[w], values, 1)[0])
 
 
+depth_window_probes = [window_probes(depth_hist[r[0]], depth_window_end) for r in depth_rows]
 depth_slopes = np.array([window_slope(depth_hist[r[0]], depth_window_end)
                          for r in depth_rows])
 depth_log_rates = [window_slope(depth_hist[r[0]], depth_window_end, log=True)
@@ -1097,6 +1132,12 @@ depth_log_rates = [window_slope(depth_hist[r[0]], depth_window_end, log=True)
 measured_depths = depth_slopes.size >= 2 and bool(np.all(np.isfinite(depth_slopes)))
 depth_metrics = {
     "n_depths_measured": depth_slopes.size if measured_depths else 0,
+    # probes in the shared window, fewest over the depths (a slope needs MIN_WINDOW_PROBES)
+    "depth_window_min_probes": min(depth_window_probes) if depth_rows else 0,
+    # which depth's event closed the window, and which event (0: it reached 0.95·2/η,
+    # 1: its run stopped at 99 % accuracy, 2: it diverged, 3: it ran depth_steps)
+    "depth_window_closer_depth": closer_depth,
+    "depth_window_closer_event": WINDOW_EVENTS.get(closer_event, float("nan")),
     "depth_slope_non_decreases": (int(np.sum(np.diff(depth_slopes) >= 0))
                                   if measured_depths else float("nan")),
     "depth_slope_deepest_minus_shallowest": (float(depth_slopes[-1] - depth_slopes[0])
@@ -1115,10 +1156,12 @@ depth_metrics = {
                           if depth_rows else float("nan")),
 }
 if depth_rows:
-    print(f"window: steps 0–{depth_window_end:.0f}; λ₁ slopes "
+    print(f"window: steps 0–{depth_window_end:.0f} ({depth_window_closed_by}; "
+          f"{min(depth_window_probes)}+ probes per depth); λ₁ slopes "
           + ", ".join(f"{v:.3f}" for v in depth_slopes) + " per step; log-rates (not "
           "scored) " + ", ".join(f"{v:.4f}" for v in depth_log_rates))
 texts["depths_run"] = ", ".join(str(r[0]) for r in depth_rows) or "none"
+texts["depth_window_text"] = depth_window_closed_by
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "App. C depth grid: sharpness λ₁ of FC-ReLU networks with 1, 2, … hidden layers of width `cifar_width` on the same images and step size; 2/η dashed.", "name": "fig-shallow-relu-depth"}}
 if depth_rows:

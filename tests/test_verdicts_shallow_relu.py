@@ -172,7 +172,7 @@ def test_decay_needs_an_oscillating_control(rules):
 
 def test_depth(rules):
     rule = rules["appendix-c-depth"]
-    base = {"n_depths_measured": 3}
+    base = {"n_depths_measured": 3, "depth_window_min_probes": 12}
     nd, diff = "depth_slope_non_decreases", "depth_slope_deepest_minus_shallowest"
     # issue 32: the book run's λ₁ slopes 0.58, 0.32, 0.22 per step fall with depth (its
     # log-rates 0.0051, 0.0061, 0.0084 rose: that reading is recorded, not scored)
@@ -180,6 +180,11 @@ def test_depth(rules):
     assert rule.grade({**base, nd: 1, diff: -0.1}) == P
     assert rule.grade({**base, nd: 2, diff: 0.3}) == N
     assert rule.grade({"n_depths_measured": 0, nd: NAN, diff: NAN}) == T
+    # the review: a window of two probes (depth 1 stopped at step 59, probes every 50) makes
+    # each "slope" a line through two points: not tested, whatever the slopes say
+    assert rule.grade({**base, "depth_window_min_probes": 2, nd: 0, diff: -0.3}) == T
+    assert rule.grade({**base, "depth_window_min_probes": 3, nd: 2, diff: 0.3}) == T
+    assert rule.grade({**base, "depth_window_min_probes": 4, nd: 2, diff: 0.3}) == N
 
 
 def test_no_claim_that_no_run_can_grade(rules):
