@@ -156,8 +156,12 @@ def test_edge_one_by_one(rules, suffix, act):
 def test_decay_needs_an_oscillating_control(rules):
     rule = rules["decay-eta-over-4"]
     good = {"decay_runs": 4, "decay_control_loss_up_min": 0.3, "post_decay_loss_up_max": 0.0,
-            "post_decay_sharpness_down_max": 0.0, "post_decay_rate_cv_max": 0.1}
+            "post_decay_sharpness_down_max": 0.0, "post_decay_rate_cv_max": 0.1,
+            "post_decay_sharpness_rise_min": 0.3}
     assert rule.grade(good) == R
+    # the review: a λ₁ that never falls but does not rise either is not "monotone sharpening"
+    assert rule.grade({**good, "post_decay_sharpness_rise_min": 0.01}) == N
+    assert rule.grade({**good, "post_decay_sharpness_rise_min": 0.05}) == R
     assert rule.grade({**good, "post_decay_rate_cv_max": 0.52}) == P  # rate not constant
     # one decay step per activation: no CV, but the monotone part was measured
     assert rule.grade({**good, "post_decay_rate_cv_max": NAN}) == P
