@@ -722,6 +722,12 @@ sweep_metrics = {
     "sweep_out_of_regime_scales": sorted(set(sweep_arr[~in_regime, 1].tolist())),
     "sweep_gap_monotone": (float(all(np.all(np.diff(g) > 0) for g in finite_gaps))
                            if measured_gaps else float("nan")),
+    # per λ, largest first: [λ, in the regime (1/0), members that showed the phases, of them
+    # in the phase order, members too short] (the table below, as numbers)
+    "sweep_by_scale": [[s, float(P.sweep_width * s**2 <= MIN_ABS_Y),
+                        int((shown & (sweep_arr[:, 1] == s)).sum()),
+                        int((sweep_ok & (sweep_arr[:, 1] == s)).sum()),
+                        int((~shown & (sweep_arr[:, 1] == s)).sum())] for s in lams_desc],
 }
 sweep_gap_text = "; ".join(
     f"n = {n}: " + ", ".join(f"{g:.0f}" if np.isfinite(g) else "n/a" for g in meds)
