@@ -61,17 +61,20 @@ def test_phase_order_needs_the_separation_and_a_control_without_it(rules):
 def test_logistic_rates_reads_distinct_rates_not_their_ratio(rules):
     rule = rules["thm3.1-logistic-rates"]
     r2, split, data = "logistic_r2_min", "rate_split", "rate_split_data"
+    null = "control_rate_split"  # balanced targets: the rates should not split there
     # y_neg = 0.6: the data predict |‖d₊‖/‖d₋‖ − 1| = 0.67 (the book run measured 0.74)
-    assert rule.grade({r2: 0.9999, split: 0.74, data: 0.667}) == R
+    assert rule.grade({r2: 0.9999, split: 0.74, data: 0.667, null: 0.01}) == R
     # issue 32: the split's size (a± ∝ ‖d±‖) is thm3.1-rate-prediction's hypothesis, scored
     # there once; here any clear split is the paper's "a₊ ≠ a₋"
-    assert rule.grade({r2: 0.9999, split: 0.30, data: 0.667}) == R
-    assert rule.grade({r2: 0.9999, split: 0.02, data: 0.667}) == P  # equal rates
+    assert rule.grade({r2: 0.9999, split: 0.30, data: 0.667, null: 0.01}) == R
+    assert rule.grade({r2: 0.9999, split: 0.02, data: 0.667, null: 0.01}) == P  # equal rates
     assert "rate_split_data" not in str(rule.rule.describe())  # the ratio is not read
-    assert rule.grade({r2: 0.80, split: 0.74, data: 0.667}) == N  # not logistic
-    assert rule.grade({r2: 0.80, split: 0.02, data: 0.667}) == N
+    assert rule.grade({r2: 0.80, split: 0.74, data: 0.667, null: 0.01}) == N  # not logistic
+    assert rule.grade({r2: 0.80, split: 0.02, data: 0.667, null: 0.01}) == N
     # balanced targets (y_neg = 1): the theorem predicts no split, the claim is not tested
-    assert rule.grade({r2: 0.9999, split: 0.01, data: 0.0}) == T
+    assert rule.grade({r2: 0.9999, split: 0.01, data: 0.0, null: 0.01}) == T
+    # the null splits as much: the split is not the data's
+    assert rule.grade({r2: 0.9999, split: 0.74, data: 0.667, null: 0.5}) == P
 
 
 UPPER = ("phase1_lambda_plus_over_bound", "phase1_lambda_minus_over_bound",
