@@ -449,8 +449,7 @@ CLAIMS = [
     claim("appendix-c-depth", "the deeper the network, the more gradual the sharpening",
           "Fig. 7 (λ₁ against steps, no numbers)", DEPTH,
           "λ₁ slopes {depth_slopes:.3f} per step over steps {depth_window} (depths "
-          "{depths_run}; the window closed when {depth_window_text}; at least "
-          "{depth_window_min_probes} probes per depth in it)",
+          "{depths_run}; {depth_window_text})",
           departures=(*CIFAR, Departure("every depth at the η picked for depth 1, width "
                                         "{cifar_width}", NOT_STATED))),
 ]
@@ -1214,7 +1213,9 @@ if depth_rows:
           + ", ".join(f"{v:.3f}" for v in depth_slopes) + " per step; log-rates (not "
           "scored) " + ", ".join(f"{v:.4f}" for v in depth_log_rates))
 texts["depths_run"] = ", ".join(str(r[0]) for r in depth_rows) or "none"
-texts["depth_window_text"] = depth_window_closed_by
+texts["depth_window_text"] = (
+    f"the window closed when {depth_window_closed_by}; at least {min(depth_window_probes)} "
+    "probes per depth in it" if depth_rows else "no depth run")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "App. C depth grid: sharpness λ₁ of FC-ReLU networks with 1, 2, … hidden layers of width `cifar_width` on the same images and step size; 2/η dashed.", "name": "fig-shallow-relu-depth"}}
 if depth_rows:
