@@ -330,22 +330,35 @@ def test_eos_intro_rules_catch_the_reviewed_defects():
     rules = {s.id: s.rule for s in namespace["CLAIMS"]}
     # sharpening with S₀ = 0.99·2/η: a 1% climb is no progressive sharpening
     assert rules["progressive-sharpening"].grade(
-        {"sharpening_rise_max": 0.01, "edge_reached_fraction": 1.0}) == N
+        {"sharpening_rise_min": 0.01, "edge_reached_fraction": 1.0}) == N
+    # issue 32 / the review: every step size that reached 2/η is graded (the smallest climb),
+    # not the largest climb of the sweep
+    assert rules["progressive-sharpening"].grade(
+        {"sharpening_rise_min": 0.5, "edge_reached_fraction": 1.0}) == R
     # S sitting at a fixed level whatever η: the fixed-level null fits perfectly and wins
     plateaus, edges = np.array([100.0, 101, 99]), np.array([100.0, 133.3, 166.7])
-    fixed = {"n_plateaus": 3, "eos_tracking_spread": float(np.std(np.log(plateaus / edges))),
+    fixed = {"n_plateaus": 3, "n_reached_edge": 3, "eos_tracking_spread": float(np.std(np.log(plateaus / edges))),
              "eos_constant_spread": float(np.std(np.log(plateaus)))}
     assert rules["tracks-2/eta"].grade(fixed) == N
-    tracking = {"n_plateaus": 3, "eos_tracking_spread": float(np.std(np.log(1.08 * edges / edges))),
+    tracking = {"n_plateaus": 3, "n_reached_edge": 3, "eos_tracking_spread": float(np.std(np.log(1.08 * edges / edges))),
                 "eos_constant_spread": float(np.std(np.log(1.08 * edges)))}
     assert rules["tracks-2/eta"].grade(tracking) == R
+    # fewer than 3 step sizes reached 2/η before their 99 % stop (the book scale's small η):
+    # not tested, whatever the spreads
+    assert rules["tracks-2/eta"].grade({**tracking, "n_reached_edge": 2}) == T
+    assert rules["tracks-2/eta"].grade({**fixed, "n_reached_edge": 2}) == T
+    # a plateau read from probes whose eigensolve missed eig_tol is flagged
+    conv = rules["plateau-probes-converged"]
+    assert conv.grade({"n_plateaus": 2, "plateau_probes_not_converged": 0}) == R
+    assert conv.grade({"n_plateaus": 2, "plateau_probes_not_converged": 1}) == N
+    assert conv.grade({"n_plateaus": 0, "plateau_probes_not_converged": 0}) == T
     # one rising step in a thousand at the edge is not a non-monotone loss
     rare = {"n_at_edge": 3, "loss_increase_fraction": 0.001, "loss_increase_fraction_stable": 0.0,
             "edge_loss_ratio_max": 0.5}
     assert rules["non-monotone-loss"].grade(rare) == N
     # the edge never reached: the edge claims are not tested, never passed or failed
     for claim in ("edge-of-stability", "tracks-2/eta", "non-monotone-loss"):
-        assert rules[claim].grade({"n_at_edge": 0, "n_plateaus": 0}) == T
+        assert rules[claim].grade({"n_at_edge": 0, "n_plateaus": 0, "n_reached_edge": 0}) == T
     # a run that diverged at the edge fails the edge claim (its plateau error is infinite)
     assert rules["edge-of-stability"].grade(
         {"n_at_edge": 1, "eos_ratio_err_max": math.inf, "eos_drift_fraction": math.inf}) == N

@@ -61,17 +61,20 @@ def test_phase_order_needs_the_separation_and_a_control_without_it(rules):
 def test_logistic_rates_reads_distinct_rates_not_their_ratio(rules):
     rule = rules["thm3.1-logistic-rates"]
     r2, split, data = "logistic_r2_min", "rate_split", "rate_split_data"
+    null = "control_rate_split"  # balanced targets: the rates should not split there
     # y_neg = 0.6: the data predict |‖d₊‖/‖d₋‖ − 1| = 0.67 (the book run measured 0.74)
-    assert rule.grade({r2: 0.9999, split: 0.74, data: 0.667}) == R
+    assert rule.grade({r2: 0.9999, split: 0.74, data: 0.667, null: 0.01}) == R
     # issue 32: the split's size (a± ∝ ‖d±‖) is thm3.1-rate-prediction's hypothesis, scored
     # there once; here any clear split is the paper's "a₊ ≠ a₋"
-    assert rule.grade({r2: 0.9999, split: 0.30, data: 0.667}) == R
-    assert rule.grade({r2: 0.9999, split: 0.02, data: 0.667}) == P  # equal rates
+    assert rule.grade({r2: 0.9999, split: 0.30, data: 0.667, null: 0.01}) == R
+    assert rule.grade({r2: 0.9999, split: 0.02, data: 0.667, null: 0.01}) == P  # equal rates
     assert "rate_split_data" not in str(rule.rule.describe())  # the ratio is not read
-    assert rule.grade({r2: 0.80, split: 0.74, data: 0.667}) == N  # not logistic
-    assert rule.grade({r2: 0.80, split: 0.02, data: 0.667}) == N
+    assert rule.grade({r2: 0.80, split: 0.74, data: 0.667, null: 0.01}) == N  # not logistic
+    assert rule.grade({r2: 0.80, split: 0.02, data: 0.667, null: 0.01}) == N
     # balanced targets (y_neg = 1): the theorem predicts no split, the claim is not tested
-    assert rule.grade({r2: 0.9999, split: 0.01, data: 0.0}) == T
+    assert rule.grade({r2: 0.9999, split: 0.01, data: 0.0, null: 0.01}) == T
+    # the null splits as much: the split is not the data's
+    assert rule.grade({r2: 0.9999, split: 0.74, data: 0.667, null: 0.5}) == P
 
 
 UPPER = ("phase1_lambda_plus_over_bound", "phase1_lambda_minus_over_bound",
@@ -156,8 +159,12 @@ def test_edge_one_by_one(rules, suffix, act):
 def test_decay_needs_an_oscillating_control(rules):
     rule = rules["decay-eta-over-4"]
     good = {"decay_runs": 4, "decay_control_loss_up_min": 0.3, "post_decay_loss_up_max": 0.0,
-            "post_decay_sharpness_down_max": 0.0, "post_decay_rate_cv_max": 0.1}
+            "post_decay_sharpness_down_max": 0.0, "post_decay_rate_cv_max": 0.1,
+            "post_decay_sharpness_rise_min": 0.3}
     assert rule.grade(good) == R
+    # the review: a λ₁ that never falls but does not rise either is not "monotone sharpening"
+    assert rule.grade({**good, "post_decay_sharpness_rise_min": 0.01}) == N
+    assert rule.grade({**good, "post_decay_sharpness_rise_min": 0.05}) == R
     assert rule.grade({**good, "post_decay_rate_cv_max": 0.52}) == P  # rate not constant
     # one decay step per activation: no CV, but the monotone part was measured
     assert rule.grade({**good, "post_decay_rate_cv_max": NAN}) == P
@@ -172,7 +179,7 @@ def test_decay_needs_an_oscillating_control(rules):
 
 def test_depth(rules):
     rule = rules["appendix-c-depth"]
-    base = {"n_depths_measured": 3}
+    base = {"n_depths_measured": 3, "depth_window_min_probes": 12}
     nd, diff = "depth_slope_non_decreases", "depth_slope_deepest_minus_shallowest"
     # issue 32: the book run's λ₁ slopes 0.58, 0.32, 0.22 per step fall with depth (its
     # log-rates 0.0051, 0.0061, 0.0084 rose: that reading is recorded, not scored)
@@ -180,6 +187,11 @@ def test_depth(rules):
     assert rule.grade({**base, nd: 1, diff: -0.1}) == P
     assert rule.grade({**base, nd: 2, diff: 0.3}) == N
     assert rule.grade({"n_depths_measured": 0, nd: NAN, diff: NAN}) == T
+    # the review: a window of two probes (depth 1 stopped at step 59, probes every 50) makes
+    # each "slope" a line through two points: not tested, whatever the slopes say
+    assert rule.grade({**base, "depth_window_min_probes": 2, nd: 0, diff: -0.3}) == T
+    assert rule.grade({**base, "depth_window_min_probes": 3, nd: 2, diff: 0.3}) == T
+    assert rule.grade({**base, "depth_window_min_probes": 4, nd: 2, diff: 0.3}) == N
 
 
 def test_no_claim_that_no_run_can_grade(rules):
