@@ -96,7 +96,7 @@ RANGES = {"arch": "cifar10-model", "width": "int >= 1", "n_train": "int in [1, 5
 SCALES = {
     "smoke": {"arch": "fc-tanh", "width": 32, "n_train": 250, "eta": 0.012,
               "etas": [0.01, 0.012], "start_fraction": 0.97, "max_warmup": 2000,
-              "steps": 40, "proj_tol": 1e-3, "eig_tol": 1e-4, "flow_substeps": 2,
+              "steps": 60, "proj_tol": 1e-3, "eig_tol": 1e-4, "flow_substeps": 2,
               "average_window": 10, "seed": 0},
     "book": {"arch": "fc-tanh", "width": 32, "n_train": 250, "eta": 0.012,
              "etas": [0.01, 0.012, 0.014], "start_fraction": 0.97, "max_warmup": 5000,
