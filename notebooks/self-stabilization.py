@@ -32,7 +32,7 @@
 # | loss, optimizer | ½MSE, full-batch GD | same |
 # | coupled run | from where GD's sharpness reaches $2/\eta$ | from where $S$ first reaches `start_fraction`$\cdot 2/\eta$ |
 # | prediction | parameter-space dynamics of $v = \theta - \theta^\dagger$ from the edge, float64, until $\lambda_2(\theta^\dagger) > 1.9/\eta$ | the same update, float32, compared until $\lambda_2(\theta^\dagger) > 0.95\cdot 2/\eta$ (checked every 10 steps) |
-# | step sizes | several | `eta` for the main run; the sweep `etas`; each starts with $S(\theta_0) \le 0.8\cdot 2/\eta$ at initialisation |
+# | step sizes | several | `eta` for the main run; the sweep `etas`; each must sharpen progressively into its edge (the regime rule below) |
 #
 # The `book` scale fits a 2-core CPU; the `paper` scale (wider network, all 5,000 images) is
 # meant for a GPU. The values this run used are printed below its parameters.
@@ -96,7 +96,7 @@ RANGES = {"arch": "cifar10-model", "width": "int >= 1", "n_train": "int in [1, 5
 SCALES = {
     "smoke": {"arch": "fc-tanh", "width": 32, "n_train": 250, "eta": 0.012,
               "etas": [0.01, 0.012], "start_fraction": 0.97, "max_warmup": 2000,
-              "steps": 40, "proj_tol": 1e-3, "eig_tol": 1e-4, "flow_substeps": 2,
+              "steps": 60, "proj_tol": 1e-3, "eig_tol": 1e-4, "flow_substeps": 2,
               "average_window": 10, "seed": 0},
     "book": {"arch": "fc-tanh", "width": 32, "n_train": 250, "eta": 0.012,
              "etas": [0.01, 0.012, 0.014], "start_fraction": 0.97, "max_warmup": 5000,
@@ -139,9 +139,13 @@ display(Markdown(
 # $\theta^\dagger_t$. Write $\nabla S_\perp = \nabla S - (\nabla S\cdot u)\,u$ for the part of
 # $\nabla S$ orthogonal to $u$, and use the coordinates $x_t = u\cdot v_t$ and
 # $y_t = \nabla S_\perp\cdot v_t$. (With the full $\nabla S$, $y$ would carry
-# $x_t\,(\nabla S\cdot u)$, which flips sign with $x$ every step.) Expanding $\nabla L$ to
-# second order around $\theta^\dagger$, with $\alpha = -\nabla L\cdot\nabla S$ (the rate of
-# progressive sharpening) and $\beta = \|\nabla S_\perp\|^2$, gives to leading order
+# $x_t\,(\nabla S\cdot u)$, which flips sign with $x$ every step.) The rate of progressive
+# sharpening is $\alpha_\perp = -\nabla L\cdot\nabla S_\perp$ (the authors' $\alpha$) and
+# $\beta = \|\nabla S_\perp\|^2$, both at $\theta^\dagger_t$. The predicted dynamics below use
+# $\alpha_\perp$; the scalar model and the fixed point $2\alpha/\beta$ use the full
+# $\alpha = -\nabla L\cdot\nabla S$, as recorded (the two differ by
+# $(\nabla L\cdot u)(\nabla S\cdot u)$, which the projection keeps near 0 since $\nabla L\cdot u
+# \approx 0$ on $\mathcal M$); the tracking window's $\delta = \sqrt{2\alpha_\perp/\beta}$.
 #
 # **The paper's predicted dynamics** evolve the whole displacement $\hat v_t$ in parameter
 # space, one Hessian-vector product per step. GD's step, with $\nabla L$ expanded to second
@@ -153,7 +157,7 @@ display(Markdown(
 #   + \tfrac12\left(\hat x_t^2 - \tfrac{2\alpha_t}{\beta_t}\right)\nabla S_\perp
 #   + \hat x_t \hat y_t\, u\right],$$
 #
-# with $\alpha = -\nabla L\cdot\nabla S_\perp$ and $\beta = \|\nabla S_\perp\|^2$ at
+# with $\alpha_t = \alpha_\perp$ and $\beta_t = \|\nabla S_\perp\|^2$ at
 # $\theta^\dagger_t$ ({func}`eoslib.mechanisms.selfstab.predicted_step`; the update of the
 # authors' `taylor.py`). It starts from GD's own $v$ at the edge step (the first where
 # $S(\theta^\dagger)$ reaches $2/\eta$) and then runs open-loop beside GD. What is compared is
@@ -192,9 +196,12 @@ display(Markdown(
 #
 # Each claim is graded after the run by the rule stated with it. The *edge phase* starts at
 # the first step where $S(\theta^\dagger)$ reaches $2/\eta$; the paper's analysis applies only
-# there, and only in its regime: every edge claim is `not tested` when the edge phase is shorter
-# than 10 steps or when the initialisation is already sharp, $S(\theta_0) > 0.8\cdot 2/\eta$ (no
-# progressive sharpening to the edge). The predictions are scored in two windows fixed before
+# there, and only in its regime, progressive sharpening into the edge: every edge claim is
+# `not tested` when the edge phase is shorter than `MIN_EDGE_STEPS` steps, or when GD's sharpness
+# did not rise from its smallest value checked on the way there ($S(\theta_0)$ included) to the
+# coupled run's start by at least `SHARPEN_RISE` of $2/\eta$, over at least `SHARPEN_STEPS` steps
+# up to the edge step (the constants are in the claims' glossary, the measured rise in the sweep
+# table). The predictions are scored in two windows fixed before
 # the run: the *tracking* window, from the edge step until GD's $|x|$ first exceeds the paper's
 # $\delta = \sqrt{2\alpha/\beta}$ plus 20 steps, pointwise (medians of absolute errors); and the
 # *rest*, on 20-step means (a one-step slip of the period-2 oscillation does not change a
@@ -204,8 +211,12 @@ display(Markdown(
 # to fewer than 10 steps (2 blocks for the rest) leaves its claim `not tested`. The predictions
 # must beat **null predictors** that ignore the mechanism: $\hat L = L(\theta^\dagger)$ for the
 # loss, $\hat S = 2/\eta$ for the sharpness, and a deviation that stays at its value at the
-# start of the edge phase. A GD run that diverges fails the claims; a prediction that overflows
-# counts as an infinite error.
+# start of the edge phase: in the tracking window, where the paper claims precise predictions,
+# by a large factor (error at most `TRACK_SHARE` of the null's); after it by a factor 2. The
+# four-stage cycle and the fixed point are read where $|x|$ has left the rounding noise, from
+# the first edge step with $|x| >$ `STAGE_ACTIVE`$\cdot\delta$, and also stop at $\lambda_2$'s
+# limit. A GD run that diverges fails the claims; a prediction that overflows counts as an
+# infinite error.
 
 # %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
@@ -217,18 +228,34 @@ from eoslib.book.verdicts import (AllOf, AtLeast, AtMost, BeatsNull, ClaimSpec, 
 # Declared before the run (issue 28): the tracking window runs from the edge step until GD's
 # |x| first exceeds the paper's δ = √(2α/β), plus TRACK_EXTRA steps, scored pointwise; the rest
 # is scored on BLOCK-step means. Nothing is compared past the first checked step (every
-# SECOND_EVERY) where λ₂(θ†) > SECOND_LIMIT·2/η. The edge claims need S(θ₀) ≤ INIT_LIMIT·2/η at
-# initialisation (progressive sharpening from below, the paper's regime).
-TRACK_EXTRA, BLOCK, SECOND_EVERY, SECOND_LIMIT, INIT_LIMIT = 20, 20, 10, 0.95, 0.8
+# SECOND_EVERY) where λ₂(θ†) > SECOND_LIMIT·2/η. The edge claims need the paper's regime,
+# progressive sharpening into the edge: GD's S rose from its smallest checked value on the way
+# (S(θ₀) included) to the coupled run's start by ≥ SHARPEN_RISE·2/η, over ≥ SHARPEN_STEPS steps
+# to the edge step. (This replaces S(θ₀) ≤ 0.8·2/η, a proxy that failed on the book's own
+# problem, S(θ₀) = 0.85·2/η, although there S falls to 0.79·2/η and sharpens for ~400 steps
+# into 2/η, as the review's run showed.)
+TRACK_EXTRA, BLOCK, SECOND_EVERY, SECOND_LIMIT = 20, 20, 10, 0.95
+SHARPEN_RISE, SHARPEN_STEPS = 0.10, 50
+# The stages and ⟨x²⟩ are read from the first edge step where GD's |x| > STAGE_ACTIVE·δ (before
+# it x is float32 rounding noise, 1e-9 to 1e-7), to λ₂'s limit like the predictions.
+STAGE_ACTIVE = 0.01
+# In the tracking window a prediction must reach ≤ TRACK_SHARE of its null's error (issue 28's
+# target; the paper claims precise predictions there); elsewhere half of it.
+TRACK_SHARE = 0.15
 MIN_EDGE_STEPS = 10
 MIN_REST_BLOCKS = 2
-WINDOWS = {"tracking": "in the tracking window", "rest": "after it, on 20-step means"}
+WINDOWS = {"tracking": "in the tracking window", "rest": f"after it, on {BLOCK}-step means"}
 QUANTITY = {"loss": "the loss", "sharpness": "the sharpness", "deviation": "‖θ − θ†‖"}
 NAMES = {
-    "edge_steps": "the steps after S(θ†) first reaches 2/η",
+    "edge_steps": f"the steps after S(θ†) first reaches 2/η (before λ₂(θ†) > {SECOND_LIMIT:g}·2/η)",
+    "stage_steps": f"the edge steps from the first where |x| > {STAGE_ACTIVE:g}·δ, where the stages "
+                   f"and ⟨x²⟩ are read",
     "init_sharpness_frac": "S(θ₀)/(2/η) at initialisation",
-    "tracking_steps": "the steps of the tracking window (before λ₂(θ†) > 0.95·2/η)",
-    "rest_blocks": "the 20-step blocks after it (before λ₂(θ†) > 0.95·2/η)",
+    "sharpening_rise": f"the rise of GD's S from its pre-edge minimum to the start, over 2/η "
+                       f"(≥ {SHARPEN_RISE:g} needed)",
+    "sharpening_steps": f"the steps from that minimum to the edge step (≥ {SHARPEN_STEPS} needed)",
+    "tracking_steps": f"the steps of the tracking window (before λ₂(θ†) > {SECOND_LIMIT:g}·2/η)",
+    "rest_blocks": f"the {BLOCK}-step blocks after it (before λ₂(θ†) > {SECOND_LIMIT:g}·2/η)",
     "gd_diverged": "GD diverged (1: yes)",
     "cycles": "downward crossings of y = 0",
     "stage_x": "the fraction of steps where |x| grows exactly when y > 0",
@@ -245,8 +272,9 @@ NAMES = {
     "flow_loss_err": "the median relative error of the flow's L + σ²/η",
     "flow_plain_err": "that of the flow's own L (no σ² term)",
     "flow_sharp_err": "the median sharpness error over 2/η",
-    "sweep_n_at_edge": "step sizes whose tracking window has ≥ 10 steps",
-    "sweep_init_sharpness_frac": "the largest S(θ₀)/(2/η) of the sweep",
+    "sweep_n_at_edge": f"step sizes whose tracking window has ≥ {MIN_EDGE_STEPS} steps",
+    "sweep_sharpening_rise": "the smallest sharpening rise of the sweep, over 2/η",
+    "sweep_sharpening_steps": "the fewest sharpening steps of the sweep",
     "sweep_n_diverged": "step sizes whose GD diverged",
     "sweep_loss_err_worst": "the tracking-window loss error of the worst η",
     "sweep_loss_null_worst": "its null's",
@@ -262,20 +290,29 @@ for _win, _where in WINDOWS.items():
         NAMES[f"null_{_q}_err_{_win}"] = f"the null's {_where}"
 
 
-IN_REGIME = AtMost("init_sharpness_frac", INIT_LIMIT, fmt=".2f")
+IN_REGIME = AllOf((AtLeast("sharpening_rise", SHARPEN_RISE, fmt=".3f"),
+                   AtLeast("sharpening_steps", SHARPEN_STEPS)))
 AT_EDGE = AllOf((AtLeast("edge_steps", MIN_EDGE_STEPS), IN_REGIME))
+STAGED = AllOf((AT_EDGE, AtLeast("stage_steps", MIN_EDGE_STEPS)))
 TRACKED = AllOf((AT_EDGE, AtLeast("tracking_steps", MIN_EDGE_STEPS)))
 REST = AllOf((AT_EDGE, AtLeast("rest_blocks", MIN_REST_BLOCKS)))
 ALIVE = AtMost("gd_diverged", 0)
 
 
 def beats(error, null):
-    """The prediction's error must be half the null's (partly: 1/1.25 of it)."""
+    """The error must be half the null's (partly: 1/1.25 of it)."""
     return BeatsNull(error, null, 2, fair=1.25, fmt=".3g")
 
 
+def tracks(error, null):
+    """In the tracking window the paper claims precise predictions: the error must be at most
+    TRACK_SHARE of the null's (partly: half of it)."""
+    return BeatsNull(error, null, 1 / TRACK_SHARE, fair=2, fmt=".3g")
+
+
 def window(who, win, quantities):
-    return tuple(beats(f"{who}_{q}_err_{win}", f"null_{q}_err_{win}") for q in quantities)
+    rule = tracks if win == "tracking" else beats
+    return tuple(rule(f"{who}_{q}_err_{win}", f"null_{q}_err_{win}") for q in quantities)
 
 
 # How each experiment differs from the paper's (and from the authors' code, taylor.py)
@@ -290,9 +327,10 @@ FLOAT32 = Departure("float32 throughout (the authors switch to float64 at the in
 PROJECTION = Departure("the projection onto M iterated to proj_tol = {proj_tol} (the authors "
                        "make three linearised rounds per step)", "design choice")
 WINDOWED = Departure("scored against null predictors in windows declared before the run "
-                     "(tracking: pointwise; rest: 20-step means); the paper shows curves",
+                     f"(tracking: pointwise; rest: {BLOCK}-step means); the paper shows curves",
                      "not stated in the paper")
-GUARD = Departure("compared only while λ₂(θ†) ≤ 0.95·2/η, checked every 10 steps (the authors "
+GUARD = Departure(f"compared only while λ₂(θ†) ≤ {SECOND_LIMIT:g}·2/η, checked every {SECOND_EVERY} "
+                  "steps (the authors "
                   "stop at λ₂ > 1.9/η, checked every 50)", "design choice")
 NOTES = Departure("the stage rules, y = ∇S⊥·v and the cycle count are ours (our copy of the paper "
                   "is its abstract; definitions from the project's notes)",
@@ -305,7 +343,7 @@ CLAIMS = [
         "at the edge, GD cycles through sharpening, blow-up along u, "
         "self-stabilization and return to stability",
         "shown on MLPs and CNNs (figures)",
-        rule=Given(AT_EDGE, AllOf((
+        rule=Given(STAGED, AllOf((
             ALIVE, AtLeast("cycles", 2),
             AtLeast("stage_x", 0.8, fair=0.6, fmt=".0%"),
             AtLeast("stage_y", 0.8, fair=0.6, fmt=".0%"),
@@ -357,7 +395,7 @@ CLAIMS = [
         "and deviation on average over the oscillation",
         "curves overlap over the whole run (figures)",
         rule=Given(REST, AllOf((ALIVE,) + window("pred", "rest", QUANTITY))),
-        ours="{rest_blocks} blocks of 20 steps: loss {pred_loss_err_rest:.3g} (null "
+        ours="{rest_blocks} blocks of " + f"{BLOCK}" + " steps: loss {pred_loss_err_rest:.3g} (null "
              "{null_loss_err_rest:.3g}), sharpness {pred_sharpness_err_rest:.3g} (null "
              "{null_sharpness_err_rest:.3g}), ‖θ−θ†‖ {pred_deviation_err_rest:.3g} (null "
              "{null_deviation_err_rest:.3g})",
@@ -372,7 +410,7 @@ CLAIMS = [
         rule=Given(TRACKED, AllOf((ALIVE,) + window("scalar", "tracking", QUANTITY))),
         ours="tracking window: loss L(θ†) + ½S x̂² {scalar_loss_err_tracking:.3g}, sharpness "
              "S(θ†) + ŷ {scalar_sharpness_err_tracking:.3g}, deviation √(x̂² + ŷ²/β) "
-             "{scalar_deviation_err_tracking:.3g} (nulls as above); after it on 20-step means: "
+             "{scalar_deviation_err_tracking:.3g} (nulls as above); after it on " + f"{BLOCK}" + "-step means: "
              "{scalar_loss_err_rest:.3g}, {scalar_sharpness_err_rest:.3g}, "
              "{scalar_deviation_err_rest:.3g}",
         glossary=NAMES,
@@ -385,7 +423,7 @@ CLAIMS = [
         "fixed-point",
         "GD oscillates around x² = 2α/β",
         "x² ≈ 2α/β",
-        rule=Given(AT_EDGE, Factor("x2_ratio", 1.0, 1.5, fair=3.0)),
+        rule=Given(STAGED, Factor("x2_ratio", 1.0, 1.5, fair=3.0)),
         ours="⟨x²⟩/⟨2α/β⟩ = {x2_ratio:.2f}",
         glossary=NAMES,
         departures=(SMALL, HORIZON, FLOAT32, NOTES)),
@@ -411,10 +449,11 @@ CLAIMS = [
         "the loss and sharpness predictions hold at every step size (tracking window)",
         "several η (figures)",
         rule=Given(AllOf((AtLeast("sweep_n_at_edge", 2),
-                          AtMost("sweep_init_sharpness_frac", INIT_LIMIT, fmt=".2f"))), AllOf((
+                          AtLeast("sweep_sharpening_rise", SHARPEN_RISE, fmt=".3f"),
+                          AtLeast("sweep_sharpening_steps", SHARPEN_STEPS))), AllOf((
             AtMost("sweep_n_diverged", 0),
-            beats("sweep_loss_err_worst", "sweep_loss_null_worst"),
-            beats("sweep_sharp_err_worst", "sweep_sharp_null_worst")))),
+            tracks("sweep_loss_err_worst", "sweep_loss_null_worst"),
+            tracks("sweep_sharp_err_worst", "sweep_sharp_null_worst")))),
         ours="{sweep_summary}",
         glossary=NAMES,
         control=PREDICTION_NULLS + ", per step size",
@@ -451,7 +490,7 @@ sweep = selfstab.edge_sweep(
     start_fraction=P.start_fraction, max_warmup=P.max_warmup,
     key=jax.random.key(P.seed + 1), proj_tol=P.proj_tol, eig_tol=P.eig_tol,
     pred_margin=EDGE_MARGIN, second_every=SECOND_EVERY)
-# S(θ₀) at initialisation: the edge claims need it below INIT_LIMIT·2/η
+# S(θ₀) at initialisation (shown; the regime is read from the warm-up's minimum)
 init_sharpness = float(hessian.sharpness(loss_fn, params0, key=jax.random.key(P.seed + 2),
                                          tol=P.eig_tol))
 start_main = jax.tree.map(lambda a: a[MAIN], sweep.starts)
@@ -464,15 +503,23 @@ run_time = time.time() - start_time
 pair = jax.tree.map(np.asarray, sweep.record)
 flow = jax.tree.map(np.asarray, flow)
 warmup_steps = np.asarray(sweep.warmup_steps)
+warmup_min = np.asarray(sweep.warmup_min_sharpness, np.float64)
+warmup_min_step = np.asarray(sweep.warmup_min_step)
 start_sharpness = np.asarray(sweep.start_sharpness)
 n_params = ravel_pytree(params0)[0].size
-runs = [selfstab.analyse_edge(jax.tree.map(lambda a: a[i], pair), e, margin=EDGE_MARGIN)
+runs = [selfstab.analyse_edge(jax.tree.map(lambda a: a[i], pair), e, margin=EDGE_MARGIN,
+                              second_limit=SECOND_LIMIT, active=STAGE_ACTIVE)
         for i, e in enumerate(ETAS)]
 preds = [selfstab.analyse_prediction(jax.tree.map(lambda a: a[i], pair), e, margin=EDGE_MARGIN,
                                      scalar=runs[i], extra=TRACK_EXTRA, block=BLOCK,
                                      second_limit=SECOND_LIMIT)
          for i, e in enumerate(ETAS)]
 main, pm = runs[MAIN], preds[MAIN]
+# progressive sharpening into the edge, per step size: the rise of S from the warm-up's minimum
+# to the coupled run's start (over 2/η) and the steps from that minimum to the edge step
+rises = [float((s_ - lo) * e / 2) for s_, lo, e in zip(start_sharpness, warmup_min, ETAS)]
+sharpening = [int(w_ - tm) + (ru.start if ru.start is not None else 0)
+              for w_, tm, ru in zip(warmup_steps, warmup_min_step, runs)]
 r = jax.tree.map(lambda a: a[MAIN], pair)
 te = main.start
 w = P.average_window
@@ -480,8 +527,11 @@ flow_m = selfstab.flow_errors(r.loss, r.sharpness, flow, P.eta, start=te, window
 print(f"{P.arch}, {n_params:,} parameters, {len(ds)} images; η = {ETAS}: "
       f"{run_time:.0f} s")
 print(f"S(θ₀) = {init_sharpness:.1f} at initialisation")
-for e, w_, s_, ru, pr in zip(ETAS, warmup_steps, start_sharpness, runs, preds):
-    print(f"  η = {e}: start after {int(w_)} GD steps at S = {s_:.1f} "
+for e, w_, s_, ru, pr, lo, tm, ri, sh in zip(ETAS, warmup_steps, start_sharpness, runs, preds,
+                                             warmup_min, warmup_min_step, rises, sharpening):
+    print(f"  η = {e}: S falls to {lo:.1f} at warm-up step {int(tm)}, then rises by {ri:.3f}·2/η "
+          f"over {sh} steps to the edge step; "
+          f"start after {int(w_)} GD steps at S = {s_:.1f} "
           f"(2/η = {2 / e:.1f}); θ† at the edge from step {ru.start}; tracking window "
           f"{pr['tracking_steps']} steps; λ₂(θ†) > {SECOND_LIMIT}·2/η from step "
           f"{pr['second_step'] if pr['second_step'] >= 0 else 'never'}")
@@ -522,13 +572,19 @@ if te is None:
     display(Markdown(f"In this run $S(\\theta^\\dagger)$ never reached $2/\\eta$ in "
                      f"{P.steps} steps: the edge claims are not tested."))
 else:
+    cut = (f", until $\\lambda_2(\\theta^\\dagger)$ passes {SECOND_LIMIT:g}·2/η at step "
+           f"{m['second_step']}" if m["second_step"] >= 0 else "")
+    stages = (f"$|x|$ never leaves the rounding noise (never exceeds {STAGE_ACTIVE:g}·δ), so the "
+              "stages are not read" if m["stage_steps"] == 0 else
+              f"from step {m['stage_from']}, where GD's $|x|$ first exceeds {STAGE_ACTIVE:g}·δ "
+              f"(before it $x$ is rounding noise), over {m['stage_steps']} steps: $|x|$ grows "
+              f"exactly when $y > 0$ on {m['stage_x']:.0%} of them (base rate "
+              f"{1 - m['stage_x_null_miss']:.0%}), and $y$ rises exactly when "
+              f"$x^2 < 2\\alpha/\\beta$ on {m['stage_y']:.0%} (base rate "
+              f"{1 - m['stage_y_null_miss']:.0%})")
     display(Markdown(
-        f"From step {te} on, $\\theta^\\dagger$ sits at the edge. There $y$ falls "
-        f"through 0 {m['cycles']} times; $|x|$ grows exactly when $y > 0$ on "
-        f"{m['stage_x']:.0%} of steps (base rate "
-        f"{1 - m['stage_x_null_miss']:.0%}), and $y$ rises exactly when "
-        f"$x^2 < 2\\alpha/\\beta$ on {m['stage_y']:.0%} (base rate "
-        f"{1 - m['stage_y_null_miss']:.0%}). The part of $\\nabla S$ along $u$ that "
+        f"From step {te} on, $\\theta^\\dagger$ sits at the edge{cut}. There $y$ falls "
+        f"through 0 {m['cycles']} times; {stages}. The part of $\\nabla S$ along $u$ that "
         f"$y$ leaves out is {m['grad_s_along_u_share']:.0%} of $\\|\\nabla S\\|$ "
         "(median)."))
 
@@ -676,12 +732,13 @@ def cell(ru, pr, q):
     return f"{e:.3g} ({n:.3g})"
 
 
-header = ("η", "S(θ₀)·η/2", "edge phase from step", "tracking steps", "loss error (null)",
-          "S error (null)", "deviation error (null)", "λ₂(θ†) > 0.95·2/η from", "max ‖θ−θ†‖")
+header = ("η", "S(θ₀)·η/2", "sharpening rise·η/2 (steps)", "edge phase from step", "tracking steps", "loss error (null)",
+          "S error (null)", "deviation error (null)", f"λ₂(θ†) > {SECOND_LIMIT:g}·2/η from", "max ‖θ−θ†‖")
 rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 for ru, pr, e in zip(runs, preds, ETAS):
     mm = ru.metrics
-    rows.append(f"| {e:g} | {init_sharpness * e / 2:.2f} | "
+    rows.append(f"| {e:g} | {init_sharpness * e / 2:.2f} | {rises[ETAS.index(e)]:.3f} "
+                f"({sharpening[ETAS.index(e)]}) | "
                 f"{'never' if ru.start is None else ru.start} | {pr['tracking_steps']} | "
                 f"{cell(ru, pr, 'loss')} | {cell(ru, pr, 'sharpness')} | "
                 f"{cell(ru, pr, 'deviation')} | "
@@ -721,7 +778,10 @@ metrics = {
     **main.metrics, **flow_m, **pm,
     "eta": P.eta, "n_params": int(n_params), "edge_step": te,
     "init_sharpness": init_sharpness, "init_sharpness_frac": init_sharpness * P.eta / 2,
-    "sweep_init_sharpness_frac": init_sharpness * max(ETAS) / 2,
+    "sharpening_rise": rises[MAIN], "sharpening_steps": sharpening[MAIN],
+    "sweep_sharpening_rise": min(rises), "sweep_sharpening_steps": min(sharpening),
+    "warmup_min_sharpness": [float(v) for v in warmup_min],
+    "warmup_min_step": [int(v) for v in warmup_min_step],
     "pgd_sharpness_ratio": main.metrics["pgd_sharpness_max"] / EDGE,
     "pgd_edge_excess_in_tol": float(np.max((sharp_dag[converged] - 1) / P.proj_tol,
                                            initial=-np.inf)),

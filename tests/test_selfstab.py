@@ -284,11 +284,14 @@ def numpy_gd_to_edge(theta, eta, fraction, max_steps, check_every):
 
     theta, steps = np.array(theta, np.float64), 0
     s = sharpness(theta)
+    checked = [(s, 0)]
     while s < fraction * 2 / eta and steps < max_steps:
         for _ in range(check_every):
             theta = theta - eta * grad(theta)
         steps += check_every
         s = sharpness(theta)
+        checked.append((s, steps))
+    numpy_gd_to_edge.minimum = min(checked)
     return theta, steps, s
 
 
@@ -304,6 +307,13 @@ def test_gd_to_edge_iterates_until_the_fraction_like_a_numpy_reference(max_steps
     assert int(t) == ref_steps
     np.testing.assert_allclose(p, ref_theta, rtol=1e-12)
     assert float(s) == pytest.approx(ref_s, rel=1e-9)
+    # with_minimum: the same run, plus the smallest checked S and where (the sharpening's start)
+    *_, s_min, t_min = selfstab.gd_to_edge(cubic, jnp.array(theta0), eta, fraction, max_steps,
+                                           key=jax.random.key(0), check_every=5, eig_tol=1e-10,
+                                           with_minimum=True)
+    ref_min, ref_t_min = numpy_gd_to_edge.minimum
+    assert float(s_min) == pytest.approx(ref_min, rel=1e-9) and int(t_min) == ref_t_min
+    assert float(s_min) < float(s)
     if max_steps == 500:
         assert ref_steps == 100 and ref_s >= fraction * 2 / eta
         # the step before was still below: the loop stopped at the first check past the target
@@ -400,17 +410,21 @@ def eqx_array(a):
 def test_predicted_dynamics_is_gd_on_the_cubic_loss():
     """On the cubic loss at the edge the predicted update is GD's own (H v = S† x e_a + C z e_z,
     ½∇³L[v, v] = ½ k a² e_b + k a (b − b†) e_a and θ† sits at b = b_edge): the prediction,
-    started from GD's displacement at the edge step, follows GD to rounding. (The margin is
-    tiny: the update assumes θ† sits at the edge, so that the projection takes back the whole
-    sharpening step ηα; from a θ† that has not quite reached it, the first step is off by the
-    part it does not take back.)"""
+    started from GD's displacement at the edge step, follows GD to rounding. The update assumes
+    θ† sits at the edge, so that the projection takes back the whole sharpening step ηα: the edge
+    step is the first where the projection lowered S(θ†) onto 2/η, even with a loose margin
+    (from a θ† within the margin but still below 2/η, the prediction's sharpness would carry the
+    sharpening the projection did not take back)."""
     eta = 2.0 / 3.0
     theta0 = jnp.array([1e-3, 0.8, 1.0])
     rec = selfstab.gd_and_constrained(cubic, theta0, eta, 150, v0=jnp.array([1.0, 0.1, 0.0]), tol=1e-12,
-                                      eig_tol=1e-12, record_eig_tol=1e-12, pred_margin=1e-10, second_every=5)
+                                      eig_tol=1e-12, record_eig_tol=1e-12, pred_margin=0.05, second_every=5)
     started = np.asarray(rec.pred_started)
     t0 = int(np.argmax(started))
     assert 0 < t0 < 100 and np.all(started[t0:]) and not np.any(started[:t0])
+    s_dag = np.asarray(rec.sharpness_dagger)
+    np.testing.assert_allclose(s_dag[t0], 2 / eta, rtol=1e-9)  # on the edge, not 5 % below it
+    assert 0.95 * 2 / eta <= s_dag[t0 - 1] < 2 / eta  # in the margin, below the edge: not yet the start
     np.testing.assert_allclose(rec.pred_x, rec.x, atol=1e-9)
     np.testing.assert_allclose(rec.pred_y, rec.y, atol=1e-9)
     np.testing.assert_allclose(rec.pred_loss, rec.loss, atol=1e-12)
@@ -455,3 +469,34 @@ def test_windows_of_analyse_prediction():
     assert m["pred_sharpness_err_rest"] == 0.0  # but equal on 10-step means
     assert m["pred_loss_err_tracking"] == 0.0 and m["null_loss_err_tracking"] == 1.0
     assert m["second_step"] == -1 and m["second_max_frac"] == 0.5
+
+
+def test_analyse_edge_stops_at_lambda2_and_reads_the_stages_past_the_noise():
+    """analyse_edge cuts the edge phase where λ₂(θ†) first exceeds second_limit·2/η (like
+    analyse_prediction), and reads the stages and ⟨x²⟩ only from the first step where
+    |x| > active·δ: rounding noise before it (|x| ~ 1e-9, growing while y < 0) is not scored."""
+    T, eta = 100, 0.5
+    edge = 2 / eta
+    t = np.arange(T)
+    # noise with the wrong stage (|x| grows while y < 0) until step 30, then a clean blow-up:
+    # |x| grows while y > 0
+    x = np.where(t < 30, 1e-9 * 1.01 ** t, 0.1 * 1.05 ** (t - 30)) * (-1.0) ** t
+    y = np.where(t < 30, -1.0, 1.0)
+    ones = np.ones(T)
+    rec = selfstab.PairRecord(
+        loss=ones, sharpness=edge * ones, loss_dagger=0 * ones, sharpness_dagger=np.where(t >= 10, edge, 1.0),
+        x=x, y=y, alpha=ones, beta=8 * ones, grad_s_along_u=0 * ones, deviation=np.abs(x),
+        travelled=t * 1.0 + 1, converged=ones > 0, iterations=ones, alpha_perp=ones,
+        second_dagger=np.where(t % 10 == 0, np.where(t >= 60, 0.99, 0.5) * edge, np.nan),
+        pred_started=t >= 10, pred_loss=ones, pred_sharpness=edge * ones, pred_x=x, pred_y=y,
+        pred_deviation=np.abs(x))
+    m = selfstab.analyse_edge(rec, eta, margin=0.0, second_limit=0.95).metrics
+    # δ = √(2·1/8) = 0.5; 0.01·δ = 0.005 < 0.1 first at step 30; λ₂ passes 0.95·2/η at step 60
+    assert m["second_step"] == 60 and m["edge_steps"] == 50
+    assert m["stage_from"] == 30 and m["stage_steps"] == 29
+    assert m["stage_x"] == 1.0  # the noise steps (|x| growing with y < 0) are not scored
+    whole = selfstab.analyse_edge(rec, eta, margin=0.0, active=0.0).metrics
+    assert whole["second_step"] == -1 and whole["edge_steps"] == 90 and whole["stage_from"] == 10
+    assert whole["stage_x"] < 0.8
+    # the open-loop scalar prediction still covers the whole run after the edge step
+    assert len(selfstab.analyse_edge(rec, eta, margin=0.0, second_limit=0.95).loss_hat) == 90

@@ -42,6 +42,8 @@ class Projection(NamedTuple):
       vector: the flat unit top eigenvector u there (``ravel_pytree`` order).
       iterations: correction rounds used (scalar int).
       converged: whether both constraints met the tolerances (scalar bool).
+      lowered: whether a round lowered S onto the edge (S was above 2/η at its start; scalar
+        bool): where the projection acted on the sharpness, not only on ∇L·u.
     """
 
     params: PyTree
@@ -50,6 +52,7 @@ class Projection(NamedTuple):
     vector: Float[Array, " n"]
     iterations: Array
     converged: Array
+    lowered: Array
 
 
 def project(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float | Scalar, *,
@@ -84,8 +87,9 @@ def project(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float | Sc
         return (jnp.abs(gu) <= tol * jnp.maximum(jnp.linalg.norm(g), 1e-30)) & (s <= edge * (1 + tol))
 
     def body(carry):
-        flat, u, s, g, i, _ = carry
+        flat, u, s, g, i, _, lowered = carry
         flat = flat - (jnp.vdot(g, u) / s) * u
+        lowered = lowered | (s > edge)
 
         def lower(flat):
             grad_s = ravel_pytree(hessian.sharpness_gradient(loss_fn, unravel(flat), u))[0]
@@ -93,15 +97,16 @@ def project(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float | Sc
 
         flat = jax.lax.cond(s > edge, lower, lambda f: f, flat)
         u, s, g = measure(flat, u)
-        return flat, u, s, g, i + 1, done(u, s, g)
+        return flat, u, s, g, i + 1, done(u, s, g), lowered
 
     u, s, g = measure(flat0, v0)
     # At least one round, even where θ already meets the tolerances: otherwise θ† = θ exactly
     # while GD stays within them, x = u·(θ − θ†) is exactly 0, and x = 0 is a fixed point of
     # the (x, y) recursion (its open-loop prediction from there never leaves 0).
-    flat, u, s, g, iters, ok = jax.lax.while_loop(lambda c: (~c[5]) & (c[4] < max_iters), body,
-                                                  (flat0, u, s, g, jnp.array(0), jnp.array(False)))
-    return Projection(unravel(flat), s, jnp.vdot(g, u), u, iters, ok)
+    flat, u, s, g, iters, ok, lowered = jax.lax.while_loop(
+        lambda c: (~c[5]) & (c[4] < max_iters), body,
+        (flat0, u, s, g, jnp.array(0), jnp.array(False), jnp.array(False)))
+    return Projection(unravel(flat), s, jnp.vdot(g, u), u, iters, ok, lowered)
 
 
 def orthogonal_part(grad_sharpness: Float[Array, " n"], u: Float[Array, " n"]) -> Float[Array, " n"]:
@@ -138,8 +143,9 @@ class PairRecord(NamedTuple):
       second_dagger: λ₂(θ†_t), the second Hessian eigenvalue at θ†_t, on the steps it is checked
         (every ``second_every`` steps, from step 0); NaN on the others.
       pred_started: whether the predicted dynamics run at step t (from the edge step on: the
-        first step where ``S(θ†) ≥ (1 − pred_margin)·2/η``); before it the prediction's fields
-        below hold GD's own displacement.
+        first step whose projection lowered S(θ†) onto the edge, ``S(θ†) ≥ (1 − pred_margin)·2/η``
+        after a lowering round, so that θ† is on M); before it the prediction's fields below
+        hold GD's own displacement.
       pred_loss: ``L(θ†_t + v̂_t)``, the exact loss at the predicted point.
       pred_sharpness: ``S(θ†_t + v̂_t)``, the exact sharpness there (a warm-started eigensolve).
       pred_x: ``u·v̂_t``; pred_y: ``∇S⊥·v̂_t`` (u, ∇S⊥ at θ†_t).
@@ -210,7 +216,8 @@ def gd_and_constrained(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta:
     step sizes (and start points).
 
     Alongside, the paper's predicted dynamics (:func:`predicted_step`, one more HVP per step):
-    from the edge step (the first where ``S(θ†) ≥ (1 − pred_margin)·2/η``) the displacement v̂
+    from the edge step (the first whose projection lowered S(θ†) onto the edge, ``S(θ†) ≥ (1 −
+    pred_margin)·2/η`` after a lowering round) the displacement v̂
     starts at GD's own ``θ − θ†`` and then evolves open-loop; the exact loss and sharpness at
     ``θ† + v̂`` (one more warm-started eigensolve) and ``‖v̂‖`` are recorded. Every
     ``second_every`` steps a top-2 eigensolve at θ† records λ₂(θ†) (Damian et al. stop tracking
@@ -251,7 +258,9 @@ def gd_and_constrained(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta:
         # the prediction: GD's own displacement until the edge step, open-loop from there
         # (copied at the edge step itself: the carried v̂ is only a prediction once it has started)
         v_hat = jnp.where(started, v_hat, theta - dagger)
-        started = started | (pr.sharpness >= (1 - pred_margin) * edge)
+        # the edge step: the first whose projection lowered S(θ†) onto the edge (θ† on M; a θ†
+        # still below 2/η would leave its remaining sharpening, up to ηα per step, in Ŝ − S)
+        started = started | (pr.lowered & (pr.sharpness >= (1 - pred_margin) * edge))
         p_hat = unravel(dagger + v_hat)
         hat_pairs = hessian.eigsh(loss_fn, p_hat, 1, v0=u_hat, tol=record_eig_tol, max_restarts=10)
         rec = PairRecord(loss_gd, gd_pairs.values[0], loss_dag, pr.sharpness, x, y, alpha, jnp.vdot(perp, perp),
@@ -410,11 +419,15 @@ def central_flow(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float
 
 
 def gd_to_edge(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float, fraction: float, max_steps: int, *,
-               key: PRNGKeyArray, check_every: int = 10, eig_tol: float = 1e-3) -> tuple[PyTree, Array, Array]:
+               key: PRNGKeyArray, check_every: int = 10, eig_tol: float = 1e-3,
+               with_minimum: bool = False) -> tuple:
     """Run full-batch GD until the sharpness first reaches ``fraction · 2/η`` (checked every
     ``check_every`` steps with a warm-started eigensolve) or ``max_steps`` steps have passed.
 
     Returns ``(params, steps_taken, sharpness)``: where GD stopped, after how many steps, and S there.
+    With ``with_minimum`` also ``(min_sharpness, min_step)``: the smallest checked S on the way
+    (S(θ₀) included, step 0) and the step where it was checked, from which the progressive
+    sharpening into the edge is measured.
     A start point for :func:`gd_and_constrained` shortly before the edge: while GD is stable its
     gradient component along u has decayed, so θ is (nearly) on M and θ† ≈ θ.
     """
@@ -432,14 +445,20 @@ def gd_to_edge(loss_fn: Callable[[PyTree], Scalar], params: PyTree, eta: float, 
         return jax.lax.scan(body, flat, None, length=check_every)[0]
 
     def body(carry):
-        flat, v, t, _ = carry
+        flat, v, t, _, s_min, t_min = carry
         flat = descend(flat)
         pairs = sharp(flat, v)
-        return flat, pairs.vectors[:, 0], t + check_every, pairs.values[0]
+        s = pairs.values[0]
+        lower = s < s_min
+        return (flat, pairs.vectors[:, 0], t + check_every, s, jnp.where(lower, s, s_min),
+                jnp.where(lower, t + check_every, t_min))
 
     pairs = sharp(flat0, jax.random.normal(key, flat0.shape, flat0.dtype))
-    flat, _, t, s = jax.lax.while_loop(lambda c: (c[3] < target) & (c[2] < max_steps), body,
-                                       (flat0, pairs.vectors[:, 0], jnp.array(0), pairs.values[0]))
+    flat, _, t, s, s_min, t_min = jax.lax.while_loop(
+        lambda c: (c[3] < target) & (c[2] < max_steps), body,
+        (flat0, pairs.vectors[:, 0], jnp.array(0), pairs.values[0], pairs.values[0], jnp.array(0)))
+    if with_minimum:
+        return unravel(flat), t, s, s_min, t_min
     return unravel(flat), t, s
 
 
@@ -452,6 +471,8 @@ class EdgeSweep(NamedTuple):
       start_sharpness: S at the start point, ``(E,)``.
       starts: the start points (a PyTree like ``params``, each leaf with a leading axis E).
       start_vectors: the flat unit top eigenvector at each start point, ``(E, n)``.
+      warmup_min_sharpness: the smallest S checked during the warm-up (S(θ₀) included), ``(E,)``.
+      warmup_min_step: the warm-up step where it was checked, ``(E,)``.
     """
 
     record: PairRecord
@@ -459,6 +480,8 @@ class EdgeSweep(NamedTuple):
     start_sharpness: Array
     starts: PyTree
     start_vectors: Float[Array, "E n"]
+    warmup_min_sharpness: Array
+    warmup_min_step: Array
 
 
 def edge_sweep(loss_fn: Callable[[PyTree], Scalar], params: PyTree, etas: Float[Array, " E"], steps: int, *,
@@ -489,12 +512,13 @@ def edge_sweep(loss_fn: Callable[[PyTree], Scalar], params: PyTree, etas: Float[
         raise ValueError(f"max_warmup={max_warmup!r} must be a positive integer")
 
     def one(eta):
-        start, warm, s_start = gd_to_edge(loss_fn, params, eta, start_fraction, max_warmup, key=key)
+        start, warm, s_start, s_min, t_min = gd_to_edge(loss_fn, params, eta, start_fraction, max_warmup,
+                                                        key=key, with_minimum=True)
         v0 = hessian.eigsh(loss_fn, start, 1, key=jax.random.fold_in(key, 1), tol=eig_tol,
                            max_restarts=eig_max_restarts).vectors[:, 0]
         rec = gd_and_constrained(loss_fn, start, eta, steps, v0=v0, tol=proj_tol, eig_tol=eig_tol,
                                  pred_margin=pred_margin, second_every=second_every)
-        return EdgeSweep(rec, warm, s_start, start, v0)
+        return EdgeSweep(rec, warm, s_start, start, v0, s_min, t_min)
 
     return jax.jit(jax.vmap(one))(etas)
 
@@ -517,7 +541,9 @@ class EdgeAnalysis(NamedTuple):
     """What :func:`analyse_edge` measures on one coupled run.
 
     Attributes:
-      start: the first step where ``S(θ†) ≥ (1 − margin)·2/η`` (the edge phase starts there), or
+      start: the edge step, the first where the prediction has started (``pred_started``: the
+        projection lowered S(θ†) onto the edge) and ``S(θ†) ≥ (1 − margin)·2/η`` (the edge phase
+        starts there), or
         ``None`` when θ† never reaches the edge.
       prediction: the open-loop :class:`Prediction` over the edge phase (``None`` without one).
       loss_hat: predicted GD loss ``L(θ†) + ½ S(θ†) x̂²`` over the edge phase.
@@ -542,14 +568,27 @@ EDGE_METRICS = (
     "excess_loss_err", "excess_loss_null_err", "quadratic_excess_err",
     "sharpness_err", "sharpness_null_err", "sharpness_coordinate_err",
     "deviation_err", "deviation_null_err", "x2_ratio", "grad_s_along_u_share",
+    "stage_from", "stage_steps",
 )
 
 
-def analyse_edge(record: PairRecord, eta: float, *, margin: float) -> EdgeAnalysis:
+def _second_stop(r, edge: float, second_limit: float | None) -> tuple[int, int]:
+    """(stop, second_step): the first checked step where ``λ₂(θ†) > second_limit·2/η`` (or the
+    run's length, and −1, when it never is or ``second_limit`` is None)."""
+    T = len(r.loss)
+    if second_limit is None:
+        return T, -1
+    checked = np.nonzero(np.isfinite(r.second_dagger))[0]
+    over = checked[r.second_dagger[checked] > second_limit * edge]
+    return (int(over[0]), int(over[0])) if len(over) else (T, -1)
+
+
+def analyse_edge(record: PairRecord, eta: float, *, margin: float, second_limit: float | None = None,
+                 active: float = 0.01) -> EdgeAnalysis:
     """The measurements of one coupled run (one row of :class:`EdgeSweep`'s record, as NumPy).
 
-    The edge phase starts at the first step where θ† reaches the edge, ``S(θ†) ≥ (1 − margin)
-    · 2/η``; before it the paper's recursion does not apply, and every metric below but the
+    The edge phase starts at the edge step, the first where θ† is on the edge: the projection
+    lowered S(θ†) there (``pred_started``) and ``S(θ†) ≥ (1 − margin) · 2/η``; before it the paper's recursion does not apply, and every metric below but the
     first three is NaN (not measured). Over the edge phase, with (x̂, ŷ) the open-loop
     :func:`predict` from GD's measured ``(x, y)`` at its start, and medians over its steps:
 
@@ -566,10 +605,20 @@ def analyse_edge(record: PairRecord, eta: float, *, margin: float) -> EdgeAnalys
       ``stage_y`` where y rises exactly when x² < 2α/β; ``*_miss`` is one minus it and
       ``*_null_miss`` the miss rate of the base-rate null that always guesses the more frequent
       outcome (``|x|`` grows, or y rises). ``cycles``: downward crossings of y = 0.
+    - the stages and ``x2_ratio`` are read only from ``stage_from``, the first edge-phase step
+      where GD's ``|x| > active·δ`` (``δ = √(2α⊥/β)``, α⊥ = −∇L·∇S⊥): before it x is rounding
+      noise (1e-9 to 1e-7 in float32) whose signs say nothing about the cycle; ``stage_steps``
+      counts the steps scored (0 when |x| never gets there: the stages are then NaN).
     - ``x2_ratio``: ``⟨x²⟩ / ⟨2α/β⟩``; ``sharpness_eos_mean``: GD's mean sharpness;
       ``grad_s_along_u_share``: ``median |∇S·u| / ‖∇S‖`` (how much of ∇S y leaves out).
 
-    Always measured: ``edge_steps`` (steps in the edge phase, 0 without one),
+    With ``second_limit``, the edge phase ends before the first checked step where
+    ``λ₂(θ†) > second_limit·2/η`` (``second_step``, −1 when never), as in
+    :func:`analyse_prediction`: past it a second direction is at the edge and the
+    one-direction analysis does not apply (the open-loop prediction itself still runs to the
+    end, for :func:`analyse_prediction`'s windows, which stop there too).
+
+    Always measured: ``edge_steps`` (steps in the edge phase, before ``second_step``; 0 without one),
     ``pgd_sharpness_max`` (the largest S(θ†)), ``deviation_max`` and ``dev_over_travel``.
     A GD run whose loss turns non-finite in the edge phase sets ``gd_diverged = 1`` and every
     error to ∞; an open-loop prediction that overflows sets ``prediction_diverged = 1`` and the
@@ -579,11 +628,13 @@ def analyse_edge(record: PairRecord, eta: float, *, margin: float) -> EdgeAnalys
         raise ValueError(f"margin={margin!r} must be in [0, 1)")
     r = jax.tree.map(lambda a: np.asarray(a, dtype=np.float64), record)
     edge = 2.0 / eta
-    reached = np.nonzero(r.sharpness_dagger >= (1 - margin) * edge)[0]
+    reached = np.nonzero((r.pred_started > 0) & (r.sharpness_dagger >= (1 - margin) * edge))[0]
     start = int(reached[0]) if len(reached) else None
+    stop, second_step = _second_stop(r, edge, second_limit)
     travelled = r.travelled[np.isfinite(r.travelled)]
     m = {
-        "edge_steps": 0 if start is None else len(r.loss) - start,
+        "edge_steps": 0 if start is None else max(stop - start, 0),
+        "second_step": second_step,
         "pgd_sharpness_max": float(np.nanmax(r.sharpness_dagger)),
         "deviation_max": float(np.nanmax(r.deviation)) if np.all(np.isfinite(r.deviation)) else np.inf,
         "dev_over_travel": (float(np.max(r.deviation) / max(travelled[-1], 1e-30))
@@ -592,7 +643,9 @@ def analyse_edge(record: PairRecord, eta: float, *, margin: float) -> EdgeAnalys
     m |= {k: np.nan for k in EDGE_METRICS}
     if start is None or m["edge_steps"] < 2:
         return EdgeAnalysis(start, None, None, None, None, m)
-    sl = slice(start, None)
+    full = slice(start, None)  # the open-loop prediction runs to the end (analyse_prediction's windows)
+    n = stop - start  # the edge phase compared here: up to second_step
+    sl = slice(start, stop)
     loss, sharp, x, y = r.loss[sl], r.sharpness[sl], r.x[sl], r.y[sl]
     s_dag, l_dag, beta, dev = r.sharpness_dagger[sl], r.loss_dagger[sl], r.beta[sl], r.deviation[sl]
     fp = 2 * r.alpha[sl] / beta
@@ -600,31 +653,42 @@ def analyse_edge(record: PairRecord, eta: float, *, margin: float) -> EdgeAnalys
         errors = [k for k in EDGE_METRICS if k.endswith("_err") or k == "x2_ratio"]
         return EdgeAnalysis(start, None, None, None, None, m | {k: np.inf for k in errors} | {
             "gd_diverged": 1.0, "prediction_diverged": 0.0, "stage_x": 0.0, "stage_y": 0.0,
+            "stage_steps": n,  # a diverged run fails the stage claims, it does not skip them
             "stage_x_miss": 1.0, "stage_y_miss": 1.0, "cycles": 0})
     with np.errstate(over="ignore", invalid="ignore"):
-        pred = predict(x[0], y[0], r.alpha[sl], beta, s_dag, eta)
-        xh, yh = np.asarray(pred.x, np.float64), np.asarray(pred.y, np.float64)
-        loss_hat = l_dag + 0.5 * s_dag * xh**2
-        sharp_hat = s_dag + yh
-        dev_hat = np.sqrt(xh**2 + yh**2 / beta)
+        pred = predict(x[0], y[0], r.alpha[full], r.beta[full], r.sharpness_dagger[full], eta)
+        xh_all, yh_all = np.asarray(pred.x, np.float64), np.asarray(pred.y, np.float64)
+        loss_hat = r.loss_dagger[full] + 0.5 * r.sharpness_dagger[full] * xh_all**2
+        sharp_hat = r.sharpness_dagger[full] + yh_all
+        dev_hat = np.sqrt(xh_all**2 + yh_all**2 / r.beta[full])
+    xh, yh = xh_all[:n], yh_all[:n]
     ok = bool(np.all(np.isfinite(xh) & np.isfinite(yh)))
 
     def err(a, b):
         return float(np.median(np.abs(a - b))) if ok else np.inf
 
-    grows, positive = np.abs(x[1:]) > np.abs(x[:-1]), y[:-1] > 0
-    rises, below = y[1:] > y[:-1], x[:-1] ** 2 < fp[:-1]
-    stage_x, stage_y = float(np.mean(grows == positive)), float(np.mean(rises == below))
+    # the stages and x² from the first step where |x| leaves the rounding noise
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = np.sqrt(np.maximum(2 * r.alpha_perp[sl] / beta, 0.0))
+    awake = np.nonzero(np.abs(x) > active * delta)[0]
+    a0 = int(awake[0]) if len(awake) else n
+    xs, ys, fps = x[a0:], y[a0:], fp[a0:]
+    grows, positive = np.abs(xs[1:]) > np.abs(xs[:-1]), ys[:-1] > 0
+    rises, below = ys[1:] > ys[:-1], xs[:-1] ** 2 < fps[:-1]
+    scored = len(grows) > 0
+    mean = lambda a: float(np.mean(a)) if scored else np.nan
+    stage_x, stage_y = mean(grows == positive), mean(rises == below)
     excess = loss - l_dag
     m |= {
         "gd_diverged": 0.0,
         "prediction_diverged": float(not ok),
         "sharpness_eos_mean": float(np.mean(sharp)),
         "cycles": int(np.sum((y[:-1] > 0) & (y[1:] <= 0))),
+        "stage_from": start + a0 if len(awake) else -1, "stage_steps": len(grows),
         "stage_x": stage_x, "stage_x_miss": 1 - stage_x,
-        "stage_x_null_miss": float(min(np.mean(grows), 1 - np.mean(grows))),
+        "stage_x_null_miss": min(mean(grows), 1 - mean(grows)),
         "stage_y": stage_y, "stage_y_miss": 1 - stage_y,
-        "stage_y_null_miss": float(min(np.mean(rises), 1 - np.mean(rises))),
+        "stage_y_null_miss": min(mean(rises), 1 - mean(rises)),
         "excess_loss_err": err(0.5 * s_dag * xh**2, excess),
         "excess_loss_null_err": float(np.median(np.abs(excess))),
         "quadratic_excess_err": float(np.median(np.abs(0.5 * s_dag * x**2 - excess))),
@@ -633,7 +697,8 @@ def analyse_edge(record: PairRecord, eta: float, *, margin: float) -> EdgeAnalys
         "sharpness_coordinate_err": float(np.median(np.abs(s_dag + y - sharp))),
         "deviation_err": err(dev_hat, dev),
         "deviation_null_err": float(np.median(np.abs(dev - dev[0]))),
-        "x2_ratio": float(np.mean(x**2) / np.mean(fp)) if np.mean(fp) > 0 else np.inf,
+        "x2_ratio": (np.nan if not scored else float(np.mean(xs**2) / np.mean(fps)) if np.mean(fps) > 0
+                     else np.inf),
         "grad_s_along_u_share": float(np.median(np.abs(r.grad_s_along_u[sl])
                                                 / np.sqrt(beta + r.grad_s_along_u[sl] ** 2))),
     }
@@ -685,7 +750,8 @@ def analyse_prediction(record: PairRecord, eta: float, *, margin: float, scalar:
     """Score the predicted dynamics of one coupled run (:func:`gd_and_constrained`, as NumPy)
     against GD in two windows fixed before the run:
 
-    - *tracking*: from the edge step t₀ (the first where ``S(θ†) ≥ (1 − margin)·2/η``) to the first
+    - *tracking*: from the edge step t₀ (the first where the prediction has started, the projection
+      having lowered S(θ†) onto the edge, and ``S(θ†) ≥ (1 − margin)·2/η``) to the first
       step t_b ≥ t₀ where GD's ``|x|`` exceeds the paper's ``δ = √(2α/β)`` (α = −∇L·∇S⊥ and β at
       θ†), plus ``extra`` steps; errors are medians of pointwise absolute differences;
     - *rest*: from there to the end, compared as means over consecutive ``block``-step blocks
@@ -722,7 +788,7 @@ def analyse_prediction(record: PairRecord, eta: float, *, margin: float, scalar:
     stop = int(over[0]) if len(over) else T
     m["second_step"] = int(over[0]) if len(over) else -1
     m["second_max_frac"] = float(np.max(r.second_dagger[checked]) / edge) if len(checked) else np.nan
-    reached = np.nonzero(r.sharpness_dagger >= (1 - margin) * edge)[0]
+    reached = np.nonzero((r.pred_started > 0) & (r.sharpness_dagger >= (1 - margin) * edge))[0]
     if not len(reached) or reached[0] >= stop:
         return m
     t0 = int(reached[0])
