@@ -263,3 +263,19 @@ def test_operator_eigsh_checks_everything_before_building_the_operator():
     assert not built
     res = linalg.operator_eigsh(make_matvec, like, np.int64(2), v0=jnp.ones(5), block_size=np.int64(2))
     np.testing.assert_allclose(res.values, [2.0, 2.0])
+
+
+def test_eigsh_of_an_operator_too_small_for_two_blocks_is_exact():
+    """n = 3 with a block of 2: a Krylov basis of one block cannot grow (it stayed in the start
+    block's span and returned 0.00297 for an eigenvalue of 0.3), so the operator is solved densely."""
+    A = np.diag([3.0, 0.3, -1e-6]) + 1e-3 * np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]])
+    matvec = lambda v: jnp.asarray(A, v.dtype) @ v
+    v0 = jnp.array([[1.0, 0.0], [0.1, 1.0], [0.0, 0.1]], dtype=jnp.float32)
+    got = linalg.eigsh(matvec, v0, 2)
+    want = np.sort(np.linalg.eigvalsh(A))[::-1][:2]
+    np.testing.assert_allclose(np.asarray(got.values), want, rtol=1e-5)
+    assert bool(got.converged) and np.all(np.asarray(got.residuals) < 1e-5)
+    V = np.asarray(got.vectors)
+    np.testing.assert_allclose(V.T @ V, np.eye(2), atol=1e-5)
+    bad = linalg.eigsh(matvec, v0.at[0, 0].set(jnp.nan), 2)
+    assert np.all(np.isnan(np.asarray(bad.values))) and not bool(bad.converged)

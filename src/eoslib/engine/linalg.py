@@ -538,6 +538,8 @@ def eigsh(
     _check_stop(stop)
     v0, k, b, num_iters, max_restarts = _validate(matvec, v0, k, block_size, num_iters, max_restarts, tol)
     n = v0.shape[0]
+    if n // b < 2:  # a basis of one block cannot grow (e.g. n = 3, b = 2): solve the small operator densely
+        return _dense_eigsh(matvec, v0, k, precision)
     m = num_iters or max(3, -(-max(40, 4 * k) // b) + 1)
     m = min(m, max(1, n // b))
     Q0 = _start_block(v0, b, seed)
@@ -563,6 +565,21 @@ def eigsh(
     return Eigenpairs(values + nan, vectors + nan, residuals + nan, matvecs, converged & v0_finite,
                       bounds + nan)
 
+
+
+def _dense_eigsh(matvec: Matvec, v0, k: int, precision) -> Eigenpairs:
+    """:func:`eigsh` of an operator too small for a Krylov basis of two blocks: the dense matrix
+    from ``n`` operator applications (symmetrised), ``eigh``, the top ``k`` pairs descending. A
+    non-finite ``v0`` gives NaN, as the Krylov path does."""
+    n = v0.shape[0]
+    with jax.default_matmul_precision(precision):
+        A = jax.vmap(matvec)(jnp.eye(n, dtype=v0.dtype)).T
+        w, V = jnp.linalg.eigh(0.5 * (A + A.T))
+        values, vectors = w[::-1][:k], V[:, ::-1][:, :k]
+        residuals = jnp.linalg.norm(jax.vmap(matvec, in_axes=1, out_axes=1)(vectors) - vectors * values[None, :], axis=0)
+    finite = jnp.all(jnp.isfinite(v0))
+    nan = jnp.where(finite, 0.0, jnp.nan)
+    return Eigenpairs(values + nan, vectors + nan, residuals + nan, jnp.array(n + k), finite, residuals + nan)
 
 
 def operator_eigsh(
