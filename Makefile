@@ -39,12 +39,18 @@ book: $(STAMP)
 	@echo "Book: $(abspath _build/html/index.html)"
 
 # chromium first: a machine that cannot get it learns so at once, not after the long steps.
-test: chromium unit nbval book-smoke browser
+# The steps are compile-bound (XLA compiles on one core), so on CI's 2 cores the unit tests run
+# in two pytest-xdist workers and the two notebook executions (nbval, book-smoke) side by side.
+JOBS ?= 2
+test: chromium
+	$(MAKE) unit
+	$(MAKE) -j$(JOBS) --output-sync=target nbval book-smoke
+	$(MAKE) browser
 
 # The results store first (book/results: manifest, sha256, clean commits), then the unit tests.
 unit: $(STAMP)
 	$(PY) -m eoslib store --check
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n $(JOBS)
 
 # Every chapter, parameterised by papermill at scale=smoke, executed and checked by nbval.
 nbval: $(STAMP)

@@ -42,6 +42,7 @@ import pickle
 import re
 import struct
 import tarfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -357,7 +358,9 @@ def _decoded(path: Path, checksum: str, kind: str) -> dict[str, tuple[np.ndarray
     reader = read_cifar_python_archive if kind == "cifar-python" else read_cifar_jpeg_archive
     splits = reader(path)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
+    # A name of this process's own: two processes decoding at once (pytest-xdist workers, a sweep's
+    # jobs) must not write into one temporary file; the rename makes either result whole.
+    tmp = cached.with_name(f"{cached.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.npz")
     np.savez(tmp, **{f"{s}_{k}": a for s, (x, y) in splits.items() for k, a in (("x", x), ("y", y))})
     tmp.replace(cached)
     return splits
