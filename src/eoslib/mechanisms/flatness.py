@@ -750,7 +750,7 @@ def _fall_rate(slope: float) -> float:
     return max(-slope, 0.0) if np.isfinite(slope) else float("nan")
 
 
-#: flatter-generalizes: a pair of runs is decided only when their S_max differ by at least this
+#: In the claim flatter-generalizes a pair of runs is decided only when their S_max differ by at least this
 #: fraction of the larger (5 %) ...
 FLATTER_MIN_REL_DS = 0.05
 #: ... and their test accuracies by at least this many test images (declared before the run).

@@ -48,7 +48,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 __all__ = ["CoupledModel", "CASES", "G_FLOOR", "Simulation", "simulate", "initial_log_kappa", "constant_step", "two_step_branches",
            "distribution_summary", "DistributionSummary", "median_standard_error", "relative_change",
            "Correlation", "correlation", "variability_pairs", "Peak", "plateau_peak",
-           "Recovery", "recovery"]
+           "Recovery", "recovery", "plateaued_change", "rotation_switches", "reversal"]
 
 
 def _mixture(init) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -608,7 +608,7 @@ def analyse_edge(record: PairRecord, eta: float, *, margin: float, second_limit:
     - the stages and ``x2_ratio`` are read only from ``stage_from``, the first edge-phase step
       where GD's ``|x| > active·δ`` (``δ = √(2α⊥/β)``, α⊥ = −∇L·∇S⊥): before it x is rounding
       noise (1e-9 to 1e-7 in float32) whose signs say nothing about the cycle; ``stage_steps``
-      counts the steps scored (0 when |x| never gets there: the stages are then NaN).
+      counts the steps scored (0 when ``|x|`` never gets there: the stages are then NaN).
     - ``x2_ratio``: ``⟨x²⟩ / ⟨2α/β⟩``; ``sharpness_eos_mean``: GD's mean sharpness;
       ``grad_s_along_u_share``: ``median |∇S·u| / ‖∇S‖`` (how much of ∇S y leaves out).
 
