@@ -208,19 +208,6 @@ def test_plateau_peak_excludes_the_reduction_step_and_needs_a_settled_interior_p
     assert np.isnan(kappa.plateau_peak(steps, s, 80, 90, 10).smax)
 
 
-def test_recovery_is_relative_to_the_rotation_at_the_switch():
-    steps = np.array([0, 2, 4, 6, 8])
-    sim = np.array([[1.0, 0.9, 0.8, 0.7, 0.6],     # kept η: keeps rotating away
-                    [1.0, 0.9, 0.8, 0.9, 0.95],    # lowered at 4 (1 − sim = 0.2): +0.15 by 8
-                    [1.0, 0.9, 0.8, 0.7, 0.6]])    # lowered at 2 (0.1): −0.2 by 6
-    rec = kappa.recovery(sim, steps, np.array([4, 2]), 4)
-    np.testing.assert_allclose(rec.switched, [0.75, -2.0])
-    np.testing.assert_allclose(rec.control, [-1.0, -2.0])
-    np.testing.assert_allclose(rec.rotated, [0.2, 0.1])
-    with pytest.raises(ValueError, match="not probe steps"):
-        kappa.recovery(sim, steps, np.array([4, 2]), 6)
-
-
 def test_median_standard_error_of_a_normal_sample():
     x = np.random.default_rng(1).normal(0.0, 2.0, 40000)
     # the sample median of N(0, σ²) has standard error √(π/2) σ/√n

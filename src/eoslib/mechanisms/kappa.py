@@ -48,7 +48,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 __all__ = ["CoupledModel", "CASES", "G_FLOOR", "Simulation", "simulate", "initial_log_kappa", "constant_step", "two_step_branches",
            "distribution_summary", "DistributionSummary", "median_standard_error", "relative_change",
            "Correlation", "correlation", "variability_pairs", "Peak", "plateau_peak",
-           "Recovery", "recovery", "plateaued_change", "rotation_switches", "reversal"]
+           "plateaued_change", "rotation_switches", "Reversal", "reversal"]
 
 
 def _mixture(init) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -440,52 +440,6 @@ def plateau_peak(probe_step: np.ndarray, sharpness: np.ndarray, at: float, end: 
     top = int(np.argmax(window))
     return Peak(float(window[top]), int(where[top]),
                 bool(top > 0 and where[-1] - where[top] >= settle))
-
-
-class Recovery(NamedTuple):
-    """How much of the rotation at each switch is undone ``horizon`` steps later
-    (:func:`recovery`), each ``(switches,)``."""
-
-    switched: np.ndarray
-    control: np.ndarray
-    rotated: np.ndarray
-
-
-def recovery(similarity: np.ndarray, steps: np.ndarray, switches: np.ndarray,
-             horizon: int) -> Recovery:
-    """The rise of the top-k subspace similarity to the baseline over ``horizon`` steps after
-    each switch, **relative to the rotation at the switch** ``1 − sim(t_s)``: 1 means the whole
-    rotation was undone, 0 no change, < 0 a further turn away.
-
-    Args:
-      similarity: ``(M, T)``: member 0 keeps η (the control), member m ≥ 1 lowers it from the
-        update at ``switches[m − 1]``; all follow the same trajectory up to their switch.
-      steps: ``(T,)`` the probe steps (both ``t_s`` and ``t_s + horizon`` must be among them).
-      switches: ``(M − 1,)`` the switch steps.
-      horizon: steps after the switch at which the rise is read.
-
-    Returns:
-      :class:`Recovery`: ``switched[m]`` of member m + 1, ``control[m]`` of member 0 over the
-      same steps, ``rotated[m] = 1 − sim(t_s)`` (NaN where it is not positive).
-    """
-    sim, steps = np.asarray(similarity, float), np.asarray(steps)
-    switches = np.asarray(switches)
-    if sim.shape[0] != switches.size + 1:
-        raise ValueError(f"similarity has {sim.shape[0]} members; need 1 + {switches.size} switches")
-    index = {int(t): i for i, t in enumerate(steps)}
-    missing = [int(t) for s in switches for t in (s, s + horizon) if int(t) not in index]
-    if missing:
-        raise ValueError(f"steps {missing} are not probe steps of the replay")
-    out = []
-    for m, s in enumerate(switches, start=1):
-        i, j = index[int(s)], index[int(s) + horizon]
-        rot, rot0 = 1 - sim[m, i], 1 - sim[0, i]
-        out.append(((sim[m, j] - sim[m, i]) / rot if rot > 0 else np.nan,
-                    (sim[0, j] - sim[0, i]) / rot0 if rot0 > 0 else np.nan,
-                    rot if rot > 0 else np.nan))
-    switched, control, rotated = (np.asarray(c, float) for c in zip(*out)) if out else \
-        (np.zeros(0),) * 3
-    return Recovery(switched, control, rotated)
 
 
 def plateaued_change(at: np.ndarray, smax: np.ndarray, plateaued: np.ndarray) -> float:
