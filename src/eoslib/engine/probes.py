@@ -234,20 +234,20 @@ class BatchSharpnessRecord(NamedTuple):
     run's batch size (:func:`minibatch_indices`).
 
     Attributes:
-      batch_sharpness: ``mean_B ⟨g_B, H_B g_B⟩ / ‖g_B‖²`` with ``g_B = ∇L_B``, ``H_B = ∇²L_B``: each
-        minibatch Hessian's curvature along that minibatch's own gradient, averaged — the *Batch
-        Sharpness* that minibatch SGD holds at 2/η (Andreyev & Beneventano, arXiv:2412.20553,
-        from its v2 on). NaN if a minibatch gradient is exactly 0.
-      mean_batch_top_eigenvalue: ``mean_B λ₁(H_B)``, the mean top eigenvalue of the minibatch
-        Hessians (the quantity the same paper's first version called MiniBS); at least
-        ``batch_sharpness``, since each λ₁(H_B) bounds that batch's directional curvature.
+      batch_sharpness: ``mean_B λ₁(H_B)``, the mean top eigenvalue of the minibatch Hessians
+        ``H_B = ∇²L_B``: the quantity minibatch SGD holds at 2/η in Andreyev & Beneventano's edge
+        of stochastic stability (arXiv:2412.20553; its first version's "MiniBS").
+      directional_batch_sharpness: ``mean_B ⟨g_B, H_B g_B⟩ / ‖g_B‖²`` with ``g_B = ∇L_B``: each
+        minibatch Hessian's curvature along that minibatch's own gradient, averaged (the
+        definition of Batch Sharpness in the same paper's later versions); at most
+        ``batch_sharpness``, since λ₁(H_B) bounds each term. NaN if a minibatch gradient is 0.
       batch_top_eigenvalues: ``(M,)`` each minibatch's λ₁(H_B).
       residuals: ``(M,)`` their eigensolvers' residual norms.
       converged: whether every minibatch's eigensolve met its tolerance (bool).
     """
 
     batch_sharpness: Scalar
-    mean_batch_top_eigenvalue: Scalar
+    directional_batch_sharpness: Scalar
     batch_top_eigenvalues: Float[Array, " M"]
     residuals: Float[Array, " M"]
     converged: Bool[Array, ""]
@@ -469,7 +469,7 @@ def minibatch_indices(n: int, batch_size: int, batches: int, *, seed: int = 0) -
 def batch_sharpness(loss_fn: Callable[[PyTree, Array, Array], Scalar], batch_size: int, *,
                     batches: int = 8, seed: int = 0, tol: float = 1e-3, max_restarts: int = 5) -> Probe:
     """A probe recording the curvature of minibatch losses (:class:`BatchSharpnessRecord`): the
-    Batch Sharpness ``mean_B ⟨g_B, H_B g_B⟩/‖g_B‖²`` and the mean top eigenvalue ``mean_B λ₁(H_B)``
+    batch sharpness ``mean_B λ₁(H_B)`` and the directional ``mean_B ⟨g_B, H_B g_B⟩/‖g_B‖²``
     of ``loss_fn(params, x_B, y_B)`` (a scalar, the mean over the minibatch) over ``batches``
     minibatches of ``batch_size`` examples of the training data.
 
@@ -506,7 +506,7 @@ def batch_sharpness(loss_fn: Callable[[PyTree, Array, Array], Scalar], batch_siz
             return directional, top.values[0], top.residuals[0], top.converged
 
         directional, tops, residuals, converged = jax.lax.map(one, index)
-        return BatchSharpnessRecord(jnp.mean(directional), jnp.mean(tops), tops, residuals,
+        return BatchSharpnessRecord(jnp.mean(tops), jnp.mean(directional), tops, residuals,
                                     jnp.all(converged))
 
     return probe

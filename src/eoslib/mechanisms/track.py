@@ -9,9 +9,10 @@ what the edge-of-stability papers plot, each against the optimizer's own edge:
   :func:`eoslib.engine.optim.clipped_adam` without a cap): the *preconditioned* sharpness
   ``λ₁(P^{-1/2} H P^{-1/2})``, ``P = √v̂ + ε``, against ``(2 + 2β₁) / ((1 − β₁) η)`` (Cohen et al.
   2022; :func:`eoslib.mechanisms.adaptive.adam_edge`);
-- minibatch **SGD**: the *batch sharpness* ``mean_B ⟨g_B, H_B g_B⟩/‖g_B‖²`` against ``2/η``
-  (Andreyev & Beneventano's edge of stochastic stability), with the mean top eigenvalue of the
-  minibatch Hessians ``mean_B λ₁(H_B)`` beside it (:func:`eoslib.engine.probes.batch_sharpness`).
+- minibatch **SGD**: the *batch sharpness*, the mean top eigenvalue of the minibatch Hessians
+  ``mean_B λ₁(H_B)``, against ``2/η`` (Andreyev & Beneventano's edge of stochastic stability),
+  with the curvature of each minibatch along its own gradient ``mean_B ⟨g_B, H_B g_B⟩/‖g_B‖²``
+  (the paper's later definition) beside it (:func:`eoslib.engine.probes.batch_sharpness`).
 
 Every run also records the loss, the accuracy when the labels are classes, and the top-k Hessian
 eigenvalues of the full-batch loss. It is a thin layer over :func:`eoslib.engine.train.run`: one
@@ -64,9 +65,10 @@ class EdgeHistory(NamedTuple):
       preconditioned_sharpness: ``(P,)`` λ₁(P^{-1/2} H P^{-1/2}) with Adam's ``P = √v̂ + ε`` at the
         probe (NaN for an optimizer without a second moment, and at step 0, before Adam's first
         update has made one).
-      batch_sharpness: ``(P,)`` mean over minibatches of each minibatch Hessian's curvature along
-        its own gradient (NaN for full-batch runs).
-      mean_batch_top_eigenvalue: ``(P,)`` mean over minibatches of λ₁(H_B) (NaN for full-batch runs).
+      batch_sharpness: ``(P,)`` mean over minibatches of λ₁(H_B), the top eigenvalue of each
+        minibatch's Hessian (NaN for full-batch runs).
+      directional_batch_sharpness: ``(P,)`` mean over minibatches of each minibatch Hessian's
+        curvature along its own gradient, ``⟨g_B, H_B g_B⟩/‖g_B‖²`` (NaN for full-batch runs).
       edge: the threshold the run is held against: 2/η, or (2 + 2β₁)/((1 − β₁)η) for Adam.
       measure: the name of the field held against ``edge``: ``"sharpness"`` (GD),
         ``"batch_sharpness"`` (SGD) or ``"preconditioned_sharpness"`` (Adam).
@@ -88,7 +90,7 @@ class EdgeHistory(NamedTuple):
     eig_converged: Bool[np.ndarray, " P"]
     preconditioned_sharpness: Float[np.ndarray, " P"]
     batch_sharpness: Float[np.ndarray, " P"]
-    mean_batch_top_eigenvalue: Float[np.ndarray, " P"]
+    directional_batch_sharpness: Float[np.ndarray, " P"]
     edge: float
     measure: str
     optimizer: str
@@ -138,7 +140,8 @@ def read_optimizer(optimizer: optax.GradientTransformation, *, dtype=jnp.float32
     at 0 (so coupled weight decay adds nothing).
 
     With Adam's moments in the state: β₁ = 1 − μ and β₂ = 1 − ν after one update of gradient 1;
-    η and ε from the first updates of gradients 1 and 10⁻⁶, ``−η g / (|g| + ε)``. Otherwise the
+    η and ε from the first updates of gradients 1 and 10⁻⁶, ``−η m̂ / (√v̂ + ε)`` with m̂ and v̂
+    bias-corrected as the optimizer computes them (in its dtype). Otherwise the
     step must be memoryless and linear, ``−η g`` (plain GD / SGD): the same gradient twice must
     give the same update.
 
@@ -166,16 +169,23 @@ def read_optimizer(optimizer: optax.GradientTransformation, *, dtype=jnp.float32
 
     if found:
         u1, state1 = first_update(1.0)
-        u2, _ = first_update(1e-6)
-        moments = adam_moments(state1)[0]
-        b1, b2 = 1.0 - float(moments.mu["w"]), 1.0 - float(moments.nu["w"])
-        ratio = (u2 / 1e-6) / u1 if u1 else float("nan")
-        eps = max(0.0, (1.0 - ratio * 1e-6) / (ratio - 1.0)) if ratio > 1 else 0.0
-        eta = -u1 * (1.0 + eps)
+        u2, state2 = first_update(1e-6)
+        m1 = adam_moments(state1)[0]
+        b1, b2 = round(1.0 - float(m1.mu["w"]), 6), round(1.0 - float(m1.nu["w"]), 6)
+
+        def scaled(state, u):  # η / (√v̂ + ε) from one update, v̂ and m̂ as the optimizer rounds them
+            m = adam_moments(state)[0]
+            m_hat = float(optax.tree.bias_correction(m.mu, b1, m.count)["w"])
+            v_hat = float(optax.tree.bias_correction(m.nu, b2, m.count)["w"])
+            return -u / m_hat, np.sqrt(v_hat)
+
+        (a1, r1), (a2, r2) = scaled(state1, u1), scaled(state2, u2)
+        eta = (r1 - r2) / (1.0 / a1 - 1.0 / a2) if a1 > 0 and a2 > 0 else float("nan")
+        eps = max(0.0, eta / a2 - r2) if eta > 0 else float("nan")
         if not (eta > 0 and 0 <= b1 < 1 and 0 < b2 < 1):
             raise ValueError(f"optimizer: could not read Adam's η, β₁, β₂ from its updates (got η="
                              f"{eta:.3g}, β₁={b1:.3g}, β₂={b2:.3g}); pass learning_rate=η")
-        return OptimizerReading("adam", eta, round(b1, 6), round(b2, 6), eps)
+        return OptimizerReading("adam", float(eta), b1, b2, float(eps))
     u1, state1 = first_update(1.0)
     u2 = float(optimizer.update(grad(1.0), state1, zero)[0]["w"])
     if not u1 < 0:
@@ -510,14 +520,14 @@ def track(
     extra = h.extra
     converged = np.asarray(h.eig_converged, bool)
     precond = nan
-    batch_s = mean_top = nan
+    batch_s = directional = nan
     if use_adam:  # before Adam's first update it has no second moment (P = ε): not measured
         first = np.asarray(h.probe_step) == 0
         precond = np.where(first, np.nan, np.asarray(extra.adam.precond_sharpness))
         converged = converged & (first | np.asarray(extra.adam.converged, bool))
     if batch_size is not None:
         batch_s = np.asarray(extra.batch.batch_sharpness)
-        mean_top = np.asarray(extra.batch.mean_batch_top_eigenvalue)
+        directional = np.asarray(extra.batch.directional_batch_sharpness)
         converged = converged & np.asarray(extra.batch.converged, bool)
     measure = ("preconditioned_sharpness" if use_adam else
                "batch_sharpness" if batch_size is not None else "sharpness")
@@ -527,7 +537,7 @@ def track(
         accuracy=np.asarray(h.aux["accuracy"]) if classes else None,
         probe_step=np.asarray(h.probe_step), sharpness=np.asarray(h.sharpness),
         top_eigenvalues=np.asarray(h.top_eigenvalues), eig_converged=converged,
-        preconditioned_sharpness=precond, batch_sharpness=batch_s, mean_batch_top_eigenvalue=mean_top,
+        preconditioned_sharpness=precond, batch_sharpness=batch_s, directional_batch_sharpness=directional,
         edge=float(threshold), measure=measure, optimizer=kind, learning_rate=float(reading.learning_rate),
         b1=float(reading.b1), batch_size=None if batch_size is None else int(batch_size),
         diverged_at=int(h.diverged_at), result=result)
