@@ -31,7 +31,7 @@ def plot_edge(history: EdgeHistory, *, axes: Sequence[Any] | None = None, title:
     drawn too, for Adam the (unpreconditioned) sharpness; the other top-k eigenvalues thin.
 
     Args:
-      history: what :func:`eoslib.track` returned.
+      history: what ``eoslib.track`` (:func:`eoslib.mechanisms.track.track`) returned.
       axes: two matplotlib axes to draw into (default: a new 1×2 figure).
       title: the figure's title (default: the optimizer, its step size, and the batch size).
       color: the colour of the measured curve and its edge.

@@ -170,7 +170,7 @@ def _compiled_solver(loss: _ByIdentity, params_spec: tuple, kind: str, k: int, p
 
 def clear_compiled() -> None:
     """Drop the compiled one-off solvers kept between calls (see the module docstring); the next
-    call compiles again. :func:`eoslib.engine.train.clear_compiled` calls it too."""
+    call compiles again. ``eoslib.engine.train.clear_compiled()`` calls it too."""
     _compiled_solver.cache_clear()
 
 

@@ -112,7 +112,9 @@ class OptimizerReading(NamedTuple):
     Attributes:
       kind: ``"gd"`` (a memoryless step −η g) or ``"adam"`` (Adam's moments in its state).
       learning_rate: η.
-      b1, b2, eps: Adam's β₁, β₂ and ε (0, 0, 0 for ``"gd"``).
+      b1: Adam's β₁ (0 for ``"gd"``).
+      b2: Adam's β₂ (0 for ``"gd"``).
+      eps: Adam's ε (0 for ``"gd"``).
     """
 
     kind: str
