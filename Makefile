@@ -16,11 +16,12 @@ export EOSLIB_DATA ?= $(SHARED_DATA)
 endif
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test install unit nbval book-smoke browser chromium lock clean help
+.PHONY: book test install unit nbval book-smoke browser chromium lock clean help wheel
 
 help:
 	@echo "make book   - execute every chapter at scale=book and render _build/html/index.html"
-	@echo "make test   - unit tests, nbval at scale=smoke, smoke book build (-W), offline browser check"
+	@echo "make test   - unit tests, nbval at scale=smoke, smoke book build (-W), offline browser check, wheel"
+	@echo "make wheel  - build eoslib's wheel, install it into a clean venv, run the quickstart from it"
 	@echo "make clean  - remove build outputs and the execution cache (keeps .venv)"
 
 install: $(STAMP)
@@ -43,7 +44,7 @@ book: $(STAMP)
 # in two pytest-xdist workers and the two notebook executions (nbval, book-smoke) side by side.
 JOBS ?= 2
 test: chromium
-	$(MAKE) unit
+	$(MAKE) unit wheel
 	$(MAKE) -j$(JOBS) --output-sync=target nbval book-smoke
 	$(MAKE) browser
 
@@ -57,6 +58,30 @@ nbval: $(STAMP)
 	rm -rf _build/nbval
 	$(PY) -m eoslib prepare --scale smoke --out _build/nbval
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env _build/nbval
+
+# The wheel: eoslib built alone (no book extras) from a copy of its sources, installed into a
+# clean virtualenv with the pinned versions of requirements/book.lock (from the package registry,
+# or uv's cache), and the quickstart cell of the "Your own model" chapter (tagged `quickstart`)
+# run from it, outside this checkout's sources, as a reader who typed `pip install eoslib` would.
+WHEEL_DIR := _build/wheel
+wheel: $(STAMP)
+	rm -rf $(WHEEL_DIR)
+	mkdir -p $(WHEEL_DIR)/sdist
+	cp -r pyproject.toml README.md src $(WHEEL_DIR)/sdist/
+	$(PY) -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation \
+	  -w $(WHEEL_DIR)/dist $(WHEEL_DIR)/sdist
+	$(UV) venv -q -p $(PY) $(WHEEL_DIR)/venv
+	$(UV) pip install -q -p $(WHEEL_DIR)/venv/bin/python -c requirements/book.lock \
+	  $(WHEEL_DIR)/dist/eoslib-*.whl matplotlib
+	$(PY) -c "from eoslib.book import script; \
+	  cells = [c.source for c in script.read_percent('notebooks/your-own-model.py').cells \
+	           if 'quickstart' in c.metadata.get('tags', [])]; \
+	  assert len(cells) == 1, 'one cell tagged quickstart expected'; print(cells[0])" \
+	  > $(WHEEL_DIR)/quickstart.py
+	cd $(WHEEL_DIR) && MPLBACKEND=Agg venv/bin/python -c "import eoslib, sys; \
+	  assert 'site-packages' in eoslib.__file__, eoslib.__file__; print('eoslib from', eoslib.__file__)"
+	cd $(WHEEL_DIR) && MPLBACKEND=Agg venv/bin/python quickstart.py
+	@echo "wheel: $$(ls $(WHEEL_DIR)/dist) installs into a clean venv and runs the quickstart"
 
 # The whole book at scale=smoke with warnings as errors: a broken toc, citation or figure fails.
 book-smoke: $(STAMP)

@@ -246,3 +246,38 @@ def test_decay_channel_measures_the_projected_decay_along_the_true_sharpness_gra
     with pytest.raises(ValueError, match="DecayOffSharpnessGradientState"):
         train.run(train.supervised("half_mse"), lambda hp: optax.sgd(0.05), model, (x, y), config,
                   key=getkey(), probe_fn=probes.decay_channel("half_mse"), progress=False)
+
+
+def test_batch_sharpness_probe_against_dense_minibatch_hessians(getkey):
+    """The probe itself (as ``train.run`` calls it), at a point: its two means against each
+    minibatch's dense float64 Hessian; and its minibatches are ``minibatch_indices``'."""
+    x = jax.random.normal(getkey(), (20, 3))
+    y = jax.random.normal(getkey(), (20, 2))
+    params = {"w": jax.random.normal(getkey(), (3, 4)), "v": jax.random.normal(getkey(), (4, 2))}
+    loss = lambda p, x, y: 0.5 * jnp.mean(jnp.sum((jnp.tanh(x @ p["w"]) @ p["v"] - y) ** 2, -1))
+    n = ravel_pytree(params)[0].size
+    eig = linalg.Eigenpairs(jnp.zeros(1), jax.random.normal(getkey(), (n, 1)), jnp.zeros(1), jnp.array(0),
+                            jnp.array(True))
+    record = probes.batch_sharpness(loss, 5, batches=3, seed=2, tol=1e-10)(params, None, eig, {}, (x, y))
+    index = np.asarray(probes.minibatch_indices(20, 5, 3, seed=2))
+    tops, directional = [], []
+    for idx in index:
+        H, unravel = _dense_hessian(lambda p: loss(p, x[idx], y[idx]), params)
+        g = np.asarray(ravel_pytree(jax.grad(loss)(params, x[idx], y[idx]))[0])
+        tops.append(np.linalg.eigvalsh(H)[-1])
+        directional.append(g @ H @ g / (g @ g))
+    np.testing.assert_allclose(record.batch_top_eigenvalues, tops, rtol=1e-8)
+    assert float(record.batch_sharpness) == pytest.approx(np.mean(tops), rel=1e-8)
+    assert float(record.directional_batch_sharpness) == pytest.approx(np.mean(directional), rel=1e-10)
+    assert bool(record.converged) and probes.is_record(record)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: probes.minibatch_indices(10, 11, 2), r"batch_size=11 is not allowed; allowed: an int in \[1, 10\]"),
+    (lambda: probes.minibatch_indices(10, 2, 0), r"batches=0 is not allowed; allowed: an int >= 1"),
+    (lambda: probes.batch_sharpness(lambda p, x, y: 0.0, 0), r"batch_size=0 is not allowed"),
+    (lambda: probes.batch_sharpness(lambda p, x, y: 0.0, 4, batches=2.5), r"batches=2.5 is not allowed"),
+])
+def test_batch_sharpness_arguments_are_checked(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

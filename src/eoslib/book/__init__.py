@@ -4,6 +4,7 @@
 - :mod:`eoslib.book.verdicts` — claims declared before the run, rules that grade them, verdict text.
 - :mod:`eoslib.book.scales`   — a chapter's settings chosen by scale, overridable per parameter.
 - :mod:`eoslib.book.display`  — the paper-vs-ours table and the book's figure style.
+- :mod:`eoslib.book.figures`  — the standard EoS figure of an ``eoslib.track`` run (``eoslib.plot_edge``).
 - :mod:`eoslib.book.chapters` — discovering chapters, their parameters, executing them (papermill).
 - :mod:`eoslib.book.store`    — the results store: paper-scale runs with a checksummed manifest.
 - :mod:`eoslib.book.sweep`    — a chapter over a grid of parameters, one execution per point (submitit).

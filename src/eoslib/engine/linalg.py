@@ -605,7 +605,24 @@ def operator_eigsh(
     HVP) is built.
     """
     like = jnp.asarray(like)
-    if like.ndim != 1:
+    check_operator_call(like, k, key=key, v0=v0, method=method, **options)
+    if v0 is None:
+        v0 = jax.random.normal(key, like.shape, like.dtype)
+    solver = {"block": eigsh, "thick": thick_restart_eigsh, "lobpcg": lobpcg}[method]
+    with jax.default_matmul_precision(precision):
+        return solver(make_matvec(), v0, k, precision=precision, **options)
+
+
+def check_operator_call(like, k: int, *, key=None, v0=None, method: str = "block", **options) -> None:
+    """The checks :func:`operator_eigsh` makes before it builds the operator: ``like`` a flat
+    ``(n,)`` array (or anything with that ``shape`` and a ``dtype``, e.g. a
+    ``jax.ShapeDtypeStruct``), a start (``key`` or ``v0``, the latter ``(n,)`` or ``(n, b)``), a
+    known ``method`` and its options in range. Only shapes are read (no operator application).
+
+    Raises:
+      ValueError, TypeError: as :func:`operator_eigsh`, naming the argument and what is allowed.
+    """
+    if len(like.shape) != 1:
         raise ValueError(f"like must be a flat (n,) array of the operator's dimension; got shape {like.shape}")
     n = like.shape[0]
     if v0 is None:
@@ -632,11 +649,7 @@ def operator_eigsh(
                        options.get("max_restarts", 10), options.get("tol", 1e-6))
     elif len(start.shape) != 1:
         raise ValueError(f"method='thick' starts from one vector of shape ({n},); got v0 of shape {start.shape}")
-    if v0 is None:
-        v0 = jax.random.normal(key, like.shape, like.dtype)
-    solver = {"block": eigsh, "thick": thick_restart_eigsh, "lobpcg": lobpcg}[method]
-    with jax.default_matmul_precision(precision):
-        return solver(make_matvec(), v0, k, precision=precision, **options)
+
 
 def top_eigenpairs(matvec: Matvec, v0, k: int, **options) -> tuple[Float[Array, " k"], Float[Array, "n k"]]:
     """``(eigenvalues (k,), eigenvectors (n, k))``: the k largest algebraic eigenpairs, descending,

@@ -42,6 +42,8 @@ its record is :class:`eoslib.engine.train.ProbeRecord` (``sharpness``, ``top_eig
 - :func:`ntk_top` → :class:`NTKRecord`: the empirical NTK's top eigenvalue;
 - :func:`decay_channel` → :class:`DecayChannelRecord`: the alignment a projected decay
   (:func:`eoslib.engine.optim.decay_off_sharpness_gradient`) still acts through, along the true ∇S.
+- :func:`batch_sharpness` → :class:`BatchSharpnessRecord`: the curvature of minibatch losses,
+  the quantity SGD holds at 2/η (Andreyev & Beneventano's edge of stochastic stability).
 
 **Oscillation averaging.** At the edge of stability GD oscillates with period 2 along the top
 eigenvector u: a first-order quantity (α = −⟨∇L, ∇S⟩, ⟨∇L, u⟩, the loss) read at one iterate
@@ -64,14 +66,16 @@ from typing import Any, Callable, Mapping, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, PyTree, Scalar
 
 from eoslib.engine import hessian, linalg, losses, ntk, optim
 
 __all__ = ["Probe", "NextPoint", "OscillationAveraged", "oscillation_averaged", "AVERAGING", "EdgeCoefficients", "CurvatureRecord", "PreconditionedRecord", "RotationRecord",
-           "NTKRecord", "DecayChannelRecord", "edge_coefficients", "clipped_fraction", "alignment", "curvature",
-           "preconditioned_sharpness", "rotation", "ntk_top", "decay_channel", "combine", "is_record", "RECORDS"]
+           "NTKRecord", "DecayChannelRecord", "BatchSharpnessRecord", "edge_coefficients", "clipped_fraction", "alignment", "curvature",
+           "preconditioned_sharpness", "rotation", "ntk_top", "decay_channel", "batch_sharpness",
+           "minibatch_indices", "combine", "is_record", "RECORDS"]
 
 
 class Probe(Protocol):
@@ -225,10 +229,34 @@ class DecayChannelRecord(NamedTuple):
     cosine: Scalar
 
 
+class BatchSharpnessRecord(NamedTuple):
+    """The curvature of minibatch losses L_B at one point, over a fixed set of minibatches B of the
+    run's batch size (:func:`minibatch_indices`).
+
+    Attributes:
+      batch_sharpness: ``mean_B λ₁(H_B)``, the mean top eigenvalue of the minibatch Hessians
+        ``H_B = ∇²L_B``: the quantity minibatch SGD holds at 2/η in Andreyev & Beneventano's edge
+        of stochastic stability (arXiv:2412.20553; its first version's "MiniBS").
+      directional_batch_sharpness: ``mean_B ⟨g_B, H_B g_B⟩ / ‖g_B‖²`` with ``g_B = ∇L_B``: each
+        minibatch Hessian's curvature along that minibatch's own gradient, averaged (the
+        definition of Batch Sharpness in the same paper's later versions); at most
+        ``batch_sharpness``, since λ₁(H_B) bounds each term. NaN if a minibatch gradient is 0.
+      batch_top_eigenvalues: ``(M,)`` each minibatch's λ₁(H_B).
+      residuals: ``(M,)`` their eigensolvers' residual norms.
+      converged: whether every minibatch's eigensolve met its tolerance (bool).
+    """
+
+    batch_sharpness: Scalar
+    directional_batch_sharpness: Scalar
+    batch_top_eigenvalues: Float[Array, " M"]
+    residuals: Float[Array, " M"]
+    converged: Bool[Array, ""]
+
+
 #: The record types of this module by name (what :func:`eoslib.engine.train.load` rebuilds).
 RECORDS: dict[str, type] = {cls.__name__: cls for cls in
                             (EdgeCoefficients, CurvatureRecord, PreconditionedRecord, RotationRecord, NTKRecord,
-                             DecayChannelRecord, OscillationAveraged)}
+                             DecayChannelRecord, BatchSharpnessRecord, OscillationAveraged)}
 
 
 # ----------------------------------------------------------------------------- the math
@@ -415,6 +443,71 @@ def ntk_top(*, tol: float = 1e-3, max_restarts: int = 10, seed: int = 0) -> Prob
                                        key=jax.random.key(seed), tol=tol, max_restarts=max_restarts,
                                        precision="highest")
         return NTKRecord(result.values[0] / x.shape[0], result.residuals[0], result.converged)
+
+    return probe
+
+
+def minibatch_indices(n: int, batch_size: int, batches: int, *, seed: int = 0) -> Array:
+    """``(batches, batch_size)`` int32 example indices: minibatch i is the first ``batch_size``
+    entries of a random permutation of the ``n`` examples drawn from ``fold_in(key(seed), i)``
+    (no example twice within a minibatch; minibatches drawn independently). The minibatches
+    :func:`batch_sharpness` averages over.
+
+    Raises:
+      ValueError: ``batch_size`` not in [1, n], or ``batches`` < 1.
+    """
+    for name, value, low, high in (("batch_size", batch_size, 1, n), ("batches", batches, 1, None)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (
+                high is not None and value > high):
+            allowed = f"an int in [1, {high}] (the number of examples)" if high else "an int >= 1"
+            raise ValueError(f"{name}={value!r} is not allowed; allowed: {allowed}")
+    key = jax.random.key(seed)
+    return jnp.stack([jax.random.permutation(jax.random.fold_in(key, i), n)[:batch_size]
+                      for i in range(batches)]).astype(jnp.int32)
+
+
+def batch_sharpness(loss_fn: Callable[[PyTree, Array, Array], Scalar], batch_size: int, *,
+                    batches: int = 8, seed: int = 0, tol: float = 1e-3, max_restarts: int = 5) -> Probe:
+    """A probe recording the curvature of minibatch losses (:class:`BatchSharpnessRecord`): the
+    batch sharpness ``mean_B λ₁(H_B)`` and the directional ``mean_B ⟨g_B, H_B g_B⟩/‖g_B‖²``
+    of ``loss_fn(params, x_B, y_B)`` (a scalar, the mean over the minibatch) over ``batches``
+    minibatches of ``batch_size`` examples of the training data.
+
+    The same minibatches (:func:`minibatch_indices` with ``seed``) are read at every probe, so
+    the curve's changes are the parameters', not resampling noise. Each λ₁(H_B) is a block
+    Lanczos solve to relative residual ``tol`` warm-started from the full-batch top eigenvector
+    (the loop's); the minibatches run one after another (``lax.map``). Costs per minibatch one
+    gradient, one HVP and one eigensolve.
+
+    Raises:
+      ValueError: ``batches`` < 1, ``batch_size`` < 1, or a non-positive ``tol`` (here); a
+        ``batch_size`` above the number of examples (when traced).
+    """
+    if isinstance(batches, bool) or not isinstance(batches, (int, np.integer)) or batches < 1:
+        raise ValueError(f"batches={batches!r} is not allowed; allowed: an int >= 1")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} is not allowed; allowed: an int >= 1")
+    _check_positive("tol", tol)
+
+    def probe(params, opt_state, eigenpairs, hp, data):
+        x, y = data
+        index = minibatch_indices(x.shape[0], int(batch_size), int(batches), seed=seed)
+        v0 = eigenpairs.vectors[:, :1]
+
+        def one(idx):
+            xb, yb = x[idx], y[idx]
+            loss_b = lambda p: loss_fn(p, xb, yb)
+            grad = jax.grad(loss_b)(params)
+            curvature = jax.tree.reduce(jnp.add, jax.tree.map(jnp.vdot, grad, hessian.hvp(loss_b, params, grad)))
+            norm2 = jax.tree.reduce(jnp.add, jax.tree.map(jnp.vdot, grad, grad))
+            directional = jnp.where(norm2 > 0, curvature / jnp.where(norm2 > 0, norm2, 1.0), jnp.nan)
+            top = hessian.eigsh(loss_b, params, 1, v0=v0, tol=tol, max_restarts=max_restarts,
+                                precision="highest")
+            return directional, top.values[0], top.residuals[0], top.converged
+
+        directional, tops, residuals, converged = jax.lax.map(one, index)
+        return BatchSharpnessRecord(jnp.mean(tops), jnp.mean(directional), tops, residuals,
+                                    jnp.all(converged))
 
     return probe
 

@@ -606,11 +606,12 @@ def clear_compiled() -> None:
     """Drop the compiled chunk and evaluation programs :func:`run` keeps between calls.
 
     A long-lived process (a test session, a notebook kernel sweeping many settings) that
-    compiles many distinct programs keeps each one's machine code mapped while a cache holds it;
-    call this (with ``jax.clear_caches()`` for JAX's own caches) to release them. The next
+    compiles many distinct programs keeps each one's machine code mapped while a cache holds it
+    (these and :mod:`eoslib.engine.hessian`'s one-off solvers); call this (with ``jax.clear_caches()`` for JAX's own caches) to release them. The next
     :func:`run` recompiles what it needs; results do not change."""
     _compiled_chunk.cache_clear()
     _compiled_evaluation.cache_clear()
+    hessian.clear_compiled()
 
 
 def _over_members(single, shared, sweep, sweep_batch):

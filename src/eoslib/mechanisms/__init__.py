@@ -11,6 +11,8 @@ against closed forms and dense references, built on :mod:`eoslib.engine`.
   λ₊ and λ₋ along the paper's v₊, v₋, the balance identity, logistic phase fits.
 - :mod:`eoslib.mechanisms.flatness` — instabilities and generalization: explicit splits, η × seed
   sweeps to completion with early stopping, the Goldilocks and LR-reduction summaries.
+- :mod:`eoslib.mechanisms.track` — ``eoslib.track``: the edge-of-stability diagnostics (sharpness, batch
+  sharpness, Adam's preconditioned sharpness, each against its edge) on a model the reader brings.
 
 Imports flow one way: mechanisms import :mod:`eoslib.engine`, never :mod:`eoslib.book`.
 """
