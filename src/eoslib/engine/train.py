@@ -324,7 +324,17 @@ def supervised(model_loss: str = "half_mse", accuracy: str = "argmax") -> Object
     ``γ = hp["gamma"]`` when the hyperparameters have it (coupled weight decay), and
     ``aux = {"accuracy": …}``. ``model_loss`` is ``"half_mse"`` or ``"cross_entropy"``;
     ``accuracy`` is ``"argmax"`` (:func:`eoslib.engine.losses.accuracy`, K ≥ 2 outputs) or
-    ``"sign"`` (:func:`eoslib.engine.losses.sign_accuracy`: a one-output net on ±1 targets)."""
+    ``"sign"`` (:func:`eoslib.engine.losses.sign_accuracy`: a one-output net on ±1 targets).
+
+    The same arguments return the same function object: :func:`run` caches its compiled
+    programs by the objective's identity, so runs built from separate calls share them."""
+    if not isinstance(model_loss, str) or not isinstance(accuracy, str):
+        return _supervised.__wrapped__(model_loss, accuracy)  # unhashable: let it raise there
+    return _supervised(model_loss, accuracy)
+
+
+@functools.lru_cache(maxsize=None)
+def _supervised(model_loss: str, accuracy: str) -> Objective:
     loss_fn = losses.get(model_loss)
     if accuracy not in losses.ACCURACIES:
         raise ValueError(f"accuracy={accuracy!r} is not one of {sorted(losses.ACCURACIES)}")
@@ -580,6 +590,14 @@ def _evaluate(objective, precision, params, hp, sets, step, alive):
             loss, aux = objective(params, xs, ys, hp)
             metrics[name] = divergence.mask(alive, {"loss": loss, **aux})
     return Evaluations(step, metrics)
+
+
+def _program_config(config: TrainConfig, inner: int) -> TrainConfig:
+    """``config`` with the fields the chunk program does not read (``steps``, ``chunks``) set to
+    one period of ``inner`` steps: the key under which :func:`_compiled_chunk` caches it, so runs
+    that differ only in length (a resumed run, replays of several lengths, a warm-up) share one
+    compiled program instead of compiling the same one again."""
+    return dataclasses.replace(config, steps=inner, chunks=1)
 
 
 @functools.lru_cache(maxsize=64)
@@ -880,8 +898,10 @@ def run(
 
     per_chunk = max(1, -(-total_intervals // max(1, config.chunks)))
 
+    program = _program_config(config, inner)
+
     def chunk_fn(intervals):
-        return _compiled_chunk(objective, make_optimizer, config, probe_fn, intervals, inner,
+        return _compiled_chunk(objective, make_optimizer, program, probe_fn, intervals, inner,
                                sweep, sweep_batch)
 
     bar = None
