@@ -472,13 +472,19 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
                              state.eigvecs, state.step + 1, diverged_at, state.key, ev)
             return new, record
 
-        def solve(params, loss_fn, v0):
+        @linalg.one_member_at_a_time  # a sweep's members solve one after another on a CPU
+        def eigenpairs(params, hp_now, v0, x, y):
+            """The top-k eigenpairs of the full-batch objective at ``params`` (with ``hp_now``)."""
+            loss_fn = lambda p: objective(p, x, y, hp_now)[0]
             result = hessian.eigsh(loss_fn, params, config.top_k, v0=v0,
                                    tol=config.eig_tol, max_restarts=config.eig_max_restarts,
                                    num_iters=config.eig_num_iters, reortho=config.eig_reortho,
                                    precision=config.precision)
             finite = jnp.all(jnp.isfinite(result.values)) & jnp.all(jnp.isfinite(result.vectors))
             return result._replace(converged=result.converged & finite)
+
+        def solve(params, hp_now, v0):
+            return eigenpairs(params, hp_now, v0, x, y)
 
         def next_point(state, hp_now, result, how):
             """θ_{t+1} of the run's own optimizer on step t's batch (or the midpoint of θ_t and
@@ -492,22 +498,20 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
                 nxt = optax.apply_updates(state.params, updates)
             if how == "midpoint":
                 nxt = jax.tree.map(lambda a, b: (a + b) / 2, state.params, nxt)
-            loss_fn = lambda p: objective(p, x, y, hp_now)[0]
             with jax.default_matmul_precision(config.precision):
-                other = solve(nxt, loss_fn, result.vectors)
+                other = solve(nxt, hp_now, result.vectors)
             signs = jnp.where(jnp.sum(other.vectors * result.vectors, 0) < 0, -1.0, 1.0)
             other = other._replace(vectors=other.vectors * signs.astype(other.vectors.dtype)[None, :])
             return probes.NextPoint(nxt, opt_state, other)
 
         def probe(state):
             hp_now = events.switched_hparams(config.switches, state.events, hp)
-            loss_fn = lambda p: objective(p, x, y, hp_now)[0]
             before = events.stopped_before(state.events, state.step)
             alive = divergence.alive(state.diverged_at) & ~before
             warm_ok = jnp.all(jnp.isfinite(state.eigvecs))
             v0 = jnp.where(warm_ok, state.eigvecs, _restart_block(state))
             with jax.default_matmul_precision(config.precision):
-                result = solve(state.params, loss_fn, v0)
+                result = solve(state.params, hp_now, v0)
                 extra = None
                 if probe_fn is not None:
                     how = getattr(probe_fn, "next_point", None)
