@@ -65,6 +65,14 @@ block until the pieces finish, and two of them running at once on a 2-thread poo
 other forever (seen as a sweep with probes hanging at 0% CPU on a 2-core machine; ``gdb`` shows
 both ``tf_XLAEigen`` threads in ``jax::ParallelBatchMap`` → ``BlockingCounter::Wait``).
 
+**Sweeps on a CPU.** ``vmap`` of an eigensolve (a sweep's probes) runs its ``while`` loops until
+the slowest member stops and merges every loop variable of every member with a ``select`` at every
+iteration, the whole Lanczos basis included; :func:`one_member_at_a_time` makes a solve's ``vmap``
+run the members one after another on a CPU (``train.run``'s probes use it), and
+:func:`member_cond` keeps a rare branch (a breakdown's replacement directions, MPK's second pass)
+from running for every member at every step (``benchmarks/README.md``, "Where the book-scale
+chapters spend their time").
+
 **Subspaces.** :func:`principal_angles`, :func:`grassmann_distance` and
 :func:`cosine_grassmann_similarity` (App. B.2 of the flatness-bias paper: ``cos(d_G / √k)``,
 which is ``|cos|`` between two vectors when k = 1; reconstructed, as above).
