@@ -500,3 +500,19 @@ def test_analyse_edge_stops_at_lambda2_and_reads_the_stages_past_the_noise():
     assert whole["stage_x"] < 0.8
     # the open-loop scalar prediction still covers the whole run after the edge step
     assert len(selfstab.analyse_edge(rec, eta, margin=0.0, second_limit=0.95).loss_hat) == 90
+
+
+def test_edge_sweep_members_are_the_same_mapped_or_vmapped(problem):
+    """``vectorize=False`` (the CPU default: members one after another in one program) and
+    ``vectorize=True`` (one vmap) give every member the same record."""
+    params, loss = problem
+    s0, _, _ = dense(loss, params)
+    etas = jnp.array([2.0 / (1.5 * s0), 2.0 / (1.2 * s0)])
+    key = jax.random.key(3)
+    opts = dict(start_fraction=0.97, max_warmup=400, key=key, proj_tol=1e-7, eig_tol=1e-9)
+    mapped = selfstab.edge_sweep(loss, params, etas, 6, vectorize=False, **opts)
+    vmapped = selfstab.edge_sweep(loss, params, etas, 6, vectorize=True, **opts)
+    np.testing.assert_array_equal(mapped.warmup_steps, vmapped.warmup_steps)
+    for name in ("loss", "sharpness", "sharpness_dagger", "x", "y", "pred_loss", "iterations"):
+        np.testing.assert_allclose(getattr(mapped.record, name), getattr(vmapped.record, name),
+                                   rtol=1e-9, atol=1e-12, err_msg=name)

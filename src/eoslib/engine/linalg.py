@@ -65,6 +65,14 @@ block until the pieces finish, and two of them running at once on a 2-thread poo
 other forever (seen as a sweep with probes hanging at 0% CPU on a 2-core machine; ``gdb`` shows
 both ``tf_XLAEigen`` threads in ``jax::ParallelBatchMap`` → ``BlockingCounter::Wait``).
 
+**Sweeps on a CPU.** ``vmap`` of an eigensolve (a sweep's probes) runs its ``while`` loops until
+the slowest member stops and merges every loop variable of every member with a ``select`` at every
+iteration, the whole Lanczos basis included; :func:`one_member_at_a_time` makes a solve's ``vmap``
+run the members one after another on a CPU (``train.run``'s probes use it), and
+:func:`member_cond` keeps a rare branch (a breakdown's replacement directions, MPK's second pass)
+from running for every member at every step (``benchmarks/README.md``, "Where the book-scale
+chapters spend their time").
+
 **Subspaces.** :func:`principal_angles`, :func:`grassmann_distance` and
 :func:`cosine_grassmann_similarity` (App. B.2 of the flatness-bias paper: ``cos(d_G / √k)``,
 which is ``|cos|`` between two vectors when k = 1; reconstructed, as above).
@@ -115,6 +123,50 @@ def unbatched(fn: Callable) -> Callable:
         return out, jax.tree.map(lambda _: True, out)
 
     return wrapped
+
+
+def one_member_at_a_time(fn: Callable) -> Callable:
+    """``fn`` (of pytrees of arrays, returning arrays) whose ``vmap`` on a CPU runs the members one
+    after another (``lax.map`` over the batched arguments; the unbatched ones are shared, not
+    copied), and elsewhere is ``vmap(fn)`` as usual. Each member's values are those of ``fn`` on
+    that member alone.
+
+    For an iterative solver under ``vmap`` (a sweep's probes): ``vmap`` of a ``while_loop`` with a
+    per-member stopping test runs until the slowest member stops and merges every loop variable
+    of every member with a ``select`` at every iteration, and an index it carries (a Lanczos
+    step's row of the basis) becomes a per-member gather or scatter. For block Lanczos on a
+    656,810-parameter network the basis buffer is 108 MB per member, and a vmapped top-1 solve of
+    5 members took ~60× one member's on the 2-core CPU, where members in sequence take 5×
+    (``benchmarks/README.md``). On a GPU the batched loop keeps the device busy and stays.
+    The platform is JAX's default backend when the batching rule runs (when the vmapped program
+    is traced). Traced values ``fn`` closes over are made explicit arguments
+    (``jax.closure_convert``) before the batching rule sees them."""
+
+    def call(*args):
+        converted, consts = jax.closure_convert(fn, *args)
+        wrapped = jax.custom_batching.custom_vmap(converted)
+
+        @wrapped.def_vmap
+        def rule(axis_size, in_batched, *all_args):
+            leaves, treedef = jax.tree.flatten(all_args)
+            flags = jax.tree.leaves(in_batched)
+            if jax.default_backend() != "cpu":
+                in_axes = jax.tree.unflatten(treedef, [0 if b else None for b in flags])
+                out = jax.vmap(converted, in_axes=tuple(in_axes))(*all_args)
+            else:
+                batched = [a for a, b in zip(leaves, flags) if b]
+
+                def one(member):
+                    it = iter(member)
+                    full = [next(it) if b else a for a, b in zip(leaves, flags)]
+                    return wrapped(*jax.tree.unflatten(treedef, full))  # nested vmaps: each level
+
+                out = jax.lax.map(one, batched)
+            return out, jax.tree.map(lambda _: True, out)
+
+        return wrapped(*args, *consts)
+
+    return call
 
 
 _qr = unbatched(lambda a: jnp.linalg.qr(a)[0])
@@ -283,6 +335,38 @@ def _start_block(v0, b, seed):
     return q
 
 
+def member_cond(pred, true_fn: Callable, false_fn: Callable, *operands):
+    """``jax.lax.cond(pred, true_fn, false_fn, *operands)``, except under ``vmap`` with a batched
+    predicate, where it runs ``true_fn`` only if the predicate holds for some member.
+
+    ``vmap`` of ``lax.cond`` with a batched predicate computes *both* branches for every member
+    and selects per member, every time. For a rare branch (a breakdown's replacement directions,
+    MPK's second pass) that is work no member uses: here, when no member's predicate holds, only
+    ``false_fn`` runs; when one does, both branches run and are selected per member, as ``vmap``
+    of ``lax.cond`` does. The values are those of ``lax.cond`` either way. Every traced value the
+    branches read must be passed in ``operands`` (the batching rule sees only those). Under nested
+    ``vmap`` the innermost level skips the branch; the outer ones select as usual."""
+
+    @jax.custom_batching.custom_vmap
+    def call(pred, operands):
+        return jax.lax.cond(pred, true_fn, false_fn, *operands)
+
+    @call.def_vmap
+    def rule(axis_size, in_batched, pred, operands):
+        pred_batched, operands_batched = in_batched
+        full = jax.tree.map(lambda a, b: a if b else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a)),
+                            operands, operands_batched)
+        branch = lambda fn: jax.vmap(lambda ops: fn(*ops))
+        if not pred_batched:
+            out = jax.lax.cond(pred, branch(true_fn), branch(false_fn), full)
+        else:
+            per_member = jax.vmap(lambda p, ops: jax.lax.cond(p, true_fn, false_fn, *ops))
+            out = jax.lax.cond(jnp.any(pred), lambda ops: per_member(pred, ops), branch(false_fn), full)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return call(pred, tuple(operands))
+
+
 def _orthogonalize(W, V, precision):
     """One classical Gram–Schmidt pass of the columns of W (n, b) against the rows of V (M, n)."""
     return W - _dot(V.T, _inner(V.T, W, precision), precision)
@@ -302,14 +386,16 @@ def _reorthogonalize(W, V, reortho, precision):
     # lost more than 1 − 1/κ of what was left.
     accept_first = norm1 * KAPPA >= norm0
 
-    def second_pass(W1):
+    def second_pass(W1, V, norm1, accept_first):
         W2 = _orthogonalize(W1, V, precision)
         norm2 = jnp.linalg.norm(W2, axis=0)
         dependent = ~accept_first & (norm2 * KAPPA < norm1)
         return jnp.where(accept_first[None, :], W1, W2), dependent
 
-    return jax.lax.cond(jnp.all(accept_first), lambda W1: (W1, jnp.zeros(W.shape[1], bool)),
-                        second_pass, W1)
+    def first_only(W1, V, norm1, accept_first):
+        return W1, jnp.zeros(W1.shape[1], bool)
+
+    return member_cond(~jnp.all(accept_first), second_pass, first_only, W1, V, norm1, accept_first)
 
 
 def _orthonormal_columns(W, precision):
@@ -343,16 +429,17 @@ def _next_block(W, dependent, V, floor, key, precision):
     B = _dot(sigma2[:, None] * Zt2, sigma1[:, None] * Zt1, precision)  # W ≈ U (Σ₂Z₂ᵀ)(Σ₁Z₁ᵀ)
     dead2 = sigma2 <= 0.5  # directions of U1 that were zeroed come out with σ₂ ≈ 0
 
-    def replace(U):
+    def replace(U, V, key, dead2):
         keep = jnp.where(dead2[None, :], 0.0, U)
-        fresh = jax.random.normal(key, W.shape, W.dtype)
+        fresh = jax.random.normal(key, U.shape, U.dtype)
         for _ in range(2):
             fresh = _orthogonalize(fresh, V, precision)
             fresh = fresh - _dot(keep, _inner(keep, fresh, precision), precision)
         fresh = _qr(fresh)
         return jnp.where(dead2[None, :], fresh, U)
 
-    Q = jax.lax.cond(jnp.any(dead2), replace, lambda U: U, U)
+    # rare (an exact breakdown): under vmap, made only when some member needs it
+    Q = member_cond(jnp.any(dead2), replace, lambda U, *_: U, U, V, key, dead2)
     B = jnp.where(dead2[:, None], 0.0, B)
     return Q, B
 

@@ -355,14 +355,18 @@ def preconditioned_sharpness(model_loss: str = "half_mse", *, tau: float = float
     _check_positive("tau", tau)
     _check_positive("tol", tol)
 
+    @linalg.one_member_at_a_time  # a sweep's members solve one after another on a CPU
+    def solve(params, precond, start, x, y):
+        return hessian.preconditioned_eigsh(loss_on(x, y), params, precond, v0=start / jnp.linalg.norm(start),
+                                            tol=tol, max_restarts=max_restarts, precision="highest")
+
     def probe(params, opt_state, eigenpairs, hp, data):
         x, y = data
         cap = hp.get("tau", tau)
         nu_hat = optim.bias_corrected_nu(opt_state, b2)
         precond = optim.preconditioner(opt_state, cap, b2, eps)
         start = jnp.sqrt(ravel_pytree(precond)[0]) * eigenpairs.vectors[:, 0]
-        result = hessian.preconditioned_eigsh(loss_on(x, y), params, precond, v0=start / jnp.linalg.norm(start),
-                                              tol=tol, max_restarts=max_restarts, precision="highest")
+        result = solve(params, precond, start, x, y)
         return PreconditionedRecord(result.values[0], clipped_fraction(nu_hat, cap),
                                     jnp.median(ravel_pytree(nu_hat)[0]), result.residuals[0], result.converged)
 
@@ -436,12 +440,16 @@ def ntk_top(*, tol: float = 1e-3, max_restarts: int = 10, seed: int = 0) -> Prob
     """
     _check_positive("tol", tol)
 
+    @linalg.one_member_at_a_time  # a sweep's members solve one after another on a CPU
+    def solve(params, x):
+        flat, _ = ravel_pytree(params)
+        return linalg.operator_eigsh(lambda: ntk.jtj_matvec(lambda p: p(x), params), flat, 1,
+                                     key=jax.random.key(seed), tol=tol, max_restarts=max_restarts,
+                                     precision="highest")
+
     def probe(params, opt_state, eigenpairs, hp, data):
         x, _ = data
-        flat, _ = ravel_pytree(params)
-        result = linalg.operator_eigsh(lambda: ntk.jtj_matvec(lambda p: p(x), params), flat, 1,
-                                       key=jax.random.key(seed), tol=tol, max_restarts=max_restarts,
-                                       precision="highest")
+        result = solve(params, x)
         return NTKRecord(result.values[0] / x.shape[0], result.residuals[0], result.converged)
 
     return probe

@@ -324,7 +324,17 @@ def supervised(model_loss: str = "half_mse", accuracy: str = "argmax") -> Object
     ``γ = hp["gamma"]`` when the hyperparameters have it (coupled weight decay), and
     ``aux = {"accuracy": …}``. ``model_loss`` is ``"half_mse"`` or ``"cross_entropy"``;
     ``accuracy`` is ``"argmax"`` (:func:`eoslib.engine.losses.accuracy`, K ≥ 2 outputs) or
-    ``"sign"`` (:func:`eoslib.engine.losses.sign_accuracy`: a one-output net on ±1 targets)."""
+    ``"sign"`` (:func:`eoslib.engine.losses.sign_accuracy`: a one-output net on ±1 targets).
+
+    The same arguments return the same function object: :func:`run` caches its compiled
+    programs by the objective's identity, so runs built from separate calls share them."""
+    if not isinstance(model_loss, str) or not isinstance(accuracy, str):
+        return _supervised.__wrapped__(model_loss, accuracy)  # unhashable: let it raise there
+    return _supervised(model_loss, accuracy)
+
+
+@functools.lru_cache(maxsize=None)
+def _supervised(model_loss: str, accuracy: str) -> Objective:
     loss_fn = losses.get(model_loss)
     if accuracy not in losses.ACCURACIES:
         raise ValueError(f"accuracy={accuracy!r} is not one of {sorted(losses.ACCURACIES)}")
@@ -462,13 +472,19 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
                              state.eigvecs, state.step + 1, diverged_at, state.key, ev)
             return new, record
 
-        def solve(params, loss_fn, v0):
+        @linalg.one_member_at_a_time  # a sweep's members solve one after another on a CPU
+        def eigenpairs(params, hp_now, v0, x, y):
+            """The top-k eigenpairs of the full-batch objective at ``params`` (with ``hp_now``)."""
+            loss_fn = lambda p: objective(p, x, y, hp_now)[0]
             result = hessian.eigsh(loss_fn, params, config.top_k, v0=v0,
                                    tol=config.eig_tol, max_restarts=config.eig_max_restarts,
                                    num_iters=config.eig_num_iters, reortho=config.eig_reortho,
                                    precision=config.precision)
             finite = jnp.all(jnp.isfinite(result.values)) & jnp.all(jnp.isfinite(result.vectors))
             return result._replace(converged=result.converged & finite)
+
+        def solve(params, hp_now, v0):
+            return eigenpairs(params, hp_now, v0, x, y)
 
         def next_point(state, hp_now, result, how):
             """θ_{t+1} of the run's own optimizer on step t's batch (or the midpoint of θ_t and
@@ -482,22 +498,20 @@ def _make_chunk(objective, make_optimizer, config, probe_fn, intervals, inner_st
                 nxt = optax.apply_updates(state.params, updates)
             if how == "midpoint":
                 nxt = jax.tree.map(lambda a, b: (a + b) / 2, state.params, nxt)
-            loss_fn = lambda p: objective(p, x, y, hp_now)[0]
             with jax.default_matmul_precision(config.precision):
-                other = solve(nxt, loss_fn, result.vectors)
+                other = solve(nxt, hp_now, result.vectors)
             signs = jnp.where(jnp.sum(other.vectors * result.vectors, 0) < 0, -1.0, 1.0)
             other = other._replace(vectors=other.vectors * signs.astype(other.vectors.dtype)[None, :])
             return probes.NextPoint(nxt, opt_state, other)
 
         def probe(state):
             hp_now = events.switched_hparams(config.switches, state.events, hp)
-            loss_fn = lambda p: objective(p, x, y, hp_now)[0]
             before = events.stopped_before(state.events, state.step)
             alive = divergence.alive(state.diverged_at) & ~before
             warm_ok = jnp.all(jnp.isfinite(state.eigvecs))
             v0 = jnp.where(warm_ok, state.eigvecs, _restart_block(state))
             with jax.default_matmul_precision(config.precision):
-                result = solve(state.params, loss_fn, v0)
+                result = solve(state.params, hp_now, v0)
                 extra = None
                 if probe_fn is not None:
                     how = getattr(probe_fn, "next_point", None)
@@ -580,6 +594,14 @@ def _evaluate(objective, precision, params, hp, sets, step, alive):
             loss, aux = objective(params, xs, ys, hp)
             metrics[name] = divergence.mask(alive, {"loss": loss, **aux})
     return Evaluations(step, metrics)
+
+
+def _program_config(config: TrainConfig, inner: int) -> TrainConfig:
+    """``config`` with the fields the chunk program does not read (``steps``, ``chunks``) set to
+    one period of ``inner`` steps: the key under which :func:`_compiled_chunk` caches it, so runs
+    that differ only in length (a resumed run, replays of several lengths, a warm-up) share one
+    compiled program instead of compiling the same one again."""
+    return dataclasses.replace(config, steps=inner, chunks=1)
 
 
 @functools.lru_cache(maxsize=64)
@@ -881,8 +903,10 @@ def run(
 
     per_chunk = max(1, -(-total_intervals // max(1, config.chunks)))
 
+    program = _program_config(config, inner)
+
     def chunk_fn(intervals):
-        return _compiled_chunk(objective, make_optimizer, config, probe_fn, intervals, inner,
+        return _compiled_chunk(objective, make_optimizer, program, probe_fn, intervals, inner,
                                sweep, sweep_batch)
 
     bar = None

@@ -487,8 +487,8 @@ class EdgeSweep(NamedTuple):
 def edge_sweep(loss_fn: Callable[[PyTree], Scalar], params: PyTree, etas: Float[Array, " E"], steps: int, *,
                start_fraction: float, max_warmup: int, key: PRNGKeyArray, proj_tol: float = 1e-3,
                eig_tol: float = 1e-4, eig_max_restarts: int = 20, pred_margin: float = 2e-3,
-               second_every: int = 10) -> EdgeSweep:
-    """GD beside its constrained trajectory, for every step size at once (one compiled ``vmap``).
+               second_every: int = 10, vectorize: bool | None = None) -> EdgeSweep:
+    """GD beside its constrained trajectory, for every step size at once (one compiled program).
 
     For each η of ``etas``, from the same ``params``: :func:`gd_to_edge` runs GD until its
     sharpness first reaches ``start_fraction · 2/η`` (at most ``max_warmup`` steps); an eigensolve
@@ -497,6 +497,15 @@ def edge_sweep(loss_fn: Callable[[PyTree], Scalar], params: PyTree, etas: Float[
     ``proj_tol``, eigensolves at ``eig_tol``), with the predicted dynamics from the edge step
     (``pred_margin``) and λ₂(θ†) every ``second_every`` steps. ``key`` seeds the warm-up's first eigensolve;
     ``jax.random.fold_in(key, 1)`` the start point's.
+
+    ``vectorize``: run the step sizes as one ``vmap`` (``True``) or one after another inside the
+    same compiled program (``False``, ``lax.map``); ``None`` (default) maps them on a CPU and
+    vmaps them elsewhere. Each member's values are the same either way (up to rounding), but the
+    cost is not: under ``vmap`` every eigensolve's and projection's ``while`` loop runs until its
+    slowest member is done, the warm-up until the smallest η reaches its edge, and every
+    ``lax.cond`` with a per-member predicate (the projection's lowering step, the Lanczos
+    breakdown branch) computes both branches for every member. A GPU absorbs that in its width;
+    on a CPU, where a batched HVP costs the members' HVPs in sequence, it only adds work.
 
     Returns:
       An :class:`EdgeSweep` whose rows follow the order of ``etas``.
@@ -520,7 +529,10 @@ def edge_sweep(loss_fn: Callable[[PyTree], Scalar], params: PyTree, etas: Float[
                                  pred_margin=pred_margin, second_every=second_every)
         return EdgeSweep(rec, warm, s_start, start, v0, s_min, t_min)
 
-    return jax.jit(jax.vmap(one))(etas)
+    if vectorize is None:
+        vectorize = jax.default_backend() != "cpu"
+    members = jax.vmap(one) if vectorize else (lambda e: jax.lax.map(one, e))
+    return jax.jit(members)(etas)
 
 
 # ----------------------------------------------------------------------------- measurements
