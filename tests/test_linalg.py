@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 
 from eoslib.engine import linalg
+from spectra import matrix_with_spectrum
 
-
-def matrix_with_spectrum(eigenvalues, seed=0):
-    rng = np.random.default_rng(seed)
-    n = len(eigenvalues)
-    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
-    A = Q @ np.diag(eigenvalues) @ Q.T
-    return (A + A.T) / 2
 
 
 def op(A):
