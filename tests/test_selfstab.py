@@ -346,6 +346,17 @@ def test_analyse_edge_on_the_cubic_loss_beats_the_null_predictors():
     assert bad["gd_diverged"] == 1 and bad["excess_loss_err"] == np.inf and bad["x2_ratio"] == np.inf
     with pytest.raises(ValueError, match="margin=1.5"):
         selfstab.analyse_edge(rec, eta, margin=1.5)
+    # a λ₂ stop inside the edge phase: the errors compare the prediction with GD up to the stop
+    # (the open-loop prediction itself runs on to the end); a finite prediction made this a
+    # shape mismatch once (make book, self-stabilization at book scale)
+    stop = out.start + 20
+    second = np.where(np.arange(150) == stop, 2.0 / eta, np.nan)
+    cut = selfstab.analyse_edge(rec._replace(second_dagger=second), eta, margin=1e-6,
+                                second_limit=0.9)
+    assert cut.metrics["second_step"] == stop and cut.metrics["edge_steps"] == 20
+    assert len(cut.sharpness_hat) == 150 - out.start
+    assert cut.metrics["sharpness_err"] < 1e-6 < cut.metrics["sharpness_null_err"]
+    assert cut.metrics["deviation_err"] < 1e-6
 
 
 def test_moving_average_and_flow_errors():

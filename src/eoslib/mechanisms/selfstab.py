@@ -704,10 +704,10 @@ def analyse_edge(record: PairRecord, eta: float, *, margin: float, second_limit:
         "excess_loss_err": err(0.5 * s_dag * xh**2, excess),
         "excess_loss_null_err": float(np.median(np.abs(excess))),
         "quadratic_excess_err": float(np.median(np.abs(0.5 * s_dag * x**2 - excess))),
-        "sharpness_err": err(sharp_hat, sharp),
+        "sharpness_err": err(sharp_hat[:n], sharp),
         "sharpness_null_err": float(np.median(np.abs(sharp - edge))),
         "sharpness_coordinate_err": float(np.median(np.abs(s_dag + y - sharp))),
-        "deviation_err": err(dev_hat, dev),
+        "deviation_err": err(dev_hat[:n], dev),
         "deviation_null_err": float(np.median(np.abs(dev - dev[0]))),
         "x2_ratio": (np.nan if not scored else float(np.mean(xs**2) / np.mean(fps)) if np.mean(fps) > 0
                      else np.inf),
