@@ -67,8 +67,9 @@
 #
 # - the first step from $\theta_0$ turns $v_1$ toward $\theta_1$ exactly when
 #   $\eta < 2/\operatorname{tr} H(\theta_0)$ (for $\eta$ below $\gamma_\beta$'s second pole
-#   $\eta z' = \theta_2/\theta_1$, far beyond divergence when $\xi \approx 0$), so RPE's first-step directions and the position of the
-#   boundary are **one hypothesis** (the boundary sits at the edge) read at two resolutions: at
+#   $\eta z' = \theta_2/\theta_1$, far beyond divergence when $\xi \approx 0$), so RPE's
+#   first-step directions and the position of the boundary are **one hypothesis** (the boundary
+#   sits at the edge) read at two resolutions: at
 #   Fig. 1's step sizes (RPE, scored) and to 1 % (`threshold`, shown as a consistency check,
 #   since $\theta_0$ alone decides it through the formula above);
 # - every step size below $2/\lambda_{\max}(\theta_0)$ turns $v_1$ toward $\theta_1$, and keeps doing
