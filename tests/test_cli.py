@@ -71,7 +71,8 @@ def test_run_end_to_end_with_a_new_init(tmp_path):
     """The README's example: the record's numbers match the init that was asked for."""
     proc = subprocess.run(
         [sys.executable, "-m", "eoslib", "run", "dln-rpe", "--scale", "smoke",
-         "-p", "theta0", "[-0.2, 5.0]", "--out", str(tmp_path)],
+         "-p", "theta0", "[-0.2, 5.0]", "-p", "eta_fractions", "[0.1, 0.95, 1.1, 1.3]",
+         "--out", str(tmp_path)],
         capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((tmp_path / "dln-rpe.json").read_text())
@@ -80,10 +81,18 @@ def test_run_end_to_end_with_a_new_init(tmp_path):
     # independent reference: H of z = Θ² at (−0.2, 5) is [[2θ2², 4Θ], [4Θ, 2θ1²]]
     t1, t2 = -0.2, 5.0
     lam_max = np.linalg.eigvalsh(np.array([[2 * t2**2, 4 * t1 * t2], [4 * t1 * t2, 2 * t1**2]]))[-1]
-    assert record["metrics"]["eta_eos"] == pytest.approx(2 / lam_max, rel=1e-12)
+    assert record["metrics"]["eta_2_over_lambda_max"] == pytest.approx(2 / lam_max, rel=1e-12)
+    # the paper's η_eos = 2θ1/(θ2 z'), z' = 2Θ: 1/θ2² for z = Θ² (not 2/λmax)
+    assert record["metrics"]["eta_eos_paper"] == pytest.approx(1 / t2**2, rel=1e-12)
+    assert "eta_eos" not in record["metrics"]
+    # the step sizes run are Fig. 1's fractions of that η_eos, so both regimes are entered
+    assert record["metrics"]["etas_run"] == pytest.approx([0.1 / t2**2, 0.95 / t2**2, 1.1 / t2**2,
+                                                           1.3 / t2**2], rel=1e-12)
+    assert record["metrics"]["n_stable"] == 2 and record["metrics"]["n_unstable"] == 2
     beta = abs(2 * (t2**2 - t1**2) / (2 * 4 * t1 * t2))
     assert record["metrics"]["R2_init"] == pytest.approx(beta + np.sqrt(beta**2 + 1), rel=1e-12)
-    assert {c["id"] for c in record["claims"]} == {"RPE", "monotonicity", "threshold", "closed-forms"}
+    assert {c["id"] for c in record["claims"]} == {"RPE", "monotone-until-stable", "threshold",
+                                                   "closed-forms", "gamma-beta-exact"}
 
 
 def test_failing_chapter_reports_the_cell_and_error(tmp_path, capsys):

@@ -74,10 +74,15 @@ def test_regime_boundary_closed_forms():
     z = ZS["quadratic"]
     boundary = dln.eta_regime_boundary(theta, z)
     assert float(dln.gamma_beta(theta, boundary, z)) == pytest.approx(1.0, abs=1e-10)
-    # for z = Θ² the boundary is 2 / tr H = 2 / (λ1 + λ2); the paper's η_eos = 2/λ1 ≈ 0.01
+    # for z = Θ² the boundary is 2 / tr H = 2 / (λ1 + λ2), above GD's limit 2/λ1 by ≈ 3ξ
     lam = dln.eigenvalues(theta, z)
     assert float(boundary) == pytest.approx(2 / float(lam.sum()), rel=1e-12)
-    assert float(dln.eta_eos(theta, z)) == pytest.approx(0.01, rel=1e-3)
+    assert float(dln.stability_limit(theta, z)) == pytest.approx(2 / float(lam[0]), rel=1e-12)
+    xi = 0.01 / 100.01
+    gap = float(boundary / dln.stability_limit(theta, z)) - 1
+    assert gap == pytest.approx((np.sqrt(1 + 12 * xi * (1 - xi)) - 1) / 2, rel=1e-9)
+    # the paper's η_eos = 0.01 at its Fig. 1 initialisation ("η_eos = 0.01")
+    assert float(dln.eta_eos_paper(theta, z)) == pytest.approx(0.01, rel=1e-12)
     # the paper's Eq. for R2 at its initialisation: β = 99.99/4
     assert float(dln.beta(theta, z)) == pytest.approx(99.99 / 4, rel=1e-12)
 
@@ -130,3 +135,69 @@ def test_even_polynomial_rejects_bad_coefficients(coeffs, fragment):
 def test_validate_theta_rejects_bad_points(theta):
     with pytest.raises(ValueError, match="theta0"):
         dln.validate_theta(theta)
+
+
+def central_difference(z, Theta, h=1e-5):
+    return (float(z(Theta + h)) - float(z(Theta - h))) / (2 * h)
+
+
+@pytest.mark.parametrize("zname", ZS)
+def test_eta_eos_paper_is_the_papers_formula(zname, rng):
+    """η_eos = 2θ1/(θ2 z') with z' by a central difference (no jax.grad), and the paper's boundary
+    identity η_{γβ=1} = η_eos(1 − ξ) (Sec. 3.1), for every z; the first pole of γβ at half of it."""
+    z = ZS[zname]
+    for t1, t2 in random_points(rng, 20):
+        theta = jnp.array([t1, t2])
+        dz = central_difference(z, t1 * t2)
+        eta = float(dln.eta_eos_paper(theta, z))
+        assert eta == pytest.approx(2 * t1 / (t2 * dz), rel=1e-6)
+        assert eta > 0
+        xi = t1**2 / (t1**2 + t2**2)
+        assert float(dln.eta_regime_boundary(theta, z)) == pytest.approx(eta * (1 - xi), rel=1e-12)
+        # γβ's first pole, ηz' = θ1/θ2 (a root of 1 − sηz' + η²z'²), lies at η = η_eos/2
+        assert eta / 2 * dz == pytest.approx(t1 / t2, rel=1e-6)
+
+
+def test_eta_eos_paper_is_two_over_H11_only_for_quadratic_z():
+    """Footnote 1: for quadratic z, θ1/(θ2 z') = 1/H11; for z = Θ² + ½Θ⁴ at Fig. 1's θ0 it is
+    0.005, twice 2/H11 = 0.0025 (z'(−1) = −4, z''(−1) = 8)."""
+    theta = jnp.array([-0.1, 10.0])
+    for c in (0.5, 1.0, 3.0):  # z = cΘ²
+        z = dln.EvenPolynomial((0, 0, c))
+        two_over_H11 = 2 / float(dln.hessian(theta, z)[0, 0])
+        assert float(dln.eta_eos_paper(theta, z)) == pytest.approx(two_over_H11, rel=1e-12)
+    z = ZS["quartic+quadratic"]
+    assert float(dln.eta_eos_paper(theta, z)) == pytest.approx(0.005, rel=1e-12)
+    assert 2 / float(dln.hessian(theta, z)[0, 0]) == pytest.approx(0.0025, rel=1e-12)
+    # for quadratic z it exceeds GD's stability limit 2/λ1 by ≈ 4ξ, not equal to it
+    xi = 0.01 / 100.01
+    ratio = float(dln.eta_eos_paper(theta) / dln.stability_limit(theta))
+    assert ratio - 1 == pytest.approx(4 * xi, rel=1e-3)
+
+
+def test_eta_eos_is_gone_with_a_pointer():
+    with pytest.raises(AttributeError, match="stability_limit .*eta_eos_paper"):
+        dln.eta_eos  # noqa: B018
+
+
+def test_r2_from_beta_does_not_overflow():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow in b**2 was a RuntimeWarning
+        big = np.array([1e155, 1e300])
+        np.testing.assert_allclose(dln.r2_from_beta(big), 2 * big, rtol=1e-15)
+        assert float(dln.r2_from_beta(np.inf)) == np.inf
+    np.testing.assert_allclose(dln.r2_from_beta(jnp.array([0.0, 0.75])), [1.0, 2.0], rtol=1e-15)
+
+
+def test_last_unstable_step():
+    eta = 0.1  # 2/η = 20
+    assert dln.last_unstable_step(np.array([25.0, 21, 20, 19, 18]), eta) == (2, True)
+    assert dln.last_unstable_step(np.array([19.0, 18, 17]), eta) == (-1, True)
+    assert dln.last_unstable_step(np.array([19.0, 22, 23]), eta) == (2, False)
+    assert dln.last_unstable_step(np.array([25.0, 30, np.nan, np.nan]), eta) == (1, False)
+    with pytest.raises(ValueError, match="eta"):
+        dln.last_unstable_step(np.array([1.0]), 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        dln.last_unstable_step(np.ones((2, 3)), eta)

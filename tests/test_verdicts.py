@@ -365,26 +365,55 @@ def test_eos_intro_rules_catch_the_reviewed_defects():
 
 
 def test_dln_rpe_rules_catch_the_reviewed_defects():
-    """Issue 16's findings on dln-rpe: a regime never entered is not tested (never 'partly'); a
-    boundary 20% from 2/λmax fails; a wrong γβ for quadratic z fails the closed-form check."""
+    """Issue 16's and the 2nd review's findings on dln-rpe: a regime never entered is not tested
+    (never 'partly'); outside the paper's regime (ξ not ≈ 0, or z not quadratic) every claim is
+    not tested, whatever it measured; monotonicity grades when the away-rotation ends, not the
+    first step's direction (RPE's) nor a return below 2/η that every bounded run makes; the
+    boundary's position is a consistency check (one hypothesis with RPE), failing 20 % off."""
     namespace: dict = {}
     exec(compile(claims_cell(NOTEBOOKS / "dln-rpe.py"), "dln-rpe", "exec"), namespace)
     specs = {s.id: s for s in namespace["CLAIMS"]}
     rules = {k: s.rule for k, s in specs.items()}
-    only_stable = {"n_stable": 2, "n_unstable": 0, "stable_toward_fraction": 1.0,
-                   "unstable_away_fraction": NAN, "stable_monotone_fraction": 1.0,
-                   "unstable_away_then_stable_fraction": NAN}
-    assert rules["RPE"].grade(only_stable) == T and rules["monotonicity"].grade(only_stable) == T
+    assert set(specs) == {"RPE", "monotone-until-stable", "threshold", "closed-forms",
+                          "gamma-beta-exact"}
+    assert [s.id for s in specs.values() if s.kind == "claim"] == ["RPE", "monotone-until-stable"]
+    regime = {"xi": 1e-4, "quadratic_z": 1.0}
+    only_stable = {**regime, "n_stable": 2, "n_unstable": 0, "n_unstable_away": 0,
+                   "stable_toward_fraction": 1.0, "unstable_away_fraction": NAN,
+                   "stable_monotone_fraction": 1.0, "unstable_turn_at_resolution_fraction": NAN}
+    assert rules["RPE"].grade(only_stable) == T
+    assert rules["monotone-until-stable"].grade(only_stable) == T
     # a stable η that rotates the wrong way fails, even with no unstable η to compare
     assert rules["RPE"].grade({**only_stable, "stable_toward_fraction": 0.5}) == N
-    both = {**only_stable, "n_unstable": 2, "unstable_away_fraction": 1.0,
-            "unstable_away_then_stable_fraction": 0.5}
-    assert rules["RPE"].grade(both) == R and rules["monotonicity"].grade(both) == N
-    assert rules["threshold"].grade({"boundary_gap_2_over_lambda_max": 0.2}) == N
-    assert rules["threshold"].grade({"boundary_gap_2_over_lambda_max": math.inf}) == N
-    exact = {"hessian_max_rel_err": 0.0, "eigenvector_angle_max_err": 0.0, "quadratic_z": 1.0,
-             "gamma_beta_max_rel_err": 1e-15}
+    both = {**only_stable, "n_unstable": 2, "n_unstable_away": 2, "unstable_away_fraction": 1.0,
+            "unstable_turn_at_resolution_fraction": 1.0}
+    assert rules["RPE"].grade(both) == R and rules["monotone-until-stable"].grade(both) == R
+    # an away-rotation that does not end where the instability resolves fails monotonicity
+    late = {**both, "unstable_turn_at_resolution_fraction": 0.5}
+    assert rules["monotone-until-stable"].grade(late) == N and rules["RPE"].grade(late) == R
+    # unstable η that turn toward fail RPE; monotonicity does not grade their direction again
+    toward = {**both, "n_unstable_away": 0, "unstable_away_fraction": 0.0,
+              "unstable_turn_at_resolution_fraction": NAN}
+    assert rules["RPE"].grade(toward) == N and rules["monotone-until-stable"].grade(toward) == T
+    # outside the paper's regime nothing is graded, whatever was measured
+    for outside in ({"xi": 0.2}, {"quadratic_z": 0.0}):
+        for claim in ("RPE", "monotone-until-stable"):
+            assert rules[claim].grade({**late, **outside}) == T
+            assert rules[claim].grade({**both, **outside}) == T
+        assert rules["threshold"].grade({**regime, **outside,
+                                         "boundary_gap_2_over_lambda_max": 0.2}) == T
+    assert rules["threshold"].grade({**regime, "boundary_gap_2_over_lambda_max": 3e-4}) == R
+    assert rules["threshold"].grade({**regime, "boundary_gap_2_over_lambda_max": 0.2}) == N
+    assert rules["threshold"].grade({**regime, "boundary_gap_2_over_lambda_max": math.inf}) == N
+    assert specs["threshold"].kind == "consistency"
+    exact = {"hessian_max_rel_err": 0.0, "eigenvector_angle_max_err": 0.0}
     assert rules["closed-forms"].grade(exact) == R
-    assert rules["closed-forms"].grade({**exact, "gamma_beta_max_rel_err": 0.1}) == N
-    assert rules["closed-forms"].grade({**exact, "quadratic_z": 0.0, "gamma_beta_max_rel_err": 0.1}) == R
-    assert specs["closed-forms"].kind == "consistency"
+    assert rules["closed-forms"].grade({**exact, "eigenvector_angle_max_err": 0.1}) == N
+    gamma = {"quadratic_z": 1.0, "gamma_beta_max_rel_err": 1e-15, "boundary_crossing_err_spacings": 0.1}
+    assert rules["gamma-beta-exact"].grade(gamma) == R
+    assert rules["gamma-beta-exact"].grade({**gamma, "gamma_beta_max_rel_err": 0.1}) == N
+    assert rules["gamma-beta-exact"].grade({**gamma, "boundary_crossing_err_spacings": 5}) == N
+    # γβ is an approximation for other z: not graded there (no ✗ shown against z = Θ²)
+    assert rules["gamma-beta-exact"].grade({**gamma, "quadratic_z": 0.0,
+                                            "gamma_beta_max_rel_err": 0.1}) == T
+    assert all(specs[k].kind == "consistency" for k in ("closed-forms", "gamma-beta-exact"))

@@ -1,7 +1,7 @@
 """``python -m eoslib``: list the chapters, rerun one with new parameters, prepare them for nbval.
 
     python -m eoslib list
-    python -m eoslib run dln-rpe --scale smoke -p theta0 "[-0.2, 5.0]" --out /tmp/x
+    python -m eoslib run dln-rpe --scale smoke -p theta0 "[-0.2, 5.0]" -p eta_fractions "[0.1, 0.95, 1.1, 1.3]" --out /tmp/x
     python -m eoslib run eos-intro --scale paper --no-kernel --out DIR   # no Jupyter (a GPU machine)
     python -m eoslib prepare --scale smoke --out _build/nbval
     python -m eoslib sweep dln-rpe --scale smoke -p steps "[40, 60]" --workers 2 --out /tmp/sweep

@@ -21,9 +21,18 @@ closed form from the paper, written so it can be checked against ``jax.hessian``
   For z = Θ² the approximation γ_{r₂} ≈ γ_Θ behind Eq. 2 is exact (z'/z'' = Θ), so γ_β is the
   exact ratio β_{t+1}/β_t; for other z it is the paper's approximation.
 
-- the regime boundary γ_β = 1, at ηz' = 2θ₁θ₂/(θ₁² + θ₂²) = (2θ₁/θ₂)(1 − ξ) with
-  ξ = θ₁²/(θ₁² + θ₂²): for η below it v₁ rotates toward the sharper parameter (R₂ grows), above it
-  away (R₂ shrinks). For z = Θ² this is within a factor (1 − ξ) of η_eos = 2/λ₁.
+- the regime boundary γ_β = 1, at ηz' = 2θ₁θ₂/(θ₁² + θ₂²) = (2θ₁/θ₂)(1 − ξ), i.e.
+  η = η_eos(1 − ξ) with the paper's η_eos = 2θ₁/(θ₂z') and ξ = θ₁²/(θ₁² + θ₂²) (Sec. 3.1): for η
+  below it v₁ rotates toward the sharper parameter (R₂ grows), above it away (R₂ shrinks).
+
+Three step sizes are easily confused, so each has its own function:
+
+- :func:`eta_eos_paper`, the paper's η_eos = 2θ₁/(θ₂z'). It equals 2/H₁₁ = 2/(z''θ₂²) only for
+  quadratic z (the paper's footnote 1); for z = Θ² + ½Θ⁴ at θ = (−0.1, 10) it is 0.005, twice 2/H₁₁.
+- :func:`stability_limit`, GD's stability limit 2/λ₁ (what the paper calls "the EoS limit").
+- :func:`eta_regime_boundary`, η_eos(1 − ξ). For z = Θ² it is 2/tr H = 2/(λ₁ + λ₂), above 2/λ₁ by
+  the relative amount |λ₂|/tr H = (√(1 + 12ξ(1 − ξ)) − 1)/2 ≈ 3ξ (λ₂ < 0 there): the paper's
+  "threshold … exactly equal to the EoS limit" holds to order ξ.
 
 Parameters are a float array ``theta`` of shape ``(2,)``; ``z`` is any callable scalar → scalar
 (:class:`EvenPolynomial` builds the paper's family); z' and z'' come from ``jax.grad``.
@@ -120,13 +129,16 @@ def beta(theta: Float[Array, "2"], z: ZFunction = QUADRATIC) -> Scalar:
     return jnp.abs(d2z * (theta[1] ** 2 - theta[0] ** 2) / (2 * (dz + d2z * Theta)))
 
 
-def r2_from_beta(b: ScalarLike) -> Scalar:
+def r2_from_beta(b: Float[Array, "*shape"] | ScalarLike) -> Float[Array, "*shape"]:
     """``R₂(β) = β + √(β² + 1)`` (Eq. 6): the closed-form ``|u₁,₁ / u₁,₂|`` when θ₂² > θ₁².
 
     In general it is the sign- and exchange-invariant ``max(|u₁,₁/u₁,₂|, |u₁,₂/u₁,₁|)``: the
-    ratio of the sharper parameter's component to the flatter one's (App. B.1).
+    ratio of the sharper parameter's component to the flatter one's (App. B.1). Elementwise on
+    ``b`` of any shape (β ≥ 0); √(β² + 1) is taken as ``hypot(β, 1)``, so it does not overflow
+    for β above ~1e154 (where β² would) and R₂ stays finite up to half the largest float.
     """
-    return b + jnp.sqrt(b**2 + 1)
+    b = jnp.asarray(b)
+    return b + jnp.hypot(b, jnp.ones_like(b))
 
 
 def r2_of_eigenvector(v: Float[Array, "2"]) -> Scalar:
@@ -151,14 +163,41 @@ def gamma_beta(theta: Float[Array, "2"], eta: ScalarLike, z: ZFunction = QUADRAT
 
 
 def eta_regime_boundary(theta: Float[Array, "2"], z: ZFunction = QUADRATIC) -> Scalar:
-    """The step size where γ_β = 1: η z' = 2θ₁θ₂ / (θ₁² + θ₂²) (Sec. 3.1)."""
+    """The step size where γ_β = 1: η z' = 2θ₁θ₂ / (θ₁² + θ₂²), i.e. η_eos(1 − ξ) (Sec. 3.1).
+
+    ``theta`` has shape ``(2,)`` with θ₁θ₂ ≠ 0. For z = Θ² it is 2/tr H.
+    """
     Theta, dz, _ = _derivatives(theta, z)
     return 2 * Theta / ((theta[0] ** 2 + theta[1] ** 2) * dz)
 
 
-def eta_eos(theta: Float[Array, "2"], z: ZFunction = QUADRATIC) -> Scalar:
-    """The stability limit 2/λ₁ of the Hessian at ``theta``."""
+def eta_eos_paper(theta: Float[Array, "2"], z: ZFunction = QUADRATIC) -> Scalar:
+    """The paper's η_eos = 2θ₁/(θ₂z') at ``theta`` (shape ``(2,)``, θ₁θ₂ ≠ 0; Sec. 3.1).
+
+    It is the step size the paper's regime boundary η_eos(1 − ξ) is written with
+    (:func:`eta_regime_boundary`), and twice the step ηz' = θ₁/θ₂ of γ_β's first pole. It equals
+    2/H₁₁ = 2/(z''θ₂²) only when z is quadratic (footnote 1: then θ₁/(θ₂z') = 1/(z''θ₂²)); it is
+    not GD's stability limit 2/λ₁ (:func:`stability_limit`), which it exceeds by ~4ξ for z = Θ².
+    Positive for every z of :class:`EvenPolynomial`, where Θz' > 0 for Θ ≠ 0.
+    """
+    _, dz, _ = _derivatives(theta, z)
+    return 2 * theta[0] / (theta[1] * dz)
+
+
+def stability_limit(theta: Float[Array, "2"], z: ZFunction = QUADRATIC) -> Scalar:
+    """GD's stability limit 2/λ₁ of the Hessian at ``theta`` (shape ``(2,)``), λ₁ its largest
+    eigenvalue (Eq. 5): the "EoS limit" the paper compares its threshold with, not its η_eos
+    (:func:`eta_eos_paper`)."""
     return 2 / eigenvalues(theta, z)[0]
+
+
+def __getattr__(name: str):
+    if name == "eta_eos":  # removed: it returned 2/λ₁ under the name of the paper's η_eos
+        raise AttributeError(
+            "eoslib.mechanisms.dln.eta_eos was removed: it returned GD's stability limit 2/λ₁, "
+            "which is not the paper's η_eos = 2θ₁/(θ₂z'); call dln.stability_limit (2/λ₁) or "
+            "dln.eta_eos_paper (the paper's)")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def gd_step(theta: Float[Array, "2"], eta: ScalarLike, z: ZFunction = QUADRATIC) -> Float[Array, "2"]:
@@ -240,6 +279,34 @@ def first_reversal(r2: Float[Array, " T"]) -> tuple[int, int]:
     direction = int(d[0])
     broken = np.nonzero(d != direction)[0]
     return direction, int(broken[0]) if broken.size else int(d.size)
+
+
+def last_unstable_step(sharpness: Float[Array, " T"], eta: float) -> tuple[int, bool]:
+    """When a run's instability resolves: the last step whose sharpness is at least 2/η.
+
+    Args:
+      sharpness: λ₁ along a run, shape ``(T,)`` (``Trajectory.sharpness``; NaN after divergence).
+      eta: the run's step size (> 0).
+
+    Returns:
+      ``(t_last, resolved)``: ``t_last`` is the last finite step t with ``sharpness[t] ≥ 2/η``
+      (−1 if the run was never unstable); ``resolved`` is whether a finite step below 2/η follows
+      it, i.e. the run ended stable. (A host-side summary of a finished trajectory, not jitted.)
+
+    Raises:
+      ValueError: ``eta`` is not a positive finite number, or ``sharpness`` is not 1-D.
+    """
+    if not (isinstance(eta, (int, float, np.floating)) and np.isfinite(eta) and eta > 0):
+        raise ValueError(f"eta={eta!r} must be a positive finite number")
+    s = np.asarray(sharpness, dtype=float)
+    if s.ndim != 1:
+        raise ValueError(f"sharpness has shape {s.shape}; expected one run's trace, shape (T,)")
+    s = s[np.isfinite(s)]
+    unstable = np.nonzero(s >= 2 / eta)[0]
+    if unstable.size == 0:
+        return -1, True
+    t_last = int(unstable[-1])
+    return t_last, t_last < s.size - 1
 
 
 def is_diverged(trajectory: Trajectory) -> Bool[Array, "..."]:
