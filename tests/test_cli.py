@@ -1,6 +1,7 @@
 """The reader-facing command line: list, run (through papermill), prepare, and its errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +176,18 @@ def test_range_check_inside_the_chapter_matches_the_cli():
     with pytest.raises(ValueError) as from_notebook:
         settings(chapter.scales, "smoke", chapter.ranges, seeds=2)
     assert str(from_cli.value) == str(from_notebook.value)
+
+
+def test_the_kernel_imports_the_eoslib_this_process_imported(tmp_path, monkeypatch):
+    """A chapter's kernel starts in the chapter's folder: a relative PYTHONPATH entry is made
+    absolute here, and the checkout this eoslib came from goes first, so the kernel never runs
+    (and records the commit of) another checkout's eoslib."""
+    import eoslib
+
+    monkeypatch.chdir(tmp_path)
+    path = chapters.kernel_pythonpath("src" + os.pathsep + "/abs/lib")
+    entries = path.split(os.pathsep)
+    here = Path(eoslib.__file__).resolve().parents[1]
+    assert entries[0] == str(here) and here.name == "src"
+    assert entries[1:] == [str(tmp_path / "src"), "/abs/lib"]
+    assert chapters.kernel_pythonpath(None) == str(here)

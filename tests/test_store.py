@@ -108,3 +108,18 @@ def test_the_books_store_is_sound():
     manifest = ROOT / "book" / "results" / store.MANIFEST
     if manifest.exists():
         assert json.loads(manifest.read_text())["version"] == 1
+
+
+def test_a_run_must_name_the_commit_it_was_started_from(tmp_path, repo):
+    """``store`` checks the checkout before the run and the record after it: a record naming
+    another (clean) commit — the kernel imported eoslib from another checkout — is refused."""
+    first = _clean(repo)
+    (repo / "src" / "eoslib" / "core.py").write_text("X = 2\n")
+    _git(repo, "commit", "-qam", "other")
+    other = _clean(repo)
+    with pytest.raises(store.StoreError, match="another checkout"):
+        store.add("demo", _run_folder(tmp_path, first), root=tmp_path / "store", repo=repo,
+                  commit=other["git_hash"])
+    run = store.add("demo", _run_folder(tmp_path, other), root=tmp_path / "store", repo=repo,
+                    commit=other["git_hash"])
+    assert run.git_hash == other["git_hash"]

@@ -207,10 +207,36 @@ def execute(
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{chapter.name}.ipynb"
-    papermill.execute_notebook(
-        to_notebook(chapter), str(output),
-        parameters={"scale": scale, "results_dir": str(out_dir), **parameters},
-        prepare_only=prepare_only, kernel_name="python3", language="python",
-        progress_bar=progress_bar, cwd=str(chapter.path.parent),
-    )
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = kernel_pythonpath(saved)
+    try:
+        papermill.execute_notebook(
+            to_notebook(chapter), str(output),
+            parameters={"scale": scale, "results_dir": str(out_dir), **parameters},
+            prepare_only=prepare_only, kernel_name="python3", language="python",
+            progress_bar=progress_bar, cwd=str(chapter.path.parent),
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
     return output
+
+
+def kernel_pythonpath(current: str | None) -> str:
+    """The ``PYTHONPATH`` a chapter's kernel gets: the checkout's ``src`` this eoslib was imported
+    from first (when it was; an installed eoslib adds nothing), then ``current`` with its relative
+    entries made absolute (from the working directory).
+
+    The kernel starts in the chapter's folder, where a relative entry (``PYTHONPATH=src``) no
+    longer names the checkout it named here, and an editable install of another checkout would be
+    imported instead: the chapter would run other code than this process checked (and record that
+    checkout's commit).
+    """
+    import eoslib
+
+    src = Path(eoslib.__file__).resolve().parents[1]
+    first = [str(src)] if src.name == "src" else []
+    rest = [str(Path(p).resolve()) for p in (current or "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys([*first, *rest]))

@@ -154,7 +154,7 @@ def _cmd_store(args) -> int:
         if not args.source:
             # refuse before an hours-long run what the store would refuse after it
             chapters.check_parameters(chapter, args.scale, params)
-            store.check_storable_checkout()
+            commit = store.check_storable_checkout()
             if args.keep:
                 source = Path(args.keep)
                 check_out_dir(source)
@@ -162,7 +162,7 @@ def _cmd_store(args) -> int:
                   + (f" (its output kept in {source})" if args.keep else ""), file=sys.stderr)
             chapters.execute(chapter, source, scale=args.scale, parameters=params,
                              kernel=not args.no_kernel)
-        run = store.add(chapter.name, source)
+        run = store.add(chapter.name, source, commit=None if args.source else commit)
     print(run.describe())
     return 0
 

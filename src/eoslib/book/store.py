@@ -285,18 +285,22 @@ def describe(chapter: str, stored: StoredRun | None, scale: str = "paper") -> st
 
 
 def add(chapter: str, source: str | os.PathLike, *, root: str | os.PathLike | None = None,
-        repo: str | os.PathLike | None = None, allow_dirty: bool = False) -> StoredRun:
+        repo: str | os.PathLike | None = None, allow_dirty: bool = False,
+        commit: str | None = None) -> StoredRun:
     """Store the run in folder ``source`` (as ``python -m eoslib run CHAPTER --out source`` wrote it).
 
     Takes the record ``source/<chapter>.json`` and every other ``.json`` / ``.npz`` file of ``source``
     whose name starts with the chapter's name (never the executed notebook). The store keeps one run
     per chapter and scale: an earlier one is replaced. ``source`` may come from another machine
     (a GPU run brought back): what is checked is the record's provenance, against ``repo`` (default:
-    this checkout) with :func:`verify_source`.
+    this checkout) with :func:`verify_source`. ``commit``: the commit the run was started from
+    (:func:`check_storable_checkout`'s answer); the record must name it, so a chapter whose kernel
+    imported eoslib from another checkout (a relative ``PYTHONPATH``, another editable install)
+    is refused instead of being stored under that other checkout's commit.
 
     Raises:
       StoreError: the record's code is not a clean commit of ``repo`` (:func:`verify_source`;
-        skipped with ``allow_dirty``, for tests), the record is not of ``chapter``, a file is larger
+        skipped with ``allow_dirty``, for tests), or not ``commit``, the record is not of ``chapter``, a file is larger
         than :data:`MAX_FILE_BYTES`, or the store would exceed :data:`MAX_TOTAL_BYTES`.
     """
     source = Path(source)
@@ -310,6 +314,12 @@ def add(chapter: str, source: str | os.PathLike, *, root: str | os.PathLike | No
         raise StoreError(f"{record_path} is a {record['scale']}-scale run; the store keeps "
                          f"{list(STORED_SCALES)} runs (the book reruns the others)")
     prov = record["provenance"]
+    if commit is not None and prov.get("git_hash") != commit:
+        raise StoreError(
+            f"refusing the run in {source}: it was started from commit {commit[:10]}, but its "
+            f"record names {str(prov.get('git_hash'))[:10]}: the chapter's kernel imported eoslib "
+            "from another checkout (a relative PYTHONPATH, or another checkout's editable "
+            "install); run from the checkout's own environment, or with PYTHONPATH absolute")
     if not allow_dirty:
         verify_source(prov, repo)
     names = sorted(p.name for p in source.iterdir()
