@@ -53,6 +53,7 @@ def test_reasons_are_the_four_declared_ones():
     (dict(what="{n images", reason="CPU"), "is not a format template"),
     (dict(what="{} images", reason="CPU"), "positional field"),
     (dict(what="{0} images", reason="CPU"), "positional field"),
+    (dict(what="x", reason="CPU", always=1), "always=1 must be True or False"),
 ])
 def test_bad_departures_name_the_parameter_value_and_what_is_allowed(kw, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -184,6 +185,32 @@ def test_claim_checks_its_departures():
     with pytest.raises(ValueError, match="follows_paper=True with departures"):
         Claim("c", "x", "1", "2", "reproduced", departures=[{"what": "x", "reason": "CPU"}],
               follows_paper=True)
+
+
+def test_a_departure_declared_always_is_shown_beside_a_reproduced_verdict_too():
+    """``always=True``: the departure a reader needs beside every verdict (a model the paper never
+    trained) is kept in the record with ``"always": true`` and shown beside ``reproduced`` too,
+    alone; beside any other verdict every departure is shown as before. The key survives the
+    record's JSON round trip, and a record without it reads as before."""
+    other = Departure("a small MLP of our own, not the paper's network", "design choice", always=True)
+    fine = v.grade(spec(id="fine", departures=(CPU, other)), {"err": 0.01, "n_images": 250}, scale="book")
+    assert fine.verdict == "reproduced"
+    assert fine.departures[1] == {"what": "a small MLP of our own, not the paper's network",
+                                  "reason": "design choice", "always": True}
+    assert "always" not in fine.departures[0]
+    line = "differs from the paper in: a small MLP of our own, not the paper's network — design choice"
+    assert v.departure_line(fine) == line
+    bad = v.grade(spec(departures=(CPU, other)), {"err": 0.5, "n_images": 250}, scale="book")
+    assert v.departure_line(bad) == ("differs from the paper in: 250 CIFAR-10 images instead of 5,000 — "
+                                     "CPU; a small MLP of our own, not the paper's network — design choice")
+    entry = json.loads(json.dumps(a_record([fine])))["claims"][0]
+    results.validate_record(json.loads(json.dumps(a_record([fine]))))
+    assert v.departure_line(entry) == line
+    with pytest.raises(ValueError, match="always='yes' must be true or false"):
+        Claim("c", "x", "1", "2", "reproduced",
+              departures=[{"what": "x", "reason": "CPU", "always": "yes"}])
+    with pytest.raises(ValueError, match="must have exactly the keys"):
+        Claim("c", "x", "1", "2", "reproduced", departures=[{"what": "x", "reason": "CPU", "shown": 1}])
 
 
 # ----------------------------------------------------------------------------- display

@@ -248,28 +248,58 @@ def test_decay_channel_measures_the_projected_decay_along_the_true_sharpness_gra
                   key=getkey(), probe_fn=probes.decay_channel("half_mse"), progress=False)
 
 
-def test_batch_sharpness_probe_against_dense_minibatch_hessians(getkey):
-    """The probe itself (as ``train.run`` calls it), at a point: its two means against each
-    minibatch's dense float64 Hessian; and its minibatches are ``minibatch_indices``'."""
+def _tiny_minibatch_problem(getkey):
     x = jax.random.normal(getkey(), (20, 3))
     y = jax.random.normal(getkey(), (20, 2))
     params = {"w": jax.random.normal(getkey(), (3, 4)), "v": jax.random.normal(getkey(), (4, 2))}
     loss = lambda p, x, y: 0.5 * jnp.mean(jnp.sum((jnp.tanh(x @ p["w"]) @ p["v"] - y) ** 2, -1))
+    return loss, params, x, y
+
+
+def test_step_sharpness_is_the_rayleigh_quotient_of_the_dense_minibatch_hessian(getkey):
+    """``g_Bᵀ H_B g_B / ‖g_B‖²`` against the dense float64 Hessian of the minibatch loss, under
+    jit; NaN at a point whose minibatch gradient is 0."""
+    loss, params, x, y = _tiny_minibatch_problem(getkey)
+    for idx in (np.arange(5), np.arange(7, 15)):
+        H, _ = _dense_hessian(lambda p: loss(p, x[idx], y[idx]), params)
+        g = np.asarray(ravel_pytree(jax.grad(loss)(params, x[idx], y[idx]))[0])
+        value = jax.jit(probes.step_sharpness, static_argnums=0)(loss, params, x[idx], y[idx])
+        assert value.dtype == jnp.float64
+        assert float(value) == pytest.approx(g @ H @ g / (g @ g), rel=1e-10)
+        assert np.linalg.eigvalsh(H)[0] - 1e-9 <= float(value) <= np.linalg.eigvalsh(H)[-1] + 1e-9
+    flat = jax.tree.map(jnp.zeros_like, params)  # a zero network on zero targets: g = 0
+    assert np.isnan(float(probes.step_sharpness(loss, flat, x, jnp.zeros_like(y))))
+
+
+def test_batch_sharpness_probe_against_dense_minibatch_hessians(getkey):
+    """The probe itself (as ``train.run`` calls it), at a point: the batch sharpness, the mean over
+    the minibatches of ``g_Bᵀ H_B g_B / ‖g_B‖²``, and each minibatch's value, against each
+    minibatch's dense float64 Hessian; the minibatch λ₁ mean over the first ``eig_batches`` of the
+    same minibatches; and the minibatches are ``minibatch_indices``'."""
+    loss, params, x, y = _tiny_minibatch_problem(getkey)
     n = ravel_pytree(params)[0].size
     eig = linalg.Eigenpairs(jnp.zeros(1), jax.random.normal(getkey(), (n, 1)), jnp.zeros(1), jnp.array(0),
                             jnp.array(True))
-    record = probes.batch_sharpness(loss, 5, batches=3, seed=2, tol=1e-10)(params, None, eig, {}, (x, y))
-    index = np.asarray(probes.minibatch_indices(20, 5, 3, seed=2))
-    tops, directional = [], []
+    record = probes.batch_sharpness(loss, 5, batches=4, eig_batches=3, seed=2, tol=1e-10)(
+        params, None, eig, {}, (x, y))
+    index = np.asarray(probes.minibatch_indices(20, 5, 4, seed=2))
+    tops, quotients = [], []
     for idx in index:
         H, unravel = _dense_hessian(lambda p: loss(p, x[idx], y[idx]), params)
         g = np.asarray(ravel_pytree(jax.grad(loss)(params, x[idx], y[idx]))[0])
         tops.append(np.linalg.eigvalsh(H)[-1])
-        directional.append(g @ H @ g / (g @ g))
-    np.testing.assert_allclose(record.batch_top_eigenvalues, tops, rtol=1e-8)
-    assert float(record.batch_sharpness) == pytest.approx(np.mean(tops), rel=1e-8)
-    assert float(record.directional_batch_sharpness) == pytest.approx(np.mean(directional), rel=1e-10)
+        quotients.append(g @ H @ g / (g @ g))
+    np.testing.assert_allclose(record.step_sharpness, quotients, rtol=1e-10)
+    assert float(record.batch_sharpness) == pytest.approx(np.mean(quotients), rel=1e-10)
+    np.testing.assert_allclose(record.batch_top_eigenvalues, tops[:3], rtol=1e-8)
+    assert float(record.minibatch_lambda_max) == pytest.approx(np.mean(tops[:3]), rel=1e-8)
+    assert float(record.minibatch_lambda_max) >= np.mean(quotients[:3])
     assert bool(record.converged) and probes.is_record(record)
+    none = probes.batch_sharpness(loss, 5, batches=4, eig_batches=0, seed=2)(params, None, eig, {}, (x, y))
+    assert np.isnan(float(none.minibatch_lambda_max)) and none.batch_top_eigenvalues.shape == (0,)
+    assert float(none.batch_sharpness) == pytest.approx(np.mean(quotients), rel=1e-10)
+    default = probes.batch_sharpness(loss, 5, batches=4, seed=2, tol=1e-10)(params, None, eig, {}, (x, y))
+    np.testing.assert_allclose(default.batch_top_eigenvalues, tops, rtol=1e-8)  # min(8, batches) of them
 
 
 @pytest.mark.parametrize("call, message", [
@@ -277,6 +307,10 @@ def test_batch_sharpness_probe_against_dense_minibatch_hessians(getkey):
     (lambda: probes.minibatch_indices(10, 2, 0), r"batches=0 is not allowed; allowed: an int >= 1"),
     (lambda: probes.batch_sharpness(lambda p, x, y: 0.0, 0), r"batch_size=0 is not allowed"),
     (lambda: probes.batch_sharpness(lambda p, x, y: 0.0, 4, batches=2.5), r"batches=2.5 is not allowed"),
+    (lambda: probes.batch_sharpness(lambda p, x, y: 0.0, 4, batches=0), r"batches=0 is not allowed; allowed: an int >= 1"),
+    (lambda: probes.batch_sharpness(lambda p, x, y: 0.0, 4, batches=4, eig_batches=5),
+     r"eig_batches=5 is not allowed; allowed: an int in \[0, 4\]"),
+    (lambda: probes.batch_sharpness(lambda p, x, y: 0.0, 4, eig_batches=-1), r"eig_batches=-1 is not allowed"),
 ])
 def test_batch_sharpness_arguments_are_checked(call, message):
     with pytest.raises(ValueError, match=message):

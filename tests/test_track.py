@@ -67,30 +67,39 @@ def test_sharpness_matches_dense_eigh_along_the_run():
 
 
 def test_batch_sharpness_is_the_explicit_mean_over_the_minibatches():
-    """The batch sharpness (mean λ₁(H_B)) and its directional variant at a probe equal the means,
-    over the same minibatches (``probes.minibatch_indices``), of each minibatch's dense float64
-    Hessian's top eigenvalue and of its curvature along that minibatch's own gradient."""
+    """At a probe, the batch sharpness (the measure SGD is held against) equals the mean, over the
+    same minibatches (``probes.minibatch_indices``), of each minibatch's curvature along its own
+    gradient ``g_Bᵀ H_B g_B / ‖g_B‖²`` from its dense float64 Hessian; its standard error is their
+    spread over √M; ``minibatch_lambda_max`` is the mean top eigenvalue of the first
+    ``eig_batches`` of those Hessians."""
     loss, params, x, y = problem(n=40)
-    short = eoslib.track(loss, params, (x, y), optax.sgd(0.3), steps=10, probe_every=10, batch_size=8,
-                         batches=3, eig_tol=1e-9, seed=4, progress=False)
-    longer = eoslib.track(loss, params, (x, y), optax.sgd(0.3), steps=20, probe_every=10, batch_size=8,
-                          batches=3, eig_tol=1e-9, seed=4, progress=False)
+    kw = dict(probe_every=10, batch_size=8, batches=4, eig_batches=3, eig_tol=1e-9, seed=4, progress=False)
+    short = eoslib.track(loss, params, (x, y), optax.sgd(0.3), steps=10, **kw)
+    longer = eoslib.track(loss, params, (x, y), optax.sgd(0.3), steps=20, **kw)
     assert (longer.optimizer, longer.measure) == ("sgd", "batch_sharpness")
-    index = np.asarray(probes.minibatch_indices(40, 8, 3, seed=4))
-    assert index.shape == (3, 8) and all(len(set(row)) == 8 for row in index)
+    assert longer.step_sharpness.shape == (2, 4)
+    index = np.asarray(probes.minibatch_indices(40, 8, 4, seed=4))
+    assert index.shape == (4, 8) and all(len(set(row)) == 8 for row in index)
     for at, row in ((params, 0), (short.result.state.params, 1)):
-        directional, tops = [], []
+        quotients, tops = [], []
         for idx in index:
             loss_b = lambda p: loss(p, x[idx], y[idx])
             flat, unravel = ravel_pytree(at)
             H = np.asarray(jax.hessian(lambda f: loss_b(unravel(f)))(flat))
             g = np.asarray(ravel_pytree(jax.grad(loss_b)(at))[0])
-            directional.append(g @ H @ g / (g @ g))
+            quotients.append(g @ H @ g / (g @ g))
             tops.append(np.linalg.eigvalsh(H)[-1])
-        assert longer.batch_sharpness[row] == pytest.approx(np.mean(tops), rel=1e-8)
-        assert longer.directional_batch_sharpness[row] == pytest.approx(np.mean(directional), rel=1e-9)
-        assert np.mean(tops) >= np.mean(directional)
+        np.testing.assert_allclose(longer.step_sharpness[row], quotients, rtol=1e-9)
+        assert longer.batch_sharpness[row] == pytest.approx(np.mean(quotients), rel=1e-9)
+        assert longer.against_edge[row] == longer.batch_sharpness[row]
+        assert longer.batch_sharpness_sem[row] == pytest.approx(np.std(quotients, ddof=1) / 2, rel=1e-9)
+        assert longer.minibatch_lambda_max[row] == pytest.approx(np.mean(tops[:3]), rel=1e-8)
+        np.testing.assert_allclose(longer.minibatch_top_eigenvalues[row], tops[:3], rtol=1e-8)
     assert longer.eig_converged.all()
+    gd = eoslib.track(loss, params, (x, y), optax.sgd(0.3), steps=10, probe_every=10, progress=False)
+    assert gd.step_sharpness is None and gd.minibatch_top_eigenvalues is None
+    assert np.isnan(gd.batch_sharpness_sem).all()
+    assert np.isnan(gd.minibatch_lambda_max).all()
 
 
 def test_adaptive_edge_and_preconditioned_sharpness_are_the_clipped_ada_chapters():

@@ -174,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="the chapters with their parameters and per-scale defaults")
 
-    run = sub.add_parser("run", help="execute a chapter through papermill")
+    run = sub.add_parser("run", help="execute a chapter through papermill",
+                         description="Execute a chapter through papermill. Datasets are read from "
+                                     "the folders in $EOSLIB_DATA (the Makefile sets it to "
+                                     "../shared/data) or else downloaded: offline, set EOSLIB_DATA "
+                                     "to the folder holding them.")
     run.add_argument("chapter", help="a chapter name, as `list` shows")
     run.add_argument("--scale", default="book", choices=SCALES,
                      help="smoke: seconds (CI); book: minutes on a CPU; long: the paper's "

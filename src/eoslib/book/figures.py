@@ -15,7 +15,7 @@ from eoslib.mechanisms.track import EdgeHistory
 #: How each measured quantity and its edge are named on the figure.
 LABELS = {
     "sharpness": ("sharpness $\\lambda_1(H)$", "$2/\\eta$"),
-    "batch_sharpness": ("batch sharpness $\\mathbb{E}_B\\, \\lambda_1(H_B)$", "$2/\\eta$"),
+    "batch_sharpness": ("batch sharpness $\\mathbb{E}_B\\, g_B^\\top H_B g_B / \\|g_B\\|^2$", "$2/\\eta$"),
     "preconditioned_sharpness": ("preconditioned sharpness $\\lambda_1(P^{-1/2} H P^{-1/2})$",
                                  "$(2 + 2\\beta_1)/((1 - \\beta_1)\\eta)$"),
 }
@@ -27,8 +27,10 @@ def plot_edge(history: EdgeHistory, *, axes: Sequence[Any] | None = None, title:
     second axis, when recorded) against the step; and the quantity the optimizer holds at its
     edge (``history.against_edge``: the sharpness for GD, the batch sharpness for SGD, the
     preconditioned sharpness for Adam) against the step, with the edge dashed. For SGD the
-    full-batch sharpness and each minibatch's curvature along its own gradient (averaged) are
-    drawn too, for Adam the (unpreconditioned) sharpness; the other top-k eigenvalues thin.
+    batch sharpness is shaded ± 2 standard errors across its minibatches, and the full-batch
+    sharpness and the mean top eigenvalue of the minibatch Hessians (the paper's first version's
+    "MiniBS", dotted) are drawn too, for Adam the (unpreconditioned) sharpness; the
+    other top-k eigenvalues thin.
 
     Args:
       history: what ``eoslib.track`` (:func:`eoslib.mechanisms.track.track`) returned.
@@ -65,8 +67,12 @@ def plot_edge(history: EdgeHistory, *, axes: Sequence[Any] | None = None, title:
     if history.measure != "sharpness":
         ax_curv.plot(t, history.sharpness, lw=0.8, color="0.45", label="sharpness $\\lambda_1(H)$")
     if history.batch_size is not None:
-        ax_curv.plot(t, history.directional_batch_sharpness, ":", lw=1.0, color="0.3",
-                     label="$\\mathbb{E}_B\\, g_B^\\top H_B g_B / \\|g_B\\|^2$")
+        if np.isfinite(history.batch_sharpness_sem).any():  # ± 2 standard errors across the minibatches
+            ax_curv.fill_between(t, history.batch_sharpness - 2 * history.batch_sharpness_sem,
+                                 history.batch_sharpness + 2 * history.batch_sharpness_sem,
+                                 color=color, alpha=0.2, lw=0)
+        ax_curv.plot(t, history.minibatch_lambda_max, ":", lw=1.0, color="0.3",
+                     label="$\\mathbb{E}_B\\, \\lambda_1(H_B)$ (v1 MiniBS)")
     for j in range(1, history.top_eigenvalues.shape[1]):
         ax_curv.plot(t, history.top_eigenvalues[:, j], lw=0.5, color="0.7",
                      label="$\\lambda_2 \\ldots \\lambda_k$" if j == 1 else None)

@@ -8,7 +8,7 @@ A record is a JSON object::
       "parameters": {...},                           # every experiment setting, resolved
       "claims":     [{"id", "claim", "paper", "ours", "verdict", "note",
                       "rule", "control", "evidence", "kind",
-                      "departures": [{"what", "reason"}, ...], "follows_paper"}, ...],
+                      "departures": [{"what", "reason"[, "always"]}, ...], "follows_paper"}, ...],
       "metrics":    {"name": number, ...},           # named numbers the chapter measured
       "provenance": {"eoslib_version", "git_hash", "jax_version", "device", "wall_time_s", ...}
     }
@@ -20,7 +20,8 @@ null model) and ``evidence`` (where the evidence comes from, e.g. ``"book run"``
 :func:`eoslib.book.verdicts.grade`; records whose claims lack them (written by hand as
 ``Claim(id, claim, paper, ours, verdict, note)``) stay valid, read as a paper claim with empty
 rule, control and evidence. ``departures`` (how the experiment behind the verdict differs from the
-paper's, each with its reason, one of :data:`DEPARTURE_REASONS`) and ``follows_paper`` (it follows
+paper's, each with its reason, one of :data:`DEPARTURE_REASONS`, and ``"always": true`` for one
+shown beside a ``reproduced`` verdict too) and ``follows_paper`` (it follows
 the paper's setup) are written by :func:`eoslib.book.verdicts.grade` from the claim's declared
 :class:`eoslib.book.verdicts.Departure` list; a record written before they existed (the results
 store keeps such records, checksummed, unchanged) reads as ``[]`` and ``false``: nothing declared.
@@ -71,6 +72,9 @@ CLAIM_DEFAULTS = {"rule": "", "control": "", "evidence": "", "kind": "claim", "d
 #: purpose.
 DEPARTURE_REASONS = ("CPU", "not stated in the paper", "reconstructed formula", "design choice")
 _DEPARTURE_KEYS = ("what", "reason")
+#: The optional key of a departure entry: ``True`` when it is shown beside every verdict,
+#: ``reproduced`` included (absent: shown beside every verdict but ``reproduced``).
+_DEPARTURE_ALWAYS = "always"
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,8 @@ class Claim:
       evidence: where the evidence comes from (``"book run"``, ``"stored paper-scale run"``).
       kind: ``"claim"`` (a paper claim) or ``"consistency"`` (holds by construction; not scored).
       departures: how the experiment behind this verdict differs from the paper's, each a
-        ``{"what": ..., "reason": ...}`` dict (``reason`` one of :data:`DEPARTURE_REASONS`), as
+        ``{"what": ..., "reason": ...}`` dict (``reason`` one of :data:`DEPARTURE_REASONS`; with
+        ``"always": True`` for one shown beside a ``reproduced`` verdict too), as
         :func:`eoslib.book.verdicts.grade` formats the declared departures that apply at the
         evidence's scale; empty when none applies or none was declared (a list in the record).
       follows_paper: whether the experiment follows the paper's setup at that scale (declared
@@ -113,7 +118,7 @@ class Claim:
     control: str = ""
     evidence: str = ""
     kind: str = "claim"
-    departures: tuple[dict[str, str], ...] = field(default=(), hash=False)
+    departures: tuple[dict[str, Any], ...] = field(default=(), hash=False)
     follows_paper: bool = False
 
     def __post_init__(self):
@@ -129,25 +134,30 @@ class Claim:
                              "has none")
 
 
-def _check_departures(where: str, departures: Any) -> tuple[dict[str, str], ...]:
-    """``departures`` as a tuple of ``{"what", "reason"}`` dicts, or a ``ValueError`` naming the
-    first entry that is not one (a mapping with exactly those keys, both strings, a non-empty
-    ``what`` and a ``reason`` of :data:`DEPARTURE_REASONS`)."""
+def _check_departures(where: str, departures: Any) -> tuple[dict[str, Any], ...]:
+    """``departures`` as a tuple of ``{"what", "reason"}`` dicts (with ``"always": True`` where an
+    entry has it), or a ``ValueError`` naming the first entry that is not one (a mapping with
+    exactly those keys, and optionally ``"always"``, a bool; a non-empty ``what`` and a
+    ``reason`` of :data:`DEPARTURE_REASONS`)."""
     if isinstance(departures, (str, bytes, Mapping)) or not isinstance(departures, Sequence):
         raise ValueError(f"{where}: departures={departures!r} must be a list of "
                          "{'what': ..., 'reason': ...} entries")
     out = []
     for i, entry in enumerate(departures):
-        if not isinstance(entry, Mapping) or sorted(entry) != sorted(_DEPARTURE_KEYS):
+        if not isinstance(entry, Mapping) or sorted(set(entry) - {_DEPARTURE_ALWAYS}) != sorted(_DEPARTURE_KEYS):
             raise ValueError(f"{where}: departures[{i}]={entry!r} must have exactly the keys "
-                             f"{list(_DEPARTURE_KEYS)}")
+                             f"{list(_DEPARTURE_KEYS)} (and optionally {_DEPARTURE_ALWAYS!r})")
+        always = entry.get(_DEPARTURE_ALWAYS, False)
+        if not isinstance(always, bool):
+            raise ValueError(f"{where}: departures[{i}] {_DEPARTURE_ALWAYS}={always!r} must be true "
+                             "or false")
         what, reason = entry["what"], entry["reason"]
         if not isinstance(what, str) or not what.strip():
             raise ValueError(f"{where}: departures[{i}] what={what!r} must be a non-empty string")
         if reason not in DEPARTURE_REASONS:
             raise ValueError(f"{where}: departures[{i}] reason={reason!r} is not one of "
                              f"{list(DEPARTURE_REASONS)}")
-        out.append({"what": what, "reason": reason})
+        out.append({"what": what, "reason": reason, **({_DEPARTURE_ALWAYS: True} if always else {})})
     return tuple(out)
 
 

@@ -45,7 +45,9 @@ the architecture, the data, the stopping rule, what is measured), each departure
 
 :func:`grade` keeps the departures that apply at the scale of the claim's evidence, formatted with
 the metrics like ``ours``, in the record; the chapter's table, its Verdict section and the
-scorecard show them (:func:`departure_line`) beside every verdict that is not ``reproduced``.
+scorecard show them (:func:`departure_line`) beside every verdict that is not ``reproduced``, and
+beside a ``reproduced`` one those declared ``always=True`` (a claim shown on a model the paper
+never trained: its "reproduced" is a demonstration on another model, and says so).
 
 Conventions:
 
@@ -731,15 +733,19 @@ class Departure:
       scales: the scales at which the departure holds (a tuple of ``"smoke"``, ``"book"``,
         ``"paper"``); ``None``: every scale. A departure the paper-scale run does not make (fewer
         images on a CPU) lists only ``("smoke", "book")``.
+      always: show it beside a ``reproduced`` verdict too (default: only beside the others), for
+        a departure no verdict should be read without, e.g. a model the paper never trained.
 
     Raises:
       ValueError: ``what`` is empty or not a format template, ``reason`` is not one of
-        :data:`DEPARTURE_REASONS`, or ``scales`` is not ``None`` or a non-empty tuple of scales.
+        :data:`DEPARTURE_REASONS`, ``scales`` is not ``None`` or a non-empty tuple of scales, or
+        ``always`` is not a bool.
     """
 
     what: str
     reason: str
     scales: tuple[str, ...] | None = None
+    always: bool = False
 
     def __post_init__(self):
         if not isinstance(self.what, str) or not self.what.strip():
@@ -760,6 +766,8 @@ class Departure:
                 raise ValueError(f"Departure {self.what!r}: scales={scales!r} names "
                                  f"{unknown}, not among the scales {list(SCALES)}")
             object.__setattr__(self, "scales", tuple(scales))
+        if not isinstance(self.always, bool):
+            raise ValueError(f"Departure {self.what!r}: always={self.always!r} must be True or False")
 
     def applies(self, scale: str) -> bool:
         """Whether the departure holds at ``scale`` (every scale when ``scales`` is ``None``)."""
@@ -787,6 +795,11 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
+def _departures_list(departures: Sequence[Mapping[str, Any]]) -> str:
+    return "differs from the paper in: " + "; ".join(
+        f"{d['what'].rstrip('.')} — {d['reason']}" for d in departures)
+
+
 def departures_text(claim: Claim | Mapping[str, Any]) -> str:
     """What a graded claim (or a record's claim entry) says of its departures from the paper:
     ``"differs from the paper in: <what> — <reason>; …"``, ``"follows the paper's setup"``, or,
@@ -794,8 +807,7 @@ def departures_text(claim: Claim | Mapping[str, Any]) -> str:
     ``"departures from the paper's setup not declared"``."""
     c = _claim(claim)
     if c.departures:
-        return "differs from the paper in: " + "; ".join(
-            f"{d['what'].rstrip('.')} — {d['reason']}" for d in c.departures)
+        return _departures_list(c.departures)
     if c.follows_paper:
         return "follows the paper's setup"
     return "departures from the paper's setup not declared"
@@ -805,10 +817,13 @@ def departure_line(claim: Claim | Mapping[str, Any]) -> str:
     """The line shown beside a verdict (:func:`departures_text`), or ``""`` where none is shown: a
     ``reproduced`` claim, and a consistency check that holds or declares nothing (a check needs
     no departures). Every ``partly reproduced``, ``not reproduced`` and ``not tested`` claim gets
-    one."""
+    one; a ``reproduced`` claim shows the departures declared ``always=True`` (only those)."""
     c = _claim(claim)
     if c.kind == "claim":
-        return "" if c.verdict == REPRODUCED else departures_text(c)
+        if c.verdict != REPRODUCED:
+            return departures_text(c)
+        shown = [d for d in c.departures if d.get("always")]
+        return _departures_list(shown) if shown else ""
     if c.verdict == CHECK_OUTCOMES[0] or not (c.departures or c.follows_paper):
         return ""
     return departures_text(c)
@@ -946,7 +961,8 @@ def grade(spec: ClaimSpec, metrics: Mapping[str, Any], *, scale: str) -> Claim:
     at = scale if spec.evidence == "run" else "paper"
     applying = [d for d in spec.departures if d.applies(at)]
     try:
-        departures = tuple({"what": d.format(metrics), "reason": d.reason} for d in applying)
+        departures = tuple({"what": d.format(metrics), "reason": d.reason,
+                            **({"always": True} if d.always else {})} for d in applying)
     except ValueError as err:
         raise ValueError(f"claim {spec.id!r}: {err}") from None
     return Claim(

@@ -42,8 +42,10 @@ its record is :class:`eoslib.engine.train.ProbeRecord` (``sharpness``, ``top_eig
 - :func:`ntk_top` → :class:`NTKRecord`: the empirical NTK's top eigenvalue;
 - :func:`decay_channel` → :class:`DecayChannelRecord`: the alignment a projected decay
   (:func:`eoslib.engine.optim.decay_off_sharpness_gradient`) still acts through, along the true ∇S.
-- :func:`batch_sharpness` → :class:`BatchSharpnessRecord`: the curvature of minibatch losses,
-  the quantity SGD holds at 2/η (Andreyev & Beneventano's edge of stochastic stability).
+- :func:`batch_sharpness` → :class:`BatchSharpnessRecord`: the batch sharpness
+  ``E_B[g_Bᵀ H_B g_B / ‖g_B‖²]``, the quantity SGD holds at 2/η in Andreyev & Beneventano's edge
+  of stochastic stability (:func:`step_sharpness` per minibatch), and beside it the mean top
+  eigenvalue of the minibatch Hessians (their first version's "MiniBS").
 
 **Oscillation averaging.** At the edge of stability GD oscillates with period 2 along the top
 eigenvector u: a first-order quantity (α = −⟨∇L, ∇S⟩, ⟨∇L, u⟩, the loss) read at one iterate
@@ -75,7 +77,7 @@ from eoslib.engine import hessian, linalg, losses, ntk, optim
 __all__ = ["Probe", "NextPoint", "OscillationAveraged", "oscillation_averaged", "AVERAGING", "EdgeCoefficients", "CurvatureRecord", "PreconditionedRecord", "RotationRecord",
            "NTKRecord", "DecayChannelRecord", "BatchSharpnessRecord", "edge_coefficients", "clipped_fraction", "alignment", "curvature",
            "preconditioned_sharpness", "rotation", "ntk_top", "decay_channel", "batch_sharpness",
-           "minibatch_indices", "combine", "is_record", "RECORDS"]
+           "step_sharpness", "minibatch_indices", "combine", "is_record", "RECORDS"]
 
 
 class Probe(Protocol):
@@ -230,26 +232,34 @@ class DecayChannelRecord(NamedTuple):
 
 
 class BatchSharpnessRecord(NamedTuple):
-    """The curvature of minibatch losses L_B at one point, over a fixed set of minibatches B of the
-    run's batch size (:func:`minibatch_indices`).
+    """The curvature of minibatch losses L_B at one point, over a fixed set of M minibatches B of
+    the run's batch size (:func:`minibatch_indices`).
 
     Attributes:
-      batch_sharpness: ``mean_B λ₁(H_B)``, the mean top eigenvalue of the minibatch Hessians
-        ``H_B = ∇²L_B``: the quantity minibatch SGD holds at 2/η in Andreyev & Beneventano's edge
-        of stochastic stability (arXiv:2412.20553; its first version's "MiniBS").
-      directional_batch_sharpness: ``mean_B ⟨g_B, H_B g_B⟩ / ‖g_B‖²`` with ``g_B = ∇L_B``: each
-        minibatch Hessian's curvature along that minibatch's own gradient, averaged (the
-        definition of Batch Sharpness in the same paper's later versions); at most
-        ``batch_sharpness``, since λ₁(H_B) bounds each term. NaN if a minibatch gradient is 0.
-      batch_top_eigenvalues: ``(M,)`` each minibatch's λ₁(H_B).
-      residuals: ``(M,)`` their eigensolvers' residual norms.
-      converged: whether every minibatch's eigensolve met its tolerance (bool).
+      batch_sharpness: ``mean_B g_Bᵀ H_B g_B / ‖g_B‖²`` with ``g_B = ∇L_B`` and ``H_B = ∇²L_B``:
+        each minibatch Hessian's curvature along that minibatch's own gradient, averaged over the
+        M minibatches; the Monte-Carlo estimate of the *Batch Sharpness* that minibatch SGD holds
+        at 2/η in Andreyev & Beneventano's edge of stochastic stability (arXiv:2412.20553, v3 to
+        v5: "the expected directional curvature of mini-batch Hessians along their corresponding
+        stochastic gradients"). NaN if a minibatch gradient is 0.
+      step_sharpness: ``(M,)`` each minibatch's ``g_Bᵀ H_B g_B / ‖g_B‖²`` (:func:`step_sharpness`),
+        so that its spread across minibatches (the estimate's standard error) can be read.
+      minibatch_lambda_max: ``mean_B λ₁(H_B)`` over the first ``M_eig`` of the minibatches, the
+        mean top eigenvalue of the minibatch Hessians: the quantity the paper's first version
+        (December 2024) held at 2/η under the name "MiniBS", since superseded by
+        ``batch_sharpness``. At least the mean of ``step_sharpness`` over the same minibatches,
+        since λ₁(H_B) bounds each Rayleigh quotient. NaN when ``M_eig = 0``.
+      batch_top_eigenvalues: ``(M_eig,)`` each of those minibatches' λ₁(H_B).
+      residuals: ``(M_eig,)`` their eigensolvers' residual norms.
+      converged: whether every minibatch's eigensolve met its tolerance (bool; ``True`` when
+        ``M_eig = 0``).
     """
 
     batch_sharpness: Scalar
-    directional_batch_sharpness: Scalar
-    batch_top_eigenvalues: Float[Array, " M"]
-    residuals: Float[Array, " M"]
+    step_sharpness: Float[Array, " M"]
+    minibatch_lambda_max: Scalar
+    batch_top_eigenvalues: Float[Array, " M_eig"]
+    residuals: Float[Array, " M_eig"]
     converged: Bool[Array, ""]
 
 
@@ -474,47 +484,98 @@ def minibatch_indices(n: int, batch_size: int, batches: int, *, seed: int = 0) -
                       for i in range(batches)]).astype(jnp.int32)
 
 
+def step_sharpness(loss_fn: Callable[[PyTree, Array, Array], Scalar], params: PyTree, x: Array,
+                   y: Array) -> Scalar:
+    """``g_Bᵀ H_B g_B / ‖g_B‖²``: the curvature of the minibatch loss ``L_B = loss_fn(·, x, y)``
+    along its own gradient ``g_B = ∇L_B(params)`` (``H_B = ∇²L_B(params)``), the Rayleigh quotient
+    of the minibatch Hessian at the minibatch gradient. Its mean over minibatches is the batch
+    sharpness (:func:`batch_sharpness`). Pure JAX (jit- and vmap-able); costs one gradient and one
+    Hessian-vector product (forward over reverse).
+
+    Args:
+      loss_fn: ``loss_fn(params, x, y)``, a scalar: the mean over the examples of ``x``.
+      params: the point, any PyTree of floating-point arrays.
+      x: ``(B, ...)`` the minibatch's inputs.
+      y: ``(B, ...)`` its targets.
+
+    Returns:
+      A scalar of the parameters' dtype; NaN where ``g_B = 0`` (no direction).
+    """
+    loss_b = lambda p: loss_fn(p, x, y)
+    grad = jax.grad(loss_b)(params)
+    curvature = jax.tree.reduce(jnp.add, jax.tree.map(jnp.vdot, grad, hessian.hvp(loss_b, params, grad)))
+    norm2 = jax.tree.reduce(jnp.add, jax.tree.map(jnp.vdot, grad, grad))
+    return jnp.where(norm2 > 0, curvature / jnp.where(norm2 > 0, norm2, 1.0), jnp.nan)
+
+
+def _check_count(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}={value!r} is not allowed; allowed: an int >= {low}")
+
+
 def batch_sharpness(loss_fn: Callable[[PyTree, Array, Array], Scalar], batch_size: int, *,
-                    batches: int = 8, seed: int = 0, tol: float = 1e-3, max_restarts: int = 5) -> Probe:
-    """A probe recording the curvature of minibatch losses (:class:`BatchSharpnessRecord`): the
-    batch sharpness ``mean_B λ₁(H_B)`` and the directional ``mean_B ⟨g_B, H_B g_B⟩/‖g_B‖²``
-    of ``loss_fn(params, x_B, y_B)`` (a scalar, the mean over the minibatch) over ``batches``
-    minibatches of ``batch_size`` examples of the training data.
+                    batches: int = 32, eig_batches: int | None = None, seed: int = 0, tol: float = 1e-3,
+                    max_restarts: int = 5) -> Probe:
+    """A probe recording the curvature of minibatch losses (:class:`BatchSharpnessRecord`) of
+    ``loss_fn(params, x_B, y_B)`` (a scalar, the mean over the minibatch) over ``batches``
+    minibatches of ``batch_size`` examples of the training data:
+
+    - the **batch sharpness** ``mean_B g_Bᵀ H_B g_B / ‖g_B‖²`` (:func:`step_sharpness` of each
+      minibatch; Andreyev & Beneventano's current definition), with every minibatch's value, so
+      that the estimate's spread is recorded;
+    - the mean top eigenvalue ``mean_B λ₁(H_B)`` over the first ``eig_batches`` of them (the
+      paper's first version's "MiniBS").
 
     The same minibatches (:func:`minibatch_indices` with ``seed``) are read at every probe, so
-    the curve's changes are the parameters', not resampling noise. Each λ₁(H_B) is a block
-    Lanczos solve to relative residual ``tol`` warm-started from the full-batch top eigenvector
-    (the loop's); the minibatches run one after another (``lax.map``). Costs per minibatch one
-    gradient, one HVP and one eigensolve.
+    the curve's changes are the parameters', not resampling noise (the authors draw fresh random
+    minibatches at each measurement instead; over the probes of a window each minibatch's values
+    can be averaged and their spread across minibatches gives the standard error). Each λ₁(H_B)
+    is a block Lanczos solve to relative residual ``tol`` warm-started from the full-batch top
+    eigenvector (the loop's). The minibatches run one after another (``lax.map``). Costs per
+    minibatch one gradient and one HVP, and per eigen-minibatch one eigensolve.
+
+    Args:
+      loss_fn: ``loss_fn(params, x, y) -> scalar``.
+      batch_size: examples per minibatch (the run's batch size), in [1, N].
+      batches: M ≥ 1, the minibatches the batch sharpness averages over (M ≥ 2 for a spread).
+      eig_batches: M_eig in [0, M], how many of them also get a top-eigenvalue solve (0: none;
+        ``None``: min(8, M)).
+      seed: which minibatches (:func:`minibatch_indices`).
+      tol: relative residual tolerance of each eigensolve.
+      max_restarts: restarts of each eigensolve.
 
     Raises:
-      ValueError: ``batches`` < 1, ``batch_size`` < 1, or a non-positive ``tol`` (here); a
-        ``batch_size`` above the number of examples (when traced).
+      ValueError: ``batches`` < 1, ``eig_batches`` not in [0, batches], ``batch_size`` < 1, or a
+        non-positive ``tol`` (here); a ``batch_size`` above the number of examples (when traced).
     """
-    if isinstance(batches, bool) or not isinstance(batches, (int, np.integer)) or batches < 1:
-        raise ValueError(f"batches={batches!r} is not allowed; allowed: an int >= 1")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} is not allowed; allowed: an int >= 1")
+    _check_count("batches", batches, 1)
+    _check_count("batch_size", batch_size, 1)
+    if eig_batches is None:
+        eig_batches = min(8, int(batches))
+    _check_count("eig_batches", eig_batches, 0)
+    if eig_batches > batches:
+        raise ValueError(f"eig_batches={eig_batches!r} is not allowed; allowed: an int in [0, "
+                         f"{batches}] (at most batches={batches})")
     _check_positive("tol", tol)
 
     def probe(params, opt_state, eigenpairs, hp, data):
         x, y = data
         index = minibatch_indices(x.shape[0], int(batch_size), int(batches), seed=seed)
+        quotients = jax.lax.map(lambda idx: step_sharpness(loss_fn, params, x[idx], y[idx]), index)
+        dtype = quotients.dtype
+        if eig_batches == 0:
+            empty = jnp.zeros((0,), dtype)
+            return BatchSharpnessRecord(jnp.mean(quotients), quotients, jnp.full((), jnp.nan, dtype),
+                                        empty, empty, jnp.array(True))
         v0 = eigenpairs.vectors[:, :1]
 
-        def one(idx):
-            xb, yb = x[idx], y[idx]
-            loss_b = lambda p: loss_fn(p, xb, yb)
-            grad = jax.grad(loss_b)(params)
-            curvature = jax.tree.reduce(jnp.add, jax.tree.map(jnp.vdot, grad, hessian.hvp(loss_b, params, grad)))
-            norm2 = jax.tree.reduce(jnp.add, jax.tree.map(jnp.vdot, grad, grad))
-            directional = jnp.where(norm2 > 0, curvature / jnp.where(norm2 > 0, norm2, 1.0), jnp.nan)
-            top = hessian.eigsh(loss_b, params, 1, v0=v0, tol=tol, max_restarts=max_restarts,
-                                precision="highest")
-            return directional, top.values[0], top.residuals[0], top.converged
+        def top(idx):
+            result = hessian.eigsh(lambda p: loss_fn(p, x[idx], y[idx]), params, 1, v0=v0, tol=tol,
+                                   max_restarts=max_restarts, precision="highest")
+            return result.values[0], result.residuals[0], result.converged
 
-        directional, tops, residuals, converged = jax.lax.map(one, index)
-        return BatchSharpnessRecord(jnp.mean(tops), jnp.mean(directional), tops, residuals,
+        tops, residuals, converged = jax.lax.map(top, index[:eig_batches])
+        return BatchSharpnessRecord(jnp.mean(quotients), quotients, jnp.mean(tops), tops, residuals,
                                     jnp.all(converged))
 
     return probe

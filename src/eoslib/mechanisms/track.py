@@ -9,10 +9,12 @@ what the edge-of-stability papers plot, each against the optimizer's own edge:
   :func:`eoslib.engine.optim.clipped_adam` without a cap): the *preconditioned* sharpness
   ``λ₁(P^{-1/2} H P^{-1/2})``, ``P = √v̂ + ε``, against ``(2 + 2β₁) / ((1 − β₁) η)`` (Cohen et al.
   2022; :func:`eoslib.mechanisms.adaptive.adam_edge`);
-- minibatch **SGD**: the *batch sharpness*, the mean top eigenvalue of the minibatch Hessians
-  ``mean_B λ₁(H_B)``, against ``2/η`` (Andreyev & Beneventano's edge of stochastic stability),
-  with the curvature of each minibatch along its own gradient ``mean_B ⟨g_B, H_B g_B⟩/‖g_B‖²``
-  (the paper's later definition) beside it (:func:`eoslib.engine.probes.batch_sharpness`).
+- minibatch **SGD**: the *batch sharpness* ``E_B[g_Bᵀ H_B g_B / ‖g_B‖²]``, the curvature of each
+  minibatch's loss along that minibatch's own gradient, averaged over minibatches, against
+  ``2/η`` (Andreyev & Beneventano's edge of stochastic stability, arXiv:2412.20553 v3 to v5), with
+  its standard error across the minibatches, and beside it the mean top eigenvalue of the
+  minibatch Hessians ``mean_B λ₁(H_B)`` (what the paper's first version held at 2/η, "MiniBS")
+  (:func:`eoslib.engine.probes.batch_sharpness`).
 
 Every run also records the loss, the accuracy when the labels are classes, and the top-k Hessian
 eigenvalues of the full-batch loss. It is a thin layer over :func:`eoslib.engine.train.run`: one
@@ -65,13 +67,22 @@ class EdgeHistory(NamedTuple):
       preconditioned_sharpness: ``(P,)`` λ₁(P^{-1/2} H P^{-1/2}) with Adam's ``P = √v̂ + ε`` at the
         probe (NaN for an optimizer without a second moment, and at step 0, before Adam's first
         update has made one).
-      batch_sharpness: ``(P,)`` mean over minibatches of λ₁(H_B), the top eigenvalue of each
-        minibatch's Hessian (NaN for full-batch runs).
-      directional_batch_sharpness: ``(P,)`` mean over minibatches of each minibatch Hessian's
-        curvature along its own gradient, ``⟨g_B, H_B g_B⟩/‖g_B‖²`` (NaN for full-batch runs).
+      batch_sharpness: ``(P,)`` the batch sharpness: the mean over the ``batches`` minibatches of
+        each minibatch Hessian's curvature along that minibatch's own gradient,
+        ``g_Bᵀ H_B g_B / ‖g_B‖²`` (NaN for full-batch runs).
+      batch_sharpness_sem: ``(P,)`` its standard error at each probe, the standard deviation
+        (``ddof=1``) of the minibatches' values over √M (NaN for full-batch runs, and for M = 1).
+      step_sharpness: ``(P, M)`` each minibatch's ``g_Bᵀ H_B g_B / ‖g_B‖²`` (the same minibatches
+        at every probe), or ``None`` for full-batch runs.
+      minibatch_lambda_max: ``(P,)`` the mean over the first ``eig_batches`` minibatches of
+        λ₁(H_B), the top eigenvalue of each minibatch's Hessian: the quantity the paper's first
+        version held at 2/η ("MiniBS"; NaN for full-batch runs and for ``eig_batches=0``).
+      minibatch_top_eigenvalues: ``(P, M_eig)`` each of those minibatches' λ₁(H_B), or ``None`` for
+        full-batch runs.
       edge: the threshold the run is held against: 2/η, or (2 + 2β₁)/((1 − β₁)η) for Adam.
       measure: the name of the field held against ``edge``: ``"sharpness"`` (GD),
-        ``"batch_sharpness"`` (SGD) or ``"preconditioned_sharpness"`` (Adam).
+        ``"batch_sharpness"`` (SGD: ``E_B[g_Bᵀ H_B g_B / ‖g_B‖²]``) or
+        ``"preconditioned_sharpness"`` (Adam).
       optimizer: ``"gd"``, ``"sgd"`` or ``"adam"`` (``"adam"`` for minibatch Adam too).
       learning_rate: η.
       b1: Adam's β₁ (0 for GD and SGD).
@@ -90,7 +101,10 @@ class EdgeHistory(NamedTuple):
     eig_converged: Bool[np.ndarray, " P"]
     preconditioned_sharpness: Float[np.ndarray, " P"]
     batch_sharpness: Float[np.ndarray, " P"]
-    directional_batch_sharpness: Float[np.ndarray, " P"]
+    batch_sharpness_sem: Float[np.ndarray, " P"]
+    step_sharpness: Float[np.ndarray, "P M"] | None
+    minibatch_lambda_max: Float[np.ndarray, " P"]
+    minibatch_top_eigenvalues: Float[np.ndarray, "P M_eig"] | None
     edge: float
     measure: str
     optimizer: str
@@ -400,7 +414,8 @@ def track(
     microbatch: int | None = None,
     edge: str = "auto",
     learning_rate: float | None = None,
-    batches: int = 8,
+    batches: int = 32,
+    eig_batches: int | None = None,
     eig_tol: float = 1e-3,
     max_loss: float = 1e8,
     seed: int = 0,
@@ -423,15 +438,19 @@ def track(
         probes in all.
       top_k: Hessian eigenvalues per probe.
       batch_size: ``None`` for full-batch steps; else minibatch steps of this many examples (a
-        reshuffle per epoch) and the batch sharpness at every probe.
+        reshuffle per epoch) and the batch sharpness (and the minibatch λ₁ mean) at every probe.
       microbatch: evaluate full-batch losses, gradients and HVPs in pieces of this many examples
         (for data whose activations do not fit in memory at once;
         :func:`eoslib.engine.train.microbatched`).
       edge: ``"auto"`` (Adam's edge when the optimizer holds Adam's moments, else 2/η), ``"gd"``
         or ``"adam"`` (which needs Adam's second moment in the optimizer's state).
       learning_rate: η, when it cannot be read from the optimizer (a schedule, momentum).
-      batches: minibatches the batch sharpness averages over (a fixed set, see
-        :func:`eoslib.engine.probes.batch_sharpness`).
+      batches: minibatches the batch sharpness averages over (a fixed set drawn with ``seed``,
+        see :func:`eoslib.engine.probes.batch_sharpness`; at least 1, at least 2 for its
+        standard error).
+      eig_batches: how many of those minibatches also get a top-eigenvalue solve for
+        ``minibatch_lambda_max`` (an int in [0, ``batches``]; default min(8, ``batches``); each costs one eigensolve per
+        probe).
       eig_tol: relative residual tolerance of every eigensolve.
       max_loss: a loss above this (or non-finite) marks the run diverged.
       seed: minibatch order, probe start vectors and the batch-sharpness minibatches.
@@ -513,7 +532,8 @@ def track(
         named["adam"] = _adam_probe(objective, reading, eig_tol, 5)
     if batch_size is not None:
         named["batch"] = probes.batch_sharpness(lambda p, xb, yb: plain(p, xb, yb, {})[0], int(batch_size),
-                                                batches=batches, seed=seed, tol=eig_tol)
+                                                batches=batches, eig_batches=eig_batches, seed=seed,
+                                                tol=eig_tol)
     probe_fn = probes.combine(**named) if named else None
     result = train.run(objective, lambda hp: optimizer, trainable, (x, y), config,
                        key=jax.random.key(seed), probe_fn=probe_fn, progress=progress)
@@ -522,14 +542,19 @@ def track(
     extra = h.extra
     converged = np.asarray(h.eig_converged, bool)
     precond = nan
-    batch_s = directional = nan
+    batch_s = sem = minibatch_top = nan
+    per_batch = per_batch_top = None
     if use_adam:  # before Adam's first update it has no second moment (P = ε): not measured
         first = np.asarray(h.probe_step) == 0
         precond = np.where(first, np.nan, np.asarray(extra.adam.precond_sharpness))
         converged = converged & (first | np.asarray(extra.adam.converged, bool))
     if batch_size is not None:
         batch_s = np.asarray(extra.batch.batch_sharpness)
-        directional = np.asarray(extra.batch.directional_batch_sharpness)
+        per_batch = np.asarray(extra.batch.step_sharpness)
+        sem = (np.std(per_batch, axis=1, ddof=1) / np.sqrt(per_batch.shape[1]) if per_batch.shape[1] > 1
+               else np.full_like(batch_s, np.nan))
+        minibatch_top = np.asarray(extra.batch.minibatch_lambda_max)
+        per_batch_top = np.asarray(extra.batch.batch_top_eigenvalues)
         converged = converged & np.asarray(extra.batch.converged, bool)
     measure = ("preconditioned_sharpness" if use_adam else
                "batch_sharpness" if batch_size is not None else "sharpness")
@@ -539,7 +564,9 @@ def track(
         accuracy=np.asarray(h.aux["accuracy"]) if classes else None,
         probe_step=np.asarray(h.probe_step), sharpness=np.asarray(h.sharpness),
         top_eigenvalues=np.asarray(h.top_eigenvalues), eig_converged=converged,
-        preconditioned_sharpness=precond, batch_sharpness=batch_s, directional_batch_sharpness=directional,
+        preconditioned_sharpness=precond, batch_sharpness=batch_s, batch_sharpness_sem=sem,
+        step_sharpness=per_batch, minibatch_lambda_max=minibatch_top,
+        minibatch_top_eigenvalues=per_batch_top,
         edge=float(threshold), measure=measure, optimizer=kind, learning_rate=float(reading.learning_rate),
         b1=float(reading.b1), batch_size=None if batch_size is None else int(batch_size),
         diverged_at=int(h.diverged_at), result=result)
