@@ -234,9 +234,7 @@ def kernel_pythonpath(current: str | None) -> str:
     imported instead: the chapter would run other code than this process checked (and record that
     checkout's commit).
     """
-    import eoslib
-
-    src = Path(eoslib.__file__).resolve().parents[1]
+    src = Path(__file__).resolve().parents[2]  # src/eoslib/book/chapters.py → src
     first = [str(src)] if src.name == "src" else []
     rest = [str(Path(p).resolve()) for p in (current or "").split(os.pathsep) if p]
     return os.pathsep.join(dict.fromkeys([*first, *rest]))

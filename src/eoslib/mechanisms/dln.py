@@ -31,7 +31,7 @@ Three step sizes are easily confused, so each has its own function:
   quadratic z (the paper's footnote 1); for z = Θ² + ½Θ⁴ at θ = (−0.1, 10) it is 0.005, twice 2/H₁₁.
 - :func:`stability_limit`, GD's stability limit 2/λ₁ (what the paper calls "the EoS limit").
 - :func:`eta_regime_boundary`, η_eos(1 − ξ). For z = Θ² it is 2/tr H = 2/(λ₁ + λ₂), above 2/λ₁ by
-  the relative amount |λ₂|/tr H = (√(1 + 12ξ(1 − ξ)) − 1)/2 ≈ 3ξ (λ₂ < 0 there): the paper's
+  the relative amount ``|λ₂|/tr H`` = (√(1 + 12ξ(1 − ξ)) − 1)/2 ≈ 3ξ (λ₂ < 0 there): the paper's
   "threshold … exactly equal to the EoS limit" holds to order ξ.
 
 Parameters are a float array ``theta`` of shape ``(2,)``; ``z`` is any callable scalar → scalar
