@@ -55,6 +55,7 @@ import optax
 from IPython.display import display
 
 from eoslib.engine import data, events, hessian, models, train
+from eoslib.mechanisms import edge_model
 from eoslib.book import store
 from eoslib.book.display import claims_table, use_book_style, verdict_section
 from eoslib.book.scales import settings
@@ -388,29 +389,26 @@ def edge_measurements(h, etas, ends=None, capped=None, converged=None):
     below, reached, climbs, edge_losses, stable_losses = [], [], [], [], []
     for i, edge in enumerate(edges):
         # the probes made before the member stopped (a stopped member's later ones are NaN)
-        s = S[i][t_probe <= ends[i]]
+        kept = t_probe <= ends[i]
+        s = S[i][kept]
         loss_i = loss[i, :int(ends[i]) + 1]
-        hit = np.nonzero(s >= edge)[0]
-        onset = int(t_probe[hit[0]]) if hit.size else -1
-        below.append(bool(s[0] < edge and (hit.size > 0 or not capped[i])))
-        reached.append(bool(s[0] < edge and hit.size > 0))
+        ep = edge_model.edge_phase(t_probe[kept], s, edge, drift="quarters")
+        hit = ep.onset is not None
+        onset = int(t_probe[ep.onset]) if hit else -1
+        below.append(bool(s[0] < edge and (hit or not capped[i])))
+        reached.append(bool(s[0] < edge and hit))
         if reached[-1]:
             climbs.append(1 - s[0] / edge)
         near = np.nonzero(s >= 0.9 * edge)[0]
         stable_end = int(t_probe[near[0]]) if near.size else loss_i.size
         stable_losses.append(loss_i[:stable_end])
         out["edge_step"].append(onset)
-        phase = s[hit[0]:] if hit.size else s[:0]
         mean = ratio = drift = loss_ratio = float("nan")
-        if diverged[i] and hit.size:
+        if diverged[i] and hit:
             mean = ratio = drift = loss_ratio = float("inf")
-        elif phase.size >= MIN_EDGE_PROBES:
-            second = phase[phase.size // 2:]
-            ok = np.asarray(converged[i])[t_probe <= ends[i]][hit[0]:]
-            unconverged += int(np.sum(~ok[phase.size // 2:]))
-            q = second.size // 2
-            mean, ratio = float(np.mean(second)), float(np.mean(second) / edge)
-            drift = float((np.mean(second[q:]) - np.mean(second[:q])) / edge)
+        elif hit and s.size - ep.onset >= MIN_EDGE_PROBES:
+            unconverged += int(np.sum(~np.asarray(converged[i])[kept][ep.window]))
+            mean, ratio, drift = ep.level, ep.level / edge, ep.drift
             seg = loss_i[onset:]
             tenth = max(1, seg.size // 10)
             loss_ratio = float(np.mean(seg[-tenth:]) / np.mean(seg[:tenth]))

@@ -64,7 +64,7 @@ from eoslib.book.display import claims_table, use_book_style, verdict_section
 from eoslib.book.results import make_record, provenance, write_record
 from eoslib.book.scales import settings
 from eoslib.book.verdicts import grade_all
-from eoslib.mechanisms import adaptive
+from eoslib.mechanisms import adaptive, edge_model
 
 use_book_style()
 start_time = time.time()
@@ -331,23 +331,14 @@ def window(h, series=None, per_batch=None):
     minibatch, for the level's standard error across minibatches."""
     measured = np.asarray(h.against_edge if series is None else series, np.float64)
     t = np.asarray(h.probe_step)
-    hit = np.nonzero(measured >= h.edge)[0]
-    finite = np.nonzero(np.isfinite(measured))[0]
-    start = int(hit[0]) if hit.size else int(finite[0]) if finite.size else measured.size
-    phase = np.arange(start, measured.size)
-    win = phase[phase.size // 2:]
-    values, times = measured[win], t[win]
-    out = {"reached": float(hit.size > 0), "onset": int(t[hit[0]]) if hit.size else -1,
-           "window_probes": int(win.size), "window_from": int(times[0]) if win.size else -1,
-           "level": float("nan"), "drift": float("nan"), "level_sem": float("nan"),
+    ep = edge_model.edge_phase(t, measured, h.edge, drift="line", unreached="finite")
+    win = ep.window
+    out = {"reached": float(ep.onset is not None),
+           "onset": int(t[ep.onset]) if ep.onset is not None else -1,
+           "window_probes": int(win.size), "window_from": int(t[win[0]]) if win.size else -1,
+           "level": ep.level, "drift": abs(ep.drift), "level_sem": float("nan"),
            "sharpness_over_level": float("nan")}
-    if win.size and not np.isfinite(values).all():  # a run that went wrong inside its window
-        out.update(level=float("inf"), drift=float("inf"))
-    elif win.size:
-        out["level"] = float(values.mean())
-        if win.size >= 2:
-            slope = np.polyfit(times.astype(np.float64), values, 1)[0]
-            out["drift"] = float(abs(slope) * (times[-1] - times[0]) / h.edge)
+    if win.size and np.isfinite(ep.level):
         out["sharpness_over_level"] = float(np.mean(np.asarray(h.sharpness)[win]) / out["level"])
         if per_batch is not None and per_batch.shape[1] > 1:
             means = np.asarray(per_batch, np.float64)[win].mean(axis=0)  # each minibatch over the window

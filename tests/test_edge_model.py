@@ -189,3 +189,55 @@ def test_the_crossing_is_graded_by_the_sharpness_at_which_it_happens():
     # a run that ends below the bound without crossing is undecided
     assert edge_model.crossing_below_sharpness(c_y[:3], alpha_true[:3] / gamma, s[:3],
                                                0.9 * edge) is None
+
+
+def _quarters_by_hand(s, edge):
+    """eos-intro's reading as the chapter wrote it before edge_phase (the reference)."""
+    hit = np.nonzero(s >= edge)[0]
+    phase = s[hit[0]:]
+    second = phase[phase.size // 2:]
+    q = second.size // 2
+    return float(np.mean(second)), float((np.mean(second[q:]) - np.mean(second[:q])) / edge)
+
+
+def _line_by_hand(t, s, edge):
+    """your-own-model's reading as the chapter wrote it before edge_phase (the reference)."""
+    hit = np.nonzero(s >= edge)[0]
+    finite = np.nonzero(np.isfinite(s))[0]
+    start = int(hit[0]) if hit.size else int(finite[0])
+    win = np.arange(start, s.size)[(s.size - start) // 2:]
+    slope = np.polyfit(t[win], s[win], 1)[0]
+    return float(s[win].mean()), float(slope * (t[win][-1] - t[win][0]) / edge)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_edge_phase_is_each_chapters_declared_reading(seed):
+    """One function for the edge-phase window that eos-intro and your-own-model both declare,
+    with each chapter's drift rule: equal to the readings the notebooks wrote inline before."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0, 20 * 60, 20.0)
+    s = np.concatenate([np.linspace(1, 2.2, 17 + seed), 2 + 0.05 * rng.standard_normal(43 - seed)])
+    ep = edge_model.edge_phase(t, s, 2.0, drift="quarters")
+    assert ep.onset == int(np.nonzero(s >= 2.0)[0][0])
+    assert (ep.level, ep.drift) == pytest.approx(_quarters_by_hand(s, 2.0), rel=1e-12)
+    line = edge_model.edge_phase(t, s, 2.0, unreached="finite")
+    assert (line.level, line.drift) == pytest.approx(_line_by_hand(t, s, 2.0), rel=1e-12)
+    # never reaching the edge: nothing is read, unless the level below it is wanted
+    below = edge_model.edge_phase(t, s / 3, 2.0)
+    assert below.onset is None and below.window.size == 0 and np.isnan(below.level)
+    finite = edge_model.edge_phase(t, s / 3, 2.0, unreached="finite")
+    assert (finite.level, finite.drift) == pytest.approx(_line_by_hand(t, s / 3, 2.0), rel=1e-12)
+
+
+def test_edge_phase_reads_a_broken_window_as_infinite_and_rejects_bad_rules():
+    t = np.arange(10.0)
+    s = np.array([1, 2, 3, 3, 3, 3, 3, np.nan, 3, 3.0])
+    assert edge_model.edge_phase(t, s, 2.5)[2:] == (np.inf, np.inf)
+    one = edge_model.edge_phase(t[:4], np.array([1, 1, 1, 3.0]), 2.5)
+    assert one.level == 3.0 and np.isnan(one.drift)
+    with pytest.raises(ValueError, match="drift"):
+        edge_model.edge_phase(t, s, 2.5, drift="halves")
+    with pytest.raises(ValueError, match="unreached"):
+        edge_model.edge_phase(t, s, 2.5, unreached="all")
+    with pytest.raises(ValueError, match="edge"):
+        edge_model.edge_phase(t, s, 0.0)

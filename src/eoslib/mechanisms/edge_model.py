@@ -55,6 +55,8 @@ __all__ = [
     "envelope_decay_rate",
     "Plateau",
     "plateau",
+    "EdgePhase",
+    "edge_phase",
     "stop_index",
     "first_crossing",
     "aligned_before_stop",
@@ -298,6 +300,12 @@ class Plateau(NamedTuple):
     drift: float
 
 
+def _line_drift(t: np.ndarray, s: np.ndarray, scale: float) -> float:
+    """The least-squares change of ``s(t)`` across ``t``'s span, in units of ``scale``."""
+    slope = np.polyfit(t, s, 1)[0]
+    return float(slope * (t[-1] - t[0]) / scale)
+
+
 def plateau(t: np.ndarray, s: np.ndarray, scale: float) -> Plateau:
     """The plateau of ``s(t)`` (probe steps ``t``, shape ``(P,)``): see :class:`Plateau`.
 
@@ -314,8 +322,71 @@ def plateau(t: np.ndarray, s: np.ndarray, scale: float) -> Plateau:
         return Plateau(float("inf"), float("inf"))
     if late.sum() < 3:
         return Plateau(float(np.mean(s[late])), float("nan"))
-    slope = np.polyfit(t[late], s[late], 1)[0]
-    return Plateau(float(np.mean(s[late])), float(slope * (t[late][-1] - t[late][0]) / scale))
+    return Plateau(float(np.mean(s[late])), _line_drift(t[late], s[late], scale))
+
+
+class EdgePhase(NamedTuple):
+    """Where a quantity held against an edge is read (:func:`edge_phase`).
+
+    ``onset``: the index of the first probe at or above the edge (``None``: never reached);
+    ``window``: the indices of the probes read, shape ``(W,)``, the second half of the phase;
+    ``level``: the mean over the window; ``drift``: its signed change across the window in units
+    of the edge. Both are NaN for an empty window (drift also for ``W < 2``), ``inf`` when a
+    window value is not finite (a run that went wrong there, which a rule must reject).
+    """
+
+    onset: int | None
+    window: np.ndarray
+    level: float
+    drift: float
+
+
+def edge_phase(t: np.ndarray, s: np.ndarray, edge: float, *, drift: str = "line",
+               unreached: str = "empty") -> EdgePhase:
+    """The edge-phase reading of ``s(t)`` against ``edge`` (probe steps ``t``, shape ``(P,)``).
+
+    The *edge phase* runs from the first probe with ``s ≥ edge`` to the end; the level is read
+    over its second half, so the climb into the edge and the first overshoot are not averaged in.
+    ``drift`` says how the window's change is measured: ``"line"``, the least-squares slope times
+    the window's span, or ``"quarters"``, the mean of the window's second half minus that of its
+    first half. ``unreached`` says what a series that never reaches the edge is read over:
+    ``"empty"`` (nothing: level and drift NaN) or ``"finite"`` (the phase starts at its first
+    finite probe, so the level of a run that stays below the edge is still measured).
+    """
+    if drift not in ("line", "quarters"):
+        raise ValueError(f"drift={drift!r} must be 'line' or 'quarters'")
+    if unreached not in ("empty", "finite"):
+        raise ValueError(f"unreached={unreached!r} must be 'empty' or 'finite'")
+    t, s = np.asarray(t, float), np.asarray(s, float)
+    if t.shape != s.shape or t.ndim != 1:
+        raise ValueError(f"t and s must be 1-d arrays of one shape; got {t.shape}, {s.shape}")
+    _check_positive("edge", edge)
+    hit = np.nonzero(s >= edge)[0]
+    finite = np.nonzero(np.isfinite(s))[0]
+    onset = int(hit[0]) if hit.size else None
+    if onset is not None:
+        start = onset
+    elif unreached == "finite" and finite.size:
+        start = int(finite[0])
+    else:
+        start = s.size
+    phase = np.arange(start, s.size)
+    window = phase[phase.size // 2:]
+    nan = float("nan")
+    if window.size == 0:
+        return EdgePhase(onset, window, nan, nan)
+    values, times = s[window], t[window]
+    if not np.all(np.isfinite(values)):
+        return EdgePhase(onset, window, float("inf"), float("inf"))
+    level = float(np.mean(values))
+    if window.size < 2:
+        return EdgePhase(onset, window, level, nan)
+    if drift == "line":
+        change = _line_drift(times, values, edge)
+    else:
+        q = values.size // 2
+        change = float((np.mean(values[q:]) - np.mean(values[:q])) / edge)
+    return EdgePhase(onset, window, level, change)
 
 
 def stop_index(s: np.ndarray, level: float, fraction: float = 0.95) -> int | None:
