@@ -37,13 +37,20 @@
 # | length | until train accuracy exceeds 99% | until train accuracy ≥ 99%, checked every step inside the compiled run (`stop_when=events.AccuracyAbove(0.99)`), at most `steps` steps |
 #
 # Scaled down for the 2-core CPU at `book` scale: fewer examples, and `steps` caps a run that has
-# not reached 99% accuracy by then. The `paper` scale (5,000 images) is meant for a GPU; when the
-# results store holds its run, its evidence is shown and graded beside this run's. The values
+# not reached 99% accuracy by then. The `long` scale is the paper's setting at **one** step size:
+# 5,000 images, fc-tanh, ½MSE, stopped at 99% accuracy with the `paper` scale's cap of 20,000
+# steps, a probe every 20 steps; the only cut is the sweep (η = 0.02 alone instead of three step
+# sizes: each costs about half an hour on the 2-core CPU), so the claim that needs three step sizes,
+# *tracks-2/η*, is `not tested` there. It is run once, from a clean commit, and kept in the results
+# store (`python -m eoslib store eos-intro --scale long`); `make book` never runs it. The `paper`
+# scale (the three step sizes at 5,000 images) is meant for a GPU; when the results store holds
+# its run or a long run, their verdicts are shown beside this run's. The values
 # this run used are printed below. The in-loop eigensolver's convergence is checked at every
 # probe (the count of probes that missed `eig_tol` is in the record), and the probe at step 0 is
 # compared with scipy's ARPACK (`scipy.sparse.linalg.eigsh`) on the same Hessian.
 
 # %% tags=["hide-input"]
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -57,6 +64,7 @@ from IPython.display import display
 from eoslib.engine import data, events, hessian, models, train
 from eoslib.mechanisms import edge_model
 from eoslib.book import store
+from eoslib.book.checkpoint import Checkpoints
 from eoslib.book.display import claims_table, use_book_style, verdict_section
 from eoslib.book.scales import settings
 from eoslib.book.results import make_record, provenance, records_dir, write_record
@@ -66,7 +74,7 @@ use_book_style()
 start_time = time.time()
 
 # %% tags=["parameters"]
-scale = os.environ.get("EOSLIB_SCALE", "book")  # smoke | book | paper
+scale = os.environ.get("EOSLIB_SCALE", "book")  # smoke | book | long | paper
 eta = None  # the largest step size of the sweep
 eta_fractions = None  # the sweep's step sizes as fractions of eta (1 among them: eta runs)
 n_train = None  # first n CIFAR-10 training images
@@ -86,6 +94,10 @@ SCALES = {
               "steps": 120, "probe_every": 40, "arch": "fc-tanh", "seed": 0},
     "book": {"eta": 0.02, "eta_fractions": [1.0, 0.5, 0.25], "n_train": 1000,
              "steps": 2400, "probe_every": 40, "arch": "fc-tanh", "seed": 0},
+    # the paper's setting at one step size (about 30 minutes on a 2-core CPU; stored, never
+    # run by `make book`)
+    "long": {"eta": 0.02, "eta_fractions": [1.0], "n_train": 5000,
+             "steps": 20000, "probe_every": 20, "arch": "fc-tanh", "seed": 0},
     "paper": {"eta": 0.02, "eta_fractions": [1.0, 0.5, 0.25], "n_train": 5000,
               "steps": 20000, "probe_every": 20, "arch": "fc-tanh", "seed": 0},
 }
@@ -140,7 +152,9 @@ JPEG = Departure("the JPEG copy of CIFAR-10: pixels a few levels off, and its fi
 CAP = Departure("at most {steps} steps (step sizes that had not reached 99 % accuracy by then "
                 "stop there)", "CPU", scales=("smoke", "book"))
 SWEEP = Departure("step sizes {etas} (the paper's Fig. 1 has its own)", "design choice")
-BOOK = (SUBSET, JPEG, CAP, SWEEP)
+ONE_ETA = Departure("one step size, η = {eta}, instead of a sweep (each step size is about "
+                    "half an hour at 5,000 images on a 2-core CPU)", "CPU", scales=("long",))
+BOOK = (SUBSET, JPEG, CAP, SWEEP, ONE_ETA)
 # the 99 % stop comes sooner on a smaller subset: the small step sizes fit it first
 NARROW = Departure("{n_train} images instead of 5,000 are fitted to 99 % sooner, so the small "
                    "step sizes of the sweep can stop before their sharpness reaches 2/η: the "
@@ -257,9 +271,22 @@ params0 = models.by_name(P.arch, key=jax.random.key(P.seed))
 config = train.TrainConfig(steps=P.steps, probe_every=P.probe_every, top_k=1,
                            stop_when=events.AccuracyAbove(0.99))
 objective = train.supervised("half_mse")  # ½‖f − y‖², mean over examples
-result = train.run(objective, lambda hp: optax.sgd(hp["eta"]), params0,
-                   (ds.x, ds.onehot), config, key=jax.random.key(P.seed + 1),
-                   hparams={"eta": etas})
+
+
+def gd_sweep(n, resume=None):
+    """The first ``n`` steps of the sweep, or ``n`` more after ``resume``."""
+    return train.run(objective, lambda hp: optax.sgd(hp["eta"]),
+                     None if resume else params0, (ds.x, ds.onehot),
+                     dataclasses.replace(config, steps=n), key=jax.random.key(P.seed + 1),
+                     hparams={"eta": etas}, resume=resume)
+
+
+if scale in ("long", "paper"):  # saved every 2,000 steps: a run cut off resumes there
+    every = P.probe_every * -(-2000 // P.probe_every)  # a multiple of probe_every
+    result = Checkpoints("eos-intro", P.as_dict()).train("gd-sweep", gd_sweep, steps=P.steps,
+                                                         every=every)
+else:
+    result = gd_sweep(P.steps)
 h = result.history
 
 # %% tags=["hide-input"]
