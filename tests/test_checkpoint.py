@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from eoslib.book.checkpoint import Checkpoints, checkpoints_dir
-from eoslib.engine import events, models, train
+from eoslib.engine import events, models, probes, train
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,40 @@ def test_other_settings_or_code_start_afresh(problem, tmp_path):
     assert calls == [10, 10]
     a.clear()
     assert not (tmp_path / "demo").exists()
+
+
+def _combined_runner(problem, calls, fail_after=None):
+    """A run whose probe is ``probes.combine(...)`` (the weight-decay chapter's MLP sweep), built
+    afresh on every call, as a new process would build it."""
+    model, data = problem
+
+    def run(n, resume):
+        calls.append(n)
+        if fail_after is not None and len(calls) > fail_after:
+            raise KeyboardInterrupt("the session ended")
+        probe = probes.combine(alignment=probes.alignment("half_mse"), ntk=probes.ntk_top(tol=1e-2))
+        return train.run(train.supervised("half_mse"), lambda hp: optax.sgd(0.5),
+                         None if resume is not None else model, data,
+                         dataclasses.replace(CONFIG, steps=n), key=jax.random.key(0),
+                         hparams={"gamma": 0.01}, probe_fn=probe, resume=resume, progress=False)
+    return run
+
+
+def test_a_run_with_combined_probes_is_saved_and_resumed(problem, tmp_path):
+    # the record of probes.combine is a NamedTuple made at run time: it must pickle, and the
+    # resumed run's records must have the class the new piece's records have (one pytree)
+    calls = []
+    ckpt = Checkpoints("demo", {}, root=tmp_path, code="c1", log=None)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.train("combined", _combined_runner(problem, calls, fail_after=2), steps=60, every=20)
+    probes.combined_type.cache_clear()  # as in a fresh process
+    calls.clear()
+    result = ckpt.train("combined", _combined_runner(problem, calls), steps=60, every=20)
+    assert calls == [20]  # resumed at step 40
+    extra = result.history.extra
+    assert type(extra) is probes.combined_type(("alignment", "ntk"))
+    assert result.history.probe_step.tolist() == [0, 10, 20, 30, 40, 50]
+    assert np.shape(extra.alignment.c_y) == (6,) and np.all(np.isfinite(extra.ntk.top_eigenvalue))
 
 
 def test_a_stopped_run_is_finished(problem, tmp_path):

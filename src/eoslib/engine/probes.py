@@ -64,6 +64,7 @@ The losses the probes differentiate are the *unregularised* ``model_loss`` of th
 from __future__ import annotations
 
 import collections
+import functools
 from typing import Any, Callable, Mapping, NamedTuple, Protocol
 
 import jax
@@ -619,16 +620,34 @@ def oscillation_averaged(probe: Probe, how: str = "pair") -> Probe:
     return averaged
 
 
+@functools.lru_cache(maxsize=None)
+def combined_type(names: tuple[str, ...]) -> type:
+    """The record type of :func:`combine` over probes of these names: one class per tuple of names
+    in a process, so the records of a run and of its resumed continuation (a pytree's structure
+    includes its NamedTuple class) share it, also after a pickle (a checkpoint,
+    :mod:`eoslib.book.checkpoint`): a record pickles as its names and values and is rebuilt with
+    this class."""
+    cls = collections.namedtuple("Combined", names)
+    cls.__reduce__ = lambda record: (_combined_record, (tuple(record._fields), tuple(record)))
+    return cls
+
+
+def _combined_record(names: tuple[str, ...], values: tuple) -> tuple:
+    """A :func:`combine` record rebuilt from its names and values (what it pickles as)."""
+    return combined_type(tuple(names))(*values)
+
+
 def combine(**named_probes: Probe) -> Probe:
     """Several probes at one probe point: ``combine(alignment=alignment(), ntk=ntk_top())``
     returns a probe whose record is a NamedTuple ``Combined(alignment=…, ntk=…)`` of their records,
-    in the order given (read ``history.extra.alignment.c_y``)."""
+    in the order given (read ``history.extra.alignment.c_y``); its class is
+    :func:`combined_type` of the names."""
     if not named_probes:
         raise ValueError("combine() needs at least one probe, given by name: combine(name=probe, ...)")
     bad = [name for name, p in named_probes.items() if not callable(p)]
     if bad:
         raise TypeError(f"combine: {bad} are not probes (callables (params, opt_state, eigenpairs, hp, data) -> record)")
-    Combined = collections.namedtuple("Combined", list(named_probes))
+    Combined = combined_type(tuple(named_probes))
     wanted = {getattr(p, "next_point", None) for p in named_probes.values()} - {None}
     if len(wanted) > 1:
         raise ValueError(f"combine: the probes average over different points {sorted(wanted)}; "
