@@ -142,3 +142,46 @@ def test_where_checkpoints_go(tmp_path, monkeypatch):
     assert Checkpoints("demo", {}, code="x", log=None).folder == tmp_path / "c" / "demo"
     with pytest.raises(ValueError, match="must be >= 1"):
         Checkpoints("demo", {}, code="x", log=None).train("r", None, steps=0, every=1)
+
+
+def test_a_flatness_sweep_in_pieces_equals_the_plain_sweep_and_resumes(tmp_path):
+    """The chapter's sweeps (here large-η SGD switched to GD, probed, with a block that diverges)
+    trained block by block in checkpointed pieces are the plain sweep; a sweep killed mid-way
+    resumes from its last saved piece."""
+    from eoslib.mechanisms import flatness
+    from test_flatness_sgd import _splits
+
+    sp = _splits()
+    etas = np.array([0.5, 0.5, 1e3])  # the second block (the last η) diverges for every seed
+    kw = dict(seeds=2, seed=0, steps=40, eval_every=4, arch_options={"width": 16},
+              switch_accuracy=np.array([0.3, 0.9, 0.5]), eta_small=0.01, probe_every=2,
+              alpha=np.ones(3), batch_size=6, block=2)
+    plain = flatness.sweep(sp, "fmnist-mlp", etas, **kw)
+    calls = []
+
+    def hook(fail_after=None):
+        ckpt = Checkpoints("demo", {"steps": 40}, root=tmp_path, code="c1", log=None)
+
+        def checkpoint(name, run, steps):
+            def counted(n, resume):
+                calls.append((name, n))
+                if fail_after is not None and len(calls) > fail_after:
+                    raise KeyboardInterrupt("the session ended")
+                return run(n, resume)
+            return ckpt.train(name, counted, steps=steps, every=12)
+        return checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        flatness.sweep(sp, "fmnist-mlp", etas, checkpoint=hook(fail_after=2), **kw)
+    assert calls == [("block0", 12)] * 3
+    calls.clear()
+    pieces = flatness.sweep(sp, "fmnist-mlp", etas, checkpoint=hook(), **kw)
+    assert calls[0] == ("block0", 12) and calls[1] == ("block0", 4)  # resumed at step 24
+    assert [c[0] for c in calls[2:]] == ["block2"] * (len(calls) - 2)
+    for field in flatness.Sweep._fields:
+        if field != "params":
+            np.testing.assert_allclose(np.asarray(getattr(pieces, field), float),
+                                       np.asarray(getattr(plain, field), float),
+                                       rtol=1e-5, err_msg=field)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5),
+                 pieces.params, plain.params)

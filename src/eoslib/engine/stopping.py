@@ -118,7 +118,9 @@ def run_evaluated(objective: train.Objective,
     ``eval_sets={"train": data, **held_out}``), on θ_t for t = 0, eval_every, 2·eval_every, …,
     ``config.steps``; ``config.eval_every`` is replaced by ``eval_every``. ``config.steps`` must
     be a multiple of ``eval_every``, and with probes ``eval_every`` a multiple or a divisor of
-    ``config.probe_every``. Other keyword arguments go to ``train.run``.
+    ``config.probe_every``. Other keyword arguments go to ``train.run``; with
+    ``resume=previous`` (and ``params=None``) the run continues ``previous`` for ``config.steps``
+    more steps, and :func:`evaluated` reads the joined result as one run.
     """
     if eval_every < 1 or config.steps % eval_every:
         raise ValueError(f"eval_every={eval_every} must be >= 1 and divide steps={config.steps}")
@@ -132,7 +134,18 @@ def run_evaluated(objective: train.Objective,
                        dataclasses.replace(config, eval_every=eval_every), key=key,
                        hparams=hparams, batched_params=batched_params,
                        eval_sets={"train": data, **held_out}, **run_options)
+    return evaluated(result, eval_every, config.steps)
+
+
+def evaluated(result: train.TrainResult, eval_every: int, steps: int) -> Evaluated:
+    """The :class:`Evaluated` of a run of ``steps`` steps evaluated every ``eval_every`` steps
+    (:func:`run_evaluated`'s result), from its :class:`eoslib.engine.train.TrainResult` — also
+    one trained in resumed pieces (``run_evaluated(..., params=None, resume=previous)`` pieces
+    joined by :meth:`eoslib.book.checkpoint.Checkpoints.train`), whose evaluations are the whole
+    run's."""
     ev = result.evaluations
+    if ev is None:
+        raise ValueError("the result has no evaluations: train it with run_evaluated")
     metrics = {name: {m: np.asarray(ev.metrics[name][m], float) for m in ("loss", "accuracy")}
                for name in ev.metrics}
-    return Evaluated(result, np.arange(0, config.steps + 1, eval_every), metrics)
+    return Evaluated(result, np.arange(0, steps + 1, eval_every), metrics)

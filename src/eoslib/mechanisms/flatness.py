@@ -29,7 +29,9 @@ VGG19 / ResNet20) are functions here, returning the sweep and the record's metri
 reduction, or SGD → GD with ``alpha``), :func:`equal_temperature_experiment` (the noise-scale
 grid of :func:`noise_grid`) and :func:`table_summary` (Table 1's trend, beside
 :data:`PAPER_TABLE`). ``warmup_steps`` and ``microbatch`` of :func:`sweep` give the
-convolutional runs their two-epoch warm-up and full-batch objectives over 50k–500k images.
+convolutional runs their two-epoch warm-up and full-batch objectives over 50k–500k images, and
+its ``checkpoint`` (passed through every experiment) trains each block in resumable pieces, so
+a long run cut off resumes where it stopped.
 
 Conventions: accuracies are fractions in [0, 1]; losses are cross-entropy averaged over examples;
 a diverged or incomplete run has NaN accuracy and is counted, never silently dropped.
@@ -39,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -50,12 +52,17 @@ from jaxtyping import Bool, Float
 
 from eoslib.engine import data, events, models, optim, stopping, train
 
+#: How :func:`sweep` trains a block in resumable pieces: ``checkpoint(name, run, steps)`` returns
+#: the block's whole :class:`eoslib.engine.train.TrainResult`, calling ``run(n, resume)`` for
+#: its pieces (e.g. :meth:`eoslib.book.checkpoint.Checkpoints.train`).
+Checkpoint = Callable[[str, Callable[[int, Any], train.TrainResult], int], train.TrainResult]
+
 __all__ = ["Splits", "splits", "Sweep", "sweep", "stability_threshold", "Goldilocks", "goldilocks",
            "slope_ci", "switch_summary", "noise_until", "sde_temperature", "equal_temperature_gap",
            "end_to_end_gain", "z_score", "merge_metrics", "goldilocks_experiment", "switch_rows",
            "flatter_pairs", "switch_experiment", "NoiseGrid", "noise_grid", "equal_temperature_experiment",
            "PAPER_TABLE_ETAS", "PAPER_TABLE", "rank_corr", "table_experiment", "table_summary",
-           "LOSS_RISE_RTOL", "FLATTER_MIN_REL_DS", "FLATTER_MIN_IMAGES"]
+           "LOSS_RISE_RTOL", "FLATTER_MIN_REL_DS", "FLATTER_MIN_IMAGES", "Checkpoint"]
 
 
 class Splits(NamedTuple):
@@ -381,8 +388,8 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
           eta_small: float | None = None, probe_every: int = 0,
           window_start: Float[np.ndarray, " G"] | None = None,
           alpha: Float[np.ndarray, " G"] | None = None, batch_size: int | None = None,
-          warmup_steps: int | Float[np.ndarray, " G"] = 0, microbatch: int | None = None
-          ) -> Sweep:
+          warmup_steps: int | Float[np.ndarray, " G"] = 0, microbatch: int | None = None,
+          checkpoint: Checkpoint | None = None) -> Sweep:
     """Full-batch GD with cross-entropy on ``sp.train`` for every η of ``etas`` and ``seeds``
     initialisations (the same ``seeds`` for every η), each block of ``block`` step sizes one
     vmapped program. With ``block`` set, the grid stops after the first block whose largest η
@@ -419,6 +426,15 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
     over micro-batches of that many examples (:func:`eoslib.engine.train.microbatched`; a
     multiple of the model's GhostBatchNorm ghost size), for sets too large for one batch's
     activations.
+
+    ``checkpoint`` trains each block in resumable pieces: it is called as
+    ``checkpoint(name, run, steps)`` with the block's name (``"block<first η index>"``),
+    ``run(n, resume)`` (the block's first ``n`` steps when ``resume`` is ``None``, else ``n``
+    more after ``resume``) and ``steps``, and returns the whole block's
+    :class:`eoslib.engine.train.TrainResult`, e.g. ``lambda name, run, steps:
+    Checkpoints(chapter, settings).train(f"goldilocks-{name}", run, steps=steps, every=1000)``
+    (:class:`eoslib.book.checkpoint.Checkpoints`; ``every`` a multiple of ``eval_every`` and
+    ``probe_every``). A resumed run equals the uninterrupted one, so the sweep is the same.
     """
     etas = np.asarray(etas, float)
     g_all = etas.size
@@ -487,10 +503,22 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
                 hp[f"eta_after_{j}"] = np.where(j >= own, float(eta_small), eta_m)
                 if noise is not None:
                     hp[f"alpha_after_{j}"] = np.where(j >= own, 0.0, hp["alpha"])
-        ev = stopping.run_evaluated(objective, make_optimizer, p, (sp.train.x, sp.train.onehot),
-                                    config, eval_every=eval_every, held_out=held_out,
-                                    key=jax.random.key(seed + 1), hparams=hp,
-                                    batched_params=True, progress=False)
+        if checkpoint is None:
+            ev = stopping.run_evaluated(objective, make_optimizer, p,
+                                        (sp.train.x, sp.train.onehot), config,
+                                        eval_every=eval_every, held_out=held_out,
+                                        key=jax.random.key(seed + 1), hparams=hp,
+                                        batched_params=True, progress=False)
+        else:
+            def piece(n, resume, p=p, hp=hp):
+                return stopping.run_evaluated(
+                    objective, make_optimizer, None if resume is not None else p,
+                    (sp.train.x, sp.train.onehot),
+                    dataclasses.replace(config, steps=n, chunks=max(1, n // eval_every)),
+                    eval_every=eval_every, held_out=held_out, key=jax.random.key(seed + 1),
+                    hparams=hp, batched_params=True, progress=False, resume=resume).result
+
+            ev = stopping.evaluated(checkpoint(f"block{lo}", piece, steps), eval_every, steps)
         members = g * seeds
         if switch is not None:
             fired = np.asarray(ev.result.switched_at).reshape(members, levels.size)
@@ -963,8 +991,13 @@ def table_experiment(base: Splits, cells: Sequence[tuple[str, int]], etas: Float
         allowed = models.options(arch)
         opts = {k: v for k, v in (options or {}).items() if k in allowed}
         name = f"{arch}_x{copies}"
+        options_here = dict(sweep_options)
+        if options_here.get("checkpoint") is not None:  # one set of checkpoints per cell
+            options_here["checkpoint"] = (lambda block, run, steps, cell=name,
+                                          outer=options_here["checkpoint"]:
+                                          outer(f"{cell}-{block}", run, steps))
         runs[name] = sweep(Splits(train_set, base.val, base.test), arch, etas,
-                           arch_options=opts, **sweep_options)
+                           arch_options=opts, **options_here)
         accs[name] = np.full((etas.size, runs[name].test_acc.shape[1]), np.nan)
         accs[name][:len(runs[name].etas)] = runs[name].test_acc
     return runs, table_summary(etas, accs)
