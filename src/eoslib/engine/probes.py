@@ -641,7 +641,7 @@ def combine(**named_probes: Probe) -> Probe:
     """Several probes at one probe point: ``combine(alignment=alignment(), ntk=ntk_top())``
     returns a probe whose record is a NamedTuple ``Combined(alignment=…, ntk=…)`` of their records,
     in the order given (read ``history.extra.alignment.c_y``); its class is
-    :func:`combined_type` of the names."""
+    ``combined_type`` of the names."""
     if not named_probes:
         raise ValueError("combine() needs at least one probe, given by name: combine(name=probe, ...)")
     bad = [name for name, p in named_probes.items() if not callable(p)]
