@@ -64,7 +64,7 @@ from IPython.display import display
 from eoslib.engine import data, events, hessian, models, train
 from eoslib.mechanisms import edge_model
 from eoslib.book import store
-from eoslib.book.checkpoint import Checkpoints
+from eoslib.book.checkpoint import Checkpoints, piece_steps
 from eoslib.book.display import claims_table, use_book_style, verdict_section
 from eoslib.book.scales import settings
 from eoslib.book.results import make_record, provenance, records_dir, write_record
@@ -281,12 +281,11 @@ def gd_sweep(n, resume=None):
                      hparams={"eta": etas}, resume=resume)
 
 
-if scale in ("long", "paper"):  # saved every 2,000 steps: a run cut off resumes there
-    every = P.probe_every * -(-2000 // P.probe_every)  # a multiple of probe_every
-    result = Checkpoints("eos-intro", P.as_dict()).train("gd-sweep", gd_sweep, steps=P.steps,
-                                                         every=every)
-else:
-    result = gd_sweep(P.steps)
+# long and paper runs are saved every ~2,000 steps, so a run cut off resumes there; the short
+# scales run straight through
+ckpt = Checkpoints("eos-intro", P.as_dict(), enabled=scale in ("long", "paper"))
+result = ckpt.train("gd-sweep", gd_sweep, steps=P.steps,
+                    every=piece_steps(P.steps, P.probe_every, 2000))
 h = result.history
 
 # %% tags=["hide-input"]

@@ -76,7 +76,7 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from eoslib.book import store
-from eoslib.book.checkpoint import Checkpoints
+from eoslib.book.checkpoint import Checkpoints, piece_steps
 from eoslib.book.display import claims_table, use_book_style, verdict_section
 from eoslib.book.results import make_record, provenance, write_record
 from eoslib.book.scales import settings
@@ -631,30 +631,24 @@ display(declared_claims(CLAIMS))
 # %%
 # long and paper runs are saved as they go: each block of a sweep in pieces of about 1,000
 # steps, each finished experiment whole, so a run cut off resumes where it stopped
-ckpt = Checkpoints("flatness-generalization", P.as_dict()) if scale in ("long", "paper") else None
+ckpt = Checkpoints("flatness-generalization", P.as_dict(), enabled=scale in ("long", "paper"))
 
 
 def checkpoint(experiment, eval_every):
     """The sweeps' hook that trains each block of ``experiment`` in saved pieces (None at smoke
     and book, which run straight through); pieces are a multiple of ``eval_every``, itself a
     multiple of the experiment's probe interval."""
-    if ckpt is None:
+    if not ckpt.enabled:
         return None
-    every = eval_every * -(-1000 // eval_every)
     return lambda block, run, steps: ckpt.train(f"{experiment}-{block}", run, steps=steps,
-                                                every=every)
-
-
-def cached(experiment, compute):
-    """``compute()``, computed once per long or paper run (a rerun loads it)."""
-    return compute() if ckpt is None else ckpt.cached(experiment, compute)
+                                                every=piece_steps(steps, eval_every, 1000))
 
 
 sp = flatness.splits("fashion-mnist", P.n_train, P.n_val, P.n_test,
                      classes=[0, 1, 2, 3])
 etas = optim.exponential_grid(P.eta_start, P.eta_factor, P.n_etas)
 mlp = {"width": P.width}
-run, gl, gold = cached("goldilocks", lambda: flatness.goldilocks_experiment(
+run, gl, gold = ckpt.cached("goldilocks", lambda: flatness.goldilocks_experiment(
     sp, "fmnist-mlp", etas, probe_every=P.probe_every, seeds=P.seeds, seed=P.seed,
     steps=P.steps, eval_every=P.eval_every, arch_options=mlp, block=max(2, P.n_etas // 2),
     checkpoint=checkpoint("goldilocks", P.eval_every)))
@@ -754,7 +748,7 @@ plot_goldilocks(run, gl, stability_eta)
 # %%
 eta0 = stability_eta * np.asarray([P.control_factor, *P.eta0_factors])  # control first
 eta_small = P.eta_small_factor * stability_eta
-red, reduction = cached("reduction", lambda: flatness.switch_experiment(
+red, reduction = ckpt.cached("reduction", lambda: flatness.switch_experiment(
     sp, "fmnist-mlp", eta0, eta_small, P.switch_accuracies, steps=P.steps, seeds=P.seeds,
     seed=P.seed, eval_every=P.eval_every, probe_every=P.probe_every, arch_options=mlp,
     n_control=1, checkpoint=checkpoint("reduction", P.eval_every)))
@@ -843,7 +837,7 @@ plot_reduction(red, eta0, eta_small, P.seeds)
 
 # %%
 sde_eta = stability_eta * np.asarray(P.sde_eta_factors)
-noisy, grid, sde = cached("sde", lambda: flatness.equal_temperature_experiment(
+noisy, grid, sde = ckpt.cached("sde", lambda: flatness.equal_temperature_experiment(
     sp, "fmnist-mlp", sde_eta, P.sde_alphas, batch_size=P.batch_size, seeds=P.seeds,
     seed=P.seed, steps=P.steps, eval_every=P.eval_every, arch_options=mlp,
     probe_every=P.probe_every, checkpoint=checkpoint("sde", P.eval_every)))
@@ -902,7 +896,7 @@ plot_noise(noisy, grid, sde_eta, P.sde_alphas, stability_eta, P.seeds)
 
 # %%
 sgd_eta0 = stability_eta * np.asarray(P.sgd_eta_factors)
-sgd, sgd_sum = cached("sgd", lambda: flatness.switch_experiment(
+sgd, sgd_sum = ckpt.cached("sgd", lambda: flatness.switch_experiment(
     sp, "fmnist-mlp", sgd_eta0, eta_small, P.switch_accuracies, steps=P.steps, seeds=P.seeds,
     seed=P.seed, eval_every=P.eval_every, probe_every=P.probe_every, arch_options=mlp,
     alpha=1.0, batch_size=P.batch_size, checkpoint=checkpoint("sgd", P.eval_every)))
@@ -960,7 +954,7 @@ plot_sgd_switch(sgd, sgd_eta0, red, eta0, eta_small, P.seeds)
 # %%
 sp_cifar = flatness.splits("cifar10", P.cifar_n_train, P.n_val, P.n_test)
 cifar_etas = optim.exponential_grid(P.cifar_eta_start, P.cifar_eta_factor, P.cifar_n_etas)
-cifar = cached("cifar", lambda: flatness.sweep(
+cifar = ckpt.cached("cifar", lambda: flatness.sweep(
     sp_cifar, "fc-relu", cifar_etas, seeds=P.seeds, seed=P.seed, steps=P.steps,
     eval_every=P.eval_every, probe_every=P.probe_every,
     window_start=np.full(cifar_etas.size, -1.0), arch_options={"width": P.cifar_width},
@@ -1058,7 +1052,7 @@ if conv - {"table"}:
     vgg_kw = dict(seeds=P.vgg_seeds, seed=P.seed, steps=P.vgg_steps,
                   eval_every=P.vgg_eval_every, arch_options=vgg, microbatch=P.microbatch)
     vgg_etas = optim.exponential_grid(P.vgg_eta_start, P.vgg_eta_factor, P.vgg_n_etas)
-    vgg_run, vgg_gl, vgg_gold = cached("vgg-goldilocks", lambda: flatness.goldilocks_experiment(
+    vgg_run, vgg_gl, vgg_gold = ckpt.cached("vgg-goldilocks", lambda: flatness.goldilocks_experiment(
         sp_vgg, "vgg", vgg_etas, probe_every=P.vgg_eval_every,
         block=max(2, P.vgg_n_etas // 3), warmup_steps=P.warmup_epochs, **vgg_kw,
         checkpoint=checkpoint("vgg-goldilocks", P.vgg_eval_every)))
@@ -1080,7 +1074,7 @@ if "goldilocks" in conv:
 # %%
 if "reduction" in conv:
     vgg_eta0 = vgg_threshold * np.asarray([P.control_factor, *P.eta0_factors])
-    vgg_red, vgg_reduction = cached("vgg-reduction", lambda: flatness.switch_experiment(
+    vgg_red, vgg_reduction = ckpt.cached("vgg-reduction", lambda: flatness.switch_experiment(
         sp_vgg, "vgg", vgg_eta0, P.vgg_eta_small, P.switch_accuracies, n_control=1,
         probe_every=P.vgg_eval_every, warmup_steps=P.warmup_epochs, **vgg_kw,
         checkpoint=checkpoint("vgg-reduction", P.vgg_eval_every)))
@@ -1099,7 +1093,7 @@ if "reduction" in conv:
 # %%
 if "noise" in conv:
     vgg_sde_eta = vgg_threshold * np.asarray(P.sde_eta_factors)
-    vgg_noisy, vgg_grid, vgg_sde = cached("vgg-sde", lambda: flatness.equal_temperature_experiment(
+    vgg_noisy, vgg_grid, vgg_sde = ckpt.cached("vgg-sde", lambda: flatness.equal_temperature_experiment(
         sp_vgg, "vgg", vgg_sde_eta, P.sde_alphas, batch_size=P.vgg_batch_size,
         probe_every=P.vgg_eval_every, warmup_steps=P.warmup_epochs,
         **vgg_kw,  # each step a full-batch epoch plus noise
@@ -1115,7 +1109,7 @@ if "noise" in conv:
 if "sgd" in conv:
     vgg_sgd_eta0 = vgg_threshold * np.asarray(P.sgd_eta_factors)
     epoch = max(1, P.vgg_n_train // P.vgg_batch_size)  # SGD steps per epoch
-    vgg_sgd, vgg_sgd_sum = cached("vgg-sgd", lambda: flatness.switch_experiment(
+    vgg_sgd, vgg_sgd_sum = ckpt.cached("vgg-sgd", lambda: flatness.switch_experiment(
         sp_vgg, "vgg", vgg_sgd_eta0, P.vgg_eta_small, P.switch_accuracies, alpha=1.0,
         batch_size=P.vgg_batch_size, probe_every=P.vgg_eval_every,
         warmup_steps=P.warmup_epochs * epoch, **vgg_kw,
@@ -1138,7 +1132,7 @@ if "sgd" in conv:
 # %% tags=["hide-input"]
 table_runs = {}
 if "table" in conv:
-    table_runs, table_metrics = cached("table", lambda: flatness.table_experiment(
+    table_runs, table_metrics = ckpt.cached("table", lambda: flatness.table_experiment(
         flatness.splits("cifar10", P.table_n_train, P.vgg_n_val, P.vgg_n_test),
         list(zip(P.table_models, P.table_copies)), P.table_etas, augment_seed=P.seed + 11,
         options={"ghost_size": P.vgg_ghost_size}, seeds=P.table_seeds, seed=P.seed,

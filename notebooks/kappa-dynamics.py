@@ -71,7 +71,6 @@
 # %% tags=["hide-input"]
 import dataclasses
 import os
-import tempfile
 import time
 
 import jax
@@ -82,7 +81,7 @@ import optax
 from IPython.display import Markdown, display
 from scipy import stats
 
-from eoslib.book.checkpoint import Checkpoints
+from eoslib.book.checkpoint import Checkpoints, piece_steps
 from eoslib.book.display import claims_table, use_book_style, verdict_section
 from eoslib.book.results import make_record, provenance, write_record
 from eoslib.book.scales import settings
@@ -494,20 +493,9 @@ display(declared_claims(CLAIMS))
 
 # %%
 # A long (or paper) run keeps its finished parts and its trainings in pieces, so a rerun after
-# a kill resumes where it stopped (book/rerun.md, "Checkpoints"); the short scales keep theirs
-# in a temporary folder, removed with the kernel, so each of their runs computes everything.
-scratch = (None if scale in ("long", "paper")
-           else tempfile.TemporaryDirectory(prefix="kappa-ckpt-"))
-ckpt = Checkpoints("kappa-dynamics", P.as_dict(), root=scratch and scratch.name,
-                   log=None if scratch else print)
-
-
-def piece(total, unit, most):
-    """Steps per checkpointed piece of a ``total``-step training: all of it up to ``most`` steps,
-    else equal pieces of at most ``most`` steps, each a multiple of ``unit`` (its probe spacing)."""
-    if total <= most:
-        return total
-    return -(-total // (-(-total // most) * unit)) * unit
+# a kill resumes where it stopped (book/rerun.md, "Checkpoints"); the short scales save nothing
+# and compute everything in one piece.
+ckpt = Checkpoints("kappa-dynamics", P.as_dict(), enabled=scale in ("long", "paper"))
 
 
 def simulate_cases():
@@ -666,7 +654,7 @@ if segments:
         objective, sgd, None if resume else starts, (ds.x, ds.onehot),
         train.TrainConfig(steps=n, probe_every=P.fine_probe_every, top_k=1),
         key=jax.random.key(P.seed + 2), batched_params=True, probe_fn=curvature,
-        resume=resume), steps=fine_steps, every=piece(fine_steps, P.fine_probe_every, 200))
+        resume=resume), steps=fine_steps, every=piece_steps(fine_steps, P.fine_probe_every, 200))
 
 # %% tags=["hide-input"]
 replays = []  # per segment: absolute steps, λ, κ along ĝ and u, the proxy (cut to the segment)
@@ -909,7 +897,7 @@ flat_hp = {"eta0": jnp.asarray(grid_eta0.ravel(), jnp.float32),
 flat = ckpt.train("flattening", lambda n, resume: train.run(
     objective, flat_sched, None if resume else params0, (ds.x, ds.onehot),
     train.TrainConfig(steps=n, probe_every=probe_c, top_k=1), key=jax.random.key(P.seed + 4),
-    hparams=flat_hp, resume=resume), steps=total, every=piece(total, probe_c, 2500))
+    hparams=flat_hp, resume=resume), steps=total, every=piece_steps(total, probe_c, 2500))
 fp, fS = flat.history.probe_step[0], flat.history.sharpness
 settle_steps = int(round(P.settle_fraction * P.stable_steps))
 peaks = [kappa.plateau_peak(fp, fS[i], a, a + P.stable_steps, settle_steps)
@@ -1157,5 +1145,3 @@ for s_ in studies:
 record = make_record("kappa-dynamics", scale, P.as_dict(), claims, metrics,
                      provenance(start_time, data_source=ds.source, n_train=len(ds)))
 print("record written to", write_record(record, results_dir))
-if scratch is not None:  # the short scales' checkpoints go with their run
-    scratch.cleanup()

@@ -96,7 +96,7 @@ from IPython.display import Markdown, display
 
 from eoslib.engine import data, losses, models, optim, probes, train
 from eoslib.mechanisms import edge_model
-from eoslib.book.checkpoint import Checkpoints
+from eoslib.book.checkpoint import Checkpoints, piece_steps
 from eoslib.book.display import claims_table, use_book_style, verdict_section
 from eoslib.book.scales import settings
 from eoslib.book import store
@@ -237,16 +237,14 @@ display(Markdown(
 # At long and paper scale each training is saved in pieces (eoslib.book.checkpoint), so a run
 # stopped by the end of a session resumes from its last saved piece; smoke and book run whole.
 CHECKPOINT_EVERY = 1000  # steps per saved piece at most (a short run: four pieces or more)
-ckpt = Checkpoints("weight-decay", P.as_dict()) if scale in ("long", "paper") else None
+ckpt = Checkpoints("weight-decay", P.as_dict(), enabled=scale in ("long", "paper"))
 
 
 def trained(name, run, *, steps):
-    """``run(steps, None)``; at long and paper scale the same run in checkpointed pieces of a
+    """``run(steps, None)``; at long and paper scale the same run in saved pieces, each a
     multiple of ``probe_every`` steps."""
-    if ckpt is None:
-        return run(steps, None)
-    piece = min(CHECKPOINT_EVERY, steps // 4) // P.probe_every * P.probe_every
-    return ckpt.train(name, run, steps=steps, every=max(P.probe_every, piece))
+    most = max(1, min(CHECKPOINT_EVERY, steps // 4))
+    return ckpt.train(name, run, steps=steps, every=piece_steps(steps, P.probe_every, most))
 
 # %% [markdown]
 # ## Claims, declared before the run

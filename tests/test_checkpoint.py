@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from eoslib.book.checkpoint import Checkpoints, checkpoints_dir
+from eoslib.book.checkpoint import Checkpoints, checkpoints_dir, piece_steps
 from eoslib.engine import events, models, probes, train
 
 
@@ -134,6 +134,32 @@ def test_cached_computes_once(tmp_path):
     assert calls == [1] and second["n"] == 2
     np.testing.assert_array_equal(second["x"], first["x"])
     assert jax.random.key_data(second["key"]).tolist() == jax.random.key_data(first["key"]).tolist()
+
+
+def test_disabled_checkpoints_run_straight_through_and_save_nothing(problem, tmp_path):
+    """A chapter's short scales use the same calls with ``enabled=False``: one piece, no files."""
+    calls = []
+    off = Checkpoints("toy", {"a": 1}, root=tmp_path, log=None, enabled=False)
+    whole = off.train("run", _runner(problem, calls=calls), steps=60, every=20)
+    assert calls == [60] and not any(tmp_path.rglob("*.pkl"))
+    on = Checkpoints("toy", {"a": 1}, root=tmp_path, log=None)
+    pieces = on.train("run", _runner(problem), steps=60, every=20)
+    np.testing.assert_array_equal(whole.history.loss, pieces.history.loss)
+    assert off.cached("value", lambda: 7) == 7 and not any(tmp_path.rglob("value-*.pkl"))
+    with pytest.raises(ValueError, match="steps"):
+        off.train("run", _runner(problem), steps=0, every=20)
+
+
+def test_piece_steps_are_equal_multiples_of_the_unit():
+    assert piece_steps(14000, 100, 1000) == 1000 and piece_steps(20000, 20, 2000) == 2000
+    assert piece_steps(600, 1, 200) == 200 and piece_steps(150, 10, 200) == 150  # one piece
+    assert piece_steps(1000, 7, 300) == 252  # 4 pieces of 36 × 7 (the last shorter)
+    assert piece_steps(100, 10, 3) == 10  # never below one unit
+    for total, unit, most in [(7200, 50, 2500), (5000, 100, 1000), (999, 9, 100)]:
+        every = piece_steps(total, unit, most)
+        assert every % unit == 0 and every <= most + unit
+    with pytest.raises(ValueError, match="unit"):
+        piece_steps(100, 0, 10)
 
 
 def test_where_checkpoints_go(tmp_path, monkeypatch):

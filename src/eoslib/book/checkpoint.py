@@ -116,11 +116,15 @@ class Checkpoints:
       root: the checkpoints folder (default :func:`checkpoints_dir`).
       code: what identifies the code (default :func:`code_id`); part of every key.
       log: where progress lines go (default ``print``; ``None`` for silence).
+      enabled: ``False`` saves and loads nothing: :meth:`cached` computes, :meth:`train` runs
+        ``run(steps, None)`` in one piece. A chapter passes ``scale in ("long", "paper")``, so
+        its short scales run straight through with the same calls.
     """
 
     def __init__(self, chapter: str, parameters: Mapping[str, Any], *,
                  root: str | os.PathLike | None = None, code: str | None = None,
-                 log: Callable[[str], Any] | None = print):
+                 log: Callable[[str], Any] | None = print, enabled: bool = True):
+        self.enabled = bool(enabled)
         self.chapter = chapter
         self.parameters = _jsonable(dict(parameters))
         self.folder = checkpoints_dir(root) / _slug(chapter)
@@ -159,6 +163,8 @@ class Checkpoints:
     def cached(self, name: str, compute: Callable[[], Any]) -> Any:
         """``compute()``'s value, computed once: saved when it returns, loaded on a rerun (a whole
         finished sub-experiment, e.g. one member of a grid)."""
+        if not self.enabled:
+            return compute()
         payload = self._load(name)
         if payload is not None:
             self.log(f"checkpoint: {self.chapter}/{name} loaded from {self.path(name)} "
@@ -185,6 +191,8 @@ class Checkpoints:
         """
         if steps < 1 or every < 1:
             raise ValueError(f"steps={steps} and every={every} must be >= 1")
+        if not self.enabled:
+            return run(steps, None)
         payload = self._load(name)
         result, done, finished = None, 0, False
         if payload is not None:
@@ -208,6 +216,20 @@ class Checkpoints:
         """Remove this chapter's checkpoints (every name, parameters and code)."""
         if self.folder.is_dir():
             shutil.rmtree(self.folder)
+
+
+def piece_steps(total: int, unit: int, most: int) -> int:
+    """Steps per saved piece (``every`` of :meth:`Checkpoints.train`) of a ``total``-step run: all
+    of it when ``total ≤ most``, else equal pieces of about ``most`` steps or fewer, each a multiple
+    of ``unit`` (the run's probe or evaluation spacing, which every piece must respect) and at least
+    one ``unit``. The last piece may be shorter."""
+    for name, value in (("total", total), ("unit", unit), ("most", most)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive integer")
+    if total <= most:
+        return int(total)
+    pieces = -(-total // most)
+    return int(-(-total // (pieces * unit)) * unit)
 
 
 def _all_ended(result: Any) -> bool:

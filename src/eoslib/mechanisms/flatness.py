@@ -503,22 +503,20 @@ def sweep(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *, seeds: int, s
                 hp[f"eta_after_{j}"] = np.where(j >= own, float(eta_small), eta_m)
                 if noise is not None:
                     hp[f"alpha_after_{j}"] = np.where(j >= own, 0.0, hp["alpha"])
-        if checkpoint is None:
-            ev = stopping.run_evaluated(objective, make_optimizer, p,
-                                        (sp.train.x, sp.train.onehot), config,
-                                        eval_every=eval_every, held_out=held_out,
-                                        key=jax.random.key(seed + 1), hparams=hp,
-                                        batched_params=True, progress=False)
-        else:
-            def piece(n, resume, p=p, hp=hp):
-                return stopping.run_evaluated(
-                    objective, make_optimizer, None if resume is not None else p,
-                    (sp.train.x, sp.train.onehot),
-                    dataclasses.replace(config, steps=n, chunks=max(1, n // eval_every)),
-                    eval_every=eval_every, held_out=held_out, key=jax.random.key(seed + 1),
-                    hparams=hp, batched_params=True, progress=False, resume=resume).result
+        def piece(n, resume, p=p, hp=hp):
+            """``n`` steps of the block: the whole run (``config`` as given) or, under
+            ``checkpoint``, one resumable piece (as many compiled chunks as evaluations)."""
+            cfg = (config if checkpoint is None else
+                   dataclasses.replace(config, steps=n, chunks=max(1, n // eval_every)))
+            return stopping.run_evaluated(
+                objective, make_optimizer, None if resume is not None else p,
+                (sp.train.x, sp.train.onehot), cfg, eval_every=eval_every, held_out=held_out,
+                key=jax.random.key(seed + 1), hparams=hp, batched_params=True, progress=False,
+                resume=resume).result
 
-            ev = stopping.evaluated(checkpoint(f"block{lo}", piece, steps), eval_every, steps)
+        result = (piece(steps, None) if checkpoint is None
+                  else checkpoint(f"block{lo}", piece, steps))
+        ev = stopping.evaluated(result, eval_every, steps)
         members = g * seeds
         if switch is not None:
             fired = np.asarray(ev.result.switched_at).reshape(members, levels.size)
