@@ -26,7 +26,8 @@
 # | Adam | the preconditioned sharpness $\lambda_1(P^{-1/2} H P^{-1/2})$, $P = \sqrt{\hat v} + \epsilon$ | $(2 + 2\beta_1)/((1 - \beta_1)\eta)$ | {cite:t}`cohen2022adaptive` |
 # | minibatch SGD | the batch sharpness $\mathbb{E}_B\, g_B^\top H_B g_B / \lVert g_B \rVert^2$, the curvature of each minibatch loss along its own gradient $g_B$, averaged over minibatches | $2/\eta$ | {cite:t}`andreyev2024edge` (version 5) |
 #
-# The SGD row follows the paper's current version: "what stabilizes at $2/\eta$ is Batch
+# The SGD row follows the paper's current version, about the regime it calls the edge of
+# stochastic stability: "In this regime, what stabilizes at $2/\eta$ is Batch
 # Sharpness: the expected directional curvature of mini-batch Hessians along their corresponding
 # stochastic gradients. As a consequence, $\lambda_{\max}$ — which is generally smaller than
 # Batch Sharpness — is suppressed" (abstract, versions 3 to 5). Its first version held another
@@ -87,8 +88,8 @@ sgd_steps2 = None  # its SGD steps
 batch_size = None  # SGD minibatch size
 batches = None  # minibatches the batch sharpness averages over at each probe
 eig_batches = None  # of those, how many get a top-eigenvalue solve (the v1 quantity)
-probe_every = None  # steps between curvature probes of the GD and SGD runs
-adam_probe_every = None  # steps between probes of the Adam runs
+probe_every = None  # steps between curvature probes of the GD and SGD runs (odd: both parities)
+adam_probe_every = None  # steps between probes of the Adam runs (odd: both parities)
 seed = None  # PRNG seed of the initialisations, minibatch order and probes
 results_dir = None  # where the results record goes (default: the book's _build/records)
 
@@ -105,16 +106,16 @@ RANGES = {"n_train": "int in [16, 60000]",
 SCALES = {
     "smoke": {"n_train": 64, "gd_eta": 0.12, "gd_steps": 20, "gd_eta2": 0.09, "gd_steps2": 20,
               "adam_eta": 0.003, "adam_steps": 20, "adam_eta2": 0.0015, "adam_steps2": 20,
-              "sgd_eta": 0.08, "sgd_steps": 20, "sgd_eta2": 0.12, "sgd_steps2": 20, "batch_size": 16,
-              "batches": 8, "eig_batches": 2, "probe_every": 10, "adam_probe_every": 10, "seed": 0},
-    "book": {"n_train": 500, "gd_eta": 0.12, "gd_steps": 300, "gd_eta2": 0.09, "gd_steps2": 500,
+              "sgd_eta": 0.08, "sgd_steps": 20, "sgd_eta2": 0.1, "sgd_steps2": 20, "batch_size": 8,
+              "batches": 8, "eig_batches": 2, "probe_every": 5, "adam_probe_every": 5, "seed": 0},
+    "book": {"n_train": 500, "gd_eta": 0.12, "gd_steps": 300, "gd_eta2": 0.09, "gd_steps2": 510,
              "adam_eta": 0.003, "adam_steps": 300, "adam_eta2": 0.0015, "adam_steps2": 600,
-             "sgd_eta": 0.08, "sgd_steps": 600, "sgd_eta2": 0.12, "sgd_steps2": 600, "batch_size": 32,
-             "batches": 32, "eig_batches": 16, "probe_every": 20, "adam_probe_every": 10, "seed": 0},
+             "sgd_eta": 0.13, "sgd_steps": 900, "sgd_eta2": 0.14, "sgd_steps2": 900, "batch_size": 8,
+             "batches": 32, "eig_batches": 16, "probe_every": 15, "adam_probe_every": 15, "seed": 0},
     "paper": {"n_train": 5000, "gd_eta": 0.12, "gd_steps": 3000, "gd_eta2": 0.09, "gd_steps2": 5000,
               "adam_eta": 0.003, "adam_steps": 3000, "adam_eta2": 0.0015, "adam_steps2": 6000,
-              "sgd_eta": 0.08, "sgd_steps": 6000, "sgd_eta2": 0.12, "sgd_steps2": 6000, "batch_size": 32,
-              "batches": 64, "eig_batches": 16, "probe_every": 50, "adam_probe_every": 25, "seed": 0},
+              "sgd_eta": 0.13, "sgd_steps": 6000, "sgd_eta2": 0.14, "sgd_steps2": 6000, "batch_size": 8,
+              "batches": 64, "eig_batches": 16, "probe_every": 25, "adam_probe_every": 25, "seed": 0},
 }
 P = settings(SCALES, scale, RANGES, n_train=n_train, gd_eta=gd_eta, gd_steps=gd_steps, gd_eta2=gd_eta2,
              gd_steps2=gd_steps2, adam_eta=adam_eta, adam_steps=adam_steps, adam_eta2=adam_eta2,
@@ -134,20 +135,38 @@ P.as_dict()
 # window counts only when it holds at least 4 probes and its level has **stopped moving**: the
 # least-squares slope over the window times the window's span (its *drift*) is at most 10 % of
 # the edge. Otherwise the claim is `not tested` at that step size: the run ended too early, or is
-# still moving. The *level* is the window's mean, compared with the edge. A level settled below
-# the edge is a finding against the claim on that run (it never rose to the edge), graded as
-# such, with the setup's departures from the paper's beside it.
+# still moving. The *level* is the window's mean, compared with the edge.
+#
+# Each claim is about what happens *at* the edge, so it is graded only on a run that got there.
+# For GD and Adam the claim is "rises to the edge, then hovers": a run whose quantity never
+# reached its edge is `not tested` (it was never in the regime), and one that reached it and
+# settled away from it is a finding against the claim. For SGD the paper's claim is conditional:
+# "*in this regime*", the edge of stochastic stability, batch sharpness stabilises at $2/\eta$;
+# its authors' code warns that at a step size too small for the problem SGD "converges before
+# progressive sharpening brings you to regime of instability, and batch sharpness stabilizes
+# below 2/η". So an SGD run whose batch sharpness never reached $2/\eta$ and that had already
+# converged (100 % training accuracy over the epoch before its window) is `not tested`, outside
+# the regime the claim is about; one whose batch sharpness never reached $2/\eta$ while it was
+# still training, or that reached it and settled away from it, is graded, and a level away from
+# the edge is then a finding against the claim on that run.
+#
+# The probes fall every `probe_every` steps, an odd number, so consecutive probes alternate
+# between even and odd steps: at the edge the iterate flips from side to side every step, and a
+# quantity read at one parity only could sit on one side of its oscillation. The window's mean
+# averages both parities, and the difference between the two parities' means is recorded beside
+# each level (`*_parity_gap`, in units of the edge).
 #
 # The batch sharpness is a mean over `batches` minibatches, the same ones at every probe; its
 # standard error is the spread, across those minibatches, of each minibatch's mean over the
-# window. Its rule allows the edge's 10 % plus twice that standard error, stated as a number in
-# the record.
+# window (how unrepresentative this fixed set could be, not the noise of drawing fresh
+# minibatches at each probe as the authors do). Its rule allows the edge's 10 % plus twice that
+# standard error, stated as a number in the record.
 
 # %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
 
 from eoslib.book.display import declared_claims
-from eoslib.book.verdicts import AllOf, AtLeast, AtMost, ClaimSpec, Departure, Given
+from eoslib.book.verdicts import AllOf, AnyOf, AtLeast, AtMost, ClaimSpec, Departure, Given
 
 #: The runs, by the prefix of their metrics: the optimizer's quantity at its two step sizes.
 RUNS = {"gd": "GD at gd_eta", "gd2": "GD at gd_eta2", "adam": "Adam at adam_eta",
@@ -161,6 +180,10 @@ NAMES = {
        for r, w in RUNS.items()},
     **{f"{r}_reached": f"[{w}] edge reached (1: yes)" for r, w in RUNS.items()},
     **{f"{r}_sharpness_over_level": f"[{w}] window mean of λ₁(H) / batch sharpness" for r, w in RUNS.items()},
+    **{f"{r}_pre_window_accuracy": f"[{w}] training accuracy over the epoch before the window"
+       for r, w in RUNS.items()},
+    "sgd_reached": "[SGD at sgd_eta] batch sharpness reached 2/η (1: yes)",
+    "sgd2_reached": "[SGD at sgd_eta2] batch sharpness reached 2/η (1: yes)",
     "dense_rel_error": "the relative difference from a dense eigh",
     "batch_mean_rel_error": "the relative difference from the explicit mean",
     "minibs_mean_rel_error": "the relative difference from the explicit mean",
@@ -173,9 +196,30 @@ def settled(run):
     return AllOf((AtLeast(f"{run}_window_probes", 4), AtMost(f"{run}_drift", 0.10, fmt=".1%")))
 
 
-def hovers(run, error="level_error"):
-    """At the edge within 10 % (25 %: partly), once the window counts."""
-    return Given(settled(run), AtMost(f"{run}_{error}", 0.10, fair=0.25, fmt=".1%"))
+def at_edge(run, error="level_error"):
+    """The level within 10 % of the edge (25 %: partly)."""
+    return AtMost(f"{run}_{error}", 0.10, fair=0.25, fmt=".1%")
+
+
+def rises_and_hovers(run):
+    """GD, Adam: the quantity reached its edge and its window counts (a Given: otherwise the run
+    never entered the regime the claim is about), then its level is at the edge."""
+    return Given(AllOf((AtLeast(f"{run}_reached", 1), settled(run))), at_edge(run))
+
+
+def in_eoss(run):
+    """SGD, the paper's "in this regime": graded when the batch sharpness reached 2/η, or when it
+    did not but the run was still training (under 100 % training accuracy over the epoch before
+    the window); an SGD run that converged below the edge is outside the edge of stochastic
+    stability (the authors' README), not tested."""
+    return AllOf((AnyOf((AtLeast(f"{run}_reached", 1),
+                         AtMost(f"{run}_pre_window_accuracy", 0.999, fmt=".1%"))), settled(run)))
+
+
+def stabilises(run):
+    """SGD: in the regime (``in_eoss``), the batch sharpness's level at 2/η within 10 % plus two
+    standard errors across its minibatches (25 %: partly)."""
+    return Given(in_eoss(run), at_edge(run, "level_excess"))
 
 
 SMALL = Departure("a small model of your own (a two-layer CNN or a one-hidden-layer MLP) on {n_train} "
@@ -188,27 +232,35 @@ SHORT_SMOKE = Departure("runs of {gd_steps} and {gd_steps2} GD steps, {adam_step
 SHORT = Departure("GD runs of {gd_steps} and {gd_steps2} steps, Adam {adam_steps} and {adam_steps2}, "
                   "SGD {sgd_steps} and {sgd_steps2}: a run that reaches its edge late has a short "
                   "edge phase", "CPU", scales=("book",))
-SGD_SETUP = Departure("SGD with batch {batch_size} on {n_train} images from the network's default "
-                      "initialisation (its output layer at zero), {sgd_steps} and {sgd_steps2} steps, "
-                      "ending at {sgd_final_accuracy:.0%} and {sgd2_final_accuracy:.0%} training "
-                      "accuracy (loss {sgd_final_loss:.3g} and {sgd2_final_loss:.3g}); the authors "
-                      "train 8,192 CIFAR-10 images with batch 8 from a small initialisation for up "
-                      "to 150k steps until the loss is 1e-5, and their code's README warns that a "
-                      "step size too small for the problem converges before batch sharpness reaches "
-                      "2/η, and batch sharpness then stabilises below it", "CPU")
+SGD_INIT = Departure("SGD with batch {batch_size} from the network's default initialisation (its output "
+                     "layer at zero); the authors train with batch 8 from a small initialisation",
+                     "design choice")
+SGD_STOP = Departure("SGD runs of {sgd_steps} and {sgd_steps2} steps, ending at "
+                     "{sgd_last_epoch_accuracy:.1%} and {sgd2_last_epoch_accuracy:.1%} training accuracy "
+                     "over their last epoch (loss {sgd_last_epoch_loss:.3g} and {sgd2_last_epoch_loss:.3g}, "
+                     "the mean over its minibatches); the authors train 8,192 CIFAR-10 "
+                     "images for up to 150k steps until the loss is 1e-5, and their code's README warns "
+                     "that a step size too small for the problem converges before batch sharpness "
+                     "reaches 2/η, and batch sharpness then stabilises below it", "CPU")
 SGD_ESTIMATOR = Departure("the batch sharpness averaged over a fixed set of {batches} minibatches at "
                           "every probe (the authors draw fresh minibatches at each measurement until "
-                          "its relative standard error is 0.5 %, at most 500)", "design choice")
+                          "its relative standard error is 0.5 %, at most 500); its ± 2 standard errors "
+                          "are the spread across this fixed set, not the noise of fresh sampling",
+                          "design choice")
+MINIBS_ESTIMATOR = Departure("the mean minibatch λ₁ over a fixed set of {eig_batches} minibatches at "
+                             "every probe (the authors draw fresh minibatches at each measurement)",
+                             "design choice")
 
 CLAIMS = [
     ClaimSpec(
         "gd-edge",
         "full-batch GD's sharpness rises to 2/η and then hovers there, at each step size",
         "\"the sharpness rises to 2/η … and then hovers right at, or just above, this value\" (Fig. 1)",
-        rule=AllOf((hovers("gd"), hovers("gd2"))),
+        rule=AllOf((rises_and_hovers("gd"), rises_and_hovers("gd2"))),
         ours="η = {gd_eta:g}: level {gd_level:.2f} = {gd_level_ratio:.3f} × 2/η, drift {gd_drift:.1%}, "
-             "edge reached at step {gd_onset}; η = {gd_eta2:g}: level {gd2_level:.2f} = "
-             "{gd2_level_ratio:.3f} × 2/η, drift {gd2_drift:.1%}, reached at step {gd2_onset} (−1: never)",
+             "edge reached at step {gd_onset}, even − odd probes {gd_parity_gap:+.1%} of 2/η; η = {gd_eta2:g}: "
+             "level {gd2_level:.2f} = {gd2_level_ratio:.3f} × 2/η, drift {gd2_drift:.1%}, reached at step "
+             "{gd2_onset} (−1: never), even − odd probes {gd2_parity_gap:+.1%} of 2/η",
         departures=(SMALL, SHORT_SMOKE, SHORT), glossary=NAMES),
     ClaimSpec(
         "adam-edge",
@@ -216,24 +268,31 @@ CLAIMS = [
         "at each step size",
         "\"the maximum eigenvalue of the preconditioned Hessian typically equilibrates at … the stability "
         "threshold … 38/η\" for β₁ = 0.9 (abstract, Fig. 1)",
-        rule=AllOf((hovers("adam"), hovers("adam2"))),
+        rule=AllOf((rises_and_hovers("adam"), rises_and_hovers("adam2"))),
         ours="η = {adam_eta:g}: level {adam_level:.0f} = {adam_level_ratio:.3f} × edge over "
-             "{adam_window_probes} probes, drift {adam_drift:.1%}; η = {adam_eta2:g}: level "
-             "{adam2_level:.0f} = {adam2_level_ratio:.3f} × edge over {adam2_window_probes} probes, drift "
-             "{adam2_drift:.1%}",
+             "{adam_window_probes} probes, drift {adam_drift:.1%}, reached at step {adam_onset}, even − odd "
+             "probes {adam_parity_gap:+.1%} of the edge; η = {adam_eta2:g}: level {adam2_level:.0f} = "
+             "{adam2_level_ratio:.3f} × edge over {adam2_window_probes} probes, drift {adam2_drift:.1%}, "
+             "reached at step {adam2_onset} (−1: never), even − odd probes {adam2_parity_gap:+.1%}",
         departures=(SMALL, SHORT_SMOKE, SHORT), glossary=NAMES),
     ClaimSpec(
         "sgd-batch-sharpness",
-        "minibatch SGD's batch sharpness E_B[g_Bᵀ H_B g_B/‖g_B‖²] rises to 2/η and stabilises there, "
-        "at each step size",
-        "\"what stabilizes at 2/η is Batch Sharpness: the expected directional curvature of mini-batch "
-        "Hessians along their corresponding stochastic gradients\" (v5, abstract)",
-        rule=AllOf((hovers("sgd", "level_excess"), hovers("sgd2", "level_excess"))),
+        "in the edge-of-stochastic-stability regime, minibatch SGD's batch sharpness "
+        "E_B[g_Bᵀ H_B g_B/‖g_B‖²] stabilises at 2/η, at each step size that enters it (a run whose "
+        "batch sharpness never reached 2/η and that had converged first is outside it: not tested)",
+        "\"In this regime, what stabilizes at 2/η is Batch Sharpness: the expected directional curvature "
+        "of mini-batch Hessians along their corresponding stochastic gradients\" (v5, abstract); the "
+        "authors' README: at too small a step size SGD \"converge[s] before progressive sharpening brings "
+        "you to regime of instability, and batch sharpness stabilizes below 2/η\"",
+        rule=AllOf((stabilises("sgd"), stabilises("sgd2"))),
         ours="η = {sgd_eta:g}: level {sgd_level:.2f} ± {sgd_level_sem:.2f} = {sgd_level_ratio:.3f} × 2/η, "
              "drift {sgd_drift:.1%}, reached at step {sgd_onset}; η = {sgd_eta2:g}: level {sgd2_level:.2f} "
              "± {sgd2_level_sem:.2f} = {sgd2_level_ratio:.3f} × 2/η, drift {sgd2_drift:.1%}, reached at "
-             "step {sgd2_onset} (−1: never; ± one standard error across the {batches} minibatches)",
-        departures=(SMALL, SGD_SETUP, SGD_ESTIMATOR, SHORT_SMOKE, SHORT), glossary=NAMES),
+             "step {sgd2_onset} (−1: never; ± one standard error across the {batches} minibatches); "
+             "training accuracy over the epoch before the window {sgd_pre_window_accuracy:.1%} and "
+             "{sgd2_pre_window_accuracy:.1%}; even − odd probes {sgd_parity_gap:+.1%} and "
+             "{sgd2_parity_gap:+.1%} of 2/η",
+        departures=(SMALL, SGD_INIT, SGD_STOP, SGD_ESTIMATOR, SHORT_SMOKE, SHORT), glossary=NAMES),
     ClaimSpec(
         "sgd-sharpness-below-batch-sharpness",
         "at the edge of stochastic stability the full-batch sharpness λ_max stays below the batch "
@@ -243,20 +302,30 @@ CLAIMS = [
                                AtMost(f"{r}_sharpness_over_level", 1.0, fair=1.1, fmt=".2f"))
                          for r in ("sgd", "sgd2"))),
         ours="λ_max / batch sharpness over the window: {sgd_sharpness_over_level:.2f} at η = {sgd_eta:g}, "
-             "{sgd2_sharpness_over_level:.2f} at η = {sgd_eta2:g}",
-        departures=(SMALL, SGD_SETUP, SGD_ESTIMATOR, SHORT_SMOKE, SHORT), glossary=NAMES),
+             "{sgd2_sharpness_over_level:.2f} at η = {sgd_eta2:g}; the batch sharpness reached 2/η at step "
+             "{sgd_onset} and {sgd2_onset} (−1: never, the run is then outside the edge of stochastic "
+             "stability and the ratio says nothing about it)",
+        departures=(SMALL, SGD_INIT, SGD_STOP, SGD_ESTIMATOR, SHORT_SMOKE, SHORT), glossary=NAMES),
     ClaimSpec(
         "sgd-minibs-v1",
-        "(first version, superseded) the mean top eigenvalue of the minibatch Hessians, "
-        "E_B λ₁(H_B), rises to 2/η and hovers there, at each step size",
-        "\"what hovers at 2/η is, instead, the average over the batches of the largest eigenvalue of the "
-        "Hessian of the mini batch (MiniBS) loss\" (v1, December 2024, abstract)",
-        rule=AllOf((hovers("minibs", "level_excess"), hovers("minibs2", "level_excess"))),
+        "(first version, superseded) in the edge-of-stochastic-stability regime, the mean top "
+        "eigenvalue of the minibatch Hessians, E_B λ₁(H_B), hovers at 2/η, at each step size that "
+        "enters it (graded under the current version's precondition). λ₁(H_B) ≥ g_Bᵀ H_B g_B/‖g_B‖² "
+        "for every minibatch, so MiniBS ≥ batch sharpness by construction: where the batch sharpness "
+        "is at 2/η (current version) MiniBS lies above it, and MiniBS at 2/η with the batch "
+        "sharpness below it means the run is below the current version's edge",
+        "\"In this regime … what hovers at 2/η is, instead, the average over the batches of the largest "
+        "eigenvalue of the Hessian of the mini batch (MiniBS) loss\" (v1, December 2024, abstract)",
+        rule=AllOf(tuple(Given(AllOf((in_eoss(r), settled(m))), at_edge(m, "level_excess"))
+                         for r, m in (("sgd", "minibs"), ("sgd2", "minibs2")))),
         ours="η = {sgd_eta:g}: level {minibs_level:.2f} ± {minibs_level_sem:.2f} = {minibs_level_ratio:.3f} "
-             "× 2/η, drift {minibs_drift:.1%}; η = {sgd_eta2:g}: level {minibs2_level:.2f} ± "
-             "{minibs2_level_sem:.2f} = {minibs2_level_ratio:.3f} × 2/η, drift {minibs2_drift:.1%} "
-             "(± one standard error across {eig_batches} minibatches)",
-        departures=(SMALL, SGD_SETUP, SHORT_SMOKE, SHORT), glossary=NAMES),
+             "× 2/η, drift {minibs_drift:.1%}, MiniBS / batch sharpness (same minibatches) "
+             "{minibs_over_batch_sharpness:.2f}; η = {sgd_eta2:g}: level {minibs2_level:.2f} ± "
+             "{minibs2_level_sem:.2f} = {minibs2_level_ratio:.3f} × 2/η, drift {minibs2_drift:.1%}, "
+             "MiniBS / batch sharpness {minibs2_over_batch_sharpness:.2f} (± one standard error across "
+             "{eig_batches} minibatches; the batch sharpness reached 2/η at step {sgd_onset} and "
+             "{sgd2_onset}, −1: never)",
+        departures=(SMALL, SGD_INIT, SGD_STOP, MINIBS_ESTIMATOR, SHORT_SMOKE, SHORT), glossary=NAMES),
     ClaimSpec(
         "sharpness-is-eigh",
         "track's sharpness at step 0 is the top eigenvalue of the dense Hessian",
@@ -281,7 +350,9 @@ CLAIMS = [
         glossary=NAMES, kind="consistency"),
     ClaimSpec(
         "adam-edge-is-the-chapters",
-        "the Adam edge track reads off optax.adam is the clipped-ada chapter's (2 + 2β₁)/((1 − β₁)η)",
+        "track reads η and β₁ off optax.adam correctly: its threshold equals (2 + 2β₁)/((1 − β₁)η) at "
+        "the declared η and β₁ = 0.9 (the same formula on both sides, so this checks the reading of the "
+        "optimizer, not the edge itself)",
         "eoslib.mechanisms.adaptive.adam_edge(η, β₁ = 0.9)",
         rule=AtMost("adam_edge_rel_error", 1e-5, fmt=".1e"),
         ours="{adam_edge:.2f} against {adam_edge_reference:.2f}",
@@ -325,10 +396,11 @@ print(f"step 0: track {quick_sharpness:.5f}, dense eigh {quick_dense:.5f} "
 
 
 # %% tags=["hide-input"]
-def window(h, series=None, per_batch=None):
+def window(h, series=None, per_batch=None, against=None):
     """Where a run's level is read (the rule of the claims above). ``series``: the quantity held
     against ``h.edge`` (default ``h.against_edge``); ``per_batch``: ``(P, M)`` its values per
-    minibatch, for the level's standard error across minibatches."""
+    minibatch, for the level's standard error across minibatches; ``against``: ``(P,)`` another
+    quantity, whose window mean the level is divided by (``over_batch_sharpness``)."""
     measured = np.asarray(h.against_edge if series is None else series, np.float64)
     t = np.asarray(h.probe_step)
     ep = edge_model.edge_phase(t, measured, h.edge, drift="line", unreached="finite")
@@ -337,9 +409,21 @@ def window(h, series=None, per_batch=None):
            "onset": int(t[ep.onset]) if ep.onset is not None else -1,
            "window_probes": int(win.size), "window_from": int(t[win[0]]) if win.size else -1,
            "level": ep.level, "drift": abs(ep.drift), "level_sem": float("nan"),
-           "sharpness_over_level": float("nan")}
+           "sharpness_over_level": float("nan"), "parity_gap": float("nan"),
+           "pre_window_accuracy": float("nan"), "over_batch_sharpness": float("nan")}
+    if win.size and h.accuracy is not None and out["window_from"] > 0:
+        # the training accuracy just before the window: the mean accuracy of each step's batch over
+        # the epoch (n // batch_size steps; one step for full-batch GD) ending at the window's start
+        epoch = 1 if h.batch_size is None else max(1, P.n_train // h.batch_size)
+        out["pre_window_accuracy"] = float(np.mean(np.asarray(h.accuracy)[
+            max(0, out["window_from"] - epoch):out["window_from"]]))
     if win.size and np.isfinite(ep.level):
         out["sharpness_over_level"] = float(np.mean(np.asarray(h.sharpness)[win]) / out["level"])
+        if against is not None:
+            out["over_batch_sharpness"] = float(out["level"] / np.mean(np.asarray(against, np.float64)[win]))
+        even = t[win] % 2 == 0  # probe_every is odd: the window's probes alternate parity
+        if even.any() and (~even).any():
+            out["parity_gap"] = float((measured[win][even].mean() - measured[win][~even].mean()) / h.edge)
         if per_batch is not None and per_batch.shape[1] > 1:
             means = np.asarray(per_batch, np.float64)[win].mean(axis=0)  # each minibatch over the window
             out["level_sem"] = float(means.std(ddof=1) / np.sqrt(means.size))
@@ -432,7 +516,11 @@ plt.show()
 # each minibatch's curvature along its own gradient ({func}`eoslib.engine.probes.step_sharpness`);
 # their mean is the batch sharpness and their spread its standard error (shaded ± 2 standard
 # errors in the figure). Beside it, dotted, the first version's quantity: the mean top eigenvalue
-# of the minibatch Hessians over the first `eig_batches` of them.
+# of the minibatch Hessians over the first `eig_batches` of them. SGD runs at the authors' batch
+# size 8; its two book step sizes were chosen, in a short trial at book settings before the
+# claims were graded, as the largest at which this network's SGD does not diverge, to give the
+# batch sharpness its best chance to reach $2/\eta$ (the paper's precondition): a larger one
+# diverged within a few dozen steps, smaller ones stayed further below the edge.
 
 # %%
 from flax import nnx
@@ -464,7 +552,8 @@ sgd, sgd2 = (eoslib.track(nnx_loss, state, (x_img, y_onehot), optax.sgd(eta), st
                           eig_batches=P.eig_batches, seed=P.seed)
              for eta, steps in ((P.sgd_eta, P.sgd_steps), (P.sgd_eta2, P.sgd_steps2)))
 sgd_window, sgd2_window = (window(h, per_batch=h.step_sharpness) for h in (sgd, sgd2))
-minibs_window, minibs2_window = (window(h, h.minibatch_lambda_max, h.minibatch_top_eigenvalues)
+minibs_window, minibs2_window = (window(h, h.minibatch_lambda_max, h.minibatch_top_eigenvalues,
+                                        against=h.step_sharpness[:, :P.eig_batches].mean(axis=1))
                                  for h in (sgd, sgd2))
 describe("NNX MLP", sgd), describe("NNX MLP", sgd2);
 
@@ -493,7 +582,8 @@ def said(name, h, w, quantity):
              else f"never reached its edge {h.edge:.4g}")
     return (f"- {name}: {quantity} {where}; over its window (from step {w['window_from']}, "
             f"{w['window_probes']} probes) its level is {w['level']:.4g} = {w['level_ratio']:.3f} × the "
-            f"edge, drifting {pct(w['drift'])} of the edge across the window; the run ends at loss "
+            f"edge, drifting {pct(w['drift'])} of the edge across the window (its even-step probes read "
+            f"{pct(w['parity_gap'])} of the edge above its odd-step ones); the run ends at loss "
             f"{h.loss[-1]:.3g}" + (f" and accuracy {h.accuracy[-1]:.0%}" if h.accuracy is not None else "") + ".")
 
 
@@ -514,8 +604,10 @@ display(Markdown("What the runs measured (generated from them):\n\n" + "\n".join
 # The batch sharpness at step 0 is recomputed outside the loop, over the same minibatches
 # ({func}`eoslib.engine.probes.minibatch_indices`), minibatch by minibatch; the first version's
 # mean minibatch λ₁ over its minibatches by an independent solver: scipy's ARPACK on a jitted
-# Hessian-vector product of each minibatch's loss. Adam's edge as read off `optax.adam` is
-# compared with the clipped-ada chapter's formula ({func}`eoslib.mechanisms.adaptive.adam_edge`).
+# Hessian-vector product of each minibatch's loss. Adam's threshold, computed by `track` from the
+# η and β₁ it reads off `optax.adam`, is compared with the clipped-ada chapter's formula
+# ({func}`eoslib.mechanisms.adaptive.adam_edge`) at the declared η and β₁: the same formula on
+# both sides, so this checks the reading of the optimizer, not the edge.
 
 # %% tags=["hide-input"]
 from scipy.sparse.linalg import LinearOperator, eigsh
@@ -591,6 +683,8 @@ metrics = {
     **{f"{run}_final_{what}": float(getattr(h, what)[-1]) for run, h in
        (("gd", gd), ("gd2", gd2), ("adam", adam), ("adam2", adam2), ("sgd", sgd), ("sgd2", sgd2))
        for what in ("loss", "accuracy")},
+    **{f"{run}_last_epoch_{what}": float(np.mean(getattr(h, what)[-max(1, P.n_train // P.batch_size):]))
+       for run, h in (("sgd", sgd), ("sgd2", sgd2)) for what in ("loss", "accuracy")},
     "adam_edge_reference": adam_edge_reference, "adam_edge_rel_error": adam_edge_rel_error,
     "sgd_batch_sharpness_0": float(sgd.batch_sharpness[0]), "batch_mean_explicit": batch_mean_explicit,
     "batch_mean_rel_error": batch_mean_rel_error, "sgd_minibs_0": float(sgd.minibatch_lambda_max[0]),
