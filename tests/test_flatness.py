@@ -311,7 +311,8 @@ def test_the_experiments_metric_keys_do_not_overlap(monkeypatch):
 
     monkeypatch.setattr(flatness, "sweep", _fake_sweep)
     kw = dict(seeds=2, seed=0, steps=10, eval_every=5)
-    sp = types.SimpleNamespace(test=range(100))  # the experiments read only the test set's size
+    # the experiments read only the test set's size and the training labels (chance accuracy)
+    sp = types.SimpleNamespace(test=range(100), train=types.SimpleNamespace(y=np.arange(4)))
     etas = np.array([0.01, 0.02, 0.04])
     _, _, gold = flatness.goldilocks_experiment(sp, "fmnist-mlp", etas, probe_every=5, **kw)
     _, red = flatness.switch_experiment(sp, "fmnist-mlp", etas, 0.005, [0.9, 0.98],
@@ -346,3 +347,64 @@ def test_flatter_pairs_decides_only_pairs_past_the_noise_and_runs_a_sign_test():
         scipy.stats.binomtest(5, 5, 0.5, alternative="greater").pvalue)
     assert np.isnan(flatness.flatter_pairs(s_max[:, :1], acc[:, :1])["flatter_sign_p"])
     assert flatness.FLATTER_MIN_REL_DS == 0.05 and flatness.FLATTER_MIN_IMAGES == 3
+
+
+def test_goldilocks_min_runs_keeps_the_argmax_off_a_lone_survivor():
+    """A winner's curse: the η with one usable run (the noisiest mean) tops validation; with
+    ``min_runs`` it can be neither the Goldilocks η nor the fall's comparator."""
+    nan = np.nan
+    etas = np.array([0.01, 0.02, 0.04, 0.08, 0.16])
+    test = np.array([[0.80, 0.80, 0.81], [0.80, 0.81, 0.80], [0.85, 0.86, 0.85],
+                     [0.95, nan, nan], [0.83, 0.84, nan]])
+    val = test.copy()
+    edge = np.array([[False] * 3, [False] * 3, [True] * 3, [True] * 3, [True] * 3])
+    loose = flatness.goldilocks(etas, test, val, edge)
+    assert loose.goldilocks_eta == 0.08 and loose.min_runs == 1
+    strict = flatness.goldilocks(etas, test, val, edge, min_runs=3)
+    assert strict.goldilocks_eta == 0.04 and strict.min_runs == 3
+    assert np.isnan(strict.acc_fall)  # 0.16 has 2 runs: no comparator with 3
+    two = flatness.goldilocks(etas, test, val, edge, min_runs=2)
+    assert two.goldilocks_eta == 0.04 and two.acc_fall == pytest.approx(np.mean(test[2]) - 0.835)
+    stable_mean = np.mean(test[:2])
+    assert strict.gain_at_goldilocks == pytest.approx(np.mean(test[2]) - stable_mean)
+    assert strict.gain_se > 0
+    with pytest.raises(ValueError, match="min_runs"):
+        flatness.goldilocks(etas, test, val, edge, min_runs=0)
+
+
+def test_collapsed_runs_are_at_chance_train_accuracy():
+    labels = np.array([0, 0, 0, 1, 2, 3, 1, 2, 3, 3])  # majority class 0.3
+    acc = np.array([[0.31, 0.90], [np.nan, 0.36]])
+    div = np.array([[False, False], [True, False]])
+    np.testing.assert_array_equal(flatness.collapsed(acc, div, labels),
+                                  [[True, False], [False, False]])
+    np.testing.assert_array_equal(flatness.collapsed(acc, div, np.eye(4)[labels], margin=0.1),
+                                  [[True, False], [False, True]])
+    with pytest.raises(ValueError, match="margin"):
+        flatness.collapsed(acc, div, labels, margin=1.5)
+    with pytest.raises(ValueError, match="diverged"):
+        flatness.collapsed(acc, div[:1], labels)
+
+
+def test_flatter_rows_votes_once_per_row():
+    s_max = np.array([[30.0, 20.0, 10.0], [30.0, 20.0, 10.0], [30.0, 20.0, np.nan]])
+    acc = np.array([[0.80, 0.82, 0.84], [0.80, 0.82, 0.81], [0.80, 0.80, 0.9]])
+    out = flatness.flatter_rows(s_max, acc)
+    # row 0: 3 better; row 1: 2 better, 1 worse; row 2: no decided pair
+    assert (out["n_flatter_rows"], out["n_flatter_rows_better"], out["n_flatter_rows_worse"]) \
+        == (2, 2, 0)
+    assert out["flatter_rows_sign_p"] == pytest.approx(0.25)
+    assert np.isnan(flatness.flatter_rows(s_max[2:], acc[2:])["flatter_rows_sign_p"])
+    with pytest.raises(ValueError, match="s_max"):
+        flatness.flatter_rows(s_max[:, :2], acc)
+
+
+def test_equal_temperature_gap_paired_se_is_the_mean_of_the_lines():
+    etas = np.array([0.1, 0.4, 0.1, 0.4])
+    alphas = np.array([1.0, 0.5, 0.5, 0.25])
+    line = np.array([0, 0, 1, 1])
+    acc = np.array([[0.80, 0.82], [0.84, 0.86], [0.81, 0.83], [0.85, 0.87]])
+    indep = flatness.equal_temperature_gap(etas, alphas, line, acc)
+    paired = flatness.equal_temperature_gap(etas, alphas, line, acc, paired=True)
+    assert paired["sde_equal_temperature_gap"] == indep["sde_equal_temperature_gap"]
+    assert paired["sde_gap_se"] == pytest.approx(np.sqrt(2) * indep["sde_gap_se"])

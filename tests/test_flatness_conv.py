@@ -79,9 +79,9 @@ def test_the_convolutional_experiments_end_to_end_on_a_tiny_vgg():
     assert np.isfinite(eta) and eta > 0 and len(gold["reached_edge"]) == len(run.etas)
     _, red = flatness.switch_experiment(sp, "vgg", eta * np.array([0.7, 2.0]), 0.021, [0.1, 0.2],
                                         n_control=1, probe_every=1, warmup_steps=2, **kw)
-    _, sgd = flatness.switch_experiment(sp, "vgg", eta * np.array([2.0]), 0.021, [0.1, 0.2],
+    _, sgd = flatness.switch_experiment(sp, "vgg", eta * np.array([0.7, 2.0]), 0.021, [0.1, 0.2],
                                         alpha=1.0, batch_size=8, probe_every=1, warmup_steps=4,
-                                        **kw)
+                                        n_control=1, **kw)  # the stable SGD control first
     _, grid, sde = flatness.equal_temperature_experiment(sp, "vgg", eta * np.array([0.5, 2.0]),
                                                          [1.0], batch_size=8, probe_every=1, **kw)
     assert grid.alpha.tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0])

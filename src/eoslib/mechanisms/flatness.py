@@ -62,7 +62,8 @@ __all__ = ["Splits", "splits", "Sweep", "sweep", "stability_threshold", "Goldilo
            "end_to_end_gain", "z_score", "merge_metrics", "goldilocks_experiment", "switch_rows",
            "flatter_pairs", "switch_experiment", "NoiseGrid", "noise_grid", "equal_temperature_experiment",
            "PAPER_TABLE_ETAS", "PAPER_TABLE", "rank_corr", "table_experiment", "table_summary",
-           "LOSS_RISE_RTOL", "FLATTER_MIN_REL_DS", "FLATTER_MIN_IMAGES", "Checkpoint"]
+           "LOSS_RISE_RTOL", "FLATTER_MIN_REL_DS", "FLATTER_MIN_IMAGES", "Checkpoint",
+           "collapsed", "COLLAPSE_MARGIN", "flatter_rows"]
 
 
 class Splits(NamedTuple):
@@ -122,6 +123,11 @@ class Goldilocks(NamedTuple):
       acc_fall: mean test accuracy at ``goldilocks_eta`` minus that of the largest usable η.
       fall_se: its standard error.
       seed_sd: the pooled standard deviation of test accuracy over seeds.
+      gain_at_goldilocks: mean test accuracy at ``goldilocks_eta`` minus that of all stable
+        runs (the rise read where the zone peaks on validation, not at its first η).
+      gain_se: its standard error.
+      min_runs: the usable runs an η needed to be a Goldilocks candidate or the fall's
+        comparator.
     """
 
     test_acc: np.ndarray
@@ -139,6 +145,9 @@ class Goldilocks(NamedTuple):
     acc_fall: float
     fall_se: float
     seed_sd: float
+    gain_at_goldilocks: float = float("nan")
+    gain_se: float = float("nan")
+    min_runs: int = 1
 
 
 def _pooled_sd(acc: np.ndarray) -> float:
@@ -153,8 +162,8 @@ def _pooled_sd(acc: np.ndarray) -> float:
 
 
 def goldilocks(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"],
-               val_acc: Float[np.ndarray, "G R"], reached_edge: Bool[np.ndarray, "G R"]
-               ) -> Goldilocks:
+               val_acc: Float[np.ndarray, "G R"], reached_edge: Bool[np.ndarray, "G R"],
+               *, min_runs: int = 1) -> Goldilocks:
     """Summarise a sweep: ``test_acc``/``val_acc`` are per (η, seed) at the early-stopping point
     (NaN for diverged or incomplete runs), ``reached_edge`` each run's own flag. Both halves of
     "flat below the threshold, a rise once η passes it", without choosing among step sizes on
@@ -166,7 +175,12 @@ def goldilocks(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"]
       the edge, minus the mean of all stable runs (a fixed comparison, not the best of many).
 
     The Goldilocks η (for the fall before divergence) is chosen on validation among the η whose
-    runs all reached the edge. Every derived number is NaN when its ingredients are missing."""
+    runs all reached the edge and that have at least ``min_runs`` usable runs (default 1; a
+    larger value keeps the arg-max off an η where most runs failed, whose one survivor's
+    accuracy is the noisiest: a winner's curse); the fall's comparator is the largest η with at
+    least ``min_runs`` usable runs. ``gain_at_goldilocks`` is the mean test accuracy at the
+    Goldilocks η minus that of all stable runs (chosen on validation, read on test). Every
+    derived number is NaN when its ingredients are missing."""
     etas = np.asarray(etas, float)
     test_acc, val_acc = np.asarray(test_acc, float), np.asarray(val_acc, float)
     edge_run = np.asarray(reached_edge, bool)
@@ -175,6 +189,8 @@ def goldilocks(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"]
         raise ValueError(f"etas {etas.shape}, test_acc {test_acc.shape}, val_acc "
                          f"{val_acc.shape} and reached_edge {edge_run.shape} must be (G,), "
                          "(G, R), (G, R), (G, R)")
+    if isinstance(min_runs, bool) or not isinstance(min_runs, (int, np.integer)) or min_runs < 1:
+        raise ValueError(f"min_runs={min_runs!r} must be an int >= 1")
     ok = ~np.isnan(test_acc)
     usable = ok.any(1)
     stable = usable & ~edge_run.any(1)
@@ -185,7 +201,7 @@ def goldilocks(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"]
         mean_val = np.nanmean(val_acc, 1)
     sd = _pooled_sd(test_acc)
     nan = float("nan")
-    slope = slope_se = first = rise = rise_se = g_eta = fall = fall_se = nan
+    slope = slope_se = first = rise = rise_se = g_eta = fall = fall_se = gain = gain_se = nan
     if stable.sum() >= 2:
         x = np.log(np.repeat(etas[stable], test_acc.shape[1]))
         y = test_acc[stable].ravel()
@@ -202,17 +218,23 @@ def goldilocks(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"]
         n_f = int(ok[f].sum())
         rise = float(mean_test[f] - below.mean())
         rise_se = float(sd * np.sqrt(1 / n_f + 1 / below.size))
-    if edge.any():
-        g = int(np.flatnonzero(edge)[np.nanargmax(mean_val[edge])])
+    enough = ok.sum(1) >= min_runs
+    candidates = edge & enough
+    if candidates.any():
+        g = int(np.flatnonzero(candidates)[np.nanargmax(mean_val[candidates])])
         g_eta = float(etas[g])
         n_g = int(ok[g].sum())
-        last = int(np.flatnonzero(usable)[-1])
+        last = int(np.flatnonzero(usable & enough)[-1])
         if last > g:
             n_l = int(ok[last].sum())
             fall = float(mean_test[g] - mean_test[last])
             fall_se = float(sd * np.sqrt(1 / n_g + 1 / n_l))
+        if stable.any():
+            below = test_acc[stable][ok[stable]]
+            gain = float(mean_test[g] - below.mean())
+            gain_se = float(sd * np.sqrt(1 / n_g + 1 / below.size))
     return Goldilocks(test_acc, val_acc, mean_test, usable, stable, edge, slope, slope_se, first,
-                      rise, rise_se, g_eta, fall, fall_se, sd)
+                      rise, rise_se, g_eta, fall, fall_se, sd, gain, gain_se, int(min_runs))
 
 
 def slope_ci(x: Float[np.ndarray, " K"], y: Float[np.ndarray, "R K"], z: float = 1.96
@@ -627,15 +649,20 @@ def sde_temperature(eta: Float[np.ndarray, "..."], alpha: Float[np.ndarray, "...
 
 
 def equal_temperature_gap(etas: Float[np.ndarray, " G"], alphas: Float[np.ndarray, " G"],
-                          line: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"]
-                          ) -> dict[str, float]:
+                          line: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"],
+                          *, paired: bool = False) -> dict[str, float]:
     """The noise-scale grid against the SDE view. ``line`` labels the runs that share one
     temperature ``η α²``; on each line the gap is the mean test accuracy at its largest η minus
     that at its smallest η (NaN accuracy: diverged or incomplete runs, left out). The SDE view
     predicts 0. Returns the mean gap over the lines that have usable runs at both ends, its
     standard error from the pooled within-configuration seed spread, the number of such lines,
     and the largest relative spread of ``η α²`` within a line (0 when the grid conserves it).
-    """
+
+    By default the lines' gaps are treated as independent (``√(Σ var)/n``). With ``paired`` the
+    lines share their seeds (and so their initialisations), so their gaps may be positively
+    correlated, and the standard error is the mean of the lines' own standard errors: the
+    largest the mean's can be whatever the correlation (up to √n larger than the independent
+    value)."""
     etas, alphas = np.asarray(etas, float), np.asarray(alphas, float)
     line, acc = np.asarray(line), np.asarray(test_acc, float)
     if not (etas.shape == alphas.shape == line.shape) or acc.shape[0] != etas.size:
@@ -655,7 +682,12 @@ def equal_temperature_gap(etas: Float[np.ndarray, " G"], alphas: Float[np.ndarra
         var.append(sd ** 2 * (1 / a_hi.size + 1 / a_lo.size))
     n = len(gaps)
     gap = float(np.mean(gaps)) if n else float("nan")
-    se = float(np.sqrt(np.sum(var)) / n) if n else float("nan")
+    if not n:
+        se = float("nan")
+    elif paired:
+        se = float(np.mean(np.sqrt(var)))
+    else:
+        se = float(np.sqrt(np.sum(var)) / n)
     return {"sde_equal_temperature_gap": gap, "sde_gap_se": se, "n_sde_lines": n,
             "sde_temperature_spread": spread}
 
@@ -729,9 +761,37 @@ def _edge_metrics(sw: Sweep, prefix: str = "") -> dict:
                                            sw.loss_rose).tolist()}
 
 
+#: A run is *collapsed* (:func:`collapsed`) when its final train accuracy is within this of the
+#: majority-class fraction (declared before the run).
+COLLAPSE_MARGIN = 0.05
+
+
+def collapsed(final_train_acc: Float[np.ndarray, "G R"], diverged: Bool[np.ndarray, "G R"],
+              train_labels: np.ndarray, *, margin: float = COLLAPSE_MARGIN) -> np.ndarray:
+    """``(G, R)`` whether each run that did not diverge *collapsed*: its final train accuracy is
+    at most the majority-class fraction of ``train_labels`` (integer labels, shape ``(N,)``, or
+    one-hot ``(N, C)``) plus ``margin``, i.e. at chance. Such a run failed like a diverged one
+    (the step size broke training) rather than running out of steps, and is counted with the
+    diverged runs, not the incomplete ones. NaN accuracy (a diverged run) is never collapsed."""
+    acc = np.asarray(final_train_acc, float)
+    div = np.asarray(diverged, bool)
+    if acc.shape != div.shape:
+        raise ValueError(f"final_train_acc {acc.shape} and diverged {div.shape} must match")
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin={margin!r} must be in [0, 1)")
+    y = np.asarray(train_labels)
+    y = y.argmax(-1) if y.ndim == 2 else y
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"train_labels {np.shape(train_labels)} must be (N,) labels or (N, C) "
+                         "one-hot, N >= 1")
+    chance = np.unique(y, return_counts=True)[1].max() / y.size
+    with np.errstate(invalid="ignore"):
+        return ~div & (acc <= chance + margin)
+
+
 def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *,
-                          probe_every: int, microbatch: int | None = None, **sweep_options
-                          ) -> tuple[Sweep, Goldilocks, dict]:
+                          probe_every: int, microbatch: int | None = None, min_runs: int = 1,
+                          **sweep_options) -> tuple[Sweep, Goldilocks, dict]:
     """The Goldilocks sweep (Fig. 5): :func:`sweep` over ``etas`` (with ``block`` in
     ``sweep_options``, up to divergence) probing the sharpness every ``probe_every`` steps, the
     stability threshold of :func:`stability_threshold` (2 / the peak sharpness of the smallest
@@ -740,11 +800,27 @@ def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], 
     and ``edge_ratio``, the flat slope below the edge and the rise past it with their z-scores
     against the seed spread, the Goldilocks η and the fall before divergence, and the counts the
     claims' guards read (usable stable η, usable edge η, usable η beyond the Goldilocks η, runs
-    labelled stable that reached the edge, diverged, incomplete)."""
+    labelled stable that reached the edge, diverged, incomplete).
+
+    ``min_runs`` goes to :func:`goldilocks` (the usable runs a Goldilocks candidate and the
+    fall's comparator need). Also: the gain at the Goldilocks η over the stable runs
+    (``acc_gain_at_goldilocks``, ``acc_gain_at_goldilocks_z``), the runs behind both ends of the
+    fall (``n_goldilocks_runs``, ``n_comparator_runs``; the comparator ``fall_comparator_eta``),
+    ``flat_slope_se``, ``n_collapsed`` (runs at chance train
+    accuracy, :func:`collapsed`), ``n_failed`` (diverged or collapsed), and where failures begin:
+    ``first_failure_eta`` (the smallest η with a failed run), ``n_failed_at_first_failure`` and,
+    from that η on, ``n_runs_from_first_failure`` and ``n_unusable_from_first_failure``."""
     run = sweep(sp, arch, etas, microbatch=microbatch, probe_every=probe_every,
                 window_start=np.full(np.size(etas), -1.0), **sweep_options)
     threshold = stability_threshold(run)
-    gl = goldilocks(run.etas, run.test_acc, run.val_acc, run.reached_edge)
+    gl = goldilocks(run.etas, run.test_acc, run.val_acc, run.reached_edge, min_runs=min_runs)
+    n_ok = (~np.isnan(run.test_acc)).sum(1)
+    col = collapsed(run.final_train_acc, run.diverged, sp.train.y)
+    failed = run.diverged | col
+    fail_rows = np.flatnonzero(failed.any(1))
+    f0 = int(fail_rows[0]) if fail_rows.size else run.etas.size
+    g_i = np.flatnonzero(run.etas == gl.goldilocks_eta)
+    later = np.flatnonzero((n_ok >= min_runs) & (run.etas > gl.goldilocks_eta))
     usable = run.etas[gl.usable]
     span = (float(np.log(run.etas[gl.stable].max() / run.etas[gl.stable].min()))
             if gl.stable.sum() >= 2 else float("nan"))
@@ -761,8 +837,22 @@ def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], 
         "n_eta_edge": int(gl.edge.sum()),
         "n_eta_mixed": int((gl.usable & ~gl.stable & ~gl.edge).sum()),
         "n_stable_at_edge": int((run.reached_edge & gl.stable[:, None]).sum()),
-        "n_eta_beyond_goldilocks": int((usable > gl.goldilocks_eta).sum()),
-        **_counts(run), "mean_test_acc": gl.mean_test.tolist()}
+        "n_eta_beyond_goldilocks": int(((n_ok >= min_runs) & gl.usable
+                                         & (run.etas > gl.goldilocks_eta)).sum()),
+        **_counts(run), "mean_test_acc": gl.mean_test.tolist(),
+        "goldilocks_min_runs": int(min_runs), "flat_slope_se": gl.flat_slope_se,
+        "fall_comparator_eta": float(run.etas[later[-1]]) if later.size else float("nan"),
+        "acc_gain_at_goldilocks": gl.gain_at_goldilocks,
+        "acc_gain_at_goldilocks_z": z_score(gl.gain_at_goldilocks, gl.gain_se),
+        "goldilocks_over_threshold": gl.goldilocks_eta / threshold["threshold_eta"],
+        "n_goldilocks_runs": int(n_ok[g_i[0]]) if g_i.size else 0,
+        "n_comparator_runs": int(n_ok[later[-1]]) if later.size else 0,
+        "n_usable_runs": n_ok.tolist(),
+        "n_collapsed": int(col.sum()), "n_failed": int(failed.sum()),
+        "first_failure_eta": float(run.etas[f0]) if fail_rows.size else float("nan"),
+        "n_failed_at_first_failure": int(failed[f0].sum()) if fail_rows.size else 0,
+        "n_runs_from_first_failure": int(failed[f0:].size),
+        "n_unusable_from_first_failure": int(np.isnan(run.test_acc[f0:]).sum())}
     return run, gl, metrics
 
 
@@ -816,10 +906,35 @@ def flatter_pairs(s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "
             "flatter_sign_p": p}
 
 
+def flatter_rows(s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "R K"], *,
+                 min_rel_ds: float = 0.0, min_dacc: float = 0.0) -> dict[str, float]:
+    """:func:`flatter_pairs` with one vote per row (one seed and η₀): the runs of a row share
+    their initialisation and their η₀ phase up to the earliest switch, so its pairs are not
+    independent. A row votes *better* when more of its decided pairs (the same ``min_rel_ds``,
+    ``min_dacc``) are better than worse, *worse* when fewer, and not at all on a tie or without
+    a decided pair. Returns ``n_flatter_rows`` (voting rows), ``n_flatter_rows_better``,
+    ``n_flatter_rows_worse`` and ``flatter_rows_sign_p``, the one-sided sign test's p-value over
+    the voting rows (NaN without one)."""
+    s, a = np.asarray(s_max, float), np.asarray(test_acc, float)
+    if s.shape != a.shape or s.ndim != 2:
+        raise ValueError(f"s_max {s.shape} and test_acc {a.shape} must both be (R, K)")
+    better = worse = 0
+    for s_row, a_row in zip(s, a):
+        row = flatter_pairs(s_row[None], a_row[None], min_rel_ds=min_rel_ds, min_dacc=min_dacc)
+        better += int(row["n_flatter_better"] > row["n_flatter_worse"])
+        worse += int(row["n_flatter_better"] < row["n_flatter_worse"])
+    n = better + worse
+    p = float(scipy.stats.binomtest(better, n, 0.5, alternative="greater").pvalue) if n \
+        else float("nan")
+    return {"n_flatter_rows": n, "n_flatter_rows_better": better, "n_flatter_rows_worse": worse,
+            "flatter_rows_sign_p": p}
+
+
 def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_small: float,
                       switch_accuracies: Sequence[float], *, steps: int, seeds: int,
                       eval_every: int, probe_every: int, n_control: int = 0,
-                      alpha: float | None = None, **sweep_options) -> tuple[Sweep, dict]:
+                      alpha: float | None = None, fit_edge_rows: bool = False,
+                      **sweep_options) -> tuple[Sweep, dict]:
     """Learning-rate reduction (Figs. 4, 6; with ``alpha`` and ``batch_size`` in
     ``sweep_options``, large-η SGD switched to GD, Fig. 9): every η₀ × switch threshold × seed
     runs η₀ until its training accuracy first reaches the threshold (``switch_accuracies``, in
@@ -842,7 +957,18 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
     flag and ``switch_edge_ratio`` before the switch (prefixed, so that they never collide with
     the Goldilocks sweep's unprefixed ``reached_edge`` in the chapter's record), the raw
     ``switch_s_max`` / ``switch_test_acc``; with controls the same summary of theirs prefixed ``control_`` and ``n_control_at_edge`` (control runs whose η₀
-    phase reached the edge: the control is then not a stable one)."""
+    phase reached the edge: the control is then not a stable one).
+
+    Also (new keys, whatever ``fit_edge_rows``): :func:`flatter_rows` (one vote per row),
+    ``smax_drop`` (``1 − exp(slope)``: the fraction by which S_max falls from the first switch
+    to the last), ``switch_edge_fraction`` (per switch point, the fraction of the unstable η₀'s
+    runs that had reached the edge before that switch; its first and last entries also as
+    ``first_switch_edge_fraction`` and ``last_switch_edge_fraction``) and ``n_edge_rows`` (unstable rows with
+    every switch point measured whose run switched last had reached the edge). With
+    ``fit_edge_rows`` the slope, its CI, ``smax_fall_rate``, ``smax_drop`` and the rank
+    correlation are read over those edge rows only (the rows that never reached the edge are
+    stable runs, whose flattening the claim is not about); the pairs stay over every unstable
+    row."""
     eta0 = np.asarray(eta0, float)
     acc_levels = np.asarray(switch_accuracies, float)
     k = acc_levels.size
@@ -865,20 +991,37 @@ def switch_experiment(sp: Splits, arch: str, eta0: Float[np.ndarray, " E"], eta_
         s_ok = np.where(rows(sw.diverged)[keep], np.nan, rows(sw.s_max)[keep])
         out.update(flatter_pairs(s_ok, rows(sw.test_acc)[keep], min_rel_ds=FLATTER_MIN_REL_DS,
                                  min_dacc=FLATTER_MIN_IMAGES / len(sp.test)))
+        out.update(flatter_rows(s_ok, rows(sw.test_acc)[keep], min_rel_ds=FLATTER_MIN_REL_DS,
+                                min_dacc=FLATTER_MIN_IMAGES / len(sp.test)))
         return out
 
     unstable = np.arange(eta0.size) >= n_control
     metrics = summary(unstable)
     del metrics["n_diverged"]  # counted over every run below (switch_n_diverged)
-    metrics["smax_fall_rate"] = _fall_rate(metrics["smax_vs_switch_slope"])
-    usable = rows(np.where(sw.diverged, np.nan, sw.s_max))[np.tile(unstable, seeds)]
+    on = np.tile(unstable, seeds)
+    s_rows = rows(np.where(sw.diverged, np.nan, sw.s_max))
+    usable = s_rows[on]
     metrics["n_switch_rows"] = int((~np.isnan(usable).any(1)).sum()) if k >= 2 else 0
     # the runs of one row share η₀ and seed up to their switches, so the one switched last saw
     # every step any of them ran at η₀: did the row reach the edge (probe or loss rise) by then?
     last = rows(sw.reached_edge)[:, -1]
     row_seed = np.repeat(np.arange(seeds), eta0.size)
     row_eta0 = np.tile(np.arange(eta0.size), seeds)
-    on = np.tile(unstable, seeds)
+    edge_row = on & last & ~np.isnan(s_rows).any(1)
+    metrics["n_edge_rows"] = int(edge_row.sum()) if k >= 2 else 0
+    if fit_edge_rows:
+        fit = switch_summary(position, rows(sw.s_max)[edge_row], rows(sw.test_acc)[edge_row],
+                             rows(sw.diverged)[edge_row])
+        del fit["n_diverged"]
+        metrics.update(fit)
+    metrics["smax_fall_rate"] = _fall_rate(metrics["smax_vs_switch_slope"])
+    metrics["smax_drop"] = (float(1 - np.exp(metrics["smax_vs_switch_slope"]))
+                            if np.isfinite(metrics["smax_vs_switch_slope"]) else float("nan"))
+    at_edge = rows(sw.reached_edge)[on]
+    metrics["switch_edge_fraction"] = ([float(v) for v in at_edge.mean(0)] if at_edge.size
+                                       else [float("nan")] * k)
+    metrics["first_switch_edge_fraction"] = metrics["switch_edge_fraction"][0]
+    metrics["last_switch_edge_fraction"] = metrics["switch_edge_fraction"][-1]
     metrics["edge_rows"] = [{"seed": int(r), "eta0": float(eta0[e]), "reached_edge": bool(b)}
                             for r, e, b in zip(row_seed[on], row_eta0[on], last[on])]
     metrics["n_rows_not_at_edge"] = int((~last[on]).sum())
@@ -925,7 +1068,7 @@ def noise_grid(etas: Float[np.ndarray, " G"], alphas0: Sequence[float]) -> Noise
 
 def equal_temperature_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"],
                                  alphas0: Sequence[float], *, batch_size: int,
-                                 probe_every: int = 0, **sweep_options
+                                 probe_every: int = 0, paired_se: bool = False, **sweep_options
                                  ) -> tuple[Sweep, NoiseGrid, dict]:
     """The noise-scale experiment (Fig. 8): :func:`sweep` over :func:`noise_grid` with the
     noise-scaled gradient at ``batch_size``, and :func:`equal_temperature_gap` over the
@@ -934,13 +1077,15 @@ def equal_temperature_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, 
     test accuracy at the largest η minus the smallest, with ``sde_gd_gain_z`` against the seed
     spread) says whether it does. Metrics: the gap, its standard error and z-score
     (``sde_gap_z``), ``n_sde_lines``, the GD gain, the grid, the accuracies, every run's edge
-    flag (with ``probe_every``) and the counts."""
+    flag (with ``probe_every``) and the counts. ``paired_se`` goes to
+    :func:`equal_temperature_gap` as ``paired`` (the lines share seeds)."""
     grid = noise_grid(etas, alphas0)
     sw = sweep(sp, arch, grid.eta, alpha=grid.alpha, batch_size=batch_size,
                probe_every=probe_every, window_start=np.full(grid.eta.size, -1.0),
                **sweep_options)
     on = grid.line < len(alphas0)
-    metrics = equal_temperature_gap(grid.eta[on], grid.alpha[on], grid.line[on], sw.test_acc[on])
+    metrics = equal_temperature_gap(grid.eta[on], grid.alpha[on], grid.line[on], sw.test_acc[on],
+                                    paired=paired_se)
     metrics["sde_gap_z"] = z_score(metrics["sde_equal_temperature_gap"], metrics["sde_gap_se"])
     gd = end_to_end_gain(grid.eta[~on], sw.test_acc[~on])
     metrics.update({"sde_gd_gain": gd["gain"], "sde_gd_gain_z": z_score(gd["gain"], gd["gain_se"]),
