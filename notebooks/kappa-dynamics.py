@@ -265,8 +265,9 @@ NAMES = {
                                 "switched run's similarity rose over the next steps (turned "
                                 "back, not slowed)"),
     "reversal_share": ("the median over distinct switches (seed, step) of the gap of the "
-                       "switched run's similarity above the kept-η run's, as a share of the kept-η run's rotation then, the next steps after the "
-                       "switch (not clipped)"),
+                       "switched run's similarity above the kept-η run's, as a share of the "
+                       "kept-η run's rotation then, the next steps after the switch (not "
+                       "clipped)"),
     "smax_plateaued_fraction": "the fraction of stable phases that plateaued (declared criterion)",
     "null_edge_ratio_max": "the stable null's largest S·η₀/2 before its reduction",
     "flattening_diverged": "diverged flattening runs",

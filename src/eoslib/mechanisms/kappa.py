@@ -382,18 +382,12 @@ def distribution_summary(samples: np.ndarray, grid_points: int = 512) -> Distrib
 
 class ModeCheck(NamedTuple):
     """Mode against median of a 1-D sample, with the mode estimator's resolution
-    (:func:`mode_check`).
-
-    Attributes:
-      median: the sample median.
-      modes: the mode by a Gaussian KDE with Scott's rule, with Silverman's rule, and the centre
-        of the fullest bin of a Freedman–Diaconis histogram, in that order.
-      grid_step: the spacing of the KDE grid.
-      bootstrap_sd: the standard deviation of the Scott-rule KDE mode over bootstrap resamples.
-      resolution: ``max(grid_step, bootstrap_sd)``.
-      excess: ``(mode − median) / resolution`` for each of the three modes.
-      agree: whether the three modes lie on the same side of the median (all ``≤`` or all ``>``).
-    """
+    (:func:`mode_check`): the sample ``median``; the ``modes`` by a Gaussian KDE with Scott's
+    rule, with Silverman's rule, and the centre of the fullest bin of a Freedman–Diaconis
+    histogram, in that order; the KDE's ``grid_step``; the ``bootstrap_sd`` of the Scott-rule
+    KDE mode over bootstrap resamples; the ``resolution`` ``max(grid_step, bootstrap_sd)``; the
+    ``excess`` ``(mode − median) / resolution`` of each of the three modes; and whether they
+    ``agree``, i.e. lie on the same side of the median (all ``≤`` or all ``>``)."""
 
     median: float
     modes: tuple[float, float, float]
