@@ -36,13 +36,13 @@
 # | | paper | this chapter |
 # |---|---|---|
 # | simulation | App. F.11, Cases I–III | `cases`: `n_trajectories` walks × `sim_steps` steps |
-# | data | fMNIST, 4 classes, 1,000 images | fMNIST, 4 classes, `n_train` images |
-# | model | MLP, 4 hidden layers, ReLU | the same, hidden width `width` |
+# | data | fMNIST, 4 classes, 1,000 images ("N per class", App. K.1), standard normalisation | fMNIST, 4 classes, the first `n_train`/4 images of each class in file order, standardised |
+# | model | MLP, 4 hidden layers of width 32, ReLU, "a total of 28480 parameters" (companion paper's appendix) | the same, hidden width `width`, with biases and 4 outputs (its parameter count is printed in Section 2; the paper's 28,480 is exactly a bias-free 784-32-32-32-32-10 net at width 32: which the paper trained is an open question) |
 # | κ–sharpness runs | 15 seeds, η = 0.1 (λ > 20 is unstable), κ at every step of an instability | `seeds` seeds × `steps` steps at `eta`; κ every `fine_probe_every` steps in replays of the instabilities (of each seed's whole run with `replay_whole_run`) |
 # | reversal | η_low = 0.2η at "different time-steps before the instability is resolved" | η_low = `low_factor`·η at `switch_fractions` of each of the `reversal_instabilities` longest instabilities (≥ `min_instability` steps) |
 # | flattening | η → 0.01 "at indicated epochs" after η₀ | η → `eta_small` at each of `reduce_at` after each of `eta0s`, and after the stable null `eta0_null` |
 #
-# `book` scale is sized for a 2-core CPU in minutes, `long` for the same CPU in under an hour
+# `book` scale is sized for a 2-core CPU in minutes, `long` for the same CPU in under two hours
 # (run once from a clean commit and stored, {doc}`../book/rerun`), and `paper` scale for a GPU;
 # the values this run used are printed below the parameters. The `long` scale spends its time
 # on the claims the book scale cannot decide: the κ claims (the paper's 15 seeds, λ and κ at
@@ -54,10 +54,10 @@
 # | | paper | `long` |
 # |---|---|---|
 # | simulation | walks and steps not in our copy | 100,000 walks × 10,000 steps per case (as `paper`) |
-# | data, model, loss | 1,000 fMNIST images, 4 classes; MLP, 4 hidden layers (width lost from our copy); cross-entropy (Sec. 6.2) | the same, width 32 (every scale) |
+# | data, model, loss | 1,000 fMNIST images, 4 classes; MLP, 4 hidden layers of width 32 (28,480 parameters); cross-entropy (Sec. 6.2) | 250 images per class; width 32 (every scale) with biases and 4 outputs (the parameter count, printed in Section 2, differs from the paper's, which fits a bias-free net with 10 outputs: open); cross-entropy |
 # | κ–sharpness runs | 15 seeds at η = 0.1, run length not stated | 15 seeds × 600 steps (`paper`: 1,000), λ and κ at every step |
 # | reversal | three instabilities of one run, η lowered at "different time-steps" | the 6 longest of ≥ 12 steps over the 15 seeds, η lowered at 25, 50, 75 % of the rotation (as `paper`) |
-# | flattening | η₀ and reduction epochs not in our copy; a smaller η trained proportionally more epochs (App. K.3) | η₀ ∈ {0.1, 0.15, 0.2} and the null 0.02, reduced at steps 50–800 (as `paper`); a stable phase of 7,200 steps at η = 0.01 at every η₀ (`paper`: 4,000), probed every 25; one initialisation |
+# | flattening | η₀ and reduction epochs not in our copy; a smaller η trained proportionally more epochs (App. K.3); several seeds | η₀ ∈ {0.1, 0.15, 0.2} and the null 0.02, reduced at steps 50–800 (as `paper`); a stable phase of 7,200 steps at η = 0.01 at every η₀ (`paper`: 4,000), probed every 25; the null matched to the unstable cells in training loss; 3 initialisations |
 #
 # **Loss.** Every network run uses `net_loss`, cross-entropy at every scale: the journal
 # paper's fMNIST experiments use cross-entropy (Sec. 6.2, App. K); the lengths of this run's
@@ -71,6 +71,8 @@
 # %% tags=["hide-input"]
 import dataclasses
 import os
+
+import equinox as eqx
 import time
 
 import jax
@@ -105,7 +107,7 @@ fine_probe_every = None  # steps between κ probes inside the replayed instabili
 replay_whole_run = None  # replay every seed's whole run with κ probes (else only its instabilities)
 window_patience = None  # probes below the edge that close an instability window
 kappa_radius = None  # radius r of the finite-difference κ proxy
-n_train = None  # fMNIST training images (first 4 classes, balanced)
+n_train = None  # fMNIST training images, the first n_train/4 of each of the first 4 classes
 width = None  # hidden width of the MLP
 net_loss = None  # loss of every network run
 min_instability = None  # shortest instability (steps) the reversal is studied in
@@ -120,6 +122,7 @@ eta_small = None  # step size after the reduction
 stable_steps = None  # steps of the stable phase searched for S_max
 settle_fraction = None  # share of the stable phase the maximum must stand for it to have plateaued
 flat_probe_every = None  # steps between sharpness probes of the flattening runs
+flat_inits = None  # initialisations of the flattening grid (S_max: their mean)
 seed = None  # PRNG seed (first initialisation and the simulation)
 results_dir = None  # where the results record goes (default: _build/records)
 
@@ -129,7 +132,7 @@ RANGES = {
     "sim_steps": "int >= 8, multiple of 8", "seeds": "int >= 1", "eta": "float > 0",
     "steps": "int >= 1, multiple of probe_every", "probe_every": "int >= 1",
     "fine_probe_every": "int >= 1", "replay_whole_run": "bool", "window_patience": "int >= 1",
-    "kappa_radius": "float > 0", "n_train": "int in [1, 24000]", "width": "int >= 1",
+    "kappa_radius": "float > 0", "n_train": "int in [4, 24000], multiple of 4", "width": "int >= 1",
     "net_loss": "one of half_mse, cross_entropy", "min_instability": "int >= 4",
     "reversal_instabilities": "int >= 1", "low_factor": "float in (0, 1)",
     "switch_fractions": "list[float in (0, 1)], non-empty",
@@ -137,6 +140,7 @@ RANGES = {
     "eta0s": "list[float > 0], non-empty", "eta0_null": "float > 0",
     "reduce_at": "list[int >= 0], non-empty", "eta_small": "float > 0",
     "stable_steps": "int >= 1", "settle_fraction": "float in (0, 1)", "seed": "int >= 0",
+    "flat_inits": "int >= 1",
 }
 SCALES = {  # a literal: the book's tooling reads it without running the notebook
     "smoke": {"cases": ["I", "II", "III"], "n_trajectories": 500, "sim_steps": 200,
@@ -148,7 +152,7 @@ SCALES = {  # a literal: the book's tooling reads it without running the noteboo
               "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 4,
               "eta0s": [0.1, 0.2], "eta0_null": 0.02, "reduce_at": [20, 40],
               "eta_small": 0.01, "stable_steps": 100, "settle_fraction": 0.2,
-              "flat_probe_every": 10, "seed": 0},
+              "flat_probe_every": 10, "flat_inits": 1, "seed": 0},
     "book": {"cases": ["I", "II", "III"], "n_trajectories": 20000, "sim_steps": 4000,
              "seeds": 3, "eta": 0.1, "steps": 600, "probe_every": 5, "fine_probe_every": 1,
              "replay_whole_run": False, "window_patience": 2, "kappa_radius": 0.05,
@@ -158,8 +162,8 @@ SCALES = {  # a literal: the book's tooling reads it without running the noteboo
              "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 10,
              "eta0s": [0.1, 0.2], "eta0_null": 0.02, "reduce_at": [50, 100, 200, 400],
              "eta_small": 0.01, "stable_steps": 2000, "settle_fraction": 0.2,
-             "flat_probe_every": 50, "seed": 0},
-    # long: a 2-core CPU in under an hour (Setup lists its cuts from the paper); aimed at the κ
+             "flat_probe_every": 50, "flat_inits": 1, "seed": 0},
+    # long: a 2-core CPU in under two hours (Setup lists its cuts from the paper); aimed at the κ
     # claims (the paper's 15 seeds, λ and κ at every step) and at the flattening grid (stable
     # phases long enough to plateau), the rest at the paper-scale settings where cheap
     "long": {"cases": ["I", "II", "III"], "n_trajectories": 100000, "sim_steps": 10000,
@@ -170,7 +174,7 @@ SCALES = {  # a literal: the book's tooling reads it without running the noteboo
              "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 10,
              "eta0s": [0.1, 0.15, 0.2], "eta0_null": 0.02,
              "reduce_at": [50, 100, 200, 400, 800], "eta_small": 0.01, "stable_steps": 7200,
-             "settle_fraction": 0.25, "flat_probe_every": 25, "seed": 0},
+             "settle_fraction": 0.25, "flat_probe_every": 25, "flat_inits": 3, "seed": 0},
     "paper": {"cases": ["I", "II", "III"], "n_trajectories": 100000, "sim_steps": 10000,
               "seeds": 15, "eta": 0.1, "steps": 1000, "probe_every": 5, "fine_probe_every": 1,
               "replay_whole_run": False, "window_patience": 2, "kappa_radius": 0.05,
@@ -180,7 +184,7 @@ SCALES = {  # a literal: the book's tooling reads it without running the noteboo
               "switch_fractions": [0.25, 0.5, 0.75], "reversal_horizon": 10,
               "eta0s": [0.1, 0.15, 0.2], "eta0_null": 0.02,
               "reduce_at": [50, 100, 200, 400, 800], "eta_small": 0.01, "stable_steps": 4000,
-              "settle_fraction": 0.25, "flat_probe_every": 25, "seed": 0},
+              "settle_fraction": 0.25, "flat_probe_every": 25, "flat_inits": 3, "seed": 0},
 }
 P = settings(SCALES, scale, RANGES, cases=cases, n_trajectories=n_trajectories,
              sim_steps=sim_steps, seeds=seeds, eta=eta, steps=steps,
@@ -192,7 +196,7 @@ P = settings(SCALES, scale, RANGES, cases=cases, n_trajectories=n_trajectories,
              switch_fractions=switch_fractions, reversal_horizon=reversal_horizon,
              eta0s=eta0s, eta0_null=eta0_null, reduce_at=reduce_at, eta_small=eta_small,
              stable_steps=stable_steps, settle_fraction=settle_fraction,
-             flat_probe_every=flat_probe_every, seed=seed)
+             flat_probe_every=flat_probe_every, flat_inits=flat_inits, seed=seed)
 P.as_dict()
 
 # %% [markdown]
@@ -200,10 +204,13 @@ P.as_dict()
 #
 # Each claim is graded after the run by the rule stated with it, fixed here before any number
 # exists; `not tested` means this run never entered the regime the claim needs (no walk was
-# absorbed, walks that barely spread, too few instabilities, κ not positive at most pairs,
-# too few stable phases that plateaued). The simulated model in the theorems' own setting
-# (Case I) realises the theorems exactly, so it is recorded as a consistency check, not
-# scored.
+# absorbed, walks that barely spread, too few instabilities, too few stable phases that
+# plateaued, no unstable row matched in training loss by the null). Case I is our instance of
+# the theorems' setting (unimodal start, g Lipschitz): the theorems predict its outcome, so it
+# is recorded as a consistency check, not scored. It is graded, like Cases II and III, on walks
+# with the exit switched off, which drops the theorems' exit (C6); past the exit the step
+# continues positive, strictly increasing and Lipschitz, so the conditions on the step still
+# hold there. It therefore carries the same departures as the claim beyond the theorems.
 
 # %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
@@ -224,7 +231,9 @@ NAMES = {
                               "standard errors of the sample median (exit off)"),
     "case1_skewness_excess": ("Case I's final skewness minus the null's, in standard errors "
                               "√(12/n) (exit off)"),
-    "case1_mode_minus_median": "Case I's final mode − median (exit off)",
+    "case1_mode_excess": ("Case I's final mode − median (exit off) in units of the mode's "
+                          "resolution (max of the KDE grid step and the bootstrap SD of the "
+                          "mode), the smallest over Scott's, Silverman's and the histogram mode"),
     "branch_violations": "grid points breaking the 1-right/3-left two-step pattern",
     "branch_mean_max": "the largest |mean two-step displacement|",
     "n_relaxed_cases": "the number of Cases II and III simulated",
@@ -232,8 +241,9 @@ NAMES = {
                                        "(final / initial) in Cases II, III"),
     "relaxed_median_excess_max": ("the largest final median of log κ minus the null's, in "
                                   "standard errors of the two medians (Cases II, III, no exit)"),
-    "relaxed_mode_minus_median_max": ("the largest final mode − median in Cases II, III "
-                                      "(no exit)"),
+    "relaxed_mode_excess_max": ("the largest final mode − median in Cases II, III (no exit), "
+                                "in units of the mode's resolution, each case's the smallest "
+                                "over Scott's, Silverman's and the histogram mode"),
     "relaxed_skewness_excess_min": ("the smallest final skewness minus the null's, in standard "
                                     "errors √(12/n) of a normal sample's (Cases II, III, no exit)"),
     "variability_pairs": "pairs (λ_t, κ change t → t+1) inside instabilities, all seeds",
@@ -251,11 +261,13 @@ NAMES = {
                                "(closed inside their replay)"),
     "switches_outside_instability": "switches outside their instability window",
     "rotation_drop": "how far the kept-η subspace similarity falls inside the window (1 − min, mean)",
-    "reversal_rises_fraction": ("the fraction of switches after which the switched run's "
-                                "similarity rose over the next steps (turned back, not slowed)"),
-    "reversal_share": ("the median gap of the switched run's similarity above the kept-η run's, "
-                       "as a share of the kept-η run's rotation then, the next steps after the "
-                       "switch (not clipped)"),
+    "reversal_rises_fraction": ("the fraction of distinct switches (seed, step) after which the "
+                                "switched run's similarity rose over the next steps (turned "
+                                "back, not slowed)"),
+    "reversal_share": ("the median over distinct switches (seed, step) of the gap of the "
+                       "switched run's similarity above the kept-η run's, as a share of the "
+                       "kept-η run's rotation then, the next steps after the switch (not "
+                       "clipped)"),
     "smax_plateaued_fraction": "the fraction of stable phases that plateaued (declared criterion)",
     "null_edge_ratio_max": "the stable null's largest S·η₀/2 before its reduction",
     "flattening_diverged": "diverged flattening runs",
@@ -267,7 +279,13 @@ NAMES = {
     "smax_later_change": ("the relative change S_max(last)/S_max(first) − 1 between the first and "
                           "the last plateaued reduction of a row (unstable η₀, mean over the "
                           "graded rows)"),
-    "smax_later_excess": ("smax_later_change minus the stable null's same change"),
+    "smax_matched_rows": ("unstable η₀ rows with two plateaued cells whose training loss at "
+                          "the reduction lies inside the range of the stable null's plateaued "
+                          "cells' losses (the rows the progress-matched null can be read for)"),
+    "smax_later_excess": ("the relative change of S_max between the first and the last such "
+                          "loss-matched cell of an unstable row minus the stable null's change "
+                          "between the same two training losses (its S_max interpolated in log "
+                          "loss between its plateaued cells), mean over the matched rows"),
     "smax_eta0_change": ("the relative change of S_max from the smallest to the largest unstable "
                          "η₀, mean over the reduction steps where both plateaued"),
 }
@@ -282,8 +300,15 @@ THEOREMS = Given(
     AllOf((AtMost("roundoff_exits", 0), AtMost("case1_median_excess", -3.0, fmt=".1f"),
            AtMost("case1_median_rise_max", 3.0, fmt=".2f"),
            AtLeast("case1_skewness_excess", 3.0, fmt=".1f"),
-           AtMost("case1_mode_minus_median", 0.0), AtMost("branch_violations", 0),
+           AtMost("case1_mode_excess", 2.0, fmt=".1f"), AtMost("branch_violations", 0),
            AtMost("branch_mean_max", 1e-9, fmt=".1e"))))
+# "mode ≤ median" is read beyond the mode estimator's resolution (a review found +0.008 graded
+# as a failure, under a fifth of one KDE grid step): the mode is found on a grid over the
+# 0.5–99.5 % quantiles, its resolution is max(grid step, bootstrap SD of the Scott-rule mode over
+# 20 resamples), and the check fails only where every one of Scott's, Silverman's and the
+# histogram mode lies more than 2 resolutions right of the median (App. F.11: the shape is
+# "robust to standard bandwidth rules and to histogram estimators"); where the three disagree on
+# the side, the sign is reported "not resolved".
 # Graded on the walks with the exit switched off, against the same walks with a constant step:
 # with the exit on, a pile of absorbed walks makes the median fall and the law right-skewed by
 # itself (a constant-step walk with the same exit does both), whatever the step's state-dependence.
@@ -291,16 +316,17 @@ RELAXED = Given(
     AllOf((AtLeast("n_relaxed_cases", 1),
            AtLeast("relaxed_null_spread_growth_min", 2.0, fmt=".1f"))),
     AllOf((AtMost("relaxed_median_excess_max", -3.0, fmt=".1f"),
-           AtMost("relaxed_mode_minus_median_max", 0.0),
+           AtMost("relaxed_mode_excess_max", 2.0, fmt=".1f"),
            AtLeast("relaxed_skewness_excess_min", 3.0, fmt=".1f"))))
 # κ-variability, as App. F.2 grades it: pooled over the seeds and per seed, Pearson and
 # Spearman. Its two parts are graded apart: a positive correlation that is significant (the
 # paper: every seed p < 0.05, pooled p = 1.5e-53), and its size (the paper: Pearson 0.59,
 # Spearman 0.55 pooled; 0.30–0.84 per seed).
-# The premise of the paper's model is κ > 0 (its walk is in log κ): where D⁴L along ĝ is not
-# positive at both probes of most pairs, the run is not in the claim's regime (not tested).
-MEASURED = AllOf((AtLeast("variability_pairs", 10),
-                  AtLeast("variability_kappa_positive_fraction", 0.5, fmt=".0%")))
+# No κ > 0 gate: F.2 correlates the signed proxy as measured (a review found a "κ > 0 at both
+# probes of half the pairs" gate, ours not the paper's, never held under cross-entropy and turned
+# a measured result into "not tested"); the positive fraction is reported, and the κ-change
+# metric and sign departures stand beside a verdict other than "reproduced".
+MEASURED = AtLeast("variability_pairs", 10)
 VARIABILITY = Given(MEASURED, AllOf((
     AtLeast("variability_pearson", 0.0, fmt=".2f"), AtMost("variability_pearson_p", 0.01, fmt=".1e"),
     AtLeast("variability_spearman", 0.0, fmt=".2f"),
@@ -320,11 +346,18 @@ ROTATION = Given(
 # S_max read only on stable phases that plateaued (review: at book scale 5 of 12 did, so "all
 # plateaued" never held): at least half the cells plateaued, every row that is graded has at
 # least two plateaued cells (the stable null's row included), and the η₀ effect has a reduction
-# step where both η₀ plateaued; the null η₀ must have stayed below its edge; the
-# later-reduction effect is read beyond the null's, the η₀ effect among unstable η₀
+# step where both η₀ plateaued; the null η₀ must have stayed below its edge; the η₀ effect is
+# read among unstable η₀. The later-reduction effect is read beyond a null matched in training
+# progress (a review found the null reduced at the same *steps* was at 51–98 % accuracy where
+# the unstable rows were at 90–100 %; App. K.3 gives a smaller η proportionally more epochs):
+# for each unstable row, between its first and last plateaued cells whose training loss at the
+# reduction lies inside the null's plateaued range, against the null's S_max interpolated (in
+# log loss) at those two losses. With several initialisations a cell's S_max is the mean over
+# them, its loss their geometric mean, and it counts as plateaued only if every one plateaued.
 FLATTENING = Given(
     AllOf((AtLeast("smax_plateaued_fraction", 0.5, fmt=".0%"),
            AtLeast("smax_rows_graded", 1), AtLeast("smax_null_plateaued_cells", 2),
+           AtLeast("smax_matched_rows", 1),
            AtLeast("smax_eta0_columns", 1),
            AtMost("null_edge_ratio_max", 1.0, fmt=".2f"))),
     AllOf((AtMost("flattening_diverged", 0),
@@ -356,6 +389,16 @@ NETWORK = (
               "{fine_probe_every} step(s); one shorter than the probe spacing can be missed",
               "design choice", scales=("smoke", "book", "paper")),
 )
+# How the simulated walks differ from the paper's (both simulated claims)
+SIMULATED = (
+    Departure("our instances of f, g and the initial laws (the paper's were lost from our copy)",
+              "reconstructed formula"),
+    Departure("graded with the exit switched off (no absorption, Asp. 5.2 / C6 dropped), "
+              "against a constant-step null; past the exit the step continues as "
+              "2·0.02/(1 + e^(−4 log κ)), positive, strictly increasing and Lipschitz, so the "
+              "walk keeps the theorems' conditions on the step there",
+              "design choice"),
+)
 CLAIMS = [
     ClaimSpec(
         "model-theorems",
@@ -367,11 +410,14 @@ CLAIMS = [
         rule=THEOREMS, glossary=NAMES,
         ours="exit off: final median vs the null's {case1_median_excess:+.1f} standard "
              "errors, skewness above the null's {case1_skewness_excess:+.1f}, mode − median "
-             "{case1_mode_minus_median:+.3f}; exit on (not graded): median drift "
-             "{case1_median_drift:+.3f} with {exit_fractions} absorbed",
+             "{case1_mode_minus_median:+.3f} = {case1_mode_excess:+.1f} resolutions of "
+             "{case1_mode_resolution:.3f} (side where Scott's, Silverman's and the histogram mode "
+             "agree, −1 left of the median, +1 right, 0 not resolved: {case1_mode_sign:+.0f}); "
+             "exit on (not graded): "
+             "median drift {case1_median_drift:+.3f} with {exit_fractions} absorbed",
         control="the same walks (same start, same signs) with a constant step h̄ and the exit "
                 "off; with the exit on, only that every exit is exact",
-        kind="consistency"),
+        kind="consistency", departures=SIMULATED),
     ClaimSpec(
         "model-beyond-theorems",
         "outside the theorems (Case II: g not Lipschitz; Case III: bimodal start) the "
@@ -379,15 +425,13 @@ CLAIMS = [
         "App. F.11 Cases II, III (figure only)",
         rule=RELAXED, glossary=NAMES,
         ours="exit off: final median vs the null's {relaxed_median_excess_max:+.1f} "
-             "standard errors, largest mode − median {relaxed_mode_minus_median_max:+.3f}, "
-             "skewness above the null's {relaxed_skewness_excess_min:+.1f} standard errors",
+             "standard errors, largest mode − median {relaxed_mode_minus_median_max:+.3f} "
+             "({relaxed_mode_excess_max:+.1f} resolutions; side per case, −1 left, +1 right, 0 not "
+             "resolved: {relaxed_mode_signs:+.0f}), skewness above the null's "
+             "{relaxed_skewness_excess_min:+.1f} standard errors",
         control="the same walks (same start, same signs) with a constant step h̄, the "
                 "model's mean initial step: a martingale whose median does not drift",
-        departures=(
-            Departure("our instances of f, g and the initial laws (the paper's were lost from "
-                      "our copy)", "reconstructed formula"),
-            Departure("graded with the exit switched off, against a constant-step null",
-                      "design choice"))),
+        departures=SIMULATED),
     ClaimSpec(
         "kappa-variability",
         "during instabilities the change of κ grows with the sharpness λ: a positive "
@@ -395,7 +439,8 @@ CLAIMS = [
         "p = 1.5e-53 (Pearson), 5.4e-45 (Spearman) pooled over 15 seeds; every seed "
         "p < 0.05 (App. F.2, Table 2)",
         rule=VARIABILITY, glossary=NAMES,
-        ours="κ > 0 at {variability_kappa_positive_fraction:.0%} of the pairs; "
+        ours="κ > 0 at both probes of {variability_kappa_positive_fraction:.0%} of the pairs "
+             "(reported, not a gate); "
              "pooled over {seeds} seeds ({variability_pairs} pairs): Pearson "
              "{variability_pearson:.2f} (p = {variability_pearson_p:.1e}), Spearman "
              "{variability_spearman:.2f} (p = {variability_spearman_p:.1e}); per seed Pearson "
@@ -421,7 +466,8 @@ CLAIMS = [
         "companion paper Figs. 2 and 8 (fMNIST MLP)",
         rule=ROTATION, glossary=NAMES,
         ours="{reversal_instabilities} instabilities (from step {reversal_window_starts} to "
-             "{reversal_window_ends}), switches at steps {reversal_switch_steps}; kept η: "
+             "{reversal_window_ends}), switches at steps {reversal_switch_steps} "
+             "({reversal_distinct_switches} distinct (seed, step), each counted once); kept η: "
              "similarity falls by {rotation_drop:.3f}; rotation at the switches "
              "{reversal_rotated:.3f}; {reversal_horizon} steps later the switched run's rise "
              "{reversal_rise_all:+.3f} and its gap above the kept-η run as a share of that "
@@ -445,20 +491,32 @@ CLAIMS = [
         rule=FLATTENING, glossary=NAMES,
         ours="S_max change, first → last plateaued reduction {smax_later_change:+.1%} "
              "(η₀ = {eta0s}, {smax_rows_graded} row(s) graded) vs the stable null's "
-             "{smax_later_change_null:+.1%} (η₀ = {eta0_null}, {smax_null_plateaued_cells} "
-             "plateaued cell(s)); smallest → largest η₀ {smax_eta0_change:+.1%}; stable-null "
-             "S_max {smax_null:.1f}; plateaued {smax_plateaued_fraction:.0%}",
-        control="a stable η₀ (below its edge until the reduction) reduced at the same steps",
+             "{smax_later_change_null:+.1%} at the same steps (η₀ = {eta0_null}, "
+             "{smax_null_plateaued_cells} plateaued cell(s)); matched in training loss "
+             "({smax_matched_rows} row(s)): unstable {smax_later_change_matched:+.1%} vs "
+             "null {smax_later_change_null_matched:+.1%}; smallest → largest η₀ "
+             "{smax_eta0_change:+.1%}; stable-null S_max {smax_null:.1f}; plateaued "
+             "{smax_plateaued_fraction:.0%}; {flat_inits} initialisation(s), largest spread "
+             "of a plateaued cell's S_max over them {smax_init_spread_max:.0%}",
+        control="a stable η₀ (below its edge until the reduction), read at the same training "
+                "loss as each unstable cell at its reduction (S_max interpolated between its "
+                "reductions in log loss)",
         departures=(
             LOSS, SUBSET,
             Departure("reductions at steps {reduce_at} (the paper's epochs are not in our copy)",
                       "not stated in the paper"),
             Departure("η₀ ∈ {eta0s} and the stable null η₀ = {eta0_null} (the paper's η₀ are not "
                       "in our copy)", "not stated in the paper"),
-            Departure("one initialisation; a stable phase of {stable_steps} steps at every "
-                      "η₀ (the paper gives a smaller η proportionally more epochs, App. K.3), "
-                      "S_max counted where no later probe beat it for {settle_steps} steps "
-                      "({settle_fraction:.0%} of the phase)", "CPU"))),
+            Departure("{flat_inits} initialisation(s) (the paper averages over seeds, App. K.3)",
+                      "CPU", scales=("smoke", "book")),
+            Departure("{flat_inits} initialisations (the paper's number of seeds is not in our "
+                      "copy)", "not stated in the paper", scales=("long", "paper")),
+            Departure("a stable phase of {stable_steps} steps at every η₀; the stable null "
+                      "reduced at the same steps and matched to the unstable cells in training "
+                      "loss by interpolation between its reductions (the paper instead gives a "
+                      "smaller η proportionally more epochs, App. K.3); S_max counted where no "
+                      "later probe beat it for {settle_steps} steps ({settle_fraction:.0%} of "
+                      "the phase)", "design choice"))),
 ]
 display(declared_claims(CLAIMS))
 
@@ -486,10 +544,22 @@ display(declared_claims(CLAIMS))
 # live walk, so once half the walks are absorbed the median sits in the pile of exits whatever
 # the step did, and the pile with the live walks' right tail is a right-skewed law. A walk with
 # a *constant* step and the same exit shows the same median fall and skew. The claim about
-# Cases II and III is therefore graded on the same walks with the exit switched off
-# (`absorbing=False`: past the exit they step by the floor $g(0)$), against a **null**: the
+# Cases I–III are therefore graded on the same walks with the exit switched off
+# (`absorbing=False`), against a **null**: the
 # same start and the same signs with the constant step $\bar h$, the model's mean initial step
 # ({func}`eoslib.mechanisms.kappa.constant_step`), a martingale whose median does not drift.
+# Past the exit the free walks step by $h(X) = 2\cdot 0.02/(1 + e^{-4X})$
+# ({func}`eoslib.mechanisms.kappa.sigmoid_continuation`), which meets $g(0) = 0.02$ at the exit:
+# the step is then positive, strictly increasing and Lipschitz on all of $\mathbb{R}$, as the
+# theorems' conditions on it ask, where a constant floor past the exit would not be (a review
+# found 91 % of the `long` run's walks past the exit, stepping by the constant floor).
+#
+# **Mode against median.** The mode is the argmax of a Gaussian KDE on a grid over the 0.5–99.5 %
+# quantiles, and it cannot be located more finely than its **resolution**, the larger of the grid
+# step and the bootstrap standard deviation of the mode over 20 resamples
+# ({func}`eoslib.mechanisms.kappa.mode_check`). "Mode ≤ median" fails only where Scott's,
+# Silverman's and a histogram's mode all lie more than 2 resolutions right of the median; the
+# side is reported only where the three agree, else "not resolved".
 
 # %%
 # A long (or paper) run keeps its finished parts and its trainings in pieces, so a rerun after
@@ -508,8 +578,11 @@ def simulate_cases():
         x0 = kappa.initial_log_kappa(kappa.CASES[name], P.n_trajectories, k_init)
         sims[name] = kappa.simulate(kappa.CASES[name], x0, P.sim_steps, key=k_run,
                                     record_every=P.sim_steps // 4)
-        # every case is graded with the exit off, against its constant-step null
-        free = dataclasses.replace(kappa.CASES[name], absorbing=False)
+        # every case is graded with the exit off, against its constant-step null; past the exit
+        # the step continues positive, strictly increasing and Lipschitz (not the constant floor
+        # g(0), which breaks the theorems' "h strictly increasing" for every walk that crossed)
+        free = dataclasses.replace(kappa.CASES[name], absorbing=False,
+                                   below_exit=kappa.sigmoid_continuation)
         for label, model in (("free", free), ("null", kappa.constant_step(free, x0))):
             unabsorbed[name, label] = kappa.simulate(model, x0, P.sim_steps, key=k_run,
                                                      record_every=P.sim_steps // 4)
@@ -572,7 +645,8 @@ for name in [n for n in P.cases if n != "I"]:
     versus[name] = {
         k: (kappa.distribution_summary(unabsorbed[name, k].log_kappa[-1]),
             kappa.median_standard_error(unabsorbed[name, k].log_kappa[-1]))
-        for k in ("free", "null")} | {"growth": last.spread / first.spread}
+        for k in ("free", "null")} | {"growth": last.spread / first.spread,
+                                      "mode": kappa.mode_check(unabsorbed[name, "free"].log_kappa[-1])}
 rows = [f"| {name} | {label} | {v[k][0].median - summaries[name][0].median:+.3f} "
         f"| {v[k][1]:.3f} | {v[k][0].mode - v[k][0].median:+.3f} | {v[k][0].skewness:+.2f} |"
         for name, v in versus.items()
@@ -607,16 +681,23 @@ if versus:
 # $|\kappa_{t+1}-\kappa_t|/(|\kappa_t|+|\kappa_{t+1}|)$ ({func}`eoslib.mechanisms.kappa.relative_change`),
 # which keeps the probes where $D^4L \le 0$ (a sign flip scores 1) instead of dropping them.
 # The paper's model assumes κ > 0; the fraction of pairs with $D^4L > 0$ at both probes is
-# recorded, and where it is below half the correlation claims are `not tested` (declared
-# above): the correlation's sign then depends on how a sign change is scored.
+# recorded and reported beside the correlation (App. F.2 correlates the signed proxy as
+# measured, so it is no gate): where it is small, the correlation's sign depends on how a sign
+# change is scored, which the κ-change-metric departure says beside the verdict.
 # The pairs are correlated per seed and pooled over the seeds, as the paper's Table 2 does.
 
 # %%
-ds = data.load_fashion_mnist(n=P.n_train, classes=(0, 1, 2, 3))
+# balanced, the first n_train/4 images of each class in file order (App. K.1 states the subset
+# "per class")
+ds = data.load_fashion_mnist(per_class=P.n_train // 4, classes=(0, 1, 2, 3))
 objective = train.supervised(P.net_loss)
 inits = [models.fmnist_mlp(key=jax.random.key(P.seed + i), width=P.width)
          for i in range(P.seeds)]
 params0 = inits[0]
+n_params = sum(int(a.size) for a in jax.tree.leaves(eqx.filter(params0, eqx.is_array)))
+print(f"MLP 784-{'-'.join([str(P.width)] * 4)}-4 with biases: {n_params:,} parameters "
+      "(the companion paper states 28,480); training set "
+      f"{len(ds)} images, per class {np.bincount(np.asarray(ds.y)).tolist()}")
 stacked = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)
 edge = 2 / P.eta
 sgd = lambda hp: optax.sgd(P.eta)
@@ -875,7 +956,14 @@ plt.show()
 # row's change is from its first to its last plateaued reduction
 # ({func}`eoslib.mechanisms.kappa.plateaued_change`), and a row with fewer than two is not
 # graded. The later-reduction effect is graded beyond the null's: a stable η₀ reduced later
-# also trains longer before its stable phase, whatever instabilities do.
+# also trains longer before its stable phase, whatever instabilities do. A smaller η₀ also trains
+# more slowly, so the null is compared with an unstable cell **at the same training loss**, not
+# at the same step (App. K.3 gives a smaller η proportionally more epochs): for each unstable
+# row, between its first and last plateaued cells whose loss at the reduction lies inside the
+# range of the null's plateaued cells, the null's $S_{\max}$ is interpolated in log loss between
+# its own reductions. A row with fewer than two such cells is not graded against the null. With
+# `flat_inits` initialisations a cell's $S_{\max}$ is their mean (and the cell plateaued only if
+# every one did).
 #
 # **What the cells left out can do.** A phase still rising at its end under-reads its
 # $S_{\max}$. In the unstable rows those are mostly the early reductions (the largest
@@ -887,39 +975,65 @@ plt.show()
 # %%
 flat_eta0s = list(P.eta0s) + [P.eta0_null]
 grid_eta0, grid_at = np.meshgrid(flat_eta0s, P.reduce_at, indexing="ij")
+n_cells = grid_eta0.size
 probe_c = P.flat_probe_every
 total = -(-int(max(P.reduce_at) + P.stable_steps) // probe_c) * probe_c
 flat_sched = lambda hp: optax.sgd(
     optim.step_decay(hp["eta0"], at=hp["reduce_at"], to=P.eta_small))
-flat_hp = {"eta0": jnp.asarray(grid_eta0.ravel(), jnp.float32),
-           "reduce_at": jnp.asarray(grid_at.ravel(), jnp.float32)}
+# members: initialisation k (outer), then every (η₀, reduction step) cell
+flat_hp = {"eta0": jnp.asarray(np.tile(grid_eta0.ravel(), P.flat_inits), jnp.float32),
+           "reduce_at": jnp.asarray(np.tile(grid_at.ravel(), P.flat_inits), jnp.float32)}
+flat_params = stacked([inits[k] if k < len(inits) else
+                       models.fmnist_mlp(key=jax.random.key(P.seed + k), width=P.width)
+                       for k in range(P.flat_inits) for _ in range(n_cells)])
 # the longest training of a long run: saved in pieces, resumed after a kill
 flat = ckpt.train("flattening", lambda n, resume: train.run(
-    objective, flat_sched, None if resume else params0, (ds.x, ds.onehot),
+    objective, flat_sched, None if resume else flat_params, (ds.x, ds.onehot),
     train.TrainConfig(steps=n, probe_every=probe_c, top_k=1), key=jax.random.key(P.seed + 4),
-    hparams=flat_hp, resume=resume), steps=total, every=piece_steps(total, probe_c, 2500))
+    hparams=flat_hp, batched_params=True, resume=resume),
+    steps=total, every=piece_steps(total, probe_c, 2500))
 fp, fS = flat.history.probe_step[0], flat.history.sharpness
 settle_steps = int(round(P.settle_fraction * P.stable_steps))
+cell_at = np.tile(grid_at.ravel(), P.flat_inits)
 peaks = [kappa.plateau_peak(fp, fS[i], a, a + P.stable_steps, settle_steps)
-         for i, a in enumerate(grid_at.ravel())]
-smax = np.array([p.smax for p in peaks]).reshape(grid_eta0.shape)
-plateaued = np.array([p.plateaued for p in peaks]).reshape(grid_eta0.shape)
+         for i, a in enumerate(cell_at)]
+shape_k = (P.flat_inits,) + grid_eta0.shape
+smax_k = np.array([p.smax for p in peaks]).reshape(shape_k)
+plateaued_k = np.array([p.plateaued for p in peaks]).reshape(shape_k)
+loss_k = np.array([float(flat.history.loss[i, int(a)])
+                   for i, a in enumerate(cell_at)]).reshape(shape_k)
+# a cell: the mean S_max over the initialisations, plateaued only if every one plateaued; its
+# training loss at the reduction the geometric mean over them
+smax = smax_k.mean(axis=0)
+plateaued = plateaued_k.all(axis=0)
+loss_at = np.exp(np.log(loss_k).mean(axis=0))
+init_spread = np.where(plateaued, (smax_k.max(axis=0) - smax_k.min(axis=0)) / smax, np.nan)
 before = [np.nanmax(fS[i][fp <= a]) * e / 2
-          for i, (e, a) in enumerate(zip(grid_eta0.ravel(), grid_at.ravel()))]
-edge_ratio = np.array(before).reshape(grid_eta0.shape)  # largest S·η₀/2 before the reduction
+          for i, (e, a) in enumerate(zip(np.tile(grid_eta0.ravel(), P.flat_inits), cell_at))]
+edge_ratio = np.array(before).reshape(shape_k).max(axis=0)  # largest S·η₀/2 before the reduction
 acc_at = np.array([float(flat.history.aux["accuracy"][i, int(a)])
-                   for i, a in enumerate(grid_at.ravel())]).reshape(grid_eta0.shape)
+                   for i, a in enumerate(cell_at)]).reshape(shape_k).mean(axis=0)
+
+
+# each unstable row against the stable null matched in training loss (declared above)
+matched = [kappa.loss_matched_change(P.reduce_at, smax[j], plateaued[j], loss_at[j], smax[-1],
+                                     plateaued[-1], loss_at[-1]) for j in range(len(P.eta0s))]
+matched = [m for m in matched if np.isfinite(m[0]) and np.isfinite(m[1])]
 display(Markdown(
     "| η₀ | " + " | ".join(f"reduced at {a}" for a in P.reduce_at) + " |\n|---|"
     + "---|" * len(P.reduce_at) + "\n" + "\n".join(
         f"| {e:g}{' (null)' if j == len(P.eta0s) else ''} | " + " | ".join(
             f"{smax[j, k]:.1f}{'' if plateaued[j, k] else ' (no plateau)'}; "
-            f"acc {acc_at[j, k]:.1%}, max Sη₀/2 before {edge_ratio[j, k]:.2f}"
+            f"acc {acc_at[j, k]:.1%}, loss {loss_at[j, k]:.2g}, "
+            f"max Sη₀/2 before {edge_ratio[j, k]:.2f}"
             for k in range(len(P.reduce_at))) + " |" for j, e in enumerate(flat_eta0s))
-    + "\n\nEach cell: $S_{\\max}$ of the stable phase; the training accuracy at the reduction; "
-    "the largest $S\\eta_0/2$ before it (≥ 1: the run had reached its edge)."))
+    + "\n\nEach cell: $S_{\\max}$ of the stable phase (the mean over the "
+    f"{P.flat_inits} initialisation(s); plateaued only if every one did); the training accuracy "
+    "and loss at the reduction (mean, geometric mean); the largest $S\\eta_0/2$ before it "
+    "(≥ 1: the run had reached its edge). The stable null is compared with an unstable cell at "
+    "the same training loss, not at the same step."))
 
-# %% mystnb={"figure": {"caption": "Left: sharpness of the flattening runs (one line per member, colour by η₀, the stable null grey; shade by reduction step; dotted: the reduction steps). Right: $S_{\\max}$ of the stable phase against the reduction step for each $\\eta_0$; hollow markers did not plateau. Flattening shows as lines that fall to the right more than the null's and lie lower for larger $\\eta_0$.", "name": "fig-kappa-flattening"}}
+# %% mystnb={"figure": {"caption": "Left: sharpness of the flattening runs of the first initialisation (one line per member, colour by η₀, the stable null grey; shade by reduction step; dotted: the reduction steps). Right: $S_{\\max}$ of the stable phase against the reduction step for each $\\eta_0$; hollow markers did not plateau. Flattening shows as lines that fall to the right more than the null's and lie lower for larger $\\eta_0$.", "name": "fig-kappa-flattening"}}
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2))
 colour = lambda j: "0.4" if j == len(P.eta0s) else f"C{j}"
 for i, (e0, a) in enumerate(zip(grid_eta0.ravel(), grid_at.ravel())):
@@ -958,6 +1072,20 @@ def median_rise_max(sim):
             for t, x in zip(sim.times, sim.log_kappa) if t % 2 == 0]
     return max((b[0] - a[0]) / b[1] for a, b in zip(rows, rows[1:]))
 
+distinct = {}  # (seed, switch step) → (rise, share), the first of the fractions that map there
+for s_ in studies:
+    for t_, r_, h_ in zip(s_["switches"], s_["rev"].rise, s_["rev"].share):
+        distinct.setdefault((s_["seed"], int(t_)), (float(r_), float(h_)))
+
+
+def mode_sign(check):
+    """Which side of the median the mode is on, said only where the three estimators agree:
+    −1 (every mode ≤ median), +1 (every mode right of it), 0 (they disagree: not resolved)."""
+    if not check.agree:
+        return 0
+    return -1 if check.modes[0] <= check.median else 1
+
+
 exit_fractions = {n: float(np.mean(sims[n].exit_time >= 0)) for n in P.cases}
 case1 = {}  # Case I with the exit off, against its constant-step null
 if "I" in sims:
@@ -969,7 +1097,8 @@ if "I" in sims:
                  unabsorbed["I", "null"].log_kappa[0]).spread,
              "median_excess": (free1.median - null1.median) / se1,
              "skewness_excess": (free1.skewness - null1.skewness) / np.sqrt(12 / P.n_trajectories),
-             "mode_minus_median": free1.mode - free1.median}
+             "mode_minus_median": free1.mode - free1.median,
+             "mode": kappa.mode_check(unabsorbed["I", "free"].log_kappa[-1])}
 exit_states = np.concatenate([sims[n].log_kappa[-1][sims[n].exit_time >= 0]
                               for n in P.cases])
 grid = np.linspace(0.05, 3.0, 200)
@@ -980,7 +1109,8 @@ nan = float("nan")
 
 
 lo, hi = int(np.argmin(P.eta0s)), int(np.argmax(P.eta0s))  # rows of the unstable η₀
-alive = ~np.asarray(flat.diverged)
+alive_members = ~np.asarray(flat.diverged)
+alive = alive_members.reshape((P.flat_inits,) + grid_eta0.shape).all(axis=0)  # per cell
 row_changes = [kappa.plateaued_change(P.reduce_at, smax[j], plateaued[j])
                for j in range(len(P.eta0s))]
 graded_rows = [c for c in row_changes if np.isfinite(c)]
@@ -1003,6 +1133,12 @@ metrics = {
     "case1_median_excess": case1.get("median_excess", nan),
     "case1_skewness_excess": case1.get("skewness_excess", nan),
     "case1_mode_minus_median": case1.get("mode_minus_median", nan),
+    "case1_mode_excess": min(case1["mode"].excess) if case1 else nan,
+    "case1_mode_excess_estimators": list(case1["mode"].excess) if case1 else [],
+    "case1_mode_resolution": case1["mode"].resolution if case1 else nan,
+    "case1_mode_grid_step": case1["mode"].grid_step if case1 else nan,
+    "case1_mode_bootstrap_sd": case1["mode"].bootstrap_sd if case1 else nan,
+    "case1_mode_sign": mode_sign(case1["mode"]) if case1 else nan,
     "branch_violations": int(np.sum((branch[:, 0] <= 0)
                                     | np.any(branch[:, 1:] >= 0, axis=1))),
     "branch_mean_max": float(np.max(np.abs(branch.mean(axis=1)))),
@@ -1013,6 +1149,10 @@ metrics = {
          for v in versus.values()), default=nan),
     "relaxed_mode_minus_median_max": max(
         (v["free"][0].mode - v["free"][0].median for v in versus.values()), default=nan),
+    "relaxed_mode_excess_max": max((min(v["mode"].excess) for v in versus.values()), default=nan),
+    "relaxed_mode_excess_estimators": [list(v["mode"].excess) for v in versus.values()],
+    "relaxed_mode_resolutions": [v["mode"].resolution for v in versus.values()],
+    "relaxed_mode_signs": [mode_sign(v["mode"]) for v in versus.values()],
     "relaxed_skewness_excess_min": min(
         ((v["free"][0].skewness - v["null"][0].skewness) / np.sqrt(12 / P.n_trajectories)
          for v in versus.values()), default=nan),
@@ -1058,10 +1198,13 @@ metrics = {
     "reversal_gap_all": [[float(v) for v in s["rev"].gap] for s in studies],
     "reversal_share_all": [[float(v) for v in s["rev"].share] for s in studies],
     "reversal_control_drop_all": [[float(v) for v in s["rev"].control_drop] for s in studies],
-    "reversal_rises_fraction": (float(np.mean(np.concatenate(
-        [s["rev"].rise for s in studies]) > 0)) if studies else nan),
-    "reversal_share": (float(np.nanmedian(np.concatenate(
-        [s["rev"].share for s in studies]))) if studies else nan),
+    # each distinct (seed, switch step) once: switch fractions that land on the same probe
+    # step give the same replay (a review found 18 counted switches that were 14 distinct)
+    "reversal_distinct_switches": len(distinct),
+    "reversal_rises_fraction": (float(np.mean([r > 0 for r, _ in distinct.values()]))
+                                if distinct else nan),
+    "reversal_share": (float(np.nanmedian([h for _, h in distinct.values()]))
+                       if distinct else nan),
     "reversal_horizon": P.reversal_horizon,
     # progressive flattening, with a stable-η₀ null
     "smax": [[float(v) for v in row] for row in smax],
@@ -1069,10 +1212,9 @@ metrics = {
     "smax_null_row": [float(v) for v in smax[-1]],
     "smax_edge_ratio_before": [[float(v) for v in row] for row in edge_ratio],
     "smax_accuracy_at_reduction": [[float(v) for v in row] for row in acc_at],
-    "smax_plateaued_fraction": float(np.mean(plateaued[alive.reshape(plateaued.shape)]))
-    if alive.any() else nan,
+    "smax_plateaued_fraction": float(np.mean(plateaued[alive])) if alive.any() else nan,
     "null_edge_ratio_max": float(np.nanmax(edge_ratio[-1])),
-    "flattening_diverged": int((~alive).sum()),
+    "flattening_diverged": int((~alive_members).sum()),
     "smax_plateaued": [[bool(v) for v in row] for row in plateaued],
     "smax_rows_graded": len(graded_rows),
     "smax_row_changes": [float(c) for c in row_changes],
@@ -1080,7 +1222,19 @@ metrics = {
     "smax_eta0_columns": int(both.sum()) if hi != lo else 0,
     "smax_later_change": later_unstable,
     "smax_later_change_null": later_null,
-    "smax_later_excess": later_unstable - later_null,
+    "smax_later_excess_same_step": later_unstable - later_null,
+    # against the null matched in training loss (declared above)
+    "smax_matched_rows": len(matched),
+    "smax_later_change_matched": float(np.mean([u for u, _ in matched])) if matched else nan,
+    "smax_later_change_null_matched": (float(np.mean([n_ for _, n_ in matched]))
+                                       if matched else nan),
+    "smax_later_excess": (float(np.mean([u - n_ for u, n_ in matched])) if matched else nan),
+    "smax_loss_at_reduction": [[float(v) for v in row] for row in loss_at],
+    "smax_per_init": [[[float(v) for v in row] for row in k] for k in smax_k],
+    "smax_init_spread_max": (float(np.nanmax(init_spread)) if np.isfinite(init_spread).any()
+                             else nan),
+    "flat_inits": P.flat_inits,
+    "n_params": n_params,
     "smax_eta0_change": (float(np.mean(smax[hi][both] / smax[lo][both] - 1))
                          if hi != lo and both.any() else nan),
     # the settings the departures and the "ours" cells quote

@@ -290,3 +290,44 @@ def test_positive_pairs_follow_the_variability_pairs():
     pos = kappa.positive_pairs(steps, s, k, 20.0)
     assert pos.shape == change.shape
     np.testing.assert_array_equal(pos, [True, False, True, False])  # 0→1, 1→2, 3→4, 4→5
+
+
+def test_mode_check_resolution_and_agreement():
+    """The mode is read on a quantile grid with a resolution max(grid step, bootstrap SD); a
+    right-skewed law has all three modes left of the median, a symmetric one is within a few
+    resolutions of it."""
+    rng = np.random.default_rng(0)
+    sample = rng.lognormal(0.0, 0.6, 5000)
+    skewed = kappa.mode_check(sample)
+    assert skewed.agree and all(m <= skewed.median for m in skewed.modes)
+    assert skewed.resolution >= skewed.grid_step > 0 and max(skewed.excess) < -2
+    assert skewed.grid_step == pytest.approx(np.ptp(np.quantile(sample, [0.005, 0.995])) / 511)
+    sym = kappa.mode_check(rng.normal(0.0, 1.0, 5000))
+    assert abs(min(sym.excess)) < 4
+    # a far outlier does not coarsen the grid (quantile range)
+    with_outlier = kappa.mode_check(np.append(rng.normal(0.0, 1.0, 5000), 1e4))
+    assert with_outlier.grid_step < 0.05
+    assert np.isnan(kappa.mode_check([1.0, 2.0]).resolution)
+    for bad in ({"grid_points": 4}, {"resamples": 1}, {"quantiles": (0.9, 0.1)}):
+        with pytest.raises(ValueError):
+            kappa.mode_check(rng.normal(size=50), **bad)
+
+
+def test_below_exit_continuation_keeps_the_step_increasing():
+    """An exit-off walk with below_exit steps by it past the exit (not the constant floor), the
+    step is strictly increasing across the exit, and the constant-step null stays constant."""
+    free = dataclasses.replace(kappa.CASES["I"], absorbing=False,
+                               below_exit=kappa.sigmoid_continuation)
+    x = jnp.linspace(-3.0, 3.0, 601)
+    with jax.enable_x64(True):
+        h = np.asarray(free.step_size(jnp.asarray(np.asarray(x, np.float64))))
+    assert np.all(h > 0) and np.all(np.diff(h) > 0)
+    assert float(kappa.sigmoid_continuation(jnp.asarray(0.0))) == pytest.approx(kappa.G_FLOOR)
+    floor = dataclasses.replace(kappa.CASES["I"], absorbing=False)  # default: unchanged
+    assert np.allclose(np.asarray(floor.step_size(jnp.asarray([-2.0, -0.5]))), kappa.G_FLOOR)
+    x0 = jnp.asarray([-1.0, 0.5, 1.0])
+    null = kappa.constant_step(free, x0)
+    assert np.ptp(np.asarray(null.step_size(jnp.linspace(-3.0, 3.0, 7)))) == 0
+    sim = kappa.simulate(free, jnp.full(200, -1.0), 4, key=jax.random.key(0))
+    steps = np.abs(np.diff(sim.log_kappa[:2], axis=0))
+    assert np.allclose(steps, float(kappa.sigmoid_continuation(jnp.asarray(-1.0))), rtol=1e-6)

@@ -45,10 +45,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["CoupledModel", "CASES", "G_FLOOR", "Simulation", "simulate", "initial_log_kappa", "constant_step", "two_step_branches",
+__all__ = ["CoupledModel", "CASES", "G_FLOOR", "sigmoid_continuation", "ModeCheck", "mode_check", "Simulation", "simulate", "initial_log_kappa", "constant_step", "two_step_branches",
            "distribution_summary", "DistributionSummary", "median_standard_error", "relative_change",
            "Correlation", "correlation", "variability_pairs", "Peak", "plateau_peak",
-           "plateaued_change", "rotation_switches", "Reversal", "reversal"]
+           "plateaued_change", "loss_matched_change", "rotation_switches", "Reversal", "reversal"]
 
 
 def _mixture(init) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,6 +87,11 @@ class CoupledModel:
       absorbing: whether the walk is absorbed the first time ``s ≤ 0`` (Asp. 5.2). ``False``
         switches the exit off: past it the walk keeps stepping by ``g(0)`` (the floor), so the
         law of ``log κ`` is not shaped by a pile of absorbed walks (see :func:`constant_step`).
+      below_exit: optional step ``h(X)`` of a non-absorbing walk where ``s ≤ 0``, as a function
+        of ``X = log κ`` (elementwise); ``None``: the constant ``g(0)``. A positive, strictly
+        increasing, Lipschitz continuation (e.g. :func:`sigmoid_continuation`) keeps the
+        exit-off walk inside the theorems' conditions on the step (h strictly increasing and
+        Lipschitz on all of ℝ), which the constant floor breaks. Ignored when ``absorbing``.
 
     A malformed ``init``, a non-positive ``eta`` or a negative ``noise_std`` is a ValueError
     when the model is built.
@@ -101,6 +106,7 @@ class CoupledModel:
     init: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((1.0,), (1.0,), (0.1,))
     log_surplus: Callable[[Array], Array] | None = None
     absorbing: bool = True
+    below_exit: Callable[[Array], Array] | None = None
 
     def __post_init__(self):
         if isinstance(self.eta, numbers.Real) and not self.eta > 0:
@@ -117,9 +123,18 @@ class CoupledModel:
 
     def step_size(self, log_kappa: Array) -> Array:
         """``h(X) = g(s(X))`` without noise (0 where ``s ≤ 0`` if the model is absorbing, else
-        ``g(0)`` there)."""
+        ``below_exit(X)`` there, or ``g(0)`` without one)."""
         s = self.surplus(log_kappa)
-        return jnp.where((s > 0) | (not self.absorbing), self.g(jnp.maximum(s, 0.0)), 0.0)
+        return jnp.where(s > 0, self.g(jnp.maximum(s, 0.0)), self.exit_step(log_kappa, s))
+
+    def exit_step(self, log_kappa: Array, s: Array) -> Array:
+        """The step where ``s ≤ 0``: 0 if absorbing, else ``below_exit(X)`` (``g(0)`` without
+        one). ``log_kappa`` and ``s`` have one shape; so does the result."""
+        if self.absorbing:
+            return jnp.zeros_like(s)
+        if self.below_exit is None:
+            return self.g(jnp.zeros_like(s))
+        return self.below_exit(log_kappa)
 
 
 #: The positive floor of our g on s > 0, Prop. F.11's "positive floor". A walk within G_FLOOR of
@@ -135,6 +150,14 @@ def _g_lipschitz(s: Array) -> Array:
 def _g_sqrt(s: Array) -> Array:
     """``0.02 + 0.08 √(s/(1+s))``: strictly increasing, not Lipschitz at s = 0, in [0.02, 0.1)."""
     return G_FLOOR + 0.08 * jnp.sqrt(s / (1.0 + s))
+
+
+def sigmoid_continuation(log_kappa: Array) -> Array:
+    """``2 G_FLOOR / (1 + e^{−4X})``: the step of our exit-off walks where ``s ≤ 0`` (``X ≤ 0``
+    for :data:`CASES`). Positive, strictly increasing, Lipschitz with slope ≤ ``2 G_FLOOR`` < 1, and
+    equal to ``G_FLOOR = g(0)`` at the exit ``X = 0``, so the step ``h`` of Cases I–III is
+    continuous, positive and strictly increasing on all of ℝ."""
+    return 2 * G_FLOOR / (1.0 + jnp.exp(-4.0 * log_kappa))
 
 
 #: Our instances of the three cases of App. F.11, with λ = f(κ) = κ, η = 1 and c = 1 (so the exit
@@ -274,7 +297,10 @@ def _simulate64(model, log_kappa0, steps, key, record_every, n):
         now_exit = ~exited & (s <= 0) & model.absorbing
         exited = exited | now_exit
         exit_time = jnp.where(now_exit, t, exit_time)
-        x = jnp.where(exited, x, x + xi * model.g(jnp.maximum(s, 0.0)))
+        h = model.g(jnp.maximum(s, 0.0))
+        if not model.absorbing and model.below_exit is not None:
+            h = jnp.where(s > 0, h, model.below_exit(x))
+        x = jnp.where(exited, x, x + xi * h)
         return (x, exited, exit_time, t + 1), None
 
     def block(carry, k):
@@ -296,8 +322,9 @@ def constant_step(model: CoupledModel, log_kappa0: Float[Array, " n"]) -> Couple
     does not drift by itself; whatever it shows comes from the initial law and the exit."""
     with jax.enable_x64(True):
         h = float(np.mean(np.asarray(model.step_size(jnp.asarray(np.asarray(log_kappa0, np.float64))))))
-    return dataclasses.replace(model, name=f"{model.name} (constant step {h:.3g})",
-                               g=lambda s: jnp.full_like(s, h))
+    constant = lambda s: jnp.full_like(s, h)
+    return dataclasses.replace(model, name=f"{model.name} (constant step {h:.3g})", g=constant,
+                               below_exit=None if model.below_exit is None else constant)
 
 
 def two_step_branches(model: CoupledModel, log_kappa: Float[Array, " m"]) -> Float[np.ndarray, "m 4"]:
@@ -351,6 +378,115 @@ def distribution_summary(samples: np.ndarray, grid_points: int = 512) -> Distrib
     mode = float(grid[np.argmax(stats.gaussian_kde(x)(grid))])
     q05, q95 = np.percentile(x, [5, 95])
     return DistributionSummary(float(np.median(x)), mode, float(np.mean(x)), float(stats.skew(x)), float(q95 - q05))
+
+
+class ModeCheck(NamedTuple):
+    """Mode against median of a 1-D sample, with the mode estimator's resolution
+    (:func:`mode_check`): the sample ``median``; the ``modes`` by a Gaussian KDE with Scott's
+    rule, with Silverman's rule, and the centre of the fullest bin of a Freedman–Diaconis
+    histogram, in that order; the KDE's ``grid_step``; the ``bootstrap_sd`` of the Scott-rule
+    KDE mode over bootstrap resamples; the ``resolution`` ``max(grid_step, bootstrap_sd)``; the
+    ``excess`` ``(mode − median) / resolution`` of each of the three modes; and whether they
+    ``agree``, i.e. lie on the same side of the median (all ``≤`` or all ``>``)."""
+
+    median: float
+    modes: tuple[float, float, float]
+    grid_step: float
+    bootstrap_sd: float
+    resolution: float
+    excess: tuple[float, float, float]
+    agree: bool
+
+
+def mode_check(samples: np.ndarray, *, grid_points: int = 512, quantiles=(0.005, 0.995),
+               resamples: int = 20, seed: int = 0) -> ModeCheck:
+    """Where the mode of a 1-D sample lies against its median, and how finely the estimator
+    can tell: the question "is mode ≤ median?" decided only beyond the estimator's resolution.
+
+    The KDE modes are the argmax over ``grid_points`` equally spaced points between the sample's
+    ``quantiles`` (so that far outliers do not set the grid step) of a Gaussian KDE with Scott's
+    (``n^(-1/5)``) or Silverman's (``(3n/4)^(-1/5)``) factor times the sample's standard
+    deviation, as ``scipy.stats.gaussian_kde``, summed over the data binned to a quarter of the
+    grid step (every draw kept, none moved by more than an eighth of a step); the histogram mode is the
+    centre of the fullest Freedman–Diaconis bin over the same range. The resolution is the larger
+    of the grid step and the bootstrap standard deviation of the Scott-rule KDE mode over
+    ``resamples`` resamples (drawn with ``numpy.random.default_rng(seed)``).
+
+    Args:
+      samples: the sample, shape ``(n,)``; non-finite entries are dropped.
+      grid_points: KDE grid points, an integer ≥ 16.
+      quantiles: ``(lo, hi)`` quantiles bounding the grid, ``0 ≤ lo < hi ≤ 1``.
+      resamples: bootstrap resamples, an integer ≥ 2.
+      seed: seed of the bootstrap.
+
+    Returns:
+      A :class:`ModeCheck`; every field NaN (``agree`` False) for fewer than 3 finite draws or a
+      sample whose quantile range is empty.
+
+    Raises:
+      ValueError: a bad ``grid_points``, ``quantiles`` or ``resamples``.
+    """
+    from scipy import stats
+
+    if _positive_int("grid_points", grid_points) < 16:
+        raise ValueError(f"grid_points={grid_points!r} must be at least 16")
+    if _positive_int("resamples", resamples) < 2:
+        raise ValueError(f"resamples={resamples!r} must be at least 2")
+    try:
+        lo_q, hi_q = (float(q) for q in quantiles)
+    except (TypeError, ValueError):
+        raise ValueError(f"quantiles={quantiles!r} must be two numbers (lo, hi)") from None
+    if not 0 <= lo_q < hi_q <= 1:
+        raise ValueError(f"quantiles={quantiles!r} must satisfy 0 ≤ lo < hi ≤ 1")
+    x = np.asarray(samples, float).ravel()
+    x = x[np.isfinite(x)]
+    nan = float("nan")
+    empty = ModeCheck(nan, (nan, nan, nan), nan, nan, nan, (nan, nan, nan), False)
+    if x.size < 3:
+        return empty
+    lo, hi = np.quantile(x, [lo_q, hi_q])
+    if not hi > lo:
+        return empty
+    grid = np.linspace(lo, hi, grid_points)
+    step = float(grid[1] - grid[0])
+
+    # the data binned to a quarter of the grid step (a centre moves by at most step/8, below the
+    # resolution): the KDE is then a (grid × bins) sum, and a bootstrap resample is a multinomial
+    # draw of the bin counts
+    fine = step / 4
+    nbins = max(int(np.ceil((x.max() - x.min()) / fine)), 1)
+    counts_all, fine_edges = np.histogram(x, bins=nbins, range=(x.min(), x.max()))
+    centres = (fine_edges[:-1] + fine_edges[1:]) / 2
+    used = counts_all > 0
+    centres, counts_all = centres[used], counts_all[used]
+
+    def kde_mode(counts, rule):
+        n = counts.sum()
+        mean = np.sum(counts * centres) / n
+        sd = np.sqrt(np.sum(counts * (centres - mean) ** 2) / (n - 1))
+        factor = n ** (-0.2) if rule == "scott" else (n * 0.75) ** (-0.2)
+        bw = factor * sd
+        density = np.zeros(grid.size)
+        for a in range(0, centres.size, 4096):  # memory: 512 × 4096 at a time
+            z = (grid[:, None] - centres[None, a:a + 4096]) / bw
+            density += np.exp(-0.5 * z * z) @ counts[a:a + 4096]
+        return float(grid[np.argmax(density)])
+
+    inside = x[(x >= lo) & (x <= hi)]
+    counts, edges = np.histogram(inside, bins="fd", range=(lo, hi))
+    top = int(np.argmax(counts))
+    modes = (kde_mode(counts_all, "scott"), kde_mode(counts_all, "silverman"),
+             float((edges[top] + edges[top + 1]) / 2))
+    rng = np.random.default_rng(seed)
+    p = counts_all / counts_all.sum()
+    boot = [kde_mode(rng.multinomial(x.size, p), "scott") for _ in range(resamples)]
+    sd = float(np.std(boot, ddof=1))
+    resolution = max(step, sd)
+    median = float(np.median(x))
+    below = [m <= median for m in modes]
+    return ModeCheck(median, modes, step, sd, resolution,
+                     tuple(float((m - median) / resolution) for m in modes),
+                     bool(all(below) or not any(below)))
 
 
 # ----------------------------------------------------------------------------- network measurements
@@ -454,6 +590,50 @@ def plateaued_change(at: np.ndarray, smax: np.ndarray, plateaued: np.ndarray) ->
     idx = np.flatnonzero(ok)
     first, last = idx[np.argmin(at[idx])], idx[np.argmax(at[idx])]
     return float(smax[last] / smax[first] - 1)
+
+
+def loss_matched_change(at: np.ndarray, smax: np.ndarray, plateaued: np.ndarray, loss: np.ndarray,
+                        null_smax: np.ndarray, null_plateaued: np.ndarray,
+                        null_loss: np.ndarray) -> tuple[float, float]:
+    """The later-reduction change of one row against a null matched in training progress.
+
+    Among the row's plateaued cells whose training loss at the reduction lies inside the range
+    of the null's plateaued cells' losses, the change ``S_max(last)/S_max(first) − 1`` from the
+    earliest to the latest reduction step ``at``; and the null's change between the same two
+    losses, its ``S_max`` interpolated linearly in log loss between its plateaued cells (no
+    extrapolation). All arrays are ``(cells,)``, the row's and the null's each aligned with
+    their own reduction steps; losses must be positive to count.
+
+    Returns:
+      ``(row_change, null_change)``; both NaN where the null has fewer than two plateaued cells
+      with a finite ``S_max`` and positive loss, or the row fewer than two matched cells.
+    """
+    at, smax, loss = (np.asarray(a, float) for a in (at, smax, loss))
+    null_smax, null_loss = np.asarray(null_smax, float), np.asarray(null_loss, float)
+    if not at.shape == smax.shape == loss.shape == np.shape(plateaued):
+        raise ValueError(f"at {at.shape}, smax {smax.shape}, plateaued {np.shape(plateaued)} and "
+                         f"loss {loss.shape} must have one shape")
+    if not null_smax.shape == null_loss.shape == np.shape(null_plateaued):
+        raise ValueError(f"null_smax {null_smax.shape}, null_plateaued {np.shape(null_plateaued)} "
+                         f"and null_loss {null_loss.shape} must have one shape")
+    nan = float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok_null = (np.asarray(null_plateaued, bool) & np.isfinite(null_smax)
+                   & np.isfinite(null_loss) & (null_loss > 0))
+        if ok_null.sum() < 2:
+            return nan, nan
+        ln = np.log(null_loss[ok_null])
+        order = np.argsort(ln)
+        ln, sn = ln[order], null_smax[ok_null][order]
+        lj = np.log(np.where(loss > 0, loss, np.nan))
+        ok = (np.asarray(plateaued, bool) & np.isfinite(smax) & np.isfinite(lj)
+              & (lj >= ln[0]) & (lj <= ln[-1]))
+    if ok.sum() < 2:
+        return nan, nan
+    idx = np.flatnonzero(ok)
+    first, last = idx[np.argmin(at[idx])], idx[np.argmax(at[idx])]
+    null_first, null_last = np.interp(lj[first], ln, sn), np.interp(lj[last], ln, sn)
+    return float(smax[last] / smax[first] - 1), float(null_last / null_first - 1)
 
 
 def rotation_switches(steps: np.ndarray, similarity: np.ndarray, end: float,
