@@ -265,8 +265,9 @@ def trained(name, run, *, steps):
 # quarter as a rate: the change per 1,000 steps in units of $2/\eta$ (the same slope reads the
 # same at any horizon), and its **peak**, the largest $S$ and the step where it happens. $S$
 # **stops rising** at the first probe after which it never exceeds its running maximum by more
-# than 1% ({func}`eoslib.mechanisms.edge_model.stop_rising`): a sharpness that peaks and then
-# declines stops at its peak. A run *at* its edge (the $\gamma = 0$ baseline, the control, the
+# than 1% ({func}`eoslib.mechanisms.edge_model.stop_rising`), with at least 1,000 steps after
+# it (a stop in the last 1,000 steps cannot be told from a slow rise): a sharpness that peaks
+# and then declines stops at its peak. A run *at* its edge (the $\gamma = 0$ baseline, the control, the
 # projected-decay run) oscillates there, with slow cycles, so a line through its last quarter
 # says little; all three are read by one rule, the **edge phase**
 # ({func}`eoslib.mechanisms.edge_model.edge_phase`, as {doc}`eos-intro` reads its edge): from the
@@ -757,7 +758,12 @@ in_grid = list(range(len(grid)))
 plateaus = [edge_model.plateau(tp, S_mlp[i], edge, per=DRIFT_PER) for i in range(len(members))]
 level = np.array([p.level for p in plateaus])
 drift = np.array([p.drift for p in plateaus])  # signed: > 0 still rising
-stops = [edge_model.stop_rising(S_mlp[i]) for i in range(len(members))]  # where S stops rising
+# where S stops rising, seen only with DRIFT_PER steps after it: a run rising at MAX_DRIFT of
+# 2/η per DRIFT_PER steps outgrows the 1 % tolerance within that span, so a "stop" in the last
+# DRIFT_PER steps cannot be told from a slow rise (the book run's seeds, still rising 5–9 % per
+# 1,000 steps, otherwise "stopped" one probe before the end)
+stops = [k if k is not None and tp[-1] - tp[k] >= DRIFT_PER else None
+         for k in (edge_model.stop_rising(S_mlp[i]) for i in range(len(members)))]
 peak = np.array([np.nanmax(S_mlp[i]) if np.isfinite(S_mlp[i]).all() else np.inf
                  for i in range(len(members))])
 peak_step = np.array([int(tp[np.nanargmax(S_mlp[i])]) for i in range(len(members))])
