@@ -1289,7 +1289,11 @@ display(Markdown(
     f"2/η − γ; over the last quarter of the {P.steps:,} steps their plateau is "
     f"{span(metrics['plateau_seeds'], '.1f')} and their drift "
     f"{span(metrics['late_drift_seeds'], '+.2%')} of 2/η per {DRIFT_PER:,} steps (the declared "
-    f"limit on a rise: +{MAX_DRIFT:.0%}). "
+    f"limit on a rise: +{MAX_DRIFT:.0%}). The γ = 0 baseline's edge-phase level is "
+    f"{metrics['plateau_gamma0']:.1f} at 2/η = {edge:g}"
+    + (" (within 10%). " if BASELINE_AT_EDGE.grade(metrics) == "reproduced" else
+       ": it has not reached its edge, which the claim needs before a level below the edge "
+       "can be told from slower sharpening. ")
     + ("At least one seed is still rising, so the phase-transition claim is **not tested** at "
        + too_short if rising else
        "No seed is still rising, so the phase-transition claim is graded: "
