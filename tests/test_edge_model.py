@@ -241,3 +241,44 @@ def test_edge_phase_reads_a_broken_window_as_infinite_and_rejects_bad_rules():
         edge_model.edge_phase(t, s, 2.5, unreached="all")
     with pytest.raises(ValueError, match="edge"):
         edge_model.edge_phase(t, s, 0.0)
+
+
+def test_plateau_drift_per_steps_does_not_depend_on_the_horizon():
+    """``per=``: the drift as a rate per ``per`` steps reads one slope the same in a short and a
+    long run; the default (across the last quarter) grows with the horizon and is unchanged."""
+    for steps in (3000, 14000):
+        t = np.arange(0, steps + 1, 100.0)
+        s = 80 - 0.0007 * t  # falls 0.7 per 1,000 steps
+        rate = edge_model.plateau(t, s, 100.0, per=1000)
+        assert rate.drift == pytest.approx(-0.007, rel=1e-9)
+        late = t >= 3 * t[-1] / 4
+        quarter = edge_model.plateau(t, s, 100.0)
+        assert quarter.drift == pytest.approx(-0.0007 * (t[late][-1] - t[late][0]) / 100, rel=1e-9)
+        assert rate.level == quarter.level
+    t = np.arange(10.0)
+    assert edge_model.plateau(t, np.where(t > 8, np.inf, t), 1.0, per=1000) == (np.inf, np.inf)
+    for bad in (0, -5, "1000"):
+        with pytest.raises(ValueError, match="per"):
+            edge_model.plateau(t, t, 1.0, per=bad)
+
+
+def test_stop_rising_is_the_peak_of_a_series_that_declines_after_it():
+    # rises to 82 at probe 5, then declines: stop_index (95 % of the late mean) stops far earlier
+    s = np.array([20, 50, 70, 76, 80, 82, 81, 79, 76, 74, 72, 71, 70.0])
+    assert edge_model.stop_rising(s) == 5  # 82 exceeds 80 by more than 1 %: the peak
+    # with a 5 % tolerance, 80 already is the stop (84 is within 5 % of it)
+    s2 = np.array([20, 50, 70, 76, 80, 84, 81, 79, 76, 74, 72, 71, 70.0])
+    assert edge_model.stop_rising(s2) == 5
+    assert edge_model.stop_rising(s2, tolerance=0.05) == 4
+    assert edge_model.stop_index(s2, edge_model.plateau(np.arange(13.0), s2, 100).level) == 2
+    # an edge oscillation ±1 % about its level is stopped at its first full swing
+    osc = np.concatenate([np.linspace(20, 100, 9), 100 + np.tile([0.8, -0.8], 10)])
+    assert edge_model.stop_rising(osc) == 8
+    # still rising at the end, never rising, or diverged: not stopped
+    assert edge_model.stop_rising(np.arange(10.0)) is None
+    assert edge_model.stop_rising(np.arange(10.0)[::-1]) is None
+    assert edge_model.stop_rising(np.array([1, 2, 3, np.nan, 3.0])) is None
+    with pytest.raises(ValueError, match="tolerance"):
+        edge_model.stop_rising(s, tolerance=-0.1)
+    with pytest.raises(ValueError, match="1-d"):
+        edge_model.stop_rising(s.reshape(1, -1))

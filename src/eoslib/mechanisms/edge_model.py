@@ -58,6 +58,7 @@ __all__ = [
     "EdgePhase",
     "edge_phase",
     "stop_index",
+    "stop_rising",
     "first_crossing",
     "aligned_before_stop",
     "crossing_below_sharpness",
@@ -294,7 +295,9 @@ def envelope_decay_rate(t: np.ndarray, s: np.ndarray, window: float) -> Envelope
 class Plateau(NamedTuple):
     """Where a sharpness series settles: ``level``, the mean over the last quarter of the probes
     (at least the last one), and ``drift``, the least-squares change over that quarter in units of
-    ``scale`` (NaN with fewer than 3 points or any non-finite one)."""
+    ``scale`` (NaN with fewer than 3 points or any non-finite one). With ``per`` given to
+    :func:`plateau`, ``drift`` is instead the least-squares change per ``per`` steps (a rate, the
+    same for a run of any length), in units of ``scale``."""
 
     level: float
     drift: float
@@ -306,8 +309,12 @@ def _line_drift(t: np.ndarray, s: np.ndarray, scale: float) -> float:
     return float(slope * (t[-1] - t[0]) / scale)
 
 
-def plateau(t: np.ndarray, s: np.ndarray, scale: float) -> Plateau:
+def plateau(t: np.ndarray, s: np.ndarray, scale: float, *, per: float | None = None) -> Plateau:
     """The plateau of ``s(t)`` (probe steps ``t``, shape ``(P,)``): see :class:`Plateau`.
+
+    ``per``: ``None`` (default) reads the drift as the change across the last quarter's span, so
+    the same slope reads larger in a longer run; a number of steps reads it as the change per
+    ``per`` steps (the slope times ``per``), which does not depend on the run's length.
 
     A series that diverged (non-finite in the last quarter) has level ``inf`` and drift ``inf``:
     a measurement that went wrong, which a rule must reject, never NaN.
@@ -317,11 +324,16 @@ def plateau(t: np.ndarray, s: np.ndarray, scale: float) -> Plateau:
         raise ValueError(f"t and s must be non-empty 1-d arrays of one shape; got {t.shape}, {s.shape}")
     if not scale > 0:
         raise ValueError(f"scale={scale!r} must be positive")
+    if per is not None and not (isinstance(per, (int, float)) and per > 0):
+        raise ValueError(f"per={per!r} must be None or a positive number of steps")
     late = t >= min(t[0] + 3 * (t[-1] - t[0]) / 4, t[-1])
     if not np.all(np.isfinite(s[late])):
         return Plateau(float("inf"), float("inf"))
     if late.sum() < 3:
         return Plateau(float(np.mean(s[late])), float("nan"))
+    if per is not None:
+        return Plateau(float(np.mean(s[late])),
+                       float(np.polyfit(t[late], s[late], 1)[0] * per / scale))
     return Plateau(float(np.mean(s[late])), _line_drift(t[late], s[late], scale))
 
 
@@ -399,6 +411,34 @@ def stop_index(s: np.ndarray, level: float, fraction: float = 0.95) -> int | Non
         return None
     idx = np.nonzero(np.asarray(s, float) >= fraction * level)[0]
     return int(idx[0]) if idx.size and idx[0] > 0 else None
+
+
+def stop_rising(s: np.ndarray, tolerance: float = 0.01) -> int | None:
+    """Where ``s`` (shape ``(P,)``, one value per probe) stops rising: the first probe ``k`` after
+    which ``s`` never exceeds its running maximum ``max(s[:k + 1])`` by more than ``tolerance`` of
+    that maximum. Unlike :func:`stop_index`, it does not read the end of the run, so a series
+    that peaks and then declines stops at its peak, not where it first reaches its later level.
+
+    ``None`` when ``s`` is still rising at its last probe (``k`` is the last probe: it has not
+    been seen to stop), when ``k`` is the first probe (it never rose), or when any value is not
+    finite (a diverged run never stopped rising).
+
+    Raises:
+      ValueError: ``s`` is not 1-d, or ``tolerance`` is negative.
+    """
+    s = np.asarray(s, float)
+    if s.ndim != 1:
+        raise ValueError(f"s must be 1-d; got shape {s.shape}")
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance={tolerance!r} must be >= 0")
+    if s.size < 2 or not np.all(np.isfinite(s)):
+        return None
+    running = np.maximum.accumulate(s)
+    # the largest later value after each probe (−inf after the last)
+    later = np.concatenate([np.maximum.accumulate(s[::-1])[::-1][1:], [-np.inf]])
+    settled = later <= running + tolerance * np.abs(running)
+    k = int(np.argmax(settled))  # the last probe always qualifies
+    return k if 0 < k < s.size - 1 else None
 
 
 def first_crossing(c_y: np.ndarray, c_crit: np.ndarray, *, until: int | None = None,
