@@ -110,11 +110,11 @@ SCALES = {
               "batches": 8, "eig_batches": 2, "probe_every": 5, "adam_probe_every": 5, "seed": 0},
     "book": {"n_train": 500, "gd_eta": 0.12, "gd_steps": 300, "gd_eta2": 0.09, "gd_steps2": 510,
              "adam_eta": 0.003, "adam_steps": 300, "adam_eta2": 0.0015, "adam_steps2": 600,
-             "sgd_eta": 0.13, "sgd_steps": 900, "sgd_eta2": 0.14, "sgd_steps2": 900, "batch_size": 8,
+             "sgd_eta": 0.14, "sgd_steps": 3000, "sgd_eta2": 0.1, "sgd_steps2": 3000, "batch_size": 8,
              "batches": 32, "eig_batches": 16, "probe_every": 15, "adam_probe_every": 15, "seed": 0},
     "paper": {"n_train": 5000, "gd_eta": 0.12, "gd_steps": 3000, "gd_eta2": 0.09, "gd_steps2": 5000,
               "adam_eta": 0.003, "adam_steps": 3000, "adam_eta2": 0.0015, "adam_steps2": 6000,
-              "sgd_eta": 0.13, "sgd_steps": 6000, "sgd_eta2": 0.14, "sgd_steps2": 6000, "batch_size": 8,
+              "sgd_eta": 0.14, "sgd_steps": 15000, "sgd_eta2": 0.1, "sgd_steps2": 15000, "batch_size": 8,
               "batches": 64, "eig_batches": 16, "probe_every": 25, "adam_probe_every": 25, "seed": 0},
 }
 P = settings(SCALES, scale, RANGES, n_train=n_train, gd_eta=gd_eta, gd_steps=gd_steps, gd_eta2=gd_eta2,
@@ -144,17 +144,25 @@ P.as_dict()
 # "*in this regime*", the edge of stochastic stability, batch sharpness stabilises at $2/\eta$;
 # its authors' code warns that at a step size too small for the problem SGD "converges before
 # progressive sharpening brings you to regime of instability, and batch sharpness stabilizes
-# below 2/η". So an SGD run whose batch sharpness never reached $2/\eta$ and that had already
-# converged (100 % training accuracy over the epoch before its window) is `not tested`, outside
-# the regime the claim is about; one whose batch sharpness never reached $2/\eta$ while it was
-# still training, or that reached it and settled away from it, is graded, and a level away from
-# the edge is then a finding against the claim on that run.
+# below 2/η". So every SGD claim is graded only on a run whose batch sharpness *reached*
+# $2/\eta$ and stayed there: the batch sharpness is noisy (one probe can spike above the edge and
+# fall back), so reaching it means a **sustained** reach, the first probe from which the mean of 4
+# consecutive probes is at least 95 % of $2/\eta$ (`reach_mean=4, reach_fraction=0.95` of
+# {func}`~eoslib.mechanisms.edge_model.edge_phase`); the edge phase starts there. A run without
+# a sustained reach is `not tested`, and its line says why, generated from the run: it
+# *converged first* (100 % training accuracy over its last epoch: the README's case, outside the
+# regime), or it was *still training at the end of a CPU-length run* (too short to enter the
+# regime: a scale result, not a finding). A run that reached it and settled away from it is a
+# finding against the claim on that run. The record also counts how many probes were at or
+# above $2/\eta$.
 #
 # The probes fall every `probe_every` steps, an odd number, so consecutive probes alternate
-# between even and odd steps: at the edge the iterate flips from side to side every step, and a
-# quantity read at one parity only could sit on one side of its oscillation. The window's mean
-# averages both parities, and the difference between the two parities' means is recorded beside
-# each level (`*_parity_gap`, in units of the edge).
+# between even and odd steps: at the edge of full-batch GD and Adam the iterate flips from side
+# to side every step, and a quantity read at one parity only could sit on one side of its
+# oscillation. The window's mean averages both parities, and the difference between the two
+# parities' means is shown beside each GD and Adam level (`*_parity_gap`, in units of the edge).
+# SGD has no such deterministic period-2 flip (each step follows another minibatch), so its
+# parity gap is not shown.
 #
 # The batch sharpness is a mean over `batches` minibatches, the same ones at every probe; its
 # standard error is the spread, across those minibatches, of each minibatch's mean over the
@@ -180,10 +188,9 @@ NAMES = {
        for r, w in RUNS.items()},
     **{f"{r}_reached": f"[{w}] edge reached (1: yes)" for r, w in RUNS.items()},
     **{f"{r}_sharpness_over_level": f"[{w}] window mean of λ₁(H) / batch sharpness" for r, w in RUNS.items()},
-    **{f"{r}_pre_window_accuracy": f"[{w}] training accuracy over the epoch before the window"
-       for r, w in RUNS.items()},
-    "sgd_reached": "[SGD at sgd_eta] batch sharpness reached 2/η (1: yes)",
-    "sgd2_reached": "[SGD at sgd_eta2] batch sharpness reached 2/η (1: yes)",
+    **{f"{r}_probes_at_edge": f"[{w}] probes at or above the edge" for r, w in RUNS.items()},
+    "sgd_reached": "[SGD at sgd_eta] batch sharpness reached 2/η, sustained: a 4-probe mean ≥ 95 % of it (1: yes)",
+    "sgd2_reached": "[SGD at sgd_eta2] batch sharpness reached 2/η, sustained: a 4-probe mean ≥ 95 % of it (1: yes)",
     "dense_rel_error": "the relative difference from a dense eigh",
     "batch_mean_rel_error": "the relative difference from the explicit mean",
     "minibs_mean_rel_error": "the relative difference from the explicit mean",
@@ -208,12 +215,11 @@ def rises_and_hovers(run):
 
 
 def in_eoss(run):
-    """SGD, the paper's "in this regime": graded when the batch sharpness reached 2/η, or when it
-    did not but the run was still training (under 100 % training accuracy over the epoch before
-    the window); an SGD run that converged below the edge is outside the edge of stochastic
-    stability (the authors' README), not tested."""
-    return AllOf((AnyOf((AtLeast(f"{run}_reached", 1),
-                         AtMost(f"{run}_pre_window_accuracy", 0.999, fmt=".1%"))), settled(run)))
+    """SGD, the paper's "in this regime": the batch sharpness reached 2/η in a sustained way (the
+    first 4-probe mean at or above 95 % of 2/η) and its window counts; otherwise the run is
+    outside the edge of stochastic stability, not tested (converged first, or still training at
+    the end of a CPU-length run: the generated ``*_regime`` line says which)."""
+    return AllOf((AtLeast(f"{run}_reached", 1), settled(run)))
 
 
 def stabilises(run):
@@ -232,9 +238,18 @@ SHORT_SMOKE = Departure("runs of {gd_steps} and {gd_steps2} GD steps, {adam_step
 SHORT = Departure("GD runs of {gd_steps} and {gd_steps2} steps, Adam {adam_steps} and {adam_steps2}, "
                   "SGD {sgd_steps} and {sgd_steps2}: a run that reaches its edge late has a short "
                   "edge phase", "CPU", scales=("book",))
-SGD_INIT = Departure("SGD with batch {batch_size} from the network's default initialisation (its output "
-                     "layer at zero); the authors train with batch 8 from a small initialisation",
-                     "design choice")
+SGD_INIT = Departure("SGD from the network's default initialisation (its output layer at zero), where the "
+                     "authors start from a small one (their init-scale 0.2); and the loss ½MSE, the mean "
+                     "over examples of ½‖f − y‖², where the authors' squared loss has no ½: the gradient "
+                     "here is half theirs, so a step of size η here moves the weights as the authors' step of "
+                     "size η/2 (η = {sgd_eta:g} and {sgd_eta2:g} here are their {sgd_eta_authors:g} and "
+                     "{sgd_eta2_authors:g}), and the "
+                     "batch sharpness here is half theirs against an edge 2/η that is half theirs: the "
+                     "ratio to the edge is the same", "design choice")
+ADAM_P = Departure("the preconditioner P = √v̂ + ε read from the optimizer's stored second moment at the "
+                   "probe, before the next step's own update of v (the paper's P includes that step's "
+                   "gradient): the two differ by one update of v, in which the newest squared gradient "
+                   "has weight 1 − β₂ = 0.001", "design choice")
 SGD_STOP = Departure("SGD runs of {sgd_steps} and {sgd_steps2} steps, ending at "
                      "{sgd_last_epoch_accuracy:.1%} and {sgd2_last_epoch_accuracy:.1%} training accuracy "
                      "over their last epoch (loss {sgd_last_epoch_loss:.3g} and {sgd2_last_epoch_loss:.3g}, "
@@ -274,7 +289,7 @@ CLAIMS = [
              "probes {adam_parity_gap:+.1%} of the edge; η = {adam_eta2:g}: level {adam2_level:.0f} = "
              "{adam2_level_ratio:.3f} × edge over {adam2_window_probes} probes, drift {adam2_drift:.1%}, "
              "reached at step {adam2_onset} (−1: never), even − odd probes {adam2_parity_gap:+.1%}",
-        departures=(SMALL, SHORT_SMOKE, SHORT), glossary=NAMES),
+        departures=(SMALL, ADAM_P, SHORT_SMOKE, SHORT), glossary=NAMES),
     ClaimSpec(
         "sgd-batch-sharpness",
         "in the edge-of-stochastic-stability regime, minibatch SGD's batch sharpness "
@@ -285,26 +300,18 @@ CLAIMS = [
         "authors' README: at too small a step size SGD \"converge[s] before progressive sharpening brings "
         "you to regime of instability, and batch sharpness stabilizes below 2/η\"",
         rule=AllOf((stabilises("sgd"), stabilises("sgd2"))),
-        ours="η = {sgd_eta:g}: level {sgd_level:.2f} ± {sgd_level_sem:.2f} = {sgd_level_ratio:.3f} × 2/η, "
-             "drift {sgd_drift:.1%}, reached at step {sgd_onset}; η = {sgd_eta2:g}: level {sgd2_level:.2f} "
-             "± {sgd2_level_sem:.2f} = {sgd2_level_ratio:.3f} × 2/η, drift {sgd2_drift:.1%}, reached at "
-             "step {sgd2_onset} (−1: never; ± one standard error across the {batches} minibatches); "
-             "training accuracy over the epoch before the window {sgd_pre_window_accuracy:.1%} and "
-             "{sgd2_pre_window_accuracy:.1%}; even − odd probes {sgd_parity_gap:+.1%} and "
-             "{sgd2_parity_gap:+.1%} of 2/η",
+        ours="η = {sgd_eta:g} (2/η = {sgd_edge:.1f}): {sgd_regime}; η = {sgd_eta2:g} (2/η = {sgd2_edge:.1f}): "
+             "{sgd2_regime}",
         departures=(SMALL, SGD_INIT, SGD_STOP, SGD_ESTIMATOR, SHORT_SMOKE, SHORT), glossary=NAMES),
     ClaimSpec(
         "sgd-sharpness-below-batch-sharpness",
         "at the edge of stochastic stability the full-batch sharpness λ_max stays below the batch "
         "sharpness, at each step size",
         "\"λmax — which is generally smaller than Batch Sharpness — is suppressed\" (v5, abstract)",
-        rule=AllOf(tuple(Given(AllOf((AtLeast(f"{r}_reached", 1), settled(r))),
-                               AtMost(f"{r}_sharpness_over_level", 1.0, fair=1.1, fmt=".2f"))
+        rule=AllOf(tuple(Given(in_eoss(r), AtMost(f"{r}_sharpness_over_level", 1.0, fair=1.1, fmt=".2f"))
                          for r in ("sgd", "sgd2"))),
-        ours="λ_max / batch sharpness over the window: {sgd_sharpness_over_level:.2f} at η = {sgd_eta:g}, "
-             "{sgd2_sharpness_over_level:.2f} at η = {sgd_eta2:g}; the batch sharpness reached 2/η at step "
-             "{sgd_onset} and {sgd2_onset} (−1: never, the run is then outside the edge of stochastic "
-             "stability and the ratio says nothing about it)",
+        ours="λ_max / batch sharpness over the window: η = {sgd_eta:g}: {sgd_below_text}; "
+             "η = {sgd_eta2:g}: {sgd2_below_text}",
         departures=(SMALL, SGD_INIT, SGD_STOP, SGD_ESTIMATOR, SHORT_SMOKE, SHORT), glossary=NAMES),
     ClaimSpec(
         "sgd-minibs-v1",
@@ -318,13 +325,7 @@ CLAIMS = [
         "eigenvalue of the Hessian of the mini batch (MiniBS) loss\" (v1, December 2024, abstract)",
         rule=AllOf(tuple(Given(AllOf((in_eoss(r), settled(m))), at_edge(m, "level_excess"))
                          for r, m in (("sgd", "minibs"), ("sgd2", "minibs2")))),
-        ours="η = {sgd_eta:g}: level {minibs_level:.2f} ± {minibs_level_sem:.2f} = {minibs_level_ratio:.3f} "
-             "× 2/η, drift {minibs_drift:.1%}, MiniBS / batch sharpness (same minibatches) "
-             "{minibs_over_batch_sharpness:.2f}; η = {sgd_eta2:g}: level {minibs2_level:.2f} ± "
-             "{minibs2_level_sem:.2f} = {minibs2_level_ratio:.3f} × 2/η, drift {minibs2_drift:.1%}, "
-             "MiniBS / batch sharpness {minibs2_over_batch_sharpness:.2f} (± one standard error across "
-             "{eig_batches} minibatches; the batch sharpness reached 2/η at step {sgd_onset} and "
-             "{sgd2_onset}, −1: never)",
+        ours="η = {sgd_eta:g}: {minibs_text}; η = {sgd_eta2:g}: {minibs2_text}",
         departures=(SMALL, SGD_INIT, SGD_STOP, MINIBS_ESTIMATOR, SHORT_SMOKE, SHORT), glossary=NAMES),
     ClaimSpec(
         "sharpness-is-eigh",
@@ -396,27 +397,29 @@ print(f"step 0: track {quick_sharpness:.5f}, dense eigh {quick_dense:.5f} "
 
 
 # %% tags=["hide-input"]
-def window(h, series=None, per_batch=None, against=None):
+#: SGD's reach of 2/η: the first probe from which the mean of 4 consecutive probes is at least 95 %
+#: of the edge (one noisy probe above it is not a reach); GD and Adam: one probe at the edge.
+SUSTAINED = {"reach_mean": 4, "reach_fraction": 0.95}
+
+
+def window(h, series=None, per_batch=None, against=None, sustained=False):
     """Where a run's level is read (the rule of the claims above). ``series``: the quantity held
     against ``h.edge`` (default ``h.against_edge``); ``per_batch``: ``(P, M)`` its values per
     minibatch, for the level's standard error across minibatches; ``against``: ``(P,)`` another
-    quantity, whose window mean the level is divided by (``over_batch_sharpness``)."""
+    quantity, whose window mean the level is divided by (``over_batch_sharpness``);
+    ``sustained``: the onset is a sustained reach (``SUSTAINED``), not one probe at the edge."""
     measured = np.asarray(h.against_edge if series is None else series, np.float64)
     t = np.asarray(h.probe_step)
-    ep = edge_model.edge_phase(t, measured, h.edge, drift="line", unreached="finite")
+    ep = edge_model.edge_phase(t, measured, h.edge, drift="line", unreached="finite",
+                               **(SUSTAINED if sustained else {}))
     win = ep.window
     out = {"reached": float(ep.onset is not None),
            "onset": int(t[ep.onset]) if ep.onset is not None else -1,
+           "probes_at_edge": int(np.sum(measured >= h.edge)), "probes": int(measured.size),
            "window_probes": int(win.size), "window_from": int(t[win[0]]) if win.size else -1,
            "level": ep.level, "drift": abs(ep.drift), "level_sem": float("nan"),
            "sharpness_over_level": float("nan"), "parity_gap": float("nan"),
-           "pre_window_accuracy": float("nan"), "over_batch_sharpness": float("nan")}
-    if win.size and h.accuracy is not None and out["window_from"] > 0:
-        # the training accuracy just before the window: the mean accuracy of each step's batch over
-        # the epoch (n // batch_size steps; one step for full-batch GD) ending at the window's start
-        epoch = 1 if h.batch_size is None else max(1, P.n_train // h.batch_size)
-        out["pre_window_accuracy"] = float(np.mean(np.asarray(h.accuracy)[
-            max(0, out["window_from"] - epoch):out["window_from"]]))
+           "over_batch_sharpness": float("nan")}
     if win.size and np.isfinite(ep.level):
         out["sharpness_over_level"] = float(np.mean(np.asarray(h.sharpness)[win]) / out["level"])
         if against is not None:
@@ -516,11 +519,32 @@ plt.show()
 # each minibatch's curvature along its own gradient ({func}`eoslib.engine.probes.step_sharpness`);
 # their mean is the batch sharpness and their spread its standard error (shaded ± 2 standard
 # errors in the figure). Beside it, dotted, the first version's quantity: the mean top eigenvalue
-# of the minibatch Hessians over the first `eig_batches` of them. SGD runs at the authors' batch
-# size 8; its two book step sizes were chosen, in a short trial at book settings before the
-# claims were graded, as the largest at which this network's SGD does not diverge, to give the
-# batch sharpness its best chance to reach $2/\eta$ (the paper's precondition): a larger one
-# diverged within a few dozen steps, smaller ones stayed further below the edge.
+# of the minibatch Hessians over the first `eig_batches` of them.
+#
+# SGD runs at the authors' batch size 8. Its book settings were chosen in short trials (run
+# outside this chapter, with its network and data; the numbers below are read from those trials'
+# logs, not from this run's record), by one criterion: does the batch sharpness reach $2/\eta$
+# and stay there, the paper's precondition, for at least 8 probes? Whether a claim then passed
+# played no part. None of the settings tried met it:
+#
+# - the authors' own CPU sanity run (64 images, batch 4, their step 0.05, i.e. η = 0.1 on this
+#   ½-loss, 1000 steps, their init-scale 0.2) diverged within 12 steps on this network and data
+#   (its sharpness at initialisation was about 4 × 2/η); with this chapter's initialisation it
+#   diverged at step 21, and at η = 0.07 it converged (100 % training accuracy) with the batch
+#   sharpness at about 0.8–0.9 × 2/η, 1 probe of 67 above it;
+# - 500 images, batch 4, 3000 steps: η = 0.1 diverged at step 132; η = 0.07 converged, no probe
+#   at $2/\eta$;
+# - 500 images, batch 8, 3000 steps (the settings kept): at η = 0.14 (the largest that does not
+#   diverge: 0.15 diverged in an earlier trial, after its batch sharpness crossed $2/\eta$ once at
+#   step 25, early training rather than a self-stabilised edge) the batch sharpness rose to about
+#   0.8–0.9 × 2/η and the run converged (100 % training accuracy), 6 of 200 probes at or above
+#   $2/\eta$, none sustained; at η = 0.1 likewise, about 0.8 × 2/η, 1 of 200.
+#
+# The kept settings are the longest the CPU allows at the largest step size, plus a second step
+# size whose edge is 40 % higher, so that "at $2/\eta$, which moves with η" could be told from a
+# level that does not move. On them the trials predict that the SGD claims are `not tested`:
+# the runs converge before the batch sharpness reaches $2/\eta$ (the README's case), and the
+# lines below say so, generated from this run.
 
 # %%
 from flax import nnx
@@ -551,9 +575,10 @@ sgd, sgd2 = (eoslib.track(nnx_loss, state, (x_img, y_onehot), optax.sgd(eta), st
                           probe_every=P.probe_every, batch_size=P.batch_size, batches=P.batches,
                           eig_batches=P.eig_batches, seed=P.seed)
              for eta, steps in ((P.sgd_eta, P.sgd_steps), (P.sgd_eta2, P.sgd_steps2)))
-sgd_window, sgd2_window = (window(h, per_batch=h.step_sharpness) for h in (sgd, sgd2))
+sgd_window, sgd2_window = (window(h, per_batch=h.step_sharpness, sustained=True) for h in (sgd, sgd2))
 minibs_window, minibs2_window = (window(h, h.minibatch_lambda_max, h.minibatch_top_eigenvalues,
-                                        against=h.step_sharpness[:, :P.eig_batches].mean(axis=1))
+                                        against=h.step_sharpness[:, :P.eig_batches].mean(axis=1),
+                                        sustained=True)
                                  for h in (sgd, sgd2))
 describe("NNX MLP", sgd), describe("NNX MLP", sgd2);
 
@@ -575,16 +600,23 @@ from IPython.display import Markdown
 
 
 def said(name, h, w, quantity):
-    """One generated sentence per run: where its quantity went, from the measured window."""
+    """One generated sentence per run: where its quantity went, from the measured window (the
+    parity gap for full-batch runs only: SGD has no step-to-step flip to sample one side of)."""
     if w["window_probes"] == 0:
         return f"- {name}: no probe to read a level from."
-    where = (f"first reached its edge {h.edge:.4g} at step {w['onset']}" if w["reached"]
-             else f"never reached its edge {h.edge:.4g}")
-    return (f"- {name}: {quantity} {where}; over its window (from step {w['window_from']}, "
-            f"{w['window_probes']} probes) its level is {w['level']:.4g} = {w['level_ratio']:.3f} × the "
-            f"edge, drifting {pct(w['drift'])} of the edge across the window (its even-step probes read "
-            f"{pct(w['parity_gap'])} of the edge above its odd-step ones); the run ends at loss "
-            f"{h.loss[-1]:.3g}" + (f" and accuracy {h.accuracy[-1]:.0%}" if h.accuracy is not None else "") + ".")
+    stochastic = h.batch_size is not None
+    where = ((f"first reached its edge {h.edge:.4g} " + ("in a sustained way (4-probe mean ≥ 95 % of it) "
+                                                         if stochastic else "") + f"at step {w['onset']}")
+             if w["reached"] else f"never reached its edge {h.edge:.4g}"
+             + (" in a sustained way" if stochastic else ""))
+    parity = ("" if stochastic else f" (its even-step probes read {pct(w['parity_gap'])} of the edge "
+              "above its odd-step ones)")
+    return (f"- {name}: {quantity} {where}" + (f", {w['probes_at_edge']} of its {w['probes']} probes at or "
+                                               "above it" if stochastic else "")
+            + f"; over its window (from step {w['window_from']}, {w['window_probes']} probes) its level is "
+            f"{w['level']:.4g} = {w['level_ratio']:.3f} × the edge, drifting {pct(w['drift'])} of the edge "
+            f"across the window{parity}; the run ends at loss {h.loss[-1]:.3g}"
+            + (f" and accuracy {h.accuracy[-1]:.0%}" if h.accuracy is not None else "") + ".")
 
 
 display(Markdown("What the runs measured (generated from them):\n\n" + "\n".join([
@@ -686,13 +718,46 @@ metrics = {
     **{f"{run}_last_epoch_{what}": float(np.mean(getattr(h, what)[-max(1, P.n_train // P.batch_size):]))
        for run, h in (("sgd", sgd), ("sgd2", sgd2)) for what in ("loss", "accuracy")},
     "adam_edge_reference": adam_edge_reference, "adam_edge_rel_error": adam_edge_rel_error,
+    "sgd_eta_authors": P.sgd_eta / 2, "sgd_eta2_authors": P.sgd_eta2 / 2,  # their loss has no ½
     "sgd_batch_sharpness_0": float(sgd.batch_sharpness[0]), "batch_mean_explicit": batch_mean_explicit,
     "batch_mean_rel_error": batch_mean_rel_error, "sgd_minibs_0": float(sgd.minibatch_lambda_max[0]),
     "minibs_mean_explicit": minibs_mean_explicit, "minibs_mean_rel_error": minibs_mean_rel_error,
 }
 
+
+
+def regime(run, w, m):
+    """The generated SGD regime line: the sustained reach, or why the run is outside the regime
+    (converged first: 100 % training accuracy over its last epoch; otherwise still training)."""
+    if w["reached"]:
+        return (f"batch sharpness reached 2/η (4-probe mean ≥ 95 %) at step {w['onset']}, "
+                f"{w['probes_at_edge']} of {w['probes']} probes at or above it; level {w['level']:.2f} ± "
+                f"{w['level_sem']:.2f} (one standard error across its {P.batches} minibatches) = "
+                f"{w['level_ratio']:.3f} × 2/η over {w['window_probes']} probes, drift {pct(w['drift'])}")
+    why = ("converged first (100 % training accuracy over its last epoch): outside the regime"
+           if m[f"{run}_last_epoch_accuracy"] >= 0.999 else
+           f"still training at the end of a CPU-length run ({m[f'{run}_last_epoch_accuracy']:.1%} training "
+           f"accuracy over its last epoch): too short to enter the regime")
+    below = (f"; over the run's second half its batch sharpness averaged {w['level_ratio']:.2f} × 2/η, "
+             "a level outside the regime that says nothing about the claim") if np.isfinite(w["level_ratio"]) else ""
+    return (f"not in the regime, no sustained reach of 2/η ({w['probes_at_edge']} of {w['probes']} probes "
+            f"at or above it), {why}{below}")
+
+
+texts = {}  # the generated SGD lines (words, not numbers: beside the record's metrics)
+for run, w, mw in (("sgd", sgd_window, minibs_window), ("sgd2", sgd2_window, minibs2_window)):
+    texts[f"{run}_regime"] = regime(run, w, metrics)
+    texts[f"{run}_below_text"] = (f"{w['sharpness_over_level']:.2f}" if w["reached"] else
+                                  f"not read ({texts[f'{run}_regime']})")
+    mb = "minibs" if run == "sgd" else "minibs2"
+    texts[f"{mb}_text"] = (
+        (f"level {mw['level']:.2f} ± {mw['level_sem']:.2f} (one standard error across its {P.eig_batches} "
+         f"minibatches) = {mw['level_ratio']:.3f} × 2/η, drift "
+         f"{pct(mw['drift'])}, MiniBS / batch sharpness (same minibatches) {mw['over_batch_sharpness']:.2f}")
+        if w["reached"] else f"not read ({texts[f'{run}_regime']})")
+
 # %%
-claims = grade_all(CLAIMS, {**P.as_dict(), **metrics}, scale=scale)
+claims = grade_all(CLAIMS, {**P.as_dict(), **metrics, **texts}, scale=scale)
 display(claims_table(claims))
 
 # %% [markdown]
@@ -700,8 +765,8 @@ display(claims_table(claims))
 #
 # Generated from the graded claims above (a rerun with other parameters rewrites it). What the
 # scale changes: at `smoke` scale the runs have too few probes for a window of 4, so the paper
-# claims cannot be graded there and only the checks count; at `book` scale each run has a few
-# hundred steps on a few hundred images.
+# claims cannot be graded there and only the checks count; at `book` scale the GD and Adam runs
+# have a few hundred steps and the SGD runs a few thousand, on a few hundred images.
 
 # %% tags=["remove-input"]
 display(verdict_section(claims, scale=scale))

@@ -282,3 +282,26 @@ def test_stop_rising_is_the_peak_of_a_series_that_declines_after_it():
         edge_model.stop_rising(s, tolerance=-0.1)
     with pytest.raises(ValueError, match="1-d"):
         edge_model.stop_rising(s.reshape(1, -1))
+
+
+def test_edge_phase_sustained_reach_ignores_a_single_spike():
+    """``reach_mean``/``reach_fraction``: one probe above the edge is not an onset; the first
+    block of ``reach_mean`` probes whose mean is at least ``reach_fraction × edge`` is. The
+    defaults keep the one-probe reading."""
+    t = np.arange(12.0)
+    s = np.array([1, 1, 3.0, 1, 1, 1, 1.9, 1.95, 2.0, 1.9, 2.1, 2.0])  # spike at 2, sustained from 6
+    assert edge_model.edge_phase(t, s, 2.0).onset == 2
+    assert edge_model.edge_phase(t, s, 2.0, reach_mean=1, reach_fraction=1.0).onset == 2
+    sustained = edge_model.edge_phase(t, s, 2.0, reach_mean=4, reach_fraction=0.95)
+    assert sustained.onset == 6
+    assert np.array_equal(sustained.window, np.arange(9, 12))
+    # at the full edge the first block whose mean clears 2.0 starts at 8 (2.0, 1.9, 2.1, 2.0)
+    assert edge_model.edge_phase(t, s, 2.0, reach_mean=4, reach_fraction=1.0).onset == 8
+    # non-finite probes never count, however large the rest of the block
+    bad = np.array([1, 1, np.inf, 5, 5, 5, 5, 1.0])
+    assert edge_model.edge_phase(np.arange(8.0), bad, 2.0, reach_mean=4).onset == 3
+    assert edge_model.edge_phase(np.arange(3.0), np.array([3, 3, 3.0]), 2.0, reach_mean=4).onset is None
+    with pytest.raises(ValueError, match="reach_mean"):
+        edge_model.edge_phase(t, s, 2.0, reach_mean=0)
+    with pytest.raises(ValueError, match="reach_fraction"):
+        edge_model.edge_phase(t, s, 2.0, reach_fraction=1.5)

@@ -354,7 +354,8 @@ class EdgePhase(NamedTuple):
 
 
 def edge_phase(t: np.ndarray, s: np.ndarray, edge: float, *, drift: str = "line",
-               unreached: str = "empty") -> EdgePhase:
+               unreached: str = "empty", reach_mean: int = 1,
+               reach_fraction: float = 1.0) -> EdgePhase:
     """The edge-phase reading of ``s(t)`` against ``edge`` (probe steps ``t``, shape ``(P,)``).
 
     The *edge phase* runs from the first probe with ``s ≥ edge`` to the end; the level is read
@@ -364,7 +365,18 @@ def edge_phase(t: np.ndarray, s: np.ndarray, edge: float, *, drift: str = "line"
     first half. ``unreached`` says what a series that never reaches the edge is read over:
     ``"empty"`` (nothing: level and drift NaN) or ``"finite"`` (the phase starts at its first
     finite probe, so the level of a run that stays below the edge is still measured).
+
+    ``reach_mean`` and ``reach_fraction`` say what counts as *reaching* the edge: the onset is
+    the first probe ``k`` at which the mean of ``s`` over the ``reach_mean`` probes
+    ``k, …, k + reach_mean − 1`` is at least ``reach_fraction × edge``. The defaults (1 and 1.0)
+    are one probe at or above the edge; a noisy quantity (SGD's batch sharpness) needs a
+    sustained reach, e.g. ``reach_mean=4, reach_fraction=0.95``, so that one spike is not an
+    onset. Blocks holding a non-finite probe never count.
     """
+    if not isinstance(reach_mean, (int, np.integer)) or isinstance(reach_mean, bool) or reach_mean < 1:
+        raise ValueError(f"reach_mean={reach_mean!r} must be a positive integer")
+    if not 0 < reach_fraction <= 1:
+        raise ValueError(f"reach_fraction={reach_fraction!r} must be in (0, 1]")
     if drift not in ("line", "quarters"):
         raise ValueError(f"drift={drift!r} must be 'line' or 'quarters'")
     if unreached not in ("empty", "finite"):
@@ -373,7 +385,16 @@ def edge_phase(t: np.ndarray, s: np.ndarray, edge: float, *, drift: str = "line"
     if t.shape != s.shape or t.ndim != 1:
         raise ValueError(f"t and s must be 1-d arrays of one shape; got {t.shape}, {s.shape}")
     _check_positive("edge", edge)
-    hit = np.nonzero(s >= edge)[0]
+    if reach_mean == 1:
+        hit = np.nonzero(s >= reach_fraction * edge)[0]
+    else:
+        if s.size >= reach_mean:
+            ok = np.isfinite(s)
+            blocks = np.convolve(np.where(ok, s, 0.0), np.ones(reach_mean), mode="valid") / reach_mean
+            whole = np.convolve(ok.astype(float), np.ones(reach_mean), mode="valid") == reach_mean
+            hit = np.nonzero(whole & (blocks >= reach_fraction * edge))[0]
+        else:
+            hit = np.zeros(0, int)
     finite = np.nonzero(np.isfinite(s))[0]
     onset = int(hit[0]) if hit.size else None
     if onset is not None:
