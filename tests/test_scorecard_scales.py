@@ -4,6 +4,7 @@ results store (issue 19 part 2's table, generated, never written by hand)."""
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from eoslib.book import store
 from eoslib.book.results import Claim, make_record, source_digest, write_record
@@ -143,3 +144,27 @@ def test_stored_records_reads_long_and_paper_runs(tmp_path):
     html = sc.scales_html([_chapter("alpha", "book", {"a1": "reproduced"})], records["paper"],
                           records["long"])
     assert "<strong>changed</strong> (paper)" in html
+
+
+def test_a_stored_run_graded_by_an_earlier_rule_is_marked():
+    """A stored record whose claim carries a different ``rule`` text than this build's was graded
+    before the rule changed: its verdict is marked, in the scorecard and the chapter's table; a
+    stored record with this build's rule is not."""
+    def with_rules(record, rules):
+        return {**record, "claims": [{**c, "rule": rules.get(c["id"], c.get("rule", ""))}
+                                     for c in record["claims"]]}
+
+    here = with_rules(_record("alpha", "book", {"a1": "not tested", "a2": "reproduced"}),
+                      {"a1": "x ≤ 0.9, tested when rising ≤ 1 % per 1,000 steps", "a2": "y ≥ 1"})
+    chapter = sc.Chapter("alpha", "The alpha chapter", "../notebooks/alpha.html", here)
+    long = with_rules(_stored("alpha", "long", {"a1": "not tested", "a2": "reproduced"}),
+                      {"a1": "x ≤ 0.9, tested when |drift| ≤ 1 %", "a2": "y ≥ 1"})
+    rows = store.verdicts_across_scales(here["claims"], {"long": long})
+    assert [r.earlier_rule for r in rows] == [("long",), ()]
+    html = sc.scales_html([chapter], {}, {"alpha": long})
+    a1 = html[html.index("<code>a1</code>"):html.index("</tr>", html.index("<code>a1</code>"))]
+    a2 = html[html.index("<code>a2</code>"):html.index("</tr>", html.index("<code>a2</code>"))]
+    assert "graded by an earlier rule" in a1 and "graded by an earlier rule" not in a2
+    evidence = SimpleNamespace(scale="book", own=False, records=lambda: {"long": long})
+    md = store.verdicts_by_scale_markdown(here["claims"], evidence)
+    assert "not tested†" in md and md.count("†") == 2 and "graded by an earlier rule" in md

@@ -295,7 +295,9 @@ def scales_html(chapters: Sequence[Chapter], paper: Mapping[str, Mapping[str, An
             here_departures = departures_html(here[row.id]) if row.id in here else ""
             cells = "".join(
                 f"<td>{badge(row.stored.get(s, 'not tested'))}"
-                f"{departures_html(there[s][row.id]) if s in there and row.id in there[s] else ''}</td>"
+                + (f'<span class="eoslib-departures">{_e(store.EARLIER_RULE_MARK)} '
+                   f"{_e(store.EARLIER_RULE_NOTE)}</span>" if s in row.earlier_rule else "")
+                + f"{departures_html(there[s][row.id]) if s in there and row.id in there[s] else ''}</td>"
                 for s in columns)
             out.append(f'<tr><td><code>{_e(row.id)}</code> {_e(row.claim)}</td>'
                        f"<td>{badge(row.here)}{here_departures}</td>{cells}<td>{mark}</td></tr>")

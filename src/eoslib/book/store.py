@@ -598,6 +598,8 @@ class ScalesRow(NamedTuple):
       stored: ``{scale: verdict}`` per stored record compared (``not tested`` where that record
         lacks the claim), in :data:`eoslib.book.results.SCALES` order.
       changed: the scales whose verdict differs from ``here``, in the same order.
+      earlier_rule: the scales whose record graded the claim by a rule other than this run's (the
+        record's ``rule`` text differs: it was made before the rule changed), in the same order.
     """
 
     id: str
@@ -605,21 +607,31 @@ class ScalesRow(NamedTuple):
     here: str
     stored: dict[str, str]
     changed: tuple[str, ...]
+    earlier_rule: tuple[str, ...] = ()
+
+
+EARLIER_RULE_MARK = "†"
+EARLIER_RULE_NOTE = ("graded by an earlier rule than this run's: the stored run was made before the "
+                     "claim's rule changed, so its verdict is not this rule's; rerunning that scale "
+                     "from the current code grades it again.")
 
 
 def verdicts_across_scales(claims: Any, records: Mapping[str, Mapping[str, Any]]) -> list[ScalesRow]:
     """Per paper claim of ``claims`` (consistency checks are left out), its verdict here and in
     each record of ``records`` (``{scale: record}``, e.g. :meth:`PaperEvidence.records`)."""
-    by_scale = {scale: {c["id"]: claim_from_dict(c).verdict for c in record["claims"]}
+    by_scale = {scale: {c["id"]: claim_from_dict(c) for c in record["claims"]}
                 for scale, record in records.items()}
     rows = []
     for entry in claims:
         c = entry if not isinstance(entry, Mapping) else claim_from_dict(entry)
         if c.kind != "claim":
             continue
-        there = {scale: verdicts.get(c.id, "not tested") for scale, verdicts in by_scale.items()}
+        found = {scale: stored.get(c.id) for scale, stored in by_scale.items()}
+        there = {scale: s.verdict if s is not None else "not tested" for scale, s in found.items()}
         rows.append(ScalesRow(c.id, c.claim, c.verdict, there,
-                              tuple(s for s, v in there.items() if v != c.verdict)))
+                              tuple(s for s, v in there.items() if v != c.verdict),
+                              tuple(scale for scale, s in found.items()
+                                    if s is not None and s.rule != c.rule)))
     return rows
 
 
@@ -648,9 +660,12 @@ def verdicts_by_scale_markdown(claims: Any, evidence: PaperEvidence) -> str:
             + " | ".join(f"stored {s}-scale run" for s in columns) + " | changed |",
             "|---|---|" + "---|" * len(columns) + "---|"]
     body = [f"| {r.id} | {r.here} | "
-            + " | ".join(r.stored.get(s, "not tested") for s in columns)
+            + " | ".join(r.stored.get(s, "not tested") + (EARLIER_RULE_MARK if s in r.earlier_rule
+                                                          else "") for s in columns)
             + f" | {changed(r)} |" for r in rows]
     note = ("" if evidence.own or "paper" in records else
             "\n\nNo paper-scale run of this chapter is stored, so every claim is not tested at "
             "paper scale.")
+    if any(r.earlier_rule for r in rows):
+        note += f"\n\n{EARLIER_RULE_MARK} {EARLIER_RULE_NOTE}"
     return "\n".join(head + body) + note
