@@ -410,7 +410,7 @@ SIGN = Departure("κ = D⁴L along ĝ positive at both probes of only "
                  "reconstructed formula")
 # replays of the instabilities (not of whole runs) start from kept states and drift from the
 # runs they repeat; the rotation windows come from the replays (long replays whole runs)
-DRIFT = Departure("the replays drift from the runs they repeat by up to {replay_loss_drift:.0%} "
+DRIFT = Departure("the replays drift from the runs they repeat by up to {replay_loss_drift:.1%} "
                   "in training loss (relative, at the same steps); the rotation study takes its "
                   "windows from the replays and its states from the runs",
                   "CPU", scales=("smoke", "book"))
@@ -558,8 +558,9 @@ CLAIMS = [
                       "CPU", scales=("smoke", "book")),
             Departure("{flat_inits} initialisations (the paper's number of seeds is not in our "
                       "copy)", "not stated in the paper", scales=("long", "paper")),
-            Departure("a stable phase of {stable_steps} steps at every η₀ (long: 7,200), too "
-                      "short for most stable phases to plateau", "CPU", scales=("smoke", "book")),
+            Departure("a stable phase of {stable_steps} steps at every η₀ (long: 7,200); "
+                      "{smax_plateaued_fraction:.0%} of the phases plateaued in it", "CPU",
+                      scales=("smoke", "book")),
             Departure("a stable phase of {stable_steps} steps at every η₀", "design choice",
                       scales=("long", "paper")),
             Departure("the stable null reduced at the same steps and matched to the unstable "
