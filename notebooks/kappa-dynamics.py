@@ -231,21 +231,31 @@ NAMES = {
                               "standard errors of the sample median (exit off)"),
     "case1_skewness_excess": ("Case I's final skewness minus the null's, in standard errors "
                               "√(12/n) (exit off)"),
-    "case1_mode_excess": ("Case I's final mode − median (exit off) in units of the mode's "
-                          "resolution (max of the KDE grid step and the bootstrap SD of the "
-                          "mode), the smallest over Scott's, Silverman's and the histogram mode"),
+    "case1_mode_excess_max": ("Case I's final mode − median (exit off) in units of the mode's "
+                              "resolution, the largest over Scott's KDE, Silverman's "
+                              "rule-of-thumb KDE and the Freedman–Diaconis histogram mode, each "
+                              "in its own resolution (a KDE's: max(grid step, bootstrap SD of its "
+                              "mode); the histogram's: max(bin width, bootstrap SD of its mode))"),
+    "case1_mode_decided": ("1 where the three estimators decide the mode's side: all within 2 "
+                           "resolutions of the median or left of it (largest excess ≤ 2), or "
+                           "all more than 2 right of it (smallest > 2); else 0"),
     "branch_violations": "grid points breaking the 1-right/3-left two-step pattern",
     "branch_mean_max": "the largest |mean two-step displacement|",
     "n_relaxed_cases": "the number of Cases II and III simulated",
     "relaxed_null_spread_growth_min": ("the smallest growth of the null walks' 5–95% spread "
-                                       "(final / initial) in Cases II, III"),
-    "relaxed_median_excess_max": ("the largest final median of log κ minus the null's, in "
-                                  "standard errors of the two medians (Cases II, III, no exit)"),
-    "relaxed_mode_excess_max": ("the largest final mode − median in Cases II, III (no exit), "
-                                "in units of the mode's resolution, each case's the smallest "
-                                "over Scott's, Silverman's and the histogram mode"),
-    "relaxed_skewness_excess_min": ("the smallest final skewness minus the null's, in standard "
-                                    "errors √(12/n) of a normal sample's (Cases II, III, no exit)"),
+                                       "(graded time / initial) over the graded laws"),
+    "relaxed_median_excess_max": ("the largest median of log κ minus the null's, in standard "
+                                  "errors of the two medians, over the graded laws (Cases II, III "
+                                  "at the end, Case II also at its early time; no exit)"),
+    "relaxed_mode_excess_max": ("the largest mode − median (no exit) over the graded laws "
+                                "(Cases II, III at the end, Case II also at its early time) and "
+                                "over the three estimators, each in its own resolution"),
+    "relaxed_mode_decided": ("1 where every graded law's estimators decide the side (as "
+                             "case1_mode_decided), or one law's smallest excess is > 2; else 0"),
+    "case2_early_graded": ("1 where Case II has a recorded time t > 0 at which at most half its "
+                           "free walks are past the exit (or Case II was not simulated); else 0"),
+    "relaxed_skewness_excess_min": ("the smallest skewness minus the null's, in standard "
+                                    "errors √(12/n) of a normal sample's, over the graded laws"),
     "variability_pairs": "pairs (λ_t, κ change t → t+1) inside instabilities, all seeds",
     "variability_kappa_positive_fraction": ("the fraction of those pairs with κ = D⁴L along ĝ "
                                             "> 0 at both probes (the model's premise κ > 0)"),
@@ -269,19 +279,22 @@ NAMES = {
                        "kept-η run's rotation then, the next steps after the switch (not "
                        "clipped)"),
     "smax_plateaued_fraction": "the fraction of stable phases that plateaued (declared criterion)",
-    "null_edge_ratio_max": "the stable null's largest S·η₀/2 before its reduction",
+    "null_edge_ratio_max": ("the stable null's largest S·η₀/2 before its reduction (reported; "
+                            "a null cell at ≥ 1 is dropped from the matched range)"),
     "flattening_diverged": "diverged flattening runs",
     "smax_rows_graded": ("unstable η₀ rows with at least two plateaued cells (the rows the "
                          "later-reduction effect is read on)"),
-    "smax_null_plateaued_cells": "plateaued cells of the stable null's row",
+    "smax_null_plateaued_cells": ("plateaued cells of the stable null's row that stayed below "
+                                  "their edge (S·η₀/2 < 1) until the reduction"),
     "smax_eta0_columns": ("reduction steps at which the smallest and the largest unstable η₀ "
                           "both plateaued"),
     "smax_later_change": ("the relative change S_max(last)/S_max(first) − 1 between the first and "
                           "the last plateaued reduction of a row (unstable η₀, mean over the "
                           "graded rows)"),
     "smax_matched_rows": ("unstable η₀ rows with two plateaued cells whose training loss at "
-                          "the reduction lies inside the range of the stable null's plateaued "
-                          "cells' losses (the rows the progress-matched null can be read for)"),
+                          "the reduction (its running minimum up to the reduction) lies inside "
+                          "the range of the stable null's plateaued below-edge cells' losses "
+                          "(the rows the progress-matched null can be read for)"),
     "smax_later_excess": ("the relative change of S_max between the first and the last such "
                           "loss-matched cell of an unstable row minus the stable null's change "
                           "between the same two training losses (its S_max interpolated in log "
@@ -296,25 +309,35 @@ ABSORBS = AtLeast("exit_fraction_min", 0.01, fmt=".1%")
 # against their constant-step null (a review found the exit-on check graded a median drift of
 # −1.005 with 86 % of the walks absorbed); the exit-on run still checks the exits themselves.
 THEOREMS = Given(
-    AllOf((ABSORBS, AtLeast("case1_null_spread_growth", 2.0, fmt=".1f"))),
+    AllOf((ABSORBS, AtLeast("case1_null_spread_growth", 2.0, fmt=".1f"),
+           AtLeast("case1_mode_decided", 1))),
     AllOf((AtMost("roundoff_exits", 0), AtMost("case1_median_excess", -3.0, fmt=".1f"),
            AtMost("case1_median_rise_max", 3.0, fmt=".2f"),
            AtLeast("case1_skewness_excess", 3.0, fmt=".1f"),
-           AtMost("case1_mode_excess", 2.0, fmt=".1f"), AtMost("branch_violations", 0),
+           AtMost("case1_mode_excess_max", 2.0, fmt=".1f"), AtMost("branch_violations", 0),
            AtMost("branch_mean_max", 1e-9, fmt=".1e"))))
-# "mode ≤ median" is read beyond the mode estimator's resolution (a review found +0.008 graded
-# as a failure, under a fifth of one KDE grid step): the mode is found on a grid over the
-# 0.5–99.5 % quantiles, its resolution is max(grid step, bootstrap SD of the Scott-rule mode over
-# 20 resamples), and the check fails only where every one of Scott's, Silverman's and the
-# histogram mode lies more than 2 resolutions right of the median (App. F.11: the shape is
-# "robust to standard bandwidth rules and to histogram estimators"); where the three disagree on
-# the side, the sign is reported "not resolved".
+# "mode ≤ median" is read beyond each mode estimator's own resolution (a review found +0.008
+# graded as a failure, under a fifth of one KDE grid step): Scott's KDE, Silverman's
+# rule-of-thumb KDE (0.9·min(σ, IQR/1.34)·n^(−1/5)) and the Freedman–Diaconis histogram mode,
+# the KDEs on a grid over the 0.5–99.5 % quantiles; a KDE mode's resolution is max(grid step,
+# bootstrap SD of its mode over 20 resamples), the histogram's max(bin width, bootstrap SD of its
+# mode). It holds only where every estimator lies at most 2 of its resolutions right of the
+# median (App. F.11: the shape is "robust to standard bandwidth rules and to histogram
+# estimators"), fails where every one lies more than 2 right, and is not tested where they
+# disagree (a second review found the most favourable estimator, read in the KDE grid's units,
+# graded).
 # Graded on the walks with the exit switched off, against the same walks with a constant step:
 # with the exit on, a pile of absorbed walks makes the median fall and the law right-skewed by
 # itself (a constant-step walk with the same exit does both), whatever the step's state-dependence.
+# Case II differs from Case I only near the exit (g not Lipschitz at s → 0⁺), and past the exit
+# the free walks move under our continuation: a second review found 85–91 % of them there at the
+# end. So Case II is graded also at its early time, the last recorded time t > 0 at which at most
+# half of its free walks are past the exit (the exit-off walks are recorded at eight times), with
+# the same rules; the share past the exit is printed beside both simulated verdicts.
 RELAXED = Given(
-    AllOf((AtLeast("n_relaxed_cases", 1),
-           AtLeast("relaxed_null_spread_growth_min", 2.0, fmt=".1f"))),
+    AllOf((AtLeast("n_relaxed_cases", 1), AtLeast("case2_early_graded", 1),
+           AtLeast("relaxed_null_spread_growth_min", 2.0, fmt=".1f"),
+           AtLeast("relaxed_mode_decided", 1))),
     AllOf((AtMost("relaxed_median_excess_max", -3.0, fmt=".1f"),
            AtMost("relaxed_mode_excess_max", 2.0, fmt=".1f"),
            AtLeast("relaxed_skewness_excess_min", 3.0, fmt=".1f"))))
@@ -343,6 +366,11 @@ ROTATION = Given(
     AllOf((AtLeast("rotation_drop", 0.05, fair=0.02),
            AtLeast("reversal_rises_fraction", 1.0, fair=0.5, fmt=".0%"),
            AtLeast("reversal_share", 0.5, fair=0.25, fmt=".2f"))))
+# The null edge is read per cell (a second review found one of 3 initialisations near the edge
+# at step 800 marking the whole claim not tested): a null cell with S·η₀/2 ≥ 1 before its
+# reduction is dropped from the null's row, which needs two plateaued below-edge cells. A cell's
+# training loss is the running minimum up to its reduction (one step's loss of an EoS run
+# oscillates: book η₀ = 0.2 read 0.045 at step 200 and 0.139 at 400).
 # S_max read only on stable phases that plateaued (review: at book scale 5 of 12 did, so "all
 # plateaued" never held): at least half the cells plateaued, every row that is graded has at
 # least two plateaued cells (the stable null's row included), and the η₀ effect has a reduction
@@ -358,16 +386,17 @@ FLATTENING = Given(
     AllOf((AtLeast("smax_plateaued_fraction", 0.5, fmt=".0%"),
            AtLeast("smax_rows_graded", 1), AtLeast("smax_null_plateaued_cells", 2),
            AtLeast("smax_matched_rows", 1),
-           AtLeast("smax_eta0_columns", 1),
-           AtMost("null_edge_ratio_max", 1.0, fmt=".2f"))),
+           AtLeast("smax_eta0_columns", 1))),
     AllOf((AtMost("flattening_diverged", 0),
            AtMost("smax_later_excess", -0.05, fair=-0.02, fmt="+.1%"),
            AtMost("smax_eta0_change", -0.05, fair=-0.02, fmt="+.1%"))))
 
 # How the network experiments differ from the paper's (shown beside every verdict that is not
 # "reproduced", formatted from the run's metrics)
-KAPPA_METRIC = Departure("κ change as our symmetric relative change |Δκ|/(|κ_t| + |κ_{{t+1}}|) "
-                         "(the paper's metric of App. F.2 was lost from our copy)",
+KAPPA_METRIC = Departure("metric lost: the paper's κ-change metric of App. F.2 is not in our "
+                         "copy; ours is the symmetric relative change "
+                         "|Δκ|/(|κ_t| + |κ_{{t+1}}|), so this verdict is about our stand-in "
+                         "metric, not cleanly about the paper's",
                          "reconstructed formula")
 LOSS = Departure("cross-entropy (the loss of these fMNIST runs is not stated where they are "
                  "reported; the paper's fMNIST experiments of Sec. 6 use it)",
@@ -379,8 +408,14 @@ SIGN = Departure("κ = D⁴L along ĝ positive at both probes of only "
                  "metric (a review found it changes sign under ½MSE and with |Δκ| in place of "
                  "the symmetric change), neither of which our copy states",
                  "reconstructed formula")
+# replays of the instabilities (not of whole runs) start from kept states and drift from the
+# runs they repeat; the rotation windows come from the replays (long replays whole runs)
+DRIFT = Departure("the replays drift from the runs they repeat by up to {replay_loss_drift:.1%} "
+                  "in training loss (relative, at the same steps); the rotation study takes its "
+                  "windows from the replays and its states from the runs",
+                  "CPU", scales=("smoke", "book"))
 NETWORK = (
-    KAPPA_METRIC, SIGN, LOSS, SUBSET,
+    KAPPA_METRIC, SIGN, LOSS, SUBSET, DRIFT,
     Departure("{seeds} seeds instead of 15", "CPU", scales=("smoke", "book")),
     Departure("{steps} steps per seed (the paper's run length is not stated)",
               "not stated in the paper"),
@@ -396,7 +431,9 @@ SIMULATED = (
     Departure("graded with the exit switched off (no absorption, Asp. 5.2 / C6 dropped), "
               "against a constant-step null; past the exit the step continues as "
               "2·0.02/(1 + e^(−4 log κ)), positive, strictly increasing and Lipschitz, so the "
-              "walk keeps the theorems' conditions on the step there",
+              "walk keeps the theorems' conditions on the step there; at the end "
+              "{free_past_exit_fractions:.0%} of the free walks of each case (in the order "
+              "I, II, III) are past the exit, moving under this continuation, not under g",
               "design choice"),
 )
 CLAIMS = [
@@ -408,13 +445,14 @@ CLAIMS = [
         "0 (Thm. 5.4, 5.12)",
         "App. F.11 Case I (figure only); Thm. 5.4, Prop. 5.11, Thm. 5.12",
         rule=THEOREMS, glossary=NAMES,
-        ours="exit off: final median vs the null's {case1_median_excess:+.1f} standard "
+        ours="exit off ({case1_past_exit_fraction:.0%} of the free walks past the exit at the "
+             "end): final median vs the null's {case1_median_excess:+.1f} standard "
              "errors, skewness above the null's {case1_skewness_excess:+.1f}, mode − median "
-             "{case1_mode_minus_median:+.3f} = {case1_mode_excess:+.1f} resolutions of "
-             "{case1_mode_resolution:.3f} (side where Scott's, Silverman's and the histogram mode "
-             "agree, −1 left of the median, +1 right, 0 not resolved: {case1_mode_sign:+.0f}); "
+             "(Scott, Silverman's rule of thumb, histogram) {case1_mode_minus_median_estimators:+.3f}"
+             " = {case1_mode_excess_estimators:+.1f} resolutions of "
+             "{case1_mode_resolutions:.3f} (decided: {case1_mode_decided}); "
              "exit on (not graded): "
-             "median drift {case1_median_drift:+.3f} with {exit_fractions} absorbed",
+             "median drift {case1_median_drift:+.3f} with {exit_fractions:.0%} absorbed",
         control="the same walks (same start, same signs) with a constant step h̄ and the exit "
                 "off; with the exit on, only that every exit is exact",
         kind="consistency", departures=SIMULATED),
@@ -424,10 +462,13 @@ CLAIMS = [
         "median still drifts left, mode ≤ median and the law stays right-skewed",
         "App. F.11 Cases II, III (figure only)",
         rule=RELAXED, glossary=NAMES,
-        ours="exit off: final median vs the null's {relaxed_median_excess_max:+.1f} "
-             "standard errors, largest mode − median {relaxed_mode_minus_median_max:+.3f} "
-             "({relaxed_mode_excess_max:+.1f} resolutions; side per case, −1 left, +1 right, 0 not "
-             "resolved: {relaxed_mode_signs:+.0f}), skewness above the null's "
+        ours="exit off, graded laws (Cases II, III at the end, then Case II at its early "
+             "step {case2_early_time}) with {relaxed_past_exit_fractions:.0%} of their free walks "
+             "past the exit: median vs the null's, worst {relaxed_median_excess_max:+.1f} "
+             "standard errors; mode − median per law, in that order (Scott, Silverman's rule of "
+             "thumb, histogram each) {relaxed_mode_minus_median_estimators:+.3f} = "
+             "{relaxed_mode_excess_estimators:+.1f} resolutions (decided: "
+             "{relaxed_mode_decided}); skewness above the null's, worst "
              "{relaxed_skewness_excess_min:+.1f} standard errors",
         control="the same walks (same start, same signs) with a constant step h̄, the "
                 "model's mean initial step: a martingale whose median does not drift",
@@ -476,8 +517,14 @@ CLAIMS = [
         departures=(
             LOSS, SUBSET,
             Departure("the {reversal_instabilities} longest instabilities of at least "
+                      "{min_instability} steps over {seeds} seeds, {reversal_distinct_switches} "
+                      "distinct switches (the paper's: three instabilities of one run; long "
+                      "studies 6 over 15 seeds)", "CPU", scales=("smoke", "book")),
+            Departure("{seeds} seeds instead of 15", "CPU", scales=("smoke", "book")),
+            Departure("the {reversal_instabilities} longest instabilities of at least "
                       "{min_instability} steps over {seeds} seeds (the paper's: three of one run)",
-                      "design choice"),
+                      "design choice", scales=("long", "paper")),
+            DRIFT,
             Departure("η lowered when the kept-η run's rotation reached {switch_fractions:.0%} of "
                       "its drop inside the instability (the paper's 'different time-steps' are "
                       "not given)", "not stated in the paper"),
@@ -511,10 +558,15 @@ CLAIMS = [
                       "CPU", scales=("smoke", "book")),
             Departure("{flat_inits} initialisations (the paper's number of seeds is not in our "
                       "copy)", "not stated in the paper", scales=("long", "paper")),
-            Departure("a stable phase of {stable_steps} steps at every η₀; the stable null "
-                      "reduced at the same steps and matched to the unstable cells in training "
-                      "loss by interpolation between its reductions (the paper instead gives a "
-                      "smaller η proportionally more epochs, App. K.3); S_max counted where no "
+            Departure("a stable phase of {stable_steps} steps at every η₀ (long: 7,200); "
+                      "{smax_plateaued_fraction:.0%} of the phases plateaued in it", "CPU",
+                      scales=("smoke", "book")),
+            Departure("a stable phase of {stable_steps} steps at every η₀", "design choice",
+                      scales=("long", "paper")),
+            Departure("the stable null reduced at the same steps and matched to the unstable "
+                      "cells in training loss (the running minimum up to the reduction) by "
+                      "interpolation between its below-edge reductions (the paper instead gives "
+                      "a smaller η proportionally more epochs, App. K.3); S_max counted where no "
                       "later probe beat it for {settle_steps} steps ({settle_fraction:.0%} of "
                       "the phase)", "design choice"))),
 ]
@@ -554,12 +606,21 @@ display(declared_claims(CLAIMS))
 # theorems' conditions on it ask, where a constant floor past the exit would not be (a review
 # found 91 % of the `long` run's walks past the exit, stepping by the constant floor).
 #
-# **Mode against median.** The mode is the argmax of a Gaussian KDE on a grid over the 0.5–99.5 %
-# quantiles, and it cannot be located more finely than its **resolution**, the larger of the grid
-# step and the bootstrap standard deviation of the mode over 20 resamples
-# ({func}`eoslib.mechanisms.kappa.mode_check`). "Mode ≤ median" fails only where Scott's,
-# Silverman's and a histogram's mode all lie more than 2 resolutions right of the median; the
-# side is reported only where the three agree, else "not resolved".
+# **Mode against median.** Three estimators locate the mode: the argmax of a Gaussian KDE with
+# Scott's bandwidth and with Silverman's rule of thumb $0.9\min(\sigma, \mathrm{IQR}/1.34)\,n^{-1/5}$,
+# on a grid over the 0.5–99.5 % quantiles, and the fullest bin of a Freedman–Diaconis histogram.
+# Each cannot be located more finely than its own **resolution**: for a KDE the larger of the
+# grid step and the bootstrap standard deviation of its mode over 20 resamples, for the
+# histogram the larger of its bin width and the bootstrap standard deviation of its mode
+# ({func}`eoslib.mechanisms.kappa.mode_check` with `per_estimator=True`). "Mode ≤ median" holds
+# only where every estimator lies at most 2 of its resolutions right of the median, fails where
+# every one lies more than 2 right, and is not tested where they disagree.
+#
+# **How much of the graded law moves under g.** Past the exit the free walks step by our
+# continuation, not by $g$, and Case II differs from Case I only in $g$ near the exit. The share
+# of free walks past the exit is recorded for every case and printed beside both simulated
+# verdicts, and Case II is graded also at its **early time**, the last of the nine recorded
+# times $t > 0$ before more than half of its free walks are past the exit.
 
 # %%
 # A long (or paper) run keeps its finished parts and its trainings in pieces, so a rerun after
@@ -569,8 +630,8 @@ ckpt = Checkpoints("kappa-dynamics", P.as_dict(), enabled=scale in ("long", "pap
 
 
 def simulate_cases():
-    """Every case's walks: with the exit (``sims``), and with the exit off and its
-    constant-step null (``unabsorbed``), each recorded at five times."""
+    """Every case's walks: with the exit (``sims``, recorded at five times), and with the exit
+    off and its constant-step null (``unabsorbed``, recorded at nine times)."""
     key = jax.random.key(P.seed)
     sims, unabsorbed = {}, {}
     for name in P.cases:
@@ -583,9 +644,10 @@ def simulate_cases():
         # g(0), which breaks the theorems' "h strictly increasing" for every walk that crossed)
         free = dataclasses.replace(kappa.CASES[name], absorbing=False,
                                    below_exit=kappa.sigmoid_continuation)
+        # recorded at nine times: Case II is also graded at an early one (declared above)
         for label, model in (("free", free), ("null", kappa.constant_step(free, x0))):
             unabsorbed[name, label] = kappa.simulate(model, x0, P.sim_steps, key=k_run,
-                                                     record_every=P.sim_steps // 4)
+                                                     record_every=P.sim_steps // 8)
     return sims, unabsorbed
 
 
@@ -638,27 +700,58 @@ fig.tight_layout()
 plt.show()
 
 # %% tags=["remove-input"]
-versus = {}  # Cases II, III, exit off: final (summary, median SE) of model and null
+def past_exit(name, i):
+    """The share of a case's free walks past the exit at its ``i``-th recorded time."""
+    return kappa.past_exit_fraction(kappa.CASES[name], unabsorbed[name, "free"].log_kappa[i])
+
+
+def law(name, i):
+    """A case's free walks against their constant-step null at the ``i``-th recorded time: the
+    null's spread growth since the start, both summaries and median standard errors, the mode
+    check (each estimator in its own resolution) and the share past the exit."""
+    x = unabsorbed[name, "free"].log_kappa[i]
+    null0 = kappa.distribution_summary(unabsorbed[name, "null"].log_kappa[0])
+    out = {k: (kappa.distribution_summary(unabsorbed[name, k].log_kappa[i]),
+               kappa.median_standard_error(unabsorbed[name, k].log_kappa[i]))
+           for k in ("free", "null")}
+    return out | {"growth": out["null"][0].spread / null0.spread,
+                  "mode": kappa.mode_check(x, per_estimator=True),
+                  "past_exit": past_exit(name, i),
+                  "time": int(unabsorbed[name, "free"].times[i])}
+
+
+# Case II's early time: the last recorded time t > 0 before more than half of its free walks
+# are past the exit (declared with the claims)
+case2_early = None
+if "II" in P.cases:
+    for i in range(1, len(unabsorbed["II", "free"].times)):
+        if past_exit("II", i) > 0.5:
+            break
+        case2_early = i
+versus = {}  # the graded laws beyond the theorems: (case, recorded index) → law
 for name in [n for n in P.cases if n != "I"]:
-    first, last = (kappa.distribution_summary(unabsorbed[name, "null"].log_kappa[i])
-                   for i in (0, -1))
-    versus[name] = {
-        k: (kappa.distribution_summary(unabsorbed[name, k].log_kappa[-1]),
-            kappa.median_standard_error(unabsorbed[name, k].log_kappa[-1]))
-        for k in ("free", "null")} | {"growth": last.spread / first.spread,
-                                      "mode": kappa.mode_check(unabsorbed[name, "free"].log_kappa[-1])}
-rows = [f"| {name} | {label} | {v[k][0].median - summaries[name][0].median:+.3f} "
-        f"| {v[k][1]:.3f} | {v[k][0].mode - v[k][0].median:+.3f} | {v[k][0].skewness:+.2f} |"
-        for name, v in versus.items()
+    versus[f"{name} end"] = law(name, -1)
+if case2_early is not None:  # last, so the record's lists read: each case at the end, II early
+    versus["II early"] = law("II", case2_early)
+rows = [f"| {key} | {v['time']} | {v['past_exit']:.0%} | {label} "
+        f"| {v[k][0].median - kappa.distribution_summary(unabsorbed[key.split()[0], k].log_kappa[0]).median:+.3f} "
+        f"| {v[k][1]:.3f} | "
+        + (", ".join(f"{m - v['mode'].median:+.3f}" for m in v["mode"].modes) if k == "free"
+           else "") + f" | {v[k][0].skewness:+.2f} |"
+        for key, v in versus.items()
         for k, label in (("free", "state-dependent step"), ("null", "constant step h̄"))]
 if versus:
     display(Markdown(
-        f"Cases II and III with the exit off, after {P.sim_steps} steps: the model against "
-        "its constant-step null (same start, same signs). The null walks' 5–95% spread grew "
-        "by a factor of " + ", ".join(f"{v['growth']:.1f} (case {n})"
-                                      for n, v in versus.items()) + "."
-        "\n\n| case | step | change of median | its standard error | mode − median "
-        "| skewness |\n|---|---|---|---|---|---|\n" + "\n".join(rows)))
+        "The laws graded beyond the theorems, with the exit off: Cases II and III after "
+        f"{P.sim_steps} steps and Case II at its early time, the model against its "
+        "constant-step null (same start, same signs); the share of the free walks past the "
+        "exit (stepping by our continuation, not by g) beside each. The null walks' 5–95% "
+        "spread grew by a factor of " + ", ".join(f"{v['growth']:.1f} ({n})"
+                                                for n, v in versus.items()) + "."
+        "\n\n| law | step | past the exit | step rule | change of median | its standard error "
+        "| mode − median (Scott, Silverman's rule of thumb, histogram) | skewness |"
+        "\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)))
+
 
 # %% [markdown]
 # ## 2. κ on a real network, over several seeds
@@ -958,10 +1051,16 @@ plt.show()
 # graded. The later-reduction effect is graded beyond the null's: a stable η₀ reduced later
 # also trains longer before its stable phase, whatever instabilities do. A smaller η₀ also trains
 # more slowly, so the null is compared with an unstable cell **at the same training loss**, not
-# at the same step (App. K.3 gives a smaller η proportionally more epochs): for each unstable
-# row, between its first and last plateaued cells whose loss at the reduction lies inside the
-# range of the null's plateaued cells, the null's $S_{\max}$ is interpolated in log loss between
-# its own reductions. A row with fewer than two such cells is not graded against the null. With
+# at the same step (App. K.3 gives a smaller η proportionally more epochs). A cell's training
+# loss is the **running minimum** of its loss up to the reduction: an unstable run's loss
+# oscillates and spikes at the edge, so one step's loss can read it as less trained than it was,
+# while the running minimum cannot rise (for the stable null, whose loss falls monotonically, it
+# is the loss at the step). For each unstable row, between its first and last plateaued cells
+# whose loss lies inside the range of the null's plateaued cells, the null's $S_{\max}$ is
+# interpolated in log loss between its own reductions. A null cell that reached its edge
+# ($S\eta_0/2 \ge 1$) before its reduction is no stable run and is dropped from that range
+# (cell by cell, not the whole claim). A row with fewer than two such cells is not graded
+# against the null. With
 # `flat_inits` initialisations a cell's $S_{\max}$ is their mean (and the cell plateaued only if
 # every one did).
 #
@@ -1000,7 +1099,11 @@ peaks = [kappa.plateau_peak(fp, fS[i], a, a + P.stable_steps, settle_steps)
 shape_k = (P.flat_inits,) + grid_eta0.shape
 smax_k = np.array([p.smax for p in peaks]).reshape(shape_k)
 plateaued_k = np.array([p.plateaued for p in peaks]).reshape(shape_k)
-loss_k = np.array([float(flat.history.loss[i, int(a)])
+# a member's training progress at its reduction: the running minimum of its training loss up to
+# the reduction step (declared with the claims). At the edge the loss oscillates and spikes, so
+# one step's loss can read a run as less trained than it was; the running minimum cannot rise,
+# and for the stable null, whose loss falls monotonically, it is its loss at the step.
+loss_k = np.array([float(np.nanmin(flat.history.loss[i, :int(a) + 1]))
                    for i, a in enumerate(cell_at)]).reshape(shape_k)
 # a cell: the mean S_max over the initialisations, plateaued only if every one plateaued; its
 # training loss at the reduction the geometric mean over them
@@ -1016,8 +1119,11 @@ acc_at = np.array([float(flat.history.aux["accuracy"][i, int(a)])
 
 
 # each unstable row against the stable null matched in training loss (declared above)
+# the null's cells that reached their edge before the reduction (S·η₀/2 ≥ 1 for any
+# initialisation) are no stable run: dropped from the matched range (declared above)
+null_ok = plateaued[-1] & (edge_ratio[-1] < 1)
 matched = [kappa.loss_matched_change(P.reduce_at, smax[j], plateaued[j], loss_at[j], smax[-1],
-                                     plateaued[-1], loss_at[-1]) for j in range(len(P.eta0s))]
+                                     null_ok, loss_at[-1]) for j in range(len(P.eta0s))]
 matched = [m for m in matched if np.isfinite(m[0]) and np.isfinite(m[1])]
 display(Markdown(
     "| η₀ | " + " | ".join(f"reduced at {a}" for a in P.reduce_at) + " |\n|---|"
@@ -1029,9 +1135,10 @@ display(Markdown(
             for k in range(len(P.reduce_at))) + " |" for j, e in enumerate(flat_eta0s))
     + "\n\nEach cell: $S_{\\max}$ of the stable phase (the mean over the "
     f"{P.flat_inits} initialisation(s); plateaued only if every one did); the training accuracy "
-    "and loss at the reduction (mean, geometric mean); the largest $S\\eta_0/2$ before it "
-    "(≥ 1: the run had reached its edge). The stable null is compared with an unstable cell at "
-    "the same training loss, not at the same step."))
+    "and the running minimum of the loss up to the reduction (mean, geometric mean); the largest "
+    "$S\\eta_0/2$ before it (≥ 1: the run had reached its edge; such a null cell is dropped from "
+    "the matched range). The stable null is compared with an unstable cell at the same training "
+    "loss, not at the same step."))
 
 # %% mystnb={"figure": {"caption": "Left: sharpness of the flattening runs of the first initialisation (one line per member, colour by η₀, the stable null grey; shade by reduction step; dotted: the reduction steps). Right: $S_{\\max}$ of the stable phase against the reduction step for each $\\eta_0$; hollow markers did not plateau. Flattening shows as lines that fall to the right more than the null's and lie lower for larger $\\eta_0$.", "name": "fig-kappa-flattening"}}
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -1078,12 +1185,11 @@ for s_ in studies:
         distinct.setdefault((s_["seed"], int(t_)), (float(r_), float(h_)))
 
 
-def mode_sign(check):
-    """Which side of the median the mode is on, said only where the three estimators agree:
-    −1 (every mode ≤ median), +1 (every mode right of it), 0 (they disagree: not resolved)."""
-    if not check.agree:
-        return 0
-    return -1 if check.modes[0] <= check.median else 1
+def mode_decided(check):
+    """Whether the three estimators decide the mode's side beyond their resolutions (declared
+    with the claims): all at most 2 resolutions right of the median (holds) or all more than 2
+    right of it (fails)."""
+    return bool(max(check.excess) <= 2 or min(check.excess) > 2)
 
 
 exit_fractions = {n: float(np.mean(sims[n].exit_time >= 0)) for n in P.cases}
@@ -1097,13 +1203,20 @@ if "I" in sims:
                  unabsorbed["I", "null"].log_kappa[0]).spread,
              "median_excess": (free1.median - null1.median) / se1,
              "skewness_excess": (free1.skewness - null1.skewness) / np.sqrt(12 / P.n_trajectories),
-             "mode_minus_median": free1.mode - free1.median,
-             "mode": kappa.mode_check(unabsorbed["I", "free"].log_kappa[-1])}
+             "mode": kappa.mode_check(unabsorbed["I", "free"].log_kappa[-1], per_estimator=True),
+             "past_exit": kappa.past_exit_fraction(kappa.CASES["I"],
+                                                   unabsorbed["I", "free"].log_kappa[-1])}
 exit_states = np.concatenate([sims[n].log_kappa[-1][sims[n].exit_time >= 0]
                               for n in P.cases])
+# the two-step pattern on the absorbing models above the exit, and on the free (exit-off)
+# models the claims grade, across the exit and below it where our continuation sets the step
 grid = np.linspace(0.05, 3.0, 200)
-branch = np.concatenate([np.asarray(kappa.two_step_branches(kappa.CASES[n], grid))
-                         for n in P.cases])
+free_grid = np.linspace(-3.0, 3.0, 400)
+branch = np.concatenate(
+    [np.asarray(kappa.two_step_branches(kappa.CASES[n], grid)) for n in P.cases]
+    + [np.asarray(kappa.two_step_branches(dataclasses.replace(
+        kappa.CASES[n], absorbing=False, below_exit=kappa.sigmoid_continuation), free_grid))
+       for n in P.cases])
 relaxed = [n for n in P.cases if n != "I"]
 nan = float("nan")
 
@@ -1132,27 +1245,39 @@ metrics = {
     "case1_null_spread_growth": case1.get("growth", nan),
     "case1_median_excess": case1.get("median_excess", nan),
     "case1_skewness_excess": case1.get("skewness_excess", nan),
-    "case1_mode_minus_median": case1.get("mode_minus_median", nan),
-    "case1_mode_excess": min(case1["mode"].excess) if case1 else nan,
+    # mode − median per estimator (Scott, Silverman's rule of thumb, histogram), from mode_check
+    "case1_mode_minus_median_estimators": ([m - case1["mode"].median for m in case1["mode"].modes]
+                                           if case1 else []),
     "case1_mode_excess_estimators": list(case1["mode"].excess) if case1 else [],
-    "case1_mode_resolution": case1["mode"].resolution if case1 else nan,
+    "case1_mode_resolutions": list(case1["mode"].resolutions) if case1 else [],
+    "case1_mode_excess_max": max(case1["mode"].excess) if case1 else nan,
+    "case1_mode_excess_min": min(case1["mode"].excess) if case1 else nan,
+    "case1_mode_decided": int(mode_decided(case1["mode"])) if case1 else 0,
     "case1_mode_grid_step": case1["mode"].grid_step if case1 else nan,
-    "case1_mode_bootstrap_sd": case1["mode"].bootstrap_sd if case1 else nan,
-    "case1_mode_sign": mode_sign(case1["mode"]) if case1 else nan,
+    "case1_past_exit_fraction": case1.get("past_exit", nan),
     "branch_violations": int(np.sum((branch[:, 0] <= 0)
                                     | np.any(branch[:, 1:] >= 0, axis=1))),
     "branch_mean_max": float(np.max(np.abs(branch.mean(axis=1)))),
     "n_relaxed_cases": len(relaxed),
+    "relaxed_past_exit_fractions": [v["past_exit"] for v in versus.values()],
+    "free_past_exit_fractions": [past_exit(n, -1) for n in P.cases],
+    "past_exit_fractions_by_time": [[past_exit(n, i) for i in
+                                     range(len(unabsorbed[n, "free"].times))] for n in P.cases],
+    "case2_early_time": (versus["II early"]["time"] if "II early" in versus else nan),
+    "case2_early_graded": int("II" not in P.cases or "II early" in versus),
     "relaxed_null_spread_growth_min": min((v["growth"] for v in versus.values()), default=nan),
     "relaxed_median_excess_max": max(
         ((v["free"][0].median - v["null"][0].median) / np.hypot(v["free"][1], v["null"][1])
          for v in versus.values()), default=nan),
-    "relaxed_mode_minus_median_max": max(
-        (v["free"][0].mode - v["free"][0].median for v in versus.values()), default=nan),
-    "relaxed_mode_excess_max": max((min(v["mode"].excess) for v in versus.values()), default=nan),
+    "relaxed_mode_excess_max": max((max(v["mode"].excess) for v in versus.values()), default=nan),
+    "relaxed_mode_decided": int(bool(versus) and (
+        all(mode_decided(v["mode"]) for v in versus.values())
+        or any(min(v["mode"].excess) > 2 for v in versus.values()))),
+    "relaxed_mode_minus_median_estimators": [[m - v["mode"].median for m in v["mode"].modes]
+                                             for v in versus.values()],
     "relaxed_mode_excess_estimators": [list(v["mode"].excess) for v in versus.values()],
-    "relaxed_mode_resolutions": [v["mode"].resolution for v in versus.values()],
-    "relaxed_mode_signs": [mode_sign(v["mode"]) for v in versus.values()],
+    "relaxed_mode_resolutions": [list(v["mode"].resolutions) for v in versus.values()],
+
     "relaxed_skewness_excess_min": min(
         ((v["free"][0].skewness - v["null"][0].skewness) / np.sqrt(12 / P.n_trajectories)
          for v in versus.values()), default=nan),
@@ -1218,7 +1343,8 @@ metrics = {
     "smax_plateaued": [[bool(v) for v in row] for row in plateaued],
     "smax_rows_graded": len(graded_rows),
     "smax_row_changes": [float(c) for c in row_changes],
-    "smax_null_plateaued_cells": int(plateaued[-1].sum()),
+    "smax_null_plateaued_cells": int(null_ok.sum()),
+    "smax_null_cells_at_edge": int((edge_ratio[-1] >= 1).sum()),
     "smax_eta0_columns": int(both.sum()) if hi != lo else 0,
     "smax_later_change": later_unstable,
     "smax_later_change_null": later_null,

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["CoupledModel", "CASES", "G_FLOOR", "sigmoid_continuation", "ModeCheck", "mode_check", "Simulation", "simulate", "initial_log_kappa", "constant_step", "two_step_branches",
+__all__ = ["CoupledModel", "CASES", "G_FLOOR", "sigmoid_continuation", "ModeCheck", "mode_check", "Simulation", "simulate", "initial_log_kappa", "constant_step", "past_exit_fraction", "two_step_branches",
            "distribution_summary", "DistributionSummary", "median_standard_error", "relative_change",
            "Correlation", "correlation", "variability_pairs", "Peak", "plateau_peak",
            "plateaued_change", "loss_matched_change", "rotation_switches", "Reversal", "reversal"]
@@ -327,6 +327,19 @@ def constant_step(model: CoupledModel, log_kappa0: Float[Array, " n"]) -> Couple
                                below_exit=None if model.below_exit is None else constant)
 
 
+def past_exit_fraction(model: CoupledModel, log_kappa: Float[Array, " n"]) -> float:
+    """The fraction of the finite states ``log_kappa`` (shape ``(n,)``) at or past the exit,
+    where the noise-free surplus ``s ≤ 0`` (computed in float64 as :func:`simulate`): for an
+    exit-off walk, the share whose step is ``below_exit`` (the continuation), not ``g``. NaN
+    for no finite state."""
+    x = np.asarray(log_kappa, np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan")
+    with jax.enable_x64(True):
+        return float(np.mean(np.asarray(model.surplus(jnp.asarray(x))) <= 0))
+
+
 def two_step_branches(model: CoupledModel, log_kappa: Float[Array, " m"]) -> Float[np.ndarray, "m 4"]:
     """Two-step displacements from point masses at ``log_kappa`` for the sign strings
     ``(+,+), (+,−), (−,+), (−,−)`` (noise-free, in float64 as :func:`simulate`; a branch that
@@ -386,8 +399,10 @@ class ModeCheck(NamedTuple):
     rule, with Silverman's rule, and the centre of the fullest bin of a Freedman–Diaconis
     histogram, in that order; the KDE's ``grid_step``; the ``bootstrap_sd`` of the Scott-rule
     KDE mode over bootstrap resamples; the ``resolution`` ``max(grid_step, bootstrap_sd)``; the
-    ``excess`` ``(mode − median) / resolution`` of each of the three modes; and whether they
-    ``agree``, i.e. lie on the same side of the median (all ``≤`` or all ``>``)."""
+    ``excess`` ``(mode − median) / resolution`` of each of the three modes (with
+    ``per_estimator=True``: each over its own entry of ``resolutions``); whether they
+    ``agree``, i.e. lie on the same side of the median (all ``≤`` or all ``>``); and the
+    ``resolutions`` each mode's excess is read in, in the order of ``modes``."""
 
     median: float
     modes: tuple[float, float, float]
@@ -396,10 +411,11 @@ class ModeCheck(NamedTuple):
     resolution: float
     excess: tuple[float, float, float]
     agree: bool
+    resolutions: tuple[float, float, float] = (float("nan"),) * 3
 
 
 def mode_check(samples: np.ndarray, *, grid_points: int = 512, quantiles=(0.005, 0.995),
-               resamples: int = 20, seed: int = 0) -> ModeCheck:
+               resamples: int = 20, seed: int = 0, per_estimator: bool = False) -> ModeCheck:
     """Where the mode of a 1-D sample lies against its median, and how finely the estimator
     can tell: the question "is mode ≤ median?" decided only beyond the estimator's resolution.
 
@@ -412,12 +428,21 @@ def mode_check(samples: np.ndarray, *, grid_points: int = 512, quantiles=(0.005,
     of the grid step and the bootstrap standard deviation of the Scott-rule KDE mode over
     ``resamples`` resamples (drawn with ``numpy.random.default_rng(seed)``).
 
+    With ``per_estimator=True`` each estimator is read in its own resolution and Silverman's
+    rule is his rule of thumb, ``0.9·min(σ, IQR/1.34)·n^(−1/5)`` (scipy's "silverman" factor
+    ``(3n/4)^(−1/5)`` is Scott's times 1.06, so the two KDEs nearly always agree): a KDE mode's
+    resolution is ``max(grid_step, bootstrap SD of that KDE's mode)``, the histogram mode's
+    ``max(FD bin width, bootstrap SD of the histogram mode)`` (the bins fixed by the sample),
+    and ``excess`` divides each mode's distance from the median by its own resolution. The
+    default ``False`` keeps the earlier behaviour (scipy's factor, one resolution for all).
+
     Args:
       samples: the sample, shape ``(n,)``; non-finite entries are dropped.
       grid_points: KDE grid points, an integer ≥ 16.
       quantiles: ``(lo, hi)`` quantiles bounding the grid, ``0 ≤ lo < hi ≤ 1``.
       resamples: bootstrap resamples, an integer ≥ 2.
       seed: seed of the bootstrap.
+      per_estimator: read each estimator in its own resolution, Silverman by his rule of thumb.
 
     Returns:
       A :class:`ModeCheck`; every field NaN (``agree`` False) for fewer than 3 finite draws or a
@@ -441,7 +466,7 @@ def mode_check(samples: np.ndarray, *, grid_points: int = 512, quantiles=(0.005,
     x = np.asarray(samples, float).ravel()
     x = x[np.isfinite(x)]
     nan = float("nan")
-    empty = ModeCheck(nan, (nan, nan, nan), nan, nan, nan, (nan, nan, nan), False)
+    empty = ModeCheck(nan, (nan, nan, nan), nan, nan, nan, (nan, nan, nan), False, (nan, nan, nan))
     if x.size < 3:
         return empty
     lo, hi = np.quantile(x, [lo_q, hi_q])
@@ -464,8 +489,15 @@ def mode_check(samples: np.ndarray, *, grid_points: int = 512, quantiles=(0.005,
         n = counts.sum()
         mean = np.sum(counts * centres) / n
         sd = np.sqrt(np.sum(counts * (centres - mean) ** 2) / (n - 1))
-        factor = n ** (-0.2) if rule == "scott" else (n * 0.75) ** (-0.2)
-        bw = factor * sd
+        if rule == "scott":
+            bw = n ** (-0.2) * sd
+        elif rule == "silverman":  # scipy's factor (3n/4)^(−1/5): Scott's × 1.06
+            bw = (n * 0.75) ** (-0.2) * sd
+        else:  # Silverman's rule of thumb 0.9·min(σ, IQR/1.34)·n^(−1/5), weighted quantiles
+            cum = np.cumsum(counts) / n
+            q25, q75 = centres[np.searchsorted(cum, [0.25, 0.75])]
+            spread = min(sd, (q75 - q25) / 1.34) if q75 > q25 else sd
+            bw = 0.9 * spread * n ** (-0.2)
         density = np.zeros(grid.size)
         for a in range(0, centres.size, 4096):  # memory: 512 × 4096 at a time
             z = (grid[:, None] - centres[None, a:a + 4096]) / bw
@@ -475,18 +507,32 @@ def mode_check(samples: np.ndarray, *, grid_points: int = 512, quantiles=(0.005,
     inside = x[(x >= lo) & (x <= hi)]
     counts, edges = np.histogram(inside, bins="fd", range=(lo, hi))
     top = int(np.argmax(counts))
-    modes = (kde_mode(counts_all, "scott"), kde_mode(counts_all, "silverman"),
+    silverman = "thumb" if per_estimator else "silverman"
+    modes = (kde_mode(counts_all, "scott"), kde_mode(counts_all, silverman),
              float((edges[top] + edges[top + 1]) / 2))
     rng = np.random.default_rng(seed)
     p = counts_all / counts_all.sum()
-    boot = [kde_mode(rng.multinomial(x.size, p), "scott") for _ in range(resamples)]
+    draws = [rng.multinomial(x.size, p) for _ in range(resamples)]
+    boot = [kde_mode(c, "scott") for c in draws]
     sd = float(np.std(boot, ddof=1))
     resolution = max(step, sd)
     median = float(np.median(x))
     below = [m <= median for m in modes]
+    if per_estimator:
+        def hist_mode(c):  # the resample's fullest bin of the sample's FD bins
+            h, _ = np.histogram(centres, bins=edges, weights=c)
+            k = int(np.argmax(h))
+            return float((edges[k] + edges[k + 1]) / 2)
+
+        sd_silverman = float(np.std([kde_mode(c, silverman) for c in draws], ddof=1))
+        sd_hist = float(np.std([hist_mode(c) for c in draws], ddof=1))
+        resolutions = (resolution, max(step, sd_silverman),
+                       max(float(edges[1] - edges[0]), sd_hist))
+    else:
+        resolutions = (resolution,) * 3
     return ModeCheck(median, modes, step, sd, resolution,
-                     tuple(float((m - median) / resolution) for m in modes),
-                     bool(all(below) or not any(below)))
+                     tuple(float((m - median) / r) for m, r in zip(modes, resolutions)),
+                     bool(all(below) or not any(below)), resolutions)
 
 
 # ----------------------------------------------------------------------------- network measurements
