@@ -408,3 +408,77 @@ def test_equal_temperature_gap_paired_se_is_the_mean_of_the_lines():
     paired = flatness.equal_temperature_gap(etas, alphas, line, acc, paired=True)
     assert paired["sde_equal_temperature_gap"] == indep["sde_equal_temperature_gap"]
     assert paired["sde_gap_se"] == pytest.approx(np.sqrt(2) * indep["sde_gap_se"])
+
+
+def test_end_to_end_gain_min_runs_keeps_the_ends_off_a_lone_survivor():
+    """The re-review's defect 2: the comparator could be the one surviving run of three. With
+    ``min_runs`` an end needs that many usable runs; the default keeps the old reading."""
+    etas = np.array([0.02, 0.04, 0.08, 0.16])
+    acc = np.array([[0.27, 0.28, 0.29], [0.28, 0.28, 0.29], [0.28, 0.29, np.nan],
+                    [0.40, np.nan, np.nan]])
+    old = flatness.end_to_end_gain(etas, acc)
+    assert old["largest_usable_eta"] == 0.16 and old["n_runs_largest"] == 1
+    assert old["gain"] == pytest.approx(0.40 - 0.28)
+    new = flatness.end_to_end_gain(etas, acc, min_runs=3)
+    assert new["largest_usable_eta"] == 0.04 and new["n_usable"] == 2
+    assert (new["n_runs_smallest"], new["n_runs_largest"]) == (3, 3)
+    assert new["gain"] == pytest.approx(np.mean([0.28, 0.28, 0.29]) - 0.28)
+    assert new["largest_any_eta"] == 0.16
+    none = flatness.end_to_end_gain(etas, acc, min_runs=4)
+    assert none["n_usable"] == 0 and np.isnan(none["gain"]) and none["n_runs_largest"] == 0
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="min_runs"):
+            flatness.end_to_end_gain(etas, acc, min_runs=bad)
+
+
+def test_equal_temperature_gap_min_runs_drops_a_line_with_a_thin_end():
+    etas = np.array([0.1, 0.4, 0.1, 0.4])
+    alphas = np.array([1.0, 0.5, 0.5, 0.25])
+    line = np.array([0, 0, 1, 1])
+    acc = np.array([[0.80, 0.82, 0.81], [0.84, 0.86, 0.85], [0.81, 0.83, 0.82],
+                    [0.95, np.nan, np.nan]])
+    old = flatness.equal_temperature_gap(etas, alphas, line, acc)
+    assert old["n_sde_lines"] == 2
+    assert (old["sde_min_runs_low"], old["sde_min_runs_high"]) == (3, 1)
+    new = flatness.equal_temperature_gap(etas, alphas, line, acc, min_runs=3)
+    assert new["n_sde_lines"] == 1
+    assert new["sde_equal_temperature_gap"] == pytest.approx(0.04)
+    assert (new["sde_min_runs_low"], new["sde_min_runs_high"]) == (3, 3)
+    empty = flatness.equal_temperature_gap(etas, alphas, line, acc, min_runs=4)
+    assert empty["n_sde_lines"] == 0 and empty["sde_min_runs_high"] == 0
+    with pytest.raises(ValueError, match="min_runs"):
+        flatness.equal_temperature_gap(etas, alphas, line, acc, min_runs=0)
+
+
+def test_flatter_pairs_fraction_counts_accuracy_ties_as_not_better():
+    """The re-review's defect 6: "for the majority of models" counts a pair whose S_max differ
+    but whose accuracies tie as not improved; the sign test drops it."""
+    s_max = np.array([[30.0, 20.0, 10.0, 9.9]])
+    acc = np.array([[0.800, 0.820, 0.821, 0.79]])
+    out = flatness.flatter_pairs(s_max, acc, min_rel_ds=0.05, min_dacc=0.003)
+    # S_max-decided pairs: (30,20) better, (30,10) better, (20,10) tie, (30,9.9) worse,
+    # (20,9.9) worse; (10,9.9) is within 5 % of S_max: not counted
+    assert out["n_flatter_smax_pairs"] == 5
+    assert (out["n_flatter_better"], out["n_flatter_pairs"]) == (2, 4)
+    assert out["flatter_better_fraction_smax"] == pytest.approx(2 / 5)
+    assert out["flatter_better_fraction"] == pytest.approx(2 / 4)
+    assert np.isnan(flatness.flatter_pairs(s_max[:, :1], acc[:, :1])[
+        "flatter_better_fraction_smax"])
+
+
+def test_goldilocks_peak_before_failures():
+    """The re-review's defect 1: validation peaking at the last η with enough runs, while the
+    runs above it fail, is the outcome against a fall before divergence."""
+    etas = np.array([0.1, 0.2, 0.3, 0.4])
+    failed = np.zeros((4, 3), bool)
+    failed[3] = [True, True, False]
+    n_ok = np.array([3, 3, 3, 1])
+    peak = flatness.goldilocks_peak_before_failures
+    assert peak(etas, n_ok, failed, 0.3, min_runs=3) == 1  # η above G: 1 run, failures reached
+    assert peak(etas, n_ok, failed, 0.2, min_runs=3) == 0  # 0.3 has 3 runs: a fall is read
+    assert peak(etas, n_ok, np.zeros((4, 3), bool), 0.3, min_runs=3) == 0  # no failure
+    assert peak(etas, n_ok, failed, 0.4, min_runs=3) == 0  # nothing above G: the grid ended
+    assert peak(etas, n_ok, failed, float("nan"), min_runs=3) == 0  # no Goldilocks η
+    assert peak(etas, n_ok, failed, 0.3) == 0  # min_runs 1: 0.4's survivor is a comparator
+    with pytest.raises(ValueError, match="n_usable"):
+        peak(etas, n_ok[:3], failed, 0.3)

@@ -59,7 +59,8 @@ Checkpoint = Callable[[str, Callable[[int, Any], train.TrainResult], int], train
 
 __all__ = ["Splits", "splits", "Sweep", "sweep", "stability_threshold", "Goldilocks", "goldilocks",
            "slope_ci", "switch_summary", "noise_until", "sde_temperature", "equal_temperature_gap",
-           "end_to_end_gain", "z_score", "merge_metrics", "goldilocks_experiment", "switch_rows",
+           "end_to_end_gain", "z_score", "merge_metrics", "goldilocks_experiment",
+           "goldilocks_peak_before_failures", "switch_rows",
            "flatter_pairs", "switch_experiment", "NoiseGrid", "noise_grid", "equal_temperature_experiment",
            "PAPER_TABLE_ETAS", "PAPER_TABLE", "rank_corr", "table_experiment", "table_summary",
            "LOSS_RISE_RTOL", "FLATTER_MIN_REL_DS", "FLATTER_MIN_IMAGES", "Checkpoint",
@@ -650,7 +651,7 @@ def sde_temperature(eta: Float[np.ndarray, "..."], alpha: Float[np.ndarray, "...
 
 def equal_temperature_gap(etas: Float[np.ndarray, " G"], alphas: Float[np.ndarray, " G"],
                           line: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"],
-                          *, paired: bool = False) -> dict[str, float]:
+                          *, paired: bool = False, min_runs: int = 1) -> dict[str, float]:
     """The noise-scale grid against the SDE view. ``line`` labels the runs that share one
     temperature ``η α²``; on each line the gap is the mean test accuracy at its largest η minus
     that at its smallest η (NaN accuracy: diverged or incomplete runs, left out). The SDE view
@@ -662,22 +663,33 @@ def equal_temperature_gap(etas: Float[np.ndarray, " G"], alphas: Float[np.ndarra
     lines share their seeds (and so their initialisations), so their gaps may be positively
     correlated, and the standard error is the mean of the lines' own standard errors: the
     largest the mean's can be whatever the correlation (up to √n larger than the independent
-    value)."""
+    value).
+
+    ``min_runs`` (default 1) is the usable runs each end of a line needs for the line to count:
+    a line's ends are its smallest and largest η whatever happened there, and a line with an end
+    below ``min_runs`` is left out (its one survivor's accuracy is survivorship-selected). Also
+    returned: ``sde_min_runs_low`` / ``sde_min_runs_high``, the fewest usable runs at the low /
+    high ends over the counted lines (0 without one)."""
     etas, alphas = np.asarray(etas, float), np.asarray(alphas, float)
     line, acc = np.asarray(line), np.asarray(test_acc, float)
     if not (etas.shape == alphas.shape == line.shape) or acc.shape[0] != etas.size:
         raise ValueError(f"etas {etas.shape}, alphas {alphas.shape}, line {line.shape} and "
                          f"test_acc {acc.shape} must be (G,), (G,), (G,), (G, R)")
+    if isinstance(min_runs, bool) or not isinstance(min_runs, (int, np.integer)) or min_runs < 1:
+        raise ValueError(f"min_runs={min_runs!r} must be an int >= 1")
     sd = _pooled_sd(acc)
-    gaps, var, spread = [], [], 0.0
+    gaps, var, spread, n_lo, n_hi = [], [], 0.0, [], []
     for label in np.unique(line):
         on = np.flatnonzero(line == label)
         t = sde_temperature(etas[on], alphas[on])
         spread = max(spread, float((t.max() - t.min()) / t.max()) if t.max() > 0 else 0.0)
         lo, hi = on[np.argmin(etas[on])], on[np.argmax(etas[on])]
         a_lo, a_hi = acc[lo][~np.isnan(acc[lo])], acc[hi][~np.isnan(acc[hi])]
-        if lo == hi or a_lo.size == 0 or a_hi.size == 0:
+        if lo == hi or a_lo.size < min_runs or a_hi.size < min_runs or a_lo.size == 0 \
+                or a_hi.size == 0:
             continue
+        n_lo.append(a_lo.size)
+        n_hi.append(a_hi.size)
         gaps.append(a_hi.mean() - a_lo.mean())
         var.append(sd ** 2 * (1 / a_hi.size + 1 / a_lo.size))
     n = len(gaps)
@@ -689,23 +701,35 @@ def equal_temperature_gap(etas: Float[np.ndarray, " G"], alphas: Float[np.ndarra
     else:
         se = float(np.sqrt(np.sum(var)) / n)
     return {"sde_equal_temperature_gap": gap, "sde_gap_se": se, "n_sde_lines": n,
-            "sde_temperature_spread": spread}
+            "sde_temperature_spread": spread, "sde_min_runs_low": int(min(n_lo, default=0)),
+            "sde_min_runs_high": int(min(n_hi, default=0))}
 
 
-def end_to_end_gain(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"]
-                    ) -> dict[str, float]:
-    """Table 1's trend on a grid of η: mean test accuracy at the largest usable η (one with a
-    completed, non-diverged run) minus that at the smallest usable η, with its standard error
-    from the pooled seed spread, the rank correlation of the per-η mean with η (three usable
-    η or more), the number of usable η and the smallest and largest of them."""
+def end_to_end_gain(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"],
+                    *, min_runs: int = 1) -> dict[str, float]:
+    """Table 1's trend on a grid of η: mean test accuracy at the largest usable η minus that at
+    the smallest usable η, with its standard error from the pooled seed spread, the rank
+    correlation of the per-η mean with η (three usable η or more), the number of usable η and
+    the smallest and largest of them. A *usable* η has at least ``min_runs`` completed,
+    non-diverged runs (default 1; a larger value keeps the comparison off an η where most runs
+    failed, whose survivors' accuracy is survivorship-selected). Also returned:
+    ``n_runs_smallest`` / ``n_runs_largest``, the usable runs at the two ends (0 where there is
+    no usable η), and ``largest_any_eta``, the largest η with any usable run."""
     etas, acc = np.asarray(etas, float), np.asarray(test_acc, float)
     if acc.shape[0] != etas.size:
         raise ValueError(f"etas {etas.shape} and test_acc {acc.shape} must be (G,) and (G, R)")
-    usable = np.flatnonzero((~np.isnan(acc)).any(1))
+    if isinstance(min_runs, bool) or not isinstance(min_runs, (int, np.integer)) or min_runs < 1:
+        raise ValueError(f"min_runs={min_runs!r} must be an int >= 1")
+    n_ok = (~np.isnan(acc)).sum(1)
+    usable = np.flatnonzero(n_ok >= min_runs)
+    anyrun = np.flatnonzero(n_ok >= 1)
     nan = float("nan")
     out = {"gain": nan, "gain_se": nan, "rank_corr": nan, "n_usable": int(usable.size),
            "smallest_usable_eta": float(etas[usable[0]]) if usable.size else nan,
-           "largest_usable_eta": float(etas[usable[-1]]) if usable.size else nan}
+           "largest_usable_eta": float(etas[usable[-1]]) if usable.size else nan,
+           "n_runs_smallest": int(n_ok[usable[0]]) if usable.size else 0,
+           "n_runs_largest": int(n_ok[usable[-1]]) if usable.size else 0,
+           "largest_any_eta": float(etas[anyrun[-1]]) if anyrun.size else nan}
     if usable.size < 2:
         return out
     lo, hi = acc[usable[0]], acc[usable[-1]]
@@ -789,6 +813,26 @@ def collapsed(final_train_acc: Float[np.ndarray, "G R"], diverged: Bool[np.ndarr
         return ~div & (acc <= chance + margin)
 
 
+def goldilocks_peak_before_failures(etas: Float[np.ndarray, " G"], n_usable: np.ndarray,
+                                    failed: Bool[np.ndarray, "G R"], goldilocks_eta: float, *,
+                                    min_runs: int = 1) -> int:
+    """1 when validation peaks at the last η with ``min_runs`` usable runs *and* the grid reached
+    failures, else 0: some run failed (``failed``, ``(G, R)``: diverged or collapsed), the grid
+    has η above ``goldilocks_eta``, and none of those has ``min_runs`` usable runs
+    (``n_usable``, ``(G,)``). That is "no fall before divergence", the outcome against a
+    Goldilocks fall; 0 when ``goldilocks_eta`` is NaN (no Goldilocks η)."""
+    etas, n_usable = np.asarray(etas, float), np.asarray(n_usable)
+    failed = np.asarray(failed, bool)
+    if n_usable.shape != etas.shape or failed.ndim != 2 or failed.shape[0] != etas.size:
+        raise ValueError(f"etas {etas.shape}, n_usable {n_usable.shape} and failed "
+                         f"{failed.shape} must be (G,), (G,), (G, R)")
+    if isinstance(min_runs, bool) or not isinstance(min_runs, (int, np.integer)) or min_runs < 1:
+        raise ValueError(f"min_runs={min_runs!r} must be an int >= 1")
+    above = etas > goldilocks_eta  # all False when goldilocks_eta is NaN
+    return int(bool(failed.any()) and bool(above.any())
+               and not bool(((n_usable >= min_runs) & above).any()))
+
+
 def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *,
                           probe_every: int, microbatch: int | None = None, min_runs: int = 1,
                           **sweep_options) -> tuple[Sweep, Goldilocks, dict]:
@@ -809,7 +853,15 @@ def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], 
     ``flat_slope_se``, ``n_collapsed`` (runs at chance train
     accuracy, :func:`collapsed`), ``n_failed`` (diverged or collapsed), and where failures begin:
     ``first_failure_eta`` (the smallest η with a failed run), ``n_failed_at_first_failure`` and,
-    from that η on, ``n_runs_from_first_failure`` and ``n_unusable_from_first_failure``."""
+    from that η on, ``n_runs_from_first_failure`` and ``n_unusable_from_first_failure``.
+
+    ``goldilocks_peak_before_failures`` is 1 when validation peaks at the last η with
+    ``min_runs`` usable runs and the grid reached failures: a failure occurred
+    (``first_failure_eta`` finite), the grid has η above the Goldilocks η, and none of them has
+    ``min_runs`` usable runs (0 otherwise). Accuracy still rising up to where the runs fail is
+    the outcome that contradicts a fall before divergence. Beside it, ungraded: the fall against
+    the next η above the Goldilocks η with at least 2 usable runs (``acc_fall_next``,
+    ``acc_fall_next_z``, ``fall_next_eta``, ``n_fall_next_runs``; NaN / 0 without one)."""
     run = sweep(sp, arch, etas, microbatch=microbatch, probe_every=probe_every,
                 window_start=np.full(np.size(etas), -1.0), **sweep_options)
     threshold = stability_threshold(run)
@@ -822,6 +874,15 @@ def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], 
     g_i = np.flatnonzero(run.etas == gl.goldilocks_eta)
     later = np.flatnonzero((n_ok >= min_runs) & (run.etas > gl.goldilocks_eta))
     usable = run.etas[gl.usable]
+    above = run.etas > gl.goldilocks_eta  # all False when the Goldilocks η is NaN
+    peak_before_failures = goldilocks_peak_before_failures(run.etas, n_ok, failed,
+                                                           gl.goldilocks_eta, min_runs=min_runs)
+    nxt = np.flatnonzero((n_ok >= 2) & above)
+    fall_next = fall_next_se = float("nan")
+    if nxt.size and g_i.size:
+        n_g, n_x = int(n_ok[g_i[0]]), int(n_ok[nxt[0]])
+        fall_next = float(gl.mean_test[g_i[0]] - gl.mean_test[nxt[0]])
+        fall_next_se = float(gl.seed_sd * np.sqrt(1 / n_g + 1 / n_x))
     span = (float(np.log(run.etas[gl.stable].max() / run.etas[gl.stable].min()))
             if gl.stable.sum() >= 2 else float("nan"))
     metrics = {
@@ -852,7 +913,11 @@ def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], 
         "first_failure_eta": float(run.etas[f0]) if fail_rows.size else float("nan"),
         "n_failed_at_first_failure": int(failed[f0].sum()) if fail_rows.size else 0,
         "n_runs_from_first_failure": int(failed[f0:].size),
-        "n_unusable_from_first_failure": int(np.isnan(run.test_acc[f0:]).sum())}
+        "n_unusable_from_first_failure": int(np.isnan(run.test_acc[f0:]).sum()),
+        "goldilocks_peak_before_failures": peak_before_failures,
+        "acc_fall_next": fall_next, "acc_fall_next_z": z_score(fall_next, fall_next_se),
+        "fall_next_eta": float(run.etas[nxt[0]]) if nxt.size else float("nan"),
+        "n_fall_next_runs": int(n_ok[nxt[0]]) if nxt.size else 0}
     return run, gl, metrics
 
 
@@ -883,17 +948,24 @@ def flatter_pairs(s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "
     accuracy, *worse* when the lower one. Returns the counts, their difference
     ``flatter_majority_pairs``, the fraction better of the decided pairs and
     ``flatter_sign_p``, the one-sided sign test's p-value (``scipy.stats.binomtest``: better
-    ~ Binomial(decided, ½), alternative "greater"; NaN without a decided pair)."""
+    ~ Binomial(decided, ½), alternative "greater"; NaN without a decided pair).
+
+    Also, reading "the majority of models" literally: ``n_flatter_smax_pairs``, the pairs whose
+    S_max differ (by at least ``min_rel_ds`` of the larger, both accuracies measured), and
+    ``flatter_better_fraction_smax``, the fraction of them whose flatter model is *better* (an
+    accuracy tie, below ``min_dacc``, counts as not improved; NaN without such a pair)."""
     s, a = np.asarray(s_max, float), np.asarray(test_acc, float)
-    better = worse = 0
+    better = worse = n_smax = 0
     for s_row, a_row in zip(s, a):
         for i in range(s_row.size):
             for j in range(i + 1, s_row.size):
                 ds, da = s_row[j] - s_row[i], a_row[j] - a_row[i]
-                if not (np.isfinite(ds) and np.isfinite(da)) or ds == 0 or da == 0:
+                if not (np.isfinite(ds) and np.isfinite(da)) or ds == 0:
                     continue
-                if abs(ds) < min_rel_ds * max(abs(s_row[i]), abs(s_row[j])) or \
-                        abs(da) < min_dacc * (1 - 1e-9):  # k images are k/n, up to rounding
+                if abs(ds) < min_rel_ds * max(abs(s_row[i]), abs(s_row[j])):
+                    continue
+                n_smax += 1
+                if da == 0 or abs(da) < min_dacc * (1 - 1e-9):  # k images are k/n, up to rounding
                     continue
                 better += int(np.sign(ds) != np.sign(da))
                 worse += int(np.sign(ds) == np.sign(da))
@@ -903,7 +975,8 @@ def flatter_pairs(s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "
     return {"n_flatter_better": better, "n_flatter_worse": worse, "n_flatter_pairs": n,
             "flatter_majority_pairs": better - worse,
             "flatter_better_fraction": better / n if n else float("nan"),
-            "flatter_sign_p": p}
+            "flatter_sign_p": p, "n_flatter_smax_pairs": n_smax,
+            "flatter_better_fraction_smax": better / n_smax if n_smax else float("nan")}
 
 
 def flatter_rows(s_max: Float[np.ndarray, "R K"], test_acc: Float[np.ndarray, "R K"], *,
@@ -1068,7 +1141,8 @@ def noise_grid(etas: Float[np.ndarray, " G"], alphas0: Sequence[float]) -> Noise
 
 def equal_temperature_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"],
                                  alphas0: Sequence[float], *, batch_size: int,
-                                 probe_every: int = 0, paired_se: bool = False, **sweep_options
+                                 probe_every: int = 0, paired_se: bool = False,
+                                 min_runs: int = 1, **sweep_options
                                  ) -> tuple[Sweep, NoiseGrid, dict]:
     """The noise-scale experiment (Fig. 8): :func:`sweep` over :func:`noise_grid` with the
     noise-scaled gradient at ``batch_size``, and :func:`equal_temperature_gap` over the
@@ -1078,16 +1152,17 @@ def equal_temperature_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, 
     spread) says whether it does. Metrics: the gap, its standard error and z-score
     (``sde_gap_z``), ``n_sde_lines``, the GD gain, the grid, the accuracies, every run's edge
     flag (with ``probe_every``) and the counts. ``paired_se`` goes to
-    :func:`equal_temperature_gap` as ``paired`` (the lines share seeds)."""
+    :func:`equal_temperature_gap` as ``paired`` (the lines share seeds); ``min_runs`` (default
+    1) to it and to the GD line's :func:`end_to_end_gain` (the usable runs each end needs)."""
     grid = noise_grid(etas, alphas0)
     sw = sweep(sp, arch, grid.eta, alpha=grid.alpha, batch_size=batch_size,
                probe_every=probe_every, window_start=np.full(grid.eta.size, -1.0),
                **sweep_options)
     on = grid.line < len(alphas0)
     metrics = equal_temperature_gap(grid.eta[on], grid.alpha[on], grid.line[on], sw.test_acc[on],
-                                    paired=paired_se)
+                                    paired=paired_se, min_runs=min_runs)
     metrics["sde_gap_z"] = z_score(metrics["sde_equal_temperature_gap"], metrics["sde_gap_se"])
-    gd = end_to_end_gain(grid.eta[~on], sw.test_acc[~on])
+    gd = end_to_end_gain(grid.eta[~on], sw.test_acc[~on], min_runs=min_runs)
     metrics.update({"sde_gd_gain": gd["gain"], "sde_gd_gain_z": z_score(gd["gain"], gd["gain_se"]),
                     "sde_etas": grid.eta.tolist(), "sde_alphas_used": grid.alpha.tolist(),
                     "sde_test_acc": sw.test_acc.tolist(), **_counts(sw, "sde_")})
