@@ -302,7 +302,7 @@ P.as_dict()
 # tested` means the evidence is absent at this scale: too few stable step sizes or none at the
 # edge, fewer than 3 usable runs at the Goldilocks η or at the fall's comparator (unless every
 # η above the Goldilocks η has fewer than 3 and the grid reached failures: validation then peaks
-# at the last η before the runs fail, no fall, which is *not reproduced*), a "stable"
+# at the last η before the runs fail, no fall, which is `not reproduced`), a "stable"
 # control that reached the edge, fewer than two unstable (seed, η₀) rows that reached it before
 # their last switch, too few voting rows for a sign test to pass, or no stored GPU run.
 

@@ -614,7 +614,7 @@ display(declared_claims(CLAIMS))
 # histogram the larger of its bin width and the bootstrap standard deviation of its mode
 # ({func}`eoslib.mechanisms.kappa.mode_check` with `per_estimator=True`). "Mode ≤ median" holds
 # only where every estimator lies at most 2 of its resolutions right of the median, fails where
-# every one lies more than 2 right, and is not tested where they disagree.
+# every one lies more than 2 right, and is `not tested` where they disagree.
 #
 # **How much of the graded law moves under g.** Past the exit the free walks step by our
 # continuation, not by $g$, and Case II differs from Case I only in $g$ near the exit. The share
