@@ -365,7 +365,7 @@ NAMES = {
                           "position (0: first accuracy threshold, 1: last)",
     "smax_fall_rate": "the fall rate −slope of log S_max after unstable η₀ (0 if it rises), "
                       "over the rows at the edge",
-    "control_smax_fall_rate": "the same after the stable control η₀",
+    "control_smax_fall_rate": "the same after the stable GD control η₀ (the LR reduction's)",
     "n_flatter_pairs": "pairs of runs of one (seed, η₀) whose S_max differ by ≥ 5 % of the "
                        "larger and test accuracies by ≥ 3 test images (decided pairs)",
     "flatter_majority_pairs": "pairs of runs of one (seed, η₀) in which the flatter run has "
