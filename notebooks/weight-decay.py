@@ -134,6 +134,7 @@ toy_alpha = None  # the toy's sharpening rate α (our choice)
 toy_drive = None  # the toy's drive d that keeps x off zero below the edge (our choice)
 toy_start = None  # the toy's starting point (x, z)
 intervention_every = None  # steps between refreshes of the projected-off direction
+fd_steps = None  # GD steps of the identity's finite-difference check (0: skipped)
 results_dir = None  # where the results record goes (default: _build/records)
 
 # %% tags=["hide-input"]
@@ -148,7 +149,7 @@ RANGES = {
     "toy_gammas": "list[float >= 0], contains 0", "toy_steps": "int >= 100",
     "toy_s0": "float > 0", "toy_alpha": "float > 0", "toy_drive": "float >= 0",
     "toy_start": "list[float], length 2",
-    "intervention_every": "int >= 1",
+    "intervention_every": "int >= 1", "fd_steps": "int in [0, 50]",
 }
 SCALES = {  # literal dicts: the CLI reads them without running the chapter
     "smoke": {"eta": 0.02, "gammas": [0.0, 0.0025, 0.02], "gamma": 0.02,
@@ -159,7 +160,7 @@ SCALES = {  # literal dicts: the CLI reads them without running the chapter
               "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
               "toy_s0": 100.0, "toy_alpha": 12.0, "toy_drive": 0.01,
               "toy_start": [1e-3, 0.0],
-              "intervention_every": 5},
+              "intervention_every": 5, "fd_steps": 3},
     "book": {"eta": 0.02, "gammas": [0.0, 0.0025, 0.02, 0.05], "gamma": 0.02,
              "control_gamma": 0.0025, "arch": "fc-relu", "n_train": 500, "steps": 3000,
              "probe_every": 150, "seeds": [0, 1], "cnn_eta": 0.01, "cnn_align_eta": 0.02,
@@ -168,7 +169,7 @@ SCALES = {  # literal dicts: the CLI reads them without running the chapter
              "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
              "toy_s0": 100.0, "toy_alpha": 12.0, "toy_drive": 0.01,
              "toy_start": [1e-3, 0.0],
-             "intervention_every": 5},
+             "intervention_every": 5, "fd_steps": 10},
     # a 2-core CPU, about two hours shared: the paper's MLP, loss, eta, horizon and seeds on 600
     # images (the most that fit two hours, see the setup), aimed at the plateau claims the
     # book's 3,000 steps leave still rising; no CNN. Dated note (2026-12-08, one measurement on
@@ -185,7 +186,7 @@ SCALES = {  # literal dicts: the CLI reads them without running the chapter
              "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
              "toy_s0": 100.0, "toy_alpha": 12.0, "toy_drive": 0.01,
              "toy_start": [1e-3, 0.0],
-             "intervention_every": 5},
+             "intervention_every": 5, "fd_steps": 10},
     "paper": {"eta": 0.02,
               "gammas": [0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05],
               "gamma": 0.02, "control_gamma": 0.0025, "arch": "fc-relu",
@@ -195,7 +196,7 @@ SCALES = {  # literal dicts: the CLI reads them without running the chapter
               "toy_eta": 0.01, "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
               "toy_s0": 100.0, "toy_alpha": 12.0, "toy_drive": 0.01,
               "toy_start": [1e-3, 0.0],
-              "intervention_every": 1},
+              "intervention_every": 1, "fd_steps": 10},
 }
 P = settings(SCALES, scale, RANGES, eta=eta, gammas=gammas, gamma=gamma,
              control_gamma=control_gamma, arch=arch, n_train=n_train, steps=steps,
@@ -205,7 +206,7 @@ P = settings(SCALES, scale, RANGES, eta=eta, gammas=gammas, gamma=gamma,
              cnn_n_train=cnn_n_train, cnn_steps=cnn_steps, toy_eta=toy_eta,
              toy_gammas=toy_gammas, toy_steps=toy_steps, toy_s0=toy_s0,
              toy_alpha=toy_alpha, toy_drive=toy_drive, toy_start=toy_start,
-             intervention_every=intervention_every)
+             intervention_every=intervention_every, fd_steps=fd_steps)
 P.as_dict()
 
 # %% tags=["remove-input"]
@@ -885,7 +886,7 @@ print("plateau: the mean over the last quarter; drift: its least-squares change 
 # defect of the measurement from a finding about the reconstruction. (i) The loop's own Lanczos
 # residual $\|Hu - \lambda u\|/\lambda$ at every probe: $\alpha$'s error is first order in
 # the eigenvector's error, and the top pair is close ($\lambda_2/\lambda_1$ is recorded).
-# (ii) A finite-difference check at the first seed's last iterate at $\gamma$: `FD_STEPS` more
+# (ii) A finite-difference check at the first seed's last iterate at $\gamma$: `fd_steps` more
 # GD steps on $L + \tfrac{\gamma}{2}\|\theta\|^2$, the top eigenpair solved afresh (tightly)
 # at every iterate, and $S(\theta_{t+k}) - S(\theta_t)$ set against the first-order sum
 # $\sum_{j<k}\nabla S(\theta_j)\cdot\Delta\theta_j$, which *is*
@@ -897,7 +898,7 @@ print("plateau: the mean over the last quarter; drift: its least-squares change 
 # printed too.
 
 # %% tags=["hide-input"]
-FD_STEPS = 10  # GD steps of the finite-difference check (k = 1 … FD_STEPS)
+FD_STEPS = P.fd_steps  # GD steps of the finite-difference check (k = 1 … FD_STEPS; 0: skipped)
 # the loop's own Lanczos residual ‖Hu − λu‖ of the top pair, relative to λ, at every probe at γ
 eig_res_rel = (np.asarray(h.eig_residuals[seed_members][..., 0])
                / np.abs(np.asarray(h.top_eigenvalues[seed_members][..., 0])))
@@ -940,7 +941,7 @@ def fd_identity_check(params, v0, gamma, steps):
 fd_check = {"fd_steps": FD_STEPS, "fd_ratio": float("nan"), "fd_measured": [],
             "fd_first_order": [], "fd_midpoint_residual": float("nan"),
             "fd_converged": float("nan")}
-if not diverged[i_star]:
+if FD_STEPS and not diverged[i_star]:
     fd_theta = jax.tree.map(lambda a: a[i_star], mlp.state.params)
     fd_v0 = jnp.asarray(mlp.state.eigvecs[i_star][:, 0])
     fd_meas, fd_first, fd_mid, fd_conv = fd_identity_check(fd_theta, fd_v0, P.gamma, FD_STEPS)
@@ -1500,8 +1501,8 @@ if metrics["gamma0_reached"]:
                         f", more than {1 - AT_EDGE:.0%} from it. "))
 else:
     baseline_text = (f"The γ = 0 baseline **never reaches** 2/η = {edge:g}: S = "
-                     f"{metrics['gamma0_last']:.1f} at the last probe, "
-                     + (f"{'still rising' if metrics['gamma0_drift'] > MAX_DRIFT else 'not rising'}"
+                     f"{metrics['gamma0_last']:.1f} at the last probe "
+                     + (f", {'still rising' if metrics['gamma0_drift'] > MAX_DRIFT else 'not rising'}"
                         f" ({metrics['gamma0_drift']:+.2%} of 2/η per {DRIFT_PER:,} steps over "
                         "the last quarter" if np.isfinite(metrics["gamma0_drift"])
                         else "(too few probes in the last quarter for a drift")
