@@ -65,10 +65,10 @@
 # cannot decide because its sharpness is still rising at the end (the phase transition and the
 # intervention): it keeps the paper's MLP, loss, $\eta$, $\gamma$, horizon of 14,000 steps and 5
 # seeds, and cuts the grid to $\gamma = 0$, the control $\gamma_c$ and $\gamma$ and the data to
-# 600 images, the most that fit two hours: the previous long run took 5,311 s at 500 images
-# beside two other jobs, and the CPU time per step of its MLP sweep, measured once at 500 and
-# 1,000 images, grows 2.2× (0.118 → 0.261 s), so 600 images take about 6,600 s under the same load
-# and 650 already more than 7,200 s. The CNN stays off (its claims read a stored paper-scale run).
+# 600 images, the most that fit two hours by the previous long run's wall time (read from the
+# store and printed with the stored evidence below, with its image count) and a one-off
+# measurement of how the MLP sweep's time per step grows with the images (a dated note beside
+# the `long` settings). The CNN stays off (its claims read a stored paper-scale run).
 # Its trainings are saved in pieces, so a stopped run resumes where it stopped.
 #
 # **Loss convention.** The paper says "MSE". We use eoslib's ½MSE,
@@ -97,7 +97,8 @@ import numpy as np
 import optax
 from IPython.display import Markdown, display
 
-from eoslib.engine import data, losses, models, optim, probes, train
+import jax.flatten_util
+from eoslib.engine import data, hessian, losses, models, optim, probes, train
 from eoslib.mechanisms import edge_model
 from eoslib.book.checkpoint import Checkpoints, piece_steps
 from eoslib.book.display import claims_table, use_book_style, verdict_section
@@ -133,6 +134,7 @@ toy_alpha = None  # the toy's sharpening rate α (our choice)
 toy_drive = None  # the toy's drive d that keeps x off zero below the edge (our choice)
 toy_start = None  # the toy's starting point (x, z)
 intervention_every = None  # steps between refreshes of the projected-off direction
+fd_steps = None  # GD steps of the identity's finite-difference check (0: skipped)
 results_dir = None  # where the results record goes (default: _build/records)
 
 # %% tags=["hide-input"]
@@ -147,7 +149,7 @@ RANGES = {
     "toy_gammas": "list[float >= 0], contains 0", "toy_steps": "int >= 100",
     "toy_s0": "float > 0", "toy_alpha": "float > 0", "toy_drive": "float >= 0",
     "toy_start": "list[float], length 2",
-    "intervention_every": "int >= 1",
+    "intervention_every": "int >= 1", "fd_steps": "int in [0, 50]",
 }
 SCALES = {  # literal dicts: the CLI reads them without running the chapter
     "smoke": {"eta": 0.02, "gammas": [0.0, 0.0025, 0.02], "gamma": 0.02,
@@ -158,7 +160,7 @@ SCALES = {  # literal dicts: the CLI reads them without running the chapter
               "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
               "toy_s0": 100.0, "toy_alpha": 12.0, "toy_drive": 0.01,
               "toy_start": [1e-3, 0.0],
-              "intervention_every": 5},
+              "intervention_every": 5, "fd_steps": 3},
     "book": {"eta": 0.02, "gammas": [0.0, 0.0025, 0.02, 0.05], "gamma": 0.02,
              "control_gamma": 0.0025, "arch": "fc-relu", "n_train": 500, "steps": 3000,
              "probe_every": 150, "seeds": [0, 1], "cnn_eta": 0.01, "cnn_align_eta": 0.02,
@@ -167,10 +169,14 @@ SCALES = {  # literal dicts: the CLI reads them without running the chapter
              "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
              "toy_s0": 100.0, "toy_alpha": 12.0, "toy_drive": 0.01,
              "toy_start": [1e-3, 0.0],
-             "intervention_every": 5},
+             "intervention_every": 5, "fd_steps": 10},
     # a 2-core CPU, about two hours shared: the paper's MLP, loss, eta, horizon and seeds on 600
     # images (the most that fit two hours, see the setup), aimed at the plateau claims the
-    # book's 3,000 steps leave still rising; no CNN
+    # book's 3,000 steps leave still rising; no CNN. Dated note (2026-12-08, one measurement on
+    # the shared 2-core machine, not a record): the MLP sweep's CPU time per step grew 2.2× from
+    # 500 to 1,000 images (0.118 → 0.261 s), so 600 images fit two hours and 650 did not. Adding
+    # γ = 0.05 back to the grid is one more vmapped member (8 instead of 7 in the sweep, about
+    # +1/7 of its time): over the two hours at 600 images, so it stays out.
     "long": {"eta": 0.02, "gammas": [0.0, 0.0025, 0.02], "gamma": 0.02,
              "control_gamma": 0.0025, "arch": "fc-relu", "n_train": 600, "steps": 14000,
              "probe_every": 100, "seeds": [0, 1, 2, 3, 4], "cnn_eta": 0.01,
@@ -180,7 +186,7 @@ SCALES = {  # literal dicts: the CLI reads them without running the chapter
              "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
              "toy_s0": 100.0, "toy_alpha": 12.0, "toy_drive": 0.01,
              "toy_start": [1e-3, 0.0],
-             "intervention_every": 5},
+             "intervention_every": 5, "fd_steps": 10},
     "paper": {"eta": 0.02,
               "gammas": [0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05],
               "gamma": 0.02, "control_gamma": 0.0025, "arch": "fc-relu",
@@ -190,7 +196,7 @@ SCALES = {  # literal dicts: the CLI reads them without running the chapter
               "toy_eta": 0.01, "toy_gammas": [0.0, 0.05, 0.1, 0.15], "toy_steps": 30000,
               "toy_s0": 100.0, "toy_alpha": 12.0, "toy_drive": 0.01,
               "toy_start": [1e-3, 0.0],
-              "intervention_every": 1},
+              "intervention_every": 1, "fd_steps": 10},
 }
 P = settings(SCALES, scale, RANGES, eta=eta, gammas=gammas, gamma=gamma,
              control_gamma=control_gamma, arch=arch, n_train=n_train, steps=steps,
@@ -200,7 +206,7 @@ P = settings(SCALES, scale, RANGES, eta=eta, gammas=gammas, gamma=gamma,
              cnn_n_train=cnn_n_train, cnn_steps=cnn_steps, toy_eta=toy_eta,
              toy_gammas=toy_gammas, toy_steps=toy_steps, toy_s0=toy_s0,
              toy_alpha=toy_alpha, toy_drive=toy_drive, toy_start=toy_start,
-             intervention_every=intervention_every)
+             intervention_every=intervention_every, fd_steps=fd_steps)
 P.as_dict()
 
 # %% tags=["remove-input"]
@@ -272,7 +278,9 @@ def trained(name, run, *, steps):
 # says little; all three are read by one rule, the **edge phase**
 # ({func}`eoslib.mechanisms.edge_model.edge_phase`, as {doc}`eos-intro` reads its edge): from the
 # first probe at or above the edge to the end, the mean over that phase's second half (over the
-# second half of the run if the edge is never reached). The
+# second half of the run if the edge is never reached), with one threshold for all three: a run is
+# *at its edge* when it reaches it (one probe at or above it) and its edge-phase level is within
+# `AT_EDGE` = 95% of it; a run that never reaches its edge is not at it, whatever its level. The
 # alignment **crossing that counts** is $c_y$ reaching $c_y^{\text{crit}} = \alpha/\gamma$
 # from below, held over two consecutive probes, *while the sharpness is still well below its
 # edge*: the paper's event (Fig. 13) is that at small $\gamma$, $c_y$ stays below
@@ -305,15 +313,22 @@ def trained(name, run, *, steps):
 # on that run alone.
 #
 # **The alignment is scored once.** Below the edge ($x = 0$) the recursion above reads
-# $S_{t+1} - S_t \approx \eta(\alpha - \gamma c_y)$, so "$c_y$ crosses $\alpha/\gamma$ while
-# $S \le 0.9\,(2/\eta - \gamma)$" *is* "the sharpness stops rising below
-# $0.9\,(2/\eta - \gamma)$" to first order: the treated half of Fig. 13 is the phase transition
-# again, and its control half (the control reaches its edge) is the control's edge level. So
-# the alignment claim is a **consistency check** here (recorded, not scored), and so is a
-# per-probe test of the identity itself: the measured $\Delta S/\Delta t$ between probes against
-# $\eta(\alpha - \gamma c_y)$ (α and $c_y$ at the midpoint, averaged over the two probes), its
-# median bias in units of $2/\eta$ per 1,000 steps, at most `MAX_DRIFT` (the resolution of the
-# settling rule), over the probes below $0.9\,(2/\eta - \gamma)$ of every seed at $\gamma$. The
+# $S_{t+1} - S_t \approx \eta(\alpha - \gamma c_y)$. *If* that identity held, "$c_y$ crosses
+# $\alpha/\gamma$ while $S \le 0.9\,(2/\eta - \gamma)$" would be "the sharpness stops rising
+# below $0.9\,(2/\eta - \gamma)$": the phase transition again. Whether it holds is measured,
+# not assumed (below). What the demotion needs is weaker and is read from the record: where
+# $c_y$ crosses $\alpha/\gamma$ *before* $S$ stops, the crossing happens at an $S$ no higher
+# than the peak, so whenever the phase transition reproduces (peak $\le 0.9\,(2/\eta -
+# \gamma)$) the treated half of Fig. 13 holds too, and scoring it would count one observation
+# twice; its control half (the control reaches its edge) is the control's edge level. So the
+# alignment claim is a **consistency check** here (recorded, not scored); the text after the
+# table says, from the record, which order the crossings and the stops came in and whether the
+# identity held. The identity is a check too: the measured $\Delta S/\Delta t$ between probes
+# against $\eta(\alpha - \gamma c_y)$ (α and $c_y$ at the midpoint, averaged over the two
+# probes, the first interval, from initialisation, left out), its median bias in units of
+# $2/\eta$ per 1,000 steps (also as a fraction of $\eta\alpha$), at most `MAX_DRIFT` (the
+# resolution of the settling rule), over the probes below $0.9\,(2/\eta - \gamma)$ of every
+# seed at $\gamma$. The
 # probes measure the top two Hessian eigenvalues, so a near-degenerate top pair (which would make
 # $\nabla S$ the gradient of a switching eigenvalue) is visible. The mechanism as a *cause* is
 # carried by the intervention (Section 4).
@@ -331,6 +346,13 @@ NAMES = {
         "the fraction of neighbouring γ whose mean rise of S falls"),
     "sharpening_rise_ratio": "the mean rise of S at the largest γ over that at γ = 0",
     "plateau_gamma0_edge_err": "|γ = 0 edge-phase level / (2/η) − 1|",
+    "gamma0_reached": "whether the γ = 0 run reaches 2/η (one probe at or above it; 1: yes)",
+    "control_reached": "whether the control reaches 2/η − γc (1: yes)",
+    "intervention_reached": "whether the projected-decay run reaches 2/η − γ (1: yes)",
+    "twin_sub_edge_ratio": "the plain twin's larger of peak and plateau, over 2/η − γ",
+    "paper_gamma0_reached": "whether the stored run's γ = 0 member reaches 2/η (1: yes)",
+    "paper_gamma0_edge_err": "the stored γ = 0 member's |edge-phase level / (2/η) − 1|",
+    "paper_peak_ratio_max_seeds": "the stored run's largest peak/(2/η − γ)",
     "plateau_ratio_max_seeds": "the largest plateau/(2/η − γ) over the seeds at γ",
     "peak_ratio_max_seeds": "the largest peak/(2/η − γ) over the seeds at γ",
     "late_rise_max_seeds": ("the largest signed drift over those seeds, of 2/η per 1,000 steps "
@@ -340,7 +362,8 @@ NAMES = {
     "control_plateau_edge_ratio": "the control's edge-phase level/(2/η − γc)",
     "treated_aligned_fraction": "the fraction of seeds at γ that align before S stops",
     "control_aligned": "whether the control aligns before S stops (1: yes)",
-    "identity_probes": "the number of probe intervals below 0.9·(2/η − γ) at γ",
+    "identity_probes": ("the number of probe intervals below 0.9·(2/η − γ) at γ (the first, "
+                        "from initialisation, left out)"),
     "identity_bias_max": ("the largest |median(ΔS/Δt − η(α − γc_y))| over the seeds at γ, of "
                           "2/η per 1,000 steps"),
     "cnn_runs": "the number of CNN runs (this one or stored)",
@@ -351,7 +374,6 @@ NAMES = {
     "ntk_sharpness_gap": ("the largest last-quarter |λ_max(JJᵀ)/N / S − 1| over the runs at γ "
                           "and γ = 0"),
     "ntk_late_probes": "the number of probes in the last quarter",
-    "plateau_ratio_plain": "the plain run's plateau/(2/η − γ)",
     "intervention_channel_residual": (
         "the median |⟨Pθ, ∇S⟩| / |⟨θ, ∇S⟩| left by the projection"),
     "intervention_plateau": "the projected-decay run's edge-phase level",
@@ -400,8 +422,20 @@ ONE_GAMMA = Departure("one γ past the transition (γ = {gamma}); the critical �
                       "located below paper scale", "CPU", scales=("smoke", "book", "long"))
 CNN = Departure("Cohen et al.'s cnn-relu (the paper's CNN is not specified in our copy), read "
                 "from a stored paper-scale run", "not stated in the paper")
-# the baseline, the control and the projected-decay run sit at their edges: read by one rule
-BASELINE_AT_EDGE = AtMost("plateau_gamma0_edge_err", 0.10, fmt=".1%")
+# the baseline, the control and the projected-decay run sit at their edges: read by one rule,
+# the edge phase, with one threshold: the run reaches its edge (one probe at or above it) and its
+# edge-phase level is at least AT_EDGE of it (declared before the rerun, not tuned)
+AT_EDGE = 0.95
+# the version of these rules and of the record's metrics: a stored record with another (or none)
+# was graded by older rules, and the chapter says so beside its verdicts
+RULES_VERSION = 3
+BASELINE_AT_EDGE = AllOf((AtLeast("gamma0_reached", 1.0),
+                          AtMost("plateau_gamma0_edge_err", 1 - AT_EDGE, fmt=".1%")))
+BASELINE_GATE = Departure(
+    "graded only where the γ = 0 baseline reaches 2/η and its edge-phase level is within "
+    "{at_edge_tol:.0%} of it (here: reached {gamma0_reached:.0f}, 1: yes; edge-phase level "
+    "{plateau_gamma0:.1f}, last probe {gamma0_last:.1f}, drift over the last quarter "
+    "{gamma0_drift:+.2%} of 2/η per 1,000 steps)", "design choice")
 MAX_DRIFT = 0.01  # S is no longer rising when it climbs at most this × 2/η per 1,000 steps
 DRIFT_PER = 1000  # steps the drift is a rate over
 NOT_RISING = AtMost("late_rise_max_seeds", MAX_DRIFT, fmt="+.2%")
@@ -432,37 +466,42 @@ CLAIMS = [
              "mean) {plateau_seeds:.1f}; plateau/(2/η − γ) {plateau_ratio_seeds:.3f}, "
              "peak/(2/η − γ) {peak_ratio_seeds:.3f}; drift {late_drift_seeds:+.2%} of 2/η per "
              "1,000 steps; S stops rising at step {treated_stop_steps} (−1: not seen to stop); "
-             "γ = 0 edge-phase level {plateau_gamma0:.1f} at 2/η = {edge:.1f}",
-        departures=(DATA, JPEG, STEPS, SEEDS, LOSS, MLP, ONE_GAMMA, NOT_RISING_RULE),
+             "γ = 0: reached 2/η {gamma0_reached:.0f} (1: yes), edge-phase level "
+             "{plateau_gamma0:.1f}, last probe {gamma0_last:.1f} at 2/η = {edge:.1f}",
+        departures=(DATA, JPEG, STEPS, SEEDS, LOSS, MLP, ONE_GAMMA, NOT_RISING_RULE,
+                    BASELINE_GATE),
         glossary=NAMES,
-        control="the γ = 0 run from the same initialisation, whose edge-phase level must be "
-                "within 10% of 2/η; tested only where no run at γ is still rising (drift ≤ "
+        control="the γ = 0 run from the same initialisation, which must reach 2/η with an "
+                "edge-phase level within 5% of it; tested only where no run at γ is still rising (drift ≤ "
                 "+1% of 2/η per 1,000 steps over the last quarter)"),
     ClaimSpec(
         "alignment-mechanism",
         "at large γ, c_y = ⟨θ, ∇S⟩ crosses c_y^crit = α/γ before the sharpness reaches "
-        "2/η − γ; at small γ it stays below until S reaches the edge (below the edge "
-        "ΔS ≈ η(α − γc_y), so the treated half is the phase transition to first order and the "
-        "control half the control's edge level: a consistency check of the measured α and c_y, "
-        "not scored; the intervention tests the mechanism as a cause)",
+        "2/η − γ; at small γ it stays below until S reaches the edge (a consistency check, not "
+        "scored: where c_y crosses α/γ before S stops, a crossing below 0.9·(2/η − γ) follows "
+        "from the phase transition, and were ΔS ≈ η(α − γc_y) exact to first order the crossing "
+        "would be the stop; whether the identity holds is the sharpening-identity row, and the "
+        "order of crossing and stop is printed from the record below the table; the "
+        "intervention tests the mechanism as a cause)",
         "ReLU MLP, η = 0.02: c_y stays below c_crit \"until the sharpness reaches 2/η − γ\"; "
         "at large γ it crosses \"before the sharpness reaches 2/η − γ\" (Fig. 13)",
         rule=Given(BASELINE_AT_EDGE,
                    AllOf((AtLeast("treated_aligned_fraction", 1.0, fair=0.5, fmt=".0%"),
                           AtMost("control_aligned", 0.0),
-                          AtLeast("control_plateau_edge_ratio", 0.95, fmt=".3f")))),
+                          AtLeast("control_reached", 1.0),
+                          AtLeast("control_plateau_edge_ratio", AT_EDGE, fmt=".3f")))),
         ours="at γ, c_y crosses α/γ at step {treated_crossing_steps} with S/(2/η − γ) = "
              "{treated_crossing_s_ratio:.3f} (aligned while S ≤ 0.9·(2/η − γ): "
              "{treated_aligned:.0f}); S stops rising at step {treated_stop_steps}; control "
              "γc = {control_gamma}: crosses at step {control_crossing_step} with S/(2/η) = "
              "{control_crossing_s_ratio:.3f} (aligned while S < 0.95·(2/η): "
-             "{control_aligned:.0f}), edge-phase level/(2/η − γc) "
-             "{control_plateau_edge_ratio:.3f}; α, c_y at the midpoint of the oscillation, a "
+             "{control_aligned:.0f}), reaches its edge {control_reached:.0f} (1: yes), "
+             "edge-phase level/(2/η − γc) {control_plateau_edge_ratio:.3f}; α, c_y at the midpoint of the oscillation, a "
              "crossing held over two probes; −1: never",
-        departures=(DATA, JPEG, STEPS, SEEDS, LOSS, MLP, MODEL, TWO_STEPS),
+        departures=(DATA, JPEG, STEPS, SEEDS, LOSS, MLP, MODEL, TWO_STEPS, BASELINE_GATE),
         glossary=NAMES,
         control="a small γc (control_gamma) from the same initialisation, which must "
-                "reach its edge 2/η − γc and not cross while S < 0.95·(2/η); tested when "
+                "reach its edge 2/η − γc (edge-phase level ≥ 95% of it) and not cross while S < 0.95·(2/η); tested when "
                 "the γ = 0 run reaches 2/η (the run is long enough for an edge to be reached)",
         kind="consistency"),
     ClaimSpec(
@@ -473,10 +512,15 @@ CLAIMS = [
         rule=Given(AtLeast("identity_probes", 3),
                    AtMost("identity_bias_max", MAX_DRIFT, fmt=".2%")),
         ours="median ΔS/Δt − η(α − γc_y) per seed at γ, of 2/η per 1,000 steps: "
-             "{identity_bias_seeds:+.2%} (over {identity_probes:.0f} probe intervals below "
-             "0.9·(2/η − γ)); c_y ≥ α/γ from step {treated_crossing_steps}, S stops rising at "
-             "step {treated_stop_steps}; λ₂/λ₁ at γ (first seed), median over the probes "
-             "{top2_ratio_median:.3f}, largest {top2_ratio_max:.3f}",
+             "{identity_bias_seeds:+.2%}, of ηα: {identity_bias_alpha_seeds:+.1%} (over "
+             "{identity_probes:.0f} probe intervals below 0.9·(2/η − γ), the first, from "
+             "initialisation, left out); c_y ≥ α/γ from step {treated_crossing_steps}, S stops "
+             "rising at step {treated_stop_steps}; λ₂/λ₁ at γ (first seed), median over the "
+             "probes {top2_ratio_median:.3f}, largest {top2_ratio_max:.3f}; Lanczos residual "
+             "‖Hu − λu‖/λ at the probes, largest {eig_residual_max:.1e}; at the first seed's "
+             "last iterate, {fd_steps:.0f} GD steps: S(θ_t+k) − S(θ_t) over Σ∇S·Δθ "
+             "{fd_ratio:.3f} (k = 1 … {fd_steps:.0f}), residual at the midpoint "
+             "{fd_midpoint_residual:.1e}",
         departures=(MODEL, TWO_STEPS),
         glossary=NAMES,
         kind="consistency"),
@@ -525,10 +569,12 @@ CLAIMS = [
         "the reviewers' open question; the paper's mechanism predicts yes",
         rule=Given(AllOf((BASELINE_AT_EDGE,
                           AtMost("twin_rise", MAX_DRIFT, fmt="+.2%"),
-                          AtMost("plateau_ratio_plain", 0.9, fmt=".3f"),
+                          AtMost("twin_sub_edge_ratio", 0.9, fmt=".3f"),
                           AtMost("intervention_channel_residual", 0.1, fmt=".1%"))),
-                   Within("intervention_plateau", "edge_minus_gamma", 0.1)),
-        ours="plateau {plain_plateau:.1f} with plain decay (drift {twin_rise:+.2%} of 2/η per "
+                   AllOf((AtLeast("intervention_reached", 1.0),
+                          Within("intervention_plateau", "edge_minus_gamma", 1 - AT_EDGE)))),
+        ours="plateau {plain_plateau:.1f}, peak/(2/η − γ) and plateau/(2/η − γ) at most "
+             "{twin_sub_edge_ratio:.3f} with plain decay (drift {twin_rise:+.2%} of 2/η per "
              "1,000 steps); with the decay projected off ∇S, edge-phase level "
              "{intervention_plateau:.1f} (reaches 2/η − γ at step {intervention_onset_step}, "
              "−1: never; S between {intervention_low:.1f} and {intervention_high:.1f} over the "
@@ -536,23 +582,31 @@ CLAIMS = [
              "{edge_minus_gamma:.2f}",
         departures=(Departure("an experiment beyond the paper (the reviewers' question)",
                               "design choice"), DATA, JPEG, STEPS, LOSS, MLP, MODEL,
-                    TWIN_RULE),
+                    TWIN_RULE, BASELINE_GATE),
         glossary=NAMES,
-        control="the plain-decay run at the same γ, seed, data and η, which must stay below "
-                "0.9·(2/η − γ) and be no longer rising (drift ≤ +1% of 2/η per 1,000 steps); "
-                "the projected-decay run is read by the edge-phase rule of the γ = 0 baseline"),
+        control="the plain-decay run at the same γ, seed, data and η, whose peak and plateau "
+                "must stay below 0.9·(2/η − γ) and which must be no longer rising (drift ≤ +1% "
+                "of 2/η per 1,000 steps); the projected-decay run is read by the edge-phase rule "
+                "of the γ = 0 baseline: it must reach 2/η − γ, and its edge-phase level be within "
+                "5% of it"),
     ClaimSpec(
         "paper-scale-phase-transition",
         "at the paper's size (5,000 images) the MLP's sharpness settles below 2/η − γ",
         "ReLU MLP, η = γ = 0.02: plateau ≈ 80 vs 2/η = 100 (Figs. 9, 11)",
         rule=Given(AllOf((AtLeast("paper_n_seeds", 1),
+                          AtLeast("paper_gamma0_reached", 1.0),
+                          AtMost("paper_gamma0_edge_err", 1 - AT_EDGE, fmt=".1%"),
                           AtMost("paper_late_rise_max_seeds", MAX_DRIFT, fmt="+.2%"))),
-                   AtMost("paper_plateau_ratio_max_seeds", 0.9, fair=0.95, fmt=".3f")),
-        ours="plateau/(2/η − γ) per seed: {paper_plateau_ratio_seeds:.3f} (drift "
-             "{paper_late_drift_seeds:+.2%} of 2/η per 1,000 steps)",
+                   AllOf((AtMost("paper_peak_ratio_max_seeds", 0.9, fair=0.95, fmt=".3f"),
+                          AtMost("paper_plateau_ratio_max_seeds", 0.9, fair=0.95, fmt=".3f")))),
+        ours="plateau/(2/η − γ) per seed: {paper_plateau_ratio_seeds:.3f}, peak/(2/η − γ) "
+             "{paper_peak_ratio_seeds:.3f} (drift {paper_late_drift_seeds:+.2%} of 2/η per "
+             "1,000 steps); the stored γ = 0 member's |edge-phase level/(2/η) − 1| "
+             "{paper_gamma0_edge_err:.1%} (reached 2/η: {paper_gamma0_reached:.0f})",
         departures=(JPEG, LOSS, MLP),
         glossary=NAMES,
-        control="the stored run's own γ = 0 member", evidence="stored"),
+        control="the stored run's own γ = 0 member, read by the edge-phase rule: it must reach "
+                "2/η with an edge-phase level within 5% of it", evidence="stored"),
     ClaimSpec(
         "toy-threshold-and-damping",
         "in the toy, GD is the (x, y) model: the edge moves to 2/η − γ, the cycles "
@@ -771,6 +825,8 @@ peak_step = np.array([int(tp[np.nanargmax(S_mlp[i])]) for i in range(len(members
 # run that sits at its edge (the projected-decay run below is read by it too)
 edge_level = {i: edge_model.edge_phase(tp, S_mlp[i], edge - gammas_mlp[i], drift="quarters",
                                        unreached="finite") for i in (i0, i_ctrl)}
+AT_EDGE = 0.95  # the one edge threshold of the claims cell (baseline, control, intervention)
+reached = lambda ep: ep.onset is not None and np.isfinite(ep.level)
 
 
 TREATED_REACH = 0.9  # the treated run must cross while S ≤ this × (2/η − γ) (declared)
@@ -825,6 +881,84 @@ print("plateau: the mean over the last quarter; drift: its least-squares change 
       + ", ".join(f"γ = {gammas_mlp[i]:g}: {edge_level[i].level:.1f}" for i in edge_level))
 
 # %% [markdown]
+# **Is the identity's gap a measurement?** The `sharpening-identity` check below compares the
+# measured $\Delta S/\Delta t$ with $\eta(\alpha - \gamma c_y)$. Two cheap diagnostics tell a
+# defect of the measurement from a finding about the reconstruction. (i) The loop's own Lanczos
+# residual $\|Hu - \lambda u\|/\lambda$ at every probe: $\alpha$'s error is first order in
+# the eigenvector's error, and the top pair is close ($\lambda_2/\lambda_1$ is recorded).
+# (ii) A finite-difference check at the first seed's last iterate at $\gamma$: `fd_steps` more
+# GD steps on $L + \tfrac{\gamma}{2}\|\theta\|^2$, the top eigenpair solved afresh (tightly)
+# at every iterate, and $S(\theta_{t+k}) - S(\theta_t)$ set against the first-order sum
+# $\sum_{j<k}\nabla S(\theta_j)\cdot\Delta\theta_j$, which *is*
+# $\sum_j\eta(\alpha_j - \gamma c_{y,j})$ at those iterates. A ratio near 1 says autodiff's
+# $\nabla S$ moves $S$ as it should over a few steps (so a gap between probes is in how $\alpha$
+# and $c_y$ vary between them, or in higher-order terms), a ratio far from 1 that the gradient of
+# the eigenvalue is not what moves it (ReLU's kinks, a switching top pair). The residual at the
+# midpoint of the first step of $\theta_t$'s eigenvector (the midpoint probe's use of it) is
+# printed too.
+
+# %% tags=["hide-input"]
+FD_STEPS = P.fd_steps  # GD steps of the finite-difference check (k = 1 … FD_STEPS; 0: skipped)
+# the loop's own Lanczos residual ‖Hu − λu‖ of the top pair, relative to λ, at every probe at γ
+eig_res_rel = (np.asarray(h.eig_residuals[seed_members][..., 0])
+               / np.abs(np.asarray(h.top_eigenvalues[seed_members][..., 0])))
+half_mse_all = lambda p: losses.half_mse(p(ds.x), ds.onehot)  # unregularised, all the data
+
+
+def fd_identity_check(params, v0, gamma, steps):
+    """From ``params`` (one member), ``steps`` GD steps at ``gamma``; returns the measured
+    S(θ_k) − S(θ_0) and the first-order Σ_{j<k} ∇S(θ_j)·Δθ_j for k = 1 … steps (arrays of
+    shape (steps,)), ‖Hu − λu‖/λ at the midpoint of the first step for θ_0's eigenvector u
+    (as the midpoint probe uses the probe step's eigenvector) and whether every solve met its
+    tolerance; ``v0`` warm-starts the solve."""
+    flat = lambda tree: jax.flatten_util.ravel_pytree(tree)[0]
+    grad_l = jax.jit(jax.grad(half_mse_all))
+    grad_s_flat = jax.jit(lambda p, w: flat(hessian.sharpness_gradient(half_mse_all, p, w)))
+    s_list, first_order, v, converged = [], [0.0], v0, True
+    theta, mid_residual = params, float("nan")
+    for j in range(steps + 1):
+        pair = hessian.eigsh(half_mse_all, theta, 1, v0=v[:, None], tol=1e-4, max_restarts=10)
+        lam, u = float(pair.values[0]), pair.vectors[:, 0]
+        converged = converged and bool(pair.converged)
+        s_list.append(lam)
+        if j == steps:
+            break
+        step = jax.tree.map(lambda a, g: -P.eta * (g + gamma * a), theta, grad_l(theta))
+        nxt = jax.tree.map(jnp.add, theta, step)
+        if j == 0:  # θ_0's eigenvector at the midpoint (θ_0 + θ_1)/2, as the probe uses it
+            mid = jax.tree.map(lambda a, b: (a + b) / 2, theta, nxt)
+            hv, _ = hessian.flat_hvp(half_mse_all, mid)
+            hw = hv(u)
+            w = u
+            rq = float(jnp.vdot(w, hw))
+            mid_residual = float(jnp.linalg.norm(hw - rq * w) / abs(rq))
+        first_order.append(first_order[-1] + float(jnp.vdot(grad_s_flat(theta, u), flat(step))))
+        theta, v = nxt, u
+    measured = np.asarray(s_list[1:]) - s_list[0]
+    return measured, np.asarray(first_order[1:]), mid_residual, converged
+
+
+fd_check = {"fd_steps": FD_STEPS, "fd_ratio": float("nan"), "fd_measured": [],
+            "fd_first_order": [], "fd_midpoint_residual": float("nan"),
+            "fd_converged": float("nan")}
+if FD_STEPS and not diverged[i_star]:
+    fd_theta = jax.tree.map(lambda a: a[i_star], mlp.state.params)
+    fd_v0 = jnp.asarray(mlp.state.eigvecs[i_star][:, 0])
+    fd_meas, fd_first, fd_mid, fd_conv = fd_identity_check(fd_theta, fd_v0, P.gamma, FD_STEPS)
+    fd_check.update(fd_ratio=(float(fd_meas[-1] / fd_first[-1]) if fd_first[-1] != 0
+                              else float("nan")),
+                    fd_measured=fd_meas.tolist(), fd_first_order=fd_first.tolist(),
+                    fd_midpoint_residual=fd_mid, fd_converged=float(fd_conv))
+    print(f"at step {P.steps} of γ = {P.gamma} (first seed), S = {S_mlp[i_star, -1]:.2f}: over "
+          f"k = 1 … {FD_STEPS} GD steps, S(θ_t+k) − S(θ_t) = "
+          + ", ".join(f"{x:+.4f}" for x in fd_meas) + "; Σ∇S·Δθ = "
+          + ", ".join(f"{x:+.4f}" for x in fd_first)
+          + f"; ratio at k = {FD_STEPS}: {fd_check['fd_ratio']:.3f}; θ_t's eigenvector at the "
+          f"midpoint of the first step: ‖Hu − λu‖/λ = {fd_mid:.1e}; the loop's own residual "
+          f"at the probes at γ: median {np.nanmedian(eig_res_rel):.1e}, largest "
+          f"{np.nanmax(eig_res_rel):.1e}; every fresh solve met its tolerance: {fd_conv}")
+
+# %% [markdown]
 # A paper-scale run (its settings: the `paper` column of the table of scales), computed on a GPU
 # and kept in the results store ({mod}`eoslib.book.store`; `python -m eoslib store weight-decay`),
 # is drawn beside ours and grades the paper-scale claim when the store holds one for this MLP and
@@ -838,6 +972,12 @@ evidence = store.paper_evidence(
     "weight-decay", scale, {"arch": P.arch, "eta": P.eta, "n_train": SCALES["paper"]["n_train"],
                             "steps": SCALES["paper"]["steps"]})
 print(evidence.line)
+long_run = evidence.others.get("long")
+if long_run is not None:  # the timing the long settings were sized by, read from the store
+    print(f"the stored long run: {long_run.parameters.get('n_train')} images, "
+          f"{long_run.parameters.get('steps')} steps, "
+          + (f"{long_run.wall_time_s:,.0f} s" if long_run.wall_time_s is not None
+             else "wall time not recorded") + f" on {long_run.device}")
 if scale == "paper":  # this run is the paper-scale evidence: write its traces for the store
     store.save_trace(results_dir, MLP_TRACE, probe_step=tp, sharpness=np.asarray(h.sharpness),
                      gammas=gammas_mlp, seeds=np.asarray(member_seeds), eta=P.eta,
@@ -848,7 +988,8 @@ try:
 except store.StoreError as err:  # a stored run without this trace cannot grade the claim
     print(f"stored MLP trace not used: {err}")
     paper_mlp = None
-paper_ratio_seeds, paper_drift_seeds = [], []
+paper_ratio_seeds, paper_drift_seeds, paper_peak_seeds = [], [], []
+paper_gamma0_reached, paper_gamma0_edge_err = 0.0, float("nan")
 if paper_mlp is not None:
     p_gam = np.asarray(paper_mlp["gammas"], float)
     p_edge = 2 / float(paper_mlp["eta"])
@@ -860,6 +1001,17 @@ if paper_mlp is not None:
                          for i in np.nonzero(np.isclose(p_gam, P.gamma))[0]]
     paper_drift_seeds = [float(p_plateaus[i].drift)
                          for i in np.nonzero(np.isclose(p_gam, P.gamma))[0]]
+    paper_peak_seeds = [float(np.max(p_S[i]) / (p_edge - p_gam[i]))
+                        if np.isfinite(p_S[i]).all() else np.inf
+                        for i in np.nonzero(np.isclose(p_gam, P.gamma))[0]]
+    # the stored run's own γ = 0 member, read by the edge-phase rule as ours is
+    p_zero = np.nonzero(p_gam == 0)[0]
+    if p_zero.size:
+        p_ep = edge_model.edge_phase(p_tp, p_S[p_zero[0]], p_edge, drift="quarters",
+                                     unreached="finite")
+        paper_gamma0_reached = float(reached(p_ep))
+        paper_gamma0_edge_err = (float(abs(p_ep.level / p_edge - 1)) if np.isfinite(p_ep.level)
+                                 else np.inf)
     print(f"paper-scale MLP run: {int(paper_mlp['n_train'])} images; plateau/(2/η − γ) at "
           f"γ = {P.gamma}: " + (", ".join(f"{r:.3f}" for r in paper_ratio_seeds) or "no run"))
 
@@ -1020,7 +1172,11 @@ plt.show()
 # run at $\gamma$. A run that reaches its edge oscillates there, in slow cycles of many probes,
 # so it is read as the $\gamma = 0$ baseline is, by its edge-phase level (the mean over the
 # second half of the phase at the edge), never by a line through its last quarter; the claim is
-# gated on the plain twin it is compared with (no longer rising), not on the other seeds.
+# gated on the plain twin it is compared with (no longer rising, its peak and its plateau below
+# $0.9\,(2/\eta - \gamma)$), not on the other seeds. The $\gamma = 0$ curve in the figure is
+# drawn for scale, not as the intervention's reference: the projected decay still shrinks every
+# other direction, which can itself speed the sharpening, so the claim compares the run with its
+# edge $2/\eta - \gamma$, never with $\gamma = 0$.
 #
 # The optimizer's direction is an estimate, so the run also measures, at each probe and along
 # the *true* $\nabla S$ (from the loop's Lanczos eigenvector), the alignment the projected decay
@@ -1103,17 +1259,24 @@ edge_err = lambda i: (np.inf if diverged[i] else
 def identity_bias(i):
     """(median over the probe intervals below TREATED_REACH·(2/η − γ) of the measured ΔS/Δt
     minus η(α − γc_y), α and c_y averaged over the interval's two probes, in units of 2/η per
-    DRIFT_PER steps; the number of intervals). ∞ for a diverged run."""
+    DRIFT_PER steps; the same median as a fraction of ηα (α averaged likewise); the number of
+    intervals). The first interval is left out: α at initialisation is negative and large (the
+    loss first falls along directions that flatten), so its average with the next probe's says
+    nothing about the interval. ∞ for a diverged run."""
     if diverged[i]:
-        return np.inf, 0
+        return np.inf, np.inf, 0
     g = gammas_mlp[i]
     below = S_mlp[i] <= TREATED_REACH * (edge - g)
-    ok = below[:-1] & below[1:] & np.isfinite(alpha[i, :-1] + alpha[i, 1:] + cy[i, :-1] + cy[i, 1:])
+    a_mean = (alpha[i, :-1] + alpha[i, 1:]) / 2
+    ok = below[:-1] & below[1:] & np.isfinite(a_mean + cy[i, :-1] + cy[i, 1:])
+    ok[0] = False  # the interval from initialisation
     measured = np.diff(S_mlp[i]) / np.diff(tp)
-    predicted = P.eta * ((alpha[i, :-1] + alpha[i, 1:]) / 2 - g * (cy[i, :-1] + cy[i, 1:]) / 2)
+    predicted = P.eta * (a_mean - g * (cy[i, :-1] + cy[i, 1:]) / 2)
     if not ok.any():
-        return nan, 0
-    return float(np.median((measured - predicted)[ok]) * DRIFT_PER / edge), int(ok.sum())
+        return nan, nan, 0
+    gap = (measured - predicted)[ok]
+    return (float(np.median(gap) * DRIFT_PER / edge),
+            float(np.median(gap / (P.eta * a_mean[ok]))), int(ok.sum()))
 
 
 identity = [identity_bias(i) for i in seed_members]
@@ -1147,6 +1310,12 @@ metrics = {
     "plateau_gamma0": float(edge_level[i0].level),  # the γ = 0 run's edge-phase level
     # a diverged baseline never settled at 2/η: ∞, which BASELINE_AT_EDGE rejects
     "plateau_gamma0_edge_err": edge_err(i0),
+    "gamma0_reached": float(reached(edge_level[i0]) and not diverged[i0]),
+    "gamma0_onset_step": (int(tp[edge_level[i0].onset]) if edge_level[i0].onset is not None
+                          else -1),
+    "gamma0_last": float(S_mlp[i0, -1]),
+    "gamma0_drift": float(drift[i0]),  # signed, of 2/η per DRIFT_PER steps
+    "at_edge_tol": 1 - AT_EDGE,
     "plateau_seeds": level[seed_members].tolist(),
     "plateau_ratio_seeds": ratio_seeds.tolist(),
     "plateau_ratio_max_seeds": float(np.max(ratio_seeds)),
@@ -1164,6 +1333,7 @@ metrics = {
     # alignment-mechanism
     "control_plateau_edge_ratio": (0.0 if diverged[i_ctrl] else
                                    float(edge_level[i_ctrl].level / (edge - P.control_gamma))),
+    "control_reached": float(reached(edge_level[i_ctrl]) and not diverged[i_ctrl]),
     "control_aligned": 1.0 if diverged[i_ctrl] else aligned(i_ctrl, control=True),
     "treated_reach": TREATED_REACH, "control_reach": CONTROL_REACH,
     "control_crossing_s_ratio": crossing_s(i_ctrl, edge),
@@ -1174,6 +1344,9 @@ metrics = {
     if measured_aligned else nan,
     "treated_stop_steps": [int(tp[stops[i]]) if stops[i] is not None else -1
                            for i in seed_members],
+    "treated_stop_s": [float(S_mlp[i, stops[i]]) if stops[i] is not None else nan
+                       for i in seed_members],
+    "treated_crossing_s": [crossing_s(i, 1.0) for i in seed_members],
     # α at the midpoint and at θ_t alone, and the crossings each gives (−1: none), treated
     # (every seed at γ) and control; "t" is the probe step; crossings held two probes
     "probe_steps": tp.tolist(),
@@ -1189,9 +1362,14 @@ metrics = {
     "treated_crossing_steps_t": [cross["t"][i] for i in seed_members],
     "cy_over_s_median": float(np.nanmedian(ratio_cy_s)),
     # sharpening-identity (consistency)
-    "identity_bias_seeds": [b for b, _ in identity],
-    "identity_bias_max": float(np.max(np.abs([b for b, _ in identity]))),
-    "identity_probes": int(sum(n for _, n in identity)),
+    "identity_bias_seeds": [b for b, _, _ in identity],
+    "identity_bias_max": float(np.max(np.abs([b for b, _, _ in identity]))),
+    "identity_bias_alpha_seeds": [r for _, r, _ in identity],
+    "identity_probes": int(sum(n for _, _, n in identity)),
+    "eig_residual_max": float(np.nanmax(eig_res_rel)) if np.isfinite(eig_res_rel).any() else nan,
+    "eig_residual_median": (float(np.nanmedian(eig_res_rel)) if np.isfinite(eig_res_rel).any()
+                            else nan),
+    **fd_check,
     "top2_ratio_median": float(np.nanmedian(top2_ratio)),
     "top2_ratio_max": float(np.nanmax(top2_ratio)),
     # CNN (stored or this run)
@@ -1213,6 +1391,9 @@ metrics = {
     # alignment-intervention
     "plain_plateau": float(level[i_star]),
     "plateau_ratio_plain": float(level[i_star] / (edge - P.gamma)),
+    # the twin is sub-edge only if its peak and its plateau are (as the phase transition reads)
+    "twin_sub_edge_ratio": float(max(peak_ratio_seeds[0], level[i_star] / (edge - P.gamma))),
+    "intervention_reached": float(reached(plateau_int) and not bool(intervened.diverged)),
     # the edge-phase level (∞ if it diverged there, which Within rejects)
     "intervention_plateau": plateau_int.level,
     "intervention_onset_step": int_onset,
@@ -1230,6 +1411,11 @@ metrics = {
     "paper_late_drift_seeds": paper_drift_seeds,
     "paper_late_rise_max_seeds": float(max(paper_drift_seeds))
     if paper_drift_seeds else nan,
+    "paper_peak_ratio_seeds": paper_peak_seeds,
+    "paper_peak_ratio_max_seeds": max(paper_peak_seeds) if paper_peak_seeds else nan,
+    "paper_gamma0_reached": paper_gamma0_reached,
+    "paper_gamma0_edge_err": paper_gamma0_edge_err,
+    "rules_version": RULES_VERSION,
     # toy (consistency)
     "toy_model_gap": toy_model_gap,
     "toy_gamma": toy_main["gamma"] if toy_main else nan,
@@ -1262,6 +1448,29 @@ display(claims_table(claims))
 from eoslib.book.display import verdicts_by_scale
 
 display(verdicts_by_scale(claims, evidence))
+# a stored record made by older rules or other settings is marked as such (from its record)
+for stored_scale, stored_run in getattr(evidence, "others", {}).items():
+    try:
+        stored_metrics = stored_run.record().get("metrics", {})
+    except (store.StoreError, OSError, ValueError) as err:
+        print(f"stored {stored_scale} record not read: {err}")
+        continue
+    stale = []
+    if stored_metrics.get("rules_version") != RULES_VERSION:
+        stale.append(f"it was graded by older rules (rules version "
+                     f"{stored_metrics.get('rules_version', 'none')}, these are {RULES_VERSION}), "
+                     "with the data conventions of its commit")
+    changed = sorted(k for k, val in SCALES.get(stored_scale, {}).items()
+                     if stored_run.parameters.get(k) != val)
+    if changed:
+        stale.append("its settings differ from this chapter's `" + stored_scale + "` scale in "
+                     + ", ".join(f"{k} ({stored_run.parameters.get(k)} there, "
+                                 f"{SCALES[stored_scale][k]} now)" for k in changed))
+    if stale:
+        display(Markdown(
+            f"**The stored `{stored_scale}` verdicts are stale.** That run was made at commit "
+            f"{stored_run.git_hash[:10]}: " + "; ".join(stale) + ". Its verdicts are shown as "
+            "they were graded then, not by the rules above, until it is re-run."))
 
 # %% [markdown]
 # ## Verdict
@@ -1274,14 +1483,47 @@ display(verdicts_by_scale(claims, evidence))
 
 # %% tags=["remove-input"]
 rising = metrics["late_rise_max_seeds"] > MAX_DRIFT
-falling = max(metrics["late_drift_seeds"]) < -MAX_DRIFT
+baseline_ok = BASELINE_AT_EDGE.grade(metrics) == "reproduced"
+# the sharpness has come down from its peak: every seed's plateau below 0.95 of its peak
+falling = all(pl < 0.95 * pk for pl, pk in zip(metrics["plateau_seeds"], metrics["peak_seeds"]))
 PAPER_STEPS = 14000  # the paper's longest MLP run (Fig. 16)
-too_short = ("this scale: stopping needs longer runs than this scale's budget (the paper ran up "
-             f"to {PAPER_STEPS:,} steps)." if P.steps < PAPER_STEPS else
-             f"this scale, although the run is as long as the paper's ({PAPER_STEPS:,} steps).")
+too_short = ("stopping needs longer runs than this scale's budget (the paper ran up "
+             f"to {PAPER_STEPS:,} steps)" if P.steps < PAPER_STEPS else
+             f"the run is as long as the paper's ({PAPER_STEPS:,} steps)")
 transition = next(c for c in claims if c.id == "mlp-phase-transition")
 span = lambda xs, f: (f"{format(min(xs), f)}–{format(max(xs), f)}" if len(xs) > 1
                       else format(xs[0], f))
+if metrics["gamma0_reached"]:
+    baseline_text = (f"The γ = 0 baseline reaches 2/η = {edge:g} at step "
+                     f"{metrics['gamma0_onset_step']:,}; its edge-phase level is "
+                     f"{metrics['plateau_gamma0']:.1f}"
+                     + (f" (within {1 - AT_EDGE:.0%}). " if baseline_ok else
+                        f", more than {1 - AT_EDGE:.0%} from it. "))
+else:
+    baseline_text = (f"The γ = 0 baseline **never reaches** 2/η = {edge:g}: S = "
+                     f"{metrics['gamma0_last']:.1f} at the last probe "
+                     + (f", {'still rising' if metrics['gamma0_drift'] > MAX_DRIFT else 'not rising'}"
+                        f" ({metrics['gamma0_drift']:+.2%} of 2/η per {DRIFT_PER:,} steps over "
+                        "the last quarter" if np.isfinite(metrics["gamma0_drift"])
+                        else "(too few probes in the last quarter for a drift")
+                     + "; the mean over the second half of the run is "
+                     f"{metrics['plateau_gamma0']:.1f}, a level of a run still on its way, not "
+                     "an edge level). ")
+if not baseline_ok:
+    gate_text = ("Until γ = 0 sits at its edge, a level below the edge at γ cannot be told from "
+                 "slower sharpening, so the phase-transition claim is **not tested** here "
+                 "(the γ = 0 gate, a design choice beside its verdict)"
+                 + (f"; its seeds are also still rising ({too_short})." if rising else "."))
+elif rising:
+    gate_text = ("At least one seed is still rising, so the phase-transition claim is **not "
+                 f"tested** at this scale: {too_short}.")
+else:
+    gate_text = ("No seed is still rising, so the phase-transition claim is graded: "
+                 f"*{transition.verdict}*."
+                 + (" The sharpness has come down from its peak (every seed's plateau is below "
+                    "0.95 of its peak), so the peak, not the last-quarter plateau, is the level "
+                    "to set beside the paper's ≈ 80; a falling sharpness cannot break the upper "
+                    "bound." if falling else ""))
 display(Markdown(
     f"**Has the sharpness stopped rising?** At γ = {P.gamma:g} the {len(seed_members)} seed(s) "
     f"peak at S = {span(metrics['peak_seeds'], '.1f')} (steps "
@@ -1289,18 +1531,42 @@ display(Markdown(
     f"2/η − γ; over the last quarter of the {P.steps:,} steps their plateau is "
     f"{span(metrics['plateau_seeds'], '.1f')} and their drift "
     f"{span(metrics['late_drift_seeds'], '+.2%')} of 2/η per {DRIFT_PER:,} steps (the declared "
-    f"limit on a rise: +{MAX_DRIFT:.0%}). The γ = 0 baseline's edge-phase level is "
-    f"{metrics['plateau_gamma0']:.1f} at 2/η = {edge:g}"
-    + (" (within 10%). " if BASELINE_AT_EDGE.grade(metrics) == "reproduced" else
-       ": it has not reached its edge, which the claim needs before a level below the edge "
-       "can be told from slower sharpening. ")
-    + ("At least one seed is still rising, so the phase-transition claim is **not tested** at "
-       + too_short if rising else
-       "No seed is still rising, so the phase-transition claim is graded: "
-       f"*{transition.verdict}*."
-       + (" The sharpness *falls* after its peak, so the last-quarter plateau is below the "
-          "peak, and the peak is the level to set beside the paper's; a falling sharpness "
-          "cannot break the upper bound." if falling else ""))))
+    f"limit on a rise: +{MAX_DRIFT:.0%}). " + baseline_text + gate_text))
+
+# the alignment row and the identity it was demoted by, from the record
+identity_row = next(c for c in claims if c.id == "sharpening-identity")
+order_rows, leads = [], []
+for k, (cs, ss) in enumerate(zip(metrics["treated_crossing_steps"],
+                                 metrics["treated_stop_steps"])):
+    cS, sS = metrics["treated_crossing_s"][k], metrics["treated_stop_s"][k]
+    cross_txt = f"crosses at step {cs:,} (S = {cS:.1f})" if cs >= 0 else "never crosses"
+    stop_txt = f"stops at step {ss:,} (S = {sS:.1f})" if ss >= 0 else "is not seen to stop"
+    order_rows.append(f"seed {P.seeds[k]}: c_y {cross_txt}, S {stop_txt}")
+    leads.append(cs >= 0 and (ss < 0 or cs <= ss))
+identity_text = (
+    f"The identity ΔS ≈ η(α − γc_y): **{identity_row.verdict}** here (median bias "
+    f"{', '.join(format(b, '+.2%') for b in metrics['identity_bias_seeds'])} "
+    f"of 2/η per {DRIFT_PER:,} steps, "
+    f"{', '.join(format(b, '+.1%') for b in metrics['identity_bias_alpha_seeds'])} of ηα, "
+    f"limit {MAX_DRIFT:.0%}; finite-difference ratio over {FD_STEPS} steps "
+    f"{metrics['fd_ratio']:.3f}, largest Lanczos residual {metrics['eig_residual_max']:.1e}).")
+crossed = [cs >= 0 for cs in metrics["treated_crossing_steps"]]
+order_text = ("; ".join(order_rows) + ". "
+              + ("No seed at γ crosses, so there is no crossing to set against the stop; the "
+                 "row is a check of our reconstruction (c_crit = α/γ), not a graded claim."
+                 if not any(crossed) else
+                 "Every crossing comes before its stop, so whenever the phase transition "
+                 "reproduces the treated half of Fig. 13 holds too, and it is not scored a "
+                 "second time." if all(leads) else
+                 "Not every crossing comes before its stop, so the treated half of Fig. 13 is "
+                 "not implied by the phase transition here; the row stays a check of our "
+                 "reconstruction (c_crit = α/γ), not a graded claim."))
+display(Markdown(
+    "**The alignment row and the identity.** " + identity_text + " " + order_text
+    + (" Because the identity fails, c_y = α/γ does not mark where S stops: the crossing "
+       "leads or lags the stop by the bias, and the alignment rows (this MLP's and "
+       "cnn-no-alignment, which read c_crit too) test our reconstruction of c_crit, not the "
+       "paper's mechanism." if identity_row.verdict == "fails" else "")))
 display(verdict_section(claims, scale=scale))
 
 # %% tags=["hide-input"]

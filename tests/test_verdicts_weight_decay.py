@@ -50,10 +50,12 @@ def test_no_cnn_is_not_tested(rules):
     assert rules["cnn-no-alignment"].grade({**stopped, "cnn_aligned_fraction": 1.0}) == N
 
 
-ALIGNED = {"plateau_gamma0_edge_err": 0.002, "control_plateau_edge_ratio": 0.99,
+ALIGNED = {"plateau_gamma0_edge_err": 0.002, "gamma0_reached": 1.0,
+           "control_plateau_edge_ratio": 0.99, "control_reached": 1.0,
            "treated_aligned_fraction": 1.0, "control_aligned": 0.0}
-INTERVENTION = {"plateau_gamma0_edge_err": 0.002, "plateau_ratio_plain": 0.77,
-                "intervention_channel_residual": 0.02, "intervention_plateau": 95.0,
+INTERVENTION = {"plateau_gamma0_edge_err": 0.002, "gamma0_reached": 1.0,
+                "twin_sub_edge_ratio": 0.82, "intervention_channel_residual": 0.02,
+                "intervention_plateau": 97.5, "intervention_reached": 1.0,
                 "edge_minus_gamma": 99.98, "twin_rise": -0.005}
 
 
@@ -78,17 +80,66 @@ def test_the_intervention_is_gated_on_its_twin_only(rules):
     assert rule.grade({**INTERVENTION, "twin_rise": 0.036}) == T  # the twin still rising
     assert rule.grade({**INTERVENTION, "twin_rise": -0.03}) == R  # falling: it has stopped
     assert rule.grade({**INTERVENTION, "twin_rise": math.inf}) == T  # the twin diverged
-    # the long run's projected-decay run: S cycles between 82 and 105 at the edge
+    # the long run's projected-decay run cycles at the edge in slow cycles; its edge-phase level
+    # on the old long traces was 97.5 (re-review): a cycle about that level reads reproduced
     t = np.arange(0, 14000, 100.0)
-    s = np.where(t < 1000, 20 + 0.08 * t, 93.5 + 11.5 * np.sin(2 * np.pi * t / 1500))
+    s = np.where(t < 1000, 20 + 0.08 * t, 97.5 + 11.5 * np.sin(2 * np.pi * t / 1500))
     ep = edge_model.edge_phase(t, s, 99.98, drift="quarters", unreached="finite")
-    assert abs(ep.level / 99.98 - 1) < 0.1
+    assert ep.onset is not None and abs(ep.level / 99.98 - 1) < 0.05
     assert rule.grade({**INTERVENTION, "intervention_plateau": ep.level}) == R
+    # the same cycle about 93.5 (S between 82 and 105) is below the one edge threshold (0.95)
+    s_low = np.where(t < 1000, 20 + 0.08 * t, 93.5 + 11.5 * np.sin(2 * np.pi * t / 1500))
+    ep_low = edge_model.edge_phase(t, s_low, 99.98, drift="quarters", unreached="finite")
+    assert ep_low.level / 99.98 < 0.95
+    assert rule.grade({**INTERVENTION, "intervention_plateau": ep_low.level}) == N
     # a run that stays below the edge is read (unreached="finite"), and refutes the claim
     low = edge_model.edge_phase(t, 0.8 * s.clip(max=95), 99.98, drift="quarters",
                                 unreached="finite")
     assert low.onset is None
-    assert rule.grade({**INTERVENTION, "intervention_plateau": low.level}) == N
+    assert rule.grade({**INTERVENTION, "intervention_plateau": low.level,
+                       "intervention_reached": 0.0}) == N
+
+
+def test_one_edge_threshold_and_the_edge_must_be_reached(specs, rules):
+    """Re-review (defect 3): three edge thresholds (0.90 baseline, 0.95 control, 10% intervention)
+    and a level accepted without a reach. One threshold, AT_EDGE = 0.95, and the onset must exist:
+    the book's γ = 0 run (mean 83.8 of a run still rising, never at 2/η) and the book's projected
+    run (95.5, never reached 99.98) are not at their edges."""
+    ns: dict = {}
+    exec(compile(claims_cell(PATH), str(PATH), "exec"), ns)
+    assert ns["AT_EDGE"] == 0.95
+    phase = rules["mlp-phase-transition"]
+    good = {"plateau_gamma0_edge_err": 0.03, "gamma0_reached": 1.0,
+            "plateau_ratio_max_seeds": 0.75, "peak_ratio_max_seeds": 0.82,
+            "late_rise_max_seeds": -0.005}
+    assert phase.grade(good) == R
+    assert phase.grade({**good, "plateau_gamma0_edge_err": 0.08}) == T  # 0.92: not at the edge
+    assert phase.grade({**good, "gamma0_reached": 0.0}) == T  # level fine, never reached
+    # the intervention: 0.92 of the edge is not at it (it was, under the old 10%)
+    assert rules["alignment-intervention"].grade(
+        {**INTERVENTION, "intervention_plateau": 0.92 * 99.98}) == N
+    # the book run: 95.5 of 99.98 but never reached its edge
+    assert rules["alignment-intervention"].grade(
+        {**INTERVENTION, "intervention_plateau": 95.5, "intervention_reached": 0.0}) == N
+    # the control reads the same threshold and the same reach
+    align = rules["alignment-mechanism"]
+    assert align.grade({**ALIGNED, "control_plateau_edge_ratio": 0.94}) == N
+    assert align.grade({**ALIGNED, "control_reached": 0.0}) == N
+    assert align.grade({**ALIGNED, "control_plateau_edge_ratio": 0.96}) == R
+    # the γ = 0 gate is named beside every verdict it can block
+    for cid in ("mlp-phase-transition", "alignment-mechanism", "alignment-intervention"):
+        assert any("γ = 0 baseline" in d.what for d in specs[cid].departures), cid
+
+
+def test_the_twin_gate_reads_peak_and_plateau(rules):
+    """Re-review (defect 4): a twin that peaked at 0.95 and fell to 0.85 qualified as sub-edge.
+    The gate reads max(peak, plateau) ≤ 0.9, as the phase transition does."""
+    rule = rules["alignment-intervention"]
+    assert "twin_sub_edge_ratio" in rule.metrics()
+    assert "plateau_ratio_plain" not in rule.metrics()
+    assert rule.grade({**INTERVENTION, "twin_sub_edge_ratio": max(0.95, 0.85)}) == T
+    assert rule.grade({**INTERVENTION, "twin_sub_edge_ratio": max(0.82, 0.75)}) == R
+    assert "max(peak_ratio_seeds[0], level[i_star] / (edge - P.gamma))" in PATH.read_text()
 
 
 def _ours_fill():
@@ -96,7 +147,8 @@ def _ours_fill():
     return {"treated_crossing_steps": [1500], "treated_crossing_s_ratio": [0.7],
             "treated_aligned": [1.0], "treated_stop_steps": [3600], "control_gamma": 0.0025,
             "control_crossing_step": -1, "control_crossing_s_ratio": NAN,
-            "n_train": 500, "steps": 14000, "n_seeds": 5}
+            "n_train": 500, "steps": 14000, "n_seeds": 5, "at_edge_tol": 0.05,
+            "plateau_gamma0": 99.5, "gamma0_last": 100.2, "gamma0_drift": 0.001}
 
 
 def test_alignment_needs_a_control_that_reaches_the_edge_without_aligning(rules):
@@ -136,7 +188,7 @@ def test_a_crossing_only_once_alpha_vanishes_is_not_reproduced(rules):
 
 def test_phase_transition_against_its_gamma_zero_control(rules):
     rule = rules["mlp-phase-transition"]
-    good = {"plateau_gamma0_edge_err": 0.002, "plateau_ratio_max_seeds": 0.77,
+    good = {"plateau_gamma0_edge_err": 0.002, "gamma0_reached": 1.0, "plateau_ratio_max_seeds": 0.77,
             "peak_ratio_max_seeds": 0.82, "late_rise_max_seeds": 0.004}
     assert rule.grade(good) == R
     assert rule.grade({**good, "plateau_ratio_max_seeds": 0.99,
@@ -157,17 +209,22 @@ def test_a_plateau_still_rising_is_not_tested_and_a_falling_one_is_graded(rules,
     tested. The gate is one-sided, on the rise per 1,000 steps of 2/η: a falling S cannot break
     an upper bound."""
     rule = rules["mlp-phase-transition"]
-    long = {"plateau_gamma0_edge_err": 0.002, "plateau_ratio_max_seeds": 0.749,
+    long = {"plateau_gamma0_edge_err": 0.002, "gamma0_reached": 1.0, "plateau_ratio_max_seeds": 0.749,
             "peak_ratio_max_seeds": 0.823, "late_rise_max_seeds": -0.0054}
     assert rule.grade(long) == R
     assert rule.grade({**long, "late_rise_max_seeds": 0.048}) == T  # the book run: rising
     assert rule.grade({**long, "late_rise_max_seeds": 0.01}) == R
     assert rule.grade({**long, "late_rise_max_seeds": math.inf}) == T  # a seed diverged
     stored = rules["paper-scale-phase-transition"]
-    assert stored.grade({"paper_n_seeds": 5, "paper_plateau_ratio_max_seeds": 0.8,
-                         "paper_late_rise_max_seeds": 0.03}) == T
-    assert stored.grade({"paper_n_seeds": 5, "paper_plateau_ratio_max_seeds": 0.8,
-                         "paper_late_rise_max_seeds": -0.03}) == R
+    ok = {"paper_n_seeds": 5, "paper_plateau_ratio_max_seeds": 0.8,
+          "paper_peak_ratio_max_seeds": 0.82, "paper_gamma0_reached": 1.0,
+          "paper_gamma0_edge_err": 0.01, "paper_late_rise_max_seeds": -0.03}
+    assert stored.grade({**ok, "paper_late_rise_max_seeds": 0.03}) == T
+    assert stored.grade(ok) == R
+    # re-review (defect 5): the stored γ = 0 member is read, and the peak too
+    assert stored.grade({**ok, "paper_gamma0_reached": 0.0}) == T
+    assert stored.grade({**ok, "paper_gamma0_edge_err": 0.2}) == T
+    assert stored.grade({**ok, "paper_peak_ratio_max_seeds": 0.99}) == N
     # one slope reads one rate at any horizon (the old per-quarter drift grew 4.7× to 14,000)
     for steps in (3000, 14000):
         t = np.arange(0, steps + 1, 100.0)
@@ -182,11 +239,33 @@ def test_the_identity_check_reads_the_bias_in_the_settling_rules_units(specs):
     check = specs["sharpening-identity"]
     assert check.kind == "consistency"
     run = {"identity_probes": 139, "identity_bias_max": 0.002,
-           "identity_bias_seeds": [0.002], "treated_crossing_steps": [2000],
+           "identity_bias_seeds": [0.002], "identity_bias_alpha_seeds": [0.01],
+           "treated_crossing_steps": [2000], "eig_residual_max": 1e-3, "fd_steps": 10,
+           "fd_ratio": 1.0, "fd_midpoint_residual": 1e-3,
            "treated_stop_steps": [3600], "top2_ratio_median": 0.9, "top2_ratio_max": 0.95}
     assert v.grade(check, run, scale="long").verdict == "holds"
     assert v.grade(check, {**run, "identity_bias_max": 0.05}, scale="long").verdict == "fails"
     assert v.grade(check, {**run, "identity_probes": 1}, scale="long").verdict == "not tested"
+
+
+def test_the_identity_bias_leaves_out_the_interval_from_initialisation():
+    """Re-review (defect 2d): α at initialisation is about −12, and the first interval made smoke
+    read +45 %. identity_bias leaves it out, and reports the bias relative to ηα too."""
+    text = PATH.read_text()
+    assert "ok[0] = False  # the interval from initialisation" in text
+    assert '"identity_bias_alpha_seeds"' in text and '"fd_ratio"' in text
+
+
+def test_the_verdict_text_branches_on_the_baseline_and_reads_the_decline_from_the_peak():
+    """Re-review (defect 6): the decline was mentioned only past −1 % per 1,000 steps (the long
+    traces fall 0.5–0.8 %), and "No seed is still rising, so … graded: not tested" could print
+    when the γ = 0 gate failed. And (defect 1) the alignment prose is generated from the record."""
+    text = PATH.read_text()
+    assert "pl < 0.95 * pk" in text
+    assert "if not baseline_ok:" in text
+    assert "**The alignment row and the identity.**" in text
+    assert "*is* \"the sharpness stops rising" not in text  # the old, asserted identity
+    assert "5,311" not in text and "6,600 s" not in text  # no hand-typed timings in prose
 
 
 def test_every_mlp_and_cnn_claim_carries_the_data_conventions(specs):
@@ -247,7 +326,7 @@ def test_intervention_is_tested_only_where_the_channel_was_removed(rules):
     assert rule.grade({**run, "intervention_plateau": 78.0}) == N  # the plateau survives
     # the projection left half of c_y: the channel was not removed, nothing was tested
     assert rule.grade({**run, "intervention_channel_residual": 0.5}) == T
-    assert rule.grade({**run, "plateau_ratio_plain": 0.99}) == T  # no plateau to remove
+    assert rule.grade({**run, "twin_sub_edge_ratio": 0.99}) == T  # no plateau to remove
 
 
 def test_toy_is_a_consistency_check(specs):
