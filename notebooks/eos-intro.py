@@ -391,28 +391,38 @@ traces = {what: t for what, t in (("long", stored_trace(evidence.others.get("lon
                                   ("paper", stored_trace(stored, "paper-scale")))
           if t is not None}
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Full-batch GD on the CIFAR-10 subset (½MSE) at the sweep's step sizes, one colour each. Left: training loss. Right: the sharpness measured inside the training loop, with each step size's stability limit $2/\\eta$ dashed in its colour. Stored long- and paper-scale runs (5,000 images) are drawn in grey, their $2/\\eta$ dotted, when the results store holds them.", "name": "fig-eos-intro"}}
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Full-batch GD on the CIFAR-10 subset (½MSE) at the sweep's step sizes, one colour each. Left: training loss. Right: the sharpness measured inside the training loop, with each step size's stability limit $2/\\eta$ dashed in its colour. Stored long- and paper-scale runs (5,000 images) are drawn below it in grey, one row each, their $2/\\eta$ dotted, when the results store holds them.", "name": "fig-eos-intro"}}
+# this run on the first row; each stored run (5,000 images, its own step counts) on a row of its
+# own, in grey, so the runs' step axes do not squash one another
+fig, axes = plt.subplots(1 + len(traces), 2, figsize=(10, 3.8 * (1 + len(traces))),
+                         squeeze=False)
 colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+ax1, ax2 = axes[0]
 for i, e in enumerate(etas):
     c = colours[i % len(colours)]
     ax1.semilogy(h.step[i], h.loss[i], lw=0.7, color=c, label=f"η = {e:.4g}")
     ax2.plot(h.probe_step[i], h.sharpness[i], ".-", ms=3, lw=0.8, color=c,
              label=f"η = {e:.4g}")
     ax2.axhline(2 / e, color=c, ls="--", lw=1)
-stored_edges = []
-for (what, trace), grey in zip(traces.items(), ("0.45", "0.7")):
+top = np.nanmax([np.nanmax(h.sharpness), *(2 / etas)])
+ax2.set(ylim=(0, 1.3 * top))
+ax1.set_title(f"this run ({scale} scale, {len(ds)} images)", fontsize="medium")
+for (what, trace), (bx1, bx2) in zip(traces.items(), axes[1:]):
+    greys = np.linspace(0.2, 0.65, len(trace["etas"]))
     for j, e in enumerate(np.asarray(trace["etas"])):
-        label = f"{what} scale, stored (η = {e:.4g})"
-        ax1.semilogy(trace["step"], trace["loss"][j], color=grey, lw=0.5, label=label)
-        ax2.plot(trace["probe_step"], trace["sharpness"][j], color=grey, lw=0.5, label=label)
-        ax2.axhline(2 / e, color=grey, ls=":", lw=1)
-        stored_edges.append(2 / e)
-ax1.set(xlabel="step", ylabel="train loss (½MSE)")
-top = np.nanmax([np.nanmax(h.sharpness), *(2 / etas), *stored_edges])
-ax2.set(xlabel="step", ylabel="sharpness $\\lambda_{\\max}$", ylim=(0, 1.3 * top))
-ax1.legend(fontsize="small")
-ax2.legend(fontsize="small")
+        g = str(greys[j])
+        bx1.semilogy(trace["step"], trace["loss"][j], color=g, lw=0.6, label=f"η = {e:.4g}")
+        bx2.plot(trace["probe_step"], trace["sharpness"][j], color=g, lw=0.6,
+                 label=f"η = {e:.4g}")
+        bx2.axhline(2 / e, color=g, ls=":", lw=1)
+    stored_top = np.nanmax([np.nanmax(trace["sharpness"]), *(2 / np.asarray(trace["etas"]))])
+    bx2.set(ylim=(0, 1.3 * stored_top))
+    bx1.set_title(f"stored {what}-scale run", fontsize="medium")
+for bx1, bx2 in axes:
+    bx1.set(xlabel="step", ylabel="train loss (½MSE)")
+    bx2.set(xlabel="step", ylabel="sharpness $\\lambda_{\\max}$")
+    bx1.legend(fontsize="small")
+    bx2.legend(fontsize="small")
 fig.tight_layout()
 plt.show()
 
