@@ -305,3 +305,38 @@ def test_edge_phase_sustained_reach_ignores_a_single_spike():
         edge_model.edge_phase(t, s, 2.0, reach_mean=0)
     with pytest.raises(ValueError, match="reach_fraction"):
         edge_model.edge_phase(t, s, 2.0, reach_fraction=1.5)
+
+
+def test_climb_reads_the_rise_not_where_it_starts():
+    """eos-intro's progressive-sharpening reading (the fidelity review): a series that rises to
+    the edge passes; one that stays flat, falls, or jumps at the last probe does not, wherever it
+    starts; the start is reported apart (the room left to climb is a precondition)."""
+    t = np.arange(0, 20 * 40, 20.0)
+    rng = np.random.default_rng(0)
+    rising = np.concatenate([np.linspace(82, 99, 30) + 0.3 * rng.standard_normal(30),
+                             100 + 3 * rng.standard_normal(10)])
+    rising[30] = 101.0
+    c = edge_model.climb(t, rising, 100.0)
+    assert c.onset == 30 and c.window.tolist() == list(range(31))
+    assert c.rank_correlation > 0.9 and c.rise_fraction > 0.8
+    assert c.start_fraction == pytest.approx(rising[0] / 100)
+    # flat below the edge, then one jump to it: no progressive sharpening
+    jump = np.concatenate([np.full(30, 82.0), [101.0], np.full(9, 100.0)])
+    j = edge_model.climb(t, jump, 100.0)
+    assert j.onset == 30 and j.rise_fraction == 0.0 and j.rank_correlation < 0.5
+    # flat and never reaching the edge: correlation 0, no rise
+    flat = edge_model.climb(t, np.full(40, 40.0) + 1e-3 * rng.standard_normal(40), 100.0)
+    assert flat.onset is None and abs(flat.rank_correlation) < 0.5 and abs(flat.rise_fraction) < 1e-3
+    assert edge_model.climb(t, np.full(40, 40.0), 100.0).rank_correlation == 0.0
+    # falling: negative correlation and a negative rise
+    fall = edge_model.climb(t, np.linspace(80, 40, 40), 100.0)
+    assert fall.rank_correlation == pytest.approx(-1.0) and fall.rise_fraction < 0
+    # starting at or above the edge: nothing to read
+    above = edge_model.climb(t, np.full(40, 120.0), 100.0)
+    assert above.onset == 0 and np.isnan(above.rank_correlation) and np.isnan(above.rise_fraction)
+    # a run that went non-finite before reaching the edge is read up to its last finite probe
+    broken = np.concatenate([np.linspace(40, 60, 10), [np.nan] * 30])
+    b = edge_model.climb(t, broken, 100.0)
+    assert b.onset is None and b.window.size == 10 and b.rank_correlation == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="edge"):
+        edge_model.climb(t, rising, 0.0)

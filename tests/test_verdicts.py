@@ -328,13 +328,23 @@ def test_eos_intro_rules_catch_the_reviewed_defects():
     namespace: dict = {}
     exec(compile(claims_cell(NOTEBOOKS / "eos-intro.py"), "eos-intro", "exec"), namespace)
     rules = {s.id: s.rule for s in namespace["CLAIMS"]}
-    # sharpening with S₀ = 0.99·2/η: a 1% climb is no progressive sharpening
-    assert rules["progressive-sharpening"].grade(
-        {"sharpening_rise_min": 0.01, "edge_reached_fraction": 1.0}) == N
-    # issue 32 / the review: every step size that reached 2/η is graded (the smallest climb),
-    # not the largest climb of the sweep
-    assert rules["progressive-sharpening"].grade(
-        {"sharpening_rise_min": 0.5, "edge_reached_fraction": 1.0}) == R
+    # the fidelity review: S₀ near 2/η is a precondition (set by η and the init), not the
+    # claim: with no step size starting at ≤ 80 % of 2/η the claim is not tested, whatever rose
+    sharp = rules["progressive-sharpening"]
+    rose = {"n_room_to_climb": 2, "sharpening_rank_corr_min": 0.97,
+            "sharpening_rise_fraction_min": 0.9, "edge_reached_fraction": 1.0}
+    assert sharp.grade(rose) == R
+    assert sharp.grade({**rose, "n_room_to_climb": 0}) == T
+    assert sharp.grade({**rose, "n_room_to_climb": 0, "sharpening_rank_corr_min": -1.0}) == T
+    # the claim is the rise: a flat or falling S, or a jump at the last probe, fails it even
+    # when 2/η was reached (the smallest over the graded step sizes decides, issue 32)
+    assert sharp.grade({**rose, "sharpening_rank_corr_min": 0.1}) == N
+    assert sharp.grade({**rose, "sharpening_rank_corr_min": -0.9}) == N
+    assert sharp.grade({**rose, "sharpening_rise_fraction_min": 0.0}) == N
+    # rising but stopped at 99 % before 2/η: partly (one of two), or not at all (none)
+    assert sharp.grade({**rose, "edge_reached_fraction": 0.5}) == P
+    assert sharp.grade({**rose, "edge_reached_fraction": 0.0,
+                        "sharpening_rise_fraction_min": math.nan}) == N
     # S sitting at a fixed level whatever η: the fixed-level null fits perfectly and wins
     plateaus, edges = np.array([100.0, 101, 99]), np.array([100.0, 133.3, 166.7])
     fixed = {"n_plateaus": 3, "n_reached_edge": 3, "eos_tracking_spread": float(np.std(np.log(plateaus / edges))),

@@ -68,9 +68,11 @@ CLAIM_DEFAULTS = {"rule": "", "control": "", "evidence": "", "kind": "claim", "d
                   "follows_paper": False}
 #: The reasons an experiment may depart from its paper's, in this order. The book runs on CPUs
 #: (fewer images, steps, step sizes), the paper does not say (a setting we had to choose), the
-#: paper's formula was lost or left implicit and we reconstructed it, or we chose otherwise on
-#: purpose.
-DEPARTURE_REASONS = ("CPU", "not stated in the paper", "reconstructed formula", "design choice")
+#: paper's formula was lost or left implicit and we reconstructed it, we chose otherwise on
+#: purpose, or the paper's data is not available where the book runs (offline; eoslib downloads
+#: it elsewhere).
+DEPARTURE_REASONS = ("CPU", "not stated in the paper", "reconstructed formula", "design choice",
+                     "data availability")
 _DEPARTURE_KEYS = ("what", "reason")
 #: The optional key of a departure entry: ``True`` when it is shown beside every verdict,
 #: ``reproduced`` included (absent: shown beside every verdict but ``reproduced``).

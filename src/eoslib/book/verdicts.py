@@ -89,7 +89,8 @@ REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_TESTED = VERDICTS
 #: The reasons a :class:`Departure` may give. ``"CPU"`` is scaled down to run on CPUs,
 #: ``"not stated in the paper"`` a setting we had to choose, ``"reconstructed formula"`` the
 #: paper's formula lost or left implicit and rebuilt by us, ``"design choice"`` chosen otherwise
-#: on purpose.
+#: on purpose, ``"data availability"`` the paper's data not available where the book runs (a copy
+#: of it used instead).
 DEPARTURE_REASONS = results.DEPARTURE_REASONS
 #: Verdicts ordered from worst to best among those that were tested.
 _RANK = {NOT_REPRODUCED: 0, PARTLY: 1, REPRODUCED: 2}

@@ -57,6 +57,8 @@ __all__ = [
     "plateau",
     "EdgePhase",
     "edge_phase",
+    "Climb",
+    "climb",
     "stop_index",
     "stop_rising",
     "first_crossing",
@@ -420,6 +422,68 @@ def edge_phase(t: np.ndarray, s: np.ndarray, edge: float, *, drift: str = "line"
         q = values.size // 2
         change = float((np.mean(values[q:]) - np.mean(values[:q])) / edge)
     return EdgePhase(onset, window, level, change)
+
+
+class Climb(NamedTuple):
+    """How a sharpness series climbs toward an edge (:func:`climb`).
+
+    ``onset``: the index of the first probe at or above the edge (``None``: never reached);
+    ``window``: the indices of the probes read, from the first to the onset (both included) or,
+    without an onset, to the last finite probe; ``rank_correlation``: Spearman's ρ of ``s`` with
+    ``t`` over the window (1: it only rose; 0 for a flat series; NaN with fewer than 3 probes or
+    when the series starts at or above the edge); ``rise_fraction``: how far the series had come
+    from its start toward the edge at the window's last probe *below* the edge,
+    ``(s_last − s₀)/(edge − s₀)`` (a rise, not a jump at the last probe, reads close to 1; NaN when
+    it starts at or above the edge); ``start_fraction``: ``s₀/edge``.
+    """
+
+    onset: int | None
+    window: np.ndarray
+    rank_correlation: float
+    rise_fraction: float
+    start_fraction: float
+
+
+def _rank_correlation(t: np.ndarray, s: np.ndarray) -> float:
+    """Spearman's ρ (average ranks for ties); 0 when either series is constant."""
+    from scipy.stats import rankdata
+
+    rt, rs = rankdata(t), rankdata(s)
+    rt, rs = rt - rt.mean(), rs - rs.mean()
+    norm = float(np.sqrt(np.sum(rt**2) * np.sum(rs**2)))
+    return float(np.sum(rt * rs) / norm) if norm > 0 else 0.0
+
+
+def climb(t: np.ndarray, s: np.ndarray, edge: float) -> Climb:
+    """The climb of ``s(t)`` (probe steps ``t``, shape ``(P,)``) toward ``edge``: see :class:`Climb`.
+
+    Progressive sharpening read as what it claims, that the sharpness *rises* while it is below
+    the edge: over the probes before the edge is reached, the rank correlation of ``s`` with ``t``
+    and the share of the way to the edge covered before the crossing. Neither depends on where
+    the series starts (a step size whose edge sits just above ``s₀`` can still rise or not), so
+    the room left to climb, ``1 − start_fraction``, is a precondition to check apart.
+    """
+    t, s = np.asarray(t, float), np.asarray(s, float)
+    if t.shape != s.shape or t.ndim != 1 or t.size == 0:
+        raise ValueError(f"t and s must be non-empty 1-d arrays of one shape; got {t.shape}, {s.shape}")
+    _check_positive("edge", edge)
+    nan = float("nan")
+    start = float(s[0] / edge)
+    hit = np.nonzero(s >= edge)[0]
+    onset = int(hit[0]) if hit.size else None
+    bad = np.nonzero(~np.isfinite(s))[0]
+    if onset is not None and (not bad.size or bad[0] > onset):
+        last = onset
+    else:  # never reached (or a non-finite probe came first): read up to the last finite probe
+        onset = None
+        last = (int(bad[0]) if bad.size else s.size) - 1
+    window = np.arange(0, last + 1)
+    if not np.isfinite(s[0]) or s[0] >= edge or window.size == 0:
+        return Climb(onset, window, nan, nan, start)
+    below = window[-2] if onset is not None else window[-1]
+    rise = float((s[below] - s[0]) / (edge - s[0]))
+    rho = _rank_correlation(t[window], s[window]) if window.size >= 3 else nan
+    return Climb(onset, window, rho, rise, start)
 
 
 def stop_index(s: np.ndarray, level: float, fraction: float = 0.95) -> int | None:
