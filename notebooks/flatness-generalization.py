@@ -563,7 +563,7 @@ CLAIMS = [
              "({n_comparator_runs} usable runs), {acc_fall_z:.1f} s.e.; beside it, against "
              "η = {fall_comparator_eta:.3g} alone, {acc_fall_last:+.3f} ({acc_fall_last_z:.1f} "
              "s.e.); peak at the last η before failures: {goldilocks_peak_before_failures}; "
-             "against the next η "
+             "against the next η (graded only where that peak is 1) "
              "with ≥ 2 runs ({fall_next_eta:.3g}, {n_fall_next_runs} runs): "
              "{acc_fall_next:+.3f} ({acc_fall_next_z:.1f} s.e.); the largest η with any "
              "usable run {largest_usable_eta:.3g}",
@@ -913,8 +913,8 @@ display(Markdown(
     f"η ≈ {paper_grid['paper_grid_max_eta']:.2g} before divergence, "
     f"{paper_grid['paper_over_first_failure']:.1f}× further than ours; our MLP has "
     f"{mlp_n_params:,} parameters against App. F's {PAPER_MLP_PARAMS:,}, so its "
-    "initialisation or input scaling may differ from the paper's. The Goldilocks η and the "
-    f"fall's comparator need {GOLDILOCKS_MIN_RUNS} usable runs each."))
+    "initialisation or input scaling may differ from the paper's. The Goldilocks η and every "
+    f"η pooled into the fall's comparator need {GOLDILOCKS_MIN_RUNS} usable runs each."))
 
 # %% tags=["remove-input"]
 display(Markdown(
