@@ -719,8 +719,8 @@ GRID = Departure("the η grid ends at {eta_grid_max_used:.3g}, where the paper's
                  "{n_runs_from_first_failure} runs from there on are unusable ({n_diverged} "
                  "diverged and {n_collapsed} collapsed in the whole sweep), so the grid reached "
                  "divergence in effect", "CPU", scales=("long",))
-FAILURES = Departure("our runs fail from η = {first_failure_eta:.3g} (n/a: none failed on "
-                     "this grid), where the paper's "
+FAILURES = Departure("our runs fail from η = {first_failure_eta:.3g} (n/a where none failed "
+                     "on this grid), where the paper's "
                      "{paper_fmnist_models} fMNIST models ({paper_fmnist_etas} step sizes × 5 "
                      "seeds on its grid) run up to η ≈ {paper_grid_max_eta:.2g}, "
                      "{paper_over_first_failure:.1f}× further: its initialisation or input "
