@@ -36,7 +36,7 @@
 # | stability threshold | the dotted "stability limit" of Fig. 5, its measurement not stated (Sec. 6.1's "terminal curvature from stable training" is a proxy for higher-order curvature, not this line) | 2/max S: the peak sharpness of the smallest η's run (probed every `probe_every` steps), before cross-entropy's collapse; each run labelled by whether its own max S·η/2 reached 1 or its training loss rose at a step | probes every 50 steps |
 # | LR reduction | fMNIST MLP (Fig. 4): large η₀, then η_small = 0.01 "at indicated epochs"; VGG10 (Fig. 6): large η₀ until training accuracy exceeds thresholds (90 %, 98 %), then η_small = 0.021 | the MLP: η₀ = `eta0_factors` × threshold until train accuracy first reaches each of `switch_accuracies` (an in-loop event), then η_small = `eta_small_factor` × threshold; control: a stable η₀ = `control_factor` × threshold switched at the same accuracies; the slope is fitted over the (seed, η₀) rows that reached the edge by their last switch | η₀ = 2, 3 and 4 × threshold (the threshold is the sharpest seed's, so smaller factors lie below some seeds' own edge), control 0.7 ×, η_small = 0.5 × threshold (about the paper's 0.01 at 1,000 images), switches at 98, 99, 99.5 and 99.9 %: at 60–90 % the runs had not reached the edge yet, so those switches carry no flattening (the `paper` scale uses the same switches for the MLP; its VGG10 keeps 90–99.9 %, which include Fig. 6's 90 and 98 %), 5 seeds |
 # | noise scale (Fig. 8) | VGG on CIFAR-10 5k, grid of (η, α), full-batch gradient plus α × minibatch noise | the MLP: η = `sde_eta_factors` × threshold, α conserving η·α² on each line from `sde_alphas`, batch `batch_size` | **cut**: the fMNIST MLP, not the VGG; η = 0.5, 2 and 8 × threshold (the top reaching into the span where the Goldilocks sweep's accuracy rises with η), α₀ = 1 and 0.5, batch 100, 5 seeds; the gap is graded directly, GD's own gain on the same grid reported beside it |
-# | SGD → GD (Fig. 9) | VGG on CIFAR-10 5k, large-η SGD switched to low-η GD, linear η–batch scaling | the MLP: SGD at η₀ = `sgd_eta_factors` × threshold, batch `batch_size`, switched to GD at η_small at the LR-reduction accuracies; control: the stable GD control of the LR reduction (the paper's comparison, "Pure GD and SGD reach similar sharpness"), with SGD at the stable η₀ = `control_factor` × threshold reported beside it | **cut**: the fMNIST MLP, not the VGG; SGD η₀ = 2 and 3 × threshold (the paper's SGD phase lies "substantially" above the stable step size, placed by linear scaling, so the rows are not required to reach the full-batch edge), SGD control at 0.7 ×, batch 100 |
+# | SGD → GD (Fig. 9) | VGG on CIFAR-10 5k, large-η SGD switched to low-η GD, linear η–batch scaling | the MLP: SGD at η₀ = `sgd_eta_factors` × threshold, batch `batch_size`, switched to GD at η_small at the LR-reduction accuracies; controls (our design choice: the paper has none; its §7.3 only observes that pure GD and SGD reach similar sharpness at Fig. 9's end points): the stable GD control of the LR reduction and SGD at the stable η₀ = `control_factor` × threshold, the fall graded against both | **cut**: the fMNIST MLP, not the VGG; SGD η₀ = 2 and 3 × threshold (the paper's SGD phase lies "substantially" above the stable step size, placed by linear scaling, so the rows are not required to reach the full-batch edge), SGD control at 0.7 ×, batch 100 |
 # | full CIFAR-10 (Table 1) | VGG19, ResNet20 on 50k and a 10× augmented 500k set, η = 0.1 … 3.2 | an MLP (`cifar_width`) on `cifar_n_train` CIFAR-10 images, η from `cifar_eta_start` by ×`cifar_eta_factor` | **cut**: the book's MLP of width 32 on 500 images (η = 0.02 … 0.64, ×2), with 5 seeds and 5,000 steps: the `paper` scale's width 200 on 5,000 images costs 20× or more per step |
 # | the convolutional runs | VGG10 on CIFAR-10 5k (Figs. 5b, 4, 6, 8, 9), VGG19 / ResNet20 (Table 1) | the same experiments on the VGG10 (`vgg_*` settings) and Table 1's cells (`table_*`), run when `conv_experiments` names them: all at `paper` scale, none at `smoke` and `book` | **cut**: none runs (`conv_experiments` = []): GPU work (*The convolutional experiments* below); their claims are graded from a stored `paper`-scale run |
 #
@@ -59,8 +59,8 @@
 # required at both ends of the fall), the LR reduction (switches at 98 % and above, where the
 # runs at η₀ have reached the edge: earlier switches, before any instability, carry no
 # flattening), the SDE comparison (η up to 8 × the threshold, where GD's own η effect shows),
-# SGD's flattening (against the stable GD control, the paper's comparison, with SGD at a stable
-# η₀ reported beside it) and the CIFAR-10 subset's trend (5 seeds, 5,000 steps). A stored `long` record
+# SGD's flattening (against our two stable controls: the stable GD control and SGD at a stable
+# η₀) and the CIFAR-10 subset's trend (5 seeds, 5,000 steps). A stored `long` record
 # made before these rules (switches at 60–98 %, the SDE span to 3 ×, the full-batch edge as
 # SGD's precondition) is replaced when it is rerun. It is run once from a clean commit and kept in the
 # results store (`python -m eoslib store flatness-generalization --scale long`); `make book`
@@ -300,9 +300,12 @@ P.as_dict()
 # A run whose final train accuracy is at chance (the majority-class fraction + 0.05,
 # `eoslib.mechanisms.flatness.collapsed`) is counted as failed, like a diverged one. `not
 # tested` means the evidence is absent at this scale: too few stable step sizes or none at the
-# edge, fewer than 3 usable runs at the Goldilocks η or at the fall's comparator (unless every
-# η above the Goldilocks η has fewer than 3 and the grid reached failures: validation then peaks
-# at the last η before the runs fail, no fall, which is `not reproduced`), a "stable"
+# edge, fewer than 3 usable runs at the Goldilocks η or at the fall's comparator (every η above
+# the Goldilocks η with 3, pooled), unless every η above the Goldilocks η is short of 3 because
+# its runs failed (validation then peaks at the last η before the runs fail: no fall, which is
+# `not reproduced`, or `partly` where the surviving runs just above the peak show a fall of
+# 1.64 s.e.); an η above the peak short of runs only because they did not complete within the
+# step budget leaves the fall untested; a "stable"
 # control that reached the edge, fewer than two unstable (seed, η₀) rows that reached it before
 # their last switch, too few voting rows for a sign test to pass, or no stored GPU run.
 
@@ -341,15 +344,21 @@ NAMES = {
     "n_eta_beyond_goldilocks": f"step sizes above the Goldilocks η with ≥ {GOLDILOCKS_MIN_RUNS} "
                                "usable runs",
     "n_goldilocks_runs": "usable runs at the Goldilocks η",
-    "n_comparator_runs": "usable runs at the fall's comparator, the largest η with "
-                         f"≥ {GOLDILOCKS_MIN_RUNS} of them",
+    "n_comparator_runs": "usable runs at the fall's comparator, pooled over every η above the "
+                         f"Goldilocks η with ≥ {GOLDILOCKS_MIN_RUNS} of them",
     "goldilocks_peak_before_failures": "whether validation peaks at the last η with "
-                                       f"≥ {GOLDILOCKS_MIN_RUNS} usable runs while the grid "
-                                       "reached failures (1: every η above the Goldilocks η has "
-                                       f"fewer than {GOLDILOCKS_MIN_RUNS} usable runs and some "
-                                       "run diverged or collapsed): no fall before divergence",
-    "acc_fall_z": f"(test acc. at the Goldilocks η − at the largest η with ≥ {GOLDILOCKS_MIN_RUNS} "
-                  "usable runs) / its s.e.",
+                                       f"≥ {GOLDILOCKS_MIN_RUNS} usable runs because the runs "
+                                       "above it fail (1: every η above the Goldilocks η has "
+                                       f"fewer than {GOLDILOCKS_MIN_RUNS} usable runs, and "
+                                       f"at least seeds − {GOLDILOCKS_MIN_RUNS} + 1 of its runs "
+                                       "diverged or collapsed; an η short of runs only because "
+                                       "they did not complete within the step budget gives 0, "
+                                       "and the fall is not tested)",
+    "acc_fall_z": "(test acc. at the Goldilocks η − the mean over every usable run of every η "
+                  f"above it with ≥ {GOLDILOCKS_MIN_RUNS} usable runs, pooled) / its s.e.",
+    "acc_fall_next_z": "(test acc. at the Goldilocks η − at the next η above it with ≥ 2 usable "
+                       "runs) / its s.e.: the fall the surviving runs show where the runs above "
+                       "the peak fail",
     "n_switch_rows": "(seed, η₀) rows with every switch point measured",
     "n_control_at_edge": "runs of the stable control η₀ that reached the edge before the switch",
     "n_small_at_edge": "runs that reached the edge at η_small after the switch",
@@ -421,16 +430,23 @@ def gain_rule(p):  # both halves: flat below the edge, a rise once η passes it
 
 def fall_rule(p):  # both ends of the fall need GOLDILOCKS_MIN_RUNS usable runs
     # tested when an η above the Goldilocks η has GOLDILOCKS_MIN_RUNS usable runs (the fall is
-    # read against the largest such η), or when none has but the grid reached failures: then
-    # validation peaks at the last η before the runs fail, "no fall before divergence", which
-    # is not reproduced (the fall against the next η with >= 2 runs is shown, ungraded)
+    # read against the mean of every usable run of every such η, pooled, so that it does not
+    # turn on one η; the fall against the largest such η alone is shown beside it), or when
+    # none has *because the runs there fail* (each has >= seeds - GOLDILOCKS_MIN_RUNS + 1
+    # diverged or collapsed runs): validation then peaks at the last η before the runs fail.
+    # The survivors there are the runs that trained, so a fall they show is conservative: the
+    # fall against the next η with >= 2 usable runs at >= Z_PARTLY s.e. is partly, else not
+    # reproduced ("no fall before divergence"). An η above the peak short of runs only because
+    # they did not complete within the step budget leaves the fall not tested (budget)
     peak_last = AtLeast(f"{p}goldilocks_peak_before_failures", 1)
     return Given(AllOf((AtLeast(f"{p}n_goldilocks_runs", GOLDILOCKS_MIN_RUNS),
                         AnyOf((AllOf((AtLeast(f"{p}n_eta_beyond_goldilocks", 1),
                                       AtLeast(f"{p}n_comparator_runs", GOLDILOCKS_MIN_RUNS))),
                                peak_last)))),
-                 AllOf((AtMost(f"{p}goldilocks_peak_before_failures", 0),
-                        AtLeast(f"{p}acc_fall_z", 2.0, fair=Z_PARTLY, fmt=".2f"))))
+                 AnyOf((AllOf((AtMost(f"{p}goldilocks_peak_before_failures", 0),
+                               AtLeast(f"{p}acc_fall_z", 2.0, fair=Z_PARTLY, fmt=".2f"))),
+                        Partly(AllOf((peak_last, AtLeast(f"{p}acc_fall_next_z", Z_PARTLY,
+                                                          fmt=".2f")))))))
 
 
 def flattening_rule(p):  # after large-η GD
@@ -448,20 +464,29 @@ def flattening_rule(p):  # after large-η GD
                         AtLeast(f"{p}smax_drop", SMAX_MIN_DROP, fmt=".2f"))))
 
 
-def sgd_flattening_rule(p):  # after large-η SGD, against the stable GD control
+def sgd_flattening_rule(p):  # after large-η SGD, against both stable controls
     # no gate on the full-batch edge: the paper places its SGD phase by linear η–batch scaling,
     # not by a measured edge, and under SGD the full-batch λ_max may stay below 2/η₀ while the
-    # run flattens. By the same argument the full-batch edge cannot certify an SGD control as
-    # stable, so the comparison is the paper's own ("Pure GD and SGD reach similar sharpness",
-    # App. H): the stable GD control, whose stability the full-batch edge does certify; SGD at
-    # the stable control η₀ (the same batch size, a stable step) is reported beside it
+    # run flattens. The paper has no stable control (its §7.3 observes that pure GD and SGD
+    # reach similar sharpness at Fig. 9's end points); the controls are our design choice.
+    # The stable GD control's stability the full-batch edge certifies; SGD at the stable
+    # control η₀ (the same batch size, a stable step) separates a large step from noise, the
+    # paper's "not from gradient noise alone". reproduced: a fall >= 2x both controls' (2x
+    # their max); partly: >= 2x the GD control's alone (or >= 1.25x it and >= 2x the SGD
+    # control's), a flattening that SGD noise at a stable step may also give
+    ci = AtMost(f"{p}sgd_smax_slope_ci_high", 0.0, fmt=".3f")
+    drop = AtLeast(f"{p}sgd_smax_drop", SMAX_MIN_DROP, fmt=".2f")
     return Given(AllOf((AtLeast(f"{p}sgd_n_switch_rows", 2),
                         AtMost(f"{p}n_control_at_edge", 0),
                         AtMost(f"{p}sgd_n_small_at_edge", 0))),
-                 AllOf((AtMost(f"{p}sgd_smax_slope_ci_high", 0.0, fmt=".3f"),
-                        Exceeds(f"{p}sgd_smax_fall_rate", f"{p}control_smax_fall_rate", 2.0,
-                                fair=1.25),
-                        AtLeast(f"{p}sgd_smax_drop", SMAX_MIN_DROP, fmt=".2f"))))
+                 AnyOf((AllOf((ci, Exceeds(f"{p}sgd_smax_fall_rate", f"{p}control_smax_fall_rate",
+                                           2.0, fair=1.25),
+                               Exceeds(f"{p}sgd_smax_fall_rate",
+                                       f"{p}sgd_control_smax_fall_rate", 2.0),
+                               drop)),
+                        Partly(AllOf((ci, Exceeds(f"{p}sgd_smax_fall_rate",
+                                                  f"{p}control_smax_fall_rate", 2.0),
+                                      drop))))))
 
 
 def flatter_rule(p):  # "for the majority of models, being flatter improves generalization"
@@ -484,10 +509,10 @@ def sde_rule(p):  # the SDE view predicts equality along a line whatever GD does
 REDUCTION_CONTROL = ("a stable η₀ switched at the same points: with cross-entropy the sharpness "
                      "also falls as the loss does, instabilities or not; only a faster fall "
                      "after unstable η₀ is their flattening")
-SGD_CONTROL = ("the stable GD control of the LR reduction (the paper's comparison: \"Pure GD "
-               "and SGD reach similar sharpness\"); beside it SGD with the same batch size at "
-               "the stable control η₀ (`control_factor` × the threshold), switched at the same "
-               "points, which the full-batch edge cannot certify as stable")
+SGD_CONTROL = ("our design choice (the paper has no stable control): the stable GD control of "
+               "the LR reduction, and SGD with the same batch size at the stable control η₀ "
+               "(`control_factor` × the threshold), switched at the same points; the fall must "
+               "beat both for reproduced, the GD control alone gives partly")
 SDE_CONTROL = ("the SDE view: equal temperature, equal accuracy (a gap of 0), judged against the "
                "seed spread")
 #: The convolutional claims: graded from this run when it ran their experiments
@@ -528,13 +553,17 @@ CLAIMS = [
     ClaimSpec(
         "goldilocks-fall",
         "past the best step size, accuracy falls again before divergence (accuracy that "
-        "peaks at the last step size before the runs fail is no fall: not reproduced)",
+        "peaks at the last step size before the runs fail is no fall, unless its surviving "
+        "runs just above the peak show one)",
         "a Goldilocks zone: a fall before divergence (Fig. 5)",
         rule=fall_rule(""),
         ours="{acc_fall_before_divergence:+.3f} from η = {goldilocks_eta:.3g} "
-             "({n_goldilocks_runs} usable runs) to η = {fall_comparator_eta:.3g} "
-             "({n_comparator_runs} usable runs), {acc_fall_z:.1f} s.e.; peak at the last η "
-             "before failures: {goldilocks_peak_before_failures}; ungraded, against the next η "
+             "({n_goldilocks_runs} usable runs) to the {n_comparator_etas} η from "
+             "{fall_comparator_eta_low:.3g} to {fall_comparator_eta:.3g} pooled "
+             "({n_comparator_runs} usable runs), {acc_fall_z:.1f} s.e.; beside it, against "
+             "η = {fall_comparator_eta:.3g} alone, {acc_fall_last:+.3f} ({acc_fall_last_z:.1f} "
+             "s.e.); peak at the last η before failures: {goldilocks_peak_before_failures}; "
+             "against the next η (graded only where that peak is 1) "
              "with ≥ 2 runs ({fall_next_eta:.3g}, {n_fall_next_runs} runs): "
              "{acc_fall_next:+.3f} ({acc_fall_next_z:.1f} s.e.); the largest η with any "
              "usable run {largest_usable_eta:.3g}",
@@ -660,9 +689,10 @@ CLAIMS = [
              "{sgd_smax_slope_ci_high:+.2f}; S_max falls by {sgd_smax_drop:.0%}) over "
              "{sgd_n_switch_rows} (seed, SGD η₀) rows, {sgd_n_rows_not_at_edge} of them never "
              "at the full-batch edge (kept); graded against the stable GD control "
-             "{control_smax_vs_switch_slope:+.2f}; beside it SGD at the stable η₀ "
+             "{control_smax_vs_switch_slope:+.2f} and SGD at the stable η₀ "
              "{sgd_control_smax_vs_switch_slope:+.2f} ({sgd_n_control_at_edge} of its runs at "
-             "the full-batch edge)",
+             "the full-batch edge); fall rates {sgd_smax_fall_rate:.3f} against "
+             "{control_smax_fall_rate:.3f} and {sgd_control_smax_fall_rate:.3f}",
         glossary=NAMES, control=SGD_CONTROL),
     ClaimSpec(
         "sgd-flattening-vgg",
@@ -671,8 +701,8 @@ CLAIMS = [
         rule=sgd_flattening_rule("vgg_"),
         ours="slope of log S_max {vgg_sgd_smax_vs_switch_slope:+.2f} from the first switch to the last "
              "(95% CI {vgg_sgd_smax_slope_ci_low:+.2f} to {vgg_sgd_smax_slope_ci_high:+.2f}); "
-             "graded against the stable GD control {vgg_control_smax_vs_switch_slope:+.2f}; "
-             "SGD at the stable η₀ {vgg_sgd_control_smax_vs_switch_slope:+.2f}",
+             "graded against the stable GD control {vgg_control_smax_vs_switch_slope:+.2f} "
+             "and SGD at the stable η₀ {vgg_sgd_control_smax_vs_switch_slope:+.2f}",
         glossary=NAMES, evidence="stored", control=SGD_CONTROL),
 ]
 # How each claim's experiment differs from the paper's, shown beside every verdict that is not
@@ -689,12 +719,14 @@ GRID = Departure("the η grid ends at {eta_grid_max_used:.3g}, where the paper's
                  "{n_runs_from_first_failure} runs from there on are unusable ({n_diverged} "
                  "diverged and {n_collapsed} collapsed in the whole sweep), so the grid reached "
                  "divergence in effect", "CPU", scales=("long",))
-FAILURES = Departure("our runs fail from η = {first_failure_eta:.3g}, where the paper's "
+FAILURES = Departure("our runs fail from η = {first_failure_eta:.3g} (n/a where none failed "
+                     "on this grid), where the paper's "
                      "{paper_fmnist_models} fMNIST models ({paper_fmnist_etas} step sizes × 5 "
                      "seeds on its grid) run up to η ≈ {paper_grid_max_eta:.2g}, "
                      "{paper_over_first_failure:.1f}× further: its initialisation or input "
                      "scaling may differ (our MLP has {mlp_n_params:,} parameters, App. F's "
-                     "{paper_mlp_params:,})", "not stated in the paper", scales=("long", "paper"))
+                     "{paper_mlp_params:,})",
+                     "not stated in the paper")
 BUDGET = Departure("one fixed step budget for every η, where the paper gives small η "
                    "proportionally more epochs (runs that do not complete are counted)", "CPU")
 THRESHOLD = Departure("the threshold read as 2/max S over the smallest η's run, and each run "
@@ -740,8 +772,9 @@ SDE_SPAN = Departure("the lines span η = {sde_eta_low:.3g} … {sde_eta_high:.3
                      "where GD's own η effect shows in the Goldilocks sweep; the paper's grid is "
                      "the VGG's", "design choice")
 SGD_EDGE_TEXT = ("the SGD rows are not required to reach the full-batch edge (the paper places "
-                 "its SGD phase by linear scaling); the fall is graded against the stable GD "
-                 "control, SGD at the stable η₀ reported beside it")
+                 "its SGD phase by linear scaling); the fall is graded against two stable "
+                 "controls the paper does not have, the stable GD control and SGD at the stable "
+                 "η₀")
 SGD_EDGE = Departure(SGD_EDGE_TEXT + "; {sgd_n_rows_not_at_edge} of the {sgd_n_switch_rows} "
                      "rows never reached it", "design choice")
 VGG_SGD_EDGE = Departure(SGD_EDGE_TEXT, "design choice")
@@ -749,6 +782,11 @@ TEMPERATURE = Departure("the SDE temperature η·α² and the batch size reconst
                         "9 and the batch size lost in our copy)", "reconstructed formula")
 SGD_ETA = Departure("the SGD η₀ in units of the full-batch threshold, not by the paper's linear "
                     "η–batch scaling, and its batch size", "not stated in the paper")
+CIFAR_LOW = Departure("the comparison starts at η = {cifar_smallest_eta:.3g}, "
+                      "{cifar_smallest_over_threshold:.2f}× the measured threshold "
+                      "{cifar_stability_eta:.3g} (a stable step where below 1), where Table 1's "
+                      "step sizes are all \"intentionally large to ensure instability\"",
+                      "design choice")
 CIFAR_MLP = Departure("an MLP on a small CIFAR-10 subset instead of VGG19 and ResNet20 on 50k "
                       "and 500k images", "CPU")
 VGG_SCALE = Departure("fewer VGG10 step sizes, steps and images than the paper's",
@@ -764,7 +802,7 @@ DEPARTURES = {
     "vgg-lr-reduction-flattening": (VGG_SCALE, SWITCH, SMAX_FINAL),
     "flatter-generalizes": (MLP_SHOWN, FMNIST, SWITCH, SMAX_FINAL, STOP, PAIRS),
     "vgg-flatter-generalizes": (VGG_SCALE, SWITCH, SMAX_FINAL, STOP, PAIRS),
-    "cifar-subset-trend": (CIFAR_MLP, BUDGET, STOP),
+    "cifar-subset-trend": (CIFAR_MLP, CIFAR_LOW, BUDGET, STOP),
     "full-cifar10": (TABLE, STOP),
     "sde-equal-temperature": (MLP, FMNIST, TEMPERATURE, SDE_SPAN, BUDGET, STOP),
     "sde-equal-temperature-vgg": (VGG_SCALE, TEMPERATURE, BUDGET, STOP),
@@ -812,7 +850,8 @@ mlp = {"width": P.width}
 run, gl, gold = ckpt.cached("goldilocks", lambda: flatness.goldilocks_experiment(
     sp, "fmnist-mlp", etas, probe_every=P.probe_every, seeds=P.seeds, seed=P.seed,
     steps=P.steps, eval_every=P.eval_every, arch_options=mlp, block=max(2, P.n_etas // 2),
-    min_runs=GOLDILOCKS_MIN_RUNS, checkpoint=checkpoint("goldilocks", P.eval_every)))
+    min_runs=GOLDILOCKS_MIN_RUNS, comparator="pooled", peak_by_failures=True,
+    checkpoint=checkpoint("goldilocks", P.eval_every)))
 stability_eta = gold["threshold_eta"]
 print(f"threshold 2/max S = {stability_eta:.3g}: the smallest η's peak sharpness "
       f"{gold['threshold_peak_sharpness']:.3g} at step {gold['threshold_peak_step']} (seed "
@@ -874,8 +913,8 @@ display(Markdown(
     f"η ≈ {paper_grid['paper_grid_max_eta']:.2g} before divergence, "
     f"{paper_grid['paper_over_first_failure']:.1f}× further than ours; our MLP has "
     f"{mlp_n_params:,} parameters against App. F's {PAPER_MLP_PARAMS:,}, so its "
-    "initialisation or input scaling may differ from the paper's. The Goldilocks η and the "
-    f"fall's comparator need {GOLDILOCKS_MIN_RUNS} usable runs each."))
+    "initialisation or input scaling may differ from the paper's. The Goldilocks η and every "
+    f"η pooled into the fall's comparator need {GOLDILOCKS_MIN_RUNS} usable runs each."))
 
 # %% tags=["remove-input"]
 display(Markdown(
@@ -963,7 +1002,7 @@ def print_switches(sw, eta0, seeds, switches=None):
             cells = ", ".join(f"{s}→{c}" for s, c in zip(sw.switch_step[row], sw.completion_step[row]))
             edge = ", ".join(f"{r:.2f} ({n} probes){'↑' if u == 1 else ''}" for r, n, u in
                              zip(sw.edge_ratio[row], sw.edge_probes[row], sw.loss_rose[row]))
-            print(f"  η₀ = {e:.3g}, switch at {a:.0%}: switch → completion steps {cells}; "
+            print(f"  η₀ = {e:.3g}, switch at {a:.1%}: switch → completion steps {cells}; "
                   f"max S·η₀/2 before the switch {edge} (↑: the loss rose at a step)")
 
 
@@ -1105,13 +1144,15 @@ plot_noise(noisy, grid, sde_eta, P.sde_alphas, stability_eta, P.seeds)
 # units of the full-batch threshold. Because the paper places the SGD phase by that rule and
 # not by a measured edge (under SGD the full-batch λ_max can stay below 2/η₀ while the run
 # flattens), the rows are not required to reach the full-batch edge; how many did is reported.
-# The rule compares the fall with the stable GD control of the LR-reduction runs, the paper's
-# own comparison ("Pure GD and SGD reach similar sharpness", App. H): its stability is certified
-# by the full-batch edge, which cannot certify an SGD run. Beside it is SGD with the same batch
-# size at the stable η₀ = `control_factor` × threshold, switched at the same points: the same
-# batch size, a stable step (its update noise still scales with η, so it is not the same noise,
-# and it may itself sit at SGD's own edge, which batch sharpness would measure; we do not
-# measure it here). It is reported, not graded.
+# The paper has no stable control (its §7.3 observes that pure GD and SGD reach similar
+# sharpness at Fig. 9's end points); ours are a design choice, and the rule reads two. The stable
+# GD control of the LR-reduction runs: its stability is certified by the full-batch edge, which
+# cannot certify an SGD run. And SGD with the same batch size at the stable η₀ =
+# `control_factor` × threshold, switched at the same points: the same batch size, a stable step
+# (its update noise still scales with η, so it is not the same noise, and it may itself sit at
+# SGD's own edge, which batch sharpness would measure; we do not measure it here). It separates
+# a large step from noise, the paper's "not from gradient noise alone": the fall must be at
+# least twice both controls' for `reproduced`; twice the GD control's alone gives `partly`.
 
 # %%
 sgd_eta0 = stability_eta * np.asarray([P.control_factor, *P.sgd_eta_factors])  # control first
@@ -1132,8 +1173,8 @@ display(Markdown(
     "η₀ (dashed) and after the stable GD control (grey). Right: test accuracy against the "
     "switch point. The claim is that the large-η SGD lines fall to the right (fitted slope of "
     f"log S_max {sgd_sum['sgd_smax_vs_switch_slope']:+.2f}) faster than the stable GD "
-    f"control's ({reduction['control_smax_vs_switch_slope']:+.2f}; SGD at the stable η₀, "
-    f"reported beside it: {sgd_sum['sgd_control_smax_vs_switch_slope']:+.2f})."))
+    f"control's ({reduction['control_smax_vs_switch_slope']:+.2f}) and than SGD's at the "
+    f"stable η₀ ({sgd_sum['sgd_control_smax_vs_switch_slope']:+.2f})."))
 
 # %% tags=["hide-input"]
 def plot_sgd_switch(sgd_sw, sgd_eta0, gd_sw, gd_eta0, eta_small, seeds, switches=None):
@@ -1284,7 +1325,7 @@ if conv - {"table"}:
     vgg_run, vgg_gl, vgg_gold = ckpt.cached("vgg-goldilocks", lambda: flatness.goldilocks_experiment(
         sp_vgg, "vgg", vgg_etas, probe_every=P.vgg_eval_every,
         block=max(2, P.vgg_n_etas // 3), warmup_steps=P.warmup_epochs,
-        min_runs=GOLDILOCKS_MIN_RUNS, **vgg_kw,
+        min_runs=GOLDILOCKS_MIN_RUNS, comparator="pooled", peak_by_failures=True, **vgg_kw,
         checkpoint=checkpoint("vgg-goldilocks", P.vgg_eval_every)))
     vgg_threshold = vgg_gold["threshold_eta"]
     conv_metrics = flatness.merge_metrics(
@@ -1422,6 +1463,7 @@ metrics = flatness.merge_metrics(gold, reduction, sde, sgd_sum, {
     "cifar_loss_rose": cifar.loss_rose.tolist(),
     "cifar_n_no_reversal": int((cifar.completed & ~cifar.stopped).sum()),
     "cifar_smallest_eta": cifar_sum["smallest_usable_eta"],
+    "cifar_smallest_over_threshold": cifar_sum["smallest_usable_eta"] / cifar_stability_eta,
     "cifar_largest_usable_eta": cifar_sum["largest_usable_eta"],
     "cifar_largest_any_eta": cifar_sum["largest_any_eta"],
     "cifar_n_runs_smallest": cifar_sum["n_runs_smallest"],

@@ -482,3 +482,44 @@ def test_goldilocks_peak_before_failures():
     assert peak(etas, n_ok, failed, 0.3) == 0  # min_runs 1: 0.4's survivor is a comparator
     with pytest.raises(ValueError, match="n_usable"):
         peak(etas, n_ok[:3], failed, 0.3)
+
+
+def test_goldilocks_peak_before_failures_by_failures():
+    """The third review's defect 1a: with ``by_failures`` an η above G short of runs because a
+    run did not complete (budget) does not count as "no fall before divergence"."""
+    etas = np.array([0.1, 0.2, 0.3, 0.4])
+    peak = flatness.goldilocks_peak_before_failures
+    n_ok = np.array([3, 3, 2, 1])
+    failed = np.zeros((4, 3), bool)
+    failed[3] = [True, True, False]  # 0.4: short because of failures
+    # 0.3: 2 usable runs, its third incomplete (not failed): short because of the budget
+    assert peak(etas, n_ok, failed, 0.2, min_runs=3) == 1  # the default keeps the old flag
+    assert peak(etas, n_ok, failed, 0.2, min_runs=3, by_failures=True) == 0
+    failed[2, 0] = True  # now 0.3's missing run failed: 3 − 3 + 1 = 1 failure suffices
+    assert peak(etas, n_ok, failed, 0.2, min_runs=3, by_failures=True) == 1
+    assert peak(etas, n_ok, failed, 0.3, min_runs=2, by_failures=True) == 1  # 0.4: 2 ≥ 2 failed
+    failed[3] = [True, False, False]
+    assert peak(etas, n_ok, failed, 0.3, min_runs=2, by_failures=True) == 0  # 1 < 3 − 2 + 1
+    with pytest.raises(ValueError, match="by_failures"):
+        peak(etas, n_ok, failed, 0.3, by_failures=1)
+
+
+def test_goldilocks_pooled_comparator():
+    """The third review's defect 2: the fall read against every η above G with ``min_runs``
+    runs pooled, not the last one alone; the default keeps the last-η comparator."""
+    etas = np.array([0.01, 0.02, 0.04, 0.08, 0.16])
+    test = np.array([[0.80, 0.81, 0.80], [0.80, 0.80, 0.81], [0.90, 0.91, 0.90],
+                     [0.86, 0.87, 0.88], [0.89, 0.88, 0.90]])
+    val = test.copy()
+    edge = np.array([[False] * 3, [False] * 3, [True] * 3, [True] * 3, [True] * 3])
+    last = flatness.goldilocks(etas, test, val, edge, min_runs=3)
+    pooled = flatness.goldilocks(etas, test, val, edge, min_runs=3, comparator="pooled")
+    assert last.goldilocks_eta == pooled.goldilocks_eta == 0.04
+    assert last.acc_fall == pytest.approx(np.mean(test[2]) - np.mean(test[4]))
+    assert pooled.acc_fall == pytest.approx(np.mean(test[2]) - np.mean(test[3:]))
+    assert pooled.fall_se < last.fall_se  # six pooled runs against three
+    test[4, 1:] = np.nan  # 0.16 falls below min_runs: only 0.08 is pooled
+    one = flatness.goldilocks(etas, test, val, edge, min_runs=3, comparator="pooled")
+    assert one.acc_fall == pytest.approx(np.mean(test[2]) - np.mean(test[3]))
+    with pytest.raises(ValueError, match="comparator"):
+        flatness.goldilocks(etas, test, val, edge, comparator="mean")

@@ -101,20 +101,34 @@ def test_goldilocks_fall_needs_three_runs_at_both_ends(rules):
 
 
 def test_goldilocks_peak_at_the_last_eta_before_failures_is_not_reproduced(rules):
-    """The re-review's defect 1: validation peaking at the last η with 3 usable runs while the
-    runs above it fail is "no fall before divergence", the outcome against the claim; it was
-    absorbed by the precondition as "not tested". Now not reproduced, whatever the ungraded
-    fall against an η with 2 runs says."""
+    """The re-review's defect 1: validation peaking at the last η with 3 usable runs because
+    the runs above it fail is "no fall before divergence", the outcome against the claim. The
+    third review's defect 1a: the surviving runs just above the peak are the ones that
+    trained, so a fall they show (acc_fall_next_z ≥ 1.64) is partly; and an η short of runs
+    only by the step budget sets no flag (flatness.goldilocks_peak_before_failures with
+    by_failures), which leaves the fall not tested."""
     rule = rules["goldilocks-fall"]
     peak = {"n_goldilocks_runs": 3, "n_eta_beyond_goldilocks": 0, "n_comparator_runs": 0,
-            "acc_fall_z": NAN, "goldilocks_peak_before_failures": 1}
+            "acc_fall_z": NAN, "goldilocks_peak_before_failures": 1, "acc_fall_next_z": NAN}
     assert rule.grade(peak) == N
-    assert "acc_fall_next_z" not in rule.metrics()
-    assert rule.grade({**peak, "acc_fall_next_z": 5.0}) == N
+    assert "acc_fall_next_z" in rule.metrics()
+    assert rule.grade({**peak, "acc_fall_next_z": 0.4}) == N  # the book's +0.003, 0.4 s.e.
+    assert rule.grade({**peak, "acc_fall_next_z": -2.0}) == N  # still rising
+    assert rule.grade({**peak, "acc_fall_next_z": 1.6}) == N
+    assert rule.grade({**peak, "acc_fall_next_z": 1.65}) == P
+    assert rule.grade({**peak, "acc_fall_next_z": 5.0}) == P  # never more than partly
     # too few runs at the Goldilocks η itself: still not tested
     assert rule.grade({**peak, "n_goldilocks_runs": 2}) == T
-    # no failure reached (the grid simply ended): not tested, not a negative outcome
+    # short by the budget, or no failure reached (the grid simply ended): not tested, not a
+    # negative outcome, whatever the survivors show
     assert rule.grade({**peak, "goldilocks_peak_before_failures": 0}) == T
+    assert rule.grade({**peak, "goldilocks_peak_before_failures": 0,
+                       "acc_fall_next_z": 5.0}) == T
+    # a fall read against a pooled comparator does not get the partly branch's help
+    fine = {"n_goldilocks_runs": 3, "n_eta_beyond_goldilocks": 2, "n_comparator_runs": 6,
+            "goldilocks_peak_before_failures": 0, "acc_fall_next_z": 5.0}
+    assert rule.grade({**fine, "acc_fall_z": 0.5}) == N
+    assert rule.grade({**fine, "acc_fall_z": 2.5}) == R
     # the outcome is generated into the explanation
     assert "no fall before divergence" in rule.explain(peak, {
         "goldilocks_peak_before_failures": "peak at the last η: no fall before divergence"})
@@ -179,8 +193,30 @@ def test_the_slope_is_fitted_over_the_rows_at_the_edge(rules):
 
 
 SGD_FINE = {"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, "sgd_smax_fall_rate": 2.0,
-            "control_smax_fall_rate": 0.4, "n_control_at_edge": 0,
-            "sgd_n_small_at_edge": 0, "sgd_smax_drop": 0.4}
+            "control_smax_fall_rate": 0.4, "sgd_control_smax_fall_rate": 0.5,
+            "n_control_at_edge": 0, "sgd_n_small_at_edge": 0, "sgd_smax_drop": 0.4}
+
+
+def test_sgd_flattening_must_beat_the_stable_sgd_control_too(rules):
+    """The third review's defect 3: graded against the GD control alone, SGD at a stable η₀
+    (fall 0.138 against the GD control's 0.060) would itself pass, so the rule could not tell
+    a large step from noise. reproduced needs ≥ 2 × max(GD control, SGD control); ≥ 2 × the GD
+    control alone is partly."""
+    sgd = rules["sgd-flattening"]
+    assert "sgd_control_smax_fall_rate" in sgd.metrics()
+    assert sgd.grade(SGD_FINE) == R  # 2.0 ≥ 2 × 0.5
+    assert sgd.grade({**SGD_FINE, "sgd_control_smax_fall_rate": 1.2}) == P  # 2.0 < 2.4
+    assert sgd.grade({**SGD_FINE, "sgd_control_smax_fall_rate": 1.2,
+                      "control_smax_fall_rate": 1.2}) == N  # beats neither twice
+    # the book's numbers: 0.51 against 0.060 and 0.138 (≥ 0.28): reproduced
+    book = {**SGD_FINE, "sgd_smax_fall_rate": 0.51, "control_smax_fall_rate": 0.060,
+            "sgd_control_smax_fall_rate": 0.138}
+    assert sgd.grade(book) == R
+    # SGD at the stable η₀ itself, graded as if it were the treatment: partly at most
+    stable = {**book, "sgd_smax_fall_rate": 0.138}
+    assert sgd.grade(stable) == P
+    assert sgd.grade({**SGD_FINE, "sgd_smax_slope_ci_high": 0.1}) == N
+    assert sgd.grade({**SGD_FINE, "sgd_smax_drop": 0.05}) == N
 
 
 def test_sgd_rows_need_not_reach_the_full_batch_edge(rules):
@@ -281,7 +317,8 @@ def test_sde_gap_is_graded_whatever_gd_does(rules):
 
 def test_sgd_flattening_needs_a_faster_fall_than_stable_gd(rules):
     rule = rules["sgd-flattening"]
-    ok = {"n_control_at_edge": 0, "sgd_n_small_at_edge": 0, "sgd_smax_drop": 0.4}
+    ok = {"n_control_at_edge": 0, "sgd_n_small_at_edge": 0, "sgd_smax_drop": 0.4,
+          "sgd_control_smax_fall_rate": 0.5}
     fast = {**ok, "sgd_smax_fall_rate": 2.0, "control_smax_fall_rate": 0.4}
     assert rule.grade({"sgd_n_switch_rows": 1, "sgd_smax_slope_ci_high": -1.0, **fast}) == T
     assert rule.grade({"sgd_n_switch_rows": 4, "sgd_smax_slope_ci_high": -1.0, **fast}) == R
@@ -297,15 +334,16 @@ def test_sgd_flattening_needs_a_faster_fall_than_stable_gd(rules):
 
 def test_sgd_flattening_is_graded_against_the_stable_gd_control(rules):
     """The re-review's defect 3: the SGD control was certified stable by the full-batch edge,
-    the criterion the chapter rejects for SGD; the grade is now against the stable GD control
-    (the paper's "Pure GD and SGD reach similar sharpness"), whose stability that edge does
-    certify, and the SGD control is reported beside it, read by no rule."""
+    the criterion the chapter rejects for SGD; the stable GD control, whose stability that
+    edge does certify, gates the claim. The third review's defect 3: the SGD control's fall is
+    read too (our design choice, the paper has no stable control), but its full-batch edge
+    count still gates nothing."""
     rule = rules["sgd-flattening"]
-    assert "sgd_control_smax_fall_rate" not in rule.metrics()
+    assert "sgd_control_smax_fall_rate" in rule.metrics()
     assert "sgd_n_control_at_edge" not in rule.metrics()
-    # an SGD control that flattens as fast no longer decides the verdict ...
+    # an SGD control that flattens as fast caps the verdict at partly, whatever its edge ...
     assert rule.grade({**SGD_FINE, "sgd_control_smax_fall_rate": 2.0,
-                       "sgd_n_control_at_edge": 3}) == R
+                       "sgd_n_control_at_edge": 3}) == P
     # ... a GD control at the edge leaves the claim untested, a fast GD fall fails it
     assert rule.grade({**SGD_FINE, "n_control_at_edge": 1}) == T
     assert rule.grade({**SGD_FINE, "control_smax_fall_rate": 1.9}) == N

@@ -164,7 +164,7 @@ def _pooled_sd(acc: np.ndarray) -> float:
 
 def goldilocks(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"],
                val_acc: Float[np.ndarray, "G R"], reached_edge: Bool[np.ndarray, "G R"],
-               *, min_runs: int = 1) -> Goldilocks:
+               *, min_runs: int = 1, comparator: str = "last") -> Goldilocks:
     """Summarise a sweep: ``test_acc``/``val_acc`` are per (η, seed) at the early-stopping point
     (NaN for diverged or incomplete runs), ``reached_edge`` each run's own flag. Both halves of
     "flat below the threshold, a rise once η passes it", without choosing among step sizes on
@@ -179,8 +179,12 @@ def goldilocks(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"]
     runs all reached the edge and that have at least ``min_runs`` usable runs (default 1; a
     larger value keeps the arg-max off an η where most runs failed, whose one survivor's
     accuracy is the noisiest: a winner's curse); the fall's comparator is the largest η with at
-    least ``min_runs`` usable runs. ``gain_at_goldilocks`` is the mean test accuracy at the
-    Goldilocks η minus that of all stable runs (chosen on validation, read on test). Every
+    least ``min_runs`` usable runs (``comparator="last"``, the default) or, with
+    ``comparator="pooled"``, the mean over every usable run of every η above the Goldilocks η
+    with at least ``min_runs`` usable runs (its standard error from the pooled seed spread and
+    the number of pooled runs), so that the fall does not turn on one η.
+    ``gain_at_goldilocks`` is the mean test accuracy at the Goldilocks η minus that of all stable
+    runs (chosen on validation, read on test). Every
     derived number is NaN when its ingredients are missing."""
     etas = np.asarray(etas, float)
     test_acc, val_acc = np.asarray(test_acc, float), np.asarray(val_acc, float)
@@ -192,6 +196,8 @@ def goldilocks(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"]
                          "(G, R), (G, R), (G, R)")
     if isinstance(min_runs, bool) or not isinstance(min_runs, (int, np.integer)) or min_runs < 1:
         raise ValueError(f"min_runs={min_runs!r} must be an int >= 1")
+    if comparator not in ("last", "pooled"):
+        raise ValueError(f"comparator={comparator!r} must be 'last' or 'pooled'")
     ok = ~np.isnan(test_acc)
     usable = ok.any(1)
     stable = usable & ~edge_run.any(1)
@@ -226,7 +232,12 @@ def goldilocks(etas: Float[np.ndarray, " G"], test_acc: Float[np.ndarray, "G R"]
         g_eta = float(etas[g])
         n_g = int(ok[g].sum())
         last = int(np.flatnonzero(usable & enough)[-1])
-        if last > g:
+        if last > g and comparator == "pooled":
+            pool = usable & enough & (np.arange(etas.size) > g)
+            runs = test_acc[pool][ok[pool]]
+            fall = float(mean_test[g] - runs.mean())
+            fall_se = float(sd * np.sqrt(1 / n_g + 1 / runs.size))
+        elif last > g:
             n_l = int(ok[last].sum())
             fall = float(mean_test[g] - mean_test[last])
             fall_se = float(sd * np.sqrt(1 / n_g + 1 / n_l))
@@ -815,12 +826,17 @@ def collapsed(final_train_acc: Float[np.ndarray, "G R"], diverged: Bool[np.ndarr
 
 def goldilocks_peak_before_failures(etas: Float[np.ndarray, " G"], n_usable: np.ndarray,
                                     failed: Bool[np.ndarray, "G R"], goldilocks_eta: float, *,
-                                    min_runs: int = 1) -> int:
+                                    min_runs: int = 1, by_failures: bool = False) -> int:
     """1 when validation peaks at the last η with ``min_runs`` usable runs *and* the grid reached
     failures, else 0: some run failed (``failed``, ``(G, R)``: diverged or collapsed), the grid
     has η above ``goldilocks_eta``, and none of those has ``min_runs`` usable runs
     (``n_usable``, ``(G,)``). That is "no fall before divergence", the outcome against a
-    Goldilocks fall; 0 when ``goldilocks_eta`` is NaN (no Goldilocks η)."""
+    Goldilocks fall; 0 when ``goldilocks_eta`` is NaN (no Goldilocks η).
+
+    ``by_failures=True`` also requires that every η above ``goldilocks_eta`` is short *because
+    of failures*: at least ``R − min_runs + 1`` of its ``R`` runs failed, so that it could not
+    have reached ``min_runs`` usable runs whatever the step budget. An η short only because runs
+    did not complete within the budget gives 0 (the fall is then untested, not absent)."""
     etas, n_usable = np.asarray(etas, float), np.asarray(n_usable)
     failed = np.asarray(failed, bool)
     if n_usable.shape != etas.shape or failed.ndim != 2 or failed.shape[0] != etas.size:
@@ -828,13 +844,20 @@ def goldilocks_peak_before_failures(etas: Float[np.ndarray, " G"], n_usable: np.
                          f"{failed.shape} must be (G,), (G,), (G, R)")
     if isinstance(min_runs, bool) or not isinstance(min_runs, (int, np.integer)) or min_runs < 1:
         raise ValueError(f"min_runs={min_runs!r} must be an int >= 1")
+    if not isinstance(by_failures, bool):
+        raise ValueError(f"by_failures={by_failures!r} must be True or False")
     above = etas > goldilocks_eta  # all False when goldilocks_eta is NaN
-    return int(bool(failed.any()) and bool(above.any())
-               and not bool(((n_usable >= min_runs) & above).any()))
+    flag = (bool(failed.any()) and bool(above.any())
+            and not bool(((n_usable >= min_runs) & above).any()))
+    if by_failures:
+        need = failed.shape[1] - min_runs + 1
+        flag = flag and bool((failed[above].sum(1) >= need).all())
+    return int(flag)
 
 
 def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], *,
                           probe_every: int, microbatch: int | None = None, min_runs: int = 1,
+                          comparator: str = "last", peak_by_failures: bool = False,
                           **sweep_options) -> tuple[Sweep, Goldilocks, dict]:
     """The Goldilocks sweep (Fig. 5): :func:`sweep` over ``etas`` (with ``block`` in
     ``sweep_options``, up to divergence) probing the sharpness every ``probe_every`` steps, the
@@ -861,11 +884,20 @@ def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], 
     ``min_runs`` usable runs (0 otherwise). Accuracy still rising up to where the runs fail is
     the outcome that contradicts a fall before divergence. Beside it, ungraded: the fall against
     the next η above the Goldilocks η with at least 2 usable runs (``acc_fall_next``,
-    ``acc_fall_next_z``, ``fall_next_eta``, ``n_fall_next_runs``; NaN / 0 without one)."""
+    ``acc_fall_next_z``, ``fall_next_eta``, ``n_fall_next_runs``; NaN / 0 without one).
+
+    ``comparator`` goes to :func:`goldilocks` (``"pooled"``: the fall against every η above the
+    Goldilocks η with ``min_runs`` usable runs; then ``n_comparator_runs`` counts the pooled
+    runs and ``fall_comparator_eta_low`` is the smallest pooled η); ``peak_by_failures`` to
+    :func:`goldilocks_peak_before_failures` (``by_failures``). Whatever the comparator, the fall
+    against the largest η with ``min_runs`` usable runs alone is reported as ``acc_fall_last``,
+    ``acc_fall_last_z``, and ``n_comparator_etas`` counts the η above the Goldilocks η with
+    ``min_runs`` usable runs."""
     run = sweep(sp, arch, etas, microbatch=microbatch, probe_every=probe_every,
                 window_start=np.full(np.size(etas), -1.0), **sweep_options)
     threshold = stability_threshold(run)
-    gl = goldilocks(run.etas, run.test_acc, run.val_acc, run.reached_edge, min_runs=min_runs)
+    gl = goldilocks(run.etas, run.test_acc, run.val_acc, run.reached_edge, min_runs=min_runs,
+                    comparator=comparator)
     n_ok = (~np.isnan(run.test_acc)).sum(1)
     col = collapsed(run.final_train_acc, run.diverged, sp.train.y)
     failed = run.diverged | col
@@ -876,7 +908,15 @@ def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], 
     usable = run.etas[gl.usable]
     above = run.etas > gl.goldilocks_eta  # all False when the Goldilocks η is NaN
     peak_before_failures = goldilocks_peak_before_failures(run.etas, n_ok, failed,
-                                                           gl.goldilocks_eta, min_runs=min_runs)
+                                                           gl.goldilocks_eta, min_runs=min_runs,
+                                                           by_failures=peak_by_failures)
+    fall_last = fall_last_se = float("nan")
+    if later.size and g_i.size:
+        n_g, n_l = int(n_ok[g_i[0]]), int(n_ok[later[-1]])
+        fall_last = float(gl.mean_test[g_i[0]] - gl.mean_test[later[-1]])
+        fall_last_se = float(gl.seed_sd * np.sqrt(1 / n_g + 1 / n_l))
+    n_compared = (int(n_ok[later].sum()) if comparator == "pooled" else int(n_ok[later[-1]])) \
+        if later.size else 0
     nxt = np.flatnonzero((n_ok >= 2) & above)
     fall_next = fall_next_se = float("nan")
     if nxt.size and g_i.size:
@@ -907,7 +947,10 @@ def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], 
         "acc_gain_at_goldilocks_z": z_score(gl.gain_at_goldilocks, gl.gain_se),
         "goldilocks_over_threshold": gl.goldilocks_eta / threshold["threshold_eta"],
         "n_goldilocks_runs": int(n_ok[g_i[0]]) if g_i.size else 0,
-        "n_comparator_runs": int(n_ok[later[-1]]) if later.size else 0,
+        "n_comparator_runs": n_compared,
+        "n_comparator_etas": int(later.size),
+        "fall_comparator_eta_low": float(run.etas[later[0]]) if later.size else float("nan"),
+        "acc_fall_last": fall_last, "acc_fall_last_z": z_score(fall_last, fall_last_se),
         "n_usable_runs": n_ok.tolist(),
         "n_collapsed": int(col.sum()), "n_failed": int(failed.sum()),
         "first_failure_eta": float(run.etas[f0]) if fail_rows.size else float("nan"),
