@@ -396,7 +396,7 @@ DATA = Departure("{n_train:.0f} CIFAR-10 images instead of 5,000", "CPU",
 JPEG = Departure("the JPEG copy of CIFAR-10 (the canonical archive is not in the offline data): "
                  "pixels a few levels off, and its first n are the first n/10 of every class, "
                  "not the canonical first n of cifar10-5k (both standardised per pixel with the "
-                 "training set's statistics)", "design choice")
+                 "training set's statistics)", "data availability")
 STEPS = Departure("{steps:.0f} GD steps instead of up to 14,000", "CPU",
                   scales=("smoke", "book"))
 SEEDS = Departure("{n_seeds:.0f} seed(s) at γ instead of 5", "CPU", scales=("smoke", "book"))

@@ -277,7 +277,7 @@ def test_every_mlp_and_cnn_claim_carries_the_data_conventions(specs):
     for spec in specs.values():
         if spec.kind == "claim":
             jpeg = [d for d in spec.departures if "JPEG" in d.what]
-            assert jpeg and jpeg[0].scales is None and jpeg[0].reason == "design choice", spec.id
+            assert jpeg and jpeg[0].scales is None and jpeg[0].reason == "data availability", spec.id
 
 
 def test_no_two_claims_need_one_metric_in_disjoint_ranges(specs):
