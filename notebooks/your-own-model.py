@@ -110,7 +110,7 @@ SCALES = {
               "batches": 8, "eig_batches": 2, "probe_every": 5, "adam_probe_every": 5, "seed": 0},
     "book": {"n_train": 500, "gd_eta": 0.12, "gd_steps": 300, "gd_eta2": 0.09, "gd_steps2": 510,
              "adam_eta": 0.003, "adam_steps": 300, "adam_eta2": 0.0015, "adam_steps2": 600,
-             "sgd_eta": 0.14, "sgd_steps": 3000, "sgd_eta2": 0.1, "sgd_steps2": 3000, "batch_size": 8,
+             "sgd_eta": 0.14, "sgd_steps": 9000, "sgd_eta2": 0.1, "sgd_steps2": 9000, "batch_size": 8,
              "batches": 32, "eig_batches": 16, "probe_every": 15, "adam_probe_every": 15, "seed": 0},
     "paper": {"n_train": 5000, "gd_eta": 0.12, "gd_steps": 3000, "gd_eta2": 0.09, "gd_steps2": 5000,
               "adam_eta": 0.003, "adam_steps": 3000, "adam_eta2": 0.0015, "adam_steps2": 6000,
@@ -150,11 +150,16 @@ P.as_dict()
 # consecutive probes is at least 95 % of $2/\eta$ (`reach_mean=4, reach_fraction=0.95` of
 # {func}`~eoslib.mechanisms.edge_model.edge_phase`); the edge phase starts there. A run without
 # a sustained reach is `not tested`, and its line says why, generated from the run: it
-# *converged first* (100 % training accuracy over its last epoch: the README's case, outside the
-# regime), or it was *still training at the end of a CPU-length run* (too short to enter the
-# regime: a scale result, not a finding). A run that reached it and settled away from it is a
-# finding against the claim on that run. The record also counts how many probes were at or
-# above $2/\eta$.
+# *converged first* (the README's case, outside the regime) when its training loss over its last
+# epoch is at or below the authors' stop (their 1e-5, i.e. 5e-6 on this ½-loss) or its batch
+# sharpness has stopped rising (the signed least-squares slope over the run's second half at most
+# 1 % of $2/\eta$ per 1,000 steps; `edge_model.stop_rising`, which reads the running maximum, is
+# not used: on a series this noisy it stops at the first high spike); otherwise its batch
+# sharpness was *still rising at the end of a CPU-length run* (too short to enter the regime: a
+# scale result, not a finding). A run that reached it and settled away from it is a finding
+# against the claim on that run. The record also counts how many probes were at or above
+# $2/\eta$, and keeps the window's signed drift (`*_drift_signed`, `*_slope_per_1000`) beside the
+# size the rule grades.
 #
 # The probes fall every `probe_every` steps, an odd number, so consecutive probes alternate
 # between even and odd steps: at the edge of full-batch GD and Adam the iterate flips from side
@@ -167,8 +172,11 @@ P.as_dict()
 # The batch sharpness is a mean over `batches` minibatches, the same ones at every probe; its
 # standard error is the spread, across those minibatches, of each minibatch's mean over the
 # window (how unrepresentative this fixed set could be, not the noise of drawing fresh
-# minibatches at each probe as the authors do). Its rule allows the edge's 10 % plus twice that
-# standard error, stated as a number in the record.
+# minibatches at each probe as the authors do). It is printed beside the level, not added to
+# the band: the SGD levels are graded on the same 10 % (25 %: partly) as GD's and Adam's, so the
+# band is no wider than the 95 % reach that gates it. The first version's MiniBS is read over the
+# batch sharpness's window (the same probes), never over a window of its own: MiniBS ≥ batch
+# sharpness by construction, so MiniBS at or above $2/\eta$ is no sign of the regime.
 
 # %% tags=["claims", "hide-input", "hide-output"]
 from IPython.display import display
@@ -184,8 +192,6 @@ NAMES = {
     **{f"{r}_window_probes": f"[{w}] probes in the window" for r, w in RUNS.items()},
     **{f"{r}_drift": f"[{w}] drift over the window / edge" for r, w in RUNS.items()},
     **{f"{r}_level_error": f"[{w}] |level/edge − 1|" for r, w in RUNS.items()},
-    **{f"{r}_level_excess": f"[{w}] |level/(2/η) − 1| less 2 standard errors/(2/η), at least 0"
-       for r, w in RUNS.items()},
     **{f"{r}_reached": f"[{w}] edge reached (1: yes)" for r, w in RUNS.items()},
     **{f"{r}_sharpness_over_level": f"[{w}] window mean of λ₁(H) / batch sharpness" for r, w in RUNS.items()},
     **{f"{r}_probes_at_edge": f"[{w}] probes at or above the edge" for r, w in RUNS.items()},
@@ -203,9 +209,10 @@ def settled(run):
     return AllOf((AtLeast(f"{run}_window_probes", 4), AtMost(f"{run}_drift", 0.10, fmt=".1%")))
 
 
-def at_edge(run, error="level_error"):
-    """The level within 10 % of the edge (25 %: partly)."""
-    return AtMost(f"{run}_{error}", 0.10, fair=0.25, fmt=".1%")
+def at_edge(run):
+    """The level within 10 % of the edge (25 %: partly), for every optimizer (the SGD levels'
+    standard error is printed beside them, not added to the band)."""
+    return AtMost(f"{run}_level_error", 0.10, fair=0.25, fmt=".1%")
 
 
 def rises_and_hovers(run):
@@ -217,15 +224,15 @@ def rises_and_hovers(run):
 def in_eoss(run):
     """SGD, the paper's "in this regime": the batch sharpness reached 2/η in a sustained way (the
     first 4-probe mean at or above 95 % of 2/η) and its window counts; otherwise the run is
-    outside the edge of stochastic stability, not tested (converged first, or still training at
-    the end of a CPU-length run: the generated ``*_regime`` line says which)."""
+    outside the edge of stochastic stability, not tested (converged first, or batch sharpness
+    still rising at the end of a CPU-length run: the generated ``*_regime`` line says which)."""
     return AllOf((AtLeast(f"{run}_reached", 1), settled(run)))
 
 
 def stabilises(run):
-    """SGD: in the regime (``in_eoss``), the batch sharpness's level at 2/η within 10 % plus two
-    standard errors across its minibatches (25 %: partly)."""
-    return Given(in_eoss(run), at_edge(run, "level_excess"))
+    """SGD: in the regime (``in_eoss``), the batch sharpness's level at 2/η within 10 % (25 %:
+    partly), as for GD and Adam."""
+    return Given(in_eoss(run), at_edge(run))
 
 
 SMALL = Departure("a small model of your own (a two-layer CNN or a one-hidden-layer MLP) on {n_train} "
@@ -254,9 +261,10 @@ SGD_STOP = Departure("SGD runs of {sgd_steps} and {sgd_steps2} steps, ending at 
                      "{sgd_last_epoch_accuracy:.1%} and {sgd2_last_epoch_accuracy:.1%} training accuracy "
                      "over their last epoch (loss {sgd_last_epoch_loss:.3g} and {sgd2_last_epoch_loss:.3g}, "
                      "the mean over its minibatches); the authors train 8,192 CIFAR-10 "
-                     "images for up to 150k steps until the loss is 1e-5, and their code's README warns "
-                     "that a step size too small for the problem converges before batch sharpness "
-                     "reaches 2/η, and batch sharpness then stabilises below it", "CPU")
+                     "images for up to 150k steps until the loss is 1e-5 (5e-6 on this ½-loss), and their "
+                     "code's README warns that a step size too small for the problem converges before "
+                     "batch sharpness reaches 2/η, and batch sharpness then stabilises below it; here, "
+                     "η = {sgd_eta:g}: {sgd_why}; η = {sgd_eta2:g}: {sgd2_why}", "CPU")
 SGD_ESTIMATOR = Departure("the batch sharpness averaged over a fixed set of {batches} minibatches at "
                           "every probe (the authors draw fresh minibatches at each measurement until "
                           "its relative standard error is 0.5 %, at most 500); its ± 2 standard errors "
@@ -294,7 +302,8 @@ CLAIMS = [
         "sgd-batch-sharpness",
         "in the edge-of-stochastic-stability regime, minibatch SGD's batch sharpness "
         "E_B[g_Bᵀ H_B g_B/‖g_B‖²] stabilises at 2/η, at each step size that enters it (a run whose "
-        "batch sharpness never reached 2/η and that had converged first is outside it: not tested)",
+        "batch sharpness never reached 2/η in a sustained way is outside it, whether it had converged "
+        "first or its batch sharpness was still rising when the run ended: not tested)",
         "\"In this regime, what stabilizes at 2/η is Batch Sharpness: the expected directional curvature "
         "of mini-batch Hessians along their corresponding stochastic gradients\" (v5, abstract); the "
         "authors' README: at too small a step size SGD \"converge[s] before progressive sharpening brings "
@@ -323,7 +332,7 @@ CLAIMS = [
         "sharpness below it means the run is below the current version's edge",
         "\"In this regime … what hovers at 2/η is, instead, the average over the batches of the largest "
         "eigenvalue of the Hessian of the mini batch (MiniBS) loss\" (v1, December 2024, abstract)",
-        rule=AllOf(tuple(Given(AllOf((in_eoss(r), settled(m))), at_edge(m, "level_excess"))
+        rule=AllOf(tuple(Given(AllOf((in_eoss(r), settled(m))), at_edge(m))
                          for r, m in (("sgd", "minibs"), ("sgd2", "minibs2")))),
         ours="η = {sgd_eta:g}: {minibs_text}; η = {sgd_eta2:g}: {minibs2_text}",
         departures=(SMALL, SGD_INIT, SGD_STOP, MINIBS_ESTIMATOR, SHORT_SMOKE, SHORT), glossary=NAMES),
@@ -402,25 +411,42 @@ print(f"step 0: track {quick_sharpness:.5f}, dense eigh {quick_dense:.5f} "
 SUSTAINED = {"reach_mean": 4, "reach_fraction": 0.95}
 
 
-def window(h, series=None, per_batch=None, against=None, sustained=False):
+def window(h, series=None, per_batch=None, against=None, sustained=False, on=None):
     """Where a run's level is read (the rule of the claims above). ``series``: the quantity held
     against ``h.edge`` (default ``h.against_edge``); ``per_batch``: ``(P, M)`` its values per
     minibatch, for the level's standard error across minibatches; ``against``: ``(P,)`` another
     quantity, whose window mean the level is divided by (``over_batch_sharpness``);
-    ``sustained``: the onset is a sustained reach (``SUSTAINED``), not one probe at the edge."""
+    ``sustained``: the onset is a sustained reach (``SUSTAINED``), not one probe at the edge;
+    ``on``: another window (this function's output, e.g. the batch sharpness's) whose onset and
+    probe indices are used instead of this series' own edge phase (the first version's MiniBS is
+    read over the batch sharpness's window: MiniBS ≥ batch sharpness by construction, so its own
+    "reach" says nothing about the regime). ``drift`` is the size of the window's least-squares
+    change (what the rule grades), ``drift_signed`` its sign kept, ``slope_per_1000`` the signed
+    slope per 1,000 steps, all in units of the edge; ``index`` is the window's probe indices
+    (not a metric)."""
     measured = np.asarray(h.against_edge if series is None else series, np.float64)
     t = np.asarray(h.probe_step)
-    ep = edge_model.edge_phase(t, measured, h.edge, drift="line", unreached="finite",
-                               **(SUSTAINED if sustained else {}))
-    win = ep.window
-    out = {"reached": float(ep.onset is not None),
-           "onset": int(t[ep.onset]) if ep.onset is not None else -1,
+    if on is None:
+        ep = edge_model.edge_phase(t, measured, h.edge, drift="line", unreached="finite",
+                                   **(SUSTAINED if sustained else {}))
+        onset, win, level, change = ep.onset, ep.window, ep.level, ep.drift
+    else:
+        win = np.asarray(on["index"])
+        onset = int(np.searchsorted(t, on["onset"])) if on["reached"] else None
+        values = measured[win]
+        level = float(np.mean(values)) if win.size else float("nan")
+        change = (float(np.polyfit(t[win], values, 1)[0] * (t[win[-1]] - t[win[0]]) / h.edge)
+                  if win.size >= 2 and np.all(np.isfinite(values)) else float("nan"))
+    span = float(t[win[-1]] - t[win[0]]) if win.size >= 2 else float("nan")
+    out = {"reached": float(onset is not None),
+           "onset": int(t[onset]) if onset is not None else -1,
            "probes_at_edge": int(np.sum(measured >= h.edge)), "probes": int(measured.size),
            "window_probes": int(win.size), "window_from": int(t[win[0]]) if win.size else -1,
-           "level": ep.level, "drift": abs(ep.drift), "level_sem": float("nan"),
-           "sharpness_over_level": float("nan"), "parity_gap": float("nan"),
-           "over_batch_sharpness": float("nan")}
-    if win.size and np.isfinite(ep.level):
+           "level": level, "drift": abs(change), "drift_signed": change,
+           "slope_per_1000": change * 1000 / span if span > 0 else float("nan"),
+           "level_sem": float("nan"), "sharpness_over_level": float("nan"),
+           "parity_gap": float("nan"), "over_batch_sharpness": float("nan"), "index": win}
+    if win.size and np.isfinite(level):
         out["sharpness_over_level"] = float(np.mean(np.asarray(h.sharpness)[win]) / out["level"])
         if against is not None:
             out["over_batch_sharpness"] = float(out["level"] / np.mean(np.asarray(against, np.float64)[win]))
@@ -432,8 +458,6 @@ def window(h, series=None, per_batch=None, against=None, sustained=False):
             out["level_sem"] = float(means.std(ddof=1) / np.sqrt(means.size))
     out["level_ratio"] = out["level"] / h.edge
     out["level_error"] = abs(out["level_ratio"] - 1)
-    noise = 2 * out["level_sem"] / h.edge if np.isfinite(out["level_sem"]) else 0.0
-    out["level_excess"] = max(0.0, out["level_error"] - noise) if np.isfinite(out["level_error"]) else out["level_error"]
     return out
 
 
@@ -441,12 +465,17 @@ def pct(value):
     return f"{value:.1%}" if np.isfinite(value) else "n/a"
 
 
-def describe(name, h):
-    w = window(h)
+def describe(name, h, w=None):
+    """Print a run's reading; ``w``: the window the claims grade (default: ``window(h)``, one
+    probe at the edge; pass the SGD runs' sustained windows, so the printout is the graded one)."""
+    w = window(h) if w is None else w
+    reach = "sustained reach (4-probe mean ≥ 95 % of the edge)" if h.batch_size is not None else "reached"
     print(f"{name}: {h.optimizer.upper()} η = {h.learning_rate:.4g}, edge {h.edge:.2f} ({h.measure}); "
-          f"reached at step {w['onset']} (−1: never); window from step {w['window_from']}, "
+          f"{reach} at step {w['onset']} (−1: never); window from step {w['window_from']}, "
           f"{w['window_probes']} probes, level {w['level']:.2f} = {w['level_ratio']:.3f} × edge, drift "
-          f"{pct(w['drift'])}; final loss {h.loss[-1]:.4f}"
+          f"{pct(w['drift'])}" + (f" (signed {w['drift_signed']:+.1%}), ± {w['level_sem']:.2f} (one standard "
+                                 "error across its minibatches)" if h.batch_size is not None else "")
+          + f"; final loss {h.loss[-1]:.4f}"
           + (f", accuracy {h.accuracy[-1]:.3f}" if h.accuracy is not None else "")
           + f"; {int((~h.eig_converged).sum())} of {h.eig_converged.size} probes missed eig_tol")
     return w
@@ -524,27 +553,33 @@ plt.show()
 # SGD runs at the authors' batch size 8. Its book settings were chosen in short trials (run
 # outside this chapter, with its network and data; the numbers below are read from those trials'
 # logs, not from this run's record), by one criterion: does the batch sharpness reach $2/\eta$
-# and stay there, the paper's precondition, for at least 8 probes? Whether a claim then passed
-# played no part. None of the settings tried met it:
+# and stay there, the paper's precondition, long enough for a window? Whether a claim then passed
+# played no part.
 #
 # - the authors' own CPU sanity run (64 images, batch 4, their step 0.05, i.e. η = 0.1 on this
 #   ½-loss, 1000 steps, their init-scale 0.2) diverged within 12 steps on this network and data
 #   (its sharpness at initialisation was about 4 × 2/η); with this chapter's initialisation it
 #   diverged at step 21, and at η = 0.07 it converged (100 % training accuracy) with the batch
-#   sharpness at about 0.8–0.9 × 2/η, 1 probe of 67 above it;
+#   sharpness flat at about 0.8–0.9 × 2/η, 1 probe of 67 above it;
 # - 500 images, batch 4, 3000 steps: η = 0.1 diverged at step 132; η = 0.07 converged, no probe
 #   at $2/\eta$;
-# - 500 images, batch 8, 3000 steps (the settings kept): at η = 0.14 (the largest that does not
-#   diverge: 0.15 diverged in an earlier trial, after its batch sharpness crossed $2/\eta$ once at
-#   step 25, early training rather than a self-stabilised edge) the batch sharpness rose to about
-#   0.8–0.9 × 2/η and the run converged (100 % training accuracy), 6 of 200 probes at or above
-#   $2/\eta$, none sustained; at η = 0.1 likewise, about 0.8 × 2/η, 1 of 200.
+# - 500 images, batch 8, 3000 steps: at η = 0.14 (the largest that does not diverge: 0.15
+#   diverged in an earlier trial, after its batch sharpness crossed $2/\eta$ once at step 25,
+#   early training rather than a self-stabilised edge) the batch sharpness rose to about
+#   0.8–0.9 × 2/η, 6 of 200 probes at or above $2/\eta$, none sustained; at η = 0.1 it rose from
+#   about 0.4 to 0.8 × 2/η, 1 of 200. Both were still rising when they ended (loss about 0.01,
+#   three orders above the authors' stop): too short, not converged;
+# - the same settings, 9000 steps (the settings kept): at η = 0.14 the batch sharpness reached
+#   $2/\eta$ in a sustained way at step 4305, 68 of 600 probes at or above it; its mean over each
+#   sixth of the run was 0.78, 0.86, 0.89, 0.94, 0.95, 0.97 × 2/η, and it ended at loss 0.003. At
+#   η = 0.1 it levelled off below: 0.64, 0.78, 0.80, 0.82, 0.83, 0.83 × 2/η, 5 of 600 probes at
+#   or above it, no sustained reach, ending at loss 0.0013 (100 % training accuracy). At 6000
+#   steps η = 0.14 would have reached it only 1,700 steps before the end (a short window).
 #
-# The kept settings are the longest the CPU allows at the largest step size, plus a second step
-# size whose edge is 40 % higher, so that "at $2/\eta$, which moves with η" could be told from a
-# level that does not move. On them the trials predict that the SGD claims are `not tested`:
-# the runs converge before the batch sharpness reaches $2/\eta$ (the README's case), and the
-# lines below say so, generated from this run.
+# So the book runs 9000 SGD steps at each step size (about two minutes each on this CPU, so the
+# chapter still takes minutes), and the second step size has an edge 40 % higher, so that "at
+# $2/\eta$, which moves with η" could be told from a level that does not move. Whether each run
+# entered the regime, and if not why, is generated below from this run.
 
 # %%
 from flax import nnx
@@ -577,10 +612,9 @@ sgd, sgd2 = (eoslib.track(nnx_loss, state, (x_img, y_onehot), optax.sgd(eta), st
              for eta, steps in ((P.sgd_eta, P.sgd_steps), (P.sgd_eta2, P.sgd_steps2)))
 sgd_window, sgd2_window = (window(h, per_batch=h.step_sharpness, sustained=True) for h in (sgd, sgd2))
 minibs_window, minibs2_window = (window(h, h.minibatch_lambda_max, h.minibatch_top_eigenvalues,
-                                        against=h.step_sharpness[:, :P.eig_batches].mean(axis=1),
-                                        sustained=True)
-                                 for h in (sgd, sgd2))
-describe("NNX MLP", sgd), describe("NNX MLP", sgd2);
+                                        against=h.step_sharpness[:, :P.eig_batches].mean(axis=1), on=w)
+                                 for h, w in ((sgd, sgd_window), (sgd2, sgd2_window)))
+describe("NNX MLP", sgd, sgd_window), describe("NNX MLP", sgd2, sgd2_window);
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The Flax NNX network. Top row: full-batch Adam at adam_eta and adam_eta2, the preconditioned sharpness against Adam's edge $(2 + 2\\beta_1)/((1 - \\beta_1)\\eta)$ (dashed), with the ordinary sharpness in grey. Bottom row: minibatch SGD at sgd_eta and sgd_eta2, the batch sharpness (shaded ± 2 standard errors across its minibatches) against $2/\\eta$ (dashed), with the full-batch sharpness in grey and the first version's mean minibatch top eigenvalue dotted. The loss panels are omitted.", "name": "fig-yom-nnx"}}
 fig, axes = plt.subplots(2, 2, figsize=(10, 6.6))
@@ -599,23 +633,33 @@ plt.show()
 from IPython.display import Markdown
 
 
-def said(name, h, w, quantity):
+def said(name, h, w, quantity, minibs=False):
     """One generated sentence per run: where its quantity went, from the measured window (the
-    parity gap for full-batch runs only: SGD has no step-to-step flip to sample one side of)."""
+    parity gap for full-batch runs only: SGD has no step-to-step flip to sample one side of).
+    ``minibs``: the first version's MiniBS, read over the batch sharpness's window (its own
+    "reach" is not one: MiniBS ≥ batch sharpness by construction)."""
     if w["window_probes"] == 0:
         return f"- {name}: no probe to read a level from."
     stochastic = h.batch_size is not None
-    where = ((f"first reached its edge {h.edge:.4g} " + ("in a sustained way (4-probe mean ≥ 95 % of it) "
-                                                         if stochastic else "") + f"at step {w['onset']}")
-             if w["reached"] else f"never reached its edge {h.edge:.4g}"
-             + (" in a sustained way" if stochastic else ""))
+    if minibs:
+        where = (f"(at or above the batch sharpness by construction, so its being at or above the edge "
+                 f"{h.edge:.4g} is no sign of the regime) is read over the batch sharpness's window, "
+                 + ("which starts after its sustained reach" if w["reached"] else
+                    "the run's second half, the batch sharpness never having reached the edge in a sustained way"))
+    elif w["reached"]:
+        where = (f"first reached its edge {h.edge:.4g} " + ("in a sustained way (4-probe mean ≥ 95 % of it) "
+                                                           if stochastic else "") + f"at step {w['onset']}")
+    else:
+        where = f"never reached its edge {h.edge:.4g}" + (" in a sustained way" if stochastic else "")
     parity = ("" if stochastic else f" (its even-step probes read {pct(w['parity_gap'])} of the edge "
               "above its odd-step ones)")
     return (f"- {name}: {quantity} {where}" + (f", {w['probes_at_edge']} of its {w['probes']} probes at or "
-                                               "above it" if stochastic else "")
+                                               + ("above the edge" if minibs else "above it") if stochastic else "")
             + f"; over its window (from step {w['window_from']}, {w['window_probes']} probes) its level is "
-            f"{w['level']:.4g} = {w['level_ratio']:.3f} × the edge, drifting {pct(w['drift'])} of the edge "
-            f"across the window{parity}; the run ends at loss {h.loss[-1]:.3g}"
+            f"{w['level']:.4g} = {w['level_ratio']:.3f} × the edge, drifting "
+            + (f"{w['drift_signed']:+.1%} of the edge across the window ({w['slope_per_1000']:+.1%} per 1,000 steps)"
+               if stochastic else f"{pct(w['drift'])} of the edge across the window")
+            + f"{parity}; the run ends at loss {h.loss[-1]:.3g}"
             + (f" and accuracy {h.accuracy[-1]:.0%}" if h.accuracy is not None else "") + ".")
 
 
@@ -626,8 +670,8 @@ display(Markdown("What the runs measured (generated from them):\n\n" + "\n".join
     said(f"Adam, η = {P.adam_eta2:g}", adam2, adam2_window, "the preconditioned sharpness"),
     said(f"SGD, η = {P.sgd_eta:g}", sgd, sgd_window, "the batch sharpness"),
     said(f"SGD, η = {P.sgd_eta2:g}", sgd2, sgd2_window, "the batch sharpness"),
-    said(f"SGD, η = {P.sgd_eta:g}", sgd, minibs_window, "the mean minibatch λ₁ (first version)"),
-    said(f"SGD, η = {P.sgd_eta2:g}", sgd2, minibs2_window, "the mean minibatch λ₁ (first version)"),
+    said(f"SGD, η = {P.sgd_eta:g}", sgd, minibs_window, "the first version's mean minibatch λ₁", minibs=True),
+    said(f"SGD, η = {P.sgd_eta2:g}", sgd2, minibs2_window, "the first version's mean minibatch λ₁", minibs=True),
 ])))
 
 # %% [markdown]
@@ -709,7 +753,7 @@ windows = {"gd": gd_window, "gd2": gd2_window, "adam": adam_window, "adam2": ada
            "sgd": sgd_window, "sgd2": sgd2_window, "minibs": minibs_window, "minibs2": minibs2_window}
 metrics = {
     "quick_sharpness": quick_sharpness, "quick_dense": quick_dense, "dense_rel_error": dense_rel_error,
-    **{f"{run}_{key}": value for run, w in windows.items() for key, value in w.items()},
+    **{f"{run}_{key}": value for run, w in windows.items() for key, value in w.items() if key != "index"},
     **{f"{run}_edge": h.edge for run, h in (("gd", gd), ("gd2", gd2), ("adam", adam), ("adam2", adam2),
                                               ("sgd", sgd), ("sgd2", sgd2))},
     **{f"{run}_final_{what}": float(getattr(h, what)[-1]) for run, h in
@@ -726,34 +770,55 @@ metrics = {
 
 
 
+#: The authors stop at a training loss of 1e-5 on a squared loss without the ½: 5e-6 on this ½MSE.
+AUTHORS_STOP = 1e-5 / 2
+#: The batch sharpness has stopped rising when its window's signed least-squares slope is at most
+#: 1 % of 2/η per 1,000 steps (a noisy series: ``edge_model.stop_rising``, which reads the running
+#: maximum, would stop at the first high spike).
+FLAT_PER_1000 = 0.01
+
+
+def why_outside(run, w, m):
+    """Why an SGD run without a sustained reach is outside the regime, generated from it:
+    *converged first* (the README's case) only when its last-epoch loss is at or below the
+    authors' stop (``AUTHORS_STOP``) or its batch sharpness has stopped rising
+    (``slope_per_1000 ≤ FLAT_PER_1000``); otherwise still rising at the end of a CPU-length run
+    (a scale result, not a finding)."""
+    loss, slope = m[f"{run}_last_epoch_loss"], w["slope_per_1000"]
+    state = (f"last-epoch loss {loss:.2g} against the authors' stop {AUTHORS_STOP:.0e}, batch sharpness "
+             f"moving {slope:+.1%} of 2/η per 1,000 steps over the run's second half")
+    if loss <= AUTHORS_STOP or slope <= FLAT_PER_1000:
+        return f"converged first ({state}): outside the regime, the README's case"
+    return f"still rising at the end of a CPU-length run ({state}): a scale result, not a finding"
+
+
 def regime(run, w, m):
     """The generated SGD regime line: the sustained reach, or why the run is outside the regime
-    (converged first: 100 % training accuracy over its last epoch; otherwise still training)."""
+    (``why_outside``)."""
     if w["reached"]:
         return (f"batch sharpness reached 2/η (4-probe mean ≥ 95 %) at step {w['onset']}, "
                 f"{w['probes_at_edge']} of {w['probes']} probes at or above it; level {w['level']:.2f} ± "
                 f"{w['level_sem']:.2f} (one standard error across its {P.batches} minibatches) = "
-                f"{w['level_ratio']:.3f} × 2/η over {w['window_probes']} probes, drift {pct(w['drift'])}")
-    why = ("converged first (100 % training accuracy over its last epoch): outside the regime"
-           if m[f"{run}_last_epoch_accuracy"] >= 0.999 else
-           f"still training at the end of a CPU-length run ({m[f'{run}_last_epoch_accuracy']:.1%} training "
-           f"accuracy over its last epoch): too short to enter the regime")
+                f"{w['level_ratio']:.3f} × 2/η over {w['window_probes']} probes, drift "
+                f"{w['drift_signed']:+.1%}")
     below = (f"; over the run's second half its batch sharpness averaged {w['level_ratio']:.2f} × 2/η, "
              "a level outside the regime that says nothing about the claim") if np.isfinite(w["level_ratio"]) else ""
     return (f"not in the regime, no sustained reach of 2/η ({w['probes_at_edge']} of {w['probes']} probes "
-            f"at or above it), {why}{below}")
+            f"at or above it), {why_outside(run, w, m)}{below}")
 
 
 texts = {}  # the generated SGD lines (words, not numbers: beside the record's metrics)
 for run, w, mw in (("sgd", sgd_window, minibs_window), ("sgd2", sgd2_window, minibs2_window)):
     texts[f"{run}_regime"] = regime(run, w, metrics)
+    texts[f"{run}_why"] = ("in the regime (sustained reach at step {})".format(w["onset"]) if w["reached"]
+                           else why_outside(run, w, metrics))
     texts[f"{run}_below_text"] = (f"{w['sharpness_over_level']:.2f}" if w["reached"] else
                                   f"not read ({texts[f'{run}_regime']})")
     mb = "minibs" if run == "sgd" else "minibs2"
     texts[f"{mb}_text"] = (
-        (f"level {mw['level']:.2f} ± {mw['level_sem']:.2f} (one standard error across its {P.eig_batches} "
-         f"minibatches) = {mw['level_ratio']:.3f} × 2/η, drift "
-         f"{pct(mw['drift'])}, MiniBS / batch sharpness (same minibatches) {mw['over_batch_sharpness']:.2f}")
+        (f"over the batch sharpness's window, level {mw['level']:.2f} ± {mw['level_sem']:.2f} (one standard "
+         f"error across its {P.eig_batches} minibatches) = {mw['level_ratio']:.3f} × 2/η, drift "
+         f"{mw['drift_signed']:+.1%}, MiniBS / batch sharpness (same minibatches) {mw['over_batch_sharpness']:.2f}")
         if w["reached"] else f"not read ({texts[f'{run}_regime']})")
 
 # %%
@@ -766,7 +831,7 @@ display(claims_table(claims))
 # Generated from the graded claims above (a rerun with other parameters rewrites it). What the
 # scale changes: at `smoke` scale the runs have too few probes for a window of 4, so the paper
 # claims cannot be graded there and only the checks count; at `book` scale the GD and Adam runs
-# have a few hundred steps and the SGD runs a few thousand, on a few hundred images.
+# have a few hundred steps and the SGD runs several thousand, on a few hundred images.
 
 # %% tags=["remove-input"]
 display(verdict_section(claims, scale=scale))
