@@ -875,7 +875,11 @@ def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], 
     fall (``n_goldilocks_runs``, ``n_comparator_runs``; the comparator ``fall_comparator_eta``),
     ``flat_slope_se``, ``n_collapsed`` (runs at chance train
     accuracy, :func:`collapsed`), ``n_failed`` (diverged or collapsed), and where failures begin:
-    ``first_failure_eta`` (the smallest η with a failed run), ``n_failed_at_first_failure`` and,
+    ``first_failure_eta`` (the smallest η whose failed runs leave it fewer than ``min_runs``
+    usable runs, with at least one failed: where the grid's failures begin, not a stray failure
+    below it),
+    ``n_isolated_failures`` (failed runs at smaller η), ``n_failed_at_goldilocks``,
+    ``n_failed_at_first_failure`` and,
     from that η on, ``n_runs_from_first_failure`` and ``n_unusable_from_first_failure``.
 
     ``goldilocks_peak_before_failures`` is 1 when validation peaks at the last η with
@@ -901,7 +905,7 @@ def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], 
     n_ok = (~np.isnan(run.test_acc)).sum(1)
     col = collapsed(run.final_train_acc, run.diverged, sp.train.y)
     failed = run.diverged | col
-    fail_rows = np.flatnonzero(failed.any(1))
+    fail_rows = np.flatnonzero(failed.any(1) & (failed.shape[1] - failed.sum(1) < min_runs))
     f0 = int(fail_rows[0]) if fail_rows.size else run.etas.size
     g_i = np.flatnonzero(run.etas == gl.goldilocks_eta)
     later = np.flatnonzero((n_ok >= min_runs) & (run.etas > gl.goldilocks_eta))
@@ -955,6 +959,8 @@ def goldilocks_experiment(sp: Splits, arch: str, etas: Float[np.ndarray, " G"], 
         "n_collapsed": int(col.sum()), "n_failed": int(failed.sum()),
         "first_failure_eta": float(run.etas[f0]) if fail_rows.size else float("nan"),
         "n_failed_at_first_failure": int(failed[f0].sum()) if fail_rows.size else 0,
+        "n_isolated_failures": int(failed[:f0].sum()),
+        "n_failed_at_goldilocks": int(failed[g_i].sum()) if g_i.size else 0,
         "n_runs_from_first_failure": int(failed[f0:].size),
         "n_unusable_from_first_failure": int(np.isnan(run.test_acc[f0:]).sum()),
         "goldilocks_peak_before_failures": peak_before_failures,
